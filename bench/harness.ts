@@ -1,0 +1,50 @@
+/** Shared bench plumbing: tinybench medians as uniform JSON rows. */
+import { Bench } from 'tinybench';
+
+export type Pass = 'forward' | 'forward+backward' | 'train-step' | 'inference' | 'throughput';
+
+export interface Row {
+  readonly suite: string;
+  readonly name: string;
+  readonly backend: string;
+  readonly pass: Pass;
+  readonly medianMs: number;
+  readonly samples: number;
+  readonly [extra: string]: unknown;
+}
+
+export interface Suite {
+  readonly name: string;
+  readonly description: string;
+  /** Runs the cases whose full name (`suite/name backend pass`) contains `filter`. */
+  run(opts: { filter?: string; quick?: boolean }): Promise<Row[]>;
+}
+
+export interface MeasureOptions {
+  /** Minimum time to spend (ms) and minimum samples; the median is reported. */
+  readonly time?: number;
+  readonly iterations?: number;
+  readonly warmup?: number;
+}
+
+/** Median wall time of `fn` in ms (tinybench, with warm-up). */
+export async function measure(fn: () => unknown | Promise<unknown>, opts: MeasureOptions = {}): Promise<{ medianMs: number; samples: number }> {
+  const bench = new Bench({
+    time: opts.time ?? 500,
+    iterations: opts.iterations ?? 5,
+    warmup: true,
+    warmupIterations: opts.warmup ?? 1,
+    warmupTime: 0,
+  });
+  bench.add('case', fn);
+  await bench.run();
+  const r = bench.tasks[0].result as any;
+  if (!r || r.error || r.state === 'errored') throw r?.error ?? new Error('bench case failed');
+  const lat = r.latency ?? r;
+  const samples: number[] | undefined = lat.samples;
+  const median = lat.p50 ?? lat.median ?? (samples ? [...samples].sort((a, b) => a - b)[samples.length >> 1] : NaN);
+  return { medianMs: median, samples: lat.samplesCount ?? samples?.length ?? 0 };
+}
+
+export const matches = (filter: string | undefined, ...parts: string[]): boolean =>
+  !filter || parts.join(' ').toLowerCase().includes(filter.toLowerCase());

@@ -1,0 +1,40 @@
+/**
+ * `npm run bench -- [--json] [--filter TEXT] [--suite NAME] [--quick]`
+ * Runs the registered suites and prints a table (or a JSON array of rows).
+ */
+import { parseArgs } from 'node:util';
+import type { Row, Suite } from './harness.ts';
+import { suites } from './suites/index.ts';
+
+const { values } = parseArgs({
+  options: {
+    json: { type: 'boolean', default: false },
+    filter: { type: 'string' },
+    suite: { type: 'string', multiple: true },
+    quick: { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
+  },
+});
+
+if (values.help) {
+  console.log(`usage: npm run bench -- [--json] [--filter TEXT] [--suite NAME] [--quick]\nsuites:\n${suites.map((s) => `  ${s.name.padEnd(12)} ${s.description}`).join('\n')}`);
+  process.exit(0);
+}
+
+const chosen: Suite[] = values.suite?.length ? suites.filter((s) => values.suite!.includes(s.name)) : suites.filter((s) => !('optIn' in s && (s as { optIn?: boolean }).optIn));
+if (values.suite?.length && chosen.length !== values.suite.length) {
+  const known = suites.map((s) => s.name);
+  console.error(`bench: unknown suite ${values.suite.filter((n) => !known.includes(n)).join(', ')} (known: ${known.join(', ')})`);
+  process.exit(2);
+}
+
+const rows: Row[] = [];
+for (const s of chosen) {
+  if (!values.json) console.error(`# suite ${s.name}: ${s.description}`);
+  const got = await s.run({ filter: values.filter, quick: values.quick });
+  rows.push(...got);
+  if (!values.json) {
+    for (const r of got) console.log(`${`${r.suite}/${r.name}`.padEnd(44)} ${r.backend.padEnd(10)} ${r.pass.padEnd(17)} ${r.medianMs.toFixed(2).padStart(10)} ms`);
+  }
+}
+if (values.json) console.log(JSON.stringify(rows, null, 2));

@@ -1,0 +1,181 @@
+/**
+ * Reverse-mode tracing. `bind` runs a primitive on its backend and, when an input depends on a
+ * live trace, records a node with the pullback beside it (micrograd's closure, tinygrad's table).
+ * A trace is live only while `vjp` runs the user's function, so values that escape a transform
+ * are constants afterwards and nothing builds graphs outside `vjp`/`grad`.
+ * Nesting (grad of a function that calls grad) works because pullbacks are public ops: while an
+ * inner trace runs its backward pass, outer traces are still live and record it.
+ */
+import { type Backend, findBackend, getBackend, type KernelArg } from '../backends/backend.ts';
+import { type Shape, fmt, shapesEqual } from '../tensor/shape.ts';
+import { type Node, Tensor } from '../tensor/tensor.ts';
+import { getPrimitive } from './registry.ts';
+
+const live = new Set<number>();
+let nextTrace = 1;
+
+export function openTrace(): number {
+  const id = nextTrace++;
+  live.add(id);
+  return id;
+}
+export function closeTrace(id: number): void {
+  live.delete(id);
+}
+
+/** The live traces a set of inputs depends on. */
+function liveTraces(inputs: readonly Tensor[]): number[] {
+  let out: number[] | undefined;
+  for (const x of inputs) {
+    const n = x.node;
+    if (!n) continue;
+    for (const t of n.traces) {
+      if (live.has(t) && !(out ??= []).includes(t)) out.push(t);
+    }
+  }
+  return out ?? [];
+}
+
+export const isTracked = (x: Tensor, trace: number): boolean => x.node?.traces.includes(trace) ?? false;
+
+/** Moves a tensor's storage to another backend (through the host). */
+export function toBackend(x: Tensor, b: Backend): Tensor {
+  if (x.backend === b) return x;
+  const host = x.backend.download(x.storage, x.dtype, x.size);
+  return new Tensor(x.shape, x.dtype, b.upload(host, x.dtype), b, x.node);
+}
+
+/** Runs primitive `name` and records it for autograd when needed. */
+export function bind<A>(name: string, inputs: readonly Tensor[], attrs: A): Tensor {
+  const prim = getPrimitive(name);
+  const spec = prim.infer(inputs, attrs);
+  // Run where the inputs live; a kernel a backend lacks runs on the CPU reference.
+  let backend: Backend = inputs.length ? inputs[0].backend : getBackend();
+  let kernel = backend.kernels.get(name);
+  if (!kernel) {
+    backend = findBackend('cpu');
+    kernel = backend.kernels.get(name);
+    if (!kernel) throw new Error(`${name}: no kernel registered on backend 'cpu'`);
+  }
+  const args: KernelArg[] = inputs.map((x) => {
+    const y = toBackend(x, backend);
+    return { storage: y.storage, shape: y.shape, dtype: y.dtype };
+  });
+  const storage = kernel(args, attrs, spec);
+  const traces = prim.vjp ? liveTraces(inputs) : [];
+  if (traces.length === 0) return new Tensor([...spec.shape], spec.dtype, storage, backend);
+  let out: Tensor;
+  const node: Node = {
+    traces,
+    inputs,
+    pullback: (ct) =>
+      prim.vjp!(ct, { inputs, out, attrs, needs: inputs.map((x) => traces.some((t) => isTracked(x, t))) }),
+  };
+  out = new Tensor([...spec.shape], spec.dtype, storage, backend, node);
+  return out;
+}
+
+/** The same values without autograd history (stopGradient). */
+export const detach = (x: Tensor): Tensor => (x.node ? new Tensor(x.shape, x.dtype, x.storage, x.backend) : x);
+
+/** A leaf of trace `id`: the same values, tracked, with an identity link to `x` for outer traces. */
+export function leafOf(x: Tensor, id: number): Tensor {
+  const outer = liveTraces([x]);
+  return new Tensor(x.shape, x.dtype, x.storage, x.backend, {
+    traces: [id, ...outer],
+    inputs: outer.length ? [x] : [],
+    pullback: outer.length ? (ct) => [ct] : null,
+  });
+}
+
+/** Drops history that no live trace can use any more, so escaped values hold no graph. */
+export const release = (x: Tensor): Tensor => (x.node && liveTraces([x]).length === 0 ? detach(x) : x);
+
+/**
+ * Defines a differentiable function with a hand-written VJP (JAX's custom_vjp), for numerically
+ * careful ops: `fwd` returns the output and residuals, `bwd` maps residuals and the cotangent to
+ * the inputs' cotangents. The output is recorded as one node.
+ */
+export function customVjp<R>(
+  fwd: (...xs: Tensor[]) => [Tensor, R],
+  bwd: (res: R, ct: Tensor) => readonly (Tensor | null)[],
+): (...xs: Tensor[]) => Tensor {
+  return (...xs) => {
+    const traces = liveTraces(xs);
+    // The forward runs on detached inputs: its inner ops are not recorded.
+    const [y, res] = fwd(...xs.map(detach));
+    if (traces.length === 0) return y;
+    return new Tensor(y.shape, y.dtype, y.storage, y.backend, { traces, inputs: xs, pullback: (ct) => bwd(res, ct) });
+  };
+}
+
+// ---- the backward pass -------------------------------------------------------------------------
+
+/** Sums a broadcast cotangent back to `shape` (the one central un-broadcast). */
+export type SumTo = (ct: Tensor, shape: Shape) => Tensor;
+export type Add = (a: Tensor, b: Tensor) => Tensor;
+export type Cast = (a: Tensor, dtype: Tensor['dtype']) => Tensor;
+
+/**
+ * Pushes cotangents `cts` of `outputs` back through everything recorded on trace `id`;
+ * returns the cotangents of `leaves` (null where nothing flowed).
+ */
+export function backward(
+  id: number,
+  outputs: readonly Tensor[],
+  cts: readonly Tensor[],
+  leaves: readonly Tensor[],
+  ops: { sumTo: SumTo; add: Add; cast: Cast },
+): (Tensor | null)[] {
+  // Topological order over the nodes of this trace (iterative DFS: deep nets overflow recursion).
+  const order: Tensor[] = [];
+  const seen = new Set<Tensor>();
+  for (const root of outputs) {
+    if (!isTracked(root, id) || seen.has(root)) continue;
+    const stack: [Tensor, number][] = [[root, 0]];
+    seen.add(root);
+    while (stack.length) {
+      const top = stack[stack.length - 1];
+      const ins = top[0].node!.inputs;
+      if (top[1] < ins.length) {
+        const child = ins[top[1]++];
+        if (isTracked(child, id) && !seen.has(child)) {
+          seen.add(child);
+          stack.push([child, 0]);
+        }
+      } else {
+        order.push(top[0]);
+        stack.pop();
+      }
+    }
+  }
+  const grads = new Map<Tensor, Tensor>();
+  const accumulate = (x: Tensor, g: Tensor) => {
+    if (!shapesEqual(g.shape, x.shape)) g = ops.sumTo(g, x.shape);
+    if (g.dtype !== x.dtype) g = ops.cast(g, x.dtype);
+    const prev = grads.get(x);
+    grads.set(x, prev ? ops.add(prev, g) : g);
+  };
+  outputs.forEach((y, i) => {
+    if (!shapesEqual(cts[i].shape, y.shape)) {
+      throw new Error(`vjp: cotangent shape ${fmt(cts[i].shape)} does not match output shape ${fmt(y.shape)}`);
+    }
+    if (isTracked(y, id)) accumulate(y, cts[i]);
+  });
+  const leafSet = new Set(leaves);
+  for (let k = order.length - 1; k >= 0; k--) {
+    const x = order[k];
+    const g = grads.get(x);
+    if (!g || leafSet.has(x)) continue;
+    const node = x.node!;
+    if (!node.pullback) continue;
+    const inCts = node.pullback(g);
+    // Free the cotangent of an interior node as soon as it has been pushed back.
+    grads.delete(x);
+    node.inputs.forEach((inp, j) => {
+      const c = inCts[j];
+      if (c && isTracked(inp, id)) accumulate(inp, c);
+    });
+  }
+  return leaves.map((l) => grads.get(l) ?? null);
+}

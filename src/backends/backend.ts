@@ -1,0 +1,70 @@
+/**
+ * The backend interface the primitives dispatch to (TensorFlow.js's kernel registry, in small):
+ * a backend owns storage (typed arrays, GPU textures, ...) and a table of kernels keyed by
+ * primitive name. Adding an op = one primitive-table entry + one kernel per backend.
+ */
+import type { Shape } from '../tensor/shape.ts';
+
+export type DType = 'float32' | 'float64';
+export type TypedArray = Float32Array | Float64Array;
+
+/** What a kernel sees of each input. */
+export interface KernelArg<S = unknown> {
+  readonly storage: S;
+  readonly shape: Shape;
+  readonly dtype: DType;
+}
+
+export interface OutSpec {
+  readonly shape: Shape;
+  readonly dtype: DType;
+}
+
+export type Kernel<S = unknown, A = any> = (inputs: readonly KernelArg<S>[], attrs: A, out: OutSpec) => S;
+
+export interface Backend<S = unknown> {
+  readonly name: string;
+  /** Moves host data onto the backend (may keep a reference to `data`: callers pass a fresh copy). */
+  upload(data: TypedArray, dtype: DType): S;
+  /** A host copy of the storage. */
+  download(storage: S, dtype: DType, size: number): TypedArray;
+  /** Asynchronous read-back for devices that prefer it. */
+  downloadAsync?(storage: S, dtype: DType, size: number): Promise<TypedArray>;
+  /** Frees device memory early (the GC does it otherwise). */
+  dispose?(storage: S): void;
+  readonly kernels: Map<string, Kernel<S>>;
+  /** A line saying what the backend runs on (e.g. gpu.js mode). */
+  describe?(): string;
+}
+
+const backends = new Map<string, Backend<any>>();
+let current: Backend<any> | undefined;
+
+export function registerBackend(b: Backend<any>): void {
+  backends.set(b.name, b);
+  current ??= b;
+}
+
+export function findBackend(name: string): Backend<any> {
+  const b = backends.get(name);
+  if (!b) throw new Error(`setBackend: unknown backend '${name}' (registered: ${[...backends.keys()].join(', ')})`);
+  return b;
+}
+
+/** Selects the backend new tensors and ops run on. */
+export function setBackend(name: string): Backend<any> {
+  current = findBackend(name);
+  return current;
+}
+
+export function getBackend(): Backend<any> {
+  if (!current) throw new Error('getBackend: no backend registered');
+  return current;
+}
+
+export const listBackends = (): string[] => [...backends.keys()];
+
+/** Registers a kernel for a primitive on a backend. */
+export function registerKernel<S>(backend: string, prim: string, kernel: Kernel<S>): void {
+  findBackend(backend).kernels.set(prim, kernel as Kernel<any>);
+}

@@ -1,0 +1,34 @@
+/** The CPU backend: plain TypeScript kernels over typed arrays, the reference for every other backend. */
+import { type Backend, type Kernel, registerBackend, type TypedArray } from '../backend.ts';
+import { elementwiseExprs, elementwiseKernel } from './elementwise.ts';
+import * as L from './layout.ts';
+import { matmulImpl } from './matmul.ts';
+import { maxImpl, sumImpl } from './reduce.ts';
+
+const kernels = new Map<string, Kernel<TypedArray>>();
+for (const [name, [arity, expr]] of Object.entries(elementwiseExprs)) kernels.set(name, elementwiseKernel(arity, expr));
+const table: Record<string, Kernel<TypedArray, any>> = {
+  sum: sumImpl,
+  max: maxImpl,
+  matmul: matmulImpl,
+  reshape: L.reshapeImpl,
+  transpose: L.transposeImpl,
+  broadcastTo: L.broadcastToImpl,
+  slice: L.sliceImpl,
+  pad: L.padImpl,
+  concat: L.concatImpl,
+  gather: L.gatherImpl,
+  scatterAdd: L.scatterAddImpl,
+  cast: L.castImpl,
+};
+for (const [name, k] of Object.entries(table)) kernels.set(name, k);
+
+export const cpuBackend: Backend<TypedArray> = {
+  name: 'cpu',
+  upload: (data) => data,
+  download: (s) => s.slice(),
+  kernels,
+  describe: () => 'cpu (TypeScript kernels)',
+};
+
+registerBackend(cpuBackend);

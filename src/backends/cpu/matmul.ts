@@ -1,0 +1,78 @@
+/** Batched matrix product with broadcast batch dims; transposes are read through strides, never materialised. */
+import type { KernelArg, OutSpec, TypedArray } from '../backend.ts';
+import { arrayFor } from '../../tensor/tensor.ts';
+import { sizeOf } from '../../tensor/shape.ts';
+import { broadcastStrides } from './elementwise.ts';
+
+interface MatmulAttrs {
+  transA: boolean;
+  transB: boolean;
+}
+
+/** C[m, n] = Σ_k A(m, k)·B(k, n) for one matrix, A and B given by offsets and strides. */
+export function gemm(
+  A: TypedArray, aOff: number, sam: number, sak: number,
+  B: TypedArray, bOff: number, sbk: number, sbn: number,
+  C: TypedArray, cOff: number, M: number, N: number, K: number,
+): void {
+  if (sbn === 1) {
+    // i-k-j: the inner loop runs along contiguous rows of B and C.
+    const acc = new Float64Array(N);
+    for (let i = 0; i < M; i++) {
+      acc.fill(0);
+      for (let k = 0; k < K; k++) {
+        const a = A[aOff + i * sam + k * sak];
+        if (a === 0) continue;
+        const bRow = bOff + k * sbk;
+        for (let j = 0; j < N; j++) acc[j] += a * B[bRow + j];
+      }
+      C.set(acc, cOff + i * N);
+    }
+  } else {
+    // B is transposed (contiguous along k): dot products.
+    for (let i = 0; i < M; i++) {
+      for (let j = 0; j < N; j++) {
+        let s = 0;
+        const a0 = aOff + i * sam;
+        const b0 = bOff + j * sbn;
+        for (let k = 0; k < K; k++) s += A[a0 + k * sak] * B[b0 + k * sbk];
+        C[cOff + i * N + j] = s;
+      }
+    }
+  }
+}
+
+export function matmulImpl([a, b]: readonly KernelArg<TypedArray>[], { transA, transB }: MatmulAttrs, out: OutSpec): TypedArray {
+  const ra = a.shape.length;
+  const rb = b.shape.length;
+  const [ar, ac] = a.shape.slice(-2);
+  const [br, bc] = b.shape.slice(-2);
+  const M = transA ? ac : ar;
+  const K = transA ? ar : ac;
+  const N = transB ? br : bc;
+  // Element (m, k) of op(A) sits at m·sam + k·sak within a matrix.
+  const sam = transA ? 1 : ac;
+  const sak = transA ? ac : 1;
+  const sbk = transB ? 1 : bc;
+  const sbn = transB ? bc : 1;
+  const batch = out.shape.slice(0, -2);
+  const nb = sizeOf(batch);
+  const C = arrayFor(out.dtype, sizeOf(out.shape));
+  const aSt = broadcastStrides(a.shape.slice(0, ra - 2), batch);
+  const bSt = broadcastStrides(b.shape.slice(0, rb - 2), batch);
+  const idx = new Int32Array(batch.length);
+  for (let t = 0; t < nb; t++) {
+    let ao = 0;
+    let bo = 0;
+    for (let d = 0; d < batch.length; d++) {
+      ao += idx[d] * aSt[d];
+      bo += idx[d] * bSt[d];
+    }
+    gemm(a.storage, ao * ar * ac, sam, sak, b.storage, bo * br * bc, sbk, sbn, C, t * M * N, M, N, K);
+    for (let d = batch.length - 1; d >= 0; d--) {
+      if (++idx[d] < batch[d]) break;
+      idx[d] = 0;
+    }
+  }
+  return C;
+}

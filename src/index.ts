@@ -1,0 +1,8 @@
+/**
+ * @stochconv/engine — tensors, reverse-mode autograd, convolution kernels on CPU and gpu.js, and
+ * the EfficientNet / Stochastic Convolution models, in TypeScript.
+ */
+import './backends/cpu/index.ts';
+export * from './tensor/index.ts';
+export * from './autograd/index.ts';
+export { setBackend, getBackend, listBackends, registerBackend, registerKernel, type Backend, type DType, type TypedArray } from './backends/backend.ts';

@@ -1,0 +1,129 @@
+/**
+ * Explicit, splittable random keys (JAX's design): no hidden global state. Bits come from the
+ * counter-based Threefry-2x32 hash (Salmon et al., "Parallel random numbers: as easy as 1, 2, 3"),
+ * so a key and a position always give the same number, on any backend, in any order.
+ */
+import type { DType } from '../backends/backend.ts';
+import { type Shape, checkShape, sizeOf } from './shape.ts';
+import { type Tensor, arrayFor, fromArray } from './tensor.ts';
+
+export interface Key {
+  readonly k0: number;
+  readonly k1: number;
+}
+
+/** A key from an integer seed. */
+export function key(seed: number): Key {
+  if (!Number.isFinite(seed)) throw new Error(`key: seed must be a finite number, got ${seed}`);
+  const s = Math.trunc(seed);
+  return Object.freeze({ k0: s >>> 0, k1: Math.floor(s / 2 ** 32) >>> 0 });
+}
+/** The key as plain numbers (for checkpoints) and back. */
+export const keyData = (k: Key): [number, number] => [k.k0 >>> 0, k.k1 >>> 0];
+export const keyFrom = ([a, b]: readonly [number, number]): Key => Object.freeze({ k0: a >>> 0, k1: b >>> 0 });
+
+const rotl = (x: number, r: number) => ((x << r) | (x >>> (32 - r))) >>> 0;
+const R = [13, 15, 26, 6, 17, 29, 16, 24];
+
+/** Threefry-2x32 with 20 rounds: two 32-bit words from a key and a two-word counter. */
+export function threefry(k: Key, c0: number, c1: number, out: Uint32Array = new Uint32Array(2)): Uint32Array {
+  const ks = [k.k0 >>> 0, k.k1 >>> 0, (0x1bd11bda ^ k.k0 ^ k.k1) >>> 0];
+  let x0 = (c0 + ks[0]) >>> 0;
+  let x1 = (c1 + ks[1]) >>> 0;
+  for (let g = 0; g < 5; g++) {
+    const base = (g & 1) * 4;
+    for (let r = 0; r < 4; r++) {
+      x0 = (x0 + x1) >>> 0;
+      x1 = rotl(x1, R[base + r]) ^ x0;
+    }
+    x0 = (x0 + ks[(g + 1) % 3]) >>> 0;
+    x1 = (x1 + ks[(g + 2) % 3] + g + 1) >>> 0;
+  }
+  out[0] = x0;
+  out[1] = x1;
+  return out;
+}
+
+/** `n` independent keys derived from `k`. */
+export function split(k: Key, n = 2): Key[] {
+  const w = new Uint32Array(2);
+  return Array.from({ length: n }, (_, i) => {
+    threefry(k, i, 0x9e3779b9, w);
+    return Object.freeze({ k0: w[0], k1: w[1] });
+  });
+}
+
+/** A key derived from `k` and an integer (e.g. a step or layer index). */
+export function foldIn(k: Key, data: number): Key {
+  const w = threefry(k, data >>> 0, 0x7f4a7c15);
+  return Object.freeze({ k0: w[0], k1: w[1] });
+}
+
+/** `n` uniform numbers in [0, 1) (53-bit resolution), in a plain Float64Array. */
+export function uniformArray(k: Key, n: number): Float64Array {
+  const out = new Float64Array(n);
+  const w = new Uint32Array(2);
+  for (let i = 0; i < n; i++) {
+    threefry(k, i, 0, w);
+    out[i] = ((w[0] >>> 5) * 67108864 + (w[1] >>> 6)) / 9007199254740992;
+  }
+  return out;
+}
+
+/** Integers uniform in [low, high) (exact: rejection-free for ranges below 2^32 by 53-bit scaling). */
+export function randint(k: Key, n: number, low: number, high: number): Int32Array {
+  if (!(high > low)) throw new Error(`randint: empty range [${low}, ${high})`);
+  const u = uniformArray(k, n);
+  const out = new Int32Array(n);
+  for (let i = 0; i < n; i++) out[i] = low + Math.floor(u[i] * (high - low));
+  return out;
+}
+
+/** A random permutation of 0 … n − 1 (Fisher–Yates driven by the key). */
+export function permutation(k: Key, n: number): Int32Array {
+  const p = Int32Array.from({ length: n }, (_, i) => i);
+  const u = uniformArray(k, n);
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(u[i] * (i + 1));
+    [p[i], p[j]] = [p[j], p[i]];
+  }
+  return p;
+}
+
+export interface RandomOptions {
+  readonly dtype?: DType;
+}
+
+/** Uniform on [low, high). */
+export function uniform(k: Key, shape: Shape, low = 0, high = 1, opts: RandomOptions = {}): Tensor {
+  checkShape('uniform', shape);
+  const u = uniformArray(k, sizeOf(shape));
+  const a = arrayFor(opts.dtype ?? 'float32', u.length);
+  for (let i = 0; i < u.length; i++) a[i] = low + (high - low) * u[i];
+  return fromArray(a, shape);
+}
+
+/** Normal with the given mean and standard deviation (Box–Muller). */
+export function normal(k: Key, shape: Shape, mean = 0, std = 1, opts: RandomOptions = {}): Tensor {
+  checkShape('normal', shape);
+  const n = sizeOf(shape);
+  const u = uniformArray(k, 2 * Math.ceil(n / 2));
+  const a = arrayFor(opts.dtype ?? 'float32', n);
+  for (let i = 0; i < n; i += 2) {
+    const r = Math.sqrt(-2 * Math.log(1 - u[i]));
+    const t = 2 * Math.PI * u[i + 1];
+    a[i] = mean + std * r * Math.cos(t);
+    if (i + 1 < n) a[i + 1] = mean + std * r * Math.sin(t);
+  }
+  return fromArray(a, shape);
+}
+
+/** 1 with probability p, else 0. */
+export function bernoulli(k: Key, p: number, shape: Shape, opts: RandomOptions = {}): Tensor {
+  if (!(p >= 0 && p <= 1)) throw new Error(`bernoulli: p must be in [0, 1], got ${p}`);
+  checkShape('bernoulli', shape);
+  const u = uniformArray(k, sizeOf(shape));
+  const a = arrayFor(opts.dtype ?? 'float32', u.length);
+  for (let i = 0; i < u.length; i++) a[i] = u[i] < p ? 1 : 0;
+  return fromArray(a, shape);
+}
