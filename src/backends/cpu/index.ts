@@ -1,5 +1,6 @@
 /** The CPU backend: plain TypeScript kernels over typed arrays, the reference for every other backend. */
 import { type Backend, type Kernel, registerBackend, type TypedArray } from '../backend.ts';
+import { convKernels } from './conv.ts';
 import { elementwiseExprs, elementwiseKernel } from './elementwise.ts';
 import * as L from './layout.ts';
 import { matmulImpl } from './matmul.ts';
@@ -20,6 +21,7 @@ const table: Record<string, Kernel<TypedArray, any>> = {
   gather: L.gatherImpl,
   scatterAdd: L.scatterAddImpl,
   cast: L.castImpl,
+  ...convKernels,
 };
 for (const [name, k] of Object.entries(table)) kernels.set(name, k);
 

@@ -1,0 +1,425 @@
+/**
+ * The convolution family in the primitive table: conv2d (grouped / depthwise / pointwise), its two
+ * gradients, the stochastic convolution of the paper and pooling. NCHW inputs, OIHW filters.
+ * Conv and its gradients are bilinear, so each gradient is itself a primitive whose VJP is a conv
+ * again (JAX's defbilinear): for y = conv(x, w), x̄ = convGradInput(ȳ, w), w̄ = convGradFilter(x, ȳ),
+ * and since convGradInput is the adjoint of conv in x, its own VJP only needs conv and convGradFilter.
+ */
+import type { DType } from '../backends/backend.ts';
+import { type Shape, fmt } from '../tensor/shape.ts';
+import type { Tensor } from '../tensor/tensor.ts';
+import { dims, input, values } from './checkgen.ts';
+import { type CheckCase, definePrimitive } from './registry.ts';
+import { bind } from './trace.ts';
+
+export type Pair = [number, number];
+export type Quad = [number, number, number, number];
+
+export interface Conv2dAttrs {
+  readonly stride: Pair;
+  /** [top, bottom, left, right] */
+  readonly padding: Quad;
+  readonly dilation: Pair;
+  readonly groups: number;
+}
+export interface Conv2dGradInputAttrs extends Conv2dAttrs {
+  readonly inputShape: number[];
+}
+export interface Conv2dGradFilterAttrs extends Conv2dAttrs {
+  readonly filterShape: number[];
+}
+
+export interface StochasticConv2dAttrs {
+  readonly stride: Pair;
+  readonly outSize: Pair;
+  /** (row, col) top-left corners: window i = k (per batch) or n·O + k (per image). */
+  readonly windows: Int32Array;
+  readonly perImage: boolean;
+}
+export interface StochasticConv2dGradInputAttrs extends StochasticConv2dAttrs {
+  readonly inputShape: number[];
+}
+export interface StochasticConv2dGradFilterAttrs extends StochasticConv2dAttrs {
+  readonly filterShape: number[];
+}
+
+export interface Pool2dAttrs {
+  readonly kernel: Pair;
+  readonly stride: Pair;
+  readonly padding: Quad;
+}
+export interface Pool2dGradAttrs extends Pool2dAttrs {
+  readonly inputShape: number[];
+}
+
+type In = readonly { shape: Shape; dtype: DType }[];
+
+/** Output length of a padded, strided, dilated window sweep along one axis. */
+export const convOutLength = (n: number, k: number, s: number, d: number, lo: number, hi: number): number =>
+  Math.floor((n + lo + hi - d * (k - 1) - 1) / s) + 1;
+
+/** Side of the input window a stochastic conv reads for `out` outputs: (out − 1)·s + k. */
+export const sliceLength = (out: number, k: number, s: number): number => (out - 1) * s + k;
+
+function sameDtype(op: string, xs: In): DType {
+  if (xs[0].dtype !== xs[1].dtype) {
+    throw new Error(`${op}: dtypes ${xs[0].dtype} and ${xs[1].dtype} differ (shapes ${fmt(xs[0].shape)} and ${fmt(xs[1].shape)}); cast first`);
+  }
+  return xs[0].dtype;
+}
+
+function rank4(op: string, what: string, s: Shape): void {
+  if (s.length !== 4) throw new Error(`${op}: ${what} must be 4-D, got shape ${fmt(s)}`);
+}
+
+function checkPositive(op: string, name: string, v: readonly number[], min = 1): void {
+  for (const d of v) {
+    if (!Number.isInteger(d) || d < min) throw new Error(`${op}: ${name} must be integers ≥ ${min}, got [${v.join(',')}]`);
+  }
+}
+
+/** conv2d's output shape for input `x` and filter `w`; errors name the op and the sizes. */
+export function conv2dShape(op: string, x: Shape, w: Shape, a: Conv2dAttrs): number[] {
+  rank4(op, 'input', x);
+  rank4(op, 'filter', w);
+  checkPositive(op, 'stride', a.stride);
+  checkPositive(op, 'dilation', a.dilation);
+  checkPositive(op, 'padding', a.padding, 0);
+  const [N, C, H, W] = x;
+  const [O, Cg, kh, kw] = w;
+  const g = a.groups;
+  if (!Number.isInteger(g) || g < 1) throw new Error(`${op}: groups must be a positive integer, got ${g}`);
+  if (C % g !== 0) throw new Error(`${op}: groups ${g} does not divide the ${C} input channels of ${fmt(x)}`);
+  if (O % g !== 0) throw new Error(`${op}: groups ${g} does not divide the ${O} output channels of filter ${fmt(w)}`);
+  if (Cg * g !== C) {
+    throw new Error(`${op}: channel mismatch: input ${fmt(x)} has ${C} channels, filter ${fmt(w)} with groups ${g} expects ${Cg * g}`);
+  }
+  const [pt, pb, pl, pr] = a.padding;
+  const [sh, sw] = a.stride;
+  const [dh, dw] = a.dilation;
+  const oh = convOutLength(H, kh, sh, dh, pt, pb);
+  const ow = convOutLength(W, kw, sw, dw, pl, pr);
+  if (oh < 1 || ow < 1) {
+    throw new Error(
+      `${op}: input ${H}×${W} padded to ${H + pt + pb}×${W + pl + pr} is smaller than the dilated kernel ${dh * (kh - 1) + 1}×${dw * (kw - 1) + 1} (input ${fmt(x)}, filter ${fmt(w)})`,
+    );
+  }
+  return [N, O, oh, ow];
+}
+
+const baseConv = (a: Conv2dAttrs): Conv2dAttrs => ({ stride: a.stride, padding: a.padding, dilation: a.dilation, groups: a.groups });
+
+export const conv2dPrim = (x: Tensor, w: Tensor, a: Conv2dAttrs): Tensor => bind('conv2d', [x, w], baseConv(a));
+export const conv2dGradInputPrim = (ct: Tensor, w: Tensor, a: Conv2dAttrs, inputShape: Shape): Tensor =>
+  bind('conv2dGradInput', [ct, w], { ...baseConv(a), inputShape: [...inputShape] });
+export const conv2dGradFilterPrim = (x: Tensor, ct: Tensor, a: Conv2dAttrs, filterShape: Shape): Tensor =>
+  bind('conv2dGradFilter', [x, ct], { ...baseConv(a), filterShape: [...filterShape] });
+
+function expectShape(op: string, what: string, got: Shape, want: Shape): void {
+  if (got.length !== want.length || got.some((d, i) => d !== want[i])) {
+    throw new Error(`${op}: ${what} has shape ${fmt(got)}, expected ${fmt(want)}`);
+  }
+}
+
+// ---- gradient-check cases ----------------------------------------------------------------------
+type FC = typeof import('fast-check');
+const size = (s: readonly number[]) => s.reduce((p, d) => p * d, 1);
+const pair = (fc: FC, min: number, max: number) => fc.tuple(fc.integer({ min, max }), fc.integer({ min, max }));
+
+interface ConvCfg {
+  x: number[];
+  w: number[];
+  attrs: Conv2dAttrs;
+  out: number[];
+}
+/** Small conv configurations: groups (incl. depthwise with a multiplier), stride, dilation, padding, rectangular kernels. */
+const convCfg = (fc: FC) =>
+  fc
+    .record({
+      n: fc.integer({ min: 1, max: 2 }),
+      groups: fc.integer({ min: 1, max: 2 }),
+      cg: fc.integer({ min: 1, max: 2 }),
+      og: fc.integer({ min: 1, max: 2 }),
+      hw: pair(fc, 1, 5),
+      k: pair(fc, 1, 3),
+      stride: pair(fc, 1, 2),
+      dilation: pair(fc, 1, 2),
+      padding: fc.tuple(fc.integer({ min: 0, max: 2 }), fc.integer({ min: 0, max: 2 }), fc.integer({ min: 0, max: 2 }), fc.integer({ min: 0, max: 2 })),
+    })
+    .filter(
+      (c) =>
+        convOutLength(c.hw[0], c.k[0], c.stride[0], c.dilation[0], c.padding[0], c.padding[1]) >= 1 &&
+        convOutLength(c.hw[1], c.k[1], c.stride[1], c.dilation[1], c.padding[2], c.padding[3]) >= 1,
+    )
+    .map((c): ConvCfg => {
+      const x = [c.n, c.groups * c.cg, c.hw[0], c.hw[1]];
+      const w = [c.groups * c.og, c.cg, c.k[0], c.k[1]];
+      const attrs: Conv2dAttrs = { stride: c.stride, padding: c.padding as Quad, dilation: c.dilation, groups: c.groups };
+      return { x, w, attrs, out: conv2dShape('check', x, w, attrs) };
+    });
+
+const tensorCase = (fc: FC, shape: number[]) => values(fc, size(shape), 'real').map((v) => ({ shape, values: v }));
+
+interface StochCfg {
+  x: number[];
+  w: number[];
+  attrs: StochasticConv2dAttrs;
+  out: number[];
+}
+const stochCfg = (fc: FC) =>
+  fc
+    .record({
+      n: fc.integer({ min: 1, max: 2 }),
+      c: fc.integer({ min: 1, max: 2 }),
+      o: fc.integer({ min: 1, max: 3 }),
+      k: pair(fc, 1, 3),
+      stride: pair(fc, 1, 2),
+      outSize: pair(fc, 1, 2),
+      extra: pair(fc, 0, 3),
+      perImage: fc.boolean(),
+      seeds: fc.array(fc.nat(), { minLength: 12, maxLength: 12 }),
+    })
+    .map((c): StochCfg => {
+      const sh = sliceLength(c.outSize[0], c.k[0], c.stride[0]);
+      const sw = sliceLength(c.outSize[1], c.k[1], c.stride[1]);
+      const H = sh + c.extra[0];
+      const W = sw + c.extra[1];
+      const nw = c.perImage ? c.n * c.o : c.o;
+      const windows = new Int32Array(2 * nw);
+      for (let i = 0; i < nw; i++) {
+        windows[2 * i] = c.seeds[2 * i] % (H - sh + 1);
+        windows[2 * i + 1] = c.seeds[2 * i + 1] % (W - sw + 1);
+      }
+      const attrs: StochasticConv2dAttrs = { stride: c.stride, outSize: c.outSize, windows, perImage: c.perImage };
+      return { x: [c.n, c.c, H, W], w: [c.o, c.c, c.k[0], c.k[1]], attrs, out: [c.n, c.o, c.outSize[0], c.outSize[1]] };
+    });
+
+// ---- conv2d --------------------------------------------------------------------------------------
+definePrimitive<Conv2dAttrs>({
+  name: 'conv2d',
+  infer: (xs, a) => ({ shape: conv2dShape('conv2d', xs[0].shape, xs[1].shape, a), dtype: sameDtype('conv2d', xs) }),
+  // y = x ⋆ w: x̄ = convGradInput(ȳ, w), w̄ = convGradFilter(x, ȳ)
+  vjp: (ct, { inputs: [x, w], attrs, needs }) => [
+    needs[0] ? conv2dGradInputPrim(ct, w, attrs, x.shape) : null,
+    needs[1] ? conv2dGradFilterPrim(x, ct, attrs, w.shape) : null,
+  ],
+  check: (fc) =>
+    convCfg(fc).chain((c) => fc.tuple(tensorCase(fc, c.x), tensorCase(fc, c.w)).map((inputs): CheckCase => ({ inputs, attrs: c.attrs }))),
+});
+
+definePrimitive<Conv2dGradInputAttrs>({
+  name: 'conv2dGradInput',
+  infer: (xs, a) => {
+    const [ct, w] = xs;
+    const out = conv2dShape('conv2dGradInput', a.inputShape, w.shape, a);
+    expectShape('conv2dGradInput', 'cotangent', ct.shape, out);
+    return { shape: [...a.inputShape], dtype: sameDtype('conv2dGradInput', xs) };
+  },
+  // Linear in ȳ (the adjoint of conv in x) and in w: d ȳ = X̄ ⋆ w, d w = convGradFilter(X̄, ȳ).
+  vjp: (g, { inputs: [ct, w], attrs, needs }) => [
+    needs[0] ? conv2dPrim(g, w, attrs) : null,
+    needs[1] ? conv2dGradFilterPrim(g, ct, attrs, w.shape) : null,
+  ],
+  check: (fc) =>
+    convCfg(fc).chain((c) =>
+      fc.tuple(tensorCase(fc, c.out), tensorCase(fc, c.w)).map((inputs): CheckCase => ({ inputs, attrs: { ...c.attrs, inputShape: c.x } })),
+    ),
+});
+
+definePrimitive<Conv2dGradFilterAttrs>({
+  name: 'conv2dGradFilter',
+  infer: (xs, a) => {
+    const [x, ct] = xs;
+    const out = conv2dShape('conv2dGradFilter', x.shape, a.filterShape, a);
+    expectShape('conv2dGradFilter', 'cotangent', ct.shape, out);
+    return { shape: [...a.filterShape], dtype: sameDtype('conv2dGradFilter', xs) };
+  },
+  // Linear in x and in ȳ: d x = convGradInput(ȳ, W̄), d ȳ = x ⋆ W̄.
+  vjp: (g, { inputs: [x, ct], attrs, needs }) => [
+    needs[0] ? conv2dGradInputPrim(ct, g, attrs, x.shape) : null,
+    needs[1] ? conv2dPrim(x, g, attrs) : null,
+  ],
+  check: (fc) =>
+    convCfg(fc).chain((c) =>
+      fc.tuple(tensorCase(fc, c.x), tensorCase(fc, c.out)).map((inputs): CheckCase => ({ inputs, attrs: { ...c.attrs, filterShape: c.w } })),
+    ),
+});
+
+// ---- stochastic conv ---------------------------------------------------------------------------
+
+/** The stochastic conv's output shape; validates channels, the windows array and every window. */
+export function stochasticConv2dShape(op: string, x: Shape, w: Shape, a: StochasticConv2dAttrs): number[] {
+  rank4(op, 'input', x);
+  rank4(op, 'filter', w);
+  checkPositive(op, 'stride', a.stride);
+  checkPositive(op, 'outSize', a.outSize);
+  const [N, C, H, W] = x;
+  const [O, Cw, kh, kw] = w;
+  if (Cw !== C) throw new Error(`${op}: channel mismatch: input ${fmt(x)} has ${C} channels, filter ${fmt(w)} has ${Cw}`);
+  const sh = sliceLength(a.outSize[0], kh, a.stride[0]);
+  const sw = sliceLength(a.outSize[1], kw, a.stride[1]);
+  if (sh > H || sw > W) {
+    throw new Error(`${op}: input ${H}×${W} (shape ${fmt(x)}) is smaller than the slice ${sh}×${sw} needed for output ${a.outSize[0]}×${a.outSize[1]} with a ${kh}×${kw} kernel and stride [${a.stride.join(',')}]`);
+  }
+  const nw = a.perImage ? N * O : O;
+  if (!(a.windows instanceof Int32Array) || a.windows.length !== 2 * nw) {
+    throw new Error(
+      `${op}: windows has length ${a.windows?.length}, expected ${2 * nw} (${a.perImage ? `N·C_out·2 = ${N}·${O}·2, per image` : `C_out·2 = ${O}·2, per batch`})`,
+    );
+  }
+  for (let i = 0; i < nw; i++) {
+    const r = a.windows[2 * i];
+    const c = a.windows[2 * i + 1];
+    if (r < 0 || c < 0 || r + sh > H || c + sw > W) {
+      throw new Error(`${op}: window ${i} at (${r}, ${c}) of size ${sh}×${sw} lies outside the ${H}×${W} input (valid starts 0…${H - sh}, 0…${W - sw})`);
+    }
+  }
+  return [N, O, a.outSize[0], a.outSize[1]];
+}
+
+const baseStoch = (a: StochasticConv2dAttrs): StochasticConv2dAttrs => ({ stride: a.stride, outSize: a.outSize, windows: a.windows, perImage: a.perImage });
+export const stochasticConv2dPrim = (x: Tensor, w: Tensor, a: StochasticConv2dAttrs): Tensor => bind('stochasticConv2d', [x, w], baseStoch(a));
+export const stochasticConv2dGradInputPrim = (ct: Tensor, w: Tensor, a: StochasticConv2dAttrs, inputShape: Shape): Tensor =>
+  bind('stochasticConv2dGradInput', [ct, w], { ...baseStoch(a), inputShape: [...inputShape] });
+export const stochasticConv2dGradFilterPrim = (x: Tensor, ct: Tensor, a: StochasticConv2dAttrs, filterShape: Shape): Tensor =>
+  bind('stochasticConv2dGradFilter', [x, ct], { ...baseStoch(a), filterShape: [...filterShape] });
+
+definePrimitive<StochasticConv2dAttrs>({
+  name: 'stochasticConv2d',
+  infer: (xs, a) => ({ shape: stochasticConv2dShape('stochasticConv2d', xs[0].shape, xs[1].shape, a), dtype: sameDtype('stochasticConv2d', xs) }),
+  // Bilinear like conv; overlapping windows accumulate in x̄ (inside the gradInput kernel).
+  vjp: (ct, { inputs: [x, w], attrs, needs }) => [
+    needs[0] ? stochasticConv2dGradInputPrim(ct, w, attrs, x.shape) : null,
+    needs[1] ? stochasticConv2dGradFilterPrim(x, ct, attrs, w.shape) : null,
+  ],
+  check: (fc) =>
+    stochCfg(fc).chain((c) => fc.tuple(tensorCase(fc, c.x), tensorCase(fc, c.w)).map((inputs): CheckCase => ({ inputs, attrs: c.attrs }))),
+});
+
+definePrimitive<StochasticConv2dGradInputAttrs>({
+  name: 'stochasticConv2dGradInput',
+  infer: (xs, a) => {
+    const out = stochasticConv2dShape('stochasticConv2dGradInput', a.inputShape, xs[1].shape, a);
+    expectShape('stochasticConv2dGradInput', 'cotangent', xs[0].shape, out);
+    return { shape: [...a.inputShape], dtype: sameDtype('stochasticConv2dGradInput', xs) };
+  },
+  vjp: (g, { inputs: [ct, w], attrs, needs }) => [
+    needs[0] ? stochasticConv2dPrim(g, w, attrs) : null,
+    needs[1] ? stochasticConv2dGradFilterPrim(g, ct, attrs, w.shape) : null,
+  ],
+  check: (fc) =>
+    stochCfg(fc).chain((c) =>
+      fc.tuple(tensorCase(fc, c.out), tensorCase(fc, c.w)).map((inputs): CheckCase => ({ inputs, attrs: { ...c.attrs, inputShape: c.x } })),
+    ),
+});
+
+definePrimitive<StochasticConv2dGradFilterAttrs>({
+  name: 'stochasticConv2dGradFilter',
+  infer: (xs, a) => {
+    const out = stochasticConv2dShape('stochasticConv2dGradFilter', xs[0].shape, a.filterShape, a);
+    expectShape('stochasticConv2dGradFilter', 'cotangent', xs[1].shape, out);
+    return { shape: [...a.filterShape], dtype: sameDtype('stochasticConv2dGradFilter', xs) };
+  },
+  vjp: (g, { inputs: [x, ct], attrs, needs }) => [
+    needs[0] ? stochasticConv2dGradInputPrim(ct, g, attrs, x.shape) : null,
+    needs[1] ? stochasticConv2dPrim(x, g, attrs) : null,
+  ],
+  check: (fc) =>
+    stochCfg(fc).chain((c) =>
+      fc.tuple(tensorCase(fc, c.x), tensorCase(fc, c.out)).map((inputs): CheckCase => ({ inputs, attrs: { ...c.attrs, filterShape: c.w } })),
+    ),
+});
+
+// ---- pooling -----------------------------------------------------------------------------------
+
+export function pool2dShape(op: string, x: Shape, a: Pool2dAttrs): number[] {
+  rank4(op, 'input', x);
+  checkPositive(op, 'kernel', a.kernel);
+  checkPositive(op, 'stride', a.stride);
+  checkPositive(op, 'padding', a.padding, 0);
+  const [N, C, H, W] = x;
+  const [kh, kw] = a.kernel;
+  const [pt, pb, pl, pr] = a.padding;
+  // A window made only of padding has no value to pool (PyTorch requires pad ≤ kernel/2).
+  if (Math.max(pt, pb) >= kh || Math.max(pl, pr) >= kw) {
+    throw new Error(`${op}: padding [${a.padding.join(',')}] must be smaller than the ${kh}×${kw} kernel`);
+  }
+  const oh = convOutLength(H, kh, a.stride[0], 1, pt, pb);
+  const ow = convOutLength(W, kw, a.stride[1], 1, pl, pr);
+  if (oh < 1 || ow < 1) throw new Error(`${op}: input ${fmt(x)} padded by [${a.padding.join(',')}] is smaller than the ${kh}×${kw} kernel`);
+  return [N, C, oh, ow];
+}
+const basePool = (a: Pool2dAttrs): Pool2dAttrs => ({ kernel: a.kernel, stride: a.stride, padding: a.padding });
+
+const poolCfg = (fc: FC) =>
+  fc
+    .record({ x: dims(fc, 4, 4, 3).map((s) => [s[0], s[1], s[2] + 1, s[3] + 1]), kernel: pair(fc, 1, 3), stride: pair(fc, 1, 2), pad: fc.tuple(fc.nat(), fc.nat(), fc.nat(), fc.nat()) })
+    .map(({ x, kernel, stride, pad }) => {
+      const padding: Quad = [pad[0] % kernel[0], pad[1] % kernel[0], pad[2] % kernel[1], pad[3] % kernel[1]];
+      return { x, attrs: { kernel, stride, padding } as Pool2dAttrs };
+    })
+    .filter(({ x, attrs }) => {
+      try {
+        pool2dShape('check', x, attrs);
+        return true;
+      } catch {
+        return false;
+      }
+    });
+
+// mean over the window's in-bounds cells: x̄ spreads ȳ / count back over them.
+definePrimitive<Pool2dAttrs>({
+  name: 'avgPool2d',
+  infer: (xs, a) => ({ shape: pool2dShape('avgPool2d', xs[0].shape, a), dtype: xs[0].dtype }),
+  vjp: (ct, { inputs: [x], attrs }) => [bind('avgPool2dGrad', [ct], { ...basePool(attrs), inputShape: [...x.shape] })],
+  check: (fc) => poolCfg(fc).chain(({ x, attrs }) => input(fc, fc.constant(x), 'real').map((v): CheckCase => ({ inputs: [v], attrs }))),
+});
+definePrimitive<Pool2dGradAttrs>({
+  name: 'avgPool2dGrad',
+  infer: (xs, a) => {
+    expectShape('avgPool2dGrad', 'cotangent', xs[0].shape, pool2dShape('avgPool2dGrad', a.inputShape, a));
+    return { shape: [...a.inputShape], dtype: xs[0].dtype };
+  },
+  // Linear, the adjoint of avgPool2d.
+  vjp: (g, { attrs }) => [bind('avgPool2d', [g], basePool(attrs))],
+  check: (fc) =>
+    poolCfg(fc).chain(({ x, attrs }) =>
+      input(fc, fc.constant(pool2dShape('check', x, attrs)), 'real').map((v): CheckCase => ({ inputs: [v], attrs: { ...attrs, inputShape: x } })),
+    ),
+});
+
+// max over the window: ȳ goes to the first arg-max (PyTorch's choice), padding never wins.
+definePrimitive<Pool2dAttrs>({
+  name: 'maxPool2d',
+  infer: (xs, a) => ({ shape: pool2dShape('maxPool2d', xs[0].shape, a), dtype: xs[0].dtype }),
+  vjp: (ct, { inputs: [x], attrs }) => [bind('maxPool2dGrad', [x, ct], basePool(attrs))],
+  check: (fc) => poolCfg(fc).chain(({ x, attrs }) => input(fc, fc.constant(x), 'distinct').map((v): CheckCase => ({ inputs: [v], attrs }))),
+});
+definePrimitive<Pool2dAttrs>({
+  name: 'maxPool2dGrad',
+  infer: (xs, a) => {
+    expectShape('maxPool2dGrad', 'cotangent', xs[1].shape, pool2dShape('maxPool2dGrad', xs[0].shape, a));
+    return { shape: [...xs[0].shape], dtype: sameDtype('maxPool2dGrad', xs) };
+  },
+  // Piecewise constant in x; linear in ȳ with adjoint "pick X̄ at each window's arg-max".
+  vjp: (g, { inputs: [x], attrs, needs }) => [null, needs[1] ? bind('maxPool2dSelect', [x, g], basePool(attrs)) : null],
+  check: (fc) =>
+    poolCfg(fc).chain(({ x, attrs }) =>
+      fc
+        .tuple(input(fc, fc.constant(x), 'distinct'), input(fc, fc.constant(pool2dShape('check', x, attrs)), 'real'))
+        .map((inputs): CheckCase => ({ inputs, attrs, constant: [0] })),
+    ),
+});
+/** g at the arg-max of x in each pooling window: the adjoint of maxPool2dGrad in its cotangent. */
+definePrimitive<Pool2dAttrs>({
+  name: 'maxPool2dSelect',
+  infer: (xs, a) => {
+    expectShape('maxPool2dSelect', 'second input', xs[1].shape, xs[0].shape);
+    return { shape: pool2dShape('maxPool2dSelect', xs[0].shape, a), dtype: sameDtype('maxPool2dSelect', xs) };
+  },
+  vjp: (ct, { inputs: [x], attrs, needs }) => [null, needs[1] ? bind('maxPool2dGrad', [x, ct], basePool(attrs)) : null],
+  check: (fc) =>
+    poolCfg(fc).chain(({ x, attrs }) =>
+      fc.tuple(input(fc, fc.constant(x), 'distinct'), input(fc, fc.constant(x), 'real')).map((inputs): CheckCase => ({ inputs, attrs, constant: [0] })),
+    ),
+});
