@@ -1,0 +1,2 @@
+/** Reading and writing weights and checkpoints. */
+export * from './safetensors.ts';
