@@ -6,4 +6,5 @@ import './backends/cpu/index.ts';
 export * from './tensor/index.ts';
 export * from './tensor/conv.ts';
 export * from './autograd/index.ts';
+export * as io from './io/index.ts';
 export { setBackend, getBackend, listBackends, registerBackend, registerKernel, type Backend, type DType, type TypedArray } from './backends/backend.ts';
