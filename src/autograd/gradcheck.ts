@@ -7,7 +7,7 @@ import type { CheckCase } from './registry.ts';
 import { flatten } from './pytree.ts';
 import { vjp } from './transforms.ts';
 import { type Tensor, dataSync, tensor } from '../tensor/tensor.ts';
-import { mul, sum } from '../tensor/ops.ts';
+import { cast, mul, sum } from '../tensor/ops.ts';
 import { key, uniformArray } from '../tensor/random.ts';
 
 export interface GradCheckResult {
@@ -33,9 +33,10 @@ export function checkGradients(
     return fn(all, c.attrs);
   };
   const [y, pullback] = vjp(f, free.map((i) => xs[i]));
+  // (the cotangent w is float64; the VJP casts it to the output's dtype)
   const w = tensor(Float64Array.from(uniformArray(key(opts.seed ?? 7), y.size), (u) => 2 * u - 1), y.shape);
   const analytic = (pullback(w) as Tensor[]).map((g) => Float64Array.from(dataSync(g)));
-  const loss = (vars: Tensor[]) => dataSync(sum(mul(f(vars), w)))[0];
+  const loss = (vars: Tensor[]) => dataSync(sum(mul(cast(f(vars), 'float64'), w)))[0];
   let maxError = 0;
   const details = free.map((i, j) => {
     const base = Float64Array.from(c.inputs[i].values);

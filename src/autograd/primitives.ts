@@ -278,4 +278,8 @@ definePrimitive<{ dtype: DType }>({
   name: 'cast',
   infer: (xs, { dtype }) => ({ shape: xs[0].shape, dtype }),
   vjp: (ct, { inputs: [x] }) => [o.cast(ct, x.dtype)],
+  // Checked through float32: rounding to float32 needs a wide step and a float32 tolerance.
+  check: (fc) => unaryCase('real', { dtype: 'float32' })(fc),
+  step: 1e-2,
+  tolerance: 1e-4,
 });

@@ -37,6 +37,8 @@ export interface Primitive<A = any> {
   check?: CheckGen;
   /** Tolerance override for the gradient check (default 1e-6, float64). */
   tolerance?: number;
+  /** Finite-difference step override (default 1e-6). */
+  step?: number;
 }
 
 const table = new Map<string, Primitive<any>>();
@@ -61,6 +63,7 @@ export interface CompositeCheck {
   readonly fn: (inputs: Tensor[], attrs: any) => Tensor;
   readonly check: CheckGen;
   readonly tolerance?: number;
+  readonly step?: number;
 }
 const composites = new Map<string, CompositeCheck>();
 export function defineCompositeCheck(c: CompositeCheck): void {

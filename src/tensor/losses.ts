@@ -34,7 +34,8 @@ export function binaryCrossEntropyWithLogits(logits: Tensor, targets: Tensor, op
     throw new Error(`binaryCrossEntropyWithLogits: logits ${fmt(logits.shape)} and targets ${fmt(targets.shape)} differ in shape`);
   }
   const sp = o.softplus(o.neg(logits));
-  const w = opts.posWeight === undefined ? null : o.add(1, o.mul(o.sub(opts.posWeight, 1), targets));
+  const pw = typeof opts.posWeight === 'number' ? o.full([], opts.posWeight, logits.dtype) : opts.posWeight;
+  const w = pw === undefined ? null : o.add(1, o.mul(o.sub(pw, 1), targets));
   const loss = o.add(o.mul(o.sub(1, targets), logits), w ? o.mul(w, sp) : sp);
   return reduce(loss, opts.reduction ?? 'mean', 'binaryCrossEntropyWithLogits');
 }
