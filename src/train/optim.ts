@@ -1,0 +1,226 @@
+/**
+ * Optimizers as pure data transforms (Optax's shape): `init(params) → state` and
+ * `update(grads, state, params, lr) → [newParams, newState]` over trees of tensors. The state is
+ * plain data — a step count and named "slots", each a tree shaped like the parameters — so a
+ * checkpoint stores it as safetensors plus one number. The update rules follow PyTorch's
+ * torch.optim exactly (same formulas, same order of operations), so hyper-parameters carry over.
+ */
+import type { Tensor } from '../tensor/tensor.ts';
+import * as o from '../tensor/ops.ts';
+import { dataSync } from '../tensor/tensor.ts';
+import { flatten, unflatten } from '../autograd/pytree.ts';
+
+export type OptimizerName = 'rmsprop' | 'adam' | 'adamw' | 'sgd';
+export const optimizerNames: readonly OptimizerName[] = ['rmsprop', 'adam', 'adamw', 'sgd'];
+
+export interface OptimizerConfig {
+  readonly name: OptimizerName;
+  /** L2 penalty added to the gradient (RMSprop, Adam, SGD) or decoupled decay (AdamW, default 1e-2 there as in PyTorch). */
+  readonly weightDecay?: number;
+  /** RMSprop and SGD momentum (default 0). */
+  readonly momentum?: number;
+  /** RMSprop smoothing constant (default 0.99). */
+  readonly alpha?: number;
+  /** Added outside the square root (default 1e-8). */
+  readonly eps?: number;
+  /** RMSprop: normalise by the centred second moment (default false). */
+  readonly centered?: boolean;
+  /** Adam/AdamW betas (default [0.9, 0.999]). */
+  readonly betas?: readonly [number, number];
+  /** SGD: Nesterov momentum (default false). */
+  readonly nesterov?: boolean;
+  /** SGD: momentum dampening (default 0). */
+  readonly dampening?: number;
+}
+
+/** The optimizer state: data only. Slots are trees of the parameters' structure. */
+export interface OptState {
+  readonly name: OptimizerName;
+  readonly step: number;
+  readonly slots: { readonly [slot: string]: unknown };
+}
+
+export interface Optimizer {
+  readonly config: OptimizerConfig;
+  init(params: unknown): OptState;
+  /** One step at learning rate `lr`: new parameters and state; nothing is mutated. */
+  update<P>(grads: P, state: OptState, params: P, lr: number): [P, OptState];
+}
+
+const zerosTree = (params: unknown): unknown => {
+  const [ls, def] = flatten(params);
+  return unflatten(def, ls.map((l) => o.zerosLike(l)));
+};
+
+/** Applies `f` leaf-wise over grads, params and slot trees; `f` returns the new param and slot leaves. */
+function step<P>(
+  grads: P,
+  params: P,
+  slotNames: readonly string[],
+  slots: OptState['slots'],
+  f: (g: Tensor, p: Tensor, s: Tensor[]) => [Tensor, Tensor[]],
+): [P, Record<string, unknown>] {
+  const [ps, def] = flatten(params);
+  const [gs] = flatten(grads);
+  if (gs.length !== ps.length) throw new Error(`optimizer: ${gs.length} gradients for ${ps.length} parameters`);
+  const ss = slotNames.map((n) => {
+    const [l] = flatten(slots[n]);
+    if (l.length !== ps.length) throw new Error(`optimizer: slot '${n}' has ${l.length} tensors for ${ps.length} parameters`);
+    return l;
+  });
+  const newP: Tensor[] = [];
+  const newS: Tensor[][] = slotNames.map(() => []);
+  for (let i = 0; i < ps.length; i++) {
+    if (gs[i].shape.length !== ps[i].shape.length || gs[i].shape.some((d, j) => d !== ps[i].shape[j])) {
+      throw new Error(`optimizer: gradient ${i} has shape [${gs[i].shape}] but its parameter [${ps[i].shape}]`);
+    }
+    const [p, s] = f(gs[i], ps[i], ss.map((l) => l[i]));
+    newP.push(p);
+    s.forEach((t, k) => newS[k].push(t));
+  }
+  return [unflatten<P>(def, newP), Object.fromEntries(slotNames.map((n, k) => [n, unflatten(def, newS[k])]))];
+}
+
+const need = (ok: boolean, msg: string) => {
+  if (!ok) throw new Error(msg);
+};
+
+/**
+ * RMSprop (torch.optim.RMSprop): v ← αv + (1 − α)g²; denominator √v + ε (or √(v − ḡ²) + ε when
+ * centred, ḡ ← αḡ + (1 − α)g); with momentum b ← μb + g/den, p ← p − lr·b; else p ← p − lr·g/den.
+ */
+export function rmsprop(cfg: Omit<OptimizerConfig, 'name'> = {}): Optimizer {
+  const alpha = cfg.alpha ?? 0.99;
+  const eps = cfg.eps ?? 1e-8;
+  const wd = cfg.weightDecay ?? 0;
+  const mom = cfg.momentum ?? 0;
+  const centered = cfg.centered ?? false;
+  need(alpha >= 0 && alpha < 1, `rmsprop: alpha must be in [0, 1), got ${alpha}`);
+  need(eps >= 0 && wd >= 0 && mom >= 0, `rmsprop: eps, weightDecay and momentum must be ≥ 0`);
+  const names = ['square_avg', ...(mom > 0 ? ['momentum_buffer'] : []), ...(centered ? ['grad_avg'] : [])];
+  return {
+    config: { ...cfg, name: 'rmsprop', alpha, eps, weightDecay: wd, momentum: mom, centered },
+    init: (params) => ({ name: 'rmsprop', step: 0, slots: Object.fromEntries(names.map((n) => [n, zerosTree(params)])) }),
+    update(grads, state, params, lr) {
+      const [p, slots] = step(grads, params, names, state.slots, (g, x, s) => {
+        if (wd !== 0) g = o.add(g, o.mul(x, wd));
+        const v = o.add(o.mul(s[0], alpha), o.mul(o.mul(g, g), 1 - alpha));
+        const out: Tensor[] = [v];
+        let gAvg: Tensor | undefined;
+        if (centered) gAvg = o.add(o.mul(s[names.indexOf('grad_avg')], alpha), o.mul(g, 1 - alpha));
+        const den = o.add(o.sqrt(gAvg ? o.sub(v, o.mul(gAvg, gAvg)) : v), eps);
+        let nx: Tensor;
+        if (mom > 0) {
+          const b = o.add(o.mul(s[1], mom), o.div(g, den));
+          out.push(b);
+          nx = o.sub(x, o.mul(b, lr));
+        } else nx = o.sub(x, o.mul(o.div(g, den), lr));
+        if (gAvg) out.push(gAvg);
+        return [nx, out];
+      });
+      return [p, { name: 'rmsprop', step: state.step + 1, slots }];
+    },
+  };
+}
+
+/**
+ * Adam (torch.optim.Adam) and AdamW (decoupled: p ← p·(1 − lr·λ) first):
+ * m ← β₁m + (1 − β₁)g, v ← β₂v + (1 − β₂)g², p ← p − (lr / (1 − β₁ᵗ))·m / (√v / √(1 − β₂ᵗ) + ε).
+ */
+function adamLike(name: 'adam' | 'adamw', cfg: Omit<OptimizerConfig, 'name'>): Optimizer {
+  const [b1, b2] = cfg.betas ?? [0.9, 0.999];
+  const eps = cfg.eps ?? 1e-8;
+  const wd = cfg.weightDecay ?? (name === 'adamw' ? 1e-2 : 0);
+  need(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1, `${name}: betas must be in [0, 1), got [${b1}, ${b2}]`);
+  need(eps >= 0 && wd >= 0, `${name}: eps and weightDecay must be ≥ 0`);
+  const names = ['exp_avg', 'exp_avg_sq'];
+  return {
+    config: { ...cfg, name, betas: [b1, b2], eps, weightDecay: wd },
+    init: (params) => ({ name, step: 0, slots: Object.fromEntries(names.map((n) => [n, zerosTree(params)])) }),
+    update(grads, state, params, lr) {
+      const t = state.step + 1;
+      const bc1 = 1 - b1 ** t;
+      const bc2 = Math.sqrt(1 - b2 ** t);
+      const [p, slots] = step(grads, params, names, state.slots, (g, x, [m0, v0]) => {
+        if (name === 'adam' && wd !== 0) g = o.add(g, o.mul(x, wd));
+        if (name === 'adamw' && wd !== 0) x = o.mul(x, 1 - lr * wd);
+        const m = o.add(o.mul(m0, b1), o.mul(g, 1 - b1));
+        const v = o.add(o.mul(v0, b2), o.mul(o.mul(g, g), 1 - b2));
+        const den = o.add(o.div(o.sqrt(v), bc2), eps);
+        return [o.sub(x, o.mul(o.div(m, den), lr / bc1)), [m, v]];
+      });
+      return [p, { name, step: t, slots }];
+    },
+  };
+}
+export const adam = (cfg: Omit<OptimizerConfig, 'name'> = {}): Optimizer => adamLike('adam', cfg);
+export const adamw = (cfg: Omit<OptimizerConfig, 'name'> = {}): Optimizer => adamLike('adamw', cfg);
+
+/**
+ * SGD (torch.optim.SGD): g ← g + λp; with momentum b ← g at the first step, then
+ * b ← μb + (1 − d)g; Nesterov uses g + μb, else b; p ← p − lr·g.
+ */
+export function sgd(cfg: Omit<OptimizerConfig, 'name'> = {}): Optimizer {
+  const mom = cfg.momentum ?? 0;
+  const damp = cfg.dampening ?? 0;
+  const wd = cfg.weightDecay ?? 0;
+  const nesterov = cfg.nesterov ?? false;
+  need(mom >= 0 && wd >= 0, 'sgd: momentum and weightDecay must be ≥ 0');
+  need(!nesterov || (mom > 0 && damp === 0), 'sgd: Nesterov momentum requires momentum > 0 and dampening 0');
+  const names = mom > 0 ? ['momentum_buffer'] : [];
+  return {
+    config: { ...cfg, name: 'sgd', momentum: mom, dampening: damp, weightDecay: wd, nesterov },
+    init: (params) => ({ name: 'sgd', step: 0, slots: Object.fromEntries(names.map((n) => [n, zerosTree(params)])) }),
+    update(grads, state, params, lr) {
+      const first = state.step === 0;
+      const [p, slots] = step(grads, params, names, state.slots, (g, x, s) => {
+        if (wd !== 0) g = o.add(g, o.mul(x, wd));
+        if (mom === 0) return [o.sub(x, o.mul(g, lr)), []];
+        const b = first ? g : o.add(o.mul(s[0], mom), o.mul(g, 1 - damp));
+        const d = nesterov ? o.add(g, o.mul(b, mom)) : b;
+        return [o.sub(x, o.mul(d, lr)), [b]];
+      });
+      return [p, { name: 'sgd', step: state.step + 1, slots }];
+    },
+  };
+}
+
+/** The optimizer named in a config. */
+export function createOptimizer(cfg: OptimizerConfig): Optimizer {
+  const { name, ...rest } = cfg;
+  switch (name) {
+    case 'rmsprop':
+      return rmsprop(rest);
+    case 'adam':
+      return adam(rest);
+    case 'adamw':
+      return adamw(rest);
+    case 'sgd':
+      return sgd(rest);
+    default:
+      throw new Error(`createOptimizer: unknown optimizer '${name as string}' (${optimizerNames.join(', ')})`);
+  }
+}
+
+/** √(Σ g²) over every leaf of a tree (in float64 on the host). */
+export function globalNorm(tree: unknown): number {
+  let s = 0;
+  for (const t of flatten(tree)[0]) {
+    const d = dataSync(t);
+    for (let i = 0; i < d.length; i++) s += d[i] * d[i];
+  }
+  return Math.sqrt(s);
+}
+
+/**
+ * Scales the gradients so their global norm is at most `maxNorm` (torch.nn.utils.clip_grad_norm_:
+ * factor min(1, maxNorm / (norm + 1e-6))). Returns the clipped tree and the norm before clipping.
+ */
+export function clipByGlobalNorm<G>(grads: G, maxNorm: number): [G, number] {
+  if (!(maxNorm > 0)) throw new Error(`clipByGlobalNorm: maxNorm must be > 0, got ${maxNorm}`);
+  const norm = globalNorm(grads);
+  const f = maxNorm / (norm + 1e-6);
+  if (f >= 1) return [grads, norm];
+  const [ls, def] = flatten(grads);
+  return [unflatten<G>(def, ls.map((g) => o.mul(g, f))), norm];
+}
