@@ -52,6 +52,7 @@ export function bind<A>(name: string, inputs: readonly Tensor[], attrs: A): Tens
   // Run where the inputs live; a kernel a backend lacks runs on the CPU reference.
   let backend: Backend = inputs.length ? inputs[0].backend : getBackend();
   let kernel = backend.kernels.get(name);
+  if (kernel && backend.supports && !backend.supports(name, inputs.map((x) => x.dtype), spec.dtype)) kernel = undefined;
   if (!kernel) {
     backend = findBackend('cpu');
     kernel = backend.kernels.get(name);

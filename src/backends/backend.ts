@@ -35,6 +35,10 @@ export interface Backend<S = unknown> {
   readonly kernels: Map<string, Kernel<S>>;
   /** A line saying what the backend runs on (e.g. gpu.js mode). */
   describe?(): string;
+  /** Whether the backend's kernel for `prim` takes these dtypes (absent = all); bind runs the CPU kernel otherwise (e.g. float64 on gpu.js). */
+  supports?(prim: string, inputs: readonly DType[], out: DType): boolean;
+  /** Acquires the device (called by setBackend, so importing a backend costs nothing). */
+  init?(): void;
 }
 
 const backends = new Map<string, Backend<any>>();
@@ -53,7 +57,9 @@ export function findBackend(name: string): Backend<any> {
 
 /** Selects the backend new tensors and ops run on. */
 export function setBackend(name: string): Backend<any> {
-  current = findBackend(name);
+  const b = findBackend(name);
+  b.init?.();
+  current = b;
   return current;
 }
 
