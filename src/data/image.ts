@@ -1,0 +1,247 @@
+/**
+ * The image pipeline: sharp decodes (JPEG/PNG; grayscale, CMYK and alpha → sRGB RGB; EXIF
+ * orientation applied) and resizes; the training augmentation is one inverse-affine bilinear warp
+ * in TypeScript, and for two-input models the low-res view is a sharp resize of the augmented
+ * high-res view, so both share one geometry (the paper: training fails otherwise).
+ *
+ * Kernels: downscaling on decode and every resize use `kernel` (default lanczos3, libvips' reduce,
+ * which antialiases); the augmentation warp samples bilinearly.
+ *
+ * This module has no tensor dependency, so worker threads can run it; outputs are planar
+ * (CHW) float32 arrays normalised with the ImageNet mean/std.
+ */
+import * as E from 'fp-ts/lib/Either.js';
+import * as TE from 'fp-ts/lib/TaskEither.js';
+import { pipe } from 'fp-ts/lib/function.js';
+import sharp from 'sharp';
+import { type Key, keyFrom, uniformArray } from '../tensor/random.ts';
+import { type DataError, DataErrors } from './errors.ts';
+
+export type Kernel = 'nearest' | 'linear' | 'cubic' | 'mitchell' | 'lanczos2' | 'lanczos3';
+
+/** 8-bit interleaved RGB. */
+export interface RawImage {
+  readonly data: Uint8Array;
+  readonly width: number;
+  readonly height: number;
+}
+
+export const IMAGENET_MEAN = [0.485, 0.456, 0.406] as const;
+export const IMAGENET_STD = [0.229, 0.224, 0.225] as const;
+
+export interface DecodeOptions {
+  /** Shrink (never enlarge) so the shorter side is this many pixels, keeping the aspect ratio. */
+  readonly shortSide?: number;
+  /** Resize to exactly size×size (squash, enlarging if needed); overrides shortSide. */
+  readonly square?: number;
+  /** Left(ImageTooSmall) when the decoded image's shorter side is below this. */
+  readonly minSize?: number;
+  readonly kernel?: Kernel;
+}
+
+const message = (e: unknown) => (e instanceof Error ? e.message : String(e)).split('\n')[0];
+
+/**
+ * Decodes an image file to 8-bit RGB. Truncated or corrupt files, and files that are not images,
+ * give Left(CorruptImage) naming the file.
+ * @example const img = await decodeImage('a.jpg', { shortSide: 1024 })();
+ */
+export function decodeImage(path: string, opts: DecodeOptions = {}): TE.TaskEither<DataError, RawImage> {
+  return pipe(
+    TE.tryCatch(async () => {
+      // failOn 'truncated': a cut-off JPEG/PNG is an error, harmless encoder warnings are not.
+      let img = sharp(path, { failOn: 'truncated' }).rotate();
+      const meta = opts.minSize !== undefined ? await sharp(path, { failOn: 'truncated' }).metadata() : null;
+      img = img.flatten({ background: { r: 0, g: 0, b: 0 } }).toColourspace('srgb');
+      if (opts.square !== undefined) img = img.resize(opts.square, opts.square, { fit: 'fill', kernel: opts.kernel ?? 'lanczos3' });
+      else if (opts.shortSide !== undefined) img = img.resize(opts.shortSide, opts.shortSide, { fit: 'outside', withoutEnlargement: true, kernel: opts.kernel ?? 'lanczos3' });
+      const { data, info } = await img.removeAlpha().raw().toBuffer({ resolveWithObject: true });
+      return { data, info, meta };
+    }, (e) => DataErrors.corruptImage(path, message(e))),
+    TE.chainEitherK(({ data, info, meta }) => {
+      if (meta && opts.minSize !== undefined) {
+        const w = meta.autoOrient?.width ?? meta.width ?? 0;
+        const h = meta.autoOrient?.height ?? meta.height ?? 0;
+        if (Math.min(w, h) < opts.minSize) return E.left(DataErrors.imageTooSmall(path, w, h, opts.minSize));
+      }
+      if (info.channels !== 3) return E.left(DataErrors.corruptImage(path, `decoded to ${info.channels} channels, expected 3`));
+      return E.right({ data: new Uint8Array(data.buffer, data.byteOffset, data.length), width: info.width, height: info.height });
+    }),
+  );
+}
+
+/** Resizes 8-bit RGB to w×h (squash) with sharp. */
+export async function resizeRaw(src: RawImage, width: number, height: number = width, kernel: Kernel = 'lanczos3'): Promise<RawImage> {
+  if (src.width === width && src.height === height) return src;
+  const data = await sharp(src.data, { raw: { width: src.width, height: src.height, channels: 3 } })
+    .resize(width, height, { fit: 'fill', kernel })
+    .raw()
+    .toBuffer();
+  return { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width, height };
+}
+
+export interface AugmentParams {
+  /** The random-resized-crop rectangle in source pixels. */
+  readonly crop: { readonly x: number; readonly y: number; readonly w: number; readonly h: number };
+  readonly hflip: boolean;
+  readonly vflip: boolean;
+  /** Rotation in degrees (counter-clockwise), corners filled with black like torchvision. */
+  readonly angle: number;
+}
+
+export interface AugmentOptions {
+  /** Area fraction of the crop (the paper: 0.6–1.0). */
+  readonly scale?: readonly [number, number];
+  /** Aspect ratio range of the crop (torchvision's default 3/4–4/3). */
+  readonly ratio?: readonly [number, number];
+  /** Rotation drawn uniformly in ±maxRotation degrees (the paper: 180). */
+  readonly maxRotation?: number;
+  readonly flips?: boolean;
+}
+
+/** Identity geometry: the whole image, no flip, no rotation. */
+export const identityParams = (width: number, height: number): AugmentParams => ({ crop: { x: 0, y: 0, w: width, h: height }, hflip: false, vflip: false, angle: 0 });
+
+/** Draws augmentation parameters from a key (torchvision's RandomResizedCrop rule: 10 tries, then a centre crop). */
+export function sampleAugment(k: Key, width: number, height: number, opts: AugmentOptions = {}): AugmentParams {
+  const [s0, s1] = opts.scale ?? [0.6, 1.0];
+  const [r0, r1] = opts.ratio ?? [3 / 4, 4 / 3];
+  const u = uniformArray(k, 43);
+  const area = width * height;
+  let crop: AugmentParams['crop'] | null = null;
+  for (let t = 0; t < 10 && !crop; t++) {
+    const target = area * (s0 + (s1 - s0) * u[4 * t]);
+    const ratio = Math.exp(Math.log(r0) + (Math.log(r1) - Math.log(r0)) * u[4 * t + 1]);
+    const w = Math.round(Math.sqrt(target * ratio));
+    const h = Math.round(Math.sqrt(target / ratio));
+    if (w > 0 && h > 0 && w <= width && h <= height) {
+      crop = { x: Math.floor(u[4 * t + 2] * (width - w + 1)), y: Math.floor(u[4 * t + 3] * (height - h + 1)), w, h };
+    }
+  }
+  if (!crop) {
+    // Fallback: centre crop at the nearest allowed aspect ratio.
+    const ar = width / height;
+    const w = ar < r0 ? width : ar > r1 ? Math.round(height * r1) : width;
+    const h = ar < r0 ? Math.round(width / r0) : ar > r1 ? height : height;
+    crop = { x: Math.floor((width - w) / 2), y: Math.floor((height - h) / 2), w, h };
+  }
+  const flips = opts.flips ?? true;
+  const maxRot = opts.maxRotation ?? 180;
+  return { crop, hflip: flips && u[40] < 0.5, vflip: flips && u[41] < 0.5, angle: maxRot * (2 * u[42] - 1) };
+}
+
+/**
+ * out = rotate(flip(resize(crop(src), size×size))), computed as one inverse map with bilinear
+ * sampling; points that rotate in from outside the square are black.
+ */
+export function warp(src: RawImage, p: AugmentParams, size: number): RawImage {
+  const out = new Uint8Array(size * size * 3);
+  const { data, width: W, height: H } = src;
+  const th = (p.angle * Math.PI) / 180;
+  const cos = Math.cos(th);
+  const sin = Math.sin(th);
+  const c = size / 2;
+  const sx = p.crop.w / size;
+  const sy = p.crop.h / size;
+  for (let i = 0; i < size; i++) {
+    const dy = i + 0.5 - c;
+    // Inverse rotation of the pixel centre: (x', y') = R(−θ)(x − c) + c, linear in x along the row.
+    let xr = c - c * cos + 0.5 * cos + sin * dy;
+    let yr = c + c * sin - 0.5 * sin + cos * dy;
+    let o = i * size * 3;
+    for (let j = 0; j < size; j++, xr += cos, yr -= sin, o += 3) {
+      if (xr < 0 || xr >= size || yr < 0 || yr >= size) continue;
+      const xf = p.hflip ? size - xr : xr;
+      const yf = p.vflip ? size - yr : yr;
+      let fx = p.crop.x + xf * sx - 0.5;
+      let fy = p.crop.y + yf * sy - 0.5;
+      fx = fx < 0 ? 0 : fx > W - 1 ? W - 1 : fx;
+      fy = fy < 0 ? 0 : fy > H - 1 ? H - 1 : fy;
+      const x0 = Math.floor(fx);
+      const y0 = Math.floor(fy);
+      const x1 = x0 + 1 < W ? x0 + 1 : x0;
+      const y1 = y0 + 1 < H ? y0 + 1 : y0;
+      const ax = fx - x0;
+      const ay = fy - y0;
+      const a00 = (y0 * W + x0) * 3;
+      const a01 = (y0 * W + x1) * 3;
+      const a10 = (y1 * W + x0) * 3;
+      const a11 = (y1 * W + x1) * 3;
+      for (let ch = 0; ch < 3; ch++) {
+        const top = data[a00 + ch] + ax * (data[a01 + ch] - data[a00 + ch]);
+        const bot = data[a10 + ch] + ax * (data[a11 + ch] - data[a10 + ch]);
+        out[o + ch] = top + ay * (bot - top) + 0.5; // Uint8Array store truncates: +0.5 rounds
+      }
+    }
+  }
+  return { data: out, width: size, height: size };
+}
+
+/** 8-bit interleaved RGB → planar float32 ((v/255 − mean)/std per channel), written at `offset`. */
+export function normalise(img: RawImage, out: Float32Array = new Float32Array(3 * img.width * img.height), offset = 0): Float32Array {
+  const n = img.width * img.height;
+  const d = img.data;
+  for (let ch = 0; ch < 3; ch++) {
+    const scale = 1 / (255 * IMAGENET_STD[ch]);
+    const shift = IMAGENET_MEAN[ch] / IMAGENET_STD[ch];
+    const base = offset + ch * n;
+    for (let i = 0; i < n; i++) out[base + i] = d[3 * i + ch] * scale - shift;
+  }
+  return out;
+}
+
+/**
+ * The paired views: high = warp(src) at highSize, low = resize(high) at lowSize, so one geometry.
+ * With `params` null the high view is a plain squash-resize of the whole image.
+ */
+export async function augmentPair(
+  src: RawImage,
+  params: AugmentParams | null,
+  opts: { highSize: number; lowSize: number; kernel?: Kernel },
+): Promise<{ high: RawImage; low: RawImage }> {
+  const high = params ? warp(src, params, opts.highSize) : await resizeRaw(src, opts.highSize, opts.highSize, opts.kernel);
+  const low = await resizeRaw(high, opts.lowSize, opts.lowSize, opts.kernel);
+  return { high, low };
+}
+
+export interface PipelineOptions {
+  /** Size of the low-res (or only) input. */
+  readonly lowSize: number;
+  /** Size of the high-res input of two-input models, or null for single-input models. */
+  readonly highSize: number | null;
+  readonly augment: boolean;
+  readonly augmentOptions?: AugmentOptions;
+  readonly kernel?: Kernel;
+  /** Skip (ImageTooSmall) images whose shorter side is below this, e.g. the high-res window. */
+  readonly minSize?: number;
+}
+
+export interface Processed {
+  readonly low: Float32Array;
+  readonly high: Float32Array | null;
+  readonly params: AugmentParams | null;
+}
+
+/**
+ * One image through the whole pipeline (what a loader worker runs): decode, shrink so the shorter
+ * side is the working size, augment with the key (or not), make the paired views, normalise.
+ * Call it with several keys for test-time augmentation.
+ */
+export function processImage(path: string, k: Key | readonly [number, number], opts: PipelineOptions): TE.TaskEither<DataError, Processed> {
+  const work = opts.highSize ?? opts.lowSize;
+  const key = Array.isArray(k) ? keyFrom(k as [number, number]) : (k as Key);
+  return pipe(
+    decodeImage(path, { shortSide: work, minSize: opts.minSize, kernel: opts.kernel }),
+    TE.chain((src) =>
+      TE.tryCatch(async (): Promise<Processed> => {
+        const params = opts.augment ? sampleAugment(key, src.width, src.height, opts.augmentOptions) : null;
+        if (opts.highSize === null) {
+          const only = params ? warp(src, params, opts.lowSize) : await resizeRaw(src, opts.lowSize, opts.lowSize, opts.kernel);
+          return { low: normalise(only), high: null, params };
+        }
+        const { high, low } = await augmentPair(src, params, { highSize: opts.highSize, lowSize: opts.lowSize, kernel: opts.kernel });
+        return { low: normalise(low), high: normalise(high), params };
+      }, (e) => DataErrors.corruptImage(path, message(e))),
+    ),
+  );
+}
