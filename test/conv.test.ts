@@ -4,6 +4,8 @@ import { describe, expect, it } from 'vitest';
 import * as E from '../src/index.ts';
 import { checkGradients } from '../src/autograd/gradcheck.ts';
 import { bind } from '../src/autograd/trace.ts';
+import { conv2dShape } from '../src/autograd/conv.ts';
+import { convKernels, convReferenceKernels } from '../src/backends/cpu/conv.ts';
 
 const convPrims = [
   'conv2d', 'conv2dGradInput', 'conv2dGradFilter',
@@ -230,5 +232,90 @@ describe('pooling', () => {
     const m = E.dataSync(E.mean(x, [2, 3]));
     E.dataSync(y).forEach((v, i) => expect(v).toBeCloseTo(m[i], 12));
     expect([...E.globalAvgPool2d(x, { keepdims: false }).shape]).toEqual([2, 3]);
+  });
+});
+
+// ---- fast CPU kernels against the reference loops ---------------------------------------------------
+describe('fast CPU kernels match the reference kernels', () => {
+  const run = (kernels: Record<string, any>, name: string, inputs: E.Tensor[], attrs: any, outShape: number[]) =>
+    kernels[name](inputs.map((t) => ({ storage: E.dataSync(t), shape: t.shape, dtype: t.dtype })), attrs, { shape: outShape, dtype: 'float64' }) as Float64Array;
+  const same = (a: Float64Array, b: Float64Array) => {
+    expect(a.length).toBe(b.length);
+    for (let i = 0; i < a.length; i++) expect(Math.abs(a[i] - b[i])).toBeLessThan(1e-9 * (1 + Math.abs(b[i])));
+  };
+  it('conv2d and its gradients: dense, grouped, depthwise (with multiplier), pointwise, padding, stride, dilation', () => {
+    fc.assert(
+      fc.property(
+        fc.record({
+          n: fc.integer({ min: 1, max: 2 }),
+          groups: fc.integer({ min: 1, max: 3 }),
+          cg: fc.integer({ min: 1, max: 3 }),
+          og: fc.integer({ min: 1, max: 3 }),
+          h: fc.integer({ min: 1, max: 9 }),
+          w: fc.integer({ min: 1, max: 9 }),
+          kh: fc.integer({ min: 1, max: 4 }),
+          kw: fc.integer({ min: 1, max: 4 }),
+          stride: fc.tuple(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 3 })),
+          dilation: fc.tuple(fc.integer({ min: 1, max: 2 }), fc.integer({ min: 1, max: 2 })),
+          padding: fc.tuple(fc.nat(3), fc.nat(3), fc.nat(3), fc.nat(3)),
+          seed: fc.nat(1000),
+        }),
+        (c) => {
+          const xs = [c.n, c.groups * c.cg, c.h, c.w];
+          const ws = [c.groups * c.og, c.cg, c.kh, c.kw];
+          const attrs = { stride: c.stride, padding: c.padding, dilation: c.dilation, groups: c.groups };
+          let ys: number[];
+          try {
+            ys = conv2dShape('t', xs, ws, attrs as any);
+          } catch {
+            return; // kernel larger than the padded input
+          }
+          const x = randn(c.seed, xs);
+          const w = randn(c.seed + 1, ws);
+          const g = randn(c.seed + 2, ys);
+          same(run(convKernels, 'conv2d', [x, w], attrs, ys), run(convReferenceKernels, 'conv2d', [x, w], attrs, ys));
+          const gi = { ...attrs, inputShape: xs };
+          same(run(convKernels, 'conv2dGradInput', [g, w], gi, xs), run(convReferenceKernels, 'conv2dGradInput', [g, w], gi, xs));
+          const gf = { ...attrs, filterShape: ws };
+          same(run(convKernels, 'conv2dGradFilter', [x, g], gf, ws), run(convReferenceKernels, 'conv2dGradFilter', [x, g], gf, ws));
+        },
+      ),
+      { numRuns: 200, seed: 11 },
+    );
+  });
+  it('stochastic conv and its gradients, per batch and per image, many channels', () => {
+    fc.assert(
+      fc.property(
+        fc.record({
+          n: fc.integer({ min: 1, max: 3 }),
+          c: fc.integer({ min: 1, max: 8 }),
+          o: fc.integer({ min: 1, max: 4 }),
+          kh: fc.integer({ min: 1, max: 4 }),
+          kw: fc.integer({ min: 1, max: 4 }),
+          stride: fc.tuple(fc.integer({ min: 1, max: 3 }), fc.integer({ min: 1, max: 3 })),
+          outSize: fc.tuple(fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 5 })),
+          extra: fc.tuple(fc.nat(5), fc.nat(5)),
+          perImage: fc.boolean(),
+          seed: fc.nat(1000),
+        }),
+        (p) => {
+          const [sh, sw] = E.stochasticSliceSize(p.outSize, [p.kh, p.kw], p.stride);
+          const xs = [p.n, p.c, sh + p.extra[0], sw + p.extra[1]];
+          const ws = [p.o, p.c, p.kh, p.kw];
+          const ys = [p.n, p.o, ...p.outSize];
+          const windows = E.sampleWindows(E.random.key(p.seed), { batch: p.n, channels: p.o, inputSize: [xs[2], xs[3]], sliceSize: [sh, sw], perImage: p.perImage });
+          const attrs = { stride: p.stride, outSize: p.outSize, windows, perImage: p.perImage };
+          const x = randn(p.seed, xs);
+          const w = randn(p.seed + 1, ws);
+          const g = randn(p.seed + 2, ys);
+          same(run(convKernels, 'stochasticConv2d', [x, w], attrs, ys), run(convReferenceKernels, 'stochasticConv2d', [x, w], attrs, ys));
+          const gi = { ...attrs, inputShape: xs };
+          same(run(convKernels, 'stochasticConv2dGradInput', [g, w], gi, xs), run(convReferenceKernels, 'stochasticConv2dGradInput', [g, w], gi, xs));
+          const gf = { ...attrs, filterShape: ws };
+          same(run(convKernels, 'stochasticConv2dGradFilter', [x, g], gf, ws), run(convReferenceKernels, 'stochasticConv2dGradFilter', [x, g], gf, ws));
+        },
+      ),
+      { numRuns: 150, seed: 12 },
+    );
   });
 });
