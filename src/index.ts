@@ -8,5 +8,6 @@ export * from './tensor/index.ts';
 export * from './tensor/conv.ts';
 export * from './autograd/index.ts';
 export * as io from './io/index.ts';
+export * as nn from './nn/index.ts';
 export { setBackend, getBackend, listBackends, registerBackend, registerKernel, type Backend, type DType, type TypedArray } from './backends/backend.ts';
 export { gpuMode, configureGpu, createGpuBackend, gpuModes, gpuModeAvailable, type GpuMode, type GpuBackend } from './backends/gpu/index.ts';

@@ -1,0 +1,9 @@
+/**
+ * Neural-network layers (pure functions over plain records), the MBConv block, and the
+ * EfficientNet family with every Stochastic Convolution architecture of the paper.
+ */
+export * from './init.ts';
+export * from './layers.ts';
+export * from './mbconv.ts';
+export * from './model.ts';
+export { type Arch, type Variant, type ModelConfig, type Params, type State, type Input, type Scaling, type StageArgs, ARCHS, SCALING, B0_STAGES, variants, roundFilters, roundRepeats, buildConfig, checkInput, expectedInput } from './efficientnet.ts';
