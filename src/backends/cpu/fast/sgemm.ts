@@ -1,0 +1,328 @@
+/**
+ * sgemm: single-precision GEMM with BLAS semantics on row-major matrices, computed by the generated wasm SIMD
+ * kernel (sgemm_wasm.ts) on up to `threads()` threads that share one WebAssembly.Memory (SharedArrayBuffer).
+ *
+ * Operands are copied into the wasm memory (a memcpy, O(MK + KN + MN)), the product runs there (O(MNK)), and C is
+ * copied back. Threads split C into column (or row) stripes; worker threads are eval'd plain JS (no .ts loader
+ * needed under tsx or vitest) that block in Atomics.wait between calls and never keep the process alive.
+ */
+import { Worker } from 'node:worker_threads';
+import { availableParallelism } from 'node:os';
+import { type WasmMemory, type WasmModule, wasmApi } from './wasm.ts';
+import { D, type GemmShape, hasRelaxedSimd, hasSimd, scratchBytes, sgemmModuleBytes } from './sgemm_wasm.ts';
+
+const PAGE = 65536;
+const MAX_PAGES = 16384; // 1 GiB of address space reserved for the shared memory
+/** Above this many operand bytes a call is split in halves (recursively) so it always fits. */
+let maxCallBytes = 256 * 1024 * 1024;
+const MAX_THREADS = 8;
+
+const CTL_BYTES = 4096; // sync words (64 B per thread) then descriptors (64 B per thread) at 1024
+const DESC_BASE = 1024;
+
+interface Engine {
+  readonly memory: WasmMemory;
+  readonly module: WasmModule;
+  readonly gemm: (d: number) => void;
+  readonly shape: GemmShape;
+  readonly scratch: ReturnType<typeof scratchBytes>;
+  readonly dataBase: number;
+  workers: Worker[];
+  /** Threads actually available (1 + ready workers). */
+  nthreads: number;
+  seq: number;
+}
+
+let engine: Engine | null | undefined;
+
+function wantedThreads(): number {
+  const env = Number(process.env.STOCHCONV_THREADS);
+  const n = Number.isFinite(env) && env >= 1 ? Math.floor(env) : availableParallelism();
+  return Math.max(1, Math.min(MAX_THREADS, n));
+}
+
+const WORKER_SOURCE = `
+const { workerData } = require('node:worker_threads');
+const { module, memory, slot, descAddr } = workerData;
+const inst = new WebAssembly.Instance(module, { env: { mem: memory } });
+const ctl = new Int32Array(memory.buffer, 0, 256);
+const base = slot * 16;
+Atomics.store(ctl, base + 3, 1);
+Atomics.notify(ctl, base + 3);
+let seen = Atomics.load(ctl, base);
+for (;;) {
+  Atomics.wait(ctl, base, seen);
+  const s = Atomics.load(ctl, base);
+  if (s === seen) continue;
+  seen = s;
+  try { inst.exports.gemm(descAddr); } catch (e) { Atomics.store(ctl, base + 2, 1); }
+  Atomics.store(ctl, base + 1, s);
+  Atomics.notify(ctl, base + 1);
+}
+`;
+
+function createEngine(): Engine | null {
+  const W = wasmApi;
+  if (W === undefined || !hasSimd()) return null;
+  const fma = hasRelaxedSimd();
+  const shape: GemmShape = { MR: 6, NR: 8, MC: 96, KC: 256, NC: 2048, fma };
+  const scratch = scratchBytes(shape);
+  const want = wantedThreads();
+  const align = (x: number) => Math.ceil(x / 64) * 64;
+  const perThread = align(scratch.total);
+  const dataBase = align(CTL_BYTES + MAX_THREADS * perThread);
+  const initial = Math.ceil((dataBase + 16 * 1024 * 1024) / PAGE);
+  let shared = typeof SharedArrayBuffer !== 'undefined';
+  let memory: WasmMemory;
+  try {
+    memory = new W.Memory({ initial, maximum: MAX_PAGES, shared });
+  } catch {
+    shared = false;
+    memory = new W.Memory({ initial, maximum: MAX_PAGES });
+  }
+  const module = new W.Module(sgemmModuleBytes(shape, { initial, maximum: MAX_PAGES, shared }));
+  const inst = new W.Instance(module, { env: { mem: memory } });
+  const gemm = inst.exports.gemm as (d: number) => void;
+  const e: Engine = { memory, module, gemm, shape, scratch, dataBase, workers: [], nthreads: 1, seq: 0 };
+  if (shared && want > 1) startWorkers(e, want - 1);
+  return e;
+}
+
+/** Spawns workers and waits (bounded) for each to report ready; those that don't come up are dropped. */
+function startWorkers(e: Engine, n: number): void {
+  const ctl = new Int32Array(e.memory.buffer, 0, 256);
+  for (let w = 1; w <= n; w++) {
+    let worker: Worker;
+    try {
+      worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { module: e.module, memory: e.memory, slot: w, descAddr: DESC_BASE + w * D.size } });
+    } catch {
+      break;
+    }
+    worker.unref();
+    worker.on('error', () => {
+      // A dead worker is noticed at the next call (its done word never moves); drop the pool then.
+    });
+    const ok = Atomics.wait(ctl, w * 16 + 3, 0, 5000) !== 'timed-out' || Atomics.load(ctl, w * 16 + 3) === 1;
+    if (!ok) {
+      void worker.terminate();
+      break;
+    }
+    e.workers.push(worker);
+  }
+  e.nthreads = 1 + e.workers.length;
+}
+
+function getEngine(): Engine | null {
+  if (engine === undefined) engine = createEngine();
+  return engine;
+}
+
+/** Threads sgemm will use (1 when workers or shared memory are unavailable). */
+export function sgemmThreads(): number {
+  return getEngine()?.nthreads ?? 1;
+}
+
+/** Whether the wasm SIMD path is available (else sgemm runs a plain TS loop with the same semantics). */
+export function sgemmIsWasm(): boolean {
+  return getEngine() !== null;
+}
+
+/** Limits further calls to `n` threads (≤ the workers started); for benchmarks and tests. */
+export function setSgemmThreads(n: number): void {
+  const e = getEngine();
+  if (e) e.nthreads = Math.max(1, Math.min(1 + e.workers.length, Math.floor(n)));
+}
+
+/** Sets the operand size above which a call is split in two (tests use a small one to cover the split). */
+export function setSgemmMaxCallBytes(n: number): number {
+  const old = maxCallBytes;
+  maxCallBytes = Math.max(1024, n);
+  return old;
+}
+
+function ensureBytes(e: Engine, end: number): void {
+  const have = e.memory.buffer.byteLength;
+  if (end > have) e.memory.grow(Math.ceil((end - have) / PAGE));
+}
+
+function check(cond: boolean, msg: () => string): void {
+  if (!cond) throw new Error(`sgemm: ${msg()}`);
+}
+
+/**
+ * C ← alpha·op(A)·op(B) + beta·C on row-major float32 matrices (BLAS sgemm, row-major).
+ *
+ * op(A) is M×K: A itself is M×K (transA false) or K×M (transA true), row i of the stored matrix at aOff + i·lda.
+ * op(B) is K×N likewise with ldb; C is M×N with row stride ldc from cOff. beta = 0 means C is written without
+ * being read (NaNs in C are ignored). Elements of C outside the M×N block (ldc > N) are left untouched.
+ *
+ * @example sgemm(false, false, 2, 2, 3, 1, a, 0, 3, b, 0, 2, 0, c, 0, 2) // c = a(2×3)·b(3×2)
+ */
+export function sgemm(
+  transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+  A: Float32Array, aOff: number, lda: number,
+  B: Float32Array, bOff: number, ldb: number,
+  beta: number, C: Float32Array, cOff: number, ldc: number,
+): void {
+  const [ar, ac] = transA ? [K, M] : [M, K];
+  const [br, bc] = transB ? [N, K] : [K, N];
+  check(Number.isInteger(M) && Number.isInteger(N) && Number.isInteger(K) && M >= 0 && N >= 0 && K >= 0, () => `sizes M=${M} N=${N} K=${K} must be non-negative integers`);
+  check(lda >= Math.max(1, ac), () => `lda=${lda} < ${ac} (A stored ${ar}×${ac}, transA=${transA})`);
+  check(ldb >= Math.max(1, bc), () => `ldb=${ldb} < ${bc} (B stored ${br}×${bc}, transB=${transB})`);
+  check(ldc >= Math.max(1, N), () => `ldc=${ldc} < N=${N}`);
+  if (M === 0 || N === 0) return;
+  check(cOff >= 0 && cOff + (M - 1) * ldc + N <= C.length, () => `C (length ${C.length}) too short for ${M}×${N} at offset ${cOff}, ldc ${ldc}`);
+  if (K === 0 || alpha === 0) {
+    for (let i = 0; i < M; i++) {
+      const r = cOff + i * ldc;
+      if (beta === 0) C.fill(0, r, r + N);
+      else if (beta !== 1) for (let j = r; j < r + N; j++) C[j] *= beta;
+    }
+    return;
+  }
+  check(aOff >= 0 && aOff + (ar - 1) * lda + ac <= A.length, () => `A (length ${A.length}) too short for ${ar}×${ac} at offset ${aOff}, lda ${lda}`);
+  check(bOff >= 0 && bOff + (br - 1) * ldb + bc <= B.length, () => `B (length ${B.length}) too short for ${br}×${bc} at offset ${bOff}, ldb ${ldb}`);
+  const e = getEngine();
+  if (!e) {
+    sgemmTs(transA, transB, M, N, K, alpha, A, aOff, lda, B, bOff, ldb, beta, C, cOff, ldc);
+    return;
+  }
+  run(e, transA, transB, M, N, K, alpha, A, aOff, lda, B, bOff, ldb, beta, C, cOff, ldc);
+}
+
+function run(
+  e: Engine, transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+  A: Float32Array, aOff: number, lda: number, B: Float32Array, bOff: number, ldb: number,
+  beta: number, C: Float32Array, cOff: number, ldc: number,
+): void {
+  const aExt = transA ? (K - 1) * lda + M : (M - 1) * lda + K;
+  const bExt = transB ? (N - 1) * ldb + K : (K - 1) * ldb + N;
+  const cExt = M * N;
+  const bytes = 4 * (aExt + bExt + cExt) + 256;
+  if (bytes > maxCallBytes && (M > 1 || N > 1)) {
+    // Split the larger of M, N in halves: each half is an independent sgemm on sub-blocks.
+    if (M >= N) {
+      const h = M >> 1;
+      run(e, transA, transB, h, N, K, alpha, A, aOff, lda, B, bOff, ldb, beta, C, cOff, ldc);
+      run(e, transA, transB, M - h, N, K, alpha, A, aOff + (transA ? h : h * lda), lda, B, bOff, ldb, beta, C, cOff + h * ldc, ldc);
+    } else {
+      const h = N >> 1;
+      run(e, transA, transB, M, h, K, alpha, A, aOff, lda, B, bOff, ldb, beta, C, cOff, ldc);
+      run(e, transA, transB, M, N - h, K, alpha, A, aOff, lda, B, bOff + (transB ? h * ldb : h), ldb, beta, C, cOff + h, ldc);
+    }
+    return;
+  }
+  const a16 = (x: number) => Math.ceil(x / 16) * 16;
+  const pA = e.dataBase;
+  const pB = a16(pA + 4 * aExt);
+  const pC = a16(pB + 4 * bExt);
+  ensureBytes(e, pC + 4 * cExt);
+  const heap = new Float32Array(e.memory.buffer);
+  heap.set(A.subarray(aOff, aOff + aExt), pA >> 2);
+  heap.set(B.subarray(bOff, bOff + bExt), pB >> 2);
+  const cw = pC >> 2;
+  if (beta !== 0) {
+    if (ldc === N) heap.set(C.subarray(cOff, cOff + cExt), cw);
+    else for (let i = 0; i < M; i++) heap.set(C.subarray(cOff + i * ldc, cOff + i * ldc + N), cw + i * N);
+  }
+
+  // op(A)(i, k) at pA + i·rsA + k·csA; op(B)(k, j) at pB + k·rsB + j·csB (bytes).
+  const rsA = transA ? 4 : 4 * lda;
+  const csA = transA ? 4 * lda : 4;
+  const rsB = transB ? 4 : 4 * ldb;
+  const csB = transB ? 4 * ldb : 4;
+  const { MR, NR } = e.shape;
+  const flops = 2 * M * N * K;
+  // Stripes: columns when there are enough NR panels, else rows; tiny products stay on one thread.
+  let T = flops < 4e5 ? 1 : e.nthreads;
+  const colPanels = Math.ceil(N / NR);
+  const rowPanels = Math.ceil(M / MR);
+  const byCols = colPanels >= 4 * T || colPanels >= rowPanels;
+  T = Math.min(T, byCols ? colPanels : rowPanels);
+  const panels = byCols ? colPanels : rowPanels;
+  const i32 = new Int32Array(e.memory.buffer, 0, CTL_BYTES >> 2);
+  const f32v = new Float32Array(e.memory.buffer, 0, CTL_BYTES >> 2);
+  const per = Math.ceil(e.scratch.total / 64) * 64;
+  let start = 0;
+  for (let t = 0; t < T; t++) {
+    const end = Math.round(((t + 1) * panels) / T);
+    const lo = start;
+    start = end;
+    const d = (DESC_BASE + t * D.size) >> 2;
+    const scratch = CTL_BYTES + t * per;
+    let m0 = 0, m1 = M, n0 = 0, n1 = N;
+    if (byCols) {
+      n0 = lo * NR;
+      n1 = Math.min(N, end * NR);
+    } else {
+      m0 = lo * MR;
+      m1 = Math.min(M, end * MR);
+    }
+    i32[d + D.M / 4] = m1 - m0;
+    i32[d + D.N / 4] = n1 - n0;
+    i32[d + D.K / 4] = K;
+    i32[d + D.A / 4] = pA + m0 * rsA;
+    i32[d + D.rsA / 4] = rsA;
+    i32[d + D.csA / 4] = csA;
+    i32[d + D.B / 4] = pB + n0 * csB;
+    i32[d + D.rsB / 4] = rsB;
+    i32[d + D.csB / 4] = csB;
+    i32[d + D.C / 4] = pC + 4 * (m0 * N + n0);
+    i32[d + D.ldc / 4] = 4 * N;
+    f32v[d + D.alpha / 4] = alpha;
+    f32v[d + D.beta / 4] = beta;
+    i32[d + D.packA / 4] = scratch;
+    i32[d + D.packB / 4] = scratch + e.scratch.packA;
+    i32[d + D.tile / 4] = scratch + e.scratch.packA + e.scratch.packB;
+  }
+  const seq = ++e.seq;
+  for (let t = 1; t < T; t++) {
+    i32[t * 16 + 2] = 0;
+    Atomics.store(i32, t * 16, seq);
+    Atomics.notify(i32, t * 16);
+  }
+  e.gemm(DESC_BASE);
+  let failed = false;
+  for (let t = 1; t < T; t++) {
+    let done: number;
+    let waited = 0;
+    while ((done = Atomics.load(i32, t * 16 + 1)) !== seq) {
+      if (Atomics.wait(i32, t * 16 + 1, done, 1000) === 'timed-out' && ++waited >= 30) break;
+    }
+    if (done !== seq || i32[t * 16 + 2] !== 0) failed = true;
+  }
+  if (failed) {
+    // A worker died or trapped: stop using threads and redo this product on the main thread.
+    for (const w of e.workers) void w.terminate();
+    e.workers = [];
+    e.nthreads = 1;
+    run(e, transA, transB, M, N, K, alpha, A, aOff, lda, B, bOff, ldb, beta, C, cOff, ldc);
+    return;
+  }
+  const out = new Float32Array(e.memory.buffer, pC, cExt);
+  if (ldc === N) C.set(out, cOff);
+  else for (let i = 0; i < M; i++) C.set(out.subarray(i * N, (i + 1) * N), cOff + i * ldc);
+}
+
+/** Plain TS with the same semantics: the fallback without wasm SIMD, and the reference for tests. */
+export function sgemmTs(
+  transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+  A: Float32Array, aOff: number, lda: number, B: Float32Array, bOff: number, ldb: number,
+  beta: number, C: Float32Array, cOff: number, ldc: number,
+): void {
+  const sam = transA ? 1 : lda;
+  const sak = transA ? lda : 1;
+  const sbk = transB ? 1 : ldb;
+  const sbn = transB ? ldb : 1;
+  const acc = new Float64Array(N);
+  for (let i = 0; i < M; i++) {
+    acc.fill(0);
+    for (let k = 0; k < K; k++) {
+      const a = A[aOff + i * sam + k * sak];
+      const b0 = bOff + k * sbk;
+      for (let j = 0; j < N; j++) acc[j] += a * B[b0 + j * sbn];
+    }
+    const r = cOff + i * ldc;
+    for (let j = 0; j < N; j++) C[r + j] = alpha * acc[j] + (beta === 0 ? 0 : beta * C[r + j]);
+  }
+}

@@ -1,0 +1,154 @@
+/** The wasm SIMD sgemm against the plain TS gemm (the reference), over random shapes, transposes, strides, alpha/beta. */
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { availableParallelism } from 'node:os';
+import { gemm } from '../src/backends/cpu/matmul.ts';
+import { setSgemmMaxCallBytes, setSgemmThreads, sgemm, sgemmIsWasm, sgemmThreads } from '../src/backends/cpu/fast/index.ts';
+
+interface Case {
+  transA: boolean;
+  transB: boolean;
+  M: number;
+  N: number;
+  K: number;
+  alpha: number;
+  beta: number;
+  padA: number;
+  padB: number;
+  padC: number;
+  aOff: number;
+  bOff: number;
+  cOff: number;
+  seed: number;
+}
+
+function lcg(seed: number): () => number {
+  let s = seed >>> 0 || 1;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 31 - 1;
+  };
+}
+
+/** Runs sgemm on the case and checks every element of C (inside the block: vs reference; outside: untouched). */
+function checkCase(c: Case): void {
+  const { transA, transB, M, N, K, alpha, beta } = c;
+  const rnd = lcg(c.seed);
+  const lda = (transA ? M : K) + c.padA;
+  const ldb = (transB ? K : N) + c.padB;
+  const ldc = N + c.padC;
+  const A = Float32Array.from({ length: c.aOff + (transA ? K : M) * lda }, rnd);
+  const B = Float32Array.from({ length: c.bOff + (transB ? N : K) * ldb }, rnd);
+  const C0 = Float32Array.from({ length: c.cOff + M * ldc + 3 }, rnd);
+  const C = C0.slice();
+  sgemm(transA, transB, M, N, K, alpha, A, c.aOff, lda, B, c.bOff, ldb, beta, C, c.cOff, ldc);
+
+  // Reference: the backend's TS gemm in float64 (C compact M×N), then alpha/beta; and Σ|a||b| for the tolerance.
+  const P = new Float64Array(M * N);
+  const Q = new Float64Array(M * N);
+  const absA = A.map(Math.abs);
+  const absB = B.map(Math.abs);
+  const [sam, sak] = transA ? [1, lda] : [lda, 1];
+  const [sbk, sbn] = transB ? [1, ldb] : [ldb, 1];
+  gemm(A, c.aOff, sam, sak, B, c.bOff, sbk, sbn, P, 0, M, N, K);
+  gemm(absA, c.aOff, sam, sak, absB, c.bOff, sbk, sbn, Q, 0, M, N, K);
+  const inside = new Uint8Array(C.length);
+  for (let i = 0; i < M; i++) {
+    for (let j = 0; j < N; j++) {
+      const at = c.cOff + i * ldc + j;
+      inside[at] = 1;
+      const want = alpha * P[i * N + j] + (beta === 0 ? 0 : beta * C0[at]);
+      const tol = 1e-6 * (K + 4) * (Math.abs(alpha) * Q[i * N + j] + Math.abs(beta * C0[at])) + 1e-6;
+      if (!(Math.abs(C[at] - want) <= tol)) {
+        throw new Error(`C[${i},${j}] = ${C[at]}, want ${want} (tol ${tol}) in ${JSON.stringify(c)}`);
+      }
+    }
+  }
+  for (let t = 0; t < C.length; t++) if (!inside[t] && C[t] !== C0[t]) throw new Error(`C[${t}] outside the block changed in ${JSON.stringify(c)}`);
+}
+
+const size = fc.oneof(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 70 }));
+const scalar = fc.constantFrom(0, 1, -1, 0.5, 2.25);
+const arbCase: fc.Arbitrary<Case> = fc.record({
+  transA: fc.boolean(),
+  transB: fc.boolean(),
+  M: size,
+  N: size,
+  K: size,
+  alpha: scalar,
+  beta: scalar,
+  padA: fc.integer({ min: 0, max: 3 }),
+  padB: fc.integer({ min: 0, max: 3 }),
+  padC: fc.integer({ min: 0, max: 3 }),
+  aOff: fc.integer({ min: 0, max: 5 }),
+  bOff: fc.integer({ min: 0, max: 5 }),
+  cOff: fc.integer({ min: 0, max: 5 }),
+  seed: fc.integer({ min: 1, max: 1 << 30 }),
+});
+
+const base: Case = { transA: false, transB: false, M: 1, N: 1, K: 1, alpha: 1, beta: 0, padA: 0, padB: 0, padC: 0, aOff: 0, bOff: 0, cOff: 0, seed: 7 };
+
+describe('sgemm (wasm SIMD)', () => {
+  it('runs on wasm SIMD, with worker threads where the machine has cores', () => {
+    expect(sgemmIsWasm()).toBe(true);
+    if (availableParallelism() >= 2 && !process.env.STOCHCONV_THREADS) expect(sgemmThreads()).toBeGreaterThanOrEqual(2);
+  });
+
+  it('matches the TS gemm on random shapes, transposes, offsets, leading dims, alpha and beta', () => {
+    fc.assert(fc.property(arbCase, (c) => checkCase(c)), { numRuns: 300 });
+  });
+
+  it('covers cache-block edges and the threaded split (rows and columns)', () => {
+    // K over KC = 256 (two k blocks: beta applied once), M over MC = 96, N over NC = 2048, ragged everywhere.
+    const shapes: [number, number, number][] = [[97, 131, 300], [13, 2101, 17], [200, 9, 40], [6, 8, 257], [1, 700, 513], [301, 1, 64]];
+    for (const [M, N, K] of shapes) {
+      for (const transA of [false, true]) for (const transB of [false, true]) {
+        checkCase({ ...base, transA, transB, M, N, K, alpha: 0.5, beta: -1.5, padA: 1, padB: 2, padC: 3, aOff: 1, bOff: 2, cOff: 3, seed: M * N + K });
+      }
+    }
+  });
+
+  it('is bit-identical on one and on all threads (each C element is summed in the same order)', () => {
+    const M = 37, N = 523, K = 301;
+    const r = lcg(3);
+    const A = Float32Array.from({ length: M * K }, r);
+    const B = Float32Array.from({ length: K * N }, r);
+    const one = new Float32Array(M * N);
+    const all = new Float32Array(M * N);
+    const n = sgemmThreads();
+    setSgemmThreads(1);
+    sgemm(false, true, M, N, K, 1, A, 0, K, B, 0, K, 0, one, 0, N);
+    setSgemmThreads(n);
+    sgemm(false, true, M, N, K, 1, A, 0, K, B, 0, K, 0, all, 0, N);
+    expect(all).toEqual(one);
+  });
+
+  it('splits products too large for one call into halves', () => {
+    const old = setSgemmMaxCallBytes(20_000);
+    try {
+      for (const [transA, transB] of [[false, false], [true, true], [true, false]] as const) {
+        checkCase({ ...base, transA, transB, M: 45, N: 77, K: 33, alpha: 1, beta: 0.5, padA: 2, padC: 1, cOff: 2, seed: 11 });
+      }
+    } finally {
+      setSgemmMaxCallBytes(old);
+    }
+  });
+
+  it('beta = 0 ignores NaN in C; alpha = 0 or K = 0 only scales C', () => {
+    const A = new Float32Array([1, 2, 3, 4]);
+    const C = new Float32Array([NaN, NaN, NaN, NaN]);
+    sgemm(false, false, 2, 2, 2, 1, A, 0, 2, A, 0, 2, 0, C, 0, 2);
+    expect(Array.from(C)).toEqual([7, 10, 15, 22]);
+    sgemm(false, false, 2, 2, 2, 0, A, 0, 2, A, 0, 2, 2, C, 0, 2);
+    expect(Array.from(C)).toEqual([14, 20, 30, 44]);
+    sgemm(false, false, 2, 2, 0, 1, A, 0, 1, A, 0, 2, 0, C, 0, 2);
+    expect(Array.from(C)).toEqual([0, 0, 0, 0]);
+  });
+
+  it('names the bad argument', () => {
+    const x = new Float32Array(6);
+    expect(() => sgemm(false, false, 2, 3, 1, 1, x, 0, 1, x, 0, 2, 0, x, 0, 3)).toThrow(/sgemm: ldb=2 < 3/);
+    expect(() => sgemm(false, false, 2, 3, 4, 1, x, 0, 4, x, 0, 3, 0, x, 0, 3)).toThrow(/sgemm: A \(length 6\) too short/);
+    expect(() => sgemm(false, false, -1, 3, 4, 1, x, 0, 4, x, 0, 3, 0, x, 0, 3)).toThrow(/sgemm: sizes/);
+  });
+});
