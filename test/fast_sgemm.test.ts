@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { availableParallelism } from 'node:os';
 import { gemm } from '../src/backends/cpu/matmul.ts';
+import * as E from '../src/index.ts';
 import { setSgemmMaxCallBytes, setSgemmThreads, sgemm, sgemmIsWasm, sgemmThreads } from '../src/backends/cpu/fast/index.ts';
 
 interface Case {
@@ -150,5 +151,22 @@ describe('sgemm (wasm SIMD)', () => {
     expect(() => sgemm(false, false, 2, 3, 1, 1, x, 0, 1, x, 0, 2, 0, x, 0, 3)).toThrow(/sgemm: ldb=2 < 3/);
     expect(() => sgemm(false, false, 2, 3, 4, 1, x, 0, 4, x, 0, 3, 0, x, 0, 3)).toThrow(/sgemm: A \(length 6\) too short/);
     expect(() => sgemm(false, false, -1, 3, 4, 1, x, 0, 4, x, 0, 3, 0, x, 0, 3)).toThrow(/sgemm: sizes/);
+  });
+});
+
+describe('cpu matmul float32 through sgemm', () => {
+  it('matches the float64 TS path with broadcast batches and both transposes', () => {
+    const k = E.random.key(5);
+    for (const [transposeA, transposeB] of [[false, false], [true, false], [false, true], [true, true]] as const) {
+      const a = E.random.normal(E.random.foldIn(k, 1), transposeA ? [3, 1, 40, 33] : [3, 1, 33, 40]);
+      const b = E.random.normal(E.random.foldIn(k, 2), transposeB ? [2, 29, 40] : [2, 40, 29]);
+      const y32 = E.dataSync(E.matmul(a, b, { transposeA, transposeB }));
+      const y64 = E.dataSync(E.matmul(E.cast(a, 'float64'), E.cast(b, 'float64'), { transposeA, transposeB }));
+      expect(y32).toBeInstanceOf(Float32Array);
+      expect(y32.length).toBe(3 * 2 * 33 * 29);
+      let err = 0;
+      for (let i = 0; i < y32.length; i++) err = Math.max(err, Math.abs(y32[i] - y64[i]));
+      expect(err).toBeLessThan(1e-4);
+    }
   });
 });

@@ -3,6 +3,10 @@ import type { KernelArg, OutSpec, TypedArray } from '../backend.ts';
 import { arrayFor } from '../../tensor/tensor.ts';
 import { sizeOf } from '../../tensor/shape.ts';
 import { broadcastStrides } from './elementwise.ts';
+import { sgemm } from './fast/index.ts';
+
+/** float32 products with at least this many multiply-adds go to the wasm SIMD sgemm (below it the copy-in costs more). */
+export const SGEMM_MIN_MACS = 4096;
 
 interface MatmulAttrs {
   transA: boolean;
@@ -61,6 +65,8 @@ export function matmulImpl([a, b]: readonly KernelArg<TypedArray>[], { transA, t
   const aSt = broadcastStrides(a.shape.slice(0, ra - 2), batch);
   const bSt = broadcastStrides(b.shape.slice(0, rb - 2), batch);
   const idx = new Int32Array(batch.length);
+  // float32 goes to the wasm sgemm when the product is big enough; float64 stays on the TS reference.
+  const fast = C instanceof Float32Array && a.storage instanceof Float32Array && b.storage instanceof Float32Array && M * N * K >= SGEMM_MIN_MACS;
   for (let t = 0; t < nb; t++) {
     let ao = 0;
     let bo = 0;
@@ -68,7 +74,11 @@ export function matmulImpl([a, b]: readonly KernelArg<TypedArray>[], { transA, t
       ao += idx[d] * aSt[d];
       bo += idx[d] * bSt[d];
     }
-    gemm(a.storage, ao * ar * ac, sam, sak, b.storage, bo * br * bc, sbk, sbn, C, t * M * N, M, N, K);
+    if (fast) {
+      sgemm(transA, transB, M, N, K, 1, a.storage as Float32Array, ao * ar * ac, ac, b.storage as Float32Array, bo * br * bc, bc, 0, C as Float32Array, t * M * N, N);
+    } else {
+      gemm(a.storage, ao * ar * ac, sam, sak, b.storage, bo * br * bc, sbk, sbn, C, t * M * N, M, N, K);
+    }
     for (let d = batch.length - 1; d >= 0; d--) {
       if (++idx[d] < batch[d]) break;
       idx[d] = 0;
