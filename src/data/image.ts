@@ -70,13 +70,21 @@ export function decodeImage(path: string, opts: DecodeOptions = {}): TE.TaskEith
   );
 }
 
-/** Resizes 8-bit RGB to w×h (squash) with sharp. */
+/**
+ * Resizes 8-bit RGB to w×h (squash) with sharp. When shrinking by more than 1.5×, a Gaussian
+ * prefilter (σ = 0.5 × factor) runs first: libvips' reduce box-shrinks before its kernel, which
+ * lets fine periodic texture alias into visible moiré; with the prefilter the resize is
+ * antialiased like PIL's (what torchvision's Resize uses).
+ */
 export async function resizeRaw(src: RawImage, width: number, height: number = width, kernel: Kernel = 'lanczos3'): Promise<RawImage> {
   if (src.width === width && src.height === height) return src;
-  const data = await sharp(src.data, { raw: { width: src.width, height: src.height, channels: 3 } })
-    .resize(width, height, { fit: 'fill', kernel })
-    .raw()
-    .toBuffer();
+  const raw = { raw: { width: src.width, height: src.height, channels: 3 as const } };
+  let input: Uint8Array = src.data;
+  const factor = Math.min(src.width / width, src.height / height);
+  if (factor > 1.5) {
+    input = await sharp(src.data, raw).blur({ sigma: 0.5 * factor, minAmplitude: 0.01, precision: 'float' }).raw().toBuffer();
+  }
+  const data = await sharp(input, raw).resize(width, height, { fit: 'fill', kernel }).raw().toBuffer();
   return { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width, height };
 }
 
@@ -143,6 +151,14 @@ export function warp(src: RawImage, p: AugmentParams, size: number): RawImage {
   const c = size / 2;
   const sx = p.crop.w / size;
   const sy = p.crop.h / size;
+  // Source coordinates are affine in the rotated coordinates (flip, then crop-resize), so they
+  // also step by constants along a row.
+  const ax = p.hflip ? -sx : sx;
+  const bx = p.crop.x - 0.5 + (p.hflip ? size * sx : 0);
+  const ay = p.vflip ? -sy : sy;
+  const by = p.crop.y - 0.5 + (p.vflip ? size * sy : 0);
+  const Wm = W - 1;
+  const Hm = H - 1;
   for (let i = 0; i < size; i++) {
     const dy = i + 0.5 - c;
     // Inverse rotation of the pixel centre: (x', y') = R(−θ)(x − c) + c, linear in x along the row.
@@ -151,26 +167,25 @@ export function warp(src: RawImage, p: AugmentParams, size: number): RawImage {
     let o = i * size * 3;
     for (let j = 0; j < size; j++, xr += cos, yr -= sin, o += 3) {
       if (xr < 0 || xr >= size || yr < 0 || yr >= size) continue;
-      const xf = p.hflip ? size - xr : xr;
-      const yf = p.vflip ? size - yr : yr;
-      let fx = p.crop.x + xf * sx - 0.5;
-      let fy = p.crop.y + yf * sy - 0.5;
-      fx = fx < 0 ? 0 : fx > W - 1 ? W - 1 : fx;
-      fy = fy < 0 ? 0 : fy > H - 1 ? H - 1 : fy;
-      const x0 = Math.floor(fx);
-      const y0 = Math.floor(fy);
-      const x1 = x0 + 1 < W ? x0 + 1 : x0;
-      const y1 = y0 + 1 < H ? y0 + 1 : y0;
-      const ax = fx - x0;
-      const ay = fy - y0;
+      let fx = bx + ax * xr;
+      let fy = by + ay * yr;
+      fx = fx < 0 ? 0 : fx > Wm ? Wm : fx;
+      fy = fy < 0 ? 0 : fy > Hm ? Hm : fy;
+      const x0 = fx | 0;
+      const y0 = fy | 0;
+      const dx1 = x0 < Wm ? 3 : 0;
+      const dy1 = y0 < Hm ? 3 * W : 0;
+      const wx = fx - x0;
+      const wy = fy - y0;
       const a00 = (y0 * W + x0) * 3;
-      const a01 = (y0 * W + x1) * 3;
-      const a10 = (y1 * W + x0) * 3;
-      const a11 = (y1 * W + x1) * 3;
       for (let ch = 0; ch < 3; ch++) {
-        const top = data[a00 + ch] + ax * (data[a01 + ch] - data[a00 + ch]);
-        const bot = data[a10 + ch] + ax * (data[a11 + ch] - data[a10 + ch]);
-        out[o + ch] = top + ay * (bot - top) + 0.5; // Uint8Array store truncates: +0.5 rounds
+        const q = a00 + ch;
+        const v00 = data[q];
+        const v01 = data[q + dx1];
+        const v10 = data[q + dy1];
+        const top = v00 + wx * (v01 - v00);
+        const bot = v10 + wx * (data[q + dy1 + dx1] - v10);
+        out[o + ch] = top + wy * (bot - top) + 0.5; // Uint8Array store truncates: +0.5 rounds
       }
     }
   }
@@ -181,11 +196,11 @@ export function warp(src: RawImage, p: AugmentParams, size: number): RawImage {
 export function normalise(img: RawImage, out: Float32Array = new Float32Array(3 * img.width * img.height), offset = 0): Float32Array {
   const n = img.width * img.height;
   const d = img.data;
+  const lut = new Float32Array(256);
   for (let ch = 0; ch < 3; ch++) {
-    const scale = 1 / (255 * IMAGENET_STD[ch]);
-    const shift = IMAGENET_MEAN[ch] / IMAGENET_STD[ch];
+    for (let v = 0; v < 256; v++) lut[v] = (v / 255 - IMAGENET_MEAN[ch]) / IMAGENET_STD[ch];
     const base = offset + ch * n;
-    for (let i = 0; i < n; i++) out[base + i] = d[3 * i + ch] * scale - shift;
+    for (let i = 0, q = ch; i < n; i++, q += 3) out[base + i] = lut[d[q]];
   }
   return out;
 }
