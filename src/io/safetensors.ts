@@ -9,8 +9,9 @@
  * section exactly, as the Python library requires.
  *
  * Trees: nested records (and arrays) of tensors are flattened with their keys joined by dots
- * (`{ stem: { w } }` ↔ `stem.w`); loading rebuilds records, and a record whose keys are exactly
- * 0 … n − 1 becomes an array, so `blocks.0.w` round-trips to `{ blocks: [{ w }] }`.
+ * (`{ stem: { w } }` ↔ `stem.w`; a flat record with dotted keys, like a PyTorch state dict, is
+ * written as is); loading rebuilds nested records, and a record whose keys are exactly 0 … n − 1
+ * becomes an array, so `blocks.0.w` round-trips to `{ blocks: [{ w }] }`.
  *
  * Dtypes: F32 ↔ float32 tensors, F64 ↔ float64 tensors, I64 ↔ {@link Int64Array} leaves (shape +
  * BigInt64Array, kept exact and not differentiable; e.g. PyTorch's `num_batches_tracked`).
@@ -80,6 +81,7 @@ export function flattenTree(tree: unknown, file = '<tree>'): E.Either<Safetensor
   const walk = (x: unknown, prefix: string): string | null => {
     if (isTensor(x) || x instanceof Int64Array) {
       if (prefix === '') return 'the tree is a single tensor; give it a name ({ name: tensor })';
+      if (out.has(prefix)) return `two leaves are both named '${prefix}'`;
       out.set(prefix, x);
       return null;
     }
@@ -90,7 +92,7 @@ export function flattenTree(tree: unknown, file = '<tree>'): E.Either<Safetensor
         : null;
     if (!entries) return `'${prefix}' is ${x === null ? 'null' : typeof x}, not a tensor, record or array`;
     for (const [k, v] of entries) {
-      if (k === '' || k.includes('.')) return `key '${k}' under '${prefix}' is empty or contains a dot`;
+      if (k === '' || k.startsWith('.') || k.endsWith('.') || k.includes('..')) return `key '${k}' under '${prefix}' is empty or has an empty dotted part`;
       const err = walk(v, prefix ? `${prefix}.${k}` : k);
       if (err) return err;
     }

@@ -234,6 +234,27 @@ export type State = Record<string, unknown>;
 /** Loose view of the params/state trees for code that handles every architecture. */
 type AnyTree = Record<string, any>;
 
+/** Trainable parameters of a config, computed from the shapes alone (equals parameterCount of a model built from it). */
+export function configParameterCount(cfg: ModelConfig): number {
+  const blocks = (bs: readonly MBConvConfig[]) => bs.reduce((p, b) => p + mbconv.paramCount(b), 0);
+  const stem = convBn.paramCount(stemConfig(cfg));
+  const stoch = convBn.paramCount(stochStemConfig(cfg));
+  const head = convBn.paramCount(headConfig(cfg));
+  const fc = linear.paramCount({ inFeatures: featureCount(cfg), outFeatures: cfg.numClasses, bias: true });
+  switch (cfg.arch) {
+    case 'plain':
+      return stem + blocks(cfg.blocks) + head + fc;
+    case 'pure-stochastic':
+      return stoch + blocks(cfg.blocks) + head + fc;
+    case 'stochastic-stem':
+      return stem + stoch + blocks(cfg.blocks) + head + fc;
+    case 'stochastic-skip':
+      return stem + stoch + 2 * blocks(cfg.blocks.slice(0, cfg.skipBlocks)) + blocks(cfg.blocks.slice(cfg.skipBlocks)) + head + fc;
+    case 'full-split':
+      return stem + stoch + 2 * (blocks(cfg.blocks) + head) + fc;
+  }
+}
+
 // ---- init ----------------------------------------------------------------------------------------
 
 const initBlocks = (key: Key, blocks: readonly MBConvConfig[], dtype: DType) => {

@@ -6,4 +6,6 @@ export * from './init.ts';
 export * from './layers.ts';
 export * from './mbconv.ts';
 export * from './model.ts';
-export { type Arch, type Variant, type ModelConfig, type Params, type State, type Input, type Scaling, type StageArgs, ARCHS, SCALING, B0_STAGES, variants, roundFilters, roundRepeats, buildConfig, checkInput, expectedInput } from './efficientnet.ts';
+export { type Arch, type Variant, type ModelConfig, type Params, type State, type Input, type Scaling, type StageArgs, ARCHS, SCALING, B0_STAGES, variants, roundFilters, roundRepeats, buildConfig, checkInput, expectedInput, configParameterCount } from './efficientnet.ts';
+export * as efficientnet from './family.ts';
+export { fromTorchvision, toTorchvision } from './torchvision.ts';

@@ -142,8 +142,14 @@ describe('safetensors', () => {
     expect(E.isRight(ok)).toBe(true);
   });
 
-  it('refuses trees it cannot name: dotted keys, non-tensor leaves', () => {
-    expect(() => io.saveSafetensors(path.join(dir, 'x.safetensors'), { 'a.b': tensor([1]) })).toThrow(/contains a dot/);
+  it('writes flat dotted records (state dicts) as is, and refuses names it cannot tell apart or leaves that are not tensors', () => {
+    const f = path.join(dir, 'flat.safetensors');
+    io.saveSafetensors(f, { 'features.0.0.weight': tensor([1, 2]), 'classifier.1.bias': tensor([3]) });
+    const t = io.loadSafetensors(f) as any;
+    expect([...dataSync(t.features[0][0].weight)]).toEqual([1, 2]);
+    expect([...dataSync(t.classifier[1].bias)]).toEqual([3]);
+    expect(() => io.saveSafetensors(path.join(dir, 'x.safetensors'), { 'a.b': tensor([1]), a: { b: tensor([2]) } })).toThrow(/both named 'a.b'/);
+    expect(() => io.saveSafetensors(path.join(dir, 'x.safetensors'), { 'a..b': tensor([1]) })).toThrow(/empty dotted part/);
     expect(() => io.saveSafetensors(path.join(dir, 'x.safetensors'), { a: 3 })).toThrow(/'a' is number/);
     expect(fs.existsSync(path.join(dir, 'x.safetensors'))).toBe(false);
   });
