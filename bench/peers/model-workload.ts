@@ -1,0 +1,94 @@
+/**
+ * One model workload in its own process, so its peak RSS is its own:
+ *   tsx bench/peers/model-workload.ts ENGINE WORKLOAD REPS
+ * ENGINE: cpu (this engine) | tfjs-wasm | tfjs-cpu; WORKLOAD: b0/train-step-8x224, b0/inference-16x128,
+ * b0-full-split/train-step-8x224+1024, b0/steady-200 (200 train steps at 8×224: first/last medians and RSS).
+ * Prints one JSON line: {medianMs, samples, peakRssMb, note, ...}.
+ */
+import { performance } from 'node:perf_hooks';
+import * as E from '../../src/index.ts';
+import { rmsprop } from '../../src/train/optim.ts';
+import { loadTfjs } from './tfjs.ts';
+import { tfjsEfficientNetB0 } from './tfjs-efficientnet.ts';
+
+const [engine, workload, repsArg] = process.argv.slice(2);
+const reps = Number(repsArg ?? 5);
+const m = /^(b0(?:-full-split)?)\/(train-step|inference|steady)-(\d+)x(\d+)(?:\+(\d+))?$/.exec(workload ?? '');
+if (!m) throw new Error(`model-workload: unknown workload '${workload}'`);
+const [, arch, kind, bs, ls, hs] = m;
+const batch = Number(bs);
+const low = Number(ls);
+const high = hs ? Number(hs) : null;
+
+const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+async function time(fn: () => unknown | Promise<unknown>, n: number): Promise<number[]> {
+  await fn(); // warm-up
+  const ts: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    await fn();
+    ts.push(performance.now() - t);
+  }
+  return ts;
+}
+const peakRssMb = () => process.resourceUsage().maxRSS / 1024;
+
+async function ours() {
+  E.setBackend('cpu');
+  const key = E.random.key(0);
+  const model = E.nn.createModel(arch, { key, lowSize: low, ...(high ? { highSize: high } : {}) });
+  const x = E.random.normal(E.random.foldIn(key, 1), [batch, 3, low, low]);
+  const input = high ? { low: x, high: E.random.normal(E.random.foldIn(key, 2), [batch, 3, high, high]) } : x;
+  const y = E.tensor(Float32Array.from({ length: batch }, (_, i) => i % 2), [batch, 1]);
+  if (kind === 'inference') return time(() => E.dataSync(E.nn.predict(model, input)), reps);
+  const opt = rmsprop({ alpha: 0.99, eps: 1e-8 });
+  let params = model.params;
+  let state = model.state;
+  let ostate = opt.init(params);
+  let step = 0;
+  const lossGrad = E.valueAndGrad(
+    (p: E.nn.Params) => {
+      const [logits, s] = E.nn.apply(model.config, p, state, input, { training: true, key: E.random.foldIn(key, 100 + step) });
+      return [E.binaryCrossEntropyWithLogits(logits, y), s] as [E.Tensor, E.nn.State];
+    },
+    { hasAux: true },
+  );
+  const trainStep = () => {
+    const [[loss, s], g] = lossGrad(params);
+    [params, ostate] = opt.update(g, ostate, params, 1e-3);
+    state = s;
+    step++;
+    return E.item(loss);
+  };
+  return time(trainStep, kind === 'steady' ? 200 : reps);
+}
+
+async function tfjs(backend: 'cpu' | 'wasm') {
+  const { tf, note } = await loadTfjs(backend);
+  if (high) throw new Error('tfjs peer: no full-split model');
+  const model = tfjsEfficientNetB0(tf, low, 1);
+  const x = tf.randomNormal([batch, low, low, 3]);
+  const y = tf.tensor2d(Float32Array.from({ length: batch }, (_, i) => i % 2), [batch, 1]);
+  process.stderr.write(`${note}\n`);
+  if (kind === 'inference') {
+    return time(() => tf.tidy(() => (model.predict(x) as import('@tensorflow/tfjs').Tensor).dataSync()), reps);
+  }
+  const opt = tf.train.rmsprop(1e-3, 0.99, 0, 1e-8);
+  return time(() => {
+    const loss = opt.minimize(() => tf.losses.sigmoidCrossEntropy(y, model.apply(x, { training: true }) as import('@tensorflow/tfjs').Tensor) as import('@tensorflow/tfjs').Scalar, true);
+    loss?.dataSync();
+    loss?.dispose();
+  }, reps);
+}
+
+const ts = engine === 'cpu' ? await ours() : engine === 'tfjs-wasm' ? await tfjs('wasm') : engine === 'tfjs-cpu' ? await tfjs('cpu') : null;
+if (!ts) throw new Error(`model-workload: unknown engine '${engine}'`);
+const out: Record<string, unknown> = { medianMs: median(ts), samples: ts.length, peakRssMb: peakRssMb() };
+if (kind === 'steady') {
+  const k = 20;
+  out.firstMedianMs = median(ts.slice(0, k));
+  out.lastMedianMs = median(ts.slice(-k));
+  out.rssMbAfter = process.memoryUsage().rss / 2 ** 20;
+}
+console.log(JSON.stringify(out));
+process.exit(0);

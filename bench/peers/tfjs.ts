@@ -1,0 +1,25 @@
+/** Loads TensorFlow.js (one CommonJS instance) with its cpu and wasm backends, for peer rows. */
+import { createRequire } from 'node:module';
+import path from 'node:path';
+
+export type TF = typeof import('@tensorflow/tfjs');
+
+/** Selects tfjs backend 'cpu' or 'wasm' (SIMD; 2 threads where Node allows) and says what it got. */
+export async function loadTfjs(backend: 'cpu' | 'wasm'): Promise<{ tf: TF; note: string }> {
+  const req = createRequire(import.meta.url);
+  const tf: TF = req('@tensorflow/tfjs');
+  let note = 'tfjs-cpu';
+  if (backend === 'wasm') {
+    const wasm = req('@tensorflow/tfjs-backend-wasm');
+    wasm.setWasmPaths(path.dirname(req.resolve('@tensorflow/tfjs-backend-wasm/package.json')) + '/dist/');
+    wasm.setThreadsCount(2);
+    if (!(await tf.setBackend('wasm'))) throw new Error('tfjs-backend-wasm did not initialise');
+    const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
+    const mt = await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT');
+    note = `tfjs-wasm SIMD ${simd ? 'on' : 'off'}, threads ${mt ? wasm.getThreadsCount() : 1}`;
+  } else {
+    await tf.setBackend('cpu');
+  }
+  await tf.ready();
+  return { tf, note };
+}

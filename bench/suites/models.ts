@@ -1,0 +1,73 @@
+/**
+ * Model workloads (issue 7): EfficientNet-B0 train steps and inference, and the paper's
+ * full-split model, on this engine's CPU backend and — in the same run — on TensorFlow.js
+ * (wasm, cpu) with the same architecture from tfjs layers, and PyTorch CPU when installed.
+ * Each (engine, workload) runs in its own process so peak RSS is its own. Opt-in:
+ *   npm run bench -- --suite models [--quick] [--filter TEXT]
+ */
+import { execFileSync, spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { type Pass, type Row, type Suite, matches } from '../harness.ts';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const WORKLOADS = ['b0/train-step-8x224', 'b0/inference-8x224', 'b0/train-step-16x128', 'b0/inference-16x128', 'b0-full-split/train-step-8x224+1024'];
+
+function runWorkload(engine: string, workload: string, reps: number, timeoutMs: number): Record<string, unknown> | { error: string } {
+  const r = spawnSync(process.execPath, ['--import', 'tsx', 'bench/peers/model-workload.ts', engine, workload, String(reps)], {
+    cwd: root, encoding: 'utf8', timeout: timeoutMs, maxBuffer: 1 << 24,
+  });
+  const line = r.stdout?.trim().split('\n').pop();
+  if (r.status === 0 && line) return JSON.parse(line);
+  return { error: r.error ? String(r.error.message) : (r.stderr ?? '').trim().split('\n').slice(-1)[0] || `exit ${r.status}` };
+}
+
+function torchRows(quick: boolean): Record<string, any>[] {
+  try {
+    execFileSync('/usr/bin/python3', ['-c', 'import torch, torchvision'], { stdio: 'ignore' });
+  } catch {
+    console.error('# models: PyTorch rows skipped (Debian python3-torch / python3-torchvision not installed)');
+    return [];
+  }
+  const out = execFileSync('/usr/bin/python3', ['bench/peers/torch_models.py', ...(quick ? ['--quick'] : [])], {
+    cwd: root, encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '2' }, maxBuffer: 1 << 24,
+  });
+  return out.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
+}
+
+export const models: Suite & { optIn: boolean } = {
+  name: 'models',
+  description: 'EfficientNet-B0 / full-split train steps and inference vs TensorFlow.js and PyTorch (opt-in: --suite models)',
+  optIn: true,
+  async run({ filter, quick }) {
+    const rows: Row[] = [];
+    const reps = quick ? 2 : 5;
+    const passOf = (w: string): Pass => (w.includes('train-step') ? 'train-step' : 'inference');
+    for (const w of WORKLOADS) {
+      for (const engine of ['cpu', 'tfjs-wasm', 'tfjs-cpu']) {
+        if (!matches(filter, 'models', w, engine, passOf(w))) continue;
+        if (engine !== 'cpu' && w.startsWith('b0-full-split')) continue; // no tfjs build of the two-backbone model
+        // tfjs-cpu takes minutes per 224-px training step: one sample, and only with --filter naming it.
+        if (engine === 'tfjs-cpu' && passOf(w) === 'train-step' && !filter?.includes('tfjs-cpu')) {
+          console.error(`# models: ${w} tfjs-cpu skipped by default (minutes per step; --filter tfjs-cpu to run it)`);
+          continue;
+        }
+        const r = runWorkload(engine, w, engine === 'tfjs-cpu' ? 1 : reps, 30 * 60_000);
+        if ('error' in r) {
+          console.error(`# models: ${w} ${engine}: ${r.error}`);
+          continue;
+        }
+        rows.push({ suite: 'models', name: w, backend: engine, pass: passOf(w), ...(r as { medianMs: number; samples: number }) });
+      }
+    }
+    if (matches(filter, 'models', 'steady', 'cpu', 'train-step') && !quick) {
+      const r = runWorkload('cpu', 'b0/steady-8x224', 200, 60 * 60_000);
+      if (!('error' in r)) rows.push({ suite: 'models', name: 'b0/steady-200-steps-8x224', backend: 'cpu', pass: 'train-step', ...(r as { medianMs: number; samples: number }) });
+    }
+    if (WORKLOADS.some((w) => matches(filter, 'models', w, 'torch', passOf(w)))) {
+      for (const t of torchRows(!!quick)) {
+        if (matches(filter, 'models', t.name, 'torch', t.pass)) rows.push({ suite: 'models', backend: 'torch', ...t } as Row);
+      }
+    }
+    return rows;
+  },
+};
