@@ -93,7 +93,7 @@ export interface AugmentParams {
   readonly crop: { readonly x: number; readonly y: number; readonly w: number; readonly h: number };
   readonly hflip: boolean;
   readonly vflip: boolean;
-  /** Rotation in degrees (counter-clockwise), corners filled with black like torchvision. */
+  /** Rotation in degrees (positive turns clockwise on screen; drawn symmetrically), corners black like torchvision. */
   readonly angle: number;
 }
 
