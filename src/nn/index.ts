@@ -9,3 +9,4 @@ export * from './model.ts';
 export { type Arch, type Variant, type ModelConfig, type Params, type State, type Input, type Scaling, type StageArgs, ARCHS, SCALING, B0_STAGES, variants, roundFilters, roundRepeats, buildConfig, checkInput, expectedInput, configParameterCount } from './efficientnet.ts';
 export * as efficientnet from './family.ts';
 export { fromTorchvision, toTorchvision } from './torchvision.ts';
+export { summary, summaryData, configSummary, modelTable, type SummaryRow, type SummaryData, type SummaryInput, type ReceptiveField } from './summary.ts';
