@@ -82,7 +82,7 @@ export async function resizeRaw(src: RawImage, width: number, height: number = w
   let input: Uint8Array = src.data;
   const factor = Math.min(src.width / width, src.height / height);
   if (factor > 1.5) {
-    input = await sharp(src.data, raw).blur({ sigma: 0.5 * factor, minAmplitude: 0.01, precision: 'float' }).raw().toBuffer();
+    input = await sharp(src.data, raw).blur({ sigma: 0.5 * factor, minAmplitude: 0.01, precision: 'integer' }).raw().toBuffer();
   }
   const data = await sharp(input, raw).resize(width, height, { fit: 'fill', kernel }).raw().toBuffer();
   return { data: new Uint8Array(data.buffer, data.byteOffset, data.length), width, height };
