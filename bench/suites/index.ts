@@ -2,8 +2,9 @@
 import type { Suite } from '../harness.ts';
 import { conv } from './conv.ts';
 import { core } from './core.ts';
+import { data } from './data.ts';
 import { gemmSuite } from './gemm.ts';
 import { gpu } from './gpu.ts';
 import { models } from './models.ts';
 
-export const suites: Suite[] = [core, conv, gpu, gemmSuite, models];
+export const suites: Suite[] = [core, conv, gpu, gemmSuite, models, data];
