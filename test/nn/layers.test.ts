@@ -168,7 +168,7 @@ describe('dropout, drop-connect', () => {
 
 describe('initialisers', () => {
   const std = (t: Tensor) => {
-    const d = dataSync(t);
+    const d = Array.from(dataSync(t));
     const m = d.reduce((p, v) => p + v, 0) / d.length;
     return Math.sqrt(d.reduce((p, v) => p + (v - m) ** 2, 0) / d.length);
   };
