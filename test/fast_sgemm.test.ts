@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import { availableParallelism } from 'node:os';
 import { gemm } from '../src/backends/cpu/matmul.ts';
 import * as E from '../src/index.ts';
+import { DEFAULT_SHAPE, reconfigureSgemm } from '../src/backends/cpu/fast/sgemm.ts';
 import { setSgemmMaxCallBytes, setSgemmThreads, sgemm, sgemmIsWasm, sgemmThreads } from '../src/backends/cpu/fast/index.ts';
 
 interface Case {
@@ -100,12 +101,24 @@ describe('sgemm (wasm SIMD)', () => {
   });
 
   it('covers cache-block edges and the threaded split (rows and columns)', () => {
-    // K over KC = 256 (two k blocks: beta applied once), M over MC = 96, N over NC = 2048, ragged everywhere.
-    const shapes: [number, number, number][] = [[97, 131, 300], [13, 2101, 17], [200, 9, 40], [6, 8, 257], [1, 700, 513], [301, 1, 64]];
+    // K over KC = 256 (two k blocks: beta applied once), M over MC = 96, N over NC = 2048, ragged everywhere;
+    // [8, 1100, 600] streams in column chunks (wide, short product).
+    const shapes: [number, number, number][] = [[97, 131, 300], [13, 2101, 17], [200, 9, 40], [6, 8, 257], [1, 700, 513], [301, 1, 64], [8, 1100, 600]];
     for (const [M, N, K] of shapes) {
       for (const transA of [false, true]) for (const transB of [false, true]) {
         checkCase({ ...base, transA, transB, M, N, K, alpha: 0.5, beta: -1.5, padA: 1, padB: 2, padC: 3, aOff: 1, bOff: 2, cOff: 3, seed: M * N + K });
       }
+    }
+  });
+
+  it('is correct with other micro-tiles and with tiny cache blocks (every block loop turns several times)', () => {
+    try {
+      for (const blocking of [{ MR: 6, NR: 8, MC: 12, KC: 8, NC: 16 }, { MR: 4, NR: 8, MC: 8, KC: 5, NC: 24 }, { MR: 2, NR: 16, MC: 6, KC: 7, NC: 32 }]) {
+        reconfigureSgemm(blocking);
+        fc.assert(fc.property(arbCase, (c) => checkCase(c)), { numRuns: 60 });
+      }
+    } finally {
+      reconfigureSgemm(DEFAULT_SHAPE);
     }
   });
 

@@ -125,6 +125,7 @@ function packB(g: GemmShape): Fn {
 /**
  * kernel(pa, pb, kc, c, ldc, mr, nr, beta, tile): C[0:mr, 0:nr] = acc + beta·C (beta = 0: C = acc), where
  * acc = Σ_k pa[k]ᵀ·pb[k] over packed panels. Ragged tiles go through `tile` (MR×NR scratch).
+ * (Reading B rows in place instead of packing them was measured: no gain at B0 shapes, a loss at large K.)
  */
 function kernel(g: GemmShape): Fn {
   const { MR, NR, fma } = g;
