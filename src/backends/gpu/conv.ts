@@ -174,15 +174,18 @@ function stochasticConv2dGradInputKernel(this: KernelThis, ct: Float32Array, w: 
     const wi = n * this.constants.perImage * this.constants.O + o;
     const ry = iy - win[2 * wi];
     const rx = ix - win[2 * wi + 1];
-    for (let ky = 0; ky < this.constants.kh; ky++) {
-      const ty = ry - ky;
-      const i = idiv(ty, this.constants.sh);
-      if (ty >= 0 && i * this.constants.sh == ty && i < this.constants.OH) {
-        for (let kx = 0; kx < this.constants.kw; kx++) {
-          const tx = rx - kx;
-          const j = idiv(tx, this.constants.sw);
-          if (tx >= 0 && j * this.constants.sw == tx && j < this.constants.OW) {
-            acc += ct[((n * this.constants.O + o) * this.constants.OH + i) * this.constants.OW + j] * w[((o * this.constants.C + c) * this.constants.kh + ky) * this.constants.kw + kx];
+    // Most of a large input lies outside a given channel's window: skip those before the taps.
+    if (ry >= 0 && ry < this.constants.SH && rx >= 0 && rx < this.constants.SW) {
+      for (let ky = 0; ky < this.constants.kh; ky++) {
+        const ty = ry - ky;
+        const i = idiv(ty, this.constants.sh);
+        if (ty >= 0 && i * this.constants.sh == ty && i < this.constants.OH) {
+          for (let kx = 0; kx < this.constants.kw; kx++) {
+            const tx = rx - kx;
+            const j = idiv(tx, this.constants.sw);
+            if (tx >= 0 && j * this.constants.sw == tx && j < this.constants.OW) {
+              acc += ct[((n * this.constants.O + o) * this.constants.OH + i) * this.constants.OW + j] * w[((o * this.constants.C + c) * this.constants.kh + ky) * this.constants.kw + kx];
+            }
           }
         }
       }
@@ -379,7 +382,10 @@ const windowsOf = (a: StochasticConv2dAttrs): GpuBuffer => new GpuBuffer(Float32
 const stochConstants = (x: readonly number[], w: readonly number[], a: StochasticConv2dAttrs): Record<string, number> => {
   const [N, C, H, W] = x;
   const [O, , kh, kw] = w;
-  return { N, C, H, W, O, kh, kw, OH: a.outSize[0], OW: a.outSize[1], sh: a.stride[0], sw: a.stride[1], perImage: a.perImage ? 1 : 0 };
+  const [OH, OW] = a.outSize;
+  const [sh, sw] = a.stride;
+  // SH × SW: the window each output channel reads, (out − 1)·s + k.
+  return { N, C, H, W, O, kh, kw, OH, OW, sh, sw, SH: (OH - 1) * sh + kh, SW: (OW - 1) * sw + kw, perImage: a.perImage ? 1 : 0 };
 };
 
 const poolConstants = (x: readonly number[], pooled: readonly number[], a: Pool2dAttrs): Record<string, number> => ({

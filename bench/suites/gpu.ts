@@ -1,0 +1,93 @@
+/**
+ * The conv cases of bench/suites/conv.ts on the gpu backend, in gpu.js's webasm mode and, when a GL
+ * context can be created (under Xvfb: scripts/with-gl.sh), its headless-gl mode (Mesa's software
+ * GL on a machine without a GPU). Rows: backend 'gpu-webasm' / 'gpu-headlessgl'. Each sample ends
+ * with a read-back of the results, so queued GL work is inside the measured time.
+ */
+import * as E from '../../src/index.ts';
+import { createGpuBackend, gpuModeAvailable, type GpuMode } from '../../src/backends/gpu/index.ts';
+import { modeUnavailableReason } from '../../src/backends/gpu/runtime.ts';
+import { type Pass, type Row, type Suite, matches, measure } from '../harness.ts';
+
+interface Case {
+  readonly name: string;
+  readonly x: [number, number, number, number];
+  readonly w: [number, number, number, number];
+  readonly opts: E.Conv2dOptions;
+}
+
+// The same cases (names and sizes) as bench/suites/conv.ts, so rows line up across backends.
+const cases: Case[] = [
+  { name: 'stem 3x3/2 same 8x3x224x224->32', x: [8, 3, 224, 224], w: [32, 3, 3, 3], opts: { stride: 2, padding: 'same' } },
+  { name: 'depthwise 3x3 8x32x112x112', x: [8, 32, 112, 112], w: [32, 1, 3, 3], opts: { padding: 'same', groups: 32 } },
+  { name: 'pointwise 8x96x56x56->24', x: [8, 96, 56, 56], w: [24, 96, 1, 1], opts: {} },
+  { name: 'stochastic/plain', x: [8, 3, 225, 225], w: [32, 3, 3, 3], opts: { stride: 2 } },
+];
+const STOCH = { n: 8, c: 3, size: 1024, o: 32, out: 112, k: 3, stride: 2 } as const;
+
+const modes: GpuMode[] = ['webasm', 'headlessgl'];
+
+export const gpu: Suite = {
+  name: 'gpu',
+  description: 'the conv cases on the gpu backend: gpu.js webasm and headless-gl (software GL under Xvfb)',
+  async run({ filter, quick }) {
+    const rows: Row[] = [];
+    const mopts = quick ? { time: 0, iterations: 3, warmup: 1 } : { time: 1500, iterations: 5, warmup: 1 };
+    const key = E.random.key(0);
+    const prev = E.getBackend().name;
+    for (const mode of modes) {
+      const name = `gpu-${mode}`;
+      const want = (c: string, pass: Pass) => matches(filter, 'gpu', c, name, pass);
+      if (![...cases.map((c) => c.name), 'stochastic/per-batch', 'stochastic/per-image'].some((c) => want(c, 'forward') || want(c, 'forward+backward'))) continue;
+      if (!gpuModeAvailable(mode)) {
+        console.error(`bench gpu: skipping ${name}: ${modeUnavailableReason(mode)}`);
+        continue;
+      }
+      const backend = createGpuBackend({ name, mode });
+      E.registerBackend(backend);
+      E.setBackend(name);
+      const record = async (c: string, pass: Pass, fn: () => unknown) => {
+        if (!want(c, pass)) return;
+        const m = await measure(fn, mopts);
+        rows.push({ suite: 'gpu', name: c, backend: name, pass, ...m, readback: true });
+        if (process.env.BENCH_VERBOSE) console.error(`gpu/${c} ${name} ${pass} ${m.medianMs.toFixed(2)} ms`);
+      };
+      try {
+        for (const c of cases) {
+          const x = E.random.normal(E.random.foldIn(key, 1), c.x);
+          const w = E.random.normal(E.random.foldIn(key, 2), c.w, 0, 0.1);
+          const ct = E.random.normal(E.random.foldIn(key, 3), E.conv2d(x, w, c.opts).shape);
+          await record(c.name, 'forward', () => E.dataSync(E.conv2d(x, w, c.opts)));
+          await record(c.name, 'forward+backward', () => {
+            const [, pullback] = E.vjp(([a, b]: E.Tensor[]) => E.conv2d(a, b, c.opts), [x, w]);
+            return pullback(ct).map((g) => E.dataSync(g));
+          });
+        }
+        const s = STOCH;
+        const x = E.random.normal(E.random.foldIn(key, 4), [s.n, s.c, s.size, s.size]);
+        const w = E.random.normal(E.random.foldIn(key, 2), [s.o, s.c, s.k, s.k], 0, 0.1);
+        const ct = E.random.normal(E.random.foldIn(key, 3), [s.n, s.o, s.out, s.out]);
+        const slice = E.stochasticSliceSize([s.out, s.out], [s.k, s.k], s.stride);
+        for (const perImage of [false, true]) {
+          const c = `stochastic/${perImage ? 'per-image' : 'per-batch'}`;
+          let step = 0;
+          const opts = () => ({
+            stride: s.stride,
+            outSize: [s.out, s.out] as [number, number],
+            windows: E.sampleWindows(E.random.foldIn(key, step++), { batch: s.n, channels: s.o, inputSize: [s.size, s.size], sliceSize: slice, perImage }),
+          });
+          await record(c, 'forward', () => E.dataSync(E.stochasticConv2d(x, w, opts())));
+          await record(c, 'forward+backward', () => {
+            const o = opts();
+            const [, pullback] = E.vjp(([a, b]: E.Tensor[]) => E.stochasticConv2d(a, b, o), [x, w]);
+            return pullback(ct).map((g) => E.dataSync(g));
+          });
+        }
+      } finally {
+        E.setBackend(prev);
+        backend.destroy();
+      }
+    }
+    return rows;
+  },
+};
