@@ -1,0 +1,165 @@
+/**
+ * Convolutions (issue 3): the EfficientNet stem, a depthwise and a pointwise conv, and the paper's
+ * stochastic stem with per-batch and per-image windows next to the plain conv2d that produces the
+ * same output — on this engine's cpu backend and, in the same run, on TensorFlow.js (tfjs-cpu and
+ * tfjs-wasm; NHWC layouts, the same sizes). Forward, and forward+backward (both gradients, for a
+ * fixed random cotangent) where the backend has the gradient kernels.
+ */
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import * as E from '../../src/index.ts';
+import { type Pass, type Row, type Suite, matches, measure } from '../harness.ts';
+
+interface Case {
+  readonly name: string;
+  readonly x: [number, number, number, number];
+  readonly w: [number, number, number, number];
+  readonly opts: E.Conv2dOptions;
+  /** Run on TensorFlow.js too. */
+  readonly tfjs: boolean;
+}
+
+const cases: Case[] = [
+  { name: 'stem 3x3/2 same 8x3x224x224->32', x: [8, 3, 224, 224], w: [32, 3, 3, 3], opts: { stride: 2, padding: 'same' }, tfjs: true },
+  { name: 'depthwise 3x3 8x32x112x112', x: [8, 32, 112, 112], w: [32, 1, 3, 3], opts: { padding: 'same', groups: 32 }, tfjs: true },
+  { name: 'pointwise 8x96x56x56->24', x: [8, 96, 56, 56], w: [24, 96, 1, 1], opts: {}, tfjs: true },
+  // The plain conv with the stochastic stem's output: a 225×225 input is exactly one window.
+  { name: 'stochastic/plain', x: [8, 3, 225, 225], w: [32, 3, 3, 3], opts: { stride: 2 }, tfjs: true },
+];
+
+const STOCH = { n: 8, c: 3, size: 1024, o: 32, out: 112, k: 3, stride: 2 } as const;
+
+type TF = any;
+interface Tfjs {
+  tf: TF;
+  backends: string[];
+  notes: string[];
+}
+
+/** Loads TensorFlow.js (CommonJS, one instance) with the cpu and wasm backends. */
+async function loadTfjs(): Promise<Tfjs | null> {
+  const req = createRequire(import.meta.url);
+  let tf: TF;
+  try {
+    tf = req('@tensorflow/tfjs');
+  } catch (e) {
+    return null;
+  }
+  const notes: string[] = [];
+  const backends = ['cpu'];
+  try {
+    const wasm = req('@tensorflow/tfjs-backend-wasm');
+    wasm.setWasmPaths(path.dirname(req.resolve('@tensorflow/tfjs-backend-wasm/package.json')) + '/dist/');
+    wasm.setThreadsCount(2);
+    if (await tf.setBackend('wasm')) {
+      backends.push('wasm');
+      const simd = await tf.env().getAsync('WASM_HAS_SIMD_SUPPORT');
+      const mt = await tf.env().getAsync('WASM_HAS_MULTITHREAD_SUPPORT');
+      notes.push(`tfjs-wasm: SIMD ${simd ? 'on' : 'off'}, threads ${mt ? wasm.getThreadsCount() : '1 (no multithread support in Node: the threaded build starts its pthread workers from a blob: URL, which worker_threads rejects)'}`);
+    }
+  } catch (e) {
+    notes.push(`tfjs-wasm unavailable: ${(e as Error).message}`);
+  }
+  await tf.setBackend('cpu');
+  return { tf, backends, notes };
+}
+
+export const conv: Suite = {
+  name: 'conv',
+  description: 'conv2d / depthwise / pointwise / stochastic stem, cpu backend vs TensorFlow.js cpu and wasm',
+  async run({ filter, quick }) {
+    const rows: Row[] = [];
+    const mopts = quick ? { time: 0, iterations: 3, warmup: 1 } : { time: 1500, iterations: 7, warmup: 2 };
+    const want = (name: string, backend: string, pass: Pass) => matches(filter, 'conv', name, backend, pass);
+    const record = async (name: string, backend: string, pass: Pass, fn: () => unknown, extra: Record<string, unknown> = {}) => {
+      if (!want(name, backend, pass)) return;
+      const m = await measure(fn, mopts);
+      rows.push({ suite: 'conv', name, backend, pass, ...m, ...extra });
+      if (process.env.BENCH_VERBOSE) console.error(`conv/${name} ${backend} ${pass} ${m.medianMs.toFixed(2)} ms`);
+    };
+    const key = E.random.key(0);
+
+    // ---- this engine, cpu backend ----
+    E.setBackend('cpu');
+    for (const c of cases) {
+      const x = E.random.normal(E.random.foldIn(key, 1), c.x);
+      const w = E.random.normal(E.random.foldIn(key, 2), c.w, 0, 0.1);
+      const y = E.conv2d(x, w, c.opts);
+      const ct = E.random.normal(E.random.foldIn(key, 3), y.shape);
+      await record(c.name, 'cpu', 'forward', () => E.conv2d(x, w, c.opts));
+      await record(c.name, 'cpu', 'forward+backward', () => {
+        const [, pullback] = E.vjp(([a, b]: E.Tensor[]) => E.conv2d(a, b, c.opts), [x, w]);
+        return pullback(ct);
+      });
+    }
+    if (['per-batch', 'per-image'].some((f) => want(`stochastic/${f}`, 'cpu', 'forward') || want(`stochastic/${f}`, 'cpu', 'forward+backward'))) {
+      const s = STOCH;
+      const x = E.random.normal(E.random.foldIn(key, 4), [s.n, s.c, s.size, s.size]);
+      const w = E.random.normal(E.random.foldIn(key, 2), [s.o, s.c, s.k, s.k], 0, 0.1);
+      const ct = E.random.normal(E.random.foldIn(key, 3), [s.n, s.o, s.out, s.out]);
+      const slice = E.stochasticSliceSize([s.out, s.out], [s.k, s.k], s.stride);
+      for (const perImage of [false, true]) {
+        const name = `stochastic/${perImage ? 'per-image' : 'per-batch'}`;
+        // Fresh windows every call, as in training (sampling is part of the cost).
+        let step = 0;
+        const opts = () => ({
+          stride: s.stride,
+          outSize: [s.out, s.out] as [number, number],
+          windows: E.sampleWindows(E.random.foldIn(key, step++), { batch: s.n, channels: s.o, inputSize: [s.size, s.size], sliceSize: slice, perImage }),
+        });
+        await record(name, 'cpu', 'forward', () => E.stochasticConv2d(x, w, opts()));
+        await record(name, 'cpu', 'forward+backward', () => {
+          const o = opts();
+          const [, pullback] = E.vjp(([a, b]: E.Tensor[]) => E.stochasticConv2d(a, b, o), [x, w]);
+          return pullback(ct);
+        });
+      }
+    }
+
+    // ---- TensorFlow.js, same sizes in NHWC / HWIO ----
+    const tfjs = await loadTfjs();
+    if (!tfjs) {
+      console.error('# conv: @tensorflow/tfjs not installed, skipping the TensorFlow.js rows');
+      return rows;
+    }
+    const { tf } = tfjs;
+    for (const note of tfjs.notes) console.error(`# conv: ${note}`);
+    for (const be of tfjs.backends) {
+      await tf.setBackend(be);
+      const backend = `tfjs-${be}`;
+      for (const c of cases.filter((k) => k.tfjs)) {
+        if (!want(c.name, backend, 'forward') && !want(c.name, backend, 'forward+backward')) continue;
+        const [N, C, H, W] = c.x;
+        const [O, Cg, kh, kw] = c.w;
+        const depthwise = (c.opts.groups ?? 1) > 1;
+        const x = tf.randomNormal([N, H, W, C]);
+        const w = depthwise ? tf.randomNormal([kh, kw, C, O / C], 0, 0.1) : tf.randomNormal([kh, kw, Cg, O], 0, 0.1);
+        const pad = c.opts.padding === 'same' ? 'same' : 'valid';
+        const stride = (c.opts.stride as number | undefined) ?? 1;
+        const f = (a: TF, b: TF) => (depthwise ? tf.depthwiseConv2d(a, b, stride, pad) : tf.conv2d(a, b, stride, pad));
+        const y0 = f(x, w);
+        const dy = tf.randomNormal(y0.shape);
+        y0.dispose();
+        await record(c.name, backend, 'forward', () => {
+          const y = f(x, w);
+          y.dataSync();
+          y.dispose();
+        });
+        const g = tf.grads(f);
+        let backwardOk = true;
+        try {
+          tf.tidy(() => g([x, w], dy).forEach((t: TF) => t.dataSync()));
+        } catch (e) {
+          backwardOk = false;
+          console.error(`# conv: ${backend} cannot run the backward pass of ${c.name}: ${(e as Error).message}`);
+        }
+        if (backwardOk) {
+          await record(c.name, backend, 'forward+backward', () => tf.tidy(() => g([x, w], dy).forEach((t: TF) => t.dataSync())));
+        }
+        tf.dispose([x, w, dy]);
+      }
+    }
+    await tf.setBackend('cpu');
+    return rows;
+  },
+};
