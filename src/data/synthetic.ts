@@ -14,11 +14,14 @@
 import * as TE from 'fp-ts/lib/TaskEither.js';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import { type Key, foldIn, key, permutation, uniformArray } from '../tensor/random.ts';
 import { type DataError, DataErrors } from './errors.ts';
+import type { SyntheticJob } from './synthetic-worker.ts';
 
 export interface SyntheticOptions {
   /** Output folder; default `<project>/.cache/synthetic-<seed>-<count>-<size>`. */
@@ -30,6 +33,8 @@ export interface SyntheticOptions {
   readonly seed?: number;
   /** Texture period range in pixels. Default [3, 5]. */
   readonly period?: readonly [number, number];
+  /** Generator threads (default min(2, cores)); the bytes do not depend on it. */
+  readonly workers?: number;
 }
 
 /** The generator's defaults (1024 px, as the issue asks). */
@@ -42,7 +47,7 @@ export const SYNTHETIC_DEFAULTS = { count: 240, size: 1024, seed: 1337, period: 
 export const SYNTHETIC_TRAIN_DEFAULTS = { count: 240, size: 512, seed: 1337, highSize: 512, lowSize: 64 } as const;
 
 /** Bumped whenever the renderer changes, so stale caches are regenerated. */
-const GENERATOR_VERSION = 1;
+const GENERATOR_VERSION = 2;
 const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 export const syntheticDir = (seed: number, count: number, size: number): string => join(PROJECT_ROOT, '.cache', `synthetic-${seed}-${count}-${size}`);
@@ -109,7 +114,8 @@ function fieldRow(f: Field, y: number, out: Float32Array): Float32Array {
 export function renderLesion(k: Key, label: 0 | 1, size: number, period: readonly [number, number] = SYNTHETIC_DEFAULTS.period): Uint8Array {
   const S = size;
   const u = uniformArray(k, 128);
-  const noise = mulberry(foldIn(k, 1));
+  // Per-pixel noise: an inline xorshift32 stream seeded from the key (fast; statistical quality is ample for sensor noise).
+  let xs = (mulberry(foldIn(k, 1))() * 4294967296) >>> 0 || 0x9e3779b9;
   const out = new Uint8Array(S * S * 3);
 
   // Skin: a tone between light and dark, smooth mottling.
@@ -168,8 +174,8 @@ export function renderLesion(k: Key, label: 0 | 1, size: number, period: readonl
     shadeLut[i] = Math.sqrt(vr2) * half > ring ? 0.04 : 1 - vig * 0.6 * vr2 * Math.sqrt(Math.sqrt(vr2));
   }
   const mot = new Float32Array(S), blo = new Float32Array(S), env = new Float32Array(S);
-  const noiseScale = sigma * 2.45 / 65536;
-  const lim = R * 1.8;
+  const noiseScale = sigma / 104.5; // a sum of two uniform bytes has std 104.5
+  const lim2 = (R * 1.8) ** 2;
   for (let y = 0; y < S; y++) {
     // The smooth fields have periods ≥ S/9: refreshing them every 4th row is invisible.
     if ((y & 3) === 0) {
@@ -182,9 +188,11 @@ export function renderLesion(k: Key, label: 0 | 1, size: number, period: readonl
     const gy0 = gcy[y], gy1 = gsy[y], hy0 = hcy[y], hy1 = hsy[y];
     for (let x = 0; x < S; x++) {
       const dx = x + 0.5 - cx;
-      const r = Math.sqrt(dx * dx + dy * dy);
+      const r2 = dx * dx + dy * dy;
       let m = 0;
-      if (r < lim) {
+      let r = 0;
+      if (r2 < lim2) {
+        r = Math.sqrt(r2);
         const ax = dx < 0 ? -dx : dx;
         const ay = dy < 0 ? -dy : dy;
         const q = dy / (ax + ay);
@@ -210,11 +218,15 @@ export function renderLesion(k: Key, label: 0 | 1, size: number, period: readonl
       const vr2 = vx * vx + vy * vy;
       const shade = shadeLut[vr2 >= 2 ? NV : ((vr2 * NV) / 2) | 0];
       const o = 3 * (y * S + x);
+      // Triangular noise per channel: the sum of two uniform bytes of the stream, std ≈ sigma.
+      xs ^= xs << 13; xs ^= xs >>> 17; xs ^= xs << 5;
+      const w1 = xs >>> 0;
+      xs ^= xs << 13; xs ^= xs >>> 17; xs ^= xs << 5;
+      const w2 = xs >>> 0;
       for (let ch = 0; ch < 3; ch++) {
         const base = skin[ch] * sk + (pigment[ch] - skin[ch] * sk) * d + tex * TEX_TINT[ch];
-        // Triangular noise (sum of two 16-bit uniforms), std ≈ sigma.
-        const w = (noise() * 4294967296) >>> 0;
-        const v = base * shade + ((w & 0xffff) + (w >>> 16) - 65535) * noiseScale;
+        const bits = ch === 0 ? w1 : ch === 1 ? w1 >>> 16 : w2;
+        const v = base * shade + ((bits & 0xff) + ((bits >>> 8) & 0xff) - 255) * noiseScale;
         out[o + ch] = v < 0 ? 0 : v > 255 ? 255 : v + 0.5;
       }
     }
@@ -267,6 +279,21 @@ function drawHairs(img: Uint8Array, S: number, u: Float64Array, k: Key): void {
 const encodePng = (rgb: Uint8Array, size: number): Promise<Buffer> =>
   sharp(rgb, { raw: { width: size, height: size, channels: 3 } }).png({ compressionLevel: 6, adaptiveFiltering: false, palette: false }).toBuffer();
 
+const syntheticName = (i: number) => `syn_${String(i).padStart(5, '0')}`;
+
+/** Renders and writes images i ≡ part (mod parts) into `<dir>/images` (what each generator thread runs). */
+export async function writeSyntheticImages(job: SyntheticJob): Promise<void> {
+  const inflight = new Set<Promise<void>>();
+  for (let i = job.part; i < job.labels.length; i += job.parts) {
+    const rgb = renderLesion(syntheticKey(job.seed, i), job.labels[i] as 0 | 1, job.size, job.period);
+    // Let up to 2 PNG encodes run in sharp's pool while the next image renders.
+    const p: Promise<void> = encodePng(rgb, job.size).then((png) => writeFile(join(job.dir, 'images', `${syntheticName(i)}.png`), png)).finally(() => inflight.delete(p));
+    inflight.add(p);
+    if (inflight.size >= 2) await Promise.race(inflight);
+  }
+  await Promise.all(inflight);
+}
+
 /** The labels of a synthetic set: exactly half are class 1, in a seeded order. */
 export function syntheticLabels(seed: number, count: number): Uint8Array {
   const perm = permutation(foldIn(key(seed), 0x5e7), count);
@@ -300,16 +327,18 @@ export function ensureSynthetic(opts: SyntheticOptions = {}): TE.TaskEither<Data
       await rm(tmp, { recursive: true, force: true });
       await mkdir(join(tmp, 'images'), { recursive: true });
       const labels = syntheticLabels(seed, count);
-      const names = Array.from({ length: count }, (_, i) => `syn_${String(i).padStart(5, '0')}`);
-      // Render on this thread; let up to 3 PNG encodes run in sharp's pool meanwhile.
-      const inflight = new Set<Promise<void>>();
-      for (let i = 0; i < count; i++) {
-        const rgb = renderLesion(syntheticKey(seed, i), labels[i] as 0 | 1, size, period);
-        const job: Promise<void> = encodePng(rgb, size).then((png) => writeFile(join(tmp, 'images', `${names[i]}.png`), png)).finally(() => inflight.delete(job));
-        inflight.add(job);
-        if (inflight.size >= 3) await Promise.race(inflight);
+      const names = Array.from({ length: count }, (_, i) => syntheticName(i));
+      const parts = Math.max(1, Math.min(opts.workers ?? Math.min(2, availableParallelism()), Math.ceil(count / 8)));
+      if (parts === 1) await writeSyntheticImages({ dir: tmp, seed, size, period, labels, part: 0, parts: 1 });
+      else {
+        await Promise.all(Array.from({ length: parts }, (_, part) => new Promise<void>((res, rej) => {
+          const job: SyntheticJob = { dir: tmp, seed, size, period, labels, part, parts };
+          const w = new Worker(new URL('./worker-boot.mjs', import.meta.url), { workerData: { entry: new URL('./synthetic-worker.ts', import.meta.url).href, job } });
+          w.once('message', (m: { ok: boolean; error?: string }) => (m.ok ? res() : rej(new Error(m.error))));
+          w.once('error', rej);
+          w.once('exit', (code) => (code === 0 ? res() : rej(new Error(`synthetic worker exited with code ${code}`))));
+        })));
       }
-      await Promise.all(inflight);
       await writeFile(join(tmp, 'labels.csv'), `image_name,target\n${names.map((n, i) => `${n},${labels[i]}`).join('\n')}\n`);
       await writeFile(join(tmp, 'synthetic.json'), meta);
       await rm(dir, { recursive: true, force: true });

@@ -50,6 +50,10 @@ describe('synthetic lesions', () => {
     expect(statSync(join(r1.right, 'images', 'syn_00000.png')).mtimeMs).toBe(before);
     const r3 = await D.ensureSynthetic({ dir: join(dir, 'c'), count: 6, size: 96, seed: 5 })();
     expect(r3._tag === 'Right' && hashFolder(r3.right)).not.toBe(hashFolder(r1.right));
+    const one = await D.ensureSynthetic({ dir: join(dir, 'w1'), count: 16, size: 64, seed: 2, workers: 1 })();
+    const two = await D.ensureSynthetic({ dir: join(dir, 'w2'), count: 16, size: 64, seed: 2, workers: 2 })();
+    if (one._tag === 'Left' || two._tag === 'Left') throw new Error('generation failed');
+    expect(hashFolder(two.right)).toBe(hashFolder(one.right));
     expect(D.syntheticDir(1337, 240, 512)).toMatch(/\.cache\/synthetic-1337-240-512$/);
   });
 
