@@ -23,6 +23,8 @@ export interface TrainConfig {
   readonly hrSize: number | null;
   readonly widthMult: number | null;
   readonly depthMult: number | null;
+  /** Batch-norm running-statistics momentum, PyTorch convention (null: the model's, 0.01). */
+  readonly bnMomentum: number | null;
   readonly epochs: number;
   readonly batchSize: number;
   /** Images per forward/backward pass; gradients are accumulated over the batch. */
@@ -112,6 +114,7 @@ export const SYNTHETIC_RUN = {
   hrSize: 256,
   widthMult: 0.5,
   depthMult: 0.34,
+  bnMomentum: 0.1,
   epochs: 4,
   batchSize: 16,
   microBatch: 16,
@@ -129,6 +132,7 @@ export const FLAGS: readonly Flag[] = [
   { key: 'hrSize', flags: '--hr-size <px>', help: 'high-res input side of stochastic models', shown: `1024; ${SYNTHETIC_RUN.hrSize} on the synthetic set`, parse: int(8) },
   { key: 'widthMult', flags: '--width-mult <x>', help: 'override the width coefficient (smaller models)', shown: `the variant's; ${SYNTHETIC_RUN.widthMult} on the synthetic set`, parse: orNone(num(0, 10, true)) },
   { key: 'depthMult', flags: '--depth-mult <x>', help: 'override the depth coefficient (smaller models)', shown: `the variant's; ${SYNTHETIC_RUN.depthMult} on the synthetic set`, parse: orNone(num(0, 10, true)) },
+  { key: 'bnMomentum', flags: '--bn-momentum <x>', help: 'batch-norm running-statistics momentum (PyTorch convention)', shown: `0.01 (TensorFlow's 0.99); ${SYNTHETIC_RUN.bnMomentum} on the synthetic set`, parse: orNone(num(0, 1, true)) },
   { key: 'epochs', flags: '--epochs <n>', help: 'epochs to train', shown: `60; ${SYNTHETIC_RUN.epochs} on the synthetic set`, parse: int(1), resumable: true },
   { key: 'batchSize', flags: '--batch-size <n>', help: 'images per optimizer step', shown: `100; ${SYNTHETIC_RUN.batchSize} on the synthetic set`, parse: int(1) },
   { key: 'microBatch', flags: '--micro-batch <n>', help: 'images per forward/backward pass (gradients accumulated up to --batch-size)', shown: '20', parse: int(1) },
@@ -176,6 +180,7 @@ export const DEFAULTS: TrainConfig = {
   hrSize: null,
   widthMult: null,
   depthMult: null,
+  bnMomentum: null,
   epochs: 60,
   batchSize: 100,
   microBatch: 20,
@@ -307,6 +312,7 @@ export function resolveConfig(cli: Partial<TrainConfig>): E.Either<UsageError, T
           hrSize: SYNTHETIC_RUN.hrSize,
           widthMult: SYNTHETIC_RUN.widthMult,
           depthMult: SYNTHETIC_RUN.depthMult,
+          bnMomentum: SYNTHETIC_RUN.bnMomentum,
           epochs: SYNTHETIC_RUN.epochs,
           batchSize: SYNTHETIC_RUN.batchSize,
           microBatch: SYNTHETIC_RUN.microBatch,
