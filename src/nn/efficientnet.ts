@@ -278,9 +278,10 @@ export function initEfficientNet(key: Key, cfg: ModelConfig): { params: Params; 
     }
     case 'stochastic-stem':
     case 'pure-stochastic': {
-      const [s, st, b, h] = [stem(), stochStem(kStoch), initBlocks(kBlocks, cfg.blocks, d), head(kHead)];
-      const lowPart = cfg.arch === 'stochastic-stem' ? { stem: s.params } : {};
-      const lowState = cfg.arch === 'stochastic-stem' ? { stem: s.state } : {};
+      const s = cfg.arch === 'stochastic-stem' ? stem() : null;
+      const [st, b, h] = [stochStem(kStoch), initBlocks(kBlocks, cfg.blocks, d), head(kHead)];
+      const lowPart = s ? { stem: s.params } : {};
+      const lowState = s ? { stem: s.state } : {};
       return {
         params: { ...lowPart, stochStem: st.params as StemParams, blocks: b.params, head: h.params, fc } as Params,
         state: { ...lowState, stochStem: st.state, blocks: b.state, head: h.state },
