@@ -14,7 +14,7 @@ import * as E from 'fp-ts/lib/Either.js';
 import * as TE from 'fp-ts/lib/TaskEither.js';
 import { pipe } from 'fp-ts/lib/function.js';
 import sharp from 'sharp';
-import { type Key, keyFrom, uniformArray } from '../tensor/random.ts';
+import { type Key, foldIn, keyFrom, uniformArray } from '../tensor/random.ts';
 import { type DataError, DataErrors } from './errors.ts';
 
 export type Kernel = 'nearest' | 'linear' | 'cubic' | 'mitchell' | 'lanczos2' | 'lanczos3';
@@ -259,4 +259,14 @@ export function processImage(path: string, k: Key | readonly [number, number], o
       }, (e) => DataErrors.corruptImage(path, message(e))),
     ),
   );
+}
+
+/**
+ * Test-time augmentation hook: `n` augmented views of one image, view i drawn with foldIn(key(seed), i),
+ * so the views are the same on every run.
+ * @example const views = await augmentedViews('a.jpg', 3, 0, { lowSize: 224, highSize: 1024, augment: true })();
+ */
+export function augmentedViews(path: string, n: number, seed: number, opts: PipelineOptions): TE.TaskEither<DataError, Processed[]> {
+  const base = keyFrom([seed >>> 0, Math.floor(seed / 2 ** 32) >>> 0]);
+  return TE.sequenceSeqArray(Array.from({ length: n }, (_, i) => processImage(path, foldIn(base, i), opts))) as TE.TaskEither<DataError, Processed[]>;
 }

@@ -22,7 +22,7 @@
  * Images and batches
  * - `decodeImage(path, {shortSide?, square?, minSize?})`, `sampleAugment(key, w, h)`,
  *   `augmentPair(src, params, {highSize, lowSize})` (low = resize of the augmented high view),
- *   `processImage(path, key, opts)` (one image through the pipeline; call it with n keys for TTA),
+ *   `processImage(path, key, opts)` (one image through the pipeline), `augmentedViews(path, n, seed, opts)` (TTA),
  *   `preResize(dirIn, dirOut, {size: 1024, centerCropAbove: 3048, cropTo: 2048})`.
  * - `createLoader(items, {batchSize, lowSize, highSize | null, augment, seed, workers, prefetch,
  *   shuffle, balanced?, epoch})` → async iterable of { low [B,3,l,l], high? [B,3,h,h], labels,

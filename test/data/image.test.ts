@@ -173,6 +173,10 @@ describe('augmentation', () => {
     const plain = right(await D.processImage(path, key(7), { ...opts, augment: false })());
     expect(plain.params).toBeNull();
     expect(right(await D.processImage(path, key(9), { ...opts, augment: false })()).high).toEqual(plain.high);
+    const views = right(await D.augmentedViews(path, 3, 5, opts)());
+    expect(views).toHaveLength(3);
+    expect(views[1].high).not.toEqual(views[0].high);
+    expect(right(await D.augmentedViews(path, 3, 5, opts)())[2].high).toEqual(views[2].high);
     const single = right(await D.processImage(path, key(7), { lowSize: 24, highSize: null, augment: true })());
     expect([single.low.length, single.high]).toEqual([3 * 24 * 24, null]);
   });
