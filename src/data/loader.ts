@@ -206,9 +206,11 @@ export function createLoader(items: readonly Item[], opts: LoaderOptions): Loade
 
   // Inline mode runs one image at a time on this thread (sharp still uses its own threads).
   let inlineChain: Promise<unknown> = Promise.resolve();
+  const abandoned = new Set<number>();
   const runOne = (task: Omit<WorkerTask, 'id'>, gen: number): Promise<Result> => {
     if (pool) return pool.run(task, gen);
     const p = inlineChain.then(async (): Promise<Result> => {
+      if (abandoned.has(gen) || closed) return { ok: false, error: DataErrors.io(task.path, 'read', 'cancelled') };
       const r = await processImage(task.path, task.key, task.opts)();
       return r._tag === 'Left' ? { ok: false, error: r.left } : { ok: true, value: r.right };
     });
@@ -287,6 +289,7 @@ export function createLoader(items: readonly Item[], opts: LoaderOptions): Loade
       const stop = async (): Promise<IteratorResult<Batch>> => {
         b = numBatches;
         pool?.cancel(gen);
+        abandoned.add(gen);
         pending.clear();
         return { value: undefined, done: true };
       };
