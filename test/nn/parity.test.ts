@@ -3,9 +3,11 @@
  * test/fixtures/efficientnet.json). Weights and inputs come from a closed-form formula of
  * (name, index) that both sides compute bit-exactly (test/nn/formula.ts).
  */
-import { readFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { type Tensor, binaryCrossEntropyWithLogits, dataSync, item, nn, tensor, valueAndGrad } from '../../src/index.ts';
+import { type Tensor, binaryCrossEntropyWithLogits, dataSync, io, item, nn, tensor, valueAndGrad } from '../../src/index.ts';
 import { formula } from './formula.ts';
 
 const fx = JSON.parse(readFileSync(new URL('../fixtures/efficientnet.json', import.meta.url), 'utf8'));
@@ -101,8 +103,20 @@ describe('torchvision parity', () => {
     const extra = Object.keys(back).filter((k) => !(k in sd));
     expect(extra.length).toBe(49);
     expect(extra.every((k) => k.endsWith('num_batches_tracked'))).toBe(true);
-    // … and the exported dict (with I64 counters) imports again.
+    // … and the exported dict (with I64 counters) imports again, also as the nested tree a
+    // safetensors file loads into (features: [[…], …]).
     expect(nn.parameterCount(nn.fromTorchvision('b0', back))).toBe(nn.configParameterCount(nn.efficientnet.torchvisionConfig('b0', 3)));
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'tv-'));
+    try {
+      io.saveSafetensors(path.join(dir, 'b0.safetensors'), back);
+      const tree = io.loadSafetensors(path.join(dir, 'b0.safetensors')) as any;
+      expect(Array.isArray(tree.features)).toBe(true);
+      const again = nn.fromTorchvision('b0', tree);
+      expect([...dataSync((again.params as any).blocks[3].dw.conv.w)]).toEqual([...dataSync(sd['features.3.0.block.1.0.weight'])]);
+      expect([...dataSync((again.state as any).head.var)]).toEqual([...dataSync(sd['features.8.1.running_var'])]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('missing, unexpected and mis-shaped keys give one error listing each with expected and found shapes', () => {
