@@ -192,15 +192,19 @@ export function warp(src: RawImage, p: AugmentParams, size: number): RawImage {
   return { data: out, width: size, height: size };
 }
 
+/** Byte → normalised value, per channel. */
+const LUTS = [0, 1, 2].map((ch) => Float32Array.from({ length: 256 }, (_, v) => (v / 255 - IMAGENET_MEAN[ch]) / IMAGENET_STD[ch]));
+
 /** 8-bit interleaved RGB → planar float32 ((v/255 − mean)/std per channel), written at `offset`. */
 export function normalise(img: RawImage, out: Float32Array = new Float32Array(3 * img.width * img.height), offset = 0): Float32Array {
   const n = img.width * img.height;
   const d = img.data;
-  const lut = new Float32Array(256);
-  for (let ch = 0; ch < 3; ch++) {
-    for (let v = 0; v < 256; v++) lut[v] = (v / 255 - IMAGENET_MEAN[ch]) / IMAGENET_STD[ch];
-    const base = offset + ch * n;
-    for (let i = 0, q = ch; i < n; i++, q += 3) out[base + i] = lut[d[q]];
+  const [lr, lg, lb] = LUTS;
+  // One pass over the interleaved bytes, three planar writes.
+  for (let i = 0, q = 0, o = offset; i < n; i++, q += 3, o++) {
+    out[o] = lr[d[q]];
+    out[o + n] = lg[d[q + 1]];
+    out[o + 2 * n] = lb[d[q + 2]];
   }
   return out;
 }
