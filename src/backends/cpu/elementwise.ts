@@ -1,7 +1,9 @@
 /**
  * Elementwise kernels, generated once per op from a scalar expression (`a`, `b`, `c` are the
- * inputs): a plain loop when shapes match or an input is a scalar, a strided loop that walks
- * broadcast (stride-0) axes otherwise.
+ * inputs). Broadcasting is handled by collapsing the output shape to as few axes as possible
+ * (merging axes that are contiguous for every input, dropping size-1 axes), so e.g. a BN affine
+ * [N,C,H,W] ∘ [1,C,1,1] becomes [N, C, H·W] with a long inner loop in which the broadcast input
+ * is a constant (inner stride 0) and the others are contiguous (inner stride 1).
  */
 import type { KernelArg, OutSpec, TypedArray } from '../backend.ts';
 import { arrayFor } from '../../tensor/tensor.ts';
@@ -27,57 +29,72 @@ export function broadcastStrides(shape: readonly number[], out: readonly number[
   return st;
 }
 
-type Loop = (out: TypedArray, ins: TypedArray[], shape: readonly number[], strides: Int32Array[], lib: unknown) => void;
+/**
+ * Merges axes i and i+1 wherever stride[i] = stride[i+1]·shape[i+1] for every operand (true for
+ * contiguous runs and for runs broadcast in both axes) and drops size-1 axes.
+ */
+export function collapseAxes(shape: readonly number[], strides: readonly ArrayLike<number>[]): { shape: number[]; strides: number[][] } {
+  const s: number[] = [];
+  const st: number[][] = strides.map(() => []);
+  for (let i = 0; i < shape.length; i++) {
+    if (shape[i] === 1) continue;
+    const last = s.length - 1;
+    if (last >= 0 && strides.every((x, k) => st[k][last] === x[i] * shape[i])) {
+      s[last] *= shape[i];
+      strides.forEach((x, k) => (st[k][last] = x[i]));
+    } else {
+      s.push(shape[i]);
+      strides.forEach((x, k) => st[k].push(x[i]));
+    }
+  }
+  return { shape: s, strides: st };
+}
 
-function makeLoop(arity: number, expr: string): { flat: Loop; strided: Loop } {
-  const names = ['a', 'b', 'c'].slice(0, arity);
+type Loop = (out: TypedArray, ins: TypedArray[], shape: readonly number[], strides: readonly number[][]) => void;
+
+function makeLoop(name: string, arity: number, expr: string): Loop {
+  const vs = ['a', 'b', 'c'].slice(0, arity);
   const helpers = Object.keys(lib).map((k) => `const ${k} = lib.${k};`).join('\n');
-  const flat = new Function(
-    'out', 'ins', 'shape', 'strides', 'lib',
+  // One specialised inner loop per pattern of inner strides (bit v set: input v is constant along the row).
+  const variants: string[] = [];
+  for (let mask = 0; mask < 1 << arity; mask++) {
+    const pre = vs.map((v, i) => (mask & (1 << i) ? `const ${v} = I${v}[o${v}];` : '')).join(' ');
+    const reads = vs.map((v, i) => (mask & (1 << i) ? '' : `const ${v} = I${v}[o${v} + j];`)).join(' ');
+    variants.push(`case ${mask}: { ${pre} for (let j = 0; j < last; j++) { ${reads} out[o + j] = ${expr}; } break; }`);
+  }
+  // A named function (\`ew_<op>\`), so profiles say which op a loop belongs to.
+  return new Function(
+    'lib',
     `${helpers}
-     ${names.map((v, i) => `const I${v} = ins[${i}]; const s${v} = I${v}.length === 1 && out.length !== 1;`).join('\n')}
-     ${names.map((v) => `const k${v} = I${v}[0];`).join('\n')}
-     const n = out.length;
-     for (let i = 0; i < n; i++) {
-       ${names.map((v) => `const ${v} = s${v} ? k${v} : I${v}[i];`).join(' ')}
-       out[i] = ${expr};
-     }`,
-  ) as Loop;
-  const strided = new Function(
-    'out', 'ins', 'shape', 'strides', 'lib',
-    `${helpers}
+     return function ew_${name}(out, ins, shape, strides) {
      const rank = shape.length, n = out.length;
-     ${names.map((v, i) => `const I${v} = ins[${i}], S${v} = strides[${i}]; let o${v} = 0; const l${v} = S${v}[rank - 1];`).join('\n')}
-     const last = shape[rank - 1];
-     const idx = new Int32Array(rank);
-     let o = 0;
-     while (o < n) {
-       for (let j = 0; j < last; j++) {
-         ${names.map((v) => `const ${v} = I${v}[o${v} + j * l${v}];`).join(' ')}
-         out[o++] = ${expr};
-       }
+     ${vs.map((v, i) => `const I${v} = ins[${i}], S${v} = strides[${i}]; let o${v} = 0;`).join('\n')}
+     const last = rank ? shape[rank - 1] : 1;
+     const mask = ${vs.map((v, i) => `(rank && S${v}[rank - 1] === 0 ? ${1 << i} : 0)`).join(' | ')};
+     const idx = new Int32Array(Math.max(rank, 1));
+     for (let o = 0; o < n; o += last) {
+       switch (mask) { ${variants.join('\n')} }
        for (let d = rank - 2; d >= 0; d--) {
          idx[d]++;
-         ${names.map((v) => `o${v} += S${v}[d];`).join(' ')}
+         ${vs.map((v) => `o${v} += S${v}[d];`).join(' ')}
          if (idx[d] < shape[d]) break;
-         ${names.map((v) => `o${v} -= S${v}[d] * shape[d];`).join(' ')}
+         ${vs.map((v) => `o${v} -= S${v}[d] * shape[d];`).join(' ')}
          idx[d] = 0;
        }
-     }`,
-  ) as Loop;
-  return { flat, strided };
+     }
+     };`,
+  )(lib) as Loop;
 }
 
 /** A kernel for an elementwise op of `arity` inputs given as a scalar expression. */
-export function elementwiseKernel(arity: number, expr: string) {
-  const { flat, strided } = makeLoop(arity, expr);
+export function elementwiseKernel(name: string, arity: number, expr: string) {
+  const loop = makeLoop(name, arity, expr);
   return (inputs: readonly KernelArg<TypedArray>[], _attrs: unknown, spec: OutSpec): TypedArray => {
     const n = sizeOf(spec.shape);
     const out = arrayFor(spec.dtype, n);
     if (n === 0) return out;
-    const ins = inputs.map((x) => x.storage);
-    if (ins.every((x) => x.length === n || x.length === 1)) flat(out, ins, spec.shape, [], lib);
-    else strided(out, ins, spec.shape, inputs.map((x) => broadcastStrides(x.shape, spec.shape)), lib);
+    const c = collapseAxes(spec.shape, inputs.map((x) => broadcastStrides(x.shape, spec.shape)));
+    loop(out, inputs.map((x) => x.storage), c.shape, c.strides);
     return out;
   };
 }

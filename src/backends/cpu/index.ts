@@ -7,7 +7,7 @@ import { matmulImpl } from './matmul.ts';
 import { maxImpl, sumImpl } from './reduce.ts';
 
 const kernels = new Map<string, Kernel<TypedArray>>();
-for (const [name, [arity, expr]] of Object.entries(elementwiseExprs)) kernels.set(name, elementwiseKernel(arity, expr));
+for (const [name, [arity, expr]] of Object.entries(elementwiseExprs)) kernels.set(name, elementwiseKernel(name, arity, expr));
 const table: Record<string, Kernel<TypedArray, any>> = {
   sum: sumImpl,
   max: maxImpl,

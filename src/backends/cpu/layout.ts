@@ -2,7 +2,7 @@
 import type { DType, KernelArg, OutSpec, TypedArray } from '../backend.ts';
 import { arrayFor } from '../../tensor/tensor.ts';
 import { sizeOf, stridesOf } from '../../tensor/shape.ts';
-import { broadcastStrides } from './elementwise.ts';
+import { broadcastStrides, collapseAxes } from './elementwise.ts';
 
 type Arg = KernelArg<TypedArray>;
 
@@ -15,29 +15,33 @@ export function copyStrided(
   dst: TypedArray, dstOff: number, dstStrides: ArrayLike<number>,
   shape: readonly number[],
 ): void {
-  const rank = shape.length;
+  if (sizeOf(shape) === 0) return;
+  // Fewest axes first: contiguous and doubly-broadcast runs merge into one.
+  const c = collapseAxes(shape, [srcStrides, dstStrides]);
+  const rank = c.shape.length;
   if (rank === 0) {
     dst[dstOff] = src[srcOff];
     return;
   }
-  const n = sizeOf(shape);
-  if (n === 0) return;
-  const last = shape[rank - 1];
-  const ls = srcStrides[rank - 1];
-  const ld = dstStrides[rank - 1];
+  const [ss, ds] = c.strides;
+  const n = sizeOf(c.shape);
+  const last = c.shape[rank - 1];
+  const ls = ss[rank - 1];
+  const ld = ds[rank - 1];
   const idx = new Int32Array(rank);
   let s = srcOff;
   let d = dstOff;
   for (let done = 0; done < n; done += last) {
     if (ls === 1 && ld === 1) dst.set(src.subarray(s, s + last), d);
+    else if (ls === 0 && ld === 1) dst.fill(src[s], d, d + last);
     else for (let j = 0; j < last; j++) dst[d + j * ld] = src[s + j * ls];
     for (let k = rank - 2; k >= 0; k--) {
       idx[k]++;
-      s += srcStrides[k];
-      d += dstStrides[k];
-      if (idx[k] < shape[k]) break;
-      s -= srcStrides[k] * shape[k];
-      d -= dstStrides[k] * shape[k];
+      s += ss[k];
+      d += ds[k];
+      if (idx[k] < c.shape[k]) break;
+      s -= ss[k] * c.shape[k];
+      d -= ds[k] * c.shape[k];
       idx[k] = 0;
     }
   }

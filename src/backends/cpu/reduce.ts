@@ -1,51 +1,71 @@
-/** Reductions over any set of axes: a fast path over a trailing block, a strided walk otherwise. */
+/**
+ * Reductions over any set of axes. Adjacent axes with the same role (reduced or kept) are merged
+ * first, so BN's statistics over [0, 2, 3] of [N, C, H, W] become [N, C, H·W] → [C]: contiguous
+ * inner runs summed in a tight loop. Float32 input is accumulated in float64.
+ */
 import type { KernelArg, OutSpec, TypedArray } from '../backend.ts';
 import { arrayFor } from '../../tensor/tensor.ts';
-import { sizeOf, stridesOf } from '../../tensor/shape.ts';
+import { sizeOf } from '../../tensor/shape.ts';
 
 interface ReduceAttrs {
   axes: number[];
   keepdims: boolean;
 }
 
+/** [size, reduced?] runs of the input shape, size-1 axes dropped. */
+function runs(shape: readonly number[], axes: readonly number[]): [number, boolean][] {
+  const out: [number, boolean][] = [];
+  shape.forEach((d, i) => {
+    if (d === 1) return;
+    const r = axes.includes(i);
+    if (out.length && out[out.length - 1][1] === r) out[out.length - 1][0] *= d;
+    else out.push([d, r]);
+  });
+  return out;
+}
+
 function reduceImpl(kind: 'sum' | 'max') {
+  const isMax = kind === 'max';
   return ([x]: readonly KernelArg<TypedArray>[], { axes }: ReduceAttrs, out: OutSpec): TypedArray => {
     const src = x.storage;
-    const shape = x.shape;
     const nOut = sizeOf(out.shape);
-    // Accumulate in float64 so float32 sums of many terms keep their precision.
     const acc = new Float64Array(nOut);
-    if (kind === 'max') acc.fill(-Infinity);
-    const rank = shape.length;
-    const trailing = axes.every((a, i) => a === rank - axes.length + i);
-    if (trailing) {
-      // Output index = input index / (size of the reduced block).
-      const block = sizeOf(shape.slice(rank - axes.length));
-      for (let o = 0; o < nOut; o++) {
-        let s = kind === 'max' ? -Infinity : 0;
-        const base = o * block;
-        if (kind === 'sum') for (let j = 0; j < block; j++) s += src[base + j];
-        else for (let j = 0; j < block; j++) { const v = src[base + j]; if (v > s || v !== v) s = v; }
-        acc[o] = s;
+    if (isMax) acc.fill(-Infinity);
+    const r = runs(x.shape, axes);
+    if (src.length === 0 || r.length === 0) {
+      if (src.length && !r.length) acc[0] = src[0] as number; // every axis has size 1
+      const y = arrayFor(out.dtype, nOut);
+      y.set(acc);
+      return y;
+    }
+    // Output strides of the runs (0 along reduced runs).
+    const rank = r.length;
+    const ost = new Array<number>(rank);
+    let s = 1;
+    for (let i = rank - 1; i >= 0; i--) {
+      ost[i] = r[i][1] ? 0 : s;
+      if (!r[i][1]) s *= r[i][0];
+    }
+    const [last, lastReduced] = r[rank - 1];
+    const idx = new Int32Array(rank);
+    let o = 0;
+    for (let i = 0; i < src.length; i += last) {
+      if (lastReduced) {
+        let v = isMax ? -Infinity : 0;
+        if (isMax) for (let j = 0; j < last; j++) { const e = src[i + j]; if (e > v || e !== e) v = e; }
+        else for (let j = 0; j < last; j++) v += src[i + j];
+        if (isMax) { if (v > acc[o] || v !== v) acc[o] = v; } else acc[o] += v;
+      } else if (isMax) {
+        for (let j = 0; j < last; j++) { const e = src[i + j]; if (e > acc[o + j] || e !== e) acc[o + j] = e; }
+      } else {
+        for (let j = 0; j < last; j++) acc[o + j] += src[i + j];
       }
-    } else {
-      // Walk the input in order; the output offset moves with stride 0 along reduced axes.
-      const full = stridesOf(shape.map((d, i) => (axes.includes(i) ? 1 : d)));
-      const ost = shape.map((_, i) => (axes.includes(i) ? 0 : full[i]));
-      const idx = new Int32Array(rank);
-      let o = 0;
-      const n = src.length;
-      for (let i = 0; i < n; i++) {
-        const v = src[i];
-        if (kind === 'sum') acc[o] += v;
-        else if (v > acc[o] || v !== v) acc[o] = v;
-        for (let k = rank - 1; k >= 0; k--) {
-          idx[k]++;
-          o += ost[k];
-          if (idx[k] < shape[k]) break;
-          o -= ost[k] * shape[k];
-          idx[k] = 0;
-        }
+      for (let d = rank - 2; d >= 0; d--) {
+        idx[d]++;
+        o += ost[d];
+        if (idx[d] < r[d][0]) break;
+        o -= ost[d] * r[d][0];
+        idx[d] = 0;
       }
     }
     const y = arrayFor(out.dtype, nOut);
