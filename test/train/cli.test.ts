@@ -1,0 +1,229 @@
+/**
+ * The training CLI end to end on a few generated images and tiny models (width and depth ×0.25,
+ * 32 + 64 px): outputs of a one-input and a two-input run, resume equivalence (in-process stop
+ * mid-epoch, and SIGINT to a child process), a NaN run, and usage errors with exit code 2.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { spawn, spawnSync } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import * as E from 'fp-ts/lib/Either.js';
+import { ensureSynthetic } from '../../src/data/synthetic.ts';
+import { main as trainMain } from '../../src/train/cli.ts';
+import { main as evaluateMain } from '../../src/train/evaluate.ts';
+import { main as predictMain } from '../../src/train/predict.ts';
+import { resolveConfig } from '../../src/train/config.ts';
+import { train } from '../../src/train/run.ts';
+import { memoryReporter } from '../../src/train/report.ts';
+
+const root = path.resolve(__dirname, '../..');
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'train-cli-'));
+let data = '';
+
+beforeAll(async () => {
+  const r = await ensureSynthetic({ dir: path.join(tmp, 'data'), count: 12, size: 64, seed: 3 })();
+  if (E.isLeft(r)) throw new Error(JSON.stringify(r.left));
+  data = r.right;
+}, 60_000);
+afterAll(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+const tiny = (model: string, out: string, extra: string[] = []) => [
+  '--data', data, '--model', model, '--img-size', '32', '--hr-size', '64', '--width-mult', '0.25', '--depth-mult', '0.25',
+  '--epochs', '2', '--batch-size', '4', '--micro-batch', '2', '--workers', '0', '--quiet', '--out', out, ...extra,
+];
+
+/** Runs main() in-process with stdout/stderr captured. */
+async function run(main: (a: string[]) => Promise<number>, args: string[]): Promise<{ code: number; out: string; err: string }> {
+  let out = '';
+  let err = '';
+  const so = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => ((out += String(s)), true));
+  const se = vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => ((err += String(s)), true));
+  try {
+    const code = await main(args);
+    return { code, out, err };
+  } finally {
+    so.mockRestore();
+    se.mockRestore();
+  }
+}
+
+const read = (f: string) => fs.readFileSync(f, 'utf8');
+
+describe('npm run train: tiny end-to-end runs', () => {
+  it('a two-input model (b0-full-split) writes every output', async () => {
+    const out = path.join(tmp, 'split');
+    const r = await run(trainMain, tiny('b0-full-split', out, ['--tta', '2']));
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/done: validation AUC \d\.\d{4} at the last epoch, best \d\.\d{4} at epoch \d/);
+    for (const f of ['per_epoch.csv', 'per_batch.csv', 'timing.csv', 'config.json', 'split.csv', 'predictions.csv', 'loss.png', 'auc.png', 'roc.png']) {
+      expect(fs.existsSync(path.join(out, f)), f).toBe(true);
+    }
+    for (const d of ['last', 'best']) {
+      for (const f of ['weights.safetensors', 'bn_state.safetensors', 'optimizer.safetensors', 'trainer.json']) expect(fs.existsSync(path.join(out, d, f))).toBe(true);
+    }
+    const pe = read(path.join(out, 'per_epoch.csv')).trim().split('\n');
+    expect(pe[0].startsWith('Epoch,Train Loss,Val Loss,Train RoC,Val RoC,')).toBe(true);
+    expect(pe[0].endsWith(',LR')).toBe(true);
+    expect(pe).toHaveLength(3);
+    const pb = read(path.join(out, 'per_batch.csv')).trim().split('\n');
+    expect(pb[0]).toBe('Batch,Train Loss');
+    expect(pb).toHaveLength(1 + 2 * 3); // 10 training images, batch 4 → 3 steps per epoch
+    const cfg = JSON.parse(read(path.join(out, 'config.json')));
+    expect(cfg.config.model).toBe('b0-full-split');
+    expect(cfg.config.tta).toBe(2);
+    expect(cfg.seed).toBe(1337);
+    expect(cfg.backend.name).toBe('cpu');
+    expect(cfg.versions.node).toBe(process.version);
+    expect(cfg.data.train + cfg.data.val).toBe(12);
+    const preds = read(path.join(out, 'predictions.csv')).trim().split('\n');
+    expect(preds[0]).toBe('image_name,label,prob');
+    expect(preds).toHaveLength(1 + cfg.data.val);
+    // PNGs are real images.
+    expect(fs.readFileSync(path.join(out, 'roc.png')).subarray(1, 4).toString()).toBe('PNG');
+  });
+
+  it('a one-input model (b0), then evaluate and predict on its checkpoint', async () => {
+    const out = path.join(tmp, 'plain');
+    const r = await run(trainMain, tiny('b0', out, ['--optimizer', 'adamw', '--schedule', 'cosine', '--clip', '1']));
+    expect(r.code).toBe(0);
+    expect(JSON.parse(read(path.join(out, 'config.json'))).model.config.highSize).toBeNull();
+    const ev = await run(evaluateMain, ['--checkpoint', out, '--data', data, '--workers', '0', '--quiet', '--out', path.join(tmp, 'eval')]);
+    expect(ev.code).toBe(0);
+    expect(ev.out).toMatch(/ROC AUC \d\.\d{4}/);
+    expect(fs.existsSync(path.join(tmp, 'eval', 'roc.png'))).toBe(true);
+    const metrics = JSON.parse(read(path.join(tmp, 'eval', 'metrics.json')));
+    expect(metrics.metrics.n).toBe(12);
+    const img = path.join(data, 'images', 'syn_00000.png');
+    const pr = await run(predictMain, ['--checkpoint', out, img]);
+    expect(pr.code).toBe(0);
+    expect(pr.out).toMatch(/^image_name,prob\nsyn_00000,0\.\d+/);
+  });
+});
+
+describe('resume', () => {
+  it('a run stopped mid-epoch and resumed writes the same per_epoch.csv and per_batch.csv', async () => {
+    const ref = path.join(tmp, 'split'); // the uninterrupted two-input run above
+    const out = path.join(tmp, 'resumed');
+    const cfg = resolveConfig({
+      data: [data], model: 'b0-full-split', imgSize: 32, hrSize: 64, widthMult: 0.25, depthMult: 0.25,
+      epochs: 2, batchSize: 4, microBatch: 2, workers: 0, quiet: true, out, tta: 2,
+    });
+    if (E.isLeft(cfg)) throw new Error(cfg.left.message);
+    // Stop after the 4th step: epoch 2, batch 1 done.
+    let steps = 0;
+    const rep = memoryReporter();
+    const r = await train(cfg.right, {
+      reporter: { ...rep, update: (d, l) => void (l !== null && d > 0 && steps++) },
+      stopRequested: () => steps >= 4,
+      explicit: new Set(),
+      argv: [],
+    });
+    expect(E.isRight(r) && r.right.outcome.kind).toBe('interrupted');
+    const t = JSON.parse(read(path.join(out, 'last', 'trainer.json')));
+    expect([t.epoch, t.stepInEpoch, t.globalStep]).toEqual([1, 1, 4]);
+    expect(t.partial.count).toBe(4);
+    const res = await run(trainMain, ['--resume', out, '--quiet']);
+    expect(res.err).toBe('');
+    expect(res.code).toBe(0);
+    expect(read(path.join(out, 'per_epoch.csv'))).toBe(read(path.join(ref, 'per_epoch.csv')));
+    expect(read(path.join(out, 'per_batch.csv'))).toBe(read(path.join(ref, 'per_batch.csv')));
+    expect(read(path.join(out, 'predictions.csv'))).toBe(read(path.join(ref, 'predictions.csv')));
+  });
+
+  it('SIGINT to a training process saves a resumable checkpoint; the resumed run matches', async () => {
+    const out = path.join(tmp, 'sigint');
+    const child = spawn(process.execPath, ['--import', 'tsx', 'src/train/cli.ts', ...tiny('b0-full-split', out, ['--tta', '2'])], { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    let stdout = '';
+    child.stderr.on('data', (d) => (stderr += d));
+    child.stdout.on('data', (d) => (stdout += d));
+    const batches = path.join(out, 'per_batch.csv');
+    // Interrupt once the first step is logged.
+    const timer = setInterval(() => {
+      if (fs.existsSync(batches) && read(batches).trim().split('\n').length >= 2) {
+        clearInterval(timer);
+        child.kill('SIGINT');
+      }
+    }, 50);
+    const code = await new Promise<number | null>((res) => child.on('exit', (c) => res(c)));
+    clearInterval(timer);
+    expect(stderr).not.toMatch(/\n\s+at /); // no stack trace
+    expect(code, stdout + stderr).toBe(130);
+    expect(stdout).toMatch(/interrupted at epoch \d, batch \d+: resumable checkpoint saved/);
+    const t = JSON.parse(read(path.join(out, 'last', 'trainer.json')));
+    expect(t.globalStep).toBeGreaterThanOrEqual(1);
+    const res = await run(trainMain, ['--resume', out, '--quiet']);
+    expect(res.code).toBe(0);
+    expect(read(path.join(out, 'per_epoch.csv'))).toBe(read(path.join(tmp, 'split', 'per_epoch.csv')));
+  }, 120_000);
+
+  it('refuses to change the recipe on resume, and to reuse a run folder', async () => {
+    const out = path.join(tmp, 'split');
+    const a = await run(trainMain, ['--resume', out, '--lr', '0.5']);
+    expect(a.code).toBe(2);
+    expect(a.err).toMatch(/--lr cannot be changed when resuming/);
+    const b = await run(trainMain, tiny('b0-full-split', out));
+    expect(b.code).toBe(2);
+    expect(b.err).toMatch(/already holds a run/);
+  });
+});
+
+describe('a diverging run', () => {
+  it('stops at a NaN or infinite loss with a clear message and exit code 1', async () => {
+    const out = path.join(tmp, 'nan');
+    const r = await run(trainMain, tiny('b0', out, ['--lr', '1e30', '--optimizer', 'sgd', '--epochs', '3']));
+    expect(r.code).toBe(1);
+    expect(r.err).toMatch(/the loss became (NaN|infinite) at epoch \d, batch \d+; stopped/);
+  });
+});
+
+describe('usage errors: one line, exit code 2, no stack trace', () => {
+  const cases: [string, string[], RegExp][] = [
+    ['unknown flag', ['--bogus'], /unknown option '--bogus'/],
+    ['unknown model', ['--model', 'b9-turbo', '--data', '.'], /unknown model 'b9-turbo'/],
+    ['missing data', ['--data', '/nonexistent/isic'], /folder not found: \/nonexistent\/isic/],
+    ['invalid number', ['--epochs', 'three'], /invalid value 'three' for --epochs: must be an integer ≥ 1/],
+    ['invalid choice', ['--optimizer', 'lion'], /invalid value 'lion' for --optimizer: must be one of rmsprop, adam, adamw, sgd/],
+    ['negative lr', ['--lr', '-1'], /invalid value '-1' for --lr/],
+    ['incompatible loss', ['--loss', 'ce'], /--loss ce needs --task multiclass/],
+    ['missing config file', ['--config', '/nonexistent.json'], /config file not found/],
+  ];
+  for (const [name, args, msg] of cases) {
+    it(name, async () => {
+      const r = await run(trainMain, args);
+      expect(r.code).toBe(2);
+      expect(r.err).toMatch(msg);
+      expect(r.err.trim().split('\n')).toHaveLength(1);
+    });
+  }
+
+  it('through the real entry point (node --import tsx): exit status 2', () => {
+    const r = spawnSync(process.execPath, ['--import', 'tsx', 'src/train/cli.ts', '--model', 'nope', '--bogus-flag'], { cwd: root, encoding: 'utf8' });
+    expect(r.status).toBe(2);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+    expect(r.stderr).toMatch(/unknown option '--bogus-flag'/);
+    const p = spawnSync(process.execPath, ['--import', 'tsx', 'src/train/predict.ts', '--checkpoint', tmp, '/nonexistent.png'], { cwd: root, encoding: 'utf8' });
+    expect(p.status).toBe(2);
+    expect(p.stderr).toMatch(/image not found: \/nonexistent.png/);
+  });
+
+  it('config file: unknown key and bad value are named; flags override the file', () => {
+    const f = path.join(tmp, 'cfg.json');
+    fs.writeFileSync(f, JSON.stringify({ 'learning-rate': 1 }));
+    const a = resolveConfig({ config: f });
+    expect(E.isLeft(a) && a.left.message).toMatch(/unknown key 'learning-rate' in config file/);
+    fs.writeFileSync(f, JSON.stringify({ epochs: 0 }));
+    const b = resolveConfig({ config: f });
+    expect(E.isLeft(b) && b.left.message).toMatch(/invalid value '0' for --epochs in config file/);
+    fs.writeFileSync(f, JSON.stringify({ lr: 0.01, 'batch-size': 7, data: ['a', 'b'], preset: 'paper' }));
+    const c = resolveConfig({ config: f, lr: 0.5 });
+    if (E.isLeft(c)) throw new Error(c.left.message);
+    expect(c.right.lr).toBe(0.5);
+    expect(c.right.batchSize).toBe(7);
+    expect(c.right.data).toEqual(['a', 'b']);
+    // The preset fills the rest.
+    expect([c.right.epochs, c.right.imgSize, c.right.hrSize, c.right.warmupEpochs, c.right.decay, c.right.alpha, c.right.eps]).toEqual([60, 224, 1024, 15, 0.9, 0.99, 1e-8]);
+  });
+});
