@@ -42,9 +42,10 @@ export function makeLoss(spec: LossSpec): LossFn {
       return crossEntropy(logits, idx, { reduction: 'sum', ...(cw ? { classWeights: cw } : {}) });
     }
     const onehot = o.gather(o.eye(spec.numClasses, spec.numClasses, logits.dtype), idx, 0);
-    let logpt = o.sum(o.mul(onehot, o.logSoftmax(logits, -1)), [1]);
-    if (spec.classWeights) logpt = o.mul(logpt, tensor(Float32Array.from(idx.map((c) => spec.classWeights![c])), [n], logits.dtype));
-    return o.neg(o.sum(o.mul(focalFactor(o.exp(logpt), spec.focalGamma), logpt)));
+    const logpt = o.sum(o.mul(onehot, o.logSoftmax(logits, -1)), [1]);
+    let per = o.mul(focalFactor(o.exp(logpt), spec.focalGamma), logpt);
+    if (spec.classWeights) per = o.mul(per, tensor(Float32Array.from(idx.map((c) => spec.classWeights![c])), [n], logits.dtype));
+    return o.neg(o.sum(per));
   };
 }
 
