@@ -53,6 +53,7 @@ beforeAll(async () => {
   const rgba = new Uint8Array(16 * 16 * 4).map((_, i) => (i % 4 === 3 ? (i < 512 ? 0 : 255) : 200));
   await sharp(rgba, { raw: { width: 16, height: 16, channels: 4 } }).png().toFile(join(dir, 'alpha.png'));
   await sharp(join(dir, 'rgb.jpg')).withMetadata({ orientation: 6 }).jpeg().toFile(join(dir, 'exif6.jpg'));
+  await sharp(new Uint8Array(20 * 10 * 3).map((_, i) => i), { raw: { width: 20, height: 10, channels: 3 } }).toColourspace('rgb16').png().toFile(join(dir, 'deep.png'));
   const full = readFileSync(join(dir, 'rgb.jpg'));
   writeFileSync(join(dir, 'truncated.jpg'), full.subarray(0, Math.floor(full.length * 0.6)));
   writeFileSync(join(dir, 'garbage.jpg'), Buffer.from('this is not an image at all'));
@@ -73,6 +74,8 @@ describe('decodeImage', () => {
     const a = right(await D.decodeImage(join(dir, 'alpha.png'))());
     expect(Array.from(a.data.subarray(0, 3))).toEqual([0, 0, 0]); // transparent → flattened on black
     expect(Array.from(a.data.subarray(a.data.length - 3))).toEqual([200, 200, 200]);
+    const deep = right(await D.decodeImage(join(dir, 'deep.png'))()); // 16-bit PNG → 8-bit
+    expect(Array.from(deep.data.subarray(0, 6))).toEqual([0, 1, 2, 3, 4, 5]);
   });
   it('honours EXIF orientation', async () => {
     const r = right(await D.decodeImage(join(dir, 'exif6.jpg'))());
