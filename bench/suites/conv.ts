@@ -71,10 +71,10 @@ export const conv: Suite = {
     const rows: Row[] = [];
     const mopts = quick ? { time: 0, iterations: 3, warmup: 1 } : { time: 1500, iterations: 7, warmup: 2 };
     const want = (name: string, backend: string, pass: Pass) => matches(filter, 'conv', name, backend, pass);
-    const record = async (name: string, backend: string, pass: Pass, fn: () => unknown, extra: Record<string, unknown> = {}) => {
+    const record = async (name: string, backend: string, pass: Pass, fn: () => unknown, opts = mopts) => {
       if (!want(name, backend, pass)) return;
-      const m = await measure(fn, mopts);
-      rows.push({ suite: 'conv', name, backend, pass, ...m, ...extra });
+      const m = await measure(fn, opts);
+      rows.push({ suite: 'conv', name, backend, pass, ...m });
       if (process.env.BENCH_VERBOSE) console.error(`conv/${name} ${backend} ${pass} ${m.medianMs.toFixed(2)} ms`);
     };
     const key = E.random.key(0);
@@ -154,7 +154,10 @@ export const conv: Suite = {
           console.error(`# conv: ${backend} cannot run the backward pass of ${c.name}: ${(e as Error).message}`);
         }
         if (backwardOk) {
-          await record(c.name, backend, 'forward+backward', () => tf.tidy(() => g([x, w], dy).forEach((t: TF) => t.dataSync())));
+          // tfjs-cpu's gradient kernels are plain loops (seconds per call): the probe above was the
+          // warm-up, and --quick takes a single sample.
+          const once = quick ? { time: 0, iterations: 1, warmup: 0 } : { ...mopts, warmup: 0 };
+          await record(c.name, backend, 'forward+backward', () => tf.tidy(() => g([x, w], dy).forEach((t: TF) => t.dataSync())), once);
         }
         tf.dispose([x, w, dy]);
       }
