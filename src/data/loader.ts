@@ -148,7 +148,8 @@ class Pool {
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const j of this.queue.splice(0)) j.resolve({ ok: false, error: DataErrors.io(j.task.path, 'read', 'loader closed') });
+    const running = this.slots.flatMap((s) => (s.job ? [s.job] : []));
+    for (const j of [...this.queue.splice(0), ...running]) j.resolve({ ok: false, error: DataErrors.io(j.task.path, 'read', 'loader closed') });
     await Promise.all(this.slots.map((s) => s.worker.terminate()));
   }
 }
