@@ -75,9 +75,11 @@ describe('the architecture table (docs/models.md)', () => {
     expect([...nn.modelNames].sort()).toEqual(Object.keys(PINNED).sort());
     for (const name of nn.modelNames) expect(nn.configParameterCount(nn.modelConfig(name)), name).toBe(PINNED[name]);
   });
-  it('docs/models.md shows the current table', () => {
+  it('docs/models.md and the README show the current table', () => {
     const doc = readFileSync(new URL('../../docs/models.md', import.meta.url), 'utf8');
     expect(doc).toContain(nn.modelTable());
+    const readme = readFileSync(new URL('../../README.md', import.meta.url), 'utf8');
+    expect(readme).toContain(nn.modelTable());
   });
   it('a real B0 is built with 4,008,829 parameters, each repeated block with its own weights', () => {
     const m = nn.createModel('b0', { key: random.key(0) });
