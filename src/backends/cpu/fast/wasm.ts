@@ -281,3 +281,41 @@ export interface WasmApi {
 }
 /** `globalThis.WebAssembly`, or undefined where the engine has none. */
 export const wasmApi: WasmApi | undefined = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
+
+// ---- more f32x4 / i32x4 expressions (for the activation kernels) ---------------------------------------------------
+const simdBin = (op: number) => (a: Expr, b: Expr): Expr => (f) => {
+  a(f);
+  b(f);
+  f.simd(op);
+};
+const simdUn = (op: number) => (a: Expr): Expr => (f) => {
+  a(f);
+  f.simd(op);
+};
+export const vsub = simdBin(0xe5);
+export const vdiv = simdBin(0xe7);
+export const vmin = simdBin(0xe8);
+export const vmax = simdBin(0xe9);
+export const vneg = simdUn(0xe1);
+export const vnearest = simdUn(0x6a);
+/** i32x4.trunc_sat_f32x4_s */
+export const vtruncI = simdUn(0xf8);
+export const viadd = simdBin(0xae);
+/** i32x4.shl by an i32 scalar. */
+export const vishl = (a: Expr, n: Expr): Expr => (f) => {
+  a(f);
+  n(f);
+  f.simd(0xab);
+};
+export const vconst = (x: number): Expr => splat(f32(x));
+export const vconstI = (x: number): Expr => (f) => {
+  i32(x)(f);
+  f.simd(0x11); // i32x4.splat
+};
+/** f32x4.lt → lane mask. */
+export const vlt = simdBin(0x43);
+/** v128.andnot(a, b) = a & ~b */
+export const vandnot = simdBin(0x4f);
+/** f32x4.pmin(a, b) = b < a ? b : a and pmax(a, b) = a < b ? b : a: one minps/maxps (min/max need NaN fix-ups); NaN in a passes through. */
+export const vpmin = simdBin(0xea);
+export const vpmax = simdBin(0xeb);

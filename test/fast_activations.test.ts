@@ -1,0 +1,44 @@
+/** wasm SIMD SiLU / sigmoid against float64 formulas (the reference kernels' expressions). */
+import { describe, expect, it } from 'vitest';
+import fc from 'fast-check';
+import { sigmoidF32, siluF32 } from '../src/backends/cpu/fast/index.ts';
+
+const sigmoid = (x: number) => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x)));
+
+function check(x: Float32Array): void {
+  const s = sigmoidF32(x);
+  const y = siluF32(x);
+  const close = (got: number, want: number, abs: number) => got === want || (Number.isNaN(got) && Number.isNaN(want)) || Math.abs(got - want) <= 4e-7 * Math.abs(want) + abs;
+  for (let i = 0; i < x.length; i++) {
+    const v = x[i];
+    const ws = sigmoid(v);
+    // float32 result of a float64 formula: a few ulp, and absolute 1e-37 where exp underflows (x < −87).
+    if (!close(s[i], ws, 1e-37)) throw new Error(`sigmoid(${v}) = ${s[i]}, want ${ws}`);
+    if (!close(y[i], v * ws, 1e-35)) throw new Error(`silu(${v}) = ${y[i]}, want ${v * ws}`);
+  }
+}
+
+describe('siluF32 / sigmoidF32', () => {
+  it('match the float64 formulas on random arrays of any length (chunks, tails)', () => {
+    fc.assert(
+      fc.property(fc.array(fc.float({ min: -120, max: 120, noNaN: true }), { minLength: 0, maxLength: 40 }), fc.integer({ min: 0, max: 3 }), (xs, big) => {
+        // big = 3 makes one array longer than a 16 Ki-float window.
+        const x = big === 3 ? Float32Array.from({ length: 16384 + 13 }, (_, i) => xs[i % Math.max(1, xs.length)] ?? (i % 200) / 10 - 10) : Float32Array.from(xs);
+        check(x);
+      }),
+      { numRuns: 200 },
+    );
+  });
+
+  it('handles the edges: ±0, ±∞, NaN, huge and tiny values, in place', () => {
+    const x = new Float32Array([0, -0, Infinity, -Infinity, NaN, 88, -88, 89, -89, 1e-30, -1e-30, 3.4e38, -3.4e38, 20, -20, 0.5]);
+    check(x);
+    const s = sigmoidF32(x);
+    expect(s[2]).toBe(1);
+    expect(s[3]).toBeLessThan(1e-37);
+    const y = x.slice();
+    siluF32(y, y);
+    expect(y).toEqual(siluF32(x));
+    expect(y[2]).toBe(Infinity);
+  });
+});
