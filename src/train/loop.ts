@@ -63,6 +63,21 @@ export interface StepResult {
   readonly gradNorm: number | null;
 }
 
+/**
+ * Micro-batch sizes for a batch of B: `micro` each, except that a trailing single image joins
+ * the previous micro-batch (batch norm in training mode needs more than one value per channel,
+ * and the last feature maps of small inputs are 1 × 1).
+ */
+export function microBatches(B: number, micro: number): number[] {
+  const out: number[] = [];
+  for (let from = 0; from < B; from += micro) out.push(Math.min(micro, B - from));
+  if (out.length > 1 && out[out.length - 1] === 1) {
+    out.pop();
+    out[out.length - 1] += 1;
+  }
+  return out;
+}
+
 /** One optimizer step over a batch with gradient accumulation over micro-batches. */
 export function trainStep(args: {
   mc: ModelConfig;
@@ -84,8 +99,9 @@ export function trainStep(args: {
   let grads: Params | null = null;
   let lossSum = 0;
   const logits = new Float32Array(B * C);
-  for (let from = 0, m = 0; from < B; from += args.microBatch, m++) {
-    const n = Math.min(args.microBatch, B - from);
+  const chunks = microBatches(B, args.microBatch);
+  for (let m = 0, from = 0; m < chunks.length; from += chunks[m], m++) {
+    const n = chunks[m];
     const input = batchInput(mc, batch, from, n);
     const labels = batch.labels.subarray(from, from + n);
     const st = state;
@@ -262,7 +278,14 @@ export async function runLoop(ctx: LoopContext, start: LoopStart): Promise<Outco
   const lossFn = makeLoss(ctx.loss);
   const C = mc.numClasses;
   const loaderOpts = { lowSize: mc.lowSize, highSize: mc.highSize, seed: cfg.seed, workers: cfg.workers, prefetch: 2 };
-  const trainLoader: Loader = createLoader(ctx.train, { ...loaderOpts, batchSize: cfg.batchSize, augment: cfg.augment, shuffle: true });
+  // A last batch of one image is dropped (batch norm cannot normalise a single 1 × 1 value).
+  const trainLoader: Loader = createLoader(ctx.train, {
+    ...loaderOpts,
+    batchSize: cfg.batchSize,
+    augment: cfg.augment,
+    shuffle: true,
+    dropLast: ctx.train.length % cfg.batchSize === 1,
+  });
   const valLoader: Loader = createLoader(ctx.val, { ...loaderOpts, batchSize: cfg.batchSize, augment: false, shuffle: false });
   const steps = trainLoader.numBatches;
   const sched: ScheduleConfig = { name: cfg.schedule, lr: cfg.lr, epochs: cfg.epochs, stepsPerEpoch: steps, warmupEpochs: cfg.warmupEpochs, decay: cfg.decay };

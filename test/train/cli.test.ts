@@ -102,6 +102,33 @@ describe('npm run train: tiny end-to-end runs', () => {
   });
 });
 
+describe('other tasks and stopping rules', () => {
+  it('multiclass from class folders: macro AUC, balanced accuracy and per-class AUC columns', async () => {
+    const mc = path.join(tmp, 'mc');
+    const imgs = fs.readdirSync(path.join(data, 'images')).sort();
+    ['akiec', 'mel', 'nv'].forEach((c, k) => {
+      fs.mkdirSync(path.join(mc, c), { recursive: true });
+      for (const f of imgs.slice(4 * k, 4 * k + 4)) fs.copyFileSync(path.join(data, 'images', f), path.join(mc, c, f));
+    });
+    const out = path.join(tmp, 'mc-run');
+    const r = await run(trainMain, [...tiny('b0', out, ['--task', 'multiclass', '--epochs', '1', '--pos-weight', 'auto']).map((a) => (a === data ? mc : a))]);
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    const header = read(path.join(out, 'per_epoch.csv')).split('\n')[0];
+    expect(header).toBe('Epoch,Train Loss,Val Loss,Train RoC,Val RoC,Val Accuracy,Val Balanced Accuracy,Val Kappa,Val RoC akiec,Val RoC mel,Val RoC nv,LR');
+    expect(read(path.join(out, 'predictions.csv')).split('\n')[0]).toBe('image_name,label,pred,prob_akiec,prob_mel,prob_nv');
+  });
+
+  it('--patience stops when the validation AUC stops improving', async () => {
+    const out = path.join(tmp, 'patience');
+    // A learning rate too small to move float32 weights: the validation AUC cannot improve.
+    const r = await run(trainMain, tiny('b0', out, ['--lr', '1e-12', '--bn-momentum', '1e-9', '--patience', '1', '--epochs', '4']));
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/early stopping: no better validation AUC for 1 epochs/);
+    expect(read(path.join(out, 'per_epoch.csv')).trim().split('\n')).toHaveLength(3);
+  });
+});
+
 describe('resume', () => {
   it('a run stopped mid-epoch and resumed writes the same per_epoch.csv and per_batch.csv', async () => {
     const ref = path.join(tmp, 'split'); // the uninterrupted two-input run above
