@@ -6,6 +6,10 @@
  * micro-kernel sweeps them; 16 accumulators, 8 loads per 16 multiply-adds.
  */
 import type { TypedArray } from '../backend.ts';
+import { sgemm } from './fast/index.ts';
+
+/** float32 products with at least this many multiply-adds go to the wasm SIMD sgemm (engineer F's fast/). */
+const SGEMM_MIN_MACS = 4096;
 
 const KC = 256;
 const NC = 1024;
@@ -30,6 +34,18 @@ export function gemm(
   C: TypedArray, cOff: number, ldc: number,
   accumulate: boolean,
 ): void {
+  // float32 with a unit stride on one side of each operand = a BLAS layout: run it on the wasm SIMD sgemm
+  // (threads, packing, 2×16 f32x4 micro-kernel). float64 and other strides stay on the TS loops below.
+  if (C instanceof Float32Array && A instanceof Float32Array && B instanceof Float32Array && M * N * K >= SGEMM_MIN_MACS) {
+    const transA = aCs !== 1;
+    const transB = bCs !== 1;
+    const lda = transA ? aCs : aRs;
+    const ldb = transB ? bCs : bRs;
+    if ((transA ? aRs === 1 && lda >= M : lda >= K) && (transB ? bRs === 1 && ldb >= K : ldb >= N) && ldc >= N) {
+      sgemm(transA, transB, M, N, K, 1, A, aOff, lda, B, bOff, ldb, accumulate ? 1 : 0, C, cOff, ldc);
+      return;
+    }
+  }
   if (!accumulate) for (let i = 0; i < M; i++) C.fill(0, cOff + i * ldc, cOff + i * ldc + N);
   if (K === 0 || M === 0 || N === 0) return;
   const M4 = (M + 3) & ~3;
