@@ -115,11 +115,12 @@ export const SYNTHETIC_RUN = {
   widthMult: 0.5,
   depthMult: 0.34,
   bnMomentum: 0.1,
-  epochs: 4,
+  epochs: 8,
   batchSize: 16,
   microBatch: 16,
-  syntheticCount: 160,
+  syntheticCount: 240,
   syntheticSize: 256,
+  optimizer: 'adam',
   lr: 1e-3,
 } as const;
 
@@ -136,7 +137,7 @@ export const FLAGS: readonly Flag[] = [
   { key: 'epochs', flags: '--epochs <n>', help: 'epochs to train', shown: `60; ${SYNTHETIC_RUN.epochs} on the synthetic set`, parse: int(1), resumable: true },
   { key: 'batchSize', flags: '--batch-size <n>', help: 'images per optimizer step', shown: `100; ${SYNTHETIC_RUN.batchSize} on the synthetic set`, parse: int(1) },
   { key: 'microBatch', flags: '--micro-batch <n>', help: 'images per forward/backward pass (gradients accumulated up to --batch-size)', shown: '20', parse: int(1) },
-  { key: 'optimizer', flags: '--optimizer <name>', help: optimizerNames.join(', '), shown: 'rmsprop', parse: oneOf(optimizerNames) },
+  { key: 'optimizer', flags: '--optimizer <name>', help: optimizerNames.join(', '), shown: `rmsprop; ${SYNTHETIC_RUN.optimizer} on the synthetic set`, parse: oneOf(optimizerNames) },
   { key: 'lr', flags: '--lr <x>', help: 'base learning rate', shown: '0.001', parse: num(0, Infinity, true) },
   { key: 'weightDecay', flags: '--weight-decay <x>', help: 'L2 penalty (AdamW: decoupled decay)', shown: '0 (AdamW: 0.01)', parse: num(0) },
   { key: 'momentum', flags: '--momentum <x>', help: 'momentum (RMSprop, SGD)', shown: '0 (SGD: 0.9)', parse: num(0, 1) },
@@ -313,6 +314,7 @@ export function resolveConfig(cli: Partial<TrainConfig>): E.Either<UsageError, T
           widthMult: SYNTHETIC_RUN.widthMult,
           depthMult: SYNTHETIC_RUN.depthMult,
           bnMomentum: SYNTHETIC_RUN.bnMomentum,
+          optimizer: SYNTHETIC_RUN.optimizer,
           epochs: SYNTHETIC_RUN.epochs,
           batchSize: SYNTHETIC_RUN.batchSize,
           microBatch: SYNTHETIC_RUN.microBatch,
@@ -321,7 +323,6 @@ export function resolveConfig(cli: Partial<TrainConfig>): E.Either<UsageError, T
     ...(given.task === 'multiclass' ? { loss: 'ce' as const } : {}),
     ...(given.optimizer === 'adamw' ? { weightDecay: 1e-2 } : {}),
     ...(given.optimizer === 'sgd' ? { momentum: 0.9 } : {}),
-    ...(given.optimizer === 'adam' || given.optimizer === 'adamw' ? { eps: 1e-8 } : {}),
   };
   // On the synthetic set the reduced width/depth apply only to the default model.
   if (synthetic && given.model !== undefined && given.model !== SYNTHETIC_RUN.model) {
