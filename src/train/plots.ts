@@ -51,7 +51,7 @@ const fmtTick = (v: number) => (Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !
 export function lineChartSvg(spec: ChartSpec): string {
   const W = spec.width ?? 800;
   const H = spec.height ?? 500;
-  const m = { l: 80, r: 30, t: 50, b: 65 };
+  const m = { l: 80, r: 30, t: spec.square ? 50 : 72, b: 65 };
   let pw = W - m.l - m.r;
   let ph = H - m.t - m.b;
   if (spec.square) pw = ph = Math.min(pw, ph);
@@ -104,17 +104,28 @@ export function lineChartSvg(spec: ChartSpec): string {
     parts.push(`<polyline points="${pts.join(' ')}" fill="none" stroke="${s.color}" stroke-width="2.5"${dash}/>`);
     if (s.markers ?? s.xs.length <= 30) for (const p of pts) parts.push(`<circle cx="${p.split(',')[0]}" cy="${p.split(',')[1]}" r="3.5" fill="${s.color}"/>`);
   }
-  // Legend (top right inside the plot).
-  const lw = Math.max(...spec.series.map((s) => s.name.length)) * 8 + 50;
-  const lx = m.l + pw - lw - 10;
-  const ly = spec.square ? m.t + ph - 12 - 22 * spec.series.length : m.t + 10;
-  parts.push(`<rect x="${lx}" y="${ly}" width="${lw}" height="${22 * spec.series.length + 8}" fill="white" fill-opacity="0.85" stroke="#999"/>`);
-  spec.series.forEach((s, i) => {
-    const y = ly + 18 + 22 * i;
-    const dash = s.dashed ? ' stroke-dasharray="6 5"' : '';
-    parts.push(`<line x1="${lx + 8}" y1="${y - 5}" x2="${lx + 34}" y2="${y - 5}" stroke="${s.color}" stroke-width="2.5"${dash}/>`);
-    parts.push(`<text x="${lx + 40}" y="${y}" font-size="13" ${font}>${esc(s.name)}</text>`);
-  });
+  if (spec.square) {
+    // ROC: legend in the lower right, where the curve seldom goes.
+    const lw = Math.max(...spec.series.map((s) => s.name.length)) * 8 + 50;
+    const lx = m.l + pw - lw - 10;
+    const ly = m.t + ph - 12 - 22 * spec.series.length;
+    parts.push(`<rect x="${lx}" y="${ly}" width="${lw}" height="${22 * spec.series.length + 8}" fill="white" fill-opacity="0.85" stroke="#999"/>`);
+    spec.series.forEach((s, i) => {
+      const y = ly + 18 + 22 * i;
+      const dash = s.dashed ? ' stroke-dasharray="6 5"' : '';
+      parts.push(`<line x1="${lx + 8}" y1="${y - 5}" x2="${lx + 34}" y2="${y - 5}" stroke="${s.color}" stroke-width="2.5"${dash}/>`);
+      parts.push(`<text x="${lx + 40}" y="${y}" font-size="13" ${font}>${esc(s.name)}</text>`);
+    });
+  } else {
+    // Curves: legend in one row between the title and the plot, so it never hides a point.
+    let x = m.l;
+    for (const s of spec.series) {
+      const dash = s.dashed ? ' stroke-dasharray="6 5"' : '';
+      parts.push(`<line x1="${x}" y1="${m.t - 12}" x2="${x + 26}" y2="${m.t - 12}" stroke="${s.color}" stroke-width="2.5"${dash}/>`);
+      parts.push(`<text x="${x + 32}" y="${m.t - 7}" font-size="13" ${font}>${esc(s.name)}</text>`);
+      x += 32 + s.name.length * 8 + 24;
+    }
+  }
   parts.push('</svg>');
   return parts.join('\n');
 }
