@@ -14,7 +14,6 @@
 import * as TE from 'fp-ts/lib/TaskEither.js';
 import { existsSync } from 'node:fs';
 import { mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { availableParallelism } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
@@ -33,7 +32,11 @@ export interface SyntheticOptions {
   readonly seed?: number;
   /** Texture period range in pixels. Default [3, 5]. */
   readonly period?: readonly [number, number];
-  /** Generator threads (default min(2, cores)); the bytes do not depend on it. */
+  /**
+   * Generator threads (default 1: rendering on one thread already overlaps with PNG encoding in
+   * sharp's pool, which is the larger cost, and each extra thread pays ~1 s to load tsx). The
+   * bytes do not depend on it.
+   */
   readonly workers?: number;
 }
 
@@ -47,7 +50,7 @@ export const SYNTHETIC_DEFAULTS = { count: 240, size: 1024, seed: 1337, period: 
 export const SYNTHETIC_TRAIN_DEFAULTS = { count: 240, size: 512, seed: 1337, highSize: 512, lowSize: 64 } as const;
 
 /** Bumped whenever the renderer changes, so stale caches are regenerated. */
-const GENERATOR_VERSION = 2;
+const GENERATOR_VERSION = 3;
 const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 export const syntheticDir = (seed: number, count: number, size: number): string => join(PROJECT_ROOT, '.cache', `synthetic-${seed}-${count}-${size}`);
@@ -277,7 +280,7 @@ function drawHairs(img: Uint8Array, S: number, u: Float64Array, k: Key): void {
 
 /** PNG with fixed settings (deterministic bytes). */
 const encodePng = (rgb: Uint8Array, size: number): Promise<Buffer> =>
-  sharp(rgb, { raw: { width: size, height: size, channels: 3 } }).png({ compressionLevel: 6, adaptiveFiltering: false, palette: false }).toBuffer();
+  sharp(rgb, { raw: { width: size, height: size, channels: 3 } }).png({ compressionLevel: 3, adaptiveFiltering: false, palette: false }).toBuffer();
 
 const syntheticName = (i: number) => `syn_${String(i).padStart(5, '0')}`;
 
@@ -328,7 +331,7 @@ export function ensureSynthetic(opts: SyntheticOptions = {}): TE.TaskEither<Data
       await mkdir(join(tmp, 'images'), { recursive: true });
       const labels = syntheticLabels(seed, count);
       const names = Array.from({ length: count }, (_, i) => syntheticName(i));
-      const parts = Math.max(1, Math.min(opts.workers ?? Math.min(2, availableParallelism()), Math.ceil(count / 8)));
+      const parts = Math.max(1, Math.min(opts.workers ?? 1, Math.ceil(count / 8)));
       if (parts === 1) await writeSyntheticImages({ dir: tmp, seed, size, period, labels, part: 0, parts: 1 });
       else {
         await Promise.all(Array.from({ length: parts }, (_, part) => new Promise<void>((res, rej) => {
