@@ -23,6 +23,8 @@ import { sizeOf } from '../../tensor/shape.ts';
 import { type ConvGeom, col2im, gemm, im2col } from './conv_gemm.ts';
 import * as R from './conv_ref.ts';
 import { type Window, channelChunk, windowForward, windowGradFilter, windowGradInput } from './conv_window.ts';
+import { type DepthwiseGeom, depthwiseForwardF32, depthwiseGradFilterF32, depthwiseGradInputF32, depthwiseSimdOk } from './fast/dwconv.ts';
+import { type StochasticGeom, stochasticForwardF32, stochasticGradFilterF32, stochasticGradInputF32, stochasticSimdOk } from './fast/stochconv.ts';
 
 type Arg = KernelArg<TypedArray>;
 
@@ -52,6 +54,16 @@ function plan(x: readonly number[], w: readonly number[], y: readonly number[], 
   };
 }
 
+/** The float32 wasm SIMD depthwise path (fast/dwconv.ts) when it applies, else null. */
+function depthwiseSimd(p: Plan, a: Conv2dAttrs, dtype: string): DepthwiseGeom | null {
+  if (dtype !== 'float32') return null;
+  const d: DepthwiseGeom = {
+    N: p.N, C: p.C, H: p.H, W: p.W, O: p.O, OH: p.OH, OW: p.OW, kh: p.kh, kw: p.kw,
+    stride: a.stride, dilation: a.dilation, padding: a.padding,
+  };
+  return depthwiseSimdOk(d) ? d : null;
+}
+
 /** The window of output channel o (image n) of a depthwise conv. */
 function depthwiseWindow(p: Plan, a: Conv2dAttrs, n: number, o: number): Window {
   const c = Math.floor(o / p.Og);
@@ -69,6 +81,8 @@ export function conv2dImpl([x, w]: readonly Arg[], a: Conv2dAttrs, out: OutSpec)
   const X = x.storage;
   const Wt = w.storage;
   if (p.depthwise) {
+    const d = depthwiseSimd(p, a, out.dtype);
+    if (d) return depthwiseForwardF32(X as Float32Array, Wt as Float32Array, d);
     for (let n = 0; n < p.N; n++) for (let o = 0; o < p.O; o++) windowForward(X, Wt, Y, depthwiseWindow(p, a, n, o), false);
     return Y;
   }
@@ -93,6 +107,8 @@ export function conv2dGradInputImpl([ct, w]: readonly Arg[], a: Conv2dGradInputA
   const G = ct.storage;
   const Wt = w.storage;
   if (p.depthwise) {
+    const d = depthwiseSimd(p, a, out.dtype);
+    if (d) return depthwiseGradInputF32(G as Float32Array, Wt as Float32Array, d);
     for (let n = 0; n < p.N; n++) for (let o = 0; o < p.O; o++) windowGradInput(DX, Wt, G, depthwiseWindow(p, a, n, o));
     return DX;
   }
@@ -117,6 +133,8 @@ export function conv2dGradFilterImpl([x, ct]: readonly Arg[], a: Conv2dGradFilte
   const X = x.storage;
   const G = ct.storage;
   if (p.depthwise) {
+    const d = depthwiseSimd(p, a, out.dtype);
+    if (d) return depthwiseGradFilterF32(X as Float32Array, G as Float32Array, d);
     for (let n = 0; n < p.N; n++) for (let o = 0; o < p.O; o++) windowGradFilter(X, G, DW, depthwiseWindow(p, a, n, o));
     return DW;
   }
@@ -162,19 +180,34 @@ function eachStochasticWindow(
   }
 }
 
+/** The float32 wasm SIMD stochastic path (fast/stochconv.ts) when it applies, else null. */
+function stochasticSimd(xShape: readonly number[], wShape: readonly number[], a: StochasticConv2dAttrs, dtype: string): StochasticGeom | null {
+  if (dtype !== 'float32') return null;
+  const [N, C, H, W] = xShape;
+  const [O, , kh, kw] = wShape;
+  const s: StochasticGeom = { N, C, H, W, O, kh, kw, stride: a.stride, outSize: a.outSize, windows: a.windows, perImage: a.perImage };
+  return stochasticSimdOk(s) ? s : null;
+}
+
 export function stochasticConv2dImpl([x, w]: readonly Arg[], a: StochasticConv2dAttrs, out: OutSpec): TypedArray {
+  const s = stochasticSimd(x.shape, w.shape, a, out.dtype);
+  if (s) return stochasticForwardF32(x.storage as Float32Array, w.storage as Float32Array, s);
   const Y = arrayFor(out.dtype, sizeOf(out.shape));
   eachStochasticWindow(x.shape, w.shape, a, (g, first) => windowForward(x.storage, w.storage, Y, g, !first));
   return Y;
 }
 
 export function stochasticConv2dGradInputImpl([ct, w]: readonly Arg[], a: StochasticConv2dGradInputAttrs, out: OutSpec): TypedArray {
+  const s = stochasticSimd(a.inputShape, w.shape, a, out.dtype);
+  if (s) return stochasticGradInputF32(ct.storage as Float32Array, w.storage as Float32Array, s);
   const DX = arrayFor(out.dtype, sizeOf(out.shape));
   eachStochasticWindow(a.inputShape, w.shape, a, (g) => windowGradInput(DX, w.storage, ct.storage, g));
   return DX;
 }
 
 export function stochasticConv2dGradFilterImpl([x, ct]: readonly Arg[], a: StochasticConv2dGradFilterAttrs, out: OutSpec): TypedArray {
+  const s = stochasticSimd(x.shape, a.filterShape, a, out.dtype);
+  if (s) return stochasticGradFilterF32(x.storage as Float32Array, ct.storage as Float32Array, s);
   const DW = arrayFor(out.dtype, sizeOf(out.shape));
   eachStochasticWindow(x.shape, a.filterShape, a, (g) => windowGradFilter(x.storage, ct.storage, DW, g));
   return DW;

@@ -1,0 +1,394 @@
+/**
+ * Direct window convolutions in WebAssembly SIMD, generated at run time per geometry (taps, strides, dilations),
+ * for the convs where no two output channels share an im2col matrix: depthwise (dwconv.ts) and the stochastic
+ * conv (stochconv.ts). Three kernels, all on float32 planes in wasm memory, strides in bytes:
+ *
+ *   fwd   y[i, j] (+)= Σ_{c, ky, kx} w[c, ky, kx] · x[c, i·sh + ky·dh, j·sw + kx·dw]
+ *         4·V outputs of a row at once; a stride-2 row is read as two vectors and split into even / odd lanes
+ *         with one shuffle per tap column, so every tap is a full-width multiply-add.
+ *   gin   the input gradient as a gather over dx (each dx vector is read and written once per tap row, never
+ *         scattered): dx[c, y, x] += Σ_{ky, kx} w[c, ky, kx] · g[(y − ky·dh)/sh, (x − kx·dw)/sw] over the taps where
+ *         both divisions are exact; g is a zero-padded copy, so no bounds checks. With sw = 2 the even and the odd
+ *         columns of 8 dx values are two 4-lane sums over g, interleaved by two shuffles.
+ *   gwRow the filter gradient of one tap row: dw[kx] += Σ_{i, j} g[i, j] · x[i·sh, j·sw + kx·dw] (the caller points x
+ *         at the row's first tap), per-lane partial sums reduced once at the end.
+ *
+ * The ragged last block of a row is masked: outputs beyond the row are neither written nor (in gwRow) summed, so
+ * garbage read past the end of a row never reaches a result. Reads may run up to SLACK bytes past the last plane.
+ * Only sw ∈ {1, 2} are generated (the callers keep the TS window kernels for other strides).
+ */
+import { Fn, T, type Expr, add, assemble, get, i32, load, loadSplat, lt_s, mul, sub, vadd, vmul, vzero, wasmApi, type WasmApi, type WasmMemory } from './wasm.ts';
+import { hasSimd } from './sgemm_wasm.ts';
+
+/** Bytes that kernels may read past a region's last element (vector blocks, tap overshoot). */
+export const SLACK = 1024;
+
+// ---- SIMD instructions the shared emitter lacks ------------------------------------------------------------------
+/** i8x16.shuffle of two f32x4 by 32-bit lane indices (0–3 from a, 4–7 from b). */
+const shuffle = (a: Expr, b: Expr, lanes: readonly number[]): Expr => (f) => {
+  a(f);
+  b(f);
+  f.simd(0x0d, ...lanes.flatMap((l) => [4 * l, 4 * l + 1, 4 * l + 2, 4 * l + 3]));
+};
+const vand = (a: Expr, b: Expr): Expr => (f) => {
+  a(f);
+  b(f);
+  f.simd(0x4e);
+};
+const isplat = (a: Expr): Expr => (f) => {
+  a(f);
+  f.simd(0x11);
+};
+const vconstI4 = (l: readonly number[]): Expr => (f) => f.simd(0x0c, ...l.flatMap((x) => [x & 255, (x >> 8) & 255, (x >> 16) & 255, (x >>> 24) & 255]));
+const vigt = (a: Expr, b: Expr): Expr => (f) => {
+  a(f);
+  b(f);
+  f.simd(0x3b); // i32x4.gt_s
+};
+const lane = (a: Expr, l: number): Expr => (f) => {
+  a(f);
+  f.simd(0x1f, l); // f32x4.extract_lane
+};
+const fadd = (a: Expr, b: Expr): Expr => (f) => {
+  a(f);
+  b(f);
+  f.op(0x92);
+};
+const EVEN = [0, 2, 4, 6];
+const ODD = [1, 3, 5, 7];
+
+/** Geometry a module is generated for. `cn`: input planes per fwd call. */
+export interface Geom {
+  readonly cn: number;
+  readonly kh: number;
+  readonly kw: number;
+  readonly sh: number;
+  readonly sw: 1 | 2;
+  readonly dh: number;
+  readonly dw: number;
+}
+
+/** Vectors per block: fwd / gwRow handle 4·V outputs of a row, gin 4·V (sw = 1) or 8·V (sw = 2) dx values. */
+const V = 2;
+
+/**
+ * Emits the tap vectors of one input row: X(v, kx) = x[p + (4v + j)·sw + kx·dw] for lanes j = 0..3, with loads shared
+ * between taps (stride 2: two loads and an even/odd shuffle per tap column).
+ */
+function rowTaps(f: Fn, p: number, g: Geom, tmp: Map<number, number>, use: (v: number, kx: number, X: Expr) => void): void {
+  const loaded = new Map<number, number>();
+  const ld = (off: number): Expr => {
+    let l = loaded.get(off);
+    if (l === undefined) {
+      let t = tmp.get(loaded.size);
+      if (t === undefined) tmp.set(loaded.size, (t = f.local(T.v128)));
+      f.set(t, load('v128', get(p), off * 4));
+      loaded.set(off, (l = t));
+    }
+    return get(l);
+  };
+  for (let v = 0; v < V; v++) {
+    for (let kx = 0; kx < g.kw; kx++) {
+      const t = kx * g.dw;
+      if (g.sw === 1) use(v, kx, load('v128', get(p), (4 * v + t) * 4));
+      else {
+        const base = 8 * v + (t & ~1);
+        const a = ld(base), b = ld(base + 4);
+        use(v, kx, shuffle(a, b, t & 1 ? ODD : EVEN));
+      }
+    }
+  }
+}
+
+/** Sets mask[v] to the lanes of block vector v below `rem` (all ones = keep). */
+function masks(f: Fn, rem: Expr, per: number, n: number): number[] {
+  const r = f.local(T.v128);
+  f.set(r, isplat(rem));
+  const m: number[] = [];
+  for (let v = 0; v < n; v++) {
+    const l = f.local(T.v128);
+    f.set(l, vigt(get(r), vconstI4([0, 1, 2, 3].map((k) => v * per + k))));
+    m.push(l);
+  }
+  return m;
+}
+
+/** fwd{acc}(x, xrs, xps, w, y, yrs, OH, OW): x at the window's top-left tap of plane 0; xrs = bytes per input row. */
+function fwd(g: Geom, acc: boolean): Fn {
+  const f = new Fn(acc ? 'fwdAcc' : 'fwd', [T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32]);
+  const [x, xrs, xps, w, y, yrs, OH, OW] = f.params;
+  const taps = g.cn * g.kh * g.kw;
+  const wv = Array.from({ length: taps }, () => f.local(T.v128));
+  const ro = Array.from({ length: g.cn * g.kh }, () => f.local(T.i32));
+  const i = f.local(T.i32), j = f.local(T.i32), xr = f.local(T.i32), yr = f.local(T.i32), xb = f.local(T.i32), yb = f.local(T.i32), p = f.local(T.i32);
+  const accs = Array.from({ length: V }, () => f.local(T.v128));
+  const tmp = new Map<number, number>();
+  for (let t = 0; t < taps; t++) f.set(wv[t], loadSplat(get(w), t * 4));
+  for (let c = 0; c < g.cn; c++) for (let ky = 0; ky < g.kh; ky++) f.set(ro[c * g.kh + ky], add(mul(get(xps), i32(c)), mul(get(xrs), i32(ky * g.dh))));
+  const BW = 4 * V;
+  const block = (m: number[] | null) => {
+    for (let v = 0; v < V; v++) f.set(accs[v], vzero);
+    for (let c = 0; c < g.cn; c++) {
+      for (let ky = 0; ky < g.kh; ky++) {
+        f.set(p, add(get(xb), get(ro[c * g.kh + ky])));
+        rowTaps(f, p, g, tmp, (v, kx, X) => f.set(accs[v], vadd(get(accs[v]), vmul(get(wv[(c * g.kh + ky) * g.kw + kx]), X))));
+      }
+    }
+    for (let v = 0; v < V; v++) {
+      let val: Expr = acc ? vadd(load('v128', get(yb), v * 16), get(accs[v])) : get(accs[v]);
+      if (m) {
+        const keep = m[v];
+        const old = load('v128', get(yb), v * 16);
+        const nv = val;
+        val = (h) => {
+          nv(h);
+          old(h);
+          get(keep)(h);
+          h.simd(0x52); // v128.bitselect(new, old, mask)
+        };
+      }
+      f.store('v128', get(yb), val, v * 16);
+    }
+  };
+  f.for(i, i32(0), get(OH), i32(1), () => {
+    f.set(xr, add(get(x), mul(get(i), mul(get(xrs), i32(g.sh)))));
+    f.set(yr, add(get(y), mul(get(i), get(yrs))));
+    f.set(xb, get(xr));
+    f.set(yb, get(yr));
+    f.for(j, i32(0), sub(get(OW), i32(BW - 1)), i32(BW), () => {
+      block(null);
+      f.set(xb, add(get(xb), i32(BW * g.sw * 4)));
+      f.set(yb, add(get(yb), i32(BW * 4)));
+    });
+    f.if(lt_s(get(j), get(OW)), () => {
+      // j ≥ OW − BW + 1 here: the ragged last block (the loop variable keeps its final value).
+      const m = masks(f, sub(get(OW), get(j)), 4, V);
+      block(m);
+    });
+  });
+  return f;
+}
+
+/**
+ * gin(gp, grs, w, dx, dxrs, dxps, y0, y1, ncols): dx rows y0..y1 (window coordinates; dx points at row y0's first
+ * column), `ncols` columns from a first column whose parity the variant fixes (sw = 2). gp points at g(0, c0) where
+ * c0 is the first g column the block reads (the caller's column base), inside a zero-padded g plane.
+ */
+function gin(g: Geom, phase: 0 | 1): Fn {
+  const f = new Fn(`gin${phase}`, [T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32]);
+  const [gp, grs, w, dx, dxrs, dxps, y0, y1, ncols] = f.params;
+  const taps = g.cn * g.kh * g.kw;
+  const wv = Array.from({ length: taps }, () => f.local(T.v128));
+  const y = f.local(T.i32), j = f.local(T.i32), gr = f.local(T.i32), dr = f.local(T.i32), gb = f.local(T.i32), db = f.local(T.i32), pr = f.local(T.i32);
+  for (let t = 0; t < taps; t++) f.set(wv[t], loadSplat(get(w), t * 4));
+  const BW = (g.sw === 1 ? 4 : 8) * V; // dx values per block (sw = 2: V pairs of vectors)
+  // Column shifts: dx column x (block lane) reads g column base + s, s ≥ 0 after the caller's offset.
+  // sw = 1: lane l of vector v reads g[x0 + 4v + l − kx·dw]; base = x0 − (kw−1)·dw, so s = 4v + (kw−1)·dw − kx·dw.
+  // sw = 2: dx lanes 2m (+ 8v) have parity `phase`, read g[u + 4v + m + (phase − kx·dw)/2] for kx·dw ≡ phase;
+  //         lanes 2m+1 read g[u + 4v + m + (phase + 1 − kx·dw)/2] for kx·dw ≡ 1 − phase; base = u + smin.
+  const smin = g.sw === 1 ? -(g.kw - 1) * g.dw : Math.floor((phase - (g.kw - 1) * g.dw) / 2);
+  const sums = Array.from({ length: g.cn * 2 }, () => f.local(T.v128));
+  // Row taps per row parity: ky with (y − ky·dh) divisible by sh; the g row is (y − py)/sh + (py − ky·dh)/sh.
+  const rowVariants = g.sh === 1 ? [0] : Array.from({ length: g.sh }, (_, k) => k);
+  const rowOff = new Map<string, number>();
+  for (const py of rowVariants) {
+    for (let ky = 0; ky < g.kh; ky++) {
+      if (((py - ky * g.dh) % g.sh + g.sh) % g.sh !== 0) continue;
+      const l = f.local(T.i32);
+      f.set(l, mul(get(grs), i32((py - ky * g.dh) / g.sh)));
+      rowOff.set(`${py},${ky}`, l);
+    }
+  }
+  const rowBody = (py: number, m: number[] | null) => {
+    const kys = Array.from({ length: g.kh }, (_, k) => k).filter((ky) => rowOff.has(`${py},${ky}`));
+    for (let v = 0; v < V; v++) {
+      for (const s of sums) f.set(s, vzero);
+      for (const ky of kys) {
+        f.set(pr, add(get(gb), get(rowOff.get(`${py},${ky}`)!)));
+        for (let kx = 0; kx < g.kw; kx++) {
+          const t = kx * g.dw;
+          let s: number, half: 0 | 1;
+          if (g.sw === 1) [s, half] = [4 * v - t - smin, 0];
+          else if ((t & 1) === phase) [s, half] = [4 * v + (phase - t) / 2 - smin, 0];
+          else [s, half] = [4 * v + (phase + 1 - t) / 2 - smin, 1];
+          const G = load('v128', get(pr), s * 4);
+          for (let c = 0; c < g.cn; c++) {
+            const acc = sums[2 * c + half];
+            f.set(acc, vadd(get(acc), vmul(get(wv[(c * g.kh + ky) * g.kw + kx]), G)));
+          }
+        }
+      }
+      for (let c = 0; c < g.cn; c++) {
+        const outs: Expr[] = g.sw === 1 ? [get(sums[2 * c])] : [shuffle(get(sums[2 * c]), get(sums[2 * c + 1]), [0, 4, 1, 5]), shuffle(get(sums[2 * c]), get(sums[2 * c + 1]), [2, 6, 3, 7])];
+        outs.forEach((o, k) => {
+          const vi = g.sw === 1 ? v : 2 * v + k;
+          const addr = c === 0 ? get(db) : add(get(db), mul(get(dxps), i32(c)));
+          const val = m ? vand(o, get(m[vi])) : o;
+          f.store('v128', addr, vadd(load('v128', addr, vi * 16), val), vi * 16);
+        });
+      }
+    }
+  };
+  const row = (py: number) => {
+    f.set(gb, get(gr));
+    f.set(db, get(dr));
+    f.for(j, i32(0), sub(get(ncols), i32(BW - 1)), i32(BW), () => {
+      rowBody(py, null);
+      f.set(gb, add(get(gb), i32(4 * V * 4)));
+      f.set(db, add(get(db), i32(BW * 4)));
+    });
+    f.if(lt_s(get(j), get(ncols)), () => rowBody(py, masks(f, sub(get(ncols), get(j)), 4, BW / 4)));
+  };
+  f.set(dr, get(dx));
+  f.for(y, get(y0), get(y1), i32(1), () => {
+    if (g.sh === 1) {
+      f.set(gr, add(get(gp), mul(get(y), get(grs))));
+      row(0);
+    } else {
+      // (y − py)/sh with py = y mod sh, y ≥ 0
+      const py = f.local(T.i32);
+      f.set(py, (h) => {
+        get(y)(h);
+        i32(g.sh)(h);
+        h.op(0x70); // i32.rem_u
+      });
+      f.set(gr, add(get(gp), mul((h) => {
+        get(y)(h);
+        i32(g.sh)(h);
+        h.op(0x6e); // i32.div_u
+      }, get(grs))));
+      const chain = (k: number): void => {
+        if (k === g.sh - 1) row(k);
+        else f.if(lt_s(get(py), i32(k + 1)), () => row(k), () => chain(k + 1));
+      };
+      chain(0);
+    }
+    f.set(dr, add(get(dr), get(dxrs)));
+  });
+  return f;
+}
+
+/** gwRow(x, xis, g, grs, OH, OW, out): out[kx] += Σ g[i, j]·x[i·xis + (j·sw + kx·dw)·4]; xis = bytes per output row. */
+function gwRow(g: Geom): Fn {
+  const f = new Fn('gwRow', [T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32]);
+  const [x, xis, gp, grs, OH, OW, out] = f.params;
+  const i = f.local(T.i32), j = f.local(T.i32), p = f.local(T.i32), gb = f.local(T.i32);
+  const acc = Array.from({ length: g.kw * V }, () => f.local(T.v128));
+  const gv = Array.from({ length: V }, () => f.local(T.v128));
+  const tmp = new Map<number, number>();
+  for (const a of acc) f.set(a, vzero);
+  const BW = 4 * V;
+  const block = (m: number[] | null) => {
+    for (let v = 0; v < V; v++) f.set(gv[v], load('v128', get(gb), v * 16));
+    rowTaps(f, p, { ...g, cn: 1 }, tmp, (v, kx, X) => {
+      const a = acc[kx * V + v];
+      const prod = vmul(get(gv[v]), X);
+      f.set(a, vadd(get(a), m ? vand(prod, get(m[v])) : prod));
+    });
+  };
+  f.for(i, i32(0), get(OH), i32(1), () => {
+    f.set(p, add(get(x), mul(get(i), get(xis))));
+    f.set(gb, add(get(gp), mul(get(i), get(grs))));
+    f.for(j, i32(0), sub(get(OW), i32(BW - 1)), i32(BW), () => {
+      block(null);
+      f.set(p, add(get(p), i32(BW * g.sw * 4)));
+      f.set(gb, add(get(gb), i32(BW * 4)));
+    });
+    f.if(lt_s(get(j), get(OW)), () => block(masks(f, sub(get(OW), get(j)), 4, V)));
+  });
+  for (let kx = 0; kx < g.kw; kx++) {
+    let s: Expr = get(acc[kx * V]);
+    for (let v = 1; v < V; v++) s = vadd(s, get(acc[kx * V + v]));
+    const sv = f.local(T.v128);
+    f.set(sv, s);
+    f.store('f32', get(out), fadd(load('f32', get(out), kx * 4), fadd(fadd(lane(get(sv), 0), lane(get(sv), 1)), fadd(lane(get(sv), 2), lane(get(sv), 3)))), kx * 4);
+  }
+  return f;
+}
+
+export interface Kernels {
+  fwd(x: number, xrs: number, xps: number, w: number, y: number, yrs: number, OH: number, OW: number): void;
+  fwdAcc(x: number, xrs: number, xps: number, w: number, y: number, yrs: number, OH: number, OW: number): void;
+  gin0(gp: number, grs: number, w: number, dx: number, dxrs: number, dxps: number, y0: number, y1: number, ncols: number): void;
+  gin1(gp: number, grs: number, w: number, dx: number, dxrs: number, dxps: number, y0: number, y1: number, ncols: number): void;
+  gwRow(x: number, xis: number, g: number, grs: number, OH: number, OW: number, out: number): void;
+}
+
+/** First g column a gin block reads, relative to the block's base (see gin): the caller offsets gp by it. */
+export function ginColumnShift(g: Geom, phase: 0 | 1): number {
+  return g.sw === 1 ? -(g.kw - 1) * g.dw : Math.floor((phase - (g.kw - 1) * g.dw) / 2);
+}
+
+/** Zero padding a g plane needs around it for gin: rows above / below, columns left / right. */
+export function ginPadding(g: Geom): { top: number; bottom: number; left: number; right: number } {
+  const top = Math.ceil(((g.kh - 1) * g.dh) / g.sh) + 1;
+  const left = Math.ceil(((g.kw - 1) * g.dw) / g.sw) + 1;
+  return { top, bottom: top + 2, left, right: left + 4 * V + 4 };
+}
+
+// ---- runtime: one growable memory for all conv modules -----------------------------------------------------------
+interface Runtime {
+  readonly api: WasmApi;
+  readonly memory: WasmMemory;
+  heap: Float32Array;
+  readonly modules: Map<string, Kernels>;
+}
+let rt: Runtime | null | undefined;
+
+function runtime(): Runtime | null {
+  if (rt === undefined) {
+    rt = null;
+    if (wasmApi !== undefined && hasSimd()) {
+      const memory = new wasmApi.Memory({ initial: 16, maximum: 65536 });
+      rt = { api: wasmApi, memory, heap: new Float32Array(memory.buffer), modules: new Map() };
+    }
+  }
+  return rt;
+}
+
+/** Whether the wasm SIMD conv kernels can run here (else callers keep the TS kernels). */
+export function convSimdAvailable(): boolean {
+  return runtime() !== null;
+}
+
+/** The kernels for a geometry (generated and compiled once). */
+export function kernels(g: Geom): Kernels {
+  const r = runtime();
+  if (!r) throw new Error('convsimd: WebAssembly SIMD is not available');
+  const key = `${g.cn},${g.kh},${g.kw},${g.sh},${g.sw},${g.dh},${g.dw}`;
+  let k = r.modules.get(key);
+  if (!k) {
+    const bytes = assemble({ functions: [fwd(g, false), fwd(g, true), gin(g, 0), gin(g, 1), gwRow(g)], memory: { initial: 16, maximum: 65536, shared: false } });
+    const inst = new r.api.Instance(new r.api.Module(bytes), { env: { mem: r.memory } });
+    k = inst.exports as unknown as Kernels;
+    r.modules.set(key, k);
+  }
+  return k;
+}
+
+/**
+ * A bump allocation of wasm memory for one kernel call: `reserve(floats)` returns byte offsets (64-byte aligned,
+ * SLACK apart); `heap()` grows the memory to fit and returns a fresh view (call it after the last reserve).
+ */
+export class Arena {
+  private top = 64;
+  reserve(floats: number): number {
+    const at = this.top;
+    this.top = Math.ceil((at + floats * 4 + SLACK) / 64) * 64;
+    return at;
+  }
+  heap(): Float32Array {
+    const r = runtime()!;
+    const have = r.memory.buffer.byteLength;
+    if (this.top > have) r.memory.grow(Math.ceil((this.top - have) / 65536));
+    if (r.heap.buffer !== r.memory.buffer || r.heap.length * 4 !== r.memory.buffer.byteLength) r.heap = new Float32Array(r.memory.buffer);
+    return r.heap;
+  }
+}
+
+/** Copies `rows` rows of `cols` floats between heap regions (float offsets, float strides). */
+export function copyRows(heap: Float32Array, src: number, srcStride: number, dst: number, dstStride: number, rows: number, cols: number): void {
+  if (srcStride === cols && dstStride === cols) heap.copyWithin(dst, src, src + rows * cols);
+  else for (let r = 0; r < rows; r++) heap.copyWithin(dst + r * dstStride, src + r * srcStride, src + r * srcStride + cols);
+}
+

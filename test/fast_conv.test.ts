@@ -1,0 +1,128 @@
+/**
+ * The wasm SIMD depthwise and stochastic conv kernels (src/backends/cpu/fast/dwconv.ts, stochconv.ts) against the
+ * reference loops of conv_ref.ts, computed in float64 on the same float32 values: random shapes, strides 1–2,
+ * kernels 1–5, dilations, paddings (TF 'same' asymmetric included), channel multipliers, per-batch and per-image
+ * windows; forward and both gradients.
+ */
+import * as fc from 'fast-check';
+import { describe, expect, it } from 'vitest';
+import type { Conv2dAttrs, StochasticConv2dAttrs } from '../src/autograd/conv.ts';
+import type { KernelArg, TypedArray } from '../src/backends/backend.ts';
+import * as R from '../src/backends/cpu/conv_ref.ts';
+import { convSimdAvailable } from '../src/backends/cpu/fast/convsimd.ts';
+import { type DepthwiseGeom, depthwiseForwardF32, depthwiseGradFilterF32, depthwiseGradInputF32 } from '../src/backends/cpu/fast/dwconv.ts';
+import { type StochasticGeom, stochasticForwardF32, stochasticGradFilterF32, stochasticGradInputF32 } from '../src/backends/cpu/fast/stochconv.ts';
+
+/** Deterministic float32 values in [−1, 1). */
+function rand(seed: number, n: number): Float32Array {
+  let s = (seed * 2654435761 + 12345) >>> 0;
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) {
+    s = (Math.imul(s ^ (s >>> 15), 0x2c1b3c6d) + 0x9e3779b9) >>> 0;
+    out[i] = (s / 2 ** 32) * 2 - 1;
+  }
+  return out;
+}
+const f64 = (a: Float32Array): Float64Array => Float64Array.from(a);
+const arg = (storage: TypedArray, shape: number[]): KernelArg<TypedArray> => ({ storage, shape, dtype: 'float64' });
+const out = (shape: number[]) => ({ shape, dtype: 'float64' as const });
+
+/** |got − want| ≤ tol·(1 + scale), scale = the largest |want| (sums of many float32 products). */
+function expectClose(got: ArrayLike<number>, want: ArrayLike<number>, what: string, tol = 2e-5): void {
+  expect(got.length, what).toBe(want.length);
+  let scale = 0;
+  for (let i = 0; i < want.length; i++) scale = Math.max(scale, Math.abs(want[i]));
+  let worst = 0, at = -1;
+  for (let i = 0; i < want.length; i++) {
+    const e = Math.abs(got[i] - want[i]);
+    if (!(e <= worst)) [worst, at] = [e, i];
+  }
+  expect(worst, `${what}: worst error at ${at}: got ${got[at]}, want ${want[at]} (scale ${scale})`).toBeLessThanOrEqual(tol * (1 + scale));
+}
+
+const sameSplit = (n: number, k: number, s: number, d: number): [number, number] => {
+  const total = Math.max((Math.ceil(n / s) - 1) * s + (k - 1) * d + 1 - n, 0);
+  return [Math.floor(total / 2), total - Math.floor(total / 2)];
+};
+
+describe.skipIf(!convSimdAvailable())('wasm SIMD depthwise conv', () => {
+  it('matches the reference: forward, input and filter gradients', () => {
+    fc.assert(
+      fc.property(
+        fc.record({
+          n: fc.integer({ min: 1, max: 2 }),
+          c: fc.integer({ min: 1, max: 3 }),
+          m: fc.integer({ min: 1, max: 2 }),
+          h: fc.integer({ min: 1, max: 19 }),
+          w: fc.integer({ min: 1, max: 23 }),
+          k: fc.constantFrom(1, 3, 5),
+          kw2: fc.option(fc.constantFrom(1, 3, 5), { nil: undefined }),
+          sh: fc.integer({ min: 1, max: 2 }),
+          sw: fc.integer({ min: 1, max: 2 }),
+          dh: fc.constantFrom(1, 1, 2),
+          dw: fc.constantFrom(1, 1, 2),
+          pad: fc.oneof(fc.constant<'same'>('same'), fc.tuple(fc.nat(3), fc.nat(3), fc.nat(3), fc.nat(3))),
+          seed: fc.nat(10000),
+        }),
+        (p) => {
+          const kh = p.k, kw = p.kw2 ?? p.k;
+          const padding: [number, number, number, number] = p.pad === 'same'
+            ? [...sameSplit(p.h, kh, p.sh, p.dh), ...sameSplit(p.w, kw, p.sw, p.dw)]
+            : p.pad;
+          const OH = Math.floor((p.h + padding[0] + padding[1] - p.dh * (kh - 1) - 1) / p.sh) + 1;
+          const OW = Math.floor((p.w + padding[2] + padding[3] - p.dw * (kw - 1) - 1) / p.sw) + 1;
+          fc.pre(OH >= 1 && OW >= 1);
+          const O = p.c * p.m;
+          const d: DepthwiseGeom = { N: p.n, C: p.c, H: p.h, W: p.w, O, OH, OW, kh, kw, stride: [p.sh, p.sw], dilation: [p.dh, p.dw], padding };
+          const a: Conv2dAttrs = { stride: [p.sh, p.sw], padding, dilation: [p.dh, p.dw], groups: p.c };
+          const xs = [p.n, p.c, p.h, p.w], ws = [O, 1, kh, kw], ys = [p.n, O, OH, OW];
+          const x = rand(p.seed, p.n * p.c * p.h * p.w), w = rand(p.seed + 1, O * kh * kw), g = rand(p.seed + 2, p.n * O * OH * OW);
+          expectClose(depthwiseForwardF32(x, w, d), R.conv2dRefImpl([arg(f64(x), xs), arg(f64(w), ws)], a, out(ys)), 'forward');
+          expectClose(depthwiseGradInputF32(g, w, d), R.conv2dGradInputRefImpl([arg(f64(g), ys), arg(f64(w), ws)], { ...a, inputShape: xs }, out(xs)), 'input gradient');
+          expectClose(depthwiseGradFilterF32(x, g, d), R.conv2dGradFilterRefImpl([arg(f64(x), xs), arg(f64(g), ys)], { ...a, filterShape: ws }, out(ws)), 'filter gradient');
+        },
+      ),
+      { numRuns: 150, seed: 7 },
+    );
+  });
+});
+
+describe.skipIf(!convSimdAvailable())('wasm SIMD stochastic conv', () => {
+  it('matches the reference: forward, input and filter gradients, per batch and per image', () => {
+    fc.assert(
+      fc.property(
+        fc.record({
+          n: fc.integer({ min: 1, max: 3 }),
+          c: fc.integer({ min: 1, max: 4 }),
+          o: fc.integer({ min: 1, max: 4 }),
+          k: fc.constantFrom(1, 3, 5),
+          kw2: fc.option(fc.constantFrom(1, 2, 3, 5), { nil: undefined }),
+          sh: fc.integer({ min: 1, max: 2 }),
+          sw: fc.integer({ min: 1, max: 2 }),
+          oh: fc.integer({ min: 1, max: 9 }),
+          ow: fc.integer({ min: 1, max: 13 }),
+          extraH: fc.nat(9),
+          extraW: fc.nat(9),
+          perImage: fc.boolean(),
+          seed: fc.nat(10000),
+        }),
+        (p) => {
+          const kh = p.k, kw = p.kw2 ?? p.k;
+          const Hs = (p.oh - 1) * p.sh + kh, Ws = (p.ow - 1) * p.sw + kw;
+          const H = Hs + p.extraH, W = Ws + p.extraW;
+          const nw = p.perImage ? p.n * p.o : p.o;
+          const rw = rand(p.seed + 3, 2 * nw);
+          const windows = Int32Array.from(rw, (v, i) => Math.floor(((v + 1) / 2) * ((i % 2 ? p.extraW : p.extraH) + 1)));
+          const s: StochasticGeom = { N: p.n, C: p.c, H, W, O: p.o, kh, kw, stride: [p.sh, p.sw], outSize: [p.oh, p.ow], windows, perImage: p.perImage };
+          const a: StochasticConv2dAttrs = { stride: [p.sh, p.sw], outSize: [p.oh, p.ow], windows, perImage: p.perImage };
+          const xs = [p.n, p.c, H, W], ws = [p.o, p.c, kh, kw], ys = [p.n, p.o, p.oh, p.ow];
+          const x = rand(p.seed, p.n * p.c * H * W), w = rand(p.seed + 1, p.o * p.c * kh * kw), g = rand(p.seed + 2, p.n * p.o * p.oh * p.ow);
+          expectClose(stochasticForwardF32(x, w, s), R.stochasticConv2dRefImpl([arg(f64(x), xs), arg(f64(w), ws)], a, out(ys)), 'forward');
+          expectClose(stochasticGradInputF32(g, w, s), R.stochasticConv2dGradInputRefImpl([arg(f64(g), ys), arg(f64(w), ws)], { ...a, inputShape: xs }, out(xs)), 'input gradient');
+          expectClose(stochasticGradFilterF32(x, g, s), R.stochasticConv2dGradFilterRefImpl([arg(f64(x), xs), arg(f64(g), ys)], { ...a, filterShape: ws }, out(ws)), 'filter gradient');
+        },
+      ),
+      { numRuns: 150, seed: 11 },
+    );
+  });
+});
