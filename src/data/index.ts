@@ -26,7 +26,8 @@
  *   `preResize(dirIn, dirOut, {size: 1024, centerCropAbove: 3048, cropTo: 2048})`.
  * - `createLoader(items, {batchSize, lowSize, highSize | null, augment, seed, workers, prefetch,
  *   shuffle, balanced?, epoch})` → async iterable of { low [B,3,l,l], high? [B,3,h,h], labels,
- *   names, skipped, index }, plus `loader.epoch(e)` and `close()`.
+ *   names, skipped, index }, plus `loader.epoch(e)` and `close()`; `createPool(n)` shares worker threads
+ *   between loaders (`pool` option).
  * - Errors: `DataError` (tagged union) and `renderDataError(e)` → one line for the CLI.
  *
  * @example

@@ -39,6 +39,11 @@ export interface LoaderOptions {
   readonly minSize?: number;
   readonly kernel?: Kernel;
   readonly augmentOptions?: AugmentOptions;
+  /**
+   * A pool from `createPool` to share between loaders (train and validation): each worker thread
+   * costs ~1 s of CPU to start (tsx). When given, `workers` is ignored and `close()` leaves it running.
+   */
+  readonly pool?: WorkerPool;
 }
 
 export interface Batch {
@@ -74,13 +79,25 @@ interface Job {
 }
 
 /** A fixed set of worker threads with a FIFO queue; a dead worker's task fails and it is replaced. */
-class Pool {
+/** Worker threads that decode and augment for one or more loaders; `close()` stops them. */
+export interface WorkerPool {
+  readonly size: number;
+  close(): Promise<void>;
+}
+
+/** Starts `size` worker threads to share between loaders (see LoaderOptions.pool). */
+export const createPool = (size: number): WorkerPool => {
+  if (!(Number.isInteger(size) && size >= 1)) throw new Error(`createPool: size must be an integer ≥ 1, got ${size}`);
+  return new Pool(size);
+};
+
+class Pool implements WorkerPool {
   private readonly slots: { worker: Worker; job: Job | null; id: number }[] = [];
   private readonly queue: Job[] = [];
   private nextId = 1;
   private closed = false;
 
-  constructor(size: number) {
+  constructor(readonly size: number) {
     for (let i = 0; i < size; i++) this.slots.push(this.spawn());
   }
 
@@ -191,7 +208,9 @@ export function createLoader(items: readonly Item[], opts: LoaderOptions): Loade
   }
   const workers = opts.workers ?? 1;
   const prefetch = Math.max(0, opts.prefetch ?? 2);
-  const pool = workers > 0 ? new Pool(workers) : null;
+  const shared = opts.pool instanceof Pool ? opts.pool : null;
+  if (opts.pool && !shared) throw new Error('createLoader: pool must come from createPool');
+  const pool = shared ?? (workers > 0 ? new Pool(workers) : null);
   const pipeline: PipelineOptions = {
     lowSize: opts.lowSize,
     highSize: opts.highSize,
@@ -313,7 +332,7 @@ export function createLoader(items: readonly Item[], opts: LoaderOptions): Loade
     [Symbol.asyncIterator]: () => epoch(opts.epoch ?? 0)[Symbol.asyncIterator](),
     async close() {
       closed = true;
-      await pool?.close();
+      if (!shared) await pool?.close();
     },
   };
 }

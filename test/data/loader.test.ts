@@ -64,6 +64,20 @@ describe('createLoader', () => {
     await strict.close();
   });
 
+  it('loaders can share one worker pool', async () => {
+    const pool = D.createPool(1);
+    const a = D.createLoader(items.slice(0, 4), { ...opts, pool });
+    const b = D.createLoader(items.slice(4, 8), { ...opts, augment: false, shuffle: false, pool });
+    const ra = await collect(a);
+    await a.close(); // leaves the shared pool running
+    const rb = await collect(b);
+    expect(rb.flatMap((x) => x.names)).toEqual(['im4', 'im5', 'im6', 'im7']);
+    const inline = await collect(D.createLoader(items.slice(0, 4), { ...opts, workers: 0 }));
+    expect(ra).toEqual(inline);
+    await b.close();
+    await pool.close();
+  });
+
   it('stops cleanly when the consumer breaks early', async () => {
     const loader = D.createLoader(items, { ...opts, batchSize: 2, workers: 1, prefetch: 3 });
     let n = 0;
