@@ -6,7 +6,7 @@
 import '../index.ts'; // registers the primitives and backends
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
 import { execFileSync } from 'node:child_process';
 import * as E from 'fp-ts/lib/Either.js';
 import { getBackend, setBackend } from '../backends/backend.ts';
@@ -143,18 +143,18 @@ export function initFromWeights(
 const stamp = () => new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-');
 
 function versions(): Record<string, string> {
-  const req = createRequire(import.meta.url);
+  const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
   const v: Record<string, string> = { node: process.version };
-  for (const p of ['../../package.json', 'sharp/package.json', 'fp-ts/package.json', 'commander/package.json', 'gpu.js/package.json']) {
+  for (const p of ['package.json', ...['sharp', 'fp-ts', 'commander', 'cli-progress', 'gpu.js', 'tsx'].map((n) => `node_modules/${n}/package.json`)]) {
     try {
-      const j = req(p) as { name: string; version: string };
+      const j = JSON.parse(fs.readFileSync(path.join(root, p), 'utf8')) as { name: string; version: string };
       v[j.name] = j.version;
     } catch {
       /* not installed */
     }
   }
   try {
-    v.git = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: path.dirname(new URL(import.meta.url).pathname), stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
+    v.git = execFileSync('git', ['rev-parse', 'HEAD'], { cwd: root, stdio: ['ignore', 'pipe', 'ignore'] }).toString().trim();
   } catch {
     /* not a checkout */
   }
