@@ -367,15 +367,15 @@ export function kernels(g: Geom): Kernels {
 }
 
 /**
- * A bump allocation of wasm memory for one kernel call: `reserve(floats)` returns byte offsets (64-byte aligned,
- * SLACK apart); `heap()` grows the memory to fit and returns a fresh view (call it after the last reserve).
+ * A bump allocation of wasm memory for one kernel call: `reserve(floats)` returns a float offset into the heap
+ * (64-byte aligned, SLACK bytes apart); `heap()` grows the memory to fit and returns a fresh view (call it after the last reserve).
  */
 export class Arena {
   private top = 64;
   reserve(floats: number): number {
     const at = this.top;
     this.top = Math.ceil((at + floats * 4 + SLACK) / 64) * 64;
-    return at;
+    return at / 4;
   }
   heap(): Float32Array {
     const r = runtime()!;

@@ -19,13 +19,25 @@ const MAX_THREADS = 8;
 /** Target bytes of B + C per column chunk of a wide product (about a quarter of a 2 MiB L2). */
 const CHUNK_BYTES = 512 * 1024;
 
-const CTL_BYTES = 4096; // sync words (64 B per thread) then descriptors (64 B per thread) at 1024
+/**
+ * Control block at the start of the shared memory. Work is a list of tasks (stripes of C, one descriptor each)
+ * claimed with a compare-and-swap on one 64-bit word, tag(32) | n(16) | next(16), by the main thread and by
+ * whichever workers are awake. On a busy machine a worker that is not scheduled simply claims nothing: the main
+ * thread never waits for a worker that has not started a task, only for tasks already claimed.
+ */
+const CLAIM = 0; // BigInt64 index 0 (bytes 0-7)
+const SEQ = 2; // Int32 indices: job sequence (workers sleep on it), finished tasks, failure flag, ready flags
+const DONE = 3;
+const FAIL = 4;
+const READY = 16;
 const DESC_BASE = 1024;
+const MAX_TASKS = 64;
+const CTL_BYTES = DESC_BASE + MAX_TASKS * D.size;
 
 interface Engine {
   readonly memory: WasmMemory;
   readonly module: WasmModule;
-  readonly gemm: (d: number) => void;
+  readonly gemm: (d: number, scratch: number) => void;
   readonly shape: GemmShape;
   readonly scratch: ReturnType<typeof scratchBytes>;
   readonly dataBase: number;
@@ -33,6 +45,7 @@ interface Engine {
   /** Threads actually available (1 + ready workers). */
   nthreads: number;
   seq: number;
+  tag: bigint;
 }
 
 let engine: Engine | null | undefined;
@@ -43,25 +56,40 @@ function wantedThreads(): number {
   return Math.max(1, Math.min(MAX_THREADS, n));
 }
 
+/** Claims and runs tasks of the current job until none is left (shared by the main thread and the workers). */
+const CLAIM_LOOP = `function claimLoop(big, ctl, gemm, scratch) {
+  for (;;) {
+    const v = Atomics.load(big, ${CLAIM});
+    const next = Number(v & 0xffffn);
+    const n = Number((v >> 16n) & 0xffffn);
+    if (next >= n) return;
+    if (Atomics.compareExchange(big, ${CLAIM}, v, v + 1n) !== v) continue;
+    try { gemm(${DESC_BASE} + next * ${D.size}, scratch); } catch (e) { Atomics.store(ctl, ${FAIL}, 1); }
+    if (Atomics.add(ctl, ${DONE}, 1) + 1 === n) Atomics.notify(ctl, ${DONE});
+  }
+}`;
+
 const WORKER_SOURCE = `
 const { workerData } = require('node:worker_threads');
-const { module, memory, slot, descAddr } = workerData;
+const { module, memory, slot, scratch } = workerData;
 const inst = new WebAssembly.Instance(module, { env: { mem: memory } });
-const ctl = new Int32Array(memory.buffer, 0, 256);
-const base = slot * 16;
-Atomics.store(ctl, base + 3, 1);
-Atomics.notify(ctl, base + 3);
-let seen = Atomics.load(ctl, base);
+const gemm = inst.exports.gemm;
+const ctl = new Int32Array(memory.buffer, 0, 64);
+const big = new BigInt64Array(memory.buffer, 0, 1);
+${CLAIM_LOOP}
+Atomics.store(ctl, ${READY} + slot, 1);
+Atomics.notify(ctl, ${READY} + slot);
+let seen = Atomics.load(ctl, ${SEQ});
 for (;;) {
-  Atomics.wait(ctl, base, seen);
-  const s = Atomics.load(ctl, base);
-  if (s === seen) continue;
-  seen = s;
-  try { inst.exports.gemm(descAddr); } catch (e) { Atomics.store(ctl, base + 2, 1); }
-  Atomics.store(ctl, base + 1, s);
-  Atomics.notify(ctl, base + 1);
+  Atomics.wait(ctl, ${SEQ}, seen);
+  seen = Atomics.load(ctl, ${SEQ});
+  claimLoop(big, ctl, gemm, scratch);
 }
 `;
+
+type ClaimLoop = (big: BigInt64Array, ctl: Int32Array, gemm: (d: number, s: number) => void, scratch: number) => void;
+// The same source the workers run, compiled once here for the main thread.
+const claimLoop = new Function(`${CLAIM_LOOP}; return claimLoop;`)() as ClaimLoop;
 
 /**
  * The blocking used. Measured (CPU time, same run, 2-core Xeon under load): the 2×16 micro-tile (8 f32x4 accumulators,
@@ -79,6 +107,7 @@ function createEngine(blocking: Omit<GemmShape, 'fma'> = DEFAULT_SHAPE): Engine 
   const align = (x: number) => Math.ceil(x / 64) * 64;
   const perThread = align(scratch.total);
   const dataBase = align(CTL_BYTES + MAX_THREADS * perThread);
+  const scratchOf = (t: number) => CTL_BYTES + t * perThread;
   const initial = Math.ceil((dataBase + 16 * 1024 * 1024) / PAGE);
   let shared = typeof SharedArrayBuffer !== 'undefined';
   let memory: WasmMemory;
@@ -90,19 +119,19 @@ function createEngine(blocking: Omit<GemmShape, 'fma'> = DEFAULT_SHAPE): Engine 
   }
   const module = new W.Module(sgemmModuleBytes(shape, { initial, maximum: MAX_PAGES, shared }));
   const inst = new W.Instance(module, { env: { mem: memory } });
-  const gemm = inst.exports.gemm as (d: number) => void;
-  const e: Engine = { memory, module, gemm, shape, scratch, dataBase, workers: [], nthreads: 1, seq: 0 };
-  if (shared && want > 1) startWorkers(e, want - 1);
+  const gemm = inst.exports.gemm as (d: number, scratch: number) => void;
+  const e: Engine = { memory, module, gemm, shape, scratch, dataBase, workers: [], nthreads: 1, seq: 0, tag: 0n };
+  if (shared && want > 1) startWorkers(e, want - 1, scratchOf);
   return e;
 }
 
 /** Spawns workers and waits (bounded) for each to report ready; those that don't come up are dropped. */
-function startWorkers(e: Engine, n: number): void {
-  const ctl = new Int32Array(e.memory.buffer, 0, 256);
+function startWorkers(e: Engine, n: number, scratchOf: (t: number) => number): void {
+  const ctl = new Int32Array(e.memory.buffer, 0, 64);
   for (let w = 1; w <= n; w++) {
     let worker: Worker;
     try {
-      worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { module: e.module, memory: e.memory, slot: w, descAddr: DESC_BASE + w * D.size } });
+      worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { module: e.module, memory: e.memory, slot: w, scratch: scratchOf(w) } });
     } catch {
       break;
     }
@@ -110,7 +139,7 @@ function startWorkers(e: Engine, n: number): void {
     worker.on('error', () => {
       // A dead worker is noticed at the next call (its done word never moves); drop the pool then.
     });
-    const ok = Atomics.wait(ctl, w * 16 + 3, 0, 5000) !== 'timed-out' || Atomics.load(ctl, w * 16 + 3) === 1;
+    const ok = Atomics.wait(ctl, READY + w, 0, 5000) !== 'timed-out' || Atomics.load(ctl, READY + w) === 1;
     if (!ok) {
       void worker.terminate();
       break;
@@ -266,23 +295,22 @@ function run(
   const csB = transB ? 4 * ldB : 4;
   const { MR, NR } = e.shape;
   const flops = 2 * M * N * K;
-  // Stripes: columns when there are enough NR panels, else rows; tiny products stay on one thread.
-  let T = flops < 4e5 ? 1 : e.nthreads;
+  // Tasks: stripes of columns when there are enough NR panels, else of rows; at least one per thread, and about
+  // 128 columns (rows) each so that re-packing A (B) per task stays under ~10%. Tiny products are one task.
+  const T = flops < 4e5 ? 1 : e.nthreads;
   const colPanels = Math.ceil(N / NR);
   const rowPanels = Math.ceil(M / MR);
   const byCols = colPanels >= 4 * T || colPanels >= rowPanels;
-  T = Math.min(T, byCols ? colPanels : rowPanels);
   const panels = byCols ? colPanels : rowPanels;
+  const S = T === 1 ? 1 : Math.min(panels, MAX_TASKS, Math.max(T, Math.floor((byCols ? N : M) / 128)));
   const i32 = new Int32Array(e.memory.buffer, 0, CTL_BYTES >> 2);
   const f32v = new Float32Array(e.memory.buffer, 0, CTL_BYTES >> 2);
-  const per = Math.ceil(e.scratch.total / 64) * 64;
   let start = 0;
-  for (let t = 0; t < T; t++) {
-    const end = Math.round(((t + 1) * panels) / T);
+  for (let t = 0; t < S; t++) {
+    const end = Math.round(((t + 1) * panels) / S);
     const lo = start;
     start = end;
     const d = (DESC_BASE + t * D.size) >> 2;
-    const scratch = CTL_BYTES + t * per;
     let m0 = 0, m1 = M, n0 = 0, n1 = N;
     if (byCols) {
       n0 = lo * NR;
@@ -304,31 +332,31 @@ function run(
     i32[d + D.ldc / 4] = 4 * N;
     f32v[d + D.alpha / 4] = alpha;
     f32v[d + D.beta / 4] = beta;
-    i32[d + D.packA / 4] = scratch;
-    i32[d + D.packB / 4] = scratch + e.scratch.packA;
-    i32[d + D.tile / 4] = scratch + e.scratch.packA + e.scratch.packB;
   }
-  const seq = ++e.seq;
-  for (let t = 1; t < T; t++) {
-    i32[t * 16 + 2] = 0;
-    Atomics.store(i32, t * 16, seq);
-    Atomics.notify(i32, t * 16);
+  const big = new BigInt64Array(e.memory.buffer, 0, 1);
+  Atomics.store(i32, DONE, 0);
+  Atomics.store(i32, FAIL, 0);
+  // Publish the job (descriptors are written before this store), then wake the workers.
+  e.tag = (e.tag + 1n) & 0xffffffffn;
+  Atomics.store(big, CLAIM, (e.tag << 32n) | (BigInt(S) << 16n));
+  if (S > 1) {
+    Atomics.store(i32, SEQ, ++e.seq);
+    Atomics.notify(i32, SEQ);
   }
-  e.gemm(DESC_BASE);
-  let failed = false;
-  for (let t = 1; t < T; t++) {
-    let done: number;
-    let waited = 0;
-    while ((done = Atomics.load(i32, t * 16 + 1)) !== seq) {
-      if (Atomics.wait(i32, t * 16 + 1, done, 1000) === 'timed-out' && ++waited >= 30) break;
-    }
-    if (done !== seq || i32[t * 16 + 2] !== 0) failed = true;
+  claimLoop(big, i32, e.gemm, CTL_BYTES);
+  // Only tasks a worker has already claimed can be outstanding.
+  let d: number;
+  let idle = 0;
+  while ((d = Atomics.load(i32, DONE)) < S) {
+    if (Atomics.wait(i32, DONE, d, 1000) === 'timed-out' && Atomics.load(i32, DONE) === d && ++idle >= 60) break;
   }
-  if (failed) {
-    // A worker died or trapped: stop using threads and redo this product on the main thread.
+  if (Atomics.load(i32, DONE) < S || Atomics.load(i32, FAIL) !== 0) {
+    // A worker died in a task or trapped: stop using threads and redo this product on the main thread.
     for (const w of e.workers) void w.terminate();
     e.workers = [];
     e.nthreads = 1;
+    Atomics.store(big, CLAIM, 0n);
+    if (Atomics.load(i32, FAIL) !== 0 && S === 1) throw new Error(`sgemm: the wasm kernel trapped on M=${M} N=${N} K=${K}`);
     run(e, transA, transB, M, N, K, alpha, A, aOff, lda, B, bOff, ldb, beta, C, cOff, ldc);
     return;
   }

@@ -36,7 +36,6 @@ export const D = {
   B: 24, rsB: 28, csB: 32,
   C: 36, ldc: 40,
   alpha: 44, beta: 48,
-  packA: 52, packB: 56, tile: 60,
   size: 64,
 } as const;
 
@@ -204,18 +203,23 @@ function kernel(g: GemmShape): Fn {
   return f;
 }
 
-/** gemm(d): the block loops over one thread's share of C, described at byte address d. */
+/** gemm(d, scratch): the block loops over one task (a stripe of C) described at byte address d; `scratch` is the
+ * calling thread's packing area (scratchBytes(g).total bytes). */
 function driver(g: GemmShape): Fn {
   const { MR, NR, MC, KC, NC } = g;
-  const f = new Fn('gemm', [T.i32]);
-  const [d] = f.params;
+  const sb = scratchBytes(g);
+  const f = new Fn('gemm', [T.i32, T.i32]);
+  const [d, scratch] = f.params;
   const L = (t: T = T.i32) => f.local(t);
   const M = L(), N = L(), K = L(), A = L(), rsA = L(), csA = L(), B = L(), rsB = L(), csB = L(), C = L(), ldc = L();
   const alpha = L(T.f32), beta = L(T.f32), betaEff = L(T.f32);
   const pA = L(), pB = L(), tile = L();
   const jc = L(), nc = L(), pc = L(), kc = L(), ic = L(), mc = L(), jr = L(), ir = L();
-  const fields: [number, number][] = [[M, D.M], [N, D.N], [K, D.K], [A, D.A], [rsA, D.rsA], [csA, D.csA], [B, D.B], [rsB, D.rsB], [csB, D.csB], [C, D.C], [ldc, D.ldc], [pA, D.packA], [pB, D.packB], [tile, D.tile]];
+  const fields: [number, number][] = [[M, D.M], [N, D.N], [K, D.K], [A, D.A], [rsA, D.rsA], [csA, D.csA], [B, D.B], [rsB, D.rsB], [csB, D.csB], [C, D.C], [ldc, D.ldc]];
   for (const [l, off] of fields) f.set(l, load('i32', get(d), off));
+  f.set(pA, get(scratch));
+  f.set(pB, add(get(scratch), i32(sb.packA)));
+  f.set(tile, add(get(scratch), i32(sb.packA + sb.packB)));
   f.set(alpha, load('f32', get(d), D.alpha));
   f.set(beta, load('f32', get(d), D.beta));
   f.for(jc, i32(0), get(N), i32(NC), () => {
