@@ -1,7 +1,8 @@
 /** wasm SIMD SiLU / sigmoid against float64 formulas (the reference kernels' expressions). */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { sigmoidF32, siluF32 } from '../src/backends/cpu/fast/index.ts';
+import { fastActivationKernel, sigmoidF32, siluF32 } from '../src/backends/cpu/fast/index.ts';
+import { elementwiseExprs, elementwiseKernel } from '../src/backends/cpu/elementwise.ts';
 
 const sigmoid = (x: number) => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x)));
 
@@ -40,5 +41,23 @@ describe('siluF32 / sigmoidF32', () => {
     siluF32(y, y);
     expect(y).toEqual(siluF32(x));
     expect(y[2]).toBe(Infinity);
+  });
+});
+
+describe('fastActivationKernel', () => {
+  it('runs float32 on the SIMD path (close to the reference kernel) and passes float64 to the reference', () => {
+    for (const name of ['silu', 'sigmoid'] as const) {
+      const ref = elementwiseKernel(name, 1, elementwiseExprs[name][1]);
+      const k = fastActivationKernel(name, ref);
+      const shape = [2, 3, 5, 7];
+      const x32 = Float32Array.from({ length: 210 }, (_, i) => (i - 105) / 7);
+      const got = k([{ shape, dtype: 'float32', storage: x32 }], {}, { shape, dtype: 'float32' });
+      const want = ref([{ shape, dtype: 'float32', storage: x32 }], {}, { shape, dtype: 'float32' });
+      expect(got).toBeInstanceOf(Float32Array);
+      for (let i = 0; i < 210; i++) expect(Math.abs(got[i] - want[i])).toBeLessThanOrEqual(4e-7 * Math.abs(want[i]) + 1e-30);
+      const x64 = Float64Array.from(x32);
+      const g64 = k([{ shape, dtype: 'float64', storage: x64 }], {}, { shape, dtype: 'float64' });
+      expect(g64).toEqual(ref([{ shape, dtype: 'float64', storage: x64 }], {}, { shape, dtype: 'float64' }));
+    }
   });
 });

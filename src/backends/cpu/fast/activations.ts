@@ -12,6 +12,8 @@ import {
   type Expr, type WasmApi, wasmApi,
 } from './wasm.ts';
 import { hasSimd } from './sgemm_wasm.ts';
+import type { Kernel, TypedArray } from '../../backend.ts';
+import { sizeOf } from '../../../tensor/shape.ts';
 
 const CHUNK = 16384; // floats per window (64 KiB): in and out stay in L2
 
@@ -135,4 +137,18 @@ export function siluF32(x: Float32Array, out: Float32Array = new Float32Array(x.
 /** out[i] = σ(x[i]) = 1 / (1 + e^(−x[i])) (float32; `out` may be `x`). */
 export function sigmoidF32(x: Float32Array, out: Float32Array = new Float32Array(x.length)): Float32Array {
   return apply('sigmoid', x, out);
+}
+
+/**
+ * A CPU kernel for the `silu` / `sigmoid` primitives: float32 through the SIMD path above, anything else through
+ * `reference` (the backend's own kernel). To install on the CPU backend:
+ *   for (const n of ['silu', 'sigmoid'] as const) kernels.set(n, fastActivationKernel(n, kernels.get(n)!));
+ */
+export function fastActivationKernel(name: 'silu' | 'sigmoid', reference: Kernel<TypedArray>): Kernel<TypedArray> {
+  const f = name === 'silu' ? siluF32 : sigmoidF32;
+  return (inputs, attrs, out) => {
+    const x = inputs[0].storage;
+    if (out.dtype === 'float32' && x instanceof Float32Array && x.length === sizeOf(out.shape)) return f(x);
+    return reference(inputs, attrs, out);
+  };
 }

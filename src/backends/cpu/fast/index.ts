@@ -17,4 +17,4 @@
  * ~20 ns per element in Math.exp).
  */
 export { sgemm, sgemmTs, sgemmThreads, sgemmIsWasm, setSgemmThreads, setSgemmMaxCallBytes } from './sgemm.ts';
-export { sigmoidF32, siluF32 } from './activations.ts';
+export { fastActivationKernel, sigmoidF32, siluF32 } from './activations.ts';

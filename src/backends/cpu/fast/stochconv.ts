@@ -1,12 +1,15 @@
 /**
  * The stochastic conv (per-batch or per-image windows) on float32, forward and both gradients, with the wasm SIMD
  * window kernels of convsimd.ts. Output channel k of image n is a valid conv of its window (top-left (r, q),
- * size ((oh − 1)·sh + kh) × ((ow − 1)·sw + kw)) of all C input planes with w[k]:
- *   - forward: the image's planes are copied into wasm memory once; each channel's kernel call reads its window in
- *     place (no crop), all C planes (up to ~32 taps) in one unrolled pass;
- *   - input gradient: a gather over each window of x̄, all C planes per pass, accumulated in a dx image of which
- *     only the rows some window covers are cleared and copied back;
- *   - filter gradient: per (channel, input plane, tap row) a dot product of ȳ with the strided window row.
+ * size ((oh − 1)·sh + kh) × ((ow − 1)·sw + kw)) of all C input planes with w[k].
+ *
+ * The input (and x̄) is ~21× the plain conv's, so the work goes in bands of input rows that stay in L2: a band of
+ * all C planes is copied into wasm memory once, and every window that has output rows starting in the band
+ * computes them there, reading its window in place (no crop):
+ *   - forward: all C planes (up to ~32 taps) per unrolled pass;
+ *   - input gradient: a gather over each window's rows of the x̄ band (all C planes per pass), the band cleared
+ *     before and copied out after, so x̄ is written once and bands no window touches are skipped;
+ *   - filter gradient: per (channel, input plane, tap row) a dot product of ȳ with the strided window rows.
  * Windows are validated by the primitive's shape rule (autograd/conv.ts) before any kernel runs.
  */
 import { Arena, type Geom, convSimdAvailable, copyRows, ginColumnShift, ginPadding, kernels } from './convsimd.ts';
@@ -32,22 +35,51 @@ const windowOf = (s: StochasticGeom, n: number, o: number): [number, number] => 
   return [s.windows[2 * i], s.windows[2 * i + 1]];
 };
 
+/** Input rows per band: about 128 KiB of all C planes (plus the kh − 1 rows the last outputs reach into). */
+const bandRows = (s: StochasticGeom) => Math.max(8, Math.min(s.H, Math.floor(32768 / (s.C * s.W))));
+
+/** Output rows [i0, i1) of window row r whose first input row lies in [b0, b0 + B). */
+function rowsIn(r: number, sh: number, OH: number, b0: number, B: number): [number, number] {
+  const i0 = Math.max(0, Math.ceil((b0 - r) / sh));
+  const i1 = Math.min(OH, Math.ceil((b0 + B - r) / sh));
+  return [i0, i1];
+}
+
+/** Copies input rows [b0, b0 + rows) of image n's C planes into the band buffer (plane stride Bx·W). */
+function copyBand(heap: Float32Array, X: Float32Array, s: StochasticGeom, n: number, b0: number, rows: number, xb: number, Bx: number): void {
+  const { C, H, W } = s;
+  for (let c = 0; c < C; c++) {
+    const from = ((n * C + c) * H + b0) * W;
+    heap.set(X.subarray(from, from + rows * W), xb + c * Bx * W);
+  }
+}
+
 export function stochasticForwardF32(X: Float32Array, Wt: Float32Array, s: StochasticGeom): Float32Array {
   const { N, C, H, W, O, kh, kw } = s;
   const [OH, OW] = s.outSize;
-  const HW = H * W, P = OH * OW, T = C * kh * kw, cu = chunk(s);
+  const [sh] = s.stride;
+  const P = OH * OW, T = C * kh * kw, cu = chunk(s);
+  const B = bandRows(s), Bx = B + kh - 1;
   const a = new Arena();
-  const xs = a.reserve(C * HW), ys = a.reserve(O * P), wb = a.reserve(O * T);
+  const xb = a.reserve(C * Bx * W), ys = a.reserve(O * P), wb = a.reserve(O * T);
   const heap = a.heap();
   heap.set(Wt.subarray(0, O * T), wb);
   const Y = new Float32Array(N * O * P);
   for (let n = 0; n < N; n++) {
-    heap.set(X.subarray(n * C * HW, (n + 1) * C * HW), xs);
-    for (let o = 0; o < O; o++) {
-      const [r, q] = windowOf(s, n, o);
-      for (let c0 = 0; c0 < C; c0 += cu) {
-        const k = kernels(geom(s, Math.min(cu, C - c0)));
-        (c0 === 0 ? k.fwd : k.fwdAcc)((xs + c0 * HW + r * W + q) * 4, W * 4, HW * 4, (wb + o * T + c0 * kh * kw) * 4, (ys + o * P) * 4, OW * 4, OH, OW);
+    for (let b0 = 0; b0 < H; b0 += B) {
+      let copied = false;
+      for (let o = 0; o < O; o++) {
+        const [r, q] = windowOf(s, n, o);
+        const [i0, i1] = rowsIn(r, sh, OH, b0, B);
+        if (i0 >= i1) continue;
+        if (!copied) {
+          copyBand(heap, X, s, n, b0, Math.min(Bx, H - b0), xb, Bx);
+          copied = true;
+        }
+        for (let c0 = 0; c0 < C; c0 += cu) {
+          const k = kernels(geom(s, Math.min(cu, C - c0)));
+          (c0 === 0 ? k.fwd : k.fwdAcc)((xb + c0 * Bx * W + (r + i0 * sh - b0) * W + q) * 4, W * 4, Bx * W * 4, (wb + o * T + c0 * kh * kw) * 4, (ys + o * P + i0 * OW) * 4, OW * 4, i1 - i0, OW);
+        }
       }
     }
     Y.set(heap.subarray(ys, ys + O * P), n * O * P);
@@ -61,36 +93,39 @@ export function stochasticGradInputF32(G: Float32Array, Wt: Float32Array, s: Sto
   const [sh, sw] = s.stride;
   const HW = H * W, P = OH * OW, T = C * kh * kw, cu = chunk(s);
   const Hs = (OH - 1) * sh + kh, Ws = (OW - 1) * sw + kw;
+  const B = bandRows(s);
   const g0 = geom(s, cu);
   const pad = ginPadding(g0);
   const Wg = pad.left + OW + pad.right, Hg = pad.top + OH + pad.bottom + 2;
-  const g00 = (gp: number) => gp + pad.top * Wg + pad.left;
   const base = ginColumnShift(g0, 0); // window column 0 is even: phase 0
   const a = new Arena();
-  const gs = a.reserve(O * P), gp = a.reserve(Hg * Wg), dxs = a.reserve(C * HW), wb = a.reserve(O * T);
+  const gs = a.reserve(O * P), gp = a.reserve(O * Hg * Wg), dxb = a.reserve(C * B * W), wb = a.reserve(O * T);
   const heap = a.heap();
   heap.set(Wt.subarray(0, O * T), wb);
-  heap.fill(0, gp, gp + Hg * Wg);
+  heap.fill(0, gp, gp + O * Hg * Wg);
+  const g00 = (o: number) => gp + o * Hg * Wg + pad.top * Wg + pad.left; // g(0, 0) of channel o, zero-padded around
   const DX = new Float32Array(N * C * HW);
   for (let n = 0; n < N; n++) {
-    // Only rows under some window are touched: clear and copy back just those.
-    let r0 = H, r1 = 0;
-    for (let o = 0; o < O; o++) {
-      const [r] = windowOf(s, n, o);
-      r0 = Math.min(r0, r);
-      r1 = Math.max(r1, r + Hs);
-    }
     heap.set(G.subarray(n * O * P, (n + 1) * O * P), gs);
-    for (let c = 0; c < C; c++) heap.fill(0, dxs + c * HW + r0 * W, dxs + c * HW + r1 * W);
-    for (let o = 0; o < O; o++) {
-      const [r, q] = windowOf(s, n, o);
-      copyRows(heap, gs + o * P, OW, g00(gp), Wg, OH, OW);
-      for (let c0 = 0; c0 < C; c0 += cu) {
-        const k = kernels(geom(s, Math.min(cu, C - c0)));
-        k.gin0((g00(gp) + base) * 4, Wg * 4, (wb + o * T + c0 * kh * kw) * 4, (dxs + c0 * HW + r * W + q) * 4, W * 4, HW * 4, 0, Hs, Ws);
+    for (let o = 0; o < O; o++) copyRows(heap, gs + o * P, OW, g00(o), Wg, OH, OW);
+    for (let b0 = 0; b0 < H; b0 += B) {
+      const rows = Math.min(B, H - b0);
+      let cleared = false;
+      for (let o = 0; o < O; o++) {
+        const [r, q] = windowOf(s, n, o);
+        const y0 = Math.max(b0, r) - r, y1 = Math.min(b0 + rows, r + Hs) - r;
+        if (y0 >= y1) continue;
+        if (!cleared) {
+          heap.fill(0, dxb, dxb + C * B * W);
+          cleared = true;
+        }
+        for (let c0 = 0; c0 < C; c0 += cu) {
+          const k = kernels(geom(s, Math.min(cu, C - c0)));
+          k.gin0((g00(o) + base) * 4, Wg * 4, (wb + o * T + c0 * kh * kw) * 4, (dxb + c0 * B * W + (r + y0 - b0) * W + q) * 4, W * 4, B * W * 4, y0, y1, Ws);
+        }
       }
+      if (cleared) for (let c = 0; c < C; c++) DX.set(heap.subarray(dxb + c * B * W, dxb + c * B * W + rows * W), ((n * C + c) * H + b0) * W);
     }
-    for (let c = 0; c < C; c++) DX.set(heap.subarray(dxs + c * HW + r0 * W, dxs + c * HW + r1 * W), (n * C + c) * HW + r0 * W);
   }
   return DX;
 }
@@ -99,24 +134,32 @@ export function stochasticGradFilterF32(X: Float32Array, G: Float32Array, s: Sto
   const { N, C, H, W, O, kh, kw } = s;
   const [OH, OW] = s.outSize;
   const [sh] = s.stride;
-  const HW = H * W, P = OH * OW, T = C * kh * kw;
+  const P = OH * OW, T = C * kh * kw;
+  const B = bandRows(s), Bx = B + kh - 1;
   const k = kernels(geom(s, chunk(s)));
   const a = new Arena();
-  const xs = a.reserve(C * HW), gs = a.reserve(O * P), dw = a.reserve(O * T);
+  const xb = a.reserve(C * Bx * W), gs = a.reserve(O * P), dw = a.reserve(O * T);
   const heap = a.heap();
   heap.fill(0, dw, dw + O * T);
   for (let n = 0; n < N; n++) {
-    heap.set(X.subarray(n * C * HW, (n + 1) * C * HW), xs);
     heap.set(G.subarray(n * O * P, (n + 1) * O * P), gs);
-    for (let o = 0; o < O; o++) {
-      const [r, q] = windowOf(s, n, o);
-      for (let c = 0; c < C; c++) {
-        for (let ky = 0; ky < kh; ky++) {
-          k.gwRow((xs + c * HW + (r + ky) * W + q) * 4, sh * W * 4, (gs + o * P) * 4, OW * 4, OH, OW, (dw + o * T + (c * kh + ky) * kw) * 4);
+    for (let b0 = 0; b0 < H; b0 += B) {
+      let copied = false;
+      for (let o = 0; o < O; o++) {
+        const [r, q] = windowOf(s, n, o);
+        const [i0, i1] = rowsIn(r, sh, OH, b0, B);
+        if (i0 >= i1) continue;
+        if (!copied) {
+          copyBand(heap, X, s, n, b0, Math.min(Bx, H - b0), xb, Bx);
+          copied = true;
+        }
+        for (let c = 0; c < C; c++) {
+          for (let ky = 0; ky < kh; ky++) {
+            k.gwRow((xb + c * Bx * W + (r + i0 * sh + ky - b0) * W + q) * 4, sh * W * 4, (gs + o * P + i0 * OW) * 4, OW * 4, i1 - i0, OW, (dw + o * T + (c * kh + ky) * kw) * 4);
+          }
         }
       }
     }
   }
   return heap.slice(dw, dw + O * T);
 }
-
