@@ -36,7 +36,13 @@ const windowOf = (s: StochasticGeom, n: number, o: number): [number, number] => 
 };
 
 /** Input rows per band: about 128 KiB of all C planes (plus the kh − 1 rows the last outputs reach into). */
-const bandRows = (s: StochasticGeom) => Math.max(8, Math.min(s.H, Math.floor(32768 / (s.C * s.W))));
+const bandRows = (s: StochasticGeom) => bandOverride ?? Math.max(8, Math.min(s.H, Math.floor(32768 / (s.C * s.W))));
+let bandOverride: number | undefined;
+
+/** Fixes the band height (tests use tiny bands so windows straddle them); undefined restores the default. */
+export function setStochasticBandRows(rows: number | undefined): void {
+  bandOverride = rows === undefined ? undefined : Math.max(1, Math.floor(rows));
+}
 
 /** Output rows [i0, i1) of window row r whose first input row lies in [b0, b0 + B). */
 function rowsIn(r: number, sh: number, OH: number, b0: number, B: number): [number, number] {
