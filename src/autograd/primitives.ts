@@ -43,11 +43,8 @@ unaryPrim('sign', undefined);
 unaryPrim('sigmoid', (ct, { out }) => [o.mul(ct, o.mul(out, o.sub(1, out)))]); // σ' = σ(1 − σ)
 unaryPrim('tanh', (ct, { out }) => [o.mul(ct, o.sub(1, o.mul(out, out)))]); // tanh' = 1 − tanh²
 unaryPrim('relu', (ct, { inputs: [x] }) => [o.mul(ct, o.greater(x, 0))], 'awayFromZero'); // relu' = [x > 0]
-// silu' = σ(x)(1 + x(1 − σ(x)))
-unaryPrim('silu', (ct, { inputs: [x] }) => {
-  const s = o.sigmoid(x);
-  return [o.mul(ct, o.mul(s, o.add(1, o.mul(x, o.sub(1, s)))))];
-});
+// silu' = σ(x)(1 + x(1 − σ(x))), fused into one pass by siluGrad below.
+unaryPrim('silu', (ct, { inputs: [x] }) => [o.siluGrad(x, ct)]);
 unaryPrim('softplus', (ct, { inputs: [x] }) => [o.mul(ct, o.sigmoid(x))]); // softplus' = σ
 
 // ---- binary, broadcasting ----------------------------------------------------------------------
@@ -78,6 +75,23 @@ binaryPrim('minimum', (ct, { inputs: [a, b] }) => [o.mul(ct, pick(b, a)), o.mul(
 binaryPrim('greater', undefined);
 binaryPrim('greaterEqual', undefined);
 binaryPrim('equal', undefined);
+
+// siluGrad(x, c) = c·silu'(x): d/dx = c·silu''(x) with silu'' = σ(1 − σ)(2 + x(1 − 2σ)); d/dc = silu'(x).
+binaryPrim('siluGrad', (ct, { inputs: [x, c], needs }) => {
+  const s = o.sigmoid(x);
+  return [
+    needs[0] ? o.mul(ct, o.mul(c, o.mul(o.mul(s, o.sub(1, s)), o.add(2, o.mul(x, o.sub(1, o.mul(s, 2))))))) : null,
+    needs[1] ? o.mul(ct, o.mul(s, o.add(1, o.mul(x, o.sub(1, s))))) : null,
+  ];
+});
+
+// affine(x, a, b) = x·a + b in one pass (batch norm, biases): d/dx = a, d/da = x, d/db = 1.
+definePrimitive({
+  name: 'affine',
+  infer: elementwise('affine'),
+  vjp: (ct, { inputs: [x, a], needs }) => [needs[0] ? o.mul(ct, a) : null, needs[1] ? o.mul(ct, x) : null, ct],
+  check: broadcastCase('real', 'real', 'real'),
+});
 
 // where(c, a, b): the cotangent goes to a where c ≠ 0, to b elsewhere.
 definePrimitive({
@@ -114,6 +128,19 @@ definePrimitive<ReduceAttrs>({
     return [o.mul(mask, o.div(kept(x, attrs, ct), count))];
   },
   check: reduceCheck('distinct'),
+});
+
+// moments: [mean, biased variance] over the axes, stacked on a new leading axis of 2.
+// d mean/dx = 1/n; d var/dx = 2(x − mean)/n.
+definePrimitive<ReduceAttrs>({
+  name: 'moments',
+  infer: (xs, a) => ({ shape: [2, ...reducedShape(xs[0].shape, a.axes, a.keepdims)], dtype: xs[0].dtype }),
+  vjp: (ct, { inputs: [x], out, attrs }) => {
+    const n = attrs.axes.reduce((p, ax) => p * x.shape[ax], 1);
+    const [c0, c1, mean] = [o.slice(ct, [0], [1]), o.slice(ct, [1], [1]), o.slice(out, [0], [1])].map((t) => kept(x, attrs, t));
+    return [o.div(o.add(c0, o.mul(o.mul(c1, 2), o.sub(x, mean))), n)];
+  },
+  check: reduceCheck('real'),
 });
 
 // ---- matmul ------------------------------------------------------------------------------------

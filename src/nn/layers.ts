@@ -101,26 +101,35 @@ export interface BatchNormState {
  * x̂ = (x − μ)/√(σ² + ε), y = γ·x̂ + β, and for the input
  * x̄ = (1/√(σ² + ε))·(ȳγ − mean(ȳγ) − x̂·mean(ȳγ·x̂))  (means over N, H, W).
  */
+/**
+ * Training-mode batch norm with a hand-written VJP, in as few passes over the activations as the
+ * math allows (each pass costs more than the arithmetic): forward = moments (2 read passes) + one
+ * affine pass y = x·A + B with A = γ/σ, B = β − μA; backward = Σct and Σct·x, then
+ *   dx = γ/σ · (ct − mean(ct) − x̂ · mean(ct·x̂))  written as  dx = ct·A + (x·P + Q)
+ * with per-channel P = −m₂γ/σ², Q = γ/σ·(m₂μ/σ − m₁), m₁ = mean(ct), m₂ = mean(ct·x̂) = (mean(ct·x) − μm₁)/σ.
+ * x̂ is never materialised (less memory held between forward and backward).
+ */
 function batchNormTrain(x: Tensor, scale: Tensor, bias: Tensor, eps: number, axes: number[], bshape: number[]): { y: Tensor; mean: Tensor; var: Tensor } {
   let mu!: Tensor;
   let variance!: Tensor;
+  const n = axes.reduce((p, a) => p * x.shape[a], 1);
   const f = customVjp(
     (xx: Tensor, g: Tensor, b: Tensor) => {
-      mu = o.mean(xx, axes, { keepdims: true });
-      const xc = o.sub(xx, mu);
-      variance = o.mean(o.mul(xc, xc), axes, { keepdims: true });
+      [mu, variance] = o.moments(xx, axes, { keepdims: true });
       const inv = o.div(1, o.sqrt(o.add(variance, eps)));
-      const xhat = o.mul(xc, inv);
-      const y = o.add(o.mul(xhat, o.reshape(g, bshape)), o.reshape(b, bshape));
-      return [y, { xhat, inv, g }] as [Tensor, { xhat: Tensor; inv: Tensor; g: Tensor }];
+      const a = o.mul(o.reshape(g, bshape), inv);
+      const y = o.affine(xx, a, o.sub(o.reshape(b, bshape), o.mul(mu, a)));
+      return [y, { xx, inv, a, mu }] as [Tensor, { xx: Tensor; inv: Tensor; a: Tensor; mu: Tensor }];
     },
-    ({ xhat, inv, g }, ct) => {
-      const dxhat = o.mul(ct, o.reshape(g, bshape));
-      const dx = o.mul(
-        inv,
-        o.sub(o.sub(dxhat, o.mean(dxhat, axes, { keepdims: true })), o.mul(xhat, o.mean(o.mul(dxhat, xhat), axes, { keepdims: true }))),
-      );
-      return [dx, o.sum(o.mul(ct, xhat), axes), o.sum(ct, axes)];
+    ({ xx, inv, a, mu: m }, ct) => {
+      const s1 = o.sum(ct, axes, { keepdims: true });
+      const m1 = o.div(s1, n);
+      const m2 = o.mul(o.sub(o.div(o.sum(o.mul(ct, xx), axes, { keepdims: true }), n), o.mul(m, m1)), inv);
+      const p = o.neg(o.mul(o.mul(a, inv), m2));
+      const q = o.mul(a, o.sub(o.mul(o.mul(m2, m), inv), m1));
+      const dx = o.affine(ct, a, o.affine(xx, p, q));
+      const cshape = [bshape[1]];
+      return [dx, o.reshape(o.mul(m2, n), cshape), o.reshape(s1, cshape)];
     },
   );
   const y = f(x, scale, bias);
@@ -148,7 +157,7 @@ export const batchNorm = {
       // y = x·a + b with a = γ/√(var + ε), b = β − mean·a (differentiable in γ and β).
       const a = o.div(p.scale, o.sqrt(o.add(s.var, cfg.eps)));
       const b = o.sub(p.bias, o.mul(s.mean, a));
-      return [o.add(o.mul(x, o.reshape(a, bshape)), o.reshape(b, bshape)), s];
+      return [o.affine(x, o.reshape(a, bshape), o.reshape(b, bshape)), s];
     }
     const n = x.size / cfg.channels;
     if (n < 2) throw new Error(`batchNorm: training needs more than one value per channel, got input ${fmt(x.shape)}`);

@@ -72,6 +72,13 @@ export const pow = binary('pow');
 export const maximum = binary('maximum');
 export const minimum = binary('minimum');
 export const square = (x: Tensor): Tensor => mul(x, x);
+/** x·a + b in one pass (broadcasting). */
+export const affine = (x: TensorLike, a: TensorLike, b: TensorLike): Tensor => {
+  const X = lift(x, typeof a === 'number' ? b : a);
+  return bind('affine', [X, lift(a, X), lift(b, X)], {});
+};
+/** ct · silu'(x), the VJP of silu in one pass. */
+export const siluGrad = binary('siluGrad');
 
 // Comparisons return 0/1 in the inputs' dtype and carry no gradient.
 export const greater = binary('greater');
@@ -112,6 +119,14 @@ export function mean(x: Tensor, axes?: Axes, opts?: ReduceOptions): Tensor {
   const ax = normAxes('mean', axes, x.rank);
   const n = ax.reduce((p, a) => p * x.shape[a], 1);
   return div(sum(x, ax, opts), n);
+}
+
+/** Mean and biased variance over `axes` (two exact passes; one kernel). */
+export function moments(x: Tensor, axes?: Axes, opts: ReduceOptions = {}): [mean: Tensor, variance: Tensor] {
+  const ax = normAxes('moments', axes, x.rank);
+  const m = bind('moments', [x], { axes: ax, keepdims: opts.keepdims ?? false });
+  const rest = m.shape.slice(1);
+  return [reshape(slice(m, [0], [1]), rest), reshape(slice(m, [1], [1]), rest)];
 }
 
 /** log Σ exp(x) over `axes`, shifted by the (constant) maximum for stability. */

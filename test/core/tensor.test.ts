@@ -185,3 +185,26 @@ describe('random keys', () => {
     expect(perm).toEqual([...Array(10).keys()]);
   });
 });
+
+describe('float32 fast paths agree with the float64 reference', () => {
+  it('silu, sigmoid, siluGrad, affine, moments', () => {
+    const k = E.random.key(9);
+    const x64 = E.random.normal(k, [3, 5, 7, 9], 0, 4, { dtype: 'float64' });
+    const c64 = E.random.normal(E.random.foldIn(k, 1), [3, 5, 7, 9], 0, 1, { dtype: 'float64' });
+    const [x32, c32] = [E.cast(x64, 'float32'), E.cast(c64, 'float32')];
+    const cmp = (a: E.Tensor, b: E.Tensor, tol: number) => close(E.dataSync(a), E.dataSync(b), tol);
+    cmp(E.silu(x32), E.silu(x64), 1e-5);
+    cmp(E.sigmoid(x32), E.sigmoid(x64), 1e-5);
+    cmp(E.siluGrad(x32, c32), E.siluGrad(x64, c64), 1e-5);
+    const s = E.reshape(E.arange(5), [1, 5, 1, 1]);
+    cmp(E.affine(x32, s, 1), E.affine(x64, E.cast(s, 'float64'), 1), 1e-5);
+    const [m32, v32] = E.moments(x32, [0, 2, 3]);
+    const [m64, v64] = E.moments(x64, [0, 2, 3]);
+    cmp(m32, m64, 1e-5);
+    cmp(v32, v64, 1e-5);
+    // moments = (mean, biased variance)
+    const d = Array.from(E.dataSync(E.slice(x64, [0, 0, 0, 0], [3, 1, 7, 9])));
+    const mu = d.reduce((p, v) => p + v, 0) / d.length;
+    close([E.dataSync(m64)[0], E.dataSync(v64)[0]], [mu, d.reduce((p, v) => p + (v - mu) ** 2, 0) / d.length], 1e-12);
+  });
+});

@@ -15,6 +15,11 @@ const lib = {
   sigmoid: (x: number) => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x))),
   // log(1 + eˣ) = max(x, 0) + log1p(e^−|x|)
   softplus: (x: number) => Math.max(x, 0) + Math.log1p(Math.exp(-Math.abs(x))),
+  // ct · silu'(x), silu' = σ(x)(1 + x(1 − σ(x)))
+  siluGrad: (x: number, ct: number) => {
+    const s = x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x));
+    return ct * s * (1 + x * (1 - s));
+  },
 };
 
 /** Strides of `shape` aligned to `out` (rank padded on the left), 0 along broadcast axes. */
@@ -86,15 +91,19 @@ function makeLoop(name: string, arity: number, expr: string): Loop {
   )(lib) as Loop;
 }
 
-/** A kernel for an elementwise op of `arity` inputs given as a scalar expression. */
+/**
+ * A kernel for an elementwise op of `arity` inputs given as a scalar expression. One loop is
+ * generated per output dtype, so each sees only Float32Arrays or only Float64Arrays (monomorphic
+ * element access; a loop shared by both array types runs several times slower).
+ */
 export function elementwiseKernel(name: string, arity: number, expr: string) {
-  const loop = makeLoop(name, arity, expr);
+  const loops = { float32: makeLoop(name, arity, expr), float64: makeLoop(name, arity, expr) };
   return (inputs: readonly KernelArg<TypedArray>[], _attrs: unknown, spec: OutSpec): TypedArray => {
     const n = sizeOf(spec.shape);
     const out = arrayFor(spec.dtype, n);
     if (n === 0) return out;
     const c = collapseAxes(spec.shape, inputs.map((x) => broadcastStrides(x.shape, spec.shape)));
-    loop(out, inputs.map((x) => x.storage), c.shape, c.strides);
+    loops[spec.dtype](out, inputs.map((x) => x.storage), c.shape, c.strides);
     return out;
   };
 }
@@ -123,4 +132,6 @@ export const elementwiseExprs: Record<string, [arity: number, expr: string]> = {
   greaterEqual: [2, 'a >= b ? 1 : 0'],
   equal: [2, 'a === b ? 1 : 0'],
   where: [3, 'a !== 0 ? b : c'],
+  affine: [3, 'a * b + c'],
+  siluGrad: [2, 'siluGrad(a, b)'],
 };

@@ -12,67 +12,107 @@ interface ReduceAttrs {
   keepdims: boolean;
 }
 
-/** [size, reduced?] runs of the input shape, size-1 axes dropped. */
-function runs(shape: readonly number[], axes: readonly number[]): [number, boolean][] {
-  const out: [number, boolean][] = [];
+/**
+ * Visits the input in order as contiguous runs: `visit(i, len, o, reduced)` gets the input offset,
+ * the run length, the output offset and whether the run is reduced (all of it folds into out[o])
+ * or kept (element j goes to out[o + j]).
+ */
+function walkRuns(shape: readonly number[], axes: readonly number[], visit: (i: number, len: number, o: number, reduced: boolean) => void): void {
+  const r: [number, boolean][] = [];
   shape.forEach((d, i) => {
     if (d === 1) return;
-    const r = axes.includes(i);
-    if (out.length && out[out.length - 1][1] === r) out[out.length - 1][0] *= d;
-    else out.push([d, r]);
+    const red = axes.includes(i);
+    if (r.length && r[r.length - 1][1] === red) r[r.length - 1][0] *= d;
+    else r.push([d, red]);
   });
-  return out;
+  const n = sizeOf(shape);
+  if (n === 0) return;
+  if (r.length === 0) {
+    visit(0, 1, 0, true);
+    return;
+  }
+  const rank = r.length;
+  const ost = new Array<number>(rank);
+  let s = 1;
+  for (let k = rank - 1; k >= 0; k--) {
+    ost[k] = r[k][1] ? 0 : s;
+    if (!r[k][1]) s *= r[k][0];
+  }
+  const [last, lastReduced] = r[rank - 1];
+  const idx = new Int32Array(rank);
+  let o = 0;
+  for (let i = 0; i < n; i += last) {
+    visit(i, last, o, lastReduced);
+    for (let d = rank - 2; d >= 0; d--) {
+      idx[d]++;
+      o += ost[d];
+      if (idx[d] < r[d][0]) break;
+      o -= ost[d] * r[d][0];
+      idx[d] = 0;
+    }
+  }
 }
 
-function reduceImpl(kind: 'sum' | 'max') {
-  const isMax = kind === 'max';
-  return ([x]: readonly KernelArg<TypedArray>[], { axes }: ReduceAttrs, out: OutSpec): TypedArray => {
-    const src = x.storage;
-    const nOut = sizeOf(out.shape);
-    const acc = new Float64Array(nOut);
-    if (isMax) acc.fill(-Infinity);
-    const r = runs(x.shape, axes);
-    if (src.length === 0 || r.length === 0) {
-      if (src.length && !r.length) acc[0] = src[0] as number; // every axis has size 1
-      const y = arrayFor(out.dtype, nOut);
-      y.set(acc);
-      return y;
-    }
-    // Output strides of the runs (0 along reduced runs).
-    const rank = r.length;
-    const ost = new Array<number>(rank);
-    let s = 1;
-    for (let i = rank - 1; i >= 0; i--) {
-      ost[i] = r[i][1] ? 0 : s;
-      if (!r[i][1]) s *= r[i][0];
-    }
-    const [last, lastReduced] = r[rank - 1];
-    const idx = new Int32Array(rank);
-    let o = 0;
-    for (let i = 0; i < src.length; i += last) {
-      if (lastReduced) {
-        let v = isMax ? -Infinity : 0;
-        if (isMax) for (let j = 0; j < last; j++) { const e = src[i + j]; if (e > v || e !== e) v = e; }
-        else for (let j = 0; j < last; j++) v += src[i + j];
-        if (isMax) { if (v > acc[o] || v !== v) acc[o] = v; } else acc[o] += v;
-      } else if (isMax) {
-        for (let j = 0; j < last; j++) { const e = src[i + j]; if (e > acc[o + j] || e !== e) acc[o + j] = e; }
-      } else {
-        for (let j = 0; j < last; j++) acc[o + j] += src[i + j];
-      }
-      for (let d = rank - 2; d >= 0; d--) {
-        idx[d]++;
-        o += ost[d];
-        if (idx[d] < r[d][0]) break;
-        o -= ost[d] * r[d][0];
-        idx[d] = 0;
-      }
-    }
-    const y = arrayFor(out.dtype, nOut);
-    y.set(acc);
-    return y;
-  };
+const finish = (acc: Float64Array, out: OutSpec): TypedArray => {
+  const y = arrayFor(out.dtype, acc.length);
+  y.set(acc);
+  return y;
+};
+
+export function sumImpl([x]: readonly KernelArg<TypedArray>[], { axes }: ReduceAttrs, out: OutSpec): TypedArray {
+  const src = x.storage;
+  const acc = new Float64Array(sizeOf(out.shape));
+  walkRuns(x.shape, axes, (i, len, o, reduced) => {
+    if (reduced) {
+      let v = 0;
+      for (let j = 0; j < len; j++) v += src[i + j];
+      acc[o] += v;
+    } else for (let j = 0; j < len; j++) acc[o + j] += src[i + j];
+  });
+  return finish(acc, out);
 }
 
-export const sumImpl = reduceImpl('sum');
-export const maxImpl = reduceImpl('max');
+export function maxImpl([x]: readonly KernelArg<TypedArray>[], { axes }: ReduceAttrs, out: OutSpec): TypedArray {
+  const src = x.storage;
+  const acc = new Float64Array(sizeOf(out.shape)).fill(-Infinity);
+  // NaN wins, as in NumPy.
+  walkRuns(x.shape, axes, (i, len, o, reduced) => {
+    if (reduced) {
+      let v = acc[o];
+      for (let j = 0; j < len; j++) { const e = src[i + j]; if (e > v || e !== e) v = e; }
+      acc[o] = v;
+    } else for (let j = 0; j < len; j++) { const e = src[i + j]; if (e > acc[o + j] || e !== e) acc[o + j] = e; }
+  });
+  return finish(acc, out);
+}
+
+/** Mean and biased variance over `axes` (two passes in float64: exact where E[x²] − E[x]² would cancel). Output [2, …]. */
+export function momentsImpl([x]: readonly KernelArg<TypedArray>[], { axes }: ReduceAttrs, out: OutSpec): TypedArray {
+  const src = x.storage;
+  const m = sizeOf(out.shape) / 2;
+  const count = x.shape.reduce((p, d, i) => (axes.includes(i) ? p * d : p), 1);
+  const mean = new Float64Array(m);
+  walkRuns(x.shape, axes, (i, len, o, reduced) => {
+    if (reduced) {
+      let v = 0;
+      for (let j = 0; j < len; j++) v += src[i + j];
+      mean[o] += v;
+    } else for (let j = 0; j < len; j++) mean[o + j] += src[i + j];
+  });
+  for (let o = 0; o < m; o++) mean[o] /= count;
+  const sq = new Float64Array(m);
+  walkRuns(x.shape, axes, (i, len, o, reduced) => {
+    if (reduced) {
+      const mu = mean[o];
+      let v = 0;
+      for (let j = 0; j < len; j++) { const d = src[i + j] - mu; v += d * d; }
+      sq[o] += v;
+    } else for (let j = 0; j < len; j++) { const d = src[i + j] - mean[o + j]; sq[o + j] += d * d; }
+  });
+  const y = arrayFor(out.dtype, 2 * m);
+  for (let o = 0; o < m; o++) {
+    y[o] = mean[o];
+    y[m + o] = sq[o] / count;
+  }
+  return y;
+}

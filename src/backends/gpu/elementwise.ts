@@ -85,6 +85,9 @@ export const gpuExprs: Record<string, [arity: 1 | 2 | 3, body: string]> = {
   greaterEqual: [2, 'if (a >= b) { return 1.0; } return 0.0;'],
   equal: [2, 'if (a == b) { return 1.0; } return 0.0;'],
   where: [3, 'if (a != 0.0) { return b; } return c;'],
+  affine: [3, 'return a * b + c;'],
+  // b · silu'(a), silu' = σ(1 + a(1 − σ))
+  siluGrad: [2, 'let s = 0.0; if (a >= 0.0) { s = 1.0 / (1.0 + Math.exp(-a)); } else { const e = Math.exp(a); s = e / (1.0 + e); } return b * s * (1.0 + a * (1.0 - s));'],
 };
 
 function opHelper(arity: number, body: string): HelperSpec {

@@ -54,6 +54,28 @@ export function createGpuBackend(opts: GpuBackendOptions = {}): GpuBackend {
   const layout = layoutKernels(runtime);
   const table: Record<string, Kernel<GpuBuffer, any>> = { ...layout, ...reduceKernels(runtime, layout.transpose), ...convGpuKernels(runtime) };
   for (const [name, k] of Object.entries(table)) kernels.set(name, k);
+  // moments = [mean, mean((x − mean)²)] from the kernels above, staying on the device.
+  kernels.set('moments', (inputs, attrs: { axes: number[]; keepdims: boolean }, out) => {
+    const [x] = inputs;
+    const rest = out.shape.slice(1);
+    const kept = x.shape.map((d, i) => (attrs.axes.includes(i) ? 1 : d));
+    const n = attrs.axes.reduce((p, a) => p * x.shape[a], 1);
+    const spec = (shape: readonly number[]) => ({ shape, dtype: x.dtype });
+    const arg = (storage: GpuBuffer, shape: readonly number[]) => ({ storage, shape, dtype: x.dtype });
+    const inv = runtime().upload(new Float32Array([1 / n]), 'float32');
+    const sum = kernels.get('sum')!;
+    const mul = kernels.get('mul')!;
+    const s1 = sum([x], { axes: attrs.axes, keepdims: true }, spec(kept));
+    const mean = mul([arg(s1, kept), arg(inv, [])], {}, spec(kept));
+    const xc = kernels.get('sub')!([x, arg(mean, kept)], {}, spec(x.shape));
+    const sq = mul([arg(xc, x.shape), arg(xc, x.shape)], {}, spec(x.shape));
+    const s2 = sum([arg(sq, x.shape)], { axes: attrs.axes, keepdims: true }, spec(kept));
+    const v = mul([arg(s2, kept), arg(inv, [])], {}, spec(kept));
+    const m = rest.reduce((p, d) => p * d, 1);
+    const y = kernels.get('concat')!([arg(mean, [1, m]), arg(v, [1, m])], { axis: 0 }, spec([2, m]));
+    for (const t of [inv, s1, mean, xc, sq, s2, v]) runtime().dispose(t);
+    return y;
+  });
   const backend: GpuBackend = {
     name: opts.name ?? 'gpu',
     kernels,
