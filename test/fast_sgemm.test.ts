@@ -113,7 +113,7 @@ describe('sgemm (wasm SIMD)', () => {
 
   it('is correct with other micro-tiles and with tiny cache blocks (every block loop turns several times)', () => {
     try {
-      for (const blocking of [{ MR: 6, NR: 8, MC: 12, KC: 8, NC: 16 }, { MR: 4, NR: 8, MC: 8, KC: 5, NC: 24 }, { MR: 2, NR: 16, MC: 6, KC: 7, NC: 32 }]) {
+      for (const blocking of [{ MR: 6, NR: 8, MC: 12, KC: 8, NC: 16 }, { MR: 4, NR: 8, MC: 8, KC: 5, NC: 24, unroll: 3 }, { MR: 2, NR: 16, MC: 6, KC: 7, NC: 32, unroll: 2 }]) {
         reconfigureSgemm(blocking);
         fc.assert(fc.property(arbCase, (c) => checkCase(c)), { numRuns: 60 });
       }

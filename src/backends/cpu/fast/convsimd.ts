@@ -306,7 +306,23 @@ function gwRow(g: Geom): Fn {
   return f;
 }
 
+/** copy2d(src, srcStride, dst, dstStride, rows, cols): rows of `cols` floats (strides in bytes), 4 floats at a time. */
+function copy2d(): Fn {
+  const f = new Fn('copy2d', [T.i32, T.i32, T.i32, T.i32, T.i32, T.i32]);
+  const [src, ss, dst, ds, rows, cols] = f.params;
+  const r = f.local(T.i32), j = f.local(T.i32), a = f.local(T.i32), b = f.local(T.i32), end = f.local(T.i32);
+  f.for(r, i32(0), get(rows), i32(1), () => {
+    f.set(a, add(get(src), mul(get(r), get(ss))));
+    f.set(b, add(get(dst), mul(get(r), get(ds))));
+    f.set(end, mul(get(cols), i32(4)));
+    f.for(j, i32(0), sub(get(end), i32(15)), i32(16), () => f.store('v128', add(get(b), get(j)), load('v128', add(get(a), get(j)))));
+    f.for(j, get(j), get(end), i32(4), () => f.store('f32', add(get(b), get(j)), load('f32', add(get(a), get(j)))));
+  });
+  return f;
+}
+
 export interface Kernels {
+  copy2d(src: number, srcStride: number, dst: number, dstStride: number, rows: number, cols: number): void;
   fwd(x: number, xrs: number, xps: number, w: number, y: number, yrs: number, OH: number, OW: number): void;
   fwdAcc(x: number, xrs: number, xps: number, w: number, y: number, yrs: number, OH: number, OW: number): void;
   gin0(gp: number, grs: number, w: number, dx: number, dxrs: number, dxps: number, y0: number, y1: number, ncols: number): void;
@@ -358,7 +374,7 @@ export function kernels(g: Geom): Kernels {
   const key = `${g.cn},${g.kh},${g.kw},${g.sh},${g.sw},${g.dh},${g.dw}`;
   let k = r.modules.get(key);
   if (!k) {
-    const bytes = assemble({ functions: [fwd(g, false), fwd(g, true), gin(g, 0), gin(g, 1), gwRow(g)], memory: { initial: 16, maximum: 65536, shared: false } });
+    const bytes = assemble({ functions: [fwd(g, false), fwd(g, true), gin(g, 0), gin(g, 1), gwRow(g), copy2d()], memory: { initial: 16, maximum: 65536, shared: false } });
     const inst = new r.api.Instance(new r.api.Module(bytes), { env: { mem: r.memory } });
     k = inst.exports as unknown as Kernels;
     r.modules.set(key, k);

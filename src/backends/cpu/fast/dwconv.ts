@@ -1,12 +1,12 @@
 /**
  * Depthwise conv2d (groups = C, any channel multiplier M, output channel o reads input plane ⌊o / M⌋) on float32,
- * forward and both gradients, with the wasm SIMD window kernels of convsimd.ts. Per image: the input planes are
- * copied into wasm memory in one block, each plane is zero-padded into a scratch plane (so every output is an
- * interior one), the kernels run per output channel, and the image's result is copied out in one block.
+ * forward and both gradients, with the wasm SIMD window kernels of convsimd.ts. Plane by plane (so each stays in
+ * L1/L2): the input plane is copied into wasm memory and zero-padded there into a scratch plane (so every output is
+ * an interior one), the kernels run for its M output channels, and each image's result is copied out in one block.
  *
  * `depthwiseSimdOk` says whether a call can take this path (float32, wasm SIMD, column stride 1 or 2).
  */
-import { Arena, type Geom, convSimdAvailable, copyRows, ginColumnShift, ginPadding, kernels } from './convsimd.ts';
+import { Arena, type Geom, convSimdAvailable, ginColumnShift, ginPadding, kernels } from './convsimd.ts';
 
 export interface DepthwiseGeom {
   readonly N: number; readonly C: number; readonly H: number; readonly W: number;
@@ -42,15 +42,15 @@ export function depthwiseForwardF32(X: Float32Array, Wt: Float32Array, d: Depthw
   const { Hp, Wp } = padded(d);
   const k = kernels(geom(d));
   const a = new Arena();
-  const xs = a.reserve(C * HW), xp = a.reserve(Hp * Wp), ys = a.reserve(O * P), wb = a.reserve(O * T);
+  const xs = a.reserve(HW), xp = a.reserve(Hp * Wp), ys = a.reserve(O * P), wb = a.reserve(O * T);
   const heap = a.heap();
   heap.set(Wt.subarray(0, O * T), wb);
   heap.fill(0, xp, xp + Hp * Wp);
   const Y = new Float32Array(N * O * P);
   for (let n = 0; n < N; n++) {
-    heap.set(X.subarray(n * C * HW, (n + 1) * C * HW), xs);
     for (let c = 0; c < C; c++) {
-      copyRows(heap, xs + c * HW, W, xp + pt * Wp + pl, Wp, H, W);
+      heap.set(X.subarray((n * C + c) * HW, (n * C + c + 1) * HW), xs);
+      k.copy2d(xs * 4, W * 4, (xp + pt * Wp + pl) * 4, Wp * 4, H, W);
       for (let m = 0; m < M; m++) {
         const o = c * M + m;
         k.fwd(xp * 4, Wp * 4, 0, (wb + o * T) * 4, (ys + o * P) * 4, OW * 4, OH, OW);
@@ -74,18 +74,18 @@ export function depthwiseGradInputF32(G: Float32Array, Wt: Float32Array, d: Dept
   const gin = phase ? k.gin1 : k.gin0;
   const base = (g.sw === 1 ? pl : (pl - phase) / 2) + ginColumnShift(g, phase);
   const a = new Arena();
-  const gs = a.reserve(O * P), gp = a.reserve(Hg * Wg), dxs = a.reserve(C * HW), wb = a.reserve(O * T);
+  const gs = a.reserve(P), gp = a.reserve(Hg * Wg), dxs = a.reserve(C * HW), wb = a.reserve(O * T);
   const heap = a.heap();
   heap.set(Wt.subarray(0, O * T), wb);
   heap.fill(0, gp, gp + Hg * Wg);
   const g00 = gp + pad.top * Wg + pad.left; // g(0, 0) in the padded plane
   const DX = new Float32Array(N * C * HW);
   for (let n = 0; n < N; n++) {
-    heap.set(G.subarray(n * O * P, (n + 1) * O * P), gs);
     heap.fill(0, dxs, dxs + C * HW);
     for (let o = 0; o < O; o++) {
       const c = Math.floor(o / M);
-      copyRows(heap, gs + o * P, OW, g00, Wg, OH, OW);
+      heap.set(G.subarray((n * O + o) * P, (n * O + o + 1) * P), gs);
+      k.copy2d(gs * 4, OW * 4, g00 * 4, Wg * 4, OH, OW);
       gin((g00 + base) * 4, Wg * 4, (wb + o * T) * 4, (dxs + c * HW) * 4, W * 4, HW * 4, pt, pt + H, W);
     }
     DX.set(heap.subarray(dxs, dxs + C * HW), n * C * HW);
@@ -103,18 +103,18 @@ export function depthwiseGradFilterF32(X: Float32Array, G: Float32Array, d: Dept
   const { Hp, Wp } = padded(d);
   const k = kernels(geom(d));
   const a = new Arena();
-  const xs = a.reserve(C * HW), xp = a.reserve(Hp * Wp), gs = a.reserve(O * P), dw = a.reserve(O * T);
+  const xs = a.reserve(HW), xp = a.reserve(Hp * Wp), gs = a.reserve(P), dw = a.reserve(O * T);
   const heap = a.heap();
   heap.fill(0, xp, xp + Hp * Wp);
   heap.fill(0, dw, dw + O * T);
   for (let n = 0; n < N; n++) {
-    heap.set(X.subarray(n * C * HW, (n + 1) * C * HW), xs);
-    heap.set(G.subarray(n * O * P, (n + 1) * O * P), gs);
     for (let c = 0; c < C; c++) {
-      copyRows(heap, xs + c * HW, W, xp + pt * Wp + pl, Wp, H, W);
+      heap.set(X.subarray((n * C + c) * HW, (n * C + c + 1) * HW), xs);
+      k.copy2d(xs * 4, W * 4, (xp + pt * Wp + pl) * 4, Wp * 4, H, W);
       for (let m = 0; m < M; m++) {
         const o = c * M + m;
-        for (let ky = 0; ky < kh; ky++) k.gwRow((xp + ky * dh * Wp) * 4, sh * Wp * 4, (gs + o * P) * 4, OW * 4, OH, OW, (dw + o * T + ky * kw) * 4);
+        heap.set(G.subarray((n * O + o) * P, (n * O + o + 1) * P), gs);
+        for (let ky = 0; ky < kh; ky++) k.gwRow((xp + ky * dh * Wp) * 4, sh * Wp * 4, gs * 4, OW * 4, OH, OW, (dw + o * T + ky * kw) * 4);
       }
     }
   }

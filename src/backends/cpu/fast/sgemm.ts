@@ -92,10 +92,12 @@ type ClaimLoop = (big: BigInt64Array, ctl: Int32Array, gemm: (d: number, s: numb
 const claimLoop = new Function(`${CLAIM_LOOP}; return claimLoop;`)() as ClaimLoop;
 
 /**
- * The blocking used. Measured (CPU time, same run, 2-core Xeon under load): the 2×16 micro-tile (8 f32x4 accumulators,
- * 4 B vectors, 1 splat) beats 4×8 by ~5% and 6×8 by ~15-25% — V8 keeps xmm15 as scratch, so 6×8's 15 live vectors spill.
+ * The blocking used. Measured (CPU time, min of 6 interleaved rounds, same process, 2-core Xeon 8488C-class under
+ * load), GFLOP/s on 1024³ / 256³ / B0 pointwise 24×25088×96: 4×8 with the k loop not unrolled 29.9 / 30.6 / 20.2;
+ * 2×16 29.8 / 28.8 / 19.3; 2×16 unrolled ×2 23.2 / 24.2 / 16.7; 3×16 25.1 / 23.0 / 17.0; 6×8 22.4 / 23.0 / 16.0
+ * (V8 keeps xmm15 as scratch: 6×8's 15 live vectors spill, and unrolling adds pressure too).
  */
-export const DEFAULT_SHAPE: Omit<GemmShape, 'fma'> = { MR: 2, NR: 16, MC: 96, KC: 256, NC: 2048 };
+export const DEFAULT_SHAPE: Omit<GemmShape, 'fma'> = { MR: 4, NR: 8, MC: 96, KC: 256, NC: 2048 };
 
 function createEngine(blocking: Omit<GemmShape, 'fma'> = DEFAULT_SHAPE): Engine | null {
   const W = wasmApi;

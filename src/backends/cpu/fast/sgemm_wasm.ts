@@ -27,6 +27,8 @@ export interface GemmShape {
   readonly NC: number;
   /** Use relaxed-SIMD f32x4.relaxed_madd (fused multiply-add where the engine has it). */
   readonly fma: boolean;
+  /** k-loop unroll of the micro-kernel (default 1). */
+  readonly unroll?: number;
 }
 
 /** Descriptor field offsets (bytes) — one descriptor per thread, written by the host (sgemm.ts). */
@@ -149,7 +151,7 @@ function kernel(g: GemmShape): Fn {
       }
     }
   };
-  const U = 2; // k unrolled by 2, then a remainder step.
+  const U = g.unroll ?? 1; // k steps per loop turn (1 measured fastest: V8 then keeps the whole tile in registers).
   f.set(kk, get(kc));
   f.block(() => {
     f.brIf(0, lt_s(get(kk), i32(U)));
@@ -161,7 +163,17 @@ function kernel(g: GemmShape): Fn {
       f.brIf(0, ge_s(get(kk), i32(U)));
     });
   });
-  f.if(ne(get(kk), i32(0)), () => step(0, 0));
+  // Remainder: fewer than U steps.
+  f.block(() => {
+    f.loop(() => {
+      f.brIf(1, eq(get(kk), i32(0)));
+      step(0, 0);
+      f.set(pa, add(get(pa), i32(MR * 4)));
+      f.set(pb, add(get(pb), i32(NR * 4)));
+      f.set(kk, sub(get(kk), i32(1)));
+      f.br(0);
+    });
+  });
 
   f.set(vb, splat(get(beta)));
   const full: Expr = (h) => {
