@@ -72,25 +72,37 @@ export const gemmSuite: Suite = {
     const rows: Row[] = [];
     const threads = sgemmThreads();
     const opts = quick ? { time: 150, iterations: 3 } : { time: 600, iterations: 7 };
-    const row = (s: Shape, backend: string, r: { medianMs: number; samples: number }, extra: Record<string, unknown> = {}): Row => ({
+    const row = (s: Shape, backend: string, r: { medianMs: number; samples: number; cpuMs: number }, extra: Record<string, unknown> = {}): Row => ({
       suite: 'gemm', name: s.name, backend, pass: 'forward', ...r, gflops: +((2 * s.M * s.N * s.K) / r.medianMs / 1e6).toFixed(2), ...extra,
     });
+    // Also the mean process CPU time per call (all threads): on a shared, oversubscribed box wall medians swing
+    // by 2-3x between runs while CPU time stays put.
+    const measureCpu = async (fn: () => unknown, o: { time: number; iterations: number }) => {
+      let calls = 0;
+      const c0 = process.cpuUsage();
+      const r = await measure(() => {
+        calls++;
+        return fn();
+      }, o);
+      const d = process.cpuUsage(c0);
+      return { ...r, cpuMs: +((d.user + d.system) / 1000 / calls).toFixed(3) };
+    };
     const data = SHAPES.map((s, i) => ({ s, A: rand(s.M * s.K, 2 * i + 1), B: rand(s.K * s.N, 2 * i + 2), C: new Float32Array(s.M * s.N) }));
 
     for (const { s, A, B, C } of data) {
       const call = () => sgemm(false, false, s.M, s.N, s.K, 1, A, 0, s.K, B, 0, s.N, 0, C, 0, s.N);
       if (matches(filter, 'gemm', s.name, 'cpu-sgemm', 'forward')) {
         setSgemmThreads(threads);
-        rows.push(row(s, 'cpu-sgemm', await measure(call, opts), { threads }));
+        rows.push(row(s, 'cpu-sgemm', await measureCpu(call, opts), { threads }));
       }
       if (threads > 1 && matches(filter, 'gemm', s.name, 'cpu-sgemm-1t', 'forward')) {
         setSgemmThreads(1);
-        rows.push(row(s, 'cpu-sgemm-1t', await measure(call, opts), { threads: 1 }));
+        rows.push(row(s, 'cpu-sgemm-1t', await measureCpu(call, opts), { threads: 1 }));
         setSgemmThreads(threads);
       }
       // The TS reference: skipped on the 1 GFLOP+ shapes in quick mode (seconds per call).
       if (!(quick && s.M * s.N * s.K > 2e8) && matches(filter, 'gemm', s.name, 'cpu-ts', 'forward')) {
-        rows.push(row(s, 'cpu-ts', await measure(() => gemm(A, 0, s.K, 1, B, 0, s.N, 1, C, 0, s.M, s.N, s.K), { time: opts.time, iterations: quick ? 1 : 3 })));
+        rows.push(row(s, 'cpu-ts', await measureCpu(() => gemm(A, 0, s.K, 1, B, 0, s.N, 1, C, 0, s.M, s.N, s.K), { time: opts.time, iterations: quick ? 1 : 3 })));
       }
     }
 
@@ -105,7 +117,7 @@ export const gemmSuite: Suite = {
         if (backend === 'cpu' && quick && s.M * s.N * s.K > 2e8) continue;
         const a = tf.tensor2d(A, [s.M, s.K]);
         const b = tf.tensor2d(B, [s.K, s.N]);
-        const r = await measure(() => {
+        const r = await measureCpu(() => {
           const c = tf.matMul(a, b);
           c.dataSync();
           c.dispose();
