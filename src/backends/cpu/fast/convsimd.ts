@@ -70,12 +70,14 @@ export interface Geom {
 
 /** Vectors per block: fwd / gwRow handle 4·V outputs of a row, gin 4·V (sw = 1) or 8·V (sw = 2) dx values. */
 const V = 2;
+/** fwd's vectors per block (1–4 measured within noise on the shared box; 2 keeps 8 outputs per row pass). */
+const VF = 2;
 
 /**
  * Emits the tap vectors of one input row: X(v, kx) = x[p + (4v + j)·sw + kx·dw] for lanes j = 0..3, with loads shared
  * between taps (stride 2: two loads and an even/odd shuffle per tap column).
  */
-function rowTaps(f: Fn, p: number, g: Geom, tmp: Map<number, number>, use: (v: number, kx: number, X: Expr) => void): void {
+function rowTaps(f: Fn, p: number, g: Geom, nv: number, tmp: Map<number, number>, use: (v: number, kx: number, X: Expr) => void): void {
   const loaded = new Map<number, number>();
   const ld = (off: number): Expr => {
     let l = loaded.get(off);
@@ -87,7 +89,7 @@ function rowTaps(f: Fn, p: number, g: Geom, tmp: Map<number, number>, use: (v: n
     }
     return get(l);
   };
-  for (let v = 0; v < V; v++) {
+  for (let v = 0; v < nv; v++) {
     for (let kx = 0; kx < g.kw; kx++) {
       const t = kx * g.dw;
       if (g.sw === 1) use(v, kx, load('v128', get(p), (4 * v + t) * 4));
@@ -121,20 +123,20 @@ function fwd(g: Geom, acc: boolean): Fn {
   const wv = Array.from({ length: taps }, () => f.local(T.v128));
   const ro = Array.from({ length: g.cn * g.kh }, () => f.local(T.i32));
   const i = f.local(T.i32), j = f.local(T.i32), xr = f.local(T.i32), yr = f.local(T.i32), xb = f.local(T.i32), yb = f.local(T.i32), p = f.local(T.i32);
-  const accs = Array.from({ length: V }, () => f.local(T.v128));
+  const accs = Array.from({ length: VF }, () => f.local(T.v128));
   const tmp = new Map<number, number>();
   for (let t = 0; t < taps; t++) f.set(wv[t], loadSplat(get(w), t * 4));
   for (let c = 0; c < g.cn; c++) for (let ky = 0; ky < g.kh; ky++) f.set(ro[c * g.kh + ky], add(mul(get(xps), i32(c)), mul(get(xrs), i32(ky * g.dh))));
-  const BW = 4 * V;
+  const BW = 4 * VF;
   const block = (m: number[] | null) => {
-    for (let v = 0; v < V; v++) f.set(accs[v], vzero);
+    for (let v = 0; v < VF; v++) f.set(accs[v], vzero);
     for (let c = 0; c < g.cn; c++) {
       for (let ky = 0; ky < g.kh; ky++) {
         f.set(p, add(get(xb), get(ro[c * g.kh + ky])));
-        rowTaps(f, p, g, tmp, (v, kx, X) => f.set(accs[v], vadd(get(accs[v]), vmul(get(wv[(c * g.kh + ky) * g.kw + kx]), X))));
+        rowTaps(f, p, g, VF, tmp, (v, kx, X) => f.set(accs[v], vadd(get(accs[v]), vmul(get(wv[(c * g.kh + ky) * g.kw + kx]), X))));
       }
     }
-    for (let v = 0; v < V; v++) {
+    for (let v = 0; v < VF; v++) {
       let val: Expr = acc ? vadd(load('v128', get(yb), v * 16), get(accs[v])) : get(accs[v]);
       if (m) {
         const keep = m[v];
@@ -162,7 +164,7 @@ function fwd(g: Geom, acc: boolean): Fn {
     });
     f.if(lt_s(get(j), get(OW)), () => {
       // j ≥ OW − BW + 1 here: the ragged last block (the loop variable keeps its final value).
-      const m = masks(f, sub(get(OW), get(j)), 4, V);
+      const m = masks(f, sub(get(OW), get(j)), 4, VF);
       block(m);
     });
   });
@@ -280,7 +282,7 @@ function gwRow(g: Geom): Fn {
   const BW = 4 * V;
   const block = (m: number[] | null) => {
     for (let v = 0; v < V; v++) f.set(gv[v], load('v128', get(gb), v * 16));
-    rowTaps(f, p, { ...g, cn: 1 }, tmp, (v, kx, X) => {
+    rowTaps(f, p, { ...g, cn: 1 }, V, tmp, (v, kx, X) => {
       const a = acc[kx * V + v];
       const prod = vmul(get(gv[v]), X);
       f.set(a, vadd(get(a), m ? vand(prod, get(m[v])) : prod));
