@@ -5,7 +5,7 @@ import { availableParallelism } from 'node:os';
 import { gemm } from '../src/backends/cpu/matmul.ts';
 import * as E from '../src/index.ts';
 import { DEFAULT_SHAPE, reconfigureSgemm } from '../src/backends/cpu/fast/sgemm.ts';
-import { setSgemmMaxCallBytes, setSgemmThreads, sgemm, sgemmIsWasm, sgemmThreads } from '../src/backends/cpu/fast/index.ts';
+import { setSgemmMaxCallBytes, setSgemmThreads, sgemm, sgemmIsWasm, sgemmThreads, sgemmWorkerTasks } from '../src/backends/cpu/fast/index.ts';
 
 interface Case {
   transA: boolean;
@@ -91,9 +91,19 @@ const arbCase: fc.Arbitrary<Case> = fc.record({
 const base: Case = { transA: false, transB: false, M: 1, N: 1, K: 1, alpha: 1, beta: 0, padA: 0, padB: 0, padC: 0, aOff: 0, bOff: 0, cOff: 0, seed: 7 };
 
 describe('sgemm (wasm SIMD)', () => {
-  it('runs on wasm SIMD, with worker threads where the machine has cores', () => {
+  it('runs on wasm SIMD, with worker threads that take tasks where the machine has cores', () => {
     expect(sgemmIsWasm()).toBe(true);
-    if (availableParallelism() >= 2 && !process.env.STOCHCONV_THREADS) expect(sgemmThreads()).toBeGreaterThanOrEqual(2);
+    if (availableParallelism() < 2 || process.env.STOCHCONV_THREADS) return;
+    expect(sgemmThreads()).toBeGreaterThanOrEqual(2);
+    // A worker claims tasks only when the scheduler runs it while work is left: call until one has (bounded).
+    const n = 256;
+    const A = new Float32Array(n * n).fill(0.5);
+    const C = new Float32Array(n * n);
+    const before = sgemmWorkerTasks();
+    const t0 = Date.now();
+    while (sgemmWorkerTasks() === before && Date.now() - t0 < 20_000) sgemm(false, false, n, n, n, 1, A, 0, n, A, 0, n, 0, C, 0, n);
+    expect(sgemmWorkerTasks()).toBeGreaterThan(before);
+    expect(C[n * n - 1]).toBe(64);
   });
 
   it('matches the TS gemm on random shapes, transposes, offsets, leading dims, alpha and beta', () => {

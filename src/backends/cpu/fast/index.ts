@@ -16,5 +16,5 @@
  * siluF32(x, out?) / sigmoidF32(x, out?): float32 SiLU and sigmoid with a SIMD exp (the reference loops spend
  * ~20 ns per element in Math.exp).
  */
-export { sgemm, sgemmTs, sgemmThreads, sgemmIsWasm, setSgemmThreads, setSgemmMaxCallBytes } from './sgemm.ts';
+export { sgemm, sgemmTs, sgemmThreads, sgemmIsWasm, sgemmWorkerTasks, setSgemmThreads, setSgemmMaxCallBytes } from './sgemm.ts';
 export { fastActivationKernel, sigmoidF32, siluF32 } from './activations.ts';

@@ -29,6 +29,7 @@ const CLAIM = 0; // BigInt64 index 0 (bytes 0-7)
 const SEQ = 2; // Int32 indices: job sequence (workers sleep on it), finished tasks, failure flag, ready flags
 const DONE = 3;
 const FAIL = 4;
+const WORKER_TASKS = 5; // tasks run by workers since start (a statistic)
 const READY = 16;
 const DESC_BASE = 1024;
 const MAX_TASKS = 64;
@@ -57,7 +58,7 @@ function wantedThreads(): number {
 }
 
 /** Claims and runs tasks of the current job until none is left (shared by the main thread and the workers). */
-const CLAIM_LOOP = `function claimLoop(big, ctl, gemm, scratch) {
+const CLAIM_LOOP = `function claimLoop(big, ctl, gemm, scratch, isWorker) {
   for (;;) {
     const v = Atomics.load(big, ${CLAIM});
     const next = Number(v & 0xffffn);
@@ -65,6 +66,7 @@ const CLAIM_LOOP = `function claimLoop(big, ctl, gemm, scratch) {
     if (next >= n) return;
     if (Atomics.compareExchange(big, ${CLAIM}, v, v + 1n) !== v) continue;
     try { gemm(${DESC_BASE} + next * ${D.size}, scratch); } catch (e) { Atomics.store(ctl, ${FAIL}, 1); }
+    if (isWorker) Atomics.add(ctl, ${WORKER_TASKS}, 1);
     if (Atomics.add(ctl, ${DONE}, 1) + 1 === n) Atomics.notify(ctl, ${DONE});
   }
 }`;
@@ -83,11 +85,11 @@ let seen = Atomics.load(ctl, ${SEQ});
 for (;;) {
   Atomics.wait(ctl, ${SEQ}, seen);
   seen = Atomics.load(ctl, ${SEQ});
-  claimLoop(big, ctl, gemm, scratch);
+  claimLoop(big, ctl, gemm, scratch, true);
 }
 `;
 
-type ClaimLoop = (big: BigInt64Array, ctl: Int32Array, gemm: (d: number, s: number) => void, scratch: number) => void;
+type ClaimLoop = (big: BigInt64Array, ctl: Int32Array, gemm: (d: number, s: number) => void, scratch: number, isWorker: boolean) => void;
 // The same source the workers run, compiled once here for the main thread.
 const claimLoop = new Function(`${CLAIM_LOOP}; return claimLoop;`)() as ClaimLoop;
 
@@ -165,6 +167,12 @@ function getEngine(): Engine | null {
 /** Threads sgemm will use (1 when workers or shared memory are unavailable). */
 export function sgemmThreads(): number {
   return getEngine()?.nthreads ?? 1;
+}
+
+/** Tasks (stripes of C) that worker threads have run since the engine started: shows the threads are used. */
+export function sgemmWorkerTasks(): number {
+  const e = getEngine();
+  return e ? Atomics.load(new Int32Array(e.memory.buffer, 0, 64), WORKER_TASKS) : 0;
 }
 
 /** Whether the wasm SIMD path is available (else sgemm runs a plain TS loop with the same semantics). */
@@ -345,7 +353,7 @@ function run(
     Atomics.store(i32, SEQ, ++e.seq);
     Atomics.notify(i32, SEQ);
   }
-  claimLoop(big, i32, e.gemm, CTL_BYTES);
+  claimLoop(big, i32, e.gemm, CTL_BYTES, false);
   // Only tasks a worker has already claimed can be outstanding.
   let d: number;
   let idle = 0;
