@@ -270,7 +270,7 @@ export function readConfigFile(file: string): E.Either<UsageError, Partial<Train
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(json)) {
     const f = byFileKey.get(k);
-    if (!f || f.key === 'config') return E.left(usage(`unknown key '${k}' in config file ${file}`));
+    if (!f || f.key === 'config' || f.key === 'resume') return E.left(usage(`${f ? `'${k}' cannot be set in a config file (use the flag)` : `unknown key '${k}'`} in config file ${file}`));
     const where = ` in config file ${file}`;
     if (f.repeatable) {
       const list = Array.isArray(v) ? v : [v];
