@@ -404,9 +404,3 @@ export class Arena {
   }
 }
 
-/** Copies `rows` rows of `cols` floats between heap regions (float offsets, float strides). */
-export function copyRows(heap: Float32Array, src: number, srcStride: number, dst: number, dstStride: number, rows: number, cols: number): void {
-  if (srcStride === cols && dstStride === cols) heap.copyWithin(dst, src, src + rows * cols);
-  else for (let r = 0; r < rows; r++) heap.copyWithin(dst + r * dstStride, src + r * srcStride, src + r * srcStride + cols);
-}
-

@@ -12,7 +12,7 @@
  *   - filter gradient: per (channel, input plane, tap row) a dot product of ȳ with the strided window rows.
  * Windows are validated by the primitive's shape rule (autograd/conv.ts) before any kernel runs.
  */
-import { Arena, type Geom, convSimdAvailable, copyRows, ginColumnShift, ginPadding, kernels } from './convsimd.ts';
+import { Arena, type Geom, convSimdAvailable, ginColumnShift, ginPadding, kernels } from './convsimd.ts';
 
 export interface StochasticGeom {
   readonly N: number; readonly C: number; readonly H: number; readonly W: number;
@@ -113,7 +113,7 @@ export function stochasticGradInputF32(G: Float32Array, Wt: Float32Array, s: Sto
   const DX = new Float32Array(N * C * HW);
   for (let n = 0; n < N; n++) {
     heap.set(G.subarray(n * O * P, (n + 1) * O * P), gs);
-    for (let o = 0; o < O; o++) copyRows(heap, gs + o * P, OW, g00(o), Wg, OH, OW);
+    for (let o = 0; o < O; o++) kernels(g0).copy2d((gs + o * P) * 4, OW * 4, g00(o) * 4, Wg * 4, OH, OW);
     for (let b0 = 0; b0 < H; b0 += B) {
       const rows = Math.min(B, H - b0);
       let cleared = false;
