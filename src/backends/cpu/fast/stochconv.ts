@@ -30,6 +30,8 @@ export function stochasticSimdOk(s: StochasticGeom): boolean {
 /** Input planes per unrolled pass: about 32 taps. */
 const chunk = (s: StochasticGeom) => Math.max(1, Math.min(s.C, Math.floor(32 / (s.kh * s.kw))));
 const geom = (s: StochasticGeom, cn: number): Geom => ({ cn, kh: s.kh, kw: s.kw, sh: s.stride[0], sw: s.stride[1] as 1 | 2, dh: 1, dw: 1 });
+/** The kernels of each channel chunk (looked up once per call, not per band). */
+const chunkKernels = (s: StochasticGeom, cu: number) => Array.from({ length: Math.ceil(s.C / cu) }, (_, i) => kernels(geom(s, Math.min(cu, s.C - i * cu))));
 const windowOf = (s: StochasticGeom, n: number, o: number): [number, number] => {
   const i = s.perImage ? n * s.O + o : o;
   return [s.windows[2 * i], s.windows[2 * i + 1]];
@@ -66,6 +68,7 @@ export function stochasticForwardF32(X: Float32Array, Wt: Float32Array, s: Stoch
   const [sh] = s.stride;
   const P = OH * OW, T = C * kh * kw, cu = chunk(s);
   const B = bandRows(s), Bx = B + kh - 1;
+  const ks = chunkKernels(s, cu);
   const a = new Arena();
   const xb = a.reserve(C * Bx * W), ys = a.reserve(O * P), wb = a.reserve(O * T);
   const heap = a.heap();
@@ -83,7 +86,7 @@ export function stochasticForwardF32(X: Float32Array, Wt: Float32Array, s: Stoch
           copied = true;
         }
         for (let c0 = 0; c0 < C; c0 += cu) {
-          const k = kernels(geom(s, Math.min(cu, C - c0)));
+          const k = ks[c0 / cu];
           (c0 === 0 ? k.fwd : k.fwdAcc)((xb + c0 * Bx * W + (r + i0 * sh - b0) * W + q) * 4, W * 4, Bx * W * 4, (wb + o * T + c0 * kh * kw) * 4, (ys + o * P + i0 * OW) * 4, OW * 4, i1 - i0, OW);
         }
       }
@@ -104,6 +107,7 @@ export function stochasticGradInputF32(G: Float32Array, Wt: Float32Array, s: Sto
   const pad = ginPadding(g0);
   const Wg = pad.left + OW + pad.right, Hg = pad.top + OH + pad.bottom + 2;
   const base = ginColumnShift(g0, 0); // window column 0 is even: phase 0
+  const ks = chunkKernels(s, cu);
   const a = new Arena();
   const gs = a.reserve(O * P), gp = a.reserve(O * Hg * Wg), dxb = a.reserve(C * B * W), wb = a.reserve(O * T);
   const heap = a.heap();
@@ -113,7 +117,7 @@ export function stochasticGradInputF32(G: Float32Array, Wt: Float32Array, s: Sto
   const DX = new Float32Array(N * C * HW);
   for (let n = 0; n < N; n++) {
     heap.set(G.subarray(n * O * P, (n + 1) * O * P), gs);
-    for (let o = 0; o < O; o++) kernels(g0).copy2d((gs + o * P) * 4, OW * 4, g00(o) * 4, Wg * 4, OH, OW);
+    for (let o = 0; o < O; o++) ks[0].copy2d((gs + o * P) * 4, OW * 4, g00(o) * 4, Wg * 4, OH, OW);
     for (let b0 = 0; b0 < H; b0 += B) {
       const rows = Math.min(B, H - b0);
       let cleared = false;
@@ -126,8 +130,7 @@ export function stochasticGradInputF32(G: Float32Array, Wt: Float32Array, s: Sto
           cleared = true;
         }
         for (let c0 = 0; c0 < C; c0 += cu) {
-          const k = kernels(geom(s, Math.min(cu, C - c0)));
-          k.gin0((g00(o) + base) * 4, Wg * 4, (wb + o * T + c0 * kh * kw) * 4, (dxb + c0 * B * W + (r + y0 - b0) * W + q) * 4, W * 4, B * W * 4, y0, y1, Ws);
+          ks[c0 / cu].gin0((g00(o) + base) * 4, Wg * 4, (wb + o * T + c0 * kh * kw) * 4, (dxb + c0 * B * W + (r + y0 - b0) * W + q) * 4, W * 4, B * W * 4, y0, y1, Ws);
         }
       }
       if (cleared) for (let c = 0; c < C; c++) DX.set(heap.subarray(dxb + c * B * W, dxb + c * B * W + rows * W), ((n * C + c) * H + b0) * W);
