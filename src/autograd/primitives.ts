@@ -86,11 +86,19 @@ binaryPrim('siluGrad', (ct, { inputs: [x, c], needs }) => {
 });
 
 // affine(x, a, b) = x·a + b in one pass (batch norm, biases): d/dx = a, d/da = x, d/db = 1.
-definePrimitive({
+// With act 'silu' the output is silu(x·a + b) (BN + activation fused); the VJP recomputes z = x·a + b
+// rather than keeping it, and pushes ct·silu'(z) through the affine part.
+definePrimitive<{ act?: 'silu' }>({
   name: 'affine',
-  infer: elementwise('affine'),
-  vjp: (ct, { inputs: [x, a], needs }) => [needs[0] ? o.mul(ct, a) : null, needs[1] ? o.mul(ct, x) : null, ct],
-  check: broadcastCase('real', 'real', 'real'),
+  infer: (xs, a) => {
+    if (a.act !== undefined && a.act !== 'silu') throw new Error(`affine: unknown activation '${a.act as string}' (silu or none)`);
+    return elementwise('affine')(xs);
+  },
+  vjp: (ct, { inputs: [x, a, b], attrs, needs }) => {
+    const g = attrs.act === 'silu' ? o.siluGrad(o.affine(x, a, b), ct) : ct;
+    return [needs[0] ? o.mul(g, a) : null, needs[1] ? o.mul(g, x) : null, g];
+  },
+  check: (fc) => fc.tuple(broadcastCase('real', 'real', 'real')(fc), fc.boolean()).map(([k, act]) => ({ ...k, attrs: act ? { act: 'silu' } : {} })),
 });
 
 // where(c, a, b): the cotangent goes to a where c ≠ 0, to b elsewhere.

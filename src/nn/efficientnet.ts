@@ -395,8 +395,7 @@ function applyStochStem(cfg: ModelConfig, p: StemParams, s: BatchNormState, x: T
     perImage: cfg.perImage,
   });
   const y = stochasticConv2d(x, p.conv.w, { stride: STOCH_STRIDE, outSize: [out, out], windows });
-  const [z, s2] = batchNorm.apply(stochStemConfig(cfg).bn, p.bn, s, y, ctx);
-  return [silu(z), s2];
+  return batchNorm.apply(stochStemConfig(cfg).bn, p.bn, s, y, ctx, 'silu');
 }
 
 /** Head conv + BN + SiLU, global average pool → (N, headCh). */

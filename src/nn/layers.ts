@@ -109,7 +109,7 @@ export interface BatchNormState {
  * with per-channel P = −m₂γ/σ², Q = γ/σ·(m₂μ/σ − m₁), m₁ = mean(ct), m₂ = mean(ct·x̂) = (mean(ct·x) − μm₁)/σ.
  * x̂ is never materialised (less memory held between forward and backward).
  */
-function batchNormTrain(x: Tensor, scale: Tensor, bias: Tensor, eps: number, axes: number[], bshape: number[]): { y: Tensor; mean: Tensor; var: Tensor } {
+function batchNormTrain(x: Tensor, scale: Tensor, bias: Tensor, eps: number, axes: number[], bshape: number[], act?: 'silu'): { y: Tensor; mean: Tensor; var: Tensor } {
   let mu!: Tensor;
   let variance!: Tensor;
   const n = axes.reduce((p, a) => p * x.shape[a], 1);
@@ -118,10 +118,13 @@ function batchNormTrain(x: Tensor, scale: Tensor, bias: Tensor, eps: number, axe
       [mu, variance] = o.moments(xx, axes, { keepdims: true });
       const inv = o.div(1, o.sqrt(o.add(variance, eps)));
       const a = o.mul(o.reshape(g, bshape), inv);
-      const y = o.affine(xx, a, o.sub(o.reshape(b, bshape), o.mul(mu, a)));
-      return [y, { xx, inv, a, mu }] as [Tensor, { xx: Tensor; inv: Tensor; a: Tensor; mu: Tensor }];
+      const shift = o.sub(o.reshape(b, bshape), o.mul(mu, a));
+      const y = o.affine(xx, a, shift, { act });
+      return [y, { xx, inv, a, mu, shift }] as [Tensor, { xx: Tensor; inv: Tensor; a: Tensor; mu: Tensor; shift: Tensor }];
     },
-    ({ xx, inv, a, mu: m }, ct) => {
+    ({ xx, inv, a, mu: m, shift }, ctOut) => {
+      // Through the fused activation first: recompute z = x·A + B instead of keeping it.
+      const ct = act === 'silu' ? o.siluGrad(o.affine(xx, a, shift), ctOut) : ctOut;
       const s1 = o.sum(ct, axes, { keepdims: true });
       const m1 = o.div(s1, n);
       const m2 = o.mul(o.sub(o.div(o.sum(o.mul(ct, xx), axes, { keepdims: true }), n), o.mul(m, m1)), inv);
@@ -147,7 +150,7 @@ export const batchNorm = {
    * (N, C, H, W) or (N, C). Training: normalise with the batch mean and (biased) variance and return
    * running stats updated with the unbiased variance, as PyTorch does. Eval: use the running stats.
    */
-  apply(cfg: BatchNormConfig, p: BatchNormParams, s: BatchNormState, x: Tensor, ctx: Ctx): [Tensor, BatchNormState] {
+  apply(cfg: BatchNormConfig, p: BatchNormParams, s: BatchNormState, x: Tensor, ctx: Ctx, act?: 'silu'): [Tensor, BatchNormState] {
     if ((x.rank !== 4 && x.rank !== 2) || x.shape[1] !== cfg.channels) {
       throw new Error(`batchNorm: expected input (N, ${cfg.channels}, H, W) or (N, ${cfg.channels}), got ${fmt(x.shape)}`);
     }
@@ -157,11 +160,11 @@ export const batchNorm = {
       // y = x·a + b with a = γ/√(var + ε), b = β − mean·a (differentiable in γ and β).
       const a = o.div(p.scale, o.sqrt(o.add(s.var, cfg.eps)));
       const b = o.sub(p.bias, o.mul(s.mean, a));
-      return [o.affine(x, o.reshape(a, bshape), o.reshape(b, bshape)), s];
+      return [o.affine(x, o.reshape(a, bshape), o.reshape(b, bshape), { act }), s];
     }
     const n = x.size / cfg.channels;
     if (n < 2) throw new Error(`batchNorm: training needs more than one value per channel, got input ${fmt(x.shape)}`);
-    const { y, mean, var: v } = batchNormTrain(x, p.scale, p.bias, cfg.eps, axes, bshape);
+    const { y, mean, var: v } = batchNormTrain(x, p.scale, p.bias, cfg.eps, axes, bshape, act);
     const m = cfg.momentum;
     const next: BatchNormState = {
       mean: o.stopGradient(o.add(o.mul(s.mean, 1 - m), o.mul(mean, m))),

@@ -56,8 +56,8 @@ export const convBn = {
     return { params: { conv: conv.init(key, cfg.conv, dtype), bn: bn.params }, state: bn.state };
   },
   apply(cfg: ConvBnConfig, p: ConvBnParams, s: BatchNormState, x: Tensor, ctx: Ctx): [Tensor, BatchNormState] {
-    const [y, s2] = batchNorm.apply(cfg.bn, p.bn, s, conv.apply(cfg.conv, p.conv, x), ctx);
-    return [cfg.act ? silu(y) : y, s2];
+    // BN and SiLU run as one fused kernel.
+    return batchNorm.apply(cfg.bn, p.bn, s, conv.apply(cfg.conv, p.conv, x), ctx, cfg.act ? 'silu' : undefined);
   },
   paramCount: (cfg: ConvBnConfig): number => conv.paramCount(cfg.conv) + 2 * cfg.bn.channels,
 };

@@ -72,10 +72,10 @@ export const pow = binary('pow');
 export const maximum = binary('maximum');
 export const minimum = binary('minimum');
 export const square = (x: Tensor): Tensor => mul(x, x);
-/** x·a + b in one pass (broadcasting). */
-export const affine = (x: TensorLike, a: TensorLike, b: TensorLike): Tensor => {
+/** x·a + b in one pass (broadcasting); with `{ act: 'silu' }`, silu(x·a + b) in the same kernel. */
+export const affine = (x: TensorLike, a: TensorLike, b: TensorLike, opts: { act?: 'silu' } = {}): Tensor => {
   const X = lift(x, typeof a === 'number' ? b : a);
-  return bind('affine', [X, lift(a, X), lift(b, X)], {});
+  return bind('affine', [X, lift(a, X), lift(b, X)], opts.act ? { act: opts.act } : {});
 };
 /** ct · silu'(x), the VJP of silu in one pass. */
 export const siluGrad = binary('siluGrad');

@@ -1,6 +1,6 @@
 /** Layers: float64 finite-difference gradient checks and behaviour (BN statistics, dropout, drop-connect, init). */
 import { describe, expect, it } from 'vitest';
-import { type Tensor, checkGradients, dataSync, mean, nn, random, tensor } from '../../src/index.ts';
+import { type Tensor, checkGradients, dataSync, mean, nn, random, silu, tensor } from '../../src/index.ts';
 
 const TOL = 1e-6;
 const vals = (seed: number, n: number, scale = 1) => Array.from(random.uniformArray(random.key(seed), n), (u) => scale * (2 * u - 1));
@@ -43,6 +43,19 @@ describe('gradient checks (float64, central differences)', () => {
         inputs: [inp(4, xs, 2), { shape: [3], values: [0.5, 1.5, -1] }, inp(5, [3])],
       });
       expect(r.maxError).toBeLessThan(TOL);
+    });
+  }
+  for (const training of [true, false]) {
+    it(`batchNorm with fused SiLU (${training ? 'training' : 'eval'}): gradients, and equal to silu(batchNorm(x))`, () => {
+      const s = { mean: tensor(new Float64Array([0.1, -0.2, 0.3])), var: tensor(new Float64Array([0.5, 1, 2])) };
+      const fused = ([x, g, b]: Tensor[]) => nn.batchNorm.apply(bnCfg, { scale: g, bias: b }, s, x, { training }, 'silu')[0];
+      const inputs = [inp(4, [3, 3, 2, 2], 2), { shape: [3], values: [0.5, 1.5, -1] }, inp(5, [3])];
+      expect(checkGradients(fused, { inputs }).maxError).toBeLessThan(TOL);
+      const xs = inputs.map((i) => tensor(new Float64Array(i.values), i.shape));
+      const plain = silu(nn.batchNorm.apply(bnCfg, { scale: xs[1], bias: xs[2] }, s, xs[0], { training })[0]);
+      const a = dataSync(fused(xs));
+      const b = dataSync(plain);
+      a.forEach((v, i) => expect(Math.abs(v - b[i])).toBeLessThan(1e-12));
     });
   }
   it('batchNorm in eval mode: x, γ, β', () => {

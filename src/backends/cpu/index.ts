@@ -32,6 +32,14 @@ for (const [name, fast] of [['silu', siluF32], ['sigmoid', sigmoidF32]] as const
   const ref = kernels.get(name)!;
   kernels.set(name, (ins, a, out) => (out.dtype === 'float32' ? fast(ins[0].storage as Float32Array) : ref(ins, a, out)));
 }
+// affine with a fused SiLU: the affine loop, then SiLU in place.
+const affineRef = kernels.get('affine')!;
+const siluRef = kernels.get('silu')!;
+kernels.set('affine', (ins, a: { act?: 'silu' }, out) => {
+  const z = affineRef(ins, a, out);
+  if (a.act !== 'silu') return z;
+  return out.dtype === 'float32' ? siluF32(z as Float32Array, z as Float32Array) : siluRef([{ storage: z, shape: out.shape, dtype: out.dtype }], {}, out);
+});
 // siluGrad(x, ct) = ct·σ(1 + x(1 − σ)) with σ from the SIMD sigmoid, when no broadcasting is involved.
 const siluGradRef = kernels.get('siluGrad')!;
 kernels.set('siluGrad', (ins, a, out) => {

@@ -54,6 +54,16 @@ export function createGpuBackend(opts: GpuBackendOptions = {}): GpuBackend {
   const layout = layoutKernels(runtime);
   const table: Record<string, Kernel<GpuBuffer, any>> = { ...layout, ...reduceKernels(runtime, layout.transpose), ...convGpuKernels(runtime) };
   for (const [name, k] of Object.entries(table)) kernels.set(name, k);
+  // affine with a fused SiLU (attrs.act): the affine kernel, then the silu kernel, on the device.
+  const affine = kernels.get('affine')!;
+  const silu = kernels.get('silu')!;
+  kernels.set('affine', (inputs, attrs: { act?: 'silu' }, out) => {
+    const z = affine(inputs, attrs, out);
+    if (attrs.act !== 'silu') return z;
+    const y = silu([{ storage: z, shape: out.shape, dtype: out.dtype }], {}, out);
+    runtime().dispose(z);
+    return y;
+  });
   // moments = [mean, mean((x − mean)²)] from the kernels above, staying on the device.
   kernels.set('moments', (inputs, attrs: { axes: number[]; keepdims: boolean }, out) => {
     const [x] = inputs;
