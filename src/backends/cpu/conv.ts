@@ -1,12 +1,14 @@
 /**
  * The CPU kernels of the convolution family, keyed by primitive name (spread into the CPU
  * backend's kernel map in ./index.ts). Paths, chosen per call:
- *   - depthwise (one input channel per group): direct window kernels, weights in locals;
+ *   - depthwise (one input channel per group): float32 with column stride 1–2 on the generated wasm SIMD
+ *     window kernels of fast/dwconv.ts; otherwise the TS window kernels of conv_window.ts, weights in locals;
  *   - everything else: per image and group, im2col + the blocked GEMM of conv_gemm.ts, where a
  *     1×1 stride-1 unpadded (pointwise) conv skips im2col and multiplies the input planes directly;
  *   - stochastic conv: direct window kernels at each channel's (image's) window, all C input
  *     planes of a channel in one unrolled pass: the same cost per output as a direct conv, with no
- *     per-channel copy of the window.
+ *     per-channel copy of the window (float32, column stride 1–2: wasm SIMD in fast/stochconv.ts,
+ *     in L2-sized bands of input rows; else conv_window.ts).
  * The plain loops of conv_ref.ts stay as the reference these are tested against.
  */
 import type { Kernel, KernelArg, OutSpec, TypedArray } from '../backend.ts';
