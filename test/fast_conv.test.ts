@@ -6,6 +6,7 @@
  */
 import * as fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import * as E from '../src/index.ts';
 import type { Conv2dAttrs, StochasticConv2dAttrs } from '../src/autograd/conv.ts';
 import type { KernelArg, TypedArray } from '../src/backends/backend.ts';
 import * as R from '../src/backends/cpu/conv_ref.ts';
@@ -131,5 +132,30 @@ describe.skipIf(!convSimdAvailable())('wasm SIMD stochastic conv', () => {
       ),
       { numRuns: 200, seed: 11 },
     );
+  });
+});
+
+describe.skipIf(!convSimdAvailable())('dispatch: float32 public ops take the wasm path and agree with float64', () => {
+  const grads = (f: (a: E.Tensor, b: E.Tensor) => E.Tensor, x: E.Tensor, w: E.Tensor) => {
+    const [y, pullback] = E.vjp(([a, b]: E.Tensor[]) => f(a, b), [x, w]);
+    const ct = E.random.normal(E.random.key(9), y.shape, 0, 1, { dtype: x.dtype });
+    return [y, ...pullback(ct)].map((t) => E.dataSync(t));
+  };
+  const both = (f: (a: E.Tensor, b: E.Tensor) => E.Tensor, xs: number[], ws: number[]) => {
+    const x = E.random.normal(E.random.key(1), xs, 0, 1, { dtype: 'float64' });
+    const w = E.random.normal(E.random.key(2), ws, 0, 1, { dtype: 'float64' });
+    const want = grads(f, E.cast(E.cast(x, 'float32'), 'float64'), E.cast(E.cast(w, 'float32'), 'float64'));
+    const got = grads(f, E.cast(x, 'float32'), E.cast(w, 'float32'));
+    ['forward', 'input gradient', 'filter gradient'].forEach((what, i) => {
+      expect(got[i]).toBeInstanceOf(Float32Array);
+      expectClose(got[i], want[i], what, 1e-4);
+    });
+  };
+  it('depthwise 5×5 stride 2, TF same padding, multiplier 2', () => {
+    both((a, b) => E.conv2d(a, b, { stride: 2, padding: 'same', groups: 3 }), [2, 3, 17, 14], [6, 1, 5, 5]);
+  });
+  it('stochastic conv per image, 3×3 stride 2', () => {
+    const windows = E.sampleWindows(E.random.key(3), { batch: 2, channels: 4, inputSize: [40, 37], sliceSize: E.stochasticSliceSize([6, 7], [3, 3], 2), perImage: true });
+    both((a, b) => E.stochasticConv2d(a, b, { stride: 2, outSize: [6, 7], windows }), [2, 3, 40, 37], [4, 3, 3, 3]);
   });
 });
