@@ -18,7 +18,7 @@ import { treeMap } from '../autograd/pytree.ts';
 import { valueAndGrad } from '../autograd/transforms.ts';
 import { apply } from '../nn/model.ts';
 import type { Input, ModelConfig, Params, State } from '../nn/efficientnet.ts';
-import { createLoader, type Batch, type Loader } from '../data/loader.ts';
+import { createLoader, createPool, type Batch, type Loader } from '../data/loader.ts';
 import type { Item } from '../data/readers.ts';
 import { renderDataError } from '../data/errors.ts';
 import { type Checkpoint, type PartialEpoch, type TrainerState, renderCheckpointError, saveCheckpoint } from './checkpoint.ts';
@@ -277,7 +277,9 @@ export async function runLoop(ctx: LoopContext, start: LoopStart): Promise<Outco
   const optimizer = optimizerFor(cfg);
   const lossFn = makeLoss(ctx.loss);
   const C = mc.numClasses;
-  const loaderOpts = { lowSize: mc.lowSize, highSize: mc.highSize, seed: cfg.seed, workers: cfg.workers, prefetch: 2 };
+  // One pool of decoding threads shared by the train and validation loaders (each thread costs ~1 s to start).
+  const pool = cfg.workers > 0 ? createPool(cfg.workers) : null;
+  const loaderOpts = { lowSize: mc.lowSize, highSize: mc.highSize, seed: cfg.seed, workers: cfg.workers, prefetch: 2, ...(pool ? { pool } : {}) };
   // A last batch of one image is dropped (batch norm cannot normalise a single 1 × 1 value).
   const trainLoader: Loader = createLoader(ctx.train, {
     ...loaderOpts,
@@ -467,6 +469,7 @@ export async function runLoop(ctx: LoopContext, start: LoopStart): Promise<Outco
     reporter.stop();
     await trainLoader.close();
     await valLoader.close();
+    await pool?.close();
   }
 }
 
