@@ -2,7 +2,7 @@
  * Depthwise conv2d (groups = C, any channel multiplier M, output channel o reads input plane ⌊o / M⌋) on float32,
  * forward and both gradients, with the wasm SIMD window kernels of convsimd.ts. Plane by plane (so each stays in
  * L1/L2): the input plane is copied into wasm memory and zero-padded there into a scratch plane (so every output is
- * an interior one), the kernels run for its M output channels, and each image's result is copied out in one block.
+ * an interior one), the kernels run for its M output channels, and each result plane is copied out.
  *
  * `depthwiseSimdOk` says whether a call can take this path (float32, wasm SIMD, column stride 1 or 2).
  */
@@ -42,7 +42,7 @@ export function depthwiseForwardF32(X: Float32Array, Wt: Float32Array, d: Depthw
   const { Hp, Wp } = padded(d);
   const k = kernels(geom(d));
   const a = new Arena();
-  const xs = a.reserve(HW), xp = a.reserve(Hp * Wp), ys = a.reserve(O * P), wb = a.reserve(O * T);
+  const xs = a.reserve(HW), xp = a.reserve(Hp * Wp), ys = a.reserve(P), wb = a.reserve(O * T);
   const heap = a.heap();
   heap.set(Wt.subarray(0, O * T), wb);
   heap.fill(0, xp, xp + Hp * Wp);
@@ -53,10 +53,10 @@ export function depthwiseForwardF32(X: Float32Array, Wt: Float32Array, d: Depthw
       k.copy2d(xs * 4, W * 4, (xp + pt * Wp + pl) * 4, Wp * 4, H, W);
       for (let m = 0; m < M; m++) {
         const o = c * M + m;
-        k.fwd(xp * 4, Wp * 4, 0, (wb + o * T) * 4, (ys + o * P) * 4, OW * 4, OH, OW);
+        k.fwd(xp * 4, Wp * 4, 0, (wb + o * T) * 4, ys * 4, OW * 4, OH, OW);
+        Y.set(heap.subarray(ys, ys + P), (n * O + o) * P);
       }
     }
-    Y.set(heap.subarray(ys, ys + O * P), n * O * P);
   }
   return Y;
 }
@@ -74,21 +74,23 @@ export function depthwiseGradInputF32(G: Float32Array, Wt: Float32Array, d: Dept
   const gin = phase ? k.gin1 : k.gin0;
   const base = (g.sw === 1 ? pl : (pl - phase) / 2) + ginColumnShift(g, phase);
   const a = new Arena();
-  const gs = a.reserve(P), gp = a.reserve(Hg * Wg), dxs = a.reserve(C * HW), wb = a.reserve(O * T);
+  const gs = a.reserve(P), gp = a.reserve(Hg * Wg), dxs = a.reserve(HW), wb = a.reserve(O * T);
   const heap = a.heap();
   heap.set(Wt.subarray(0, O * T), wb);
   heap.fill(0, gp, gp + Hg * Wg);
   const g00 = gp + pad.top * Wg + pad.left; // g(0, 0) in the padded plane
   const DX = new Float32Array(N * C * HW);
   for (let n = 0; n < N; n++) {
-    heap.fill(0, dxs, dxs + C * HW);
-    for (let o = 0; o < O; o++) {
-      const c = Math.floor(o / M);
-      heap.set(G.subarray((n * O + o) * P, (n * O + o + 1) * P), gs);
-      k.copy2d(gs * 4, OW * 4, g00 * 4, Wg * 4, OH, OW);
-      gin((g00 + base) * 4, Wg * 4, (wb + o * T) * 4, (dxs + c * HW) * 4, W * 4, HW * 4, pt, pt + H, W);
+    for (let c = 0; c < C; c++) {
+      heap.fill(0, dxs, dxs + HW);
+      for (let m = 0; m < M; m++) {
+        const o = c * M + m;
+        heap.set(G.subarray((n * O + o) * P, (n * O + o + 1) * P), gs);
+        k.copy2d(gs * 4, OW * 4, g00 * 4, Wg * 4, OH, OW);
+        gin((g00 + base) * 4, Wg * 4, (wb + o * T) * 4, dxs * 4, W * 4, HW * 4, pt, pt + H, W);
+      }
+      DX.set(heap.subarray(dxs, dxs + HW), (n * C + c) * HW);
     }
-    DX.set(heap.subarray(dxs, dxs + C * HW), n * C * HW);
   }
   return DX;
 }
