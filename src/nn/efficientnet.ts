@@ -103,6 +103,7 @@ export interface ModelConfig extends BnOptions {
   /** One window per (image, channel) rather than per channel for the whole batch. */
   readonly perImage: boolean;
   readonly dtype: DType;
+  readonly headInit: 'efficientnet' | 'zeros';
 }
 
 export interface BuildOptions {
@@ -122,6 +123,12 @@ export interface BuildOptions {
   readonly perImage?: boolean;
   readonly skipStages?: number;
   readonly dtype?: DType;
+  /**
+   * The dense layer's initial weights: 'efficientnet' (official: uniform ±1/√outputs, i.e. ±1 for a
+   * single logit, which gives initial logits of order ±20 on 1280–2560 features) or 'zeros'
+   * (logits start at 0; the usual choice when training a one-logit head from scratch).
+   */
+  readonly headInit?: 'efficientnet' | 'zeros';
 }
 
 const STOCH_KERNEL = 3;
@@ -180,7 +187,9 @@ export function buildConfig(name: string, variant: Variant, arch: Arch, opts: Bu
     stochOutSize,
     perImage: opts.perImage ?? true,
     dtype: opts.dtype ?? 'float32',
+    headInit: opts.headInit ?? 'efficientnet',
   };
+  if (cfg.headInit !== 'efficientnet' && cfg.headInit !== 'zeros') throw new Error(`${name}: headInit must be 'efficientnet' or 'zeros', got '${cfg.headInit as string}'`);
   checkSizes(cfg);
   return cfg;
 }
@@ -267,7 +276,8 @@ const initBlocks = (key: Key, blocks: readonly MBConvConfig[], dtype: DType) => 
 export function initEfficientNet(key: Key, cfg: ModelConfig): { params: Params; state: State } {
   const d = cfg.dtype;
   const [kStem, kStoch, kBlocks, kOwn, kHead, kFc, kStochBackbone] = split(key, 7);
-  const fc = linear.init(kFc, { inFeatures: featureCount(cfg), outFeatures: cfg.numClasses, bias: true }, d);
+  const fcCfg = { inFeatures: featureCount(cfg), outFeatures: cfg.numClasses, bias: true };
+  const fc = cfg.headInit === 'zeros' ? { w: o.zeros([fcCfg.outFeatures, fcCfg.inFeatures], d), b: o.zeros([fcCfg.outFeatures], d) } : linear.init(kFc, fcCfg, d);
   const stem = () => convBn.init(kStem, stemConfig(cfg), d);
   const stochStem = (k: Key) => convBn.init(k, stochStemConfig(cfg), d);
   const head = (k: Key) => convBn.init(k, headConfig(cfg), d);

@@ -59,6 +59,8 @@ export interface CreateOptions {
   readonly dropConnectRate?: number;
   /** stochastic-skip: how many leading stages each stem has its own copy of (default 3: B0's first 5 blocks). */
   readonly skipStages?: number;
+  /** Dense-layer init: 'efficientnet' (official, default) or 'zeros' (from-scratch one-logit heads). */
+  readonly headInit?: 'efficientnet' | 'zeros';
 }
 
 const SUFFIX: Readonly<Record<string, { arch: Arch; stem?: number }>> = {

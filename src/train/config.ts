@@ -25,6 +25,7 @@ export interface TrainConfig {
   readonly depthMult: number | null;
   /** Batch-norm running-statistics momentum, PyTorch convention (null: the model's, 0.01). */
   readonly bnMomentum: number | null;
+  readonly headInit: 'efficientnet' | 'zeros';
   readonly epochs: number;
   readonly batchSize: number;
   /** Images per forward/backward pass; gradients are accumulated over the batch. */
@@ -111,15 +112,16 @@ export interface Flag {
 export const SYNTHETIC_RUN = {
   model: 'b0-full-split',
   imgSize: 64,
-  hrSize: 256,
+  hrSize: 512,
   widthMult: 0.5,
   depthMult: 0.34,
   bnMomentum: 0.1,
+  headInit: 'zeros',
   epochs: 8,
   batchSize: 16,
   microBatch: 16,
   syntheticCount: 240,
-  syntheticSize: 256,
+  syntheticSize: 512,
   optimizer: 'adam',
   lr: 1e-3,
 } as const;
@@ -134,6 +136,7 @@ export const FLAGS: readonly Flag[] = [
   { key: 'widthMult', flags: '--width-mult <x>', help: 'override the width coefficient (smaller models)', shown: `the variant's; ${SYNTHETIC_RUN.widthMult} on the synthetic set`, parse: orNone(num(0, 10, true)) },
   { key: 'depthMult', flags: '--depth-mult <x>', help: 'override the depth coefficient (smaller models)', shown: `the variant's; ${SYNTHETIC_RUN.depthMult} on the synthetic set`, parse: orNone(num(0, 10, true)) },
   { key: 'bnMomentum', flags: '--bn-momentum <x>', help: 'batch-norm running-statistics momentum (PyTorch convention)', shown: `0.01 (TensorFlow's 0.99); ${SYNTHETIC_RUN.bnMomentum} on the synthetic set`, parse: orNone(num(0, 1, true)) },
+  { key: 'headInit', flags: '--head-init <init>', help: "dense-layer init: efficientnet (official, ±1/√outputs: ±1 for one logit) or zeros (logits start at 0)", shown: `efficientnet; ${SYNTHETIC_RUN.headInit} on the synthetic set`, parse: oneOf(['efficientnet', 'zeros'] as const) },
   { key: 'epochs', flags: '--epochs <n>', help: 'epochs to train', shown: `60; ${SYNTHETIC_RUN.epochs} on the synthetic set`, parse: int(1), resumable: true },
   { key: 'batchSize', flags: '--batch-size <n>', help: 'images per optimizer step', shown: `100; ${SYNTHETIC_RUN.batchSize} on the synthetic set`, parse: int(1) },
   { key: 'microBatch', flags: '--micro-batch <n>', help: 'images per forward/backward pass (gradients accumulated up to --batch-size)', shown: '20', parse: int(1) },
@@ -182,6 +185,7 @@ export const DEFAULTS: TrainConfig = {
   widthMult: null,
   depthMult: null,
   bnMomentum: null,
+  headInit: 'efficientnet',
   epochs: 60,
   batchSize: 100,
   microBatch: 20,
@@ -314,6 +318,7 @@ export function resolveConfig(cli: Partial<TrainConfig>): E.Either<UsageError, T
           widthMult: SYNTHETIC_RUN.widthMult,
           depthMult: SYNTHETIC_RUN.depthMult,
           bnMomentum: SYNTHETIC_RUN.bnMomentum,
+          headInit: SYNTHETIC_RUN.headInit,
           optimizer: SYNTHETIC_RUN.optimizer,
           epochs: SYNTHETIC_RUN.epochs,
           batchSize: SYNTHETIC_RUN.batchSize,

@@ -47,13 +47,14 @@ export interface ModelSpec {
 }
 
 /** createModel's options from the config (without the key). */
-export function modelSpecFor(cfg: Pick<TrainConfig, 'model' | 'imgSize' | 'hrSize' | 'widthMult' | 'depthMult' | 'bnMomentum'>, numClasses: number): ModelSpec {
+export function modelSpecFor(cfg: Pick<TrainConfig, 'model' | 'imgSize' | 'hrSize' | 'widthMult' | 'depthMult' | 'bnMomentum' | 'headInit'>, numClasses: number): ModelSpec {
   const options: Record<string, unknown> = { numClasses };
   if (cfg.imgSize !== null) options.lowSize = cfg.imgSize;
   if (cfg.hrSize !== null) options.highSize = cfg.hrSize;
   if (cfg.widthMult !== null) options.widthMult = cfg.widthMult;
   if (cfg.depthMult !== null) options.depthMult = cfg.depthMult;
   if (cfg.bnMomentum !== null) options.bnMomentum = cfg.bnMomentum;
+  options.headInit = cfg.headInit;
   return { name: cfg.model, options };
 }
 

@@ -231,3 +231,14 @@ describe('summary', () => {
     expect(2 * (b0 - 1280) + 2560).toBe(769_072_064);
   });
 });
+
+describe('headInit', () => {
+  it("'zeros' starts every logit at 0; an unknown init is an error", () => {
+    const m = nn.createModel('b0', { key: random.key(1), lowSize: 32, widthMult: 0.25, depthMult: 0.25, headInit: 'zeros' });
+    const logits = nn.predict(m, random.normal(random.key(2), [2, 3, 32, 32]));
+    expect(Array.from(dataSync(logits))).toEqual([0, 0]);
+    const d = nn.createModel('b0', { key: random.key(1), lowSize: 32, widthMult: 0.25, depthMult: 0.25 });
+    expect(Array.from(dataSync(nn.predict(d, random.normal(random.key(2), [2, 3, 32, 32])))).some((v) => v !== 0)).toBe(true);
+    expect(() => nn.createModel('b0', { key: random.key(1), headInit: 'ones' as never })).toThrow(/headInit must be 'efficientnet' or 'zeros'/);
+  });
+});
