@@ -79,12 +79,12 @@ function depthwiseWindow(p: Plan, a: Conv2dAttrs, n: number, o: number): Window 
 
 export function conv2dImpl([x, w]: readonly Arg[], a: Conv2dAttrs, out: OutSpec): TypedArray {
   const p = plan(x.shape, w.shape, out.shape, a);
+  const d = p.depthwise ? depthwiseSimd(p, a, out.dtype) : null;
+  if (d) return depthwiseForwardF32(x.storage as Float32Array, w.storage as Float32Array, d);
   const Y = arrayFor(out.dtype, sizeOf(out.shape));
   const X = x.storage;
   const Wt = w.storage;
   if (p.depthwise) {
-    const d = depthwiseSimd(p, a, out.dtype);
-    if (d) return depthwiseForwardF32(X as Float32Array, Wt as Float32Array, d);
     for (let n = 0; n < p.N; n++) for (let o = 0; o < p.O; o++) windowForward(X, Wt, Y, depthwiseWindow(p, a, n, o), false);
     return Y;
   }
@@ -105,12 +105,12 @@ export function conv2dImpl([x, w]: readonly Arg[], a: Conv2dAttrs, out: OutSpec)
 
 export function conv2dGradInputImpl([ct, w]: readonly Arg[], a: Conv2dGradInputAttrs, out: OutSpec): TypedArray {
   const p = plan(a.inputShape, w.shape, ct.shape, a);
+  const d = p.depthwise ? depthwiseSimd(p, a, out.dtype) : null;
+  if (d) return depthwiseGradInputF32(ct.storage as Float32Array, w.storage as Float32Array, d);
   const DX = arrayFor(out.dtype, sizeOf(out.shape));
   const G = ct.storage;
   const Wt = w.storage;
   if (p.depthwise) {
-    const d = depthwiseSimd(p, a, out.dtype);
-    if (d) return depthwiseGradInputF32(G as Float32Array, Wt as Float32Array, d);
     for (let n = 0; n < p.N; n++) for (let o = 0; o < p.O; o++) windowGradInput(DX, Wt, G, depthwiseWindow(p, a, n, o));
     return DX;
   }
