@@ -18,7 +18,9 @@ function runWorkload(engine: string, workload: string, reps: number, timeoutMs: 
   });
   const line = r.stdout?.trim().split('\n').pop();
   if (r.status === 0 && line) return JSON.parse(line);
-  return { error: r.error ? String(r.error.message) : (r.stderr ?? '').trim().split('\n').slice(-1)[0] || `exit ${r.status}` };
+  // The first 'Error: …' line says why (tfjs prints pages of minified source before it).
+  const why = (r.stderr ?? '').split('\n').find((l) => /^\w*Error: /.test(l))?.slice(0, 200);
+  return { error: r.error ? String(r.error.message) : why ?? `exit ${r.status}` };
 }
 
 function torchRows(quick: boolean): Record<string, any>[] {
