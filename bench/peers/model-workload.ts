@@ -32,6 +32,7 @@ async function time(fn: () => unknown | Promise<unknown>, n: number): Promise<nu
   return ts;
 }
 const peakRssMb = () => process.resourceUsage().maxRSS / 1024;
+let rssAt20 = 0;
 
 async function ours() {
   E.setBackend('cpu');
@@ -58,6 +59,7 @@ async function ours() {
     [params, ostate] = opt.update(g, ostate, params, 1e-3);
     state = s;
     step++;
+    if (step === 21) rssAt20 = process.memoryUsage().rss / 2 ** 20;
     return E.item(loss);
   };
   return time(trainStep, kind === 'steady' ? 200 : reps);
@@ -89,6 +91,7 @@ if (kind === 'steady') {
   out.firstMedianMs = median(ts.slice(0, k));
   out.lastMedianMs = median(ts.slice(-k));
   out.rssMbAfter = process.memoryUsage().rss / 2 ** 20;
+  out.rssMbAt20 = rssAt20;
 }
 console.log(JSON.stringify(out));
 process.exit(0);
