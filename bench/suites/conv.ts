@@ -10,7 +10,7 @@ import path from 'node:path';
 import * as E from '../../src/index.ts';
 import { type Pass, type Row, type Suite, matches, measure } from '../harness.ts';
 
-interface Case {
+export interface Case {
   readonly name: string;
   readonly x: [number, number, number, number];
   readonly w: [number, number, number, number];
@@ -19,7 +19,8 @@ interface Case {
   readonly tfjs: boolean;
 }
 
-const cases: Case[] = [
+/** The conv cases (shared with bench/suites/gpu.ts so rows line up across backends). */
+export const cases: Case[] = [
   { name: 'stem 3x3/2 same 8x3x224x224->32', x: [8, 3, 224, 224], w: [32, 3, 3, 3], opts: { stride: 2, padding: 'same' }, tfjs: true },
   { name: 'depthwise 3x3 8x32x112x112', x: [8, 32, 112, 112], w: [32, 1, 3, 3], opts: { padding: 'same', groups: 32 }, tfjs: true },
   { name: 'pointwise 8x96x56x56->24', x: [8, 96, 56, 56], w: [24, 96, 1, 1], opts: {}, tfjs: true },
@@ -27,7 +28,7 @@ const cases: Case[] = [
   { name: 'stochastic/plain', x: [8, 3, 225, 225], w: [32, 3, 3, 3], opts: { stride: 2 }, tfjs: true },
 ];
 
-const STOCH = { n: 8, c: 3, size: 1024, o: 32, out: 112, k: 3, stride: 2 } as const;
+export const STOCH = { n: 8, c: 3, size: 1024, o: 32, out: 112, k: 3, stride: 2 } as const;
 
 type TF = any;
 interface Tfjs {
@@ -91,6 +92,13 @@ export const conv: Suite = {
         const [, pullback] = E.vjp(([a, b]: E.Tensor[]) => E.conv2d(a, b, c.opts), [x, w]);
         return pullback(ct);
       });
+      // A stem's input is the image, never differentiated in training: forward + weight gradient only.
+      if (c.name === 'stochastic/plain') {
+        await record(`${c.name} (weight grad)`, 'cpu', 'forward+backward', () => {
+          const [, pullback] = E.vjp((b: E.Tensor) => E.conv2d(x, b, c.opts), w);
+          return pullback(ct);
+        });
+      }
     }
     if (['per-batch', 'per-image'].some((f) => want(`stochastic/${f}`, 'cpu', 'forward') || want(`stochastic/${f}`, 'cpu', 'forward+backward'))) {
       const s = STOCH;
@@ -111,6 +119,11 @@ export const conv: Suite = {
         await record(name, 'cpu', 'forward+backward', () => {
           const o = opts();
           const [, pullback] = E.vjp(([a, b]: E.Tensor[]) => E.stochasticConv2d(a, b, o), [x, w]);
+          return pullback(ct);
+        });
+        await record(`${name} (weight grad)`, 'cpu', 'forward+backward', () => {
+          const o = opts();
+          const [, pullback] = E.vjp((b: E.Tensor) => E.stochasticConv2d(x, b, o), w);
           return pullback(ct);
         });
       }

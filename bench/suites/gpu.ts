@@ -8,22 +8,10 @@ import * as E from '../../src/index.ts';
 import { createGpuBackend, gpuModeAvailable, type GpuMode } from '../../src/backends/gpu/index.ts';
 import { modeUnavailableReason } from '../../src/backends/gpu/runtime.ts';
 import { type Pass, type Row, type Suite, matches, measure } from '../harness.ts';
+import { cases as convCases, STOCH } from './conv.ts';
 
-interface Case {
-  readonly name: string;
-  readonly x: [number, number, number, number];
-  readonly w: [number, number, number, number];
-  readonly opts: E.Conv2dOptions;
-}
-
-// The same cases (names and sizes) as bench/suites/conv.ts, so rows line up across backends.
-const cases: Case[] = [
-  { name: 'stem 3x3/2 same 8x3x224x224->32', x: [8, 3, 224, 224], w: [32, 3, 3, 3], opts: { stride: 2, padding: 'same' } },
-  { name: 'depthwise 3x3 8x32x112x112', x: [8, 32, 112, 112], w: [32, 1, 3, 3], opts: { padding: 'same', groups: 32 } },
-  { name: 'pointwise 8x96x56x56->24', x: [8, 96, 56, 56], w: [24, 96, 1, 1], opts: {} },
-  { name: 'stochastic/plain', x: [8, 3, 225, 225], w: [32, 3, 3, 3], opts: { stride: 2 } },
-];
-const STOCH = { n: 8, c: 3, size: 1024, o: 32, out: 112, k: 3, stride: 2 } as const;
+// The same cases (names and sizes) as the cpu conv suite, so rows line up across backends.
+const cases = convCases.filter((c) => c.tfjs);
 
 const modes: GpuMode[] = ['webasm', 'headlessgl'];
 
