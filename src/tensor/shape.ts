@@ -76,3 +76,36 @@ export function reducedShape(s: Shape, axes: readonly number[], keepdims: boolea
   });
   return out;
 }
+
+/** Strides of `shape` aligned to `out` (rank padded on the left), 0 along broadcast axes. */
+export function broadcastStrides(shape: Shape, out: Shape): number[] {
+  const st = new Array<number>(out.length).fill(0);
+  let acc = 1;
+  for (let i = shape.length - 1; i >= 0; i--) {
+    st[out.length - shape.length + i] = shape[i] === 1 ? 0 : acc;
+    acc *= shape[i];
+  }
+  return st;
+}
+
+/**
+ * The fewest axes that walk the same elements: merges axes i and i+1 wherever
+ * stride[i] = stride[i+1]·shape[i+1] for every operand (contiguous runs, and runs broadcast in
+ * both axes) and drops size-1 axes. Every backend's strided loops start from this.
+ */
+export function collapseAxes(shape: Shape, strides: readonly ArrayLike<number>[]): { shape: number[]; strides: number[][] } {
+  const s: number[] = [];
+  const st: number[][] = strides.map(() => []);
+  for (let i = 0; i < shape.length; i++) {
+    if (shape[i] === 1) continue;
+    const last = s.length - 1;
+    if (last >= 0 && strides.every((x, k) => st[k][last] === x[i] * shape[i])) {
+      s[last] *= shape[i];
+      strides.forEach((x, k) => (st[k][last] = x[i]));
+    } else {
+      s.push(shape[i]);
+      strides.forEach((x, k) => st[k].push(x[i]));
+    }
+  }
+  return { shape: s, strides: st };
+}

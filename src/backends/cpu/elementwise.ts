@@ -7,7 +7,7 @@
  */
 import type { KernelArg, OutSpec, TypedArray } from '../backend.ts';
 import { arrayFor } from '../../tensor/tensor.ts';
-import { sizeOf } from '../../tensor/shape.ts';
+import { broadcastStrides, collapseAxes, sizeOf } from '../../tensor/shape.ts';
 
 /** Helpers an expression may call. */
 const lib = {
@@ -21,39 +21,6 @@ const lib = {
     return ct * s * (1 + x * (1 - s));
   },
 };
-
-/** Strides of `shape` aligned to `out` (rank padded on the left), 0 along broadcast axes. */
-export function broadcastStrides(shape: readonly number[], out: readonly number[]): Int32Array {
-  const st = new Int32Array(out.length);
-  let acc = 1;
-  for (let i = shape.length - 1; i >= 0; i--) {
-    const j = out.length - shape.length + i;
-    st[j] = shape[i] === 1 ? 0 : acc;
-    acc *= shape[i];
-  }
-  return st;
-}
-
-/**
- * Merges axes i and i+1 wherever stride[i] = stride[i+1]·shape[i+1] for every operand (true for
- * contiguous runs and for runs broadcast in both axes) and drops size-1 axes.
- */
-export function collapseAxes(shape: readonly number[], strides: readonly ArrayLike<number>[]): { shape: number[]; strides: number[][] } {
-  const s: number[] = [];
-  const st: number[][] = strides.map(() => []);
-  for (let i = 0; i < shape.length; i++) {
-    if (shape[i] === 1) continue;
-    const last = s.length - 1;
-    if (last >= 0 && strides.every((x, k) => st[k][last] === x[i] * shape[i])) {
-      s[last] *= shape[i];
-      strides.forEach((x, k) => (st[k][last] = x[i]));
-    } else {
-      s.push(shape[i]);
-      strides.forEach((x, k) => st[k].push(x[i]));
-    }
-  }
-  return { shape: s, strides: st };
-}
 
 type Loop = (out: TypedArray, ins: TypedArray[], shape: readonly number[], strides: readonly number[][]) => void;
 

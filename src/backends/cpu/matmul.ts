@@ -2,7 +2,7 @@
 import type { KernelArg, OutSpec, TypedArray } from '../backend.ts';
 import { arrayFor } from '../../tensor/tensor.ts';
 import { sizeOf } from '../../tensor/shape.ts';
-import { broadcastStrides } from './elementwise.ts';
+import { broadcastStrides } from '../../tensor/shape.ts';
 import { sgemm } from './fast/index.ts';
 
 /** float32 products with at least this many multiply-adds go to the wasm SIMD sgemm (below it the copy-in costs more). */

@@ -3,7 +3,7 @@
  * contiguously, then pad to the fixed rank the kernels are written for, so a kernel is
  * `y[i] = f(x₁[Σₖ cₖ(i)·s₁ₖ], …)` with cₖ(i) the k-th coordinate of the flat output index i.
  */
-import { sizeOf, stridesOf } from '../../tensor/shape.ts';
+import { collapseAxes, sizeOf, stridesOf } from '../../tensor/shape.ts';
 
 /** The rank every strided kernel is written for. */
 export const RANK = 6;
@@ -22,19 +22,9 @@ export interface Strided {
  * times the extent of k+1 (they walk both axes as one), drops extent-1 axes, pads to RANK.
  */
 export function coalesce(shape: readonly number[], strides: readonly (readonly number[])[], op: string): Strided {
-  const d: number[] = [];
-  const s: number[][] = strides.map(() => []);
-  for (let k = 0; k < shape.length; k++) {
-    if (shape[k] === 1) continue;
-    const last = d.length - 1;
-    if (last >= 0 && strides.every((st, j) => s[j][last] === st[k] * shape[k])) {
-      d[last] *= shape[k];
-      strides.forEach((st, j) => (s[j][last] = st[k]));
-    } else {
-      d.push(shape[k]);
-      strides.forEach((st, j) => s[j].push(st[k]));
-    }
-  }
+  const c = collapseAxes(shape, strides);
+  const d = c.shape;
+  const s = c.strides;
   if (d.length > RANK) throw new Error(`${op} (gpu): ${d.length} non-mergeable axes in shape [${shape}]; the gpu kernels take at most ${RANK}`);
   while (d.length < RANK) {
     d.unshift(1);
@@ -43,16 +33,8 @@ export function coalesce(shape: readonly number[], strides: readonly (readonly n
   return { dims: d, out: stridesOf(d), ins: s };
 }
 
-/** Strides of `shape` aligned to `out` (rank padded on the left), 0 along broadcast axes. */
-export function broadcastStridesOf(shape: readonly number[], out: readonly number[]): number[] {
-  const full = stridesOf(shape);
-  const st = new Array<number>(out.length).fill(0);
-  for (let i = 0; i < shape.length; i++) {
-    const j = out.length - shape.length + i;
-    st[j] = shape[i] === 1 ? 0 : full[i];
-  }
-  return st;
-}
+/** Strides of `shape` aligned to `out`, 0 along broadcast axes (the shared helper). */
+export { broadcastStrides as broadcastStridesOf } from '../../tensor/shape.ts';
 
 /** The constants a strided kernel reads: d0…d5 (extents), o0…o5 (output strides), and per operand `<p>0…<p>5`. */
 export function stridedConstants(st: Strided, prefixes: readonly string[]): Record<string, number> {
