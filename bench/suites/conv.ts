@@ -30,6 +30,27 @@ export const cases: Case[] = [
 
 export const STOCH = { n: 8, c: 3, size: 1024, o: 32, out: 112, k: 3, stride: 2 } as const;
 
+/**
+ * The stochastic stem's operands (on the current backend) and a source of its options with
+ * fresh windows on every call, as in training (sampling is part of the cost).
+ */
+export function stochasticCase(key: E.random.Key) {
+  const s = STOCH;
+  const x = E.random.normal(E.random.foldIn(key, 4), [s.n, s.c, s.size, s.size]);
+  const w = E.random.normal(E.random.foldIn(key, 2), [s.o, s.c, s.k, s.k], 0, 0.1);
+  const ct = E.random.normal(E.random.foldIn(key, 3), [s.n, s.o, s.out, s.out]);
+  const sliceSize = E.stochasticSliceSize([s.out, s.out], [s.k, s.k], s.stride);
+  const optsFor = (perImage: boolean) => {
+    let step = 0;
+    return () => ({
+      stride: s.stride,
+      outSize: [s.out, s.out] as [number, number],
+      windows: E.sampleWindows(E.random.foldIn(key, step++), { batch: s.n, channels: s.o, inputSize: [s.size, s.size], sliceSize, perImage }),
+    });
+  };
+  return { x, w, ct, optsFor };
+}
+
 type TF = any;
 interface Tfjs {
   tf: TF;
@@ -101,20 +122,10 @@ export const conv: Suite = {
       }
     }
     if (['per-batch', 'per-image'].some((f) => want(`stochastic/${f}`, 'cpu', 'forward') || want(`stochastic/${f}`, 'cpu', 'forward+backward'))) {
-      const s = STOCH;
-      const x = E.random.normal(E.random.foldIn(key, 4), [s.n, s.c, s.size, s.size]);
-      const w = E.random.normal(E.random.foldIn(key, 2), [s.o, s.c, s.k, s.k], 0, 0.1);
-      const ct = E.random.normal(E.random.foldIn(key, 3), [s.n, s.o, s.out, s.out]);
-      const slice = E.stochasticSliceSize([s.out, s.out], [s.k, s.k], s.stride);
+      const { x, w, ct, optsFor } = stochasticCase(key);
       for (const perImage of [false, true]) {
         const name = `stochastic/${perImage ? 'per-image' : 'per-batch'}`;
-        // Fresh windows every call, as in training (sampling is part of the cost).
-        let step = 0;
-        const opts = () => ({
-          stride: s.stride,
-          outSize: [s.out, s.out] as [number, number],
-          windows: E.sampleWindows(E.random.foldIn(key, step++), { batch: s.n, channels: s.o, inputSize: [s.size, s.size], sliceSize: slice, perImage }),
-        });
+        const opts = optsFor(perImage);
         await record(name, 'cpu', 'forward', () => E.stochasticConv2d(x, w, opts()));
         await record(name, 'cpu', 'forward+backward', () => {
           const o = opts();

@@ -8,7 +8,7 @@ import * as E from '../../src/index.ts';
 import { createGpuBackend, gpuModeAvailable, type GpuMode } from '../../src/backends/gpu/index.ts';
 import { modeUnavailableReason } from '../../src/backends/gpu/runtime.ts';
 import { type Pass, type Row, type Suite, matches, measure } from '../harness.ts';
-import { cases as convCases, STOCH } from './conv.ts';
+import { cases as convCases, stochasticCase } from './conv.ts';
 
 // The same cases (names and sizes) as the cpu conv suite, so rows line up across backends.
 const cases = convCases.filter((c) => c.tfjs);
@@ -51,19 +51,10 @@ export const gpu: Suite = {
             return pullback(ct).map((g) => E.dataSync(g));
           });
         }
-        const s = STOCH;
-        const x = E.random.normal(E.random.foldIn(key, 4), [s.n, s.c, s.size, s.size]);
-        const w = E.random.normal(E.random.foldIn(key, 2), [s.o, s.c, s.k, s.k], 0, 0.1);
-        const ct = E.random.normal(E.random.foldIn(key, 3), [s.n, s.o, s.out, s.out]);
-        const slice = E.stochasticSliceSize([s.out, s.out], [s.k, s.k], s.stride);
+        const { x, w, ct, optsFor } = stochasticCase(key);
         for (const perImage of [false, true]) {
           const c = `stochastic/${perImage ? 'per-image' : 'per-batch'}`;
-          let step = 0;
-          const opts = () => ({
-            stride: s.stride,
-            outSize: [s.out, s.out] as [number, number],
-            windows: E.sampleWindows(E.random.foldIn(key, step++), { batch: s.n, channels: s.o, inputSize: [s.size, s.size], sliceSize: slice, perImage }),
-          });
+          const opts = optsFor(perImage);
           await record(c, 'forward', () => E.dataSync(E.stochasticConv2d(x, w, opts())));
           await record(c, 'forward+backward', () => {
             const o = opts();
