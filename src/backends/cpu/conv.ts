@@ -131,12 +131,12 @@ export function conv2dGradInputImpl([ct, w]: readonly Arg[], a: Conv2dGradInputA
 
 export function conv2dGradFilterImpl([x, ct]: readonly Arg[], a: Conv2dGradFilterAttrs, out: OutSpec): TypedArray {
   const p = plan(x.shape, a.filterShape, ct.shape, a);
-  const DW = arrayFor(out.dtype, sizeOf(out.shape));
   const X = x.storage;
   const G = ct.storage;
+  const d = p.depthwise ? depthwiseSimd(p, a, out.dtype) : null;
+  if (d) return depthwiseGradFilterF32(X as Float32Array, G as Float32Array, d);
+  const DW = arrayFor(out.dtype, sizeOf(out.shape));
   if (p.depthwise) {
-    const d = depthwiseSimd(p, a, out.dtype);
-    if (d) return depthwiseGradFilterF32(X as Float32Array, G as Float32Array, d);
     for (let n = 0; n < p.N; n++) for (let o = 0; o < p.O; o++) windowGradFilter(X, G, DW, depthwiseWindow(p, a, n, o));
     return DW;
   }

@@ -59,18 +59,20 @@ const finish = (acc: Float64Array, out: OutSpec): TypedArray => {
   return y;
 };
 
-export function sumImpl([x]: readonly KernelArg<TypedArray>[], { axes }: ReduceAttrs, out: OutSpec): TypedArray {
-  const src = x.storage;
-  const acc = new Float64Array(sizeOf(out.shape));
-  walkRuns(x.shape, axes, (i, len, o, reduced) => {
+/** Adds the sums of `src` over `axes` into `acc`. */
+function sumInto(src: TypedArray, shape: readonly number[], axes: readonly number[], acc: Float64Array): Float64Array {
+  walkRuns(shape, axes, (i, len, o, reduced) => {
     if (reduced) {
       let v = 0;
       for (let j = 0; j < len; j++) v += src[i + j];
       acc[o] += v;
     } else for (let j = 0; j < len; j++) acc[o + j] += src[i + j];
   });
-  return finish(acc, out);
+  return acc;
 }
+
+export const sumImpl = ([x]: readonly KernelArg<TypedArray>[], { axes }: ReduceAttrs, out: OutSpec): TypedArray =>
+  finish(sumInto(x.storage, x.shape, axes, new Float64Array(sizeOf(out.shape))), out);
 
 export function maxImpl([x]: readonly KernelArg<TypedArray>[], { axes }: ReduceAttrs, out: OutSpec): TypedArray {
   const src = x.storage;
@@ -91,14 +93,7 @@ export function momentsImpl([x]: readonly KernelArg<TypedArray>[], { axes }: Red
   const src = x.storage;
   const m = sizeOf(out.shape) / 2;
   const count = x.shape.reduce((p, d, i) => (axes.includes(i) ? p * d : p), 1);
-  const mean = new Float64Array(m);
-  walkRuns(x.shape, axes, (i, len, o, reduced) => {
-    if (reduced) {
-      let v = 0;
-      for (let j = 0; j < len; j++) v += src[i + j];
-      mean[o] += v;
-    } else for (let j = 0; j < len; j++) mean[o + j] += src[i + j];
-  });
+  const mean = sumInto(src, x.shape, axes, new Float64Array(m));
   for (let o = 0; o < m; o++) mean[o] /= count;
   const sq = new Float64Array(m);
   walkRuns(x.shape, axes, (i, len, o, reduced) => {

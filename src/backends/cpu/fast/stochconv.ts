@@ -62,8 +62,34 @@ function copyBand(heap: Float32Array, X: Float32Array, s: StochasticGeom, n: num
   }
 }
 
+/**
+ * Walks image n band by band (B input rows, plus kh − 1 rows of overlap): for each channel whose
+ * window has output rows [i0, i1) in the band, calls visit(o, r, q, i0, i1, b0) with the band
+ * already copied into the buffer at xb (copied once per band, only if some window touches it).
+ */
+function forEachBandWindow(
+  heap: Float32Array, X: Float32Array, s: StochasticGeom, n: number, xb: number,
+  visit: (o: number, r: number, q: number, i0: number, i1: number, b0: number) => void,
+): void {
+  const { H, O, kh } = s;
+  const B = bandRows(s), Bx = B + kh - 1;
+  for (let b0 = 0; b0 < H; b0 += B) {
+    let copied = false;
+    for (let o = 0; o < O; o++) {
+      const [r, q] = windowOf(s, n, o);
+      const [i0, i1] = rowsIn(r, s.stride[0], s.outSize[0], b0, B);
+      if (i0 >= i1) continue;
+      if (!copied) {
+        copyBand(heap, X, s, n, b0, Math.min(Bx, H - b0), xb, Bx);
+        copied = true;
+      }
+      visit(o, r, q, i0, i1, b0);
+    }
+  }
+}
+
 export function stochasticForwardF32(X: Float32Array, Wt: Float32Array, s: StochasticGeom): Float32Array {
-  const { N, C, H, W, O, kh, kw } = s;
+  const { N, C, W, O, kh, kw } = s;
   const [OH, OW] = s.outSize;
   const [sh] = s.stride;
   const P = OH * OW, T = C * kh * kw, cu = chunk(s);
@@ -75,22 +101,12 @@ export function stochasticForwardF32(X: Float32Array, Wt: Float32Array, s: Stoch
   heap.set(Wt.subarray(0, O * T), wb);
   const Y = new Float32Array(N * O * P);
   for (let n = 0; n < N; n++) {
-    for (let b0 = 0; b0 < H; b0 += B) {
-      let copied = false;
-      for (let o = 0; o < O; o++) {
-        const [r, q] = windowOf(s, n, o);
-        const [i0, i1] = rowsIn(r, sh, OH, b0, B);
-        if (i0 >= i1) continue;
-        if (!copied) {
-          copyBand(heap, X, s, n, b0, Math.min(Bx, H - b0), xb, Bx);
-          copied = true;
-        }
-        for (let c0 = 0; c0 < C; c0 += cu) {
-          const k = ks[c0 / cu];
-          (c0 === 0 ? k.fwd : k.fwdAcc)((xb + c0 * Bx * W + (r + i0 * sh - b0) * W + q) * 4, W * 4, Bx * W * 4, (wb + o * T + c0 * kh * kw) * 4, (ys + o * P + i0 * OW) * 4, OW * 4, i1 - i0, OW);
-        }
+    forEachBandWindow(heap, X, s, n, xb, (o, r, q, i0, i1, b0) => {
+      for (let c0 = 0; c0 < C; c0 += cu) {
+        const k = ks[c0 / cu];
+        (c0 === 0 ? k.fwd : k.fwdAcc)((xb + c0 * Bx * W + (r + i0 * sh - b0) * W + q) * 4, W * 4, Bx * W * 4, (wb + o * T + c0 * kh * kw) * 4, (ys + o * P + i0 * OW) * 4, OW * 4, i1 - i0, OW);
       }
-    }
+    });
     Y.set(heap.subarray(ys, ys + O * P), n * O * P);
   }
   return Y;
@@ -140,7 +156,7 @@ export function stochasticGradInputF32(G: Float32Array, Wt: Float32Array, s: Sto
 }
 
 export function stochasticGradFilterF32(X: Float32Array, G: Float32Array, s: StochasticGeom): Float32Array {
-  const { N, C, H, W, O, kh, kw } = s;
+  const { N, C, W, O, kh, kw } = s;
   const [OH, OW] = s.outSize;
   const [sh] = s.stride;
   const P = OH * OW, T = C * kh * kw;
@@ -152,23 +168,13 @@ export function stochasticGradFilterF32(X: Float32Array, G: Float32Array, s: Sto
   heap.fill(0, dw, dw + O * T);
   for (let n = 0; n < N; n++) {
     heap.set(G.subarray(n * O * P, (n + 1) * O * P), gs);
-    for (let b0 = 0; b0 < H; b0 += B) {
-      let copied = false;
-      for (let o = 0; o < O; o++) {
-        const [r, q] = windowOf(s, n, o);
-        const [i0, i1] = rowsIn(r, sh, OH, b0, B);
-        if (i0 >= i1) continue;
-        if (!copied) {
-          copyBand(heap, X, s, n, b0, Math.min(Bx, H - b0), xb, Bx);
-          copied = true;
-        }
-        for (let c = 0; c < C; c++) {
-          for (let ky = 0; ky < kh; ky++) {
-            k.gwRow((xb + c * Bx * W + (r + i0 * sh + ky - b0) * W + q) * 4, sh * W * 4, (gs + o * P + i0 * OW) * 4, OW * 4, i1 - i0, OW, (dw + o * T + (c * kh + ky) * kw) * 4);
-          }
+    forEachBandWindow(heap, X, s, n, xb, (o, r, q, i0, i1, b0) => {
+      for (let c = 0; c < C; c++) {
+        for (let ky = 0; ky < kh; ky++) {
+          k.gwRow((xb + c * Bx * W + (r + i0 * sh + ky - b0) * W + q) * 4, sh * W * 4, (gs + o * P + i0 * OW) * 4, OW * 4, i1 - i0, OW, (dw + o * T + (c * kh + ky) * kw) * 4);
         }
       }
-    }
+    });
   }
   return heap.slice(dw, dw + O * T);
 }
