@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
+import { type DataError, renderDataError } from '../../src/data/index.ts';
 
 export function tempDir(prefix: string): { dir: string; cleanup: () => void } {
   const dir = mkdtempSync(join(tmpdir(), `stochconv-${prefix}-`));
@@ -36,3 +37,15 @@ export function writeText(path: string, text: string): string {
 
 /** ../shared/data/isic-sample beside the repository (real ISIC images; absent on some machines). */
 export const SHARED_SAMPLE = fileURLToPath(new URL('../../../shared/data/isic-sample', import.meta.url));
+
+type Result<A> = { _tag: 'Left'; left: DataError } | { _tag: 'Right'; right: A };
+/** The Right of an Either, or a failure that renders the DataError. */
+export const right = <A>(e: Result<A>): A => {
+  if (e._tag === 'Left') throw new Error(renderDataError(e.left));
+  return e.right;
+};
+/** The Left of an Either (the test expects a failure). */
+export const left = <A>(e: Result<A>): DataError => {
+  if (e._tag === 'Right') throw new Error('expected a Left');
+  return e.left;
+};

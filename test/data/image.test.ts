@@ -4,19 +4,11 @@ import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as D from '../../src/data/index.ts';
 import { key } from '../../src/tensor/random.ts';
-import { tempDir, writeImage } from './fixtures.ts';
+import { left, right, tempDir, writeImage } from './fixtures.ts';
 
 const { dir, cleanup } = tempDir('image');
 afterAll(cleanup);
 
-const right = <A>(e: { _tag: 'Left'; left: D.DataError } | { _tag: 'Right'; right: A }): A => {
-  if (e._tag === 'Left') throw new Error(D.renderDataError(e.left));
-  return e.right;
-};
-const left = <A>(e: { _tag: 'Left'; left: D.DataError } | { _tag: 'Right'; right: A }): D.DataError => {
-  if (e._tag === 'Right') throw new Error('expected a Left');
-  return e.left;
-};
 
 /** A square test card: gradient background and a bright 6×6 marker at (mx, my). */
 function card(n: number, mx: number, my: number): D.RawImage {

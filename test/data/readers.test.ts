@@ -2,19 +2,11 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as D from '../../src/data/index.ts';
-import { SHARED_SAMPLE, tempDir, writeImage, writeText } from './fixtures.ts';
+import { SHARED_SAMPLE, left, right, tempDir, writeImage, writeText } from './fixtures.ts';
 
 const { dir: root, cleanup } = tempDir('readers');
 afterAll(cleanup);
 
-const right = <A>(e: { _tag: 'Left'; left: D.DataError } | { _tag: 'Right'; right: A }): A => {
-  if (e._tag === 'Left') throw new Error(D.renderDataError(e.left));
-  return e.right;
-};
-const left = <A>(e: { _tag: 'Left'; left: D.DataError } | { _tag: 'Right'; right: A }): D.DataError => {
-  if (e._tag === 'Right') throw new Error('expected a Left');
-  return e.left;
-};
 const load = async (dirs: string[], opts: D.LoadOptions) => D.loadDataset(dirs, opts)();
 
 const names = (n: number, p = 'ISIC_00') => Array.from({ length: n }, (_, i) => `${p}${String(i).padStart(5, '0')}`);
