@@ -18,6 +18,13 @@ function stateDict(classes: number): Record<string, Tensor> {
   return Object.fromEntries(nn.efficientnet.torchvisionEntries(cfg).map((e) => [e.key, formula(e.key, e.shape)]));
 }
 
+/**
+ * Float32 against PyTorch's float32, each bound ~10x the largest error measured on this fixture
+ * (logits 2.7e-6, loss 1.2e-7, gradients 5.9e-5, running statistics 6.8e-6): a regression of one
+ * order of magnitude fails.
+ */
+const TOL = { logits: 2.5e-5, loss: 1.5e-6, grad: 6e-4, stats: 7e-5 };
+
 const relErr = (a: ArrayLike<number>, b: ArrayLike<number>): number => {
   let num = 0;
   let den = 0;
@@ -41,7 +48,7 @@ describe('torchvision parity', () => {
     expect(nn.parameterCount(nn.fromTorchvision('b0', stateDict(1)))).toBe(4_008_829);
   });
 
-  it('an imported B0 gives torchvision eval-mode logits within 1e-3 (two input sizes)', () => {
+  it('an imported B0 gives torchvision eval-mode logits within 2.5e-5 (measured 2.7e-6; two input sizes)', () => {
     const model = nn.fromTorchvision('b0', stateDict(1000));
     expect(model.config.numClasses).toBe(1000);
     expect(model.config.padding).toBe('symmetric');
@@ -50,11 +57,11 @@ describe('torchvision parity', () => {
       const x = formula(f.input, f.shape);
       const y = dataSync(nn.predict(model, x));
       expect(y.length).toBe(f.logits.length);
-      expect(relErr(y, f.logits), `${f.input}`).toBeLessThan(1e-3);
+      expect(relErr(y, f.logits), `${f.input}`).toBeLessThan(TOL.logits);
       if (f.shape[0] === 2) {
         // The two images' logits differ by ~10: the input matters, so the check is discriminating.
         const d = (a: ArrayLike<number>) => Array.from({ length: 1000 }, (_, i) => a[i] - a[1000 + i]);
-        expect(relErr(d(y), d(f.logits))).toBeLessThan(1e-3);
+        expect(relErr(d(y), d(f.logits))).toBeLessThan(TOL.logits);
       }
     }
   });
@@ -71,24 +78,24 @@ describe('torchvision parity', () => {
       },
       { hasAux: true },
     )(model.params);
-    expect(relErr(dataSync(aux.logits), t.logits)).toBeLessThan(1e-3);
-    expect(Math.abs(item(loss) - t.loss)).toBeLessThan(1e-4);
+    expect(relErr(dataSync(aux.logits), t.logits)).toBeLessThan(TOL.logits);
+    expect(Math.abs(item(loss) - t.loss)).toBeLessThan(TOL.loss);
     const entries = new Map(nn.efficientnet.torchvisionEntries(model.config).map((e) => [e.key, e]));
     const at = (tree: unknown, path: readonly (string | number)[]) => path.reduce<any>((n, p) => n[p], tree) as Tensor;
     for (const [k, g] of Object.entries(t.grads as Record<string, { shape: number[]; first: number[]; sumSquares: number }>)) {
       const e = entries.get(k)!;
       const ours = dataSync(at(grads, e.path));
       expect([...at(grads, e.path).shape], k).toEqual(g.shape);
-      expect(relErr(ours.subarray(0, g.first.length), g.first), k).toBeLessThan(1e-3);
+      expect(relErr(ours.subarray(0, g.first.length), g.first), k).toBeLessThan(TOL.grad);
       let ss = 0;
       for (const v of ours) ss += v * v;
-      expect(Math.abs(ss - g.sumSquares) / g.sumSquares, k).toBeLessThan(2e-3);
+      expect(Math.abs(ss - g.sumSquares) / g.sumSquares, k).toBeLessThan(TOL.grad);
     }
     // The returned state holds the running statistics PyTorch has after the step (momentum 0.1).
     const s = aux.state as any;
-    expect(relErr(dataSync(s.stem.mean), t.runningStats['features.0.1.running_mean'])).toBeLessThan(1e-3);
-    expect(relErr(dataSync(s.stem.var), t.runningStats['features.0.1.running_var'])).toBeLessThan(1e-3);
-    expect(relErr(dataSync(s.head.var), t.runningStats['features.8.1.running_var'])).toBeLessThan(1e-3);
+    expect(relErr(dataSync(s.stem.mean), t.runningStats['features.0.1.running_mean'])).toBeLessThan(TOL.stats);
+    expect(relErr(dataSync(s.stem.var), t.runningStats['features.0.1.running_var'])).toBeLessThan(TOL.stats);
+    expect(relErr(dataSync(s.head.var), t.runningStats['features.8.1.running_var'])).toBeLessThan(TOL.stats);
     // Nothing was mutated: the model still holds the imported statistics.
     expect(relErr(dataSync((model.state as any).stem.var), dataSync(formula('features.0.1.running_var', [32])))).toBe(0);
   });
