@@ -8,5 +8,7 @@ export default defineConfig({
     // Two cores on CI: run files in two forks.
     pool: 'forks',
     maxWorkers: 2,
+    globalSetup: ['test/setup/seed.ts'],
+    setupFiles: ['test/setup/fast-check.ts'],
   },
 });

@@ -29,7 +29,7 @@ describe('gradient checks (float64, finite differences)', () => {
           const err = E.checkGradients(c.fn, k, { step: c.step }).maxError;
           if (!(err <= c.tol)) throw new Error(`${c.name}: relative error ${err.toExponential(2)} > ${c.tol}`);
         }),
-        { numRuns: runs, seed: 1 },
+        { numRuns: runs },
       );
     });
   }
