@@ -1,5 +1,5 @@
 /** Tiny generated images and label files for the data tests (built in a temp folder per test file). */
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -37,6 +37,9 @@ export function writeText(path: string, text: string): string {
 
 /** ../shared/data/isic-sample beside the repository (real ISIC images; absent on some machines). */
 export const SHARED_SAMPLE = fileURLToPath(new URL('../../../shared/data/isic-sample', import.meta.url));
+/** Whether it is here, and the reason a test names when it is skipped. */
+export const SAMPLE_HERE = existsSync(join(SHARED_SAMPLE, 'labels.csv'));
+export const sampleTitle = (title: string): string => (SAMPLE_HERE ? title : `${title} (skipped: ${SHARED_SAMPLE}/labels.csv not found)`);
 
 type Result<A> = { _tag: 'Left'; left: DataError } | { _tag: 'Right'; right: A };
 /** The Right of an Either, or a failure that renders the DataError. */

@@ -1,9 +1,9 @@
-import { existsSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as D from '../../src/data/index.ts';
 import { dataSync } from '../../src/tensor/tensor.ts';
-import { SHARED_SAMPLE, tempDir, writeImage } from './fixtures.ts';
+import { SAMPLE_HERE, SHARED_SAMPLE, sampleTitle, tempDir, writeImage } from './fixtures.ts';
 
 const { dir, cleanup } = tempDir('loader');
 afterAll(cleanup);
@@ -110,8 +110,7 @@ describe('createLoader', () => {
 });
 
 describe('isic-sample loader (real images)', () => {
-  const here = existsSync(join(SHARED_SAMPLE, 'labels.csv'));
-  it.skipIf(!here)('yields correctly labelled, augmented {low, high} batches', async () => {
+  it.skipIf(!SAMPLE_HERE)(sampleTitle('yields correctly labelled, augmented {low, high} batches'), async () => {
     const ds = await D.loadDataset([SHARED_SAMPLE], { task: 'binary' })();
     if (ds._tag === 'Left') throw new Error(D.renderDataError(ds.left));
     const truth = new Map(ds.right.items.map((i) => [i.name, i.label]));
@@ -129,5 +128,4 @@ describe('isic-sample loader (real images)', () => {
     }
     await loader.close();
   });
-  if (!here) it('isic-sample is absent: skipped', () => console.warn(`data tests: ${SHARED_SAMPLE} not found, real-image tests skipped`));
 });

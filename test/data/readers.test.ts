@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as D from '../../src/data/index.ts';
-import { SHARED_SAMPLE, left, right, tempDir, writeImage, writeText } from './fixtures.ts';
+import { SAMPLE_HERE, SHARED_SAMPLE, sampleTitle, left, right, tempDir, writeImage, writeText } from './fixtures.ts';
 
 const { dir: root, cleanup } = tempDir('readers');
 afterAll(cleanup);
@@ -189,8 +189,7 @@ describe('split', () => {
 });
 
 describe('isic-sample (real images)', () => {
-  const here = existsSync(join(SHARED_SAMPLE, 'labels.csv'));
-  it.skipIf(!here)('reads 347 labelled images and splits 80/20', async () => {
+  it.skipIf(!SAMPLE_HERE)(sampleTitle('reads 347 labelled images and splits 80/20'), async () => {
     const ds = right(await load([SHARED_SAMPLE], { task: 'binary' }));
     expect(ds.items).toHaveLength(347);
     expect(ds.items.filter((i) => i.label === 1)).toHaveLength(119);
@@ -198,5 +197,4 @@ describe('isic-sample (real images)', () => {
     const s = right(D.splitDataset(ds, {}));
     expect(s.val.length).toBe(Math.round(119 * 0.2) + Math.round(228 * 0.2));
   });
-  if (!here) it('isic-sample is absent: skipped', () => console.warn(`data tests: ${SHARED_SAMPLE} not found, real-image tests skipped`));
 });
