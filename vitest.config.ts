@@ -8,7 +8,7 @@ export default defineConfig({
     // Two cores on CI: run files in two forks.
     pool: 'forks',
     maxWorkers: 2,
-    globalSetup: ['test/setup/seed.ts'],
+    globalSetup: ['test/setup/seed.ts', 'test/setup/display.ts'],
     setupFiles: ['test/setup/fast-check.ts'],
   },
 });

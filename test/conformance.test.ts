@@ -3,8 +3,8 @@
  * convs), on every backend/mode against the CPU backend, on small random float32 cases drawn from
  * the table's own `check` generators (so a new primitive is covered the day it is added).
  *
- * Backends: gpu.js headless-gl (the real GLSL path; needs a GL context, i.e. run under Xvfb:
- * `scripts/with-gl.sh npx vitest run test/conformance.test.ts`, otherwise skipped with the reason
+ * Backends: gpu.js headless-gl (the real GLSL path; needs a GL context: vitest starts an Xvfb
+ * display when one is installed (test/setup/display.ts), otherwise skipped with the reason
  * printed), gpu.js webasm (always) and gpu.js cpu.
  *
  * Tolerance (float32): |got − want| ≤ RTOL · (1 + max|want|) elementwise, with RTOL = 1e-4, i.e.
