@@ -209,6 +209,31 @@ export class WasmHeap {
       this.release(t);
     }
   }
+
+  /**
+   * Runs `body` with room for `n` floats of output at a heap address and returns them: in `out` itself when it
+   * is a view of this memory (nothing copied), else copied into `out` or into a new Float32Array.
+   */
+  outF32(n: number, body: (ptr: number) => void, out?: Float32Array): Float32Array {
+    if (out && out.length !== n) throw new Error(`wasm heap: output of ${out.length} floats given for ${n}`);
+    const p = out ? this.ptrOf(out) : -1;
+    if (p >= 0) {
+      body(p);
+      return out!;
+    }
+    const t = this.alloc(n * 4);
+    try {
+      body(t);
+      const v = this.view(t, n);
+      if (out) {
+        out.set(v);
+        return out;
+      }
+      return v.slice();
+    } finally {
+      this.release(t);
+    }
+  }
 }
 
 let theHeap: WasmHeap | null | undefined;
