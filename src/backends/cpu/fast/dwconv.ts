@@ -14,18 +14,11 @@
  */
 import { type Geom, SLACK, convSimdAvailable, ginColumnShift, ginPadding, kernels, ranges } from './convsimd.ts';
 import { wasmHeap } from './heap.ts';
+import type { ConvGeometry } from '../conv_geom.ts';
 import { Job, S, poolThreads } from './pool.ts';
 
-export interface DepthwiseGeom {
-  readonly N: number; readonly C: number; readonly H: number; readonly W: number;
-  /** Output channels (C·M) and output plane. */
-  readonly O: number; readonly OH: number; readonly OW: number;
-  readonly kh: number; readonly kw: number;
-  readonly stride: readonly [number, number];
-  readonly dilation: readonly [number, number];
-  /** [top, bottom, left, right] */
-  readonly padding: readonly [number, number, number, number];
-}
+/** The fields of a conv's geometry record (../conv_geom.ts) these kernels read. */
+export type DepthwiseGeom = Pick<ConvGeometry, 'N' | 'C' | 'H' | 'W' | 'O' | 'OH' | 'OW' | 'kh' | 'kw' | 'stride' | 'dilation' | 'padding'>;
 
 export function depthwiseSimdOk(d: DepthwiseGeom): boolean {
   return (d.stride[1] === 1 || d.stride[1] === 2) && convSimdAvailable();

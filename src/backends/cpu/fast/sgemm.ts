@@ -9,6 +9,7 @@
  */
 import { type PoolKernel, Job, loadKernels, poolThreads, poolWorkerTasks, setPoolThreads, stopPool } from './pool.ts';
 import { type WasmHeap, wasmHeap } from './heap.ts';
+import { gemm } from '../gemm_ref.ts';
 import { D, type GemmShape, hasRelaxedSimd, scratchBytes, sgemmModuleBytes } from './sgemm_wasm.ts';
 
 /** Above this many operand bytes a call is split in halves (recursively) so it always fits. */
@@ -285,25 +286,16 @@ function run(
   }
 }
 
-/** Plain TS with the same semantics: the fallback without wasm SIMD, and the reference for tests. */
+/** The reference GEMM (../gemm_ref.ts) with sgemm's semantics: the fallback without wasm SIMD. */
 export function sgemmTs(
   transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
   A: Float32Array, aOff: number, lda: number, B: Float32Array, bOff: number, ldb: number,
   beta: number, C: Float32Array, cOff: number, ldc: number,
 ): void {
-  const sam = transA ? 1 : lda;
-  const sak = transA ? lda : 1;
-  const sbk = transB ? 1 : ldb;
-  const sbn = transB ? ldb : 1;
-  const acc = new Float64Array(N);
+  const P = new Float64Array(M * N);
+  gemm(A, aOff, transA ? 1 : lda, transA ? lda : 1, B, bOff, transB ? 1 : ldb, transB ? ldb : 1, P, 0, M, N, K);
   for (let i = 0; i < M; i++) {
-    acc.fill(0);
-    for (let k = 0; k < K; k++) {
-      const a = A[aOff + i * sam + k * sak];
-      const b0 = bOff + k * sbk;
-      for (let j = 0; j < N; j++) acc[j] += a * B[b0 + j * sbn];
-    }
     const r = cOff + i * ldc;
-    for (let j = 0; j < N; j++) C[r + j] = alpha * acc[j] + (beta === 0 ? 0 : beta * C[r + j]);
+    for (let j = 0; j < N; j++) C[r + j] = alpha * P[i * N + j] + (beta === 0 ? 0 : beta * C[r + j]);
   }
 }

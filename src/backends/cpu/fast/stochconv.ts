@@ -16,16 +16,11 @@
  */
 import { type Geom, SLACK, convSimdAvailable, ginColumnShift, ginPadding, kernels, ranges } from './convsimd.ts';
 import { wasmHeap } from './heap.ts';
+import { type StochasticGeometry, windowOf } from '../conv_geom.ts';
 import { Job, S, poolThreads } from './pool.ts';
 
-export interface StochasticGeom {
-  readonly N: number; readonly C: number; readonly H: number; readonly W: number;
-  readonly O: number; readonly kh: number; readonly kw: number;
-  readonly stride: readonly [number, number];
-  readonly outSize: readonly [number, number];
-  readonly windows: Int32Array;
-  readonly perImage: boolean;
-}
+/** The stochastic conv's geometry record (../conv_geom.ts). */
+export type StochasticGeom = StochasticGeometry;
 
 export function stochasticSimdOk(s: StochasticGeom): boolean {
   return (s.stride[1] === 1 || s.stride[1] === 2) && convSimdAvailable();
@@ -36,10 +31,6 @@ const chunk = (s: StochasticGeom) => Math.max(1, Math.min(s.C, Math.floor(32 / (
 const geom = (s: StochasticGeom, cn: number): Geom => ({ cn, kh: s.kh, kw: s.kw, sh: s.stride[0], sw: s.stride[1] as 1 | 2, dh: 1, dw: 1 });
 /** The kernels of each channel chunk (looked up once per call, not per band). */
 const chunkKernels = (s: StochasticGeom, cu: number) => Array.from({ length: Math.ceil(s.C / cu) }, (_, i) => kernels(geom(s, Math.min(cu, s.C - i * cu))));
-const windowOf = (s: StochasticGeom, n: number, o: number): [number, number] => {
-  const i = s.perImage ? n * s.O + o : o;
-  return [s.windows[2 * i], s.windows[2 * i + 1]];
-};
 
 /** Input rows per band: about 128 KiB of all C planes (plus the kh − 1 rows the last outputs reach into). */
 const bandRows = (s: StochasticGeom) => bandOverride ?? Math.max(8, Math.min(s.H, Math.floor(32768 / (s.C * s.W))));
