@@ -15,7 +15,8 @@
  *
  * The ragged last block of a row is masked: outputs beyond the row are neither written nor (in gwRow) summed, so
  * garbage read past the end of a row never reaches a result. Reads may run up to SLACK bytes past the last plane.
- * Only sw ∈ {1, 2} are generated (the callers keep the TS window kernels for other strides).
+ * Only sw ∈ {1, 2} are generated (for other strides conv.ts takes im2col + sgemm, or the reference). Modules import
+ * the shared heap (heap.ts) and are loaded into the pool (pool.ts), so jobs of their calls run on every thread.
  */
 import { Fn, T, type Expr, add, assemble, get, i32, load, loadSplat, lt_s, mul, sub, vadd, vmul, vzero } from './wasm.ts';
 import { SLACK, wasmHeap } from './heap.ts';
@@ -347,7 +348,7 @@ export function ginPadding(g: Geom): { top: number; bottom: number; left: number
   return { top, bottom: top + 2, left, right: left + 4 * V + 4 };
 }
 
-/** Whether the wasm SIMD conv kernels can run here (else callers keep the TS kernels). */
+/** Whether the wasm SIMD conv kernels can run here (else callers take the GEMM path or the reference). */
 export function convSimdAvailable(): boolean {
   return wasmHeap() !== null;
 }
