@@ -1,15 +1,13 @@
 /**
- * The CPU kernels of the convolution family, keyed by primitive name (spread into the CPU
- * backend's kernel map in ./index.ts). Paths, chosen per call:
- *   - depthwise (one input channel per group): float32 with column stride 1–2 on the generated wasm SIMD
- *     window kernels of fast/dwconv.ts; otherwise the TS window kernels of conv_window.ts, weights in locals;
- *   - everything else: per image and group, im2col + the blocked GEMM of conv_gemm.ts, where a
- *     1×1 stride-1 unpadded (pointwise) conv skips im2col and multiplies the input planes directly;
- *   - stochastic conv: direct window kernels at each channel's (image's) window, all C input
- *     planes of a channel in one unrolled pass: the same cost per output as a direct conv, with no
- *     per-channel copy of the window (float32, column stride 1–2: wasm SIMD in fast/stochconv.ts,
- *     in L2-sized bands of input rows; else conv_window.ts).
- * The plain loops of conv_ref.ts stay as the reference these are tested against.
+ * The CPU kernels of the convolution family, keyed by primitive name (spread into the CPU backend's kernel map in
+ * ./index.ts). One geometry record per call (conv_geom.ts); one float64 TypeScript reference per op (conv_ref.ts,
+ * which also serves float32 where no fast path applies) and one float32 fast path:
+ *   - depthwise (one input channel per group), column stride 1–2: the wasm SIMD window kernels of fast/dwconv.ts;
+ *   - every other conv (depthwise with wider strides included): per image and group, im2col into the wasm heap +
+ *     the sgemm (fast/sgemm.ts), which reads it in place; a 1×1 stride-1 unpadded (pointwise) conv skips im2col
+ *     and multiplies the input planes directly;
+ *   - stochastic conv, column stride 1–2: the wasm SIMD window kernels of fast/stochconv.ts.
+ * All of them run on the pool's threads. Tests compare them with the references (convReferenceKernels).
  */
 import type { Kernel, KernelArg, OutSpec, TypedArray } from '../backend.ts';
 import type {
@@ -20,199 +18,105 @@ import type {
   StochasticConv2dGradFilterAttrs,
   StochasticConv2dGradInputAttrs,
 } from '../../autograd/conv.ts';
-import { arrayFor } from '../../tensor/tensor.ts';
 import { sizeOf } from '../../tensor/shape.ts';
-import { type ConvGeom, col2im, gemm, im2col } from './conv_gemm.ts';
+import { col2im, im2col } from './conv_gemm.ts';
+import { type ConvGeometry, convGeometry, stochasticGeometry } from './conv_geom.ts';
 import * as R from './conv_ref.ts';
-import { type Window, channelChunk, windowForward, windowGradFilter, windowGradInput } from './conv_window.ts';
-import { type DepthwiseGeom, depthwiseForwardF32, depthwiseGradFilterF32, depthwiseGradInputF32, depthwiseSimdOk } from './fast/dwconv.ts';
-import { type StochasticGeom, stochasticForwardF32, stochasticGradFilterF32, stochasticGradInputF32, stochasticSimdOk } from './fast/stochconv.ts';
+import { depthwiseForwardF32, depthwiseGradFilterF32, depthwiseGradInputF32, depthwiseSimdOk } from './fast/dwconv.ts';
+import { wasmHeap } from './fast/heap.ts';
+import { sgemm } from './fast/sgemm.ts';
+import { stochasticForwardF32, stochasticGradFilterF32, stochasticGradInputF32, stochasticSimdOk } from './fast/stochconv.ts';
 
 type Arg = KernelArg<TypedArray>;
+const f32 = (a: Arg) => a.storage as Float32Array;
+const isF32 = (args: readonly Arg[], out: OutSpec) => out.dtype === 'float32' && args.every((a) => a.storage instanceof Float32Array);
 
-interface Plan {
-  N: number; C: number; H: number; W: number;
-  O: number; Cg: number; kh: number; kw: number;
-  OH: number; OW: number; groups: number; Og: number;
-  depthwise: boolean;
-  /** 1×1, stride 1, no padding: the input planes are the im2col matrix. */
-  pointwise: boolean;
-  geom: ConvGeom;
+/**
+ * Runs `body` with a float32 im2col buffer of `n` floats: a view of the wasm heap when there is one (so the sgemm
+ * reads it in place), else a plain array.
+ */
+function withCol<R>(n: number, body: (col: Float32Array) => R): R {
+  const h = wasmHeap();
+  if (!h) return body(new Float32Array(n));
+  const p = h.alloc(n * 4);
+  try {
+    return body(h.view(p, n));
+  } finally {
+    h.release(p);
+  }
 }
 
-function plan(x: readonly number[], w: readonly number[], y: readonly number[], a: Conv2dAttrs): Plan {
-  const [N, C, H, W] = x;
-  const [O, Cg, kh, kw] = w;
-  const [, , OH, OW] = y;
-  const [sh, sw] = a.stride;
-  const [dh, dw] = a.dilation;
-  const [pt, pb, pl, pr] = a.padding;
-  const pointwise = kh === 1 && kw === 1 && sh === 1 && sw === 1 && pt + pb + pl + pr === 0;
-  return {
-    N, C, H, W, O, Cg, kh, kw, OH, OW, groups: a.groups, Og: O / a.groups,
-    depthwise: Cg === 1 && a.groups === C && a.groups > 1 && !pointwise,
-    pointwise,
-    geom: { C: Cg, H, W, kh, kw, sh, sw, dh, dw, pt, pl, OH, OW },
-  };
-}
-
-/** The float32 wasm SIMD depthwise path (fast/dwconv.ts) when it applies, else null. */
-function depthwiseSimd(p: Plan, a: Conv2dAttrs, dtype: string): DepthwiseGeom | null {
-  if (dtype !== 'float32') return null;
-  const d: DepthwiseGeom = {
-    N: p.N, C: p.C, H: p.H, W: p.W, O: p.O, OH: p.OH, OW: p.OW, kh: p.kh, kw: p.kw,
-    stride: a.stride, dilation: a.dilation, padding: a.padding,
-  };
-  return depthwiseSimdOk(d) ? d : null;
-}
-
-/** The window of output channel o (image n) of a depthwise conv. */
-function depthwiseWindow(p: Plan, a: Conv2dAttrs, n: number, o: number): Window {
-  const c = Math.floor(o / p.Og);
-  return {
-    xOff: (n * p.C + c) * p.H * p.W, cn: 1, H: p.H, W: p.W, kh: p.kh, kw: p.kw,
-    sh: a.stride[0], sw: a.stride[1], dh: a.dilation[0], dw: a.dilation[1],
-    oy0: -a.padding[0], ox0: -a.padding[2],
-    yOff: (n * p.O + o) * p.OH * p.OW, OH: p.OH, OW: p.OW, wOff: o * p.kh * p.kw,
-  };
+/** Calls f(n, g, xOff) for each image and group, with the offset of the group's first input plane. */
+function eachGroup(p: ConvGeometry, f: (n: number, g: number, xOff: number) => void): void {
+  for (let n = 0; n < p.N; n++) for (let g = 0; g < p.groups; g++) f(n, g, (n * p.C + g * p.Cg) * p.H * p.W);
 }
 
 export function conv2dImpl([x, w]: readonly Arg[], a: Conv2dAttrs, out: OutSpec): TypedArray {
-  const p = plan(x.shape, w.shape, out.shape, a);
-  const d = p.depthwise ? depthwiseSimd(p, a, out.dtype) : null;
-  if (d) return depthwiseForwardF32(x.storage as Float32Array, w.storage as Float32Array, d);
-  const Y = arrayFor(out.dtype, sizeOf(out.shape));
-  const X = x.storage;
-  const Wt = w.storage;
-  if (p.depthwise) {
-    for (let n = 0; n < p.N; n++) for (let o = 0; o < p.O; o++) windowForward(X, Wt, Y, depthwiseWindow(p, a, n, o), false);
-    return Y;
-  }
-  const K = p.Cg * p.kh * p.kw;
-  const P = p.OH * p.OW;
-  const HW = p.H * p.W;
-  const col = p.pointwise ? X : arrayFor(out.dtype, K * P);
-  for (let n = 0; n < p.N; n++) {
-    for (let g = 0; g < p.groups; g++) {
-      const xOff = (n * p.C + g * p.Cg) * HW;
-      if (!p.pointwise) im2col(X, xOff, p.geom, col);
+  if (!isF32([x, w], out)) return R.conv2dRefImpl([x, w], a, out);
+  const p = convGeometry(x.shape, w.shape, out.shape, a);
+  if (p.depthwise && depthwiseSimdOk(p)) return depthwiseForwardF32(f32(x), f32(w), p);
+  const Y = new Float32Array(sizeOf(out.shape));
+  const K = p.Cg * p.kh * p.kw, P = p.OH * p.OW;
+  withCol(p.pointwise ? 0 : K * P, (colBuf) => {
+    eachGroup(p, (n, g, xOff) => {
+      const col = p.pointwise ? f32(x) : colBuf;
+      if (!p.pointwise) im2col(f32(x), xOff, p, col);
       // Y[n, g·Og + o, :] = W[g·Og + o, :] · col
-      gemm(p.Og, P, K, Wt, g * p.Og * K, K, 1, col, p.pointwise ? xOff : 0, P, 1, Y, (n * p.O + g * p.Og) * P, P, false);
-    }
-  }
+      sgemm(false, false, p.Og, P, K, 1, f32(w), g * p.Og * K, K, col, p.pointwise ? xOff : 0, P, 0, Y, (n * p.O + g * p.Og) * P, P);
+    });
+  });
   return Y;
 }
 
 export function conv2dGradInputImpl([ct, w]: readonly Arg[], a: Conv2dGradInputAttrs, out: OutSpec): TypedArray {
-  const p = plan(a.inputShape, w.shape, ct.shape, a);
-  const d = p.depthwise ? depthwiseSimd(p, a, out.dtype) : null;
-  if (d) return depthwiseGradInputF32(ct.storage as Float32Array, w.storage as Float32Array, d);
-  const DX = arrayFor(out.dtype, sizeOf(out.shape));
-  const G = ct.storage;
-  const Wt = w.storage;
-  if (p.depthwise) {
-    for (let n = 0; n < p.N; n++) for (let o = 0; o < p.O; o++) windowGradInput(DX, Wt, G, depthwiseWindow(p, a, n, o));
-    return DX;
-  }
-  const K = p.Cg * p.kh * p.kw;
-  const P = p.OH * p.OW;
-  const HW = p.H * p.W;
-  const col = p.pointwise ? DX : arrayFor(out.dtype, K * P);
-  for (let n = 0; n < p.N; n++) {
-    for (let g = 0; g < p.groups; g++) {
-      const xOff = (n * p.C + g * p.Cg) * HW;
-      // col[t, :] = Σ_o W[g·Og + o, t] · G[n, g·Og + o, :]  (Wᵀ read through strides)
-      gemm(K, P, p.Og, Wt, g * p.Og * K, 1, K, G, (n * p.O + g * p.Og) * P, P, 1, col, p.pointwise ? xOff : 0, P, false);
-      if (!p.pointwise) col2im(col, p.geom, DX, xOff);
-    }
-  }
+  if (!isF32([ct, w], out)) return R.conv2dGradInputRefImpl([ct, w], a, out);
+  const p = convGeometry(a.inputShape, w.shape, ct.shape, a);
+  if (p.depthwise && depthwiseSimdOk(p)) return depthwiseGradInputF32(f32(ct), f32(w), p);
+  const DX = new Float32Array(sizeOf(out.shape));
+  const K = p.Cg * p.kh * p.kw, P = p.OH * p.OW;
+  withCol(p.pointwise ? 0 : K * P, (colBuf) => {
+    eachGroup(p, (n, g, xOff) => {
+      const col = p.pointwise ? DX : colBuf;
+      // col = W[g]ᵀ · G[n, g]  (K × P)
+      sgemm(true, false, K, P, p.Og, 1, f32(w), g * p.Og * K, K, f32(ct), (n * p.O + g * p.Og) * P, P, 0, col, p.pointwise ? xOff : 0, P);
+      if (!p.pointwise) col2im(col, 0, p, DX, xOff);
+    });
+  });
   return DX;
 }
 
 export function conv2dGradFilterImpl([x, ct]: readonly Arg[], a: Conv2dGradFilterAttrs, out: OutSpec): TypedArray {
-  const p = plan(x.shape, a.filterShape, ct.shape, a);
-  const X = x.storage;
-  const G = ct.storage;
-  const d = p.depthwise ? depthwiseSimd(p, a, out.dtype) : null;
-  if (d) return depthwiseGradFilterF32(X as Float32Array, G as Float32Array, d);
-  const DW = arrayFor(out.dtype, sizeOf(out.shape));
-  if (p.depthwise) {
-    for (let n = 0; n < p.N; n++) for (let o = 0; o < p.O; o++) windowGradFilter(X, G, DW, depthwiseWindow(p, a, n, o));
-    return DW;
-  }
-  const K = p.Cg * p.kh * p.kw;
-  const P = p.OH * p.OW;
-  const HW = p.H * p.W;
-  const col = p.pointwise ? X : arrayFor(out.dtype, K * P);
-  for (let n = 0; n < p.N; n++) {
-    for (let g = 0; g < p.groups; g++) {
-      const xOff = (n * p.C + g * p.Cg) * HW;
-      if (!p.pointwise) im2col(X, xOff, p.geom, col);
-      // DW[g·Og + o, t] += Σ_p G[n, g·Og + o, p] · col[t, p]  (colᵀ read through strides)
-      gemm(p.Og, K, P, G, (n * p.O + g * p.Og) * P, P, 1, col, p.pointwise ? xOff : 0, 1, P, DW, g * p.Og * K, K, true);
-    }
-  }
+  if (!isF32([x, ct], out)) return R.conv2dGradFilterRefImpl([x, ct], a, out);
+  const p = convGeometry(x.shape, a.filterShape, ct.shape, a);
+  if (p.depthwise && depthwiseSimdOk(p)) return depthwiseGradFilterF32(f32(x), f32(ct), p);
+  const DW = new Float32Array(sizeOf(out.shape));
+  const K = p.Cg * p.kh * p.kw, P = p.OH * p.OW;
+  withCol(p.pointwise ? 0 : K * P, (colBuf) => {
+    eachGroup(p, (n, g, xOff) => {
+      const col = p.pointwise ? f32(x) : colBuf;
+      if (!p.pointwise) im2col(f32(x), xOff, p, col);
+      // DW[g] += G[n, g] · colᵀ  (Og × K)
+      sgemm(false, true, p.Og, K, P, 1, f32(ct), (n * p.O + g * p.Og) * P, P, col, p.pointwise ? xOff : 0, P, 1, DW, g * p.Og * K, K);
+    });
+  });
   return DW;
 }
 
 // ---- stochastic conv ---------------------------------------------------------------------------
 
-/** Calls f(window) for each image, output channel and chunk of input planes, at that channel's window. */
-function eachStochasticWindow(
-  xShape: readonly number[], wShape: readonly number[], a: StochasticConv2dAttrs,
-  f: (g: Window, first: boolean) => void,
-): void {
-  const [N, C, H, W] = xShape;
-  const [O, , kh, kw] = wShape;
-  const [OH, OW] = a.outSize;
-  const cu = channelChunk(C, kh, kw);
-  for (let n = 0; n < N; n++) {
-    for (let o = 0; o < O; o++) {
-      const i = a.perImage ? n * O + o : o;
-      const r = a.windows[2 * i];
-      const q = a.windows[2 * i + 1];
-      for (let c0 = 0; c0 < C; c0 += cu) {
-        f({
-          xOff: (n * C + c0) * H * W, cn: Math.min(cu, C - c0), H, W, kh, kw,
-          sh: a.stride[0], sw: a.stride[1], dh: 1, dw: 1, oy0: r, ox0: q,
-          yOff: (n * O + o) * OH * OW, OH, OW, wOff: (o * C + c0) * kh * kw,
-        }, c0 === 0);
-      }
-    }
-  }
-}
-
-/** The float32 wasm SIMD stochastic path (fast/stochconv.ts) when it applies, else null. */
-function stochasticSimd(xShape: readonly number[], wShape: readonly number[], a: StochasticConv2dAttrs, dtype: string): StochasticGeom | null {
-  if (dtype !== 'float32') return null;
-  const [N, C, H, W] = xShape;
-  const [O, , kh, kw] = wShape;
-  const s: StochasticGeom = { N, C, H, W, O, kh, kw, stride: a.stride, outSize: a.outSize, windows: a.windows, perImage: a.perImage };
-  return stochasticSimdOk(s) ? s : null;
-}
-
 export function stochasticConv2dImpl([x, w]: readonly Arg[], a: StochasticConv2dAttrs, out: OutSpec): TypedArray {
-  const s = stochasticSimd(x.shape, w.shape, a, out.dtype);
-  if (s) return stochasticForwardF32(x.storage as Float32Array, w.storage as Float32Array, s);
-  const Y = arrayFor(out.dtype, sizeOf(out.shape));
-  eachStochasticWindow(x.shape, w.shape, a, (g, first) => windowForward(x.storage, w.storage, Y, g, !first));
-  return Y;
+  const s = stochasticGeometry(x.shape, w.shape, a);
+  return isF32([x, w], out) && stochasticSimdOk(s) ? stochasticForwardF32(f32(x), f32(w), s) : R.stochasticConv2dRefImpl([x, w], a, out);
 }
 
 export function stochasticConv2dGradInputImpl([ct, w]: readonly Arg[], a: StochasticConv2dGradInputAttrs, out: OutSpec): TypedArray {
-  const s = stochasticSimd(a.inputShape, w.shape, a, out.dtype);
-  if (s) return stochasticGradInputF32(ct.storage as Float32Array, w.storage as Float32Array, s);
-  const DX = arrayFor(out.dtype, sizeOf(out.shape));
-  eachStochasticWindow(a.inputShape, w.shape, a, (g) => windowGradInput(DX, w.storage, ct.storage, g));
-  return DX;
+  const s = stochasticGeometry(a.inputShape, w.shape, a);
+  return isF32([ct, w], out) && stochasticSimdOk(s) ? stochasticGradInputF32(f32(ct), f32(w), s) : R.stochasticConv2dGradInputRefImpl([ct, w], a, out);
 }
 
 export function stochasticConv2dGradFilterImpl([x, ct]: readonly Arg[], a: StochasticConv2dGradFilterAttrs, out: OutSpec): TypedArray {
-  const s = stochasticSimd(x.shape, a.filterShape, a, out.dtype);
-  if (s) return stochasticGradFilterF32(x.storage as Float32Array, ct.storage as Float32Array, s);
-  const DW = arrayFor(out.dtype, sizeOf(out.shape));
-  eachStochasticWindow(x.shape, a.filterShape, a, (g) => windowGradFilter(x.storage, ct.storage, DW, g));
-  return DW;
+  const s = stochasticGeometry(x.shape, a.filterShape, a);
+  return isF32([x, ct], out) && stochasticSimdOk(s) ? stochasticGradFilterF32(f32(x), f32(ct), s) : R.stochasticConv2dGradFilterRefImpl([x, ct], a, out);
 }
 
 export const convKernels: Record<string, Kernel<TypedArray, any>> = {

@@ -16,6 +16,7 @@ import type {
 } from '../../autograd/conv.ts';
 import { arrayFor } from '../../tensor/tensor.ts';
 import { sizeOf } from '../../tensor/shape.ts';
+import { stochasticGeometry, windowOf } from './conv_geom.ts';
 
 type Arg = KernelArg<TypedArray>;
 
@@ -133,14 +134,10 @@ export function conv2dGradFilterRefImpl([x, ct]: readonly Arg[], a: Conv2dGradFi
   return y;
 }
 
-/** Top-left corner (row, col) of the window of image n, output channel o. */
-const windowAt = (a: StochasticConv2dAttrs, n: number, o: number, O: number): [number, number] => {
-  const i = a.perImage ? n * O + o : o;
-  return [a.windows[2 * i], a.windows[2 * i + 1]];
-};
 
 /** y[n, o, i, j] = Σ_{c, ky, kx} x[n, c, r + i·sh + ky, q + j·sw + kx] · w[o, c, ky, kx], (r, q) = window of (n, o). */
 export function stochasticConv2dRefImpl([x, w]: readonly Arg[], a: StochasticConv2dAttrs, out: OutSpec): TypedArray {
+  const geo = stochasticGeometry(x.shape, w.shape, a);
   const [N, C, H, W] = x.shape;
   const [O, , kh, kw] = w.shape;
   const [OH, OW] = a.outSize;
@@ -151,7 +148,7 @@ export function stochasticConv2dRefImpl([x, w]: readonly Arg[], a: StochasticCon
   let p = 0;
   for (let n = 0; n < N; n++) {
     for (let o = 0; o < O; o++) {
-      const [r, q] = windowAt(a, n, o, O);
+      const [r, q] = windowOf(geo, n, o);
       for (let i = 0; i < OH; i++) {
         for (let j = 0; j < OW; j++) {
           let s = 0;
@@ -172,6 +169,7 @@ export function stochasticConv2dRefImpl([x, w]: readonly Arg[], a: StochasticCon
 
 /** x̄: every output scatters ȳ·w back into its channel's window; overlapping windows accumulate. */
 export function stochasticConv2dGradInputRefImpl([ct, w]: readonly Arg[], a: StochasticConv2dGradInputAttrs, out: OutSpec): TypedArray {
+  const geo = stochasticGeometry(a.inputShape, w.shape, a);
   const [N, C, H, W] = a.inputShape;
   const [O, , kh, kw] = w.shape;
   const [OH, OW] = a.outSize;
@@ -181,7 +179,7 @@ export function stochasticConv2dGradInputRefImpl([ct, w]: readonly Arg[], a: Sto
   const acc = new Float64Array(N * C * H * W);
   for (let n = 0; n < N; n++) {
     for (let o = 0; o < O; o++) {
-      const [r, q] = windowAt(a, n, o, O);
+      const [r, q] = windowOf(geo, n, o);
       for (let i = 0; i < OH; i++) {
         for (let j = 0; j < OW; j++) {
           const g = G[((n * O + o) * OH + i) * OW + j];
@@ -203,6 +201,7 @@ export function stochasticConv2dGradInputRefImpl([ct, w]: readonly Arg[], a: Sto
 
 /** w̄[o, c, ky, kx] = Σ_{n, i, j} ȳ[n, o, i, j] · x[n, c, r + i·sh + ky, q + j·sw + kx] */
 export function stochasticConv2dGradFilterRefImpl([x, ct]: readonly Arg[], a: StochasticConv2dGradFilterAttrs, out: OutSpec): TypedArray {
+  const geo = stochasticGeometry(x.shape, a.filterShape, a);
   const [N, C, H, W] = x.shape;
   const [O, , kh, kw] = a.filterShape;
   const [OH, OW] = a.outSize;
@@ -212,7 +211,7 @@ export function stochasticConv2dGradFilterRefImpl([x, ct]: readonly Arg[], a: St
   const acc = new Float64Array(sizeOf(out.shape));
   for (let n = 0; n < N; n++) {
     for (let o = 0; o < O; o++) {
-      const [r, q] = windowAt(a, n, o, O);
+      const [r, q] = windowOf(geo, n, o);
       for (let c = 0; c < C; c++) {
         for (let ky = 0; ky < kh; ky++) {
           for (let kx = 0; kx < kw; kx++) {

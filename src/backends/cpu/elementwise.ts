@@ -5,9 +5,10 @@
  * [N,C,H,W] ∘ [1,C,1,1] becomes [N, C, H·W] with a long inner loop in which the broadcast input
  * is a constant (inner stride 0) and the others are contiguous (inner stride 1).
  */
-import type { KernelArg, OutSpec, TypedArray } from '../backend.ts';
+import type { Kernel, KernelArg, OutSpec, TypedArray } from '../backend.ts';
 import { arrayFor } from '../../tensor/tensor.ts';
 import { broadcastStrides, collapseAxes, sizeOf } from '../../tensor/shape.ts';
+import { type AffineMode, type PlanesGeom, affineF32, fusedAvailable, sigmoidF32, siluF32, siluGradF32 } from './fast/activations.ts';
 
 /** Helpers an expression may call. */
 const lib = {
@@ -73,6 +74,50 @@ export function elementwiseKernel(name: string, arity: number, expr: string) {
     loops[spec.dtype](out, inputs.map((x) => x.storage), c.shape, c.strides);
     return out;
   };
+}
+
+/** An affine operand's layout relative to NCHW output planes: the output's shape ('f') or one value per channel ('c'). */
+function affineMode(shape: readonly number[], out: readonly number[]): AffineMode | null {
+  if (shape.length === out.length && shape.every((d, i) => d === out[i])) return 'f';
+  const s = [...new Array<number>(Math.max(0, out.length - shape.length)).fill(1), ...shape];
+  return s.length === out.length && s.every((d, i) => (i === 1 ? d === out[1] : d === 1)) ? 'c' : null;
+}
+
+const isF32 = (ins: readonly KernelArg<TypedArray>[], out: OutSpec) => out.dtype === 'float32' && fusedAvailable() && ins.every((x) => x.storage instanceof Float32Array);
+const full = (x: KernelArg<TypedArray>, out: OutSpec) => x.storage.length === sizeOf(out.shape) && affineMode(x.shape, out.shape) === 'f';
+
+/**
+ * The float32 fast paths of the memory-bound elementwise primitives (wasm SIMD, threads when large: see
+ * fast/activations.ts): SiLU, sigmoid and SiLU's gradient on equal shapes, and the affine (with its fused SiLU)
+ * on NCHW (or NC…) planes with per-channel or full scale and shift — batch norm's forms. Other dtypes and
+ * broadcasts run `reference`.
+ */
+export function fastElementwiseKernel(name: string, reference: Kernel<TypedArray>): Kernel<TypedArray> {
+  switch (name) {
+    case 'silu':
+    case 'sigmoid': {
+      const f = name === 'silu' ? siluF32 : sigmoidF32;
+      return (ins, a, out) => (isF32(ins, out) && full(ins[0], out) ? f(ins[0].storage as Float32Array) : reference(ins, a, out));
+    }
+    case 'siluGrad':
+      return (ins, a, out) => (isF32(ins, out) && full(ins[0], out) && full(ins[1], out) ? siluGradF32(ins[0].storage as Float32Array, ins[1].storage as Float32Array) : reference(ins, a, out));
+    case 'affine': {
+      const silu = elementwiseKernel('silu', 1, elementwiseExprs.silu[1]);
+      return (ins, a: { act?: 'silu' }, out) => {
+        const [x, sc, sh] = ins;
+        const r = out.shape.length;
+        const g: PlanesGeom | null = r >= 2 ? { N: out.shape[0], C: out.shape[1], HW: sizeOf(out.shape.slice(2)) } : null;
+        const am = affineMode(sc.shape, out.shape), bm = affineMode(sh.shape, out.shape);
+        if (g && g.HW >= 4 && isF32(ins, out) && full(x, out) && am && bm) {
+          return affineF32(x.storage as Float32Array, sc.storage as Float32Array, sh.storage as Float32Array, g, am, bm, a.act);
+        }
+        const z = reference(ins, a, out);
+        return a.act === 'silu' ? silu([{ storage: z, shape: out.shape, dtype: out.dtype }], {}, out) : z;
+      };
+    }
+    default:
+      return reference;
+  }
 }
 
 /** The CPU expressions of the elementwise primitives. */

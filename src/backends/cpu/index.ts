@@ -1,14 +1,14 @@
 /** The CPU backend: plain TypeScript kernels over typed arrays, the reference for every other backend. */
 import { type Backend, type Kernel, registerBackend, type TypedArray } from '../backend.ts';
 import { convKernels } from './conv.ts';
-import { elementwiseExprs, elementwiseKernel } from './elementwise.ts';
+import { elementwiseExprs, elementwiseKernel, fastElementwiseKernel } from './elementwise.ts';
 import * as L from './layout.ts';
 import { matmulImpl } from './matmul.ts';
 import { maxImpl, momentsImpl, sumImpl } from './reduce.ts';
-import { sigmoidF32, siluF32 } from './fast/index.ts';
 
 const kernels = new Map<string, Kernel<TypedArray>>();
-for (const [name, [arity, expr]] of Object.entries(elementwiseExprs)) kernels.set(name, elementwiseKernel(name, arity, expr));
+// Each elementwise op: its generated loop, behind the float32 wasm path where it has one.
+for (const [name, [arity, expr]] of Object.entries(elementwiseExprs)) kernels.set(name, fastElementwiseKernel(name, elementwiseKernel(name, arity, expr)));
 const table: Record<string, Kernel<TypedArray, any>> = {
   sum: sumImpl,
   max: maxImpl,
@@ -26,32 +26,6 @@ const table: Record<string, Kernel<TypedArray, any>> = {
   ...convKernels,
 };
 for (const [name, k] of Object.entries(table)) kernels.set(name, k);
-
-// float32 SiLU and sigmoid on wasm SIMD (a vector exp; the reference loop spends ~20 ns in Math.exp per element).
-for (const [name, fast] of [['silu', siluF32], ['sigmoid', sigmoidF32]] as const) {
-  const ref = kernels.get(name)!;
-  kernels.set(name, (ins, a, out) => (out.dtype === 'float32' ? fast(ins[0].storage as Float32Array) : ref(ins, a, out)));
-}
-// affine with a fused SiLU: the affine loop, then SiLU in place.
-const affineRef = kernels.get('affine')!;
-const siluRef = kernels.get('silu')!;
-kernels.set('affine', (ins, a: { act?: 'silu' }, out) => {
-  const z = affineRef(ins, a, out);
-  if (a.act !== 'silu') return z;
-  return out.dtype === 'float32' ? siluF32(z as Float32Array, z as Float32Array) : siluRef([{ storage: z, shape: out.shape, dtype: out.dtype }], {}, out);
-});
-// siluGrad(x, ct) = ct·σ(1 + x(1 − σ)) with σ from the SIMD sigmoid, when no broadcasting is involved.
-const siluGradRef = kernels.get('siluGrad')!;
-kernels.set('siluGrad', (ins, a, out) => {
-  const [x, ct] = ins.map((i) => i.storage);
-  if (out.dtype !== 'float32' || x.length !== ct.length || x.length !== out.shape.reduce((p, d) => p * d, 1)) return siluGradRef(ins, a, out);
-  const s = sigmoidF32(x as Float32Array);
-  for (let i = 0; i < s.length; i++) {
-    const si = s[i];
-    s[i] = ct[i] * si * (1 + x[i] * (1 - si));
-  }
-  return s;
-});
 
 export const cpuBackend: Backend<TypedArray> = {
   name: 'cpu',

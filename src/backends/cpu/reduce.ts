@@ -1,15 +1,42 @@
 /**
  * Reductions over any set of axes. Adjacent axes with the same role (reduced or kept) are merged
  * first, so BN's statistics over [0, 2, 3] of [N, C, H, W] become [N, C, H·W] → [C]: contiguous
- * inner runs summed in a tight loop. Float32 input is accumulated in float64.
+ * inner runs summed in a tight loop. Float32 input is accumulated in float64; float32 sums and
+ * moments of that per-channel pattern run on the wasm SIMD kernels of fast/activations.ts.
  */
 import type { KernelArg, OutSpec, TypedArray } from '../backend.ts';
 import { arrayFor } from '../../tensor/tensor.ts';
 import { sizeOf } from '../../tensor/shape.ts';
+import { type PlanesGeom, channelMomentsF32, channelSumF32, fusedAvailable } from './fast/activations.ts';
 
 interface ReduceAttrs {
   axes: number[];
   keepdims: boolean;
+}
+
+/** The shape as runs of adjacent axes with the same role: [size, reduced] (size-1 axes dropped). */
+function mergedRuns(shape: readonly number[], axes: readonly number[]): [number, boolean][] {
+  const r: [number, boolean][] = [];
+  shape.forEach((d, i) => {
+    if (d === 1) return;
+    const red = axes.includes(i);
+    if (r.length && r[r.length - 1][1] === red) r[r.length - 1][0] *= d;
+    else r.push([d, red]);
+  });
+  return r;
+}
+
+/**
+ * The reduction as per-channel sums over N·C planes of HW floats (BN statistics over [0, 2, 3] of NCHW, a bias
+ * gradient, a full sum), for the float32 wasm kernels; null for other patterns or planes too short to pay off.
+ */
+function asChannels(x: KernelArg<TypedArray>, axes: readonly number[], out: OutSpec): PlanesGeom | null {
+  if (!(x.storage instanceof Float32Array) || out.dtype !== 'float32' || !fusedAvailable()) return null;
+  const r = mergedRuns(x.shape, axes);
+  const red = r.map(([, b]) => (b ? 'r' : 'k')).join('');
+  const size = (i: number) => r[i][0];
+  const g = red === 'rkr' ? { N: size(0), C: size(1), HW: size(2) } : red === 'kr' ? { N: 1, C: size(0), HW: size(1) } : red === 'r' ? { N: 1, C: 1, HW: size(0) } : null;
+  return g && g.HW >= 16 ? g : null;
 }
 
 /**
@@ -18,13 +45,7 @@ interface ReduceAttrs {
  * or kept (element j goes to out[o + j]).
  */
 function walkRuns(shape: readonly number[], axes: readonly number[], visit: (i: number, len: number, o: number, reduced: boolean) => void): void {
-  const r: [number, boolean][] = [];
-  shape.forEach((d, i) => {
-    if (d === 1) return;
-    const red = axes.includes(i);
-    if (r.length && r[r.length - 1][1] === red) r[r.length - 1][0] *= d;
-    else r.push([d, red]);
-  });
+  const r = mergedRuns(shape, axes);
   const n = sizeOf(shape);
   if (n === 0) return;
   if (r.length === 0) {
@@ -71,8 +92,11 @@ function sumInto(src: TypedArray, shape: readonly number[], axes: readonly numbe
   return acc;
 }
 
-export const sumImpl = ([x]: readonly KernelArg<TypedArray>[], { axes }: ReduceAttrs, out: OutSpec): TypedArray =>
-  finish(sumInto(x.storage, x.shape, axes, new Float64Array(sizeOf(out.shape))), out);
+export function sumImpl([x]: readonly KernelArg<TypedArray>[], { axes }: ReduceAttrs, out: OutSpec): TypedArray {
+  const g = asChannels(x, axes, out);
+  if (g) return channelSumF32(x.storage as Float32Array, g);
+  return finish(sumInto(x.storage, x.shape, axes, new Float64Array(sizeOf(out.shape))), out);
+}
 
 export function maxImpl([x]: readonly KernelArg<TypedArray>[], { axes }: ReduceAttrs, out: OutSpec): TypedArray {
   const src = x.storage;
@@ -90,6 +114,8 @@ export function maxImpl([x]: readonly KernelArg<TypedArray>[], { axes }: ReduceA
 
 /** Mean and biased variance over `axes` (two passes in float64: exact where E[x²] − E[x]² would cancel). Output [2, …]. */
 export function momentsImpl([x]: readonly KernelArg<TypedArray>[], { axes }: ReduceAttrs, out: OutSpec): TypedArray {
+  const g = asChannels(x, axes, out);
+  if (g) return channelMomentsF32(x.storage as Float32Array, g);
   const src = x.storage;
   const m = sizeOf(out.shape) / 2;
   const count = x.shape.reduce((p, d, i) => (axes.includes(i) ? p * d : p), 1);

@@ -1,21 +1,28 @@
 /**
- * SiLU and sigmoid on float32 in WebAssembly SIMD (generated at run time): the reference loops call Math.exp per
- * element (~20 ns each here); this evaluates exp on 4 lanes with Cephes' expf (range reduction x = n·ln2 + r, a
- * degree-6 polynomial for eʳ, 2ⁿ built in the exponent bits), about 1–2 ulp, and streams arrays through a
- * 64 KiB window of its own (non-shared) memory.
+ * The memory-bound float32 kernels in WebAssembly SIMD (generated at run time), on the shared heap (heap.ts) and
+ * the pool's threads when large: SiLU and sigmoid, the batch-norm affine with an optional fused SiLU (forward),
+ * SiLU's gradient (alone, or fused with the affine that recomputes its input), and per-channel sums and moments
+ * (BN statistics, bias and broadcast gradients) accumulated in float64.
  *
+ * exp is evaluated on 4 lanes with Cephes' expf (range reduction x = n·ln2 + r, a degree-6 polynomial for eʳ, 2ⁿ
+ * built in the exponent bits), about 1–2 ulp; the reference loops call Math.exp per element (~20 ns each here).
  * sigmoid(x) = 1 / (1 + e^(−x)), silu(x) = x · sigmoid(x); e^(−x) is evaluated on −x clamped to [−87.3, 88.3], and
  * sigmoid is exactly 0 below x = −88 (the true value is a denormal < 6e−39); NaN stays NaN.
+ *
+ * Layouts: "planes" are NCHW activations seen as N·C planes of HW floats, plane p in channel p mod C. An affine
+ * operand is per channel ('c': one float per channel) or full ('f': the activation's shape).
  */
 import {
-  Fn, T, add, assemble, get, i32, load, mul, vadd, vconst, vconstI, vandnot, vdiv, viadd, vishl, vlt, vmul, vneg, vpmax, vpmin, vsub,
-  type Expr, type WasmApi, wasmApi,
+  Fn, T, add, assemble, get, i32, load, mul, splat, sub, vadd, vconst, vconstI, vandnot, vdiv, viadd, vishl, vlt, vmul, vneg, vpmax, vpmin, vsub,
+  vzero, type Expr,
 } from './wasm.ts';
-import { hasSimd } from './sgemm_wasm.ts';
+import { type WasmHeap, wasmHeap } from './heap.ts';
+import { Job, type PoolKernel, loadKernels, poolThreads } from './pool.ts';
 import type { Kernel, TypedArray } from '../../backend.ts';
 import { sizeOf } from '../../../tensor/shape.ts';
 
-const CHUNK = 16384; // floats per window (64 KiB): in and out stay in L2
+/** Elements per task of a threaded elementwise kernel (below two of them a call runs on one thread). */
+const GRAIN = 1 << 16;
 
 /**
  * Vector constants live in locals set before the loop (V8 does not hoist `f32x4.splat` out of wasm loops).
@@ -62,87 +69,368 @@ function vexp(f: Fn, c: Consts, x: Expr, lx: number, lfx: number, ln: number): E
   return vmul(vadd(vadd(vmul(p, vmul(r, r)), r), k(1)), get(ln));
 }
 
-function unary(name: string, body: (f: Fn, c: Consts, v: Expr, tmp: number[]) => Expr): Fn {
-  const f = new Fn(name, [T.i32, T.i32]);
-  const [ptr, n] = f.params;
-  const end = f.local(T.i32), p = f.local(T.i32), v = f.local(T.v128);
-  const tmp = [f.local(T.v128), f.local(T.v128), f.local(T.v128)];
+const F64 = 0x7c as T;
+/** i8x16.shuffle of one vector with itself by 32-bit lanes. */
+const lanes = (a: Expr, l: readonly number[]): Expr => (f) => {
+  a(f);
+  a(f);
+  f.simd(0x0d, ...l.flatMap((x) => [4 * x, 4 * x + 1, 4 * x + 2, 4 * x + 3]));
+};
+const promoteLow = (a: Expr): Expr => (f) => {
+  a(f);
+  f.simd(0x5f); // f64x2.promote_low_f32x4
+};
+const dadd = (a: Expr, b: Expr): Expr => (f) => {
+  a(f);
+  b(f);
+  f.simd(0xf0); // f64x2.add
+};
+const extract = (a: Expr, l: number): Expr => (f) => {
+  a(f);
+  f.simd(0x1f, l); // f32x4.extract_lane
+};
+const dlane = (a: Expr, l: number): Expr => (f) => {
+  a(f);
+  f.simd(0x21, l); // f64x2.extract_lane
+};
+const scalar = (...op: number[]) => (...xs: Expr[]): Expr => (f) => {
+  for (const x of xs) x(f);
+  f.op(...op);
+};
+const f64add = scalar(0xa0);
+const f64div = scalar(0xa3);
+const f64ofI = scalar(0xb7); // f64.convert_i32_s
+const f64ofF = scalar(0xbb); // f64.promote_f32
+const f32ofD = scalar(0xb6); // f32.demote_f64
+const remU = scalar(0x70);
+
+/** σ(v) on 4 lanes (tmp: three v128 locals for the exp). */
+const sig = (f: Fn, c: Consts, v: Expr, t: number[]) => vandnot(vdiv(c.k(1), vadd(c.k(1), vexp(f, c, vneg(v), t[0], t[1], t[2]))), vlt(v, c.k(-88)));
+/** silu'(v)·ct = ct·σ(1 + v(1 − σ)) (vs: a local for σ). */
+const siluGradV = (f: Fn, c: Consts, v: Expr, ct: Expr, t: number[], vs: number): Expr => {
+  f.set(vs, sig(f, c, v, t));
+  return vmul(ct, vmul(get(vs), vadd(c.k(1), vmul(v, vsub(c.k(1), get(vs))))));
+};
+
+/**
+ * A loop over `count` floats from byte offset `base` (a local) of every stream: `body(loads)` gives the output
+ * vector from the input vectors. 4 at a time, then a scalar tail run through the same vector code (one lane).
+ */
+function streamLoop(f: Fn, ins: readonly ({ ptr: number } | { splat: number })[], out: number, base: number, count: Expr, body: (xs: Expr[]) => Expr): void {
+  const j = f.local(T.i32), end = f.local(T.i32), xv = ins.map(() => f.local(T.v128));
+  f.set(end, mul(count, i32(4)));
+  const run = (vec: boolean) => {
+    ins.forEach((s, i) => {
+      if ('splat' in s) f.set(xv[i], get(s.splat));
+      else f.set(xv[i], vec ? load('v128', add(get(s.ptr), add(get(base), get(j)))) : splat(load('f32', add(get(s.ptr), add(get(base), get(j))))));
+    });
+    const y = body(xv.map((l) => get(l)));
+    if (vec) f.store('v128', add(get(out), add(get(base), get(j))), y);
+    else f.store('f32', add(get(out), add(get(base), get(j))), extract(y, 0));
+  };
+  f.for(j, i32(0), sub(get(end), i32(12)), i32(16), () => run(true));
+  f.for(j, get(j), get(end), i32(4), () => run(false));
+}
+
+/** An elementwise map fn(in…, out, n) over contiguous arrays (`out` may be an input). */
+function mapFn(name: string, arity: number, body: (f: Fn, c: Consts, xs: Expr[], t: number[]) => Expr): Fn {
+  const f = new Fn(name, Array.from({ length: arity + 2 }, () => T.i32));
+  const ps = f.params.slice(0, arity), out = f.params[arity], n = f.params[arity + 1];
+  const zero = f.local(T.i32);
+  const t = [f.local(T.v128), f.local(T.v128), f.local(T.v128), f.local(T.v128)];
   const c = new Consts(f);
   const start = f.code.length;
-  f.set(end, add(get(ptr), mul(get(n), i32(4))));
-  f.for(p, get(ptr), get(end), i32(16), () => {
-    f.set(v, load('v128', get(p)));
-    const out = body(f, c, get(v), tmp);
-    f.store('v128', get(p), out);
+  f.set(zero, i32(0));
+  streamLoop(f, ps.map((ptr) => ({ ptr })), out, zero, get(n), (xs) => body(f, c, xs, t));
+  f.code.splice(start, 0, ...c.prologue());
+  return f;
+}
+
+export type AffineMode = 'c' | 'f';
+
+/**
+ * Planes p0..p1: y = act(x·a + b) (grad false), or y = ct·silu'(x·a + b) (grad true, then `a`, `b` are per channel
+ * and the parameters are (x, a, b, ct, y, C, HW, p0, p1)); else (x, a, b, y, C, HW, p0, p1).
+ */
+function affineFn(am: AffineMode, bm: AffineMode, act: 'silu' | 'none', grad: boolean): Fn {
+  const name = grad ? 'affineSiluGrad' : `affine_${am}${bm}_${act}`;
+  const f = new Fn(name, Array.from({ length: grad ? 9 : 8 }, () => T.i32));
+  const [px, pa, pb] = f.params;
+  const pct = grad ? f.params[3] : -1;
+  const [py, C, HW, p0, p1] = f.params.slice(grad ? 4 : 3);
+  const p = f.local(T.i32), base = f.local(T.i32), ch = f.local(T.i32), va = f.local(T.v128), vb = f.local(T.v128);
+  const t = [f.local(T.v128), f.local(T.v128), f.local(T.v128), f.local(T.v128)];
+  const c = new Consts(f);
+  const start = f.code.length;
+  f.for(p, get(p0), get(p1), i32(1), () => {
+    f.set(base, mul(mul(get(p), get(HW)), i32(4)));
+    f.set(ch, mul(remU(get(p), get(C)), i32(4)));
+    if (am === 'c') f.set(va, splat(load('f32', add(get(pa), get(ch)))));
+    if (bm === 'c') f.set(vb, splat(load('f32', add(get(pb), get(ch)))));
+    const ins: ({ ptr: number } | { splat: number })[] = [{ ptr: px }, am === 'c' ? { splat: va } : { ptr: pa }, bm === 'c' ? { splat: vb } : { ptr: pb }];
+    if (grad) ins.push({ ptr: pct });
+    streamLoop(f, ins, py, base, get(HW), ([x, a, b, ct]) => {
+      const z = vadd(vmul(x, a), b);
+      if (grad) {
+        f.set(t[3], z);
+        return siluGradV(f, c, get(t[3]), ct, t, f.local(T.v128));
+      }
+      if (act === 'none') return z;
+      f.set(t[3], z);
+      return vmul(get(t[3]), sig(f, c, get(t[3]), t));
+    });
   });
   f.code.splice(start, 0, ...c.prologue());
   return f;
 }
 
-interface Act {
-  readonly heap: Float32Array;
-  readonly silu: (ptr: number, n: number) => void;
-  readonly sigmoid: (ptr: number, n: number) => void;
-}
-let act: Act | null | undefined;
-
-function build(W: WasmApi): Act {
-  // Below −88 the true σ is a denormal (< 6e−39): return exactly 0 there, as the reference's exp underflow does
-  // (so silu(−∞) = −∞·0 = NaN like the reference).
-  const sig = (f: Fn, c: Consts, v: Expr, t: number[]) => vandnot(vdiv(c.k(1), vadd(c.k(1), vexp(f, c, vneg(v), t[0], t[1], t[2]))), vlt(v, c.k(-88)));
-  const fns = [
-    unary('sigmoid', sig),
-    unary('silu', (f, c, v, t) => vmul(v, sig(f, c, v, t))),
-  ];
-  const pages = Math.ceil((CHUNK * 4) / 65536);
-  const memory = new W.Memory({ initial: pages, maximum: pages });
-  const inst = new W.Instance(new W.Module(assemble({ functions: fns, memory: { initial: pages, maximum: pages, shared: false } })), { env: { mem: memory } });
-  return {
-    heap: new Float32Array(memory.buffer),
-    sigmoid: inst.exports.sigmoid as (p: number, n: number) => void,
-    silu: inst.exports.silu as (p: number, n: number) => void,
+/**
+ * Channels c0..c1 of N·C planes of HW floats: chanSum(x, C, HW, N, c0, c1, out) writes Σ over n and the plane to
+ * out[c]; chanMoments(x, C, HW, N, c0, c1, mean, var) writes the mean and the biased variance (two passes: the
+ * second sums (x − mean)², exact where E[x²] − E[x]² would cancel). Sums are float64 (two f64x2 accumulators).
+ */
+function statsFn(moments: boolean): Fn {
+  const f = new Fn(moments ? 'chanMoments' : 'chanSum', Array.from({ length: moments ? 8 : 7 }, () => T.i32));
+  const [px, C, HW, N, c0, c1, pm] = f.params;
+  const pv = moments ? f.params[7] : -1;
+  const ch = f.local(T.i32), n = f.local(T.i32), q = f.local(T.i32), e = f.local(T.i32), rowEnd = f.local(T.i32), pl = f.local(T.i32);
+  const lo = f.local(T.v128), hi = f.local(T.v128), v = f.local(T.v128), vm = f.local(T.v128);
+  const sum = f.local(F64), mean = f.local(F64);
+  // One pass over channel ch: Σ x, or Σ (x − mean)² when `squared`.
+  const pass = (squared: boolean): Expr => {
+    f.set(lo, vzero);
+    f.set(hi, vzero);
+    f.set(sum, (h) => h.op(0x44, 0, 0, 0, 0, 0, 0, 0, 0)); // f64.const 0
+    const elem = (x: Expr) => {
+      f.set(v, x);
+      if (squared) {
+        f.set(v, vsub(get(v), get(vm)));
+        f.set(v, vmul(get(v), get(v)));
+      }
+    };
+    f.for(n, i32(0), get(N), i32(1), () => {
+      // Offsets (not addresses) in the loop tests: the signed compares stay right above 2 GiB.
+      f.set(pl, add(get(px), mul(mul(add(mul(get(n), get(C)), get(ch)), get(HW)), i32(4))));
+      f.set(rowEnd, mul(get(HW), i32(4)));
+      f.set(e, sub(get(rowEnd), i32(12)));
+      f.for(q, i32(0), get(e), i32(16), () => {
+        elem(load('v128', add(get(pl), get(q))));
+        f.set(lo, dadd(get(lo), promoteLow(get(v))));
+        f.set(hi, dadd(get(hi), promoteLow(lanes(get(v), [2, 3, 0, 1]))));
+      });
+      f.for(q, get(q), get(rowEnd), i32(4), () => {
+        elem(splat(load('f32', add(get(pl), get(q)))));
+        f.set(sum, f64add(get(sum), f64ofF(extract(get(v), 0))));
+      });
+    });
+    f.set(lo, dadd(get(lo), get(hi)));
+    return f64add(get(sum), f64add(dlane(get(lo), 0), dlane(get(lo), 1)));
   };
+  const at = (p: number) => add(get(p), mul(get(ch), i32(4)));
+  f.for(ch, get(c0), get(c1), i32(1), () => {
+    if (!moments) {
+      f.store('f32', at(pm), f32ofD(pass(false)));
+      return;
+    }
+    f.set(mean, f64div(pass(false), f64ofI(mul(get(N), get(HW)))));
+    f.set(vm, splat(f32ofD(get(mean))));
+    f.store('f32', at(pm), f32ofD(get(mean)));
+    f.store('f32', at(pv), f32ofD(f64div(pass(true), f64ofI(mul(get(N), get(HW))))));
+  });
+  return f;
 }
 
-function getAct(): Act | null {
-  if (act === undefined) act = wasmApi !== undefined && hasSimd() ? build(wasmApi) : null;
-  return act;
+const NAMES = ['sigmoid', 'silu', 'siluGrad', 'affine_cc_none', 'affine_cc_silu', 'affine_cf_none', 'affine_cf_silu', 'affine_fc_none', 'affine_fc_silu', 'affine_ff_none', 'affine_ff_silu', 'affineSiluGrad', 'chanSum', 'chanMoments'] as const;
+type Name = (typeof NAMES)[number];
+
+let mod: Record<Name, PoolKernel> | null | undefined;
+
+function kernelsOf(h: WasmHeap): Record<Name, PoolKernel> {
+  const fns = [
+    mapFn('sigmoid', 1, (f, c, [x], t) => sig(f, c, x, t)),
+    mapFn('silu', 1, (f, c, [x], t) => {
+      f.set(t[3], x);
+      return vmul(get(t[3]), sig(f, c, get(t[3]), t));
+    }),
+    mapFn('siluGrad', 2, (f, c, [x, ct], t) => siluGradV(f, c, x, ct, t, f.local(T.v128))),
+  ];
+  for (const am of ['c', 'f'] as const) for (const bm of ['c', 'f'] as const) for (const act of ['none', 'silu'] as const) fns.push(affineFn(am, bm, act, false));
+  fns.push(affineFn('c', 'c', 'silu', true), statsFn(false), statsFn(true));
+  const bytes = assemble({ functions: fns, memory: h.importSpec() });
+  return loadKernels(bytes, NAMES) as Record<Name, PoolKernel>;
 }
 
-function apply(kind: 'silu' | 'sigmoid', x: Float32Array, out: Float32Array): Float32Array {
-  const a = getAct();
-  if (!a) {
+function getKernels(): { h: WasmHeap; k: Record<Name, PoolKernel> } | null {
+  const h = wasmHeap();
+  if (!h) return null;
+  if (mod === undefined) mod = kernelsOf(h);
+  return mod ? { h, k: mod } : null;
+}
+
+/** Whether the wasm kernels of this module can run (else the callers keep their reference loops). */
+export function fusedAvailable(): boolean {
+  return getKernels() !== null;
+}
+
+const need = () => {
+  const g = getKernels();
+  if (!g) throw new Error('activations: WebAssembly SIMD is not available');
+  return g;
+};
+
+/** Runs an elementwise kernel over [0, n) split into tasks of GRAIN elements (one task, on this thread, when small). */
+function mapJob(k: PoolKernel, ins: readonly number[], out: number, n: number): void {
+  if (n < 2 * GRAIN || poolThreads() === 1) {
+    k.run(...ins, out, n);
+    return;
+  }
+  const job = new Job();
+  const parts = Math.min(Math.ceil(n / GRAIN), 4 * poolThreads());
+  for (let i = 0; i < parts; i++) {
+    const a = Math.floor((i * n) / parts / 4) * 4, b = i === parts - 1 ? n : Math.floor(((i + 1) * n) / parts / 4) * 4;
+    if (b > a) job.call(k, ...ins.map((p) => p + 4 * a), out + 4 * a, b - a).endTask();
+  }
+  job.run(0);
+}
+
+/** Splits [0, n) of units of `unit` elements into tasks of about GRAIN elements: (lo, hi) pairs. */
+function unitTasks(n: number, unit: number): [number, number][] {
+  const parts = poolThreads() === 1 ? 1 : Math.max(1, Math.min(n, Math.ceil((n * unit) / GRAIN), 4 * poolThreads()));
+  return Array.from({ length: parts }, (_, i) => [Math.round((i * n) / parts), Math.round(((i + 1) * n) / parts)] as [number, number]).filter(([a, b]) => b > a);
+}
+
+// ---- pointer entry points (operands in the heap, byte addresses) ---------------------------------------------
+/** out[i] = σ(x[i]) for n floats (out may be x). */
+export function sigmoidPtr(px: number, pout: number, n: number): void {
+  mapJob(need().k.sigmoid, [px], pout, n);
+}
+
+/** out[i] = x[i]·σ(x[i]) for n floats (out may be x). */
+export function siluPtr(px: number, pout: number, n: number): void {
+  mapJob(need().k.silu, [px], pout, n);
+}
+
+/** out[i] = ct[i]·silu'(x[i]), silu' = σ(1 + x(1 − σ)) (out may be x or ct). */
+export function siluGradPtr(px: number, pct: number, pout: number, n: number): void {
+  mapJob(need().k.siluGrad, [px, pct], pout, n);
+}
+
+/** Geometry of an affine over NCHW planes. */
+export interface PlanesGeom {
+  readonly N: number;
+  readonly C: number;
+  /** Floats per plane (H·W). */
+  readonly HW: number;
+}
+
+/** y = act(x·a + b) over N·C planes; a and b per channel ('c') or full ('f'). */
+export function affinePtr(px: number, pa: number, pb: number, py: number, g: PlanesGeom, am: AffineMode, bm: AffineMode, act?: 'silu'): void {
+  const k = need().k[`affine_${am}${bm}_${act ?? 'none'}`];
+  const job = new Job();
+  for (const [p0, p1] of unitTasks(g.N * g.C, g.HW)) job.call(k, px, pa, pb, py, g.C, g.HW, p0, p1).endTask();
+  job.run(0);
+}
+
+/** out = ct·silu'(x·a + b), a and b per channel: the backward of a fused BN affine + SiLU in one pass (z is recomputed, never stored). */
+export function affineSiluGradPtr(px: number, pa: number, pb: number, pct: number, pout: number, g: PlanesGeom): void {
+  const k = need().k.affineSiluGrad;
+  const job = new Job();
+  for (const [p0, p1] of unitTasks(g.N * g.C, g.HW)) job.call(k, px, pa, pb, pct, pout, g.C, g.HW, p0, p1).endTask();
+  job.run(0);
+}
+
+/** out[c] = Σ_{n, hw} x[n, c, hw] (C floats). */
+export function channelSumPtr(px: number, pout: number, g: PlanesGeom): void {
+  const k = need().k.chanSum;
+  const job = new Job();
+  for (const [c0, c1] of unitTasks(g.C, g.N * g.HW)) job.call(k, px, g.C, g.HW, g.N, c0, c1, pout).endTask();
+  job.run(0);
+}
+
+/** mean[c], var[c] (biased) over n and the plane: BN's statistics. */
+export function channelMomentsPtr(px: number, pmean: number, pvar: number, g: PlanesGeom): void {
+  const k = need().k.chanMoments;
+  const job = new Job();
+  for (const [c0, c1] of unitTasks(g.C, g.N * g.HW)) job.call(k, px, g.C, g.HW, g.N, c0, c1, pmean, pvar).endTask();
+  job.run(0);
+}
+
+// ---- typed-array entry points (views of the heap in place; other arrays copied in and out) -------------------
+const planes = (g: PlanesGeom) => g.N * g.C * g.HW;
+const modeLen = (m: AffineMode, g: PlanesGeom) => (m === 'c' ? g.C : planes(g));
+
+function check(what: string, a: ArrayLike<number>, n: number): void {
+  if (a.length !== n) throw new Error(`${what}: ${n} floats expected, got ${a.length}`);
+}
+
+function unary(kind: 'silu' | 'sigmoid', x: Float32Array, out?: Float32Array): Float32Array {
+  const g = getKernels();
+  if (!g) {
+    const y = out ?? new Float32Array(x.length);
     for (let i = 0; i < x.length; i++) {
       const v = x[i];
       const s = v >= 0 ? 1 / (1 + Math.exp(-v)) : Math.exp(v) / (1 + Math.exp(v));
-      out[i] = kind === 'silu' ? v * s : s;
+      y[i] = kind === 'silu' ? v * s : s;
     }
-    return out;
+    return y;
   }
-  const fn = a[kind];
-  for (let i = 0; i < x.length; i += CHUNK) {
-    const len = Math.min(CHUNK, x.length - i);
-    a.heap.set(x.subarray(i, i + len), 0);
-    fn(0, (len + 3) & ~3);
-    out.set(a.heap.subarray(0, len), i);
-  }
-  return out;
+  const { h } = g;
+  return h.withF32(x, (px) => h.outF32(x.length, (py) => (kind === 'silu' ? siluPtr : sigmoidPtr)(px, py, x.length), out));
 }
 
 /** out[i] = x[i]·σ(x[i]) (float32; `out` may be `x`). */
-export function siluF32(x: Float32Array, out: Float32Array = new Float32Array(x.length)): Float32Array {
-  return apply('silu', x, out);
+export function siluF32(x: Float32Array, out?: Float32Array): Float32Array {
+  return unary('silu', x, out);
 }
 
 /** out[i] = σ(x[i]) = 1 / (1 + e^(−x[i])) (float32; `out` may be `x`). */
-export function sigmoidF32(x: Float32Array, out: Float32Array = new Float32Array(x.length)): Float32Array {
-  return apply('sigmoid', x, out);
+export function sigmoidF32(x: Float32Array, out?: Float32Array): Float32Array {
+  return unary('sigmoid', x, out);
+}
+
+/** ct·silu'(x) elementwise (same lengths). */
+export function siluGradF32(x: Float32Array, ct: Float32Array, out?: Float32Array): Float32Array {
+  check('siluGradF32', ct, x.length);
+  const { h } = need();
+  return h.withF32(x, (px) => h.withF32(ct, (pc) => h.outF32(x.length, (po) => siluGradPtr(px, pc, po, x.length), out)));
+}
+
+/** act(x·a + b) over NCHW planes, a and b per channel or full. */
+export function affineF32(x: Float32Array, a: Float32Array, b: Float32Array, g: PlanesGeom, am: AffineMode, bm: AffineMode, act?: 'silu', out?: Float32Array): Float32Array {
+  check('affineF32 x', x, planes(g));
+  check('affineF32 a', a, modeLen(am, g));
+  check('affineF32 b', b, modeLen(bm, g));
+  const { h } = need();
+  return h.withF32(x, (px) => h.withF32(a, (pa) => h.withF32(b, (pb) => h.outF32(x.length, (py) => affinePtr(px, pa, pb, py, g, am, bm, act), out))));
+}
+
+/** ct·silu'(x·a + b), a and b per channel. */
+export function affineSiluGradF32(x: Float32Array, a: Float32Array, b: Float32Array, ct: Float32Array, g: PlanesGeom, out?: Float32Array): Float32Array {
+  check('affineSiluGradF32 x', x, planes(g));
+  check('affineSiluGradF32 ct', ct, planes(g));
+  check('affineSiluGradF32 a', a, g.C);
+  check('affineSiluGradF32 b', b, g.C);
+  const { h } = need();
+  return h.withF32(x, (px) => h.withF32(a, (pa) => h.withF32(b, (pb) => h.withF32(ct, (pc) => h.outF32(x.length, (po) => affineSiluGradPtr(px, pa, pb, pc, po, g), out)))));
+}
+
+/** Per-channel sums of NCHW planes (C floats). */
+export function channelSumF32(x: Float32Array, g: PlanesGeom): Float32Array {
+  check('channelSumF32', x, planes(g));
+  const { h } = need();
+  return h.withF32(x, (px) => h.outF32(g.C, (po) => channelSumPtr(px, po, g)));
+}
+
+/** Per-channel [mean…, biased variance…] of NCHW planes (2·C floats, the layout of the moments primitive). */
+export function channelMomentsF32(x: Float32Array, g: PlanesGeom): Float32Array {
+  check('channelMomentsF32', x, planes(g));
+  const { h } = need();
+  return h.withF32(x, (px) => h.outF32(2 * g.C, (po) => channelMomentsPtr(px, po, po + 4 * g.C, g)));
 }
 
 /**
  * A CPU kernel for the `silu` / `sigmoid` primitives: float32 through the SIMD path above, anything else through
- * `reference` (the backend's own kernel). To install on the CPU backend:
- *   for (const n of ['silu', 'sigmoid'] as const) kernels.set(n, fastActivationKernel(n, kernels.get(n)!));
+ * `reference` (the backend's own kernel).
  */
 export function fastActivationKernel(name: 'silu' | 'sigmoid', reference: Kernel<TypedArray>): Kernel<TypedArray> {
   const f = name === 'silu' ? siluF32 : sigmoidF32;

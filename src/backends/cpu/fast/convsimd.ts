@@ -15,13 +15,14 @@
  *
  * The ragged last block of a row is masked: outputs beyond the row are neither written nor (in gwRow) summed, so
  * garbage read past the end of a row never reaches a result. Reads may run up to SLACK bytes past the last plane.
- * Only sw ∈ {1, 2} are generated (the callers keep the TS window kernels for other strides).
+ * Only sw ∈ {1, 2} are generated (for other strides conv.ts takes im2col + sgemm, or the reference). Modules import
+ * the shared heap (heap.ts) and are loaded into the pool (pool.ts), so jobs of their calls run on every thread.
  */
-import { Fn, T, type Expr, add, assemble, get, i32, load, loadSplat, lt_s, mul, sub, vadd, vmul, vzero, wasmApi, type WasmApi, type WasmMemory } from './wasm.ts';
-import { hasSimd } from './sgemm_wasm.ts';
+import { Fn, T, type Expr, add, assemble, get, i32, load, loadSplat, lt_s, mul, sub, vadd, vmul, vzero } from './wasm.ts';
+import { SLACK, wasmHeap } from './heap.ts';
+import { type PoolKernel, loadKernels } from './pool.ts';
 
-/** Bytes that kernels may read past a region's last element (vector blocks, tap overshoot). */
-export const SLACK = 1024;
+export { SLACK };
 
 // ---- SIMD instructions the shared emitter lacks ------------------------------------------------------------------
 /** i8x16.shuffle of two f32x4 by 32-bit lane indices (0–3 from a, 4–7 from b). */
@@ -323,14 +324,17 @@ function copy2d(): Fn {
   return f;
 }
 
-export interface Kernels {
-  copy2d(src: number, srcStride: number, dst: number, dstStride: number, rows: number, cols: number): void;
-  fwd(x: number, xrs: number, xps: number, w: number, y: number, yrs: number, OH: number, OW: number): void;
-  fwdAcc(x: number, xrs: number, xps: number, w: number, y: number, yrs: number, OH: number, OW: number): void;
-  gin0(gp: number, grs: number, w: number, dx: number, dxrs: number, dxps: number, y0: number, y1: number, ncols: number): void;
-  gin1(gp: number, grs: number, w: number, dx: number, dxrs: number, dxps: number, y0: number, y1: number, ncols: number): void;
-  gwRow(x: number, xis: number, g: number, grs: number, OH: number, OW: number, out: number): void;
+/** fill(dst, value, bytes): memory.fill (bulk memory), for zeroing scratch planes and outputs. */
+function fill(): Fn {
+  const f = new Fn('fill', [T.i32, T.i32, T.i32]);
+  const [dst, v, n] = f.params;
+  f.emit(get(dst), get(v), get(n));
+  f.op(0xfc, 0x0b, 0x00);
+  return f;
 }
+
+export type Kernels = Record<'copy2d' | 'fwd' | 'fwdAcc' | 'gin0' | 'gin1' | 'gwRow' | 'fill', PoolKernel>;
+const NAMES = ['fwd', 'fwdAcc', 'gin0', 'gin1', 'gwRow', 'copy2d', 'fill'] as const;
 
 /** First g column a gin block reads, relative to the block's base (see gin): the caller offsets gp by it. */
 export function ginColumnShift(g: Geom, phase: 0 | 1): number {
@@ -344,63 +348,29 @@ export function ginPadding(g: Geom): { top: number; bottom: number; left: number
   return { top, bottom: top + 2, left, right: left + 4 * V + 4 };
 }
 
-// ---- runtime: one growable memory for all conv modules -----------------------------------------------------------
-interface Runtime {
-  readonly api: WasmApi;
-  readonly memory: WasmMemory;
-  heap: Float32Array;
-  readonly modules: Map<string, Kernels>;
-}
-let rt: Runtime | null | undefined;
-
-function runtime(): Runtime | null {
-  if (rt === undefined) {
-    rt = null;
-    if (wasmApi !== undefined && hasSimd()) {
-      const memory = new wasmApi.Memory({ initial: 16, maximum: 65536 });
-      rt = { api: wasmApi, memory, heap: new Float32Array(memory.buffer), modules: new Map() };
-    }
-  }
-  return rt;
-}
-
-/** Whether the wasm SIMD conv kernels can run here (else callers keep the TS kernels). */
+/** Whether the wasm SIMD conv kernels can run here (else callers take the GEMM path or the reference). */
 export function convSimdAvailable(): boolean {
-  return runtime() !== null;
+  return wasmHeap() !== null;
 }
 
-/** The kernels for a geometry (generated and compiled once). */
+const modules = new Map<string, Kernels>();
+
+/** The kernels for a geometry, generated, compiled and loaded into the pool once (they run on the shared heap). */
 export function kernels(g: Geom): Kernels {
-  const r = runtime();
-  if (!r) throw new Error('convsimd: WebAssembly SIMD is not available');
+  const h = wasmHeap();
+  if (!h) throw new Error('convsimd: WebAssembly SIMD is not available');
   const key = `${g.cn},${g.kh},${g.kw},${g.sh},${g.sw},${g.dh},${g.dw}`;
-  let k = r.modules.get(key);
+  let k = modules.get(key);
   if (!k) {
-    const bytes = assemble({ functions: [fwd(g, false), fwd(g, true), gin(g, 0), gin(g, 1), gwRow(g), copy2d()], memory: { initial: 16, maximum: 65536, shared: false } });
-    const inst = new r.api.Instance(new r.api.Module(bytes), { env: { mem: r.memory } });
-    k = inst.exports as unknown as Kernels;
-    r.modules.set(key, k);
+    const bytes = assemble({ functions: [fwd(g, false), fwd(g, true), gin(g, 0), gin(g, 1), gwRow(g), copy2d(), fill()], memory: h.importSpec() });
+    k = loadKernels(bytes, NAMES) as Kernels;
+    modules.set(key, k);
   }
   return k;
 }
 
-/**
- * A bump allocation of wasm memory for one kernel call: `reserve(floats)` returns a float offset into the heap
- * (64-byte aligned, SLACK bytes apart); `heap()` grows the memory to fit and returns a fresh view (call it after the last reserve).
- */
-export class Arena {
-  private top = 64;
-  reserve(floats: number): number {
-    const at = this.top;
-    this.top = Math.ceil((at + floats * 4 + SLACK) / 64) * 64;
-    return at / 4;
-  }
-  heap(): Float32Array {
-    const r = runtime()!;
-    const have = r.memory.buffer.byteLength;
-    if (this.top > have) r.memory.grow(Math.ceil((this.top - have) / 65536));
-    if (r.heap.buffer !== r.memory.buffer || r.heap.length * 4 !== r.memory.buffer.byteLength) r.heap = new Float32Array(r.memory.buffer);
-    return r.heap;
-  }
+/** Splits [0, n) into `parts` contiguous ranges (fewer when n is small), for a job's tasks. */
+export function ranges(n: number, parts: number): [number, number][] {
+  const k = Math.max(1, Math.min(n, parts));
+  return Array.from({ length: k }, (_, i) => [Math.round((i * n) / k), Math.round(((i + 1) * n) / k)] as [number, number]);
 }
-

@@ -1,23 +1,24 @@
 /**
  * Depthwise conv2d (groups = C, any channel multiplier M, output channel o reads input plane ⌊o / M⌋) on float32,
- * forward and both gradients, with the wasm SIMD window kernels of convsimd.ts. Plane by plane (so each stays in
- * L1/L2): the input plane is copied into wasm memory and zero-padded there into a scratch plane (so every output is
- * an interior one), the kernels run for its M output channels, and each result plane is copied out.
+ * forward and both gradients, with the wasm SIMD window kernels of convsimd.ts, on the pool's threads.
+ *
+ * `...Ptr(…)` take byte addresses in the wasm heap (heap.ts) and write the output there; the `...F32` entry points
+ * take typed arrays and use views of the heap in place (others are copied in, and the result out). Work goes
+ * plane by plane (each stays in L1/L2): an input plane is zero-padded into the running thread's scratch (so every
+ * output is an interior one), the kernels run for its M output channels into a staging plane, and that is copied
+ * to the output (vector stores never run past a plane that another thread may be writing). Tasks: ranges of
+ * (image, channel) planes for the forward and input gradient, ranges of channels (each owns its filter rows) for
+ * the filter gradient.
  *
  * `depthwiseSimdOk` says whether a call can take this path (float32, wasm SIMD, column stride 1 or 2).
  */
-import { Arena, type Geom, convSimdAvailable, ginColumnShift, ginPadding, kernels } from './convsimd.ts';
+import { type Geom, SLACK, convSimdAvailable, ginColumnShift, ginPadding, kernels, ranges } from './convsimd.ts';
+import { wasmHeap } from './heap.ts';
+import type { ConvGeometry } from '../conv_geom.ts';
+import { Job, S, poolThreads } from './pool.ts';
 
-export interface DepthwiseGeom {
-  readonly N: number; readonly C: number; readonly H: number; readonly W: number;
-  /** Output channels (C·M) and output plane. */
-  readonly O: number; readonly OH: number; readonly OW: number;
-  readonly kh: number; readonly kw: number;
-  readonly stride: readonly [number, number];
-  readonly dilation: readonly [number, number];
-  /** [top, bottom, left, right] */
-  readonly padding: readonly [number, number, number, number];
-}
+/** The fields of a conv's geometry record (../conv_geom.ts) these kernels read. */
+export type DepthwiseGeom = Pick<ConvGeometry, 'N' | 'C' | 'H' | 'W' | 'O' | 'OH' | 'OW' | 'kh' | 'kw' | 'stride' | 'dilation' | 'padding'>;
 
 export function depthwiseSimdOk(d: DepthwiseGeom): boolean {
   return (d.stride[1] === 1 || d.stride[1] === 2) && convSimdAvailable();
@@ -34,35 +35,42 @@ function padded(d: DepthwiseGeom): { Hp: number; Wp: number } {
   return { Hp, Wp };
 }
 
-/** y = depthwise conv(x, w). */
-export function depthwiseForwardF32(X: Float32Array, Wt: Float32Array, d: DepthwiseGeom): Float32Array {
+const heapOrThrow = () => {
+  const h = wasmHeap();
+  if (!h) throw new Error('depthwise: WebAssembly SIMD is not available');
+  return h;
+};
+const up = (bytes: number) => Math.ceil((bytes + SLACK) / 64) * 64;
+/** Tasks per thread: small enough ranges that a thread the scheduler delays leaves little for the others. */
+const tasksFor = (n: number) => ranges(n, 4 * poolThreads());
+
+/** y (at py) = depthwise conv(x at px, w at pw). */
+export function depthwiseForwardPtr(px: number, pw: number, py: number, d: DepthwiseGeom): void {
   const { N, C, H, W, O, OH, OW, kh, kw } = d;
   const [pt, , pl] = d.padding;
   const M = O / C, HW = H * W, P = OH * OW, T = kh * kw;
   const { Hp, Wp } = padded(d);
   const k = kernels(geom(d));
-  const a = new Arena();
-  const xs = a.reserve(HW), xp = a.reserve(Hp * Wp), ys = a.reserve(P), wb = a.reserve(O * T);
-  const heap = a.heap();
-  heap.set(Wt.subarray(0, O * T), wb);
-  heap.fill(0, xp, xp + Hp * Wp);
-  const Y = new Float32Array(N * O * P);
-  for (let n = 0; n < N; n++) {
-    for (let c = 0; c < C; c++) {
-      heap.set(X.subarray((n * C + c) * HW, (n * C + c + 1) * HW), xs);
-      k.copy2d(xs * 4, W * 4, (xp + pt * Wp + pl) * 4, Wp * 4, H, W);
+  const xp = SLACK, ys = xp + up(Hp * Wp * 4);
+  const job = new Job();
+  for (const [p0, p1] of tasksFor(N * C)) {
+    job.call(k.fill, S(xp), 0, Hp * Wp * 4);
+    for (let pl0 = p0; pl0 < p1; pl0++) {
+      const n = Math.floor(pl0 / C), c = pl0 % C;
+      job.call(k.copy2d, px + pl0 * HW * 4, W * 4, S(xp + (pt * Wp + pl) * 4), Wp * 4, H, W);
       for (let m = 0; m < M; m++) {
         const o = c * M + m;
-        k.fwd(xp * 4, Wp * 4, 0, (wb + o * T) * 4, ys * 4, OW * 4, OH, OW);
-        Y.set(heap.subarray(ys, ys + P), (n * O + o) * P);
+        job.call(k.fwd, S(xp), Wp * 4, 0, pw + o * T * 4, S(ys), OW * 4, OH, OW);
+        job.call(k.copy2d, S(ys), 0, py + (n * O + o) * P * 4, 0, 1, P);
       }
     }
+    job.endTask();
   }
-  return Y;
+  job.run(ys + up(P * 4));
 }
 
-/** x̄ = the depthwise conv's adjoint applied to ȳ (a gather per input plane, summed over its M output channels). */
-export function depthwiseGradInputF32(G: Float32Array, Wt: Float32Array, d: DepthwiseGeom): Float32Array {
+/** x̄ (at pdx) = the depthwise conv's adjoint applied to ȳ (at pg): a gather per input plane over its M output channels. */
+export function depthwiseGradInputPtr(pg: number, pw: number, pdx: number, d: DepthwiseGeom): void {
   const { N, C, H, W, O, OH, OW, kh, kw } = d;
   const [pt, , pl] = d.padding;
   const M = O / C, HW = H * W, P = OH * OW, T = kh * kw;
@@ -73,30 +81,28 @@ export function depthwiseGradInputF32(G: Float32Array, Wt: Float32Array, d: Dept
   const phase = (g.sw === 2 ? pl & 1 : 0) as 0 | 1;
   const gin = phase ? k.gin1 : k.gin0;
   const base = (g.sw === 1 ? pl : (pl - phase) / 2) + ginColumnShift(g, phase);
-  const a = new Arena();
-  const gs = a.reserve(P), gp = a.reserve(Hg * Wg), dxs = a.reserve(HW), wb = a.reserve(O * T);
-  const heap = a.heap();
-  heap.set(Wt.subarray(0, O * T), wb);
-  heap.fill(0, gp, gp + Hg * Wg);
-  const g00 = gp + pad.top * Wg + pad.left; // g(0, 0) in the padded plane
-  const DX = new Float32Array(N * C * HW);
-  for (let n = 0; n < N; n++) {
-    for (let c = 0; c < C; c++) {
-      heap.fill(0, dxs, dxs + HW);
+  const gp = SLACK, dxs = gp + up(Hg * Wg * 4);
+  const g00 = gp + (pad.top * Wg + pad.left) * 4; // g(0, 0) in the padded plane
+  const job = new Job();
+  for (const [p0, p1] of tasksFor(N * C)) {
+    job.call(k.fill, S(gp), 0, Hg * Wg * 4);
+    for (let q = p0; q < p1; q++) {
+      const n = Math.floor(q / C), c = q % C;
+      job.call(k.fill, S(dxs), 0, HW * 4);
       for (let m = 0; m < M; m++) {
         const o = c * M + m;
-        heap.set(G.subarray((n * O + o) * P, (n * O + o + 1) * P), gs);
-        k.copy2d(gs * 4, OW * 4, g00 * 4, Wg * 4, OH, OW);
-        gin((g00 + base) * 4, Wg * 4, (wb + o * T) * 4, dxs * 4, W * 4, HW * 4, pt, pt + H, W);
+        job.call(k.copy2d, pg + (n * O + o) * P * 4, OW * 4, S(g00), Wg * 4, OH, OW);
+        job.call(gin, S(g00 + base * 4), Wg * 4, pw + o * T * 4, S(dxs), W * 4, HW * 4, pt, pt + H, W);
       }
-      DX.set(heap.subarray(dxs, dxs + HW), (n * C + c) * HW);
+      job.call(k.copy2d, S(dxs), 0, pdx + q * HW * 4, 0, 1, HW);
     }
+    job.endTask();
   }
-  return DX;
+  job.run(dxs + up(HW * 4));
 }
 
-/** w̄[o, ky, kx] = Σ_n Σ_{i, j} ȳ[n, o, i, j] · x_padded[n, ⌊o/M⌋, i·sh + ky·dh, j·sw + kx·dw]. */
-export function depthwiseGradFilterF32(X: Float32Array, G: Float32Array, d: DepthwiseGeom): Float32Array {
+/** w̄[o, ky, kx] (at pdw) = Σ_n Σ_{i, j} ȳ[n, o, i, j] · x_padded[n, ⌊o/M⌋, i·sh + ky·dh, j·sw + kx·dw]. */
+export function depthwiseGradFilterPtr(px: number, pg: number, pdw: number, d: DepthwiseGeom): void {
   const { N, C, H, W, O, OH, OW, kh, kw } = d;
   const [pt, , pl] = d.padding;
   const [sh] = d.stride;
@@ -104,21 +110,39 @@ export function depthwiseGradFilterF32(X: Float32Array, G: Float32Array, d: Dept
   const M = O / C, HW = H * W, P = OH * OW, T = kh * kw;
   const { Hp, Wp } = padded(d);
   const k = kernels(geom(d));
-  const a = new Arena();
-  const xs = a.reserve(HW), xp = a.reserve(Hp * Wp), gs = a.reserve(P), dw = a.reserve(O * T);
-  const heap = a.heap();
-  heap.fill(0, xp, xp + Hp * Wp);
-  heap.fill(0, dw, dw + O * T);
-  for (let n = 0; n < N; n++) {
-    for (let c = 0; c < C; c++) {
-      heap.set(X.subarray((n * C + c) * HW, (n * C + c + 1) * HW), xs);
-      k.copy2d(xs * 4, W * 4, (xp + pt * Wp + pl) * 4, Wp * 4, H, W);
-      for (let m = 0; m < M; m++) {
-        const o = c * M + m;
-        heap.set(G.subarray((n * O + o) * P, (n * O + o + 1) * P), gs);
-        for (let ky = 0; ky < kh; ky++) k.gwRow((xp + ky * dh * Wp) * 4, sh * Wp * 4, gs * 4, OW * 4, OH, OW, (dw + o * T + ky * kw) * 4);
+  heapOrThrow().f32().fill(0, pdw >> 2, (pdw >> 2) + O * T);
+  const xp = SLACK;
+  const job = new Job();
+  for (const [c0, c1] of tasksFor(C)) {
+    job.call(k.fill, S(xp), 0, Hp * Wp * 4);
+    for (let c = c0; c < c1; c++) {
+      for (let n = 0; n < N; n++) {
+        job.call(k.copy2d, px + (n * C + c) * HW * 4, W * 4, S(xp + (pt * Wp + pl) * 4), Wp * 4, H, W);
+        for (let m = 0; m < M; m++) {
+          const o = c * M + m;
+          for (let ky = 0; ky < kh; ky++) job.call(k.gwRow, S(xp + ky * dh * Wp * 4), sh * Wp * 4, pg + (n * O + o) * P * 4, OW * 4, OH, OW, pdw + (o * T + ky * kw) * 4);
+        }
       }
     }
+    job.endTask();
   }
-  return heap.slice(dw, dw + O * T);
+  job.run(xp + up(Hp * Wp * 4));
+}
+
+/** y = depthwise conv(x, w) (typed arrays; views of the heap are used in place, `out` too). */
+export function depthwiseForwardF32(X: Float32Array, Wt: Float32Array, d: DepthwiseGeom, out?: Float32Array): Float32Array {
+  const h = heapOrThrow();
+  return h.withF32(X, (px) => h.withF32(Wt, (pw) => h.outF32(d.N * d.O * d.OH * d.OW, (py) => depthwiseForwardPtr(px, pw, py, d), out)));
+}
+
+/** x̄ = the depthwise conv's adjoint applied to ȳ. */
+export function depthwiseGradInputF32(G: Float32Array, Wt: Float32Array, d: DepthwiseGeom, out?: Float32Array): Float32Array {
+  const h = heapOrThrow();
+  return h.withF32(G, (pg) => h.withF32(Wt, (pw) => h.outF32(d.N * d.C * d.H * d.W, (pdx) => depthwiseGradInputPtr(pg, pw, pdx, d), out)));
+}
+
+/** w̄ of the depthwise conv. */
+export function depthwiseGradFilterF32(X: Float32Array, G: Float32Array, d: DepthwiseGeom, out?: Float32Array): Float32Array {
+  const h = heapOrThrow();
+  return h.withF32(X, (px) => h.withF32(G, (pg) => h.outF32(d.O * d.kh * d.kw, (pdw) => depthwiseGradFilterPtr(px, pg, pdw, d), out)));
 }

@@ -1,27 +1,26 @@
 /**
  * The stochastic conv (per-batch or per-image windows) on float32, forward and both gradients, with the wasm SIMD
- * window kernels of convsimd.ts. Output channel k of image n is a valid conv of its window (top-left (r, q),
- * size ((oh − 1)·sh + kh) × ((ow − 1)·sw + kw)) of all C input planes with w[k].
+ * window kernels of convsimd.ts, on the pool's threads. Output channel k of image n is a valid conv of its window
+ * (top-left (r, q), size ((oh − 1)·sh + kh) × ((ow − 1)·sw + kw)) of all C input planes with w[k].
  *
- * The input (and x̄) is ~21× the plain conv's, so the work goes in bands of input rows that stay in L2: a band of
- * all C planes is copied into wasm memory once, and every window that has output rows starting in the band
- * computes them there, reading its window in place (no crop):
- *   - forward: all C planes (up to ~32 taps) per unrolled pass;
- *   - input gradient: a gather over each window's rows of the x̄ band (all C planes per pass), the band cleared
- *     before and copied out after, so x̄ is written once and bands no window touches are skipped;
- *   - filter gradient: per (channel, input plane, tap row) a dot product of ȳ with the strided window rows.
+ * `...Ptr(…)` take byte addresses in the wasm heap (heap.ts); the `...F32` entry points take typed arrays and use
+ * views of the heap in place (others are copied in, and the result out).
+ *   - forward: each (image, channel) reads its window in place (all C planes, up to ~32 taps per unrolled pass)
+ *     into a staging plane of the running thread, copied to y; tasks are ranges of (image, channel) pairs;
+ *   - filter gradient: per (channel, image, input plane, tap row) a dot product of ȳ with the strided window rows,
+ *     read in place; tasks are ranges of channels (each owns its filter rows);
+ *   - input gradient: per image (a task), in bands of input rows that stay in L2: a gather over each window's
+ *     rows of the x̄ band (all C planes per pass), the band cleared before and copied out after, so x̄ is written
+ *     once; bands no window touches are zero-filled.
  * Windows are validated by the primitive's shape rule (autograd/conv.ts) before any kernel runs.
  */
-import { Arena, type Geom, convSimdAvailable, ginColumnShift, ginPadding, kernels } from './convsimd.ts';
+import { type Geom, SLACK, convSimdAvailable, ginColumnShift, ginPadding, kernels, ranges } from './convsimd.ts';
+import { wasmHeap } from './heap.ts';
+import { type StochasticGeometry, windowOf } from '../conv_geom.ts';
+import { Job, S, poolThreads } from './pool.ts';
 
-export interface StochasticGeom {
-  readonly N: number; readonly C: number; readonly H: number; readonly W: number;
-  readonly O: number; readonly kh: number; readonly kw: number;
-  readonly stride: readonly [number, number];
-  readonly outSize: readonly [number, number];
-  readonly windows: Int32Array;
-  readonly perImage: boolean;
-}
+/** The stochastic conv's geometry record (../conv_geom.ts). */
+export type StochasticGeom = StochasticGeometry;
 
 export function stochasticSimdOk(s: StochasticGeom): boolean {
   return (s.stride[1] === 1 || s.stride[1] === 2) && convSimdAvailable();
@@ -32,10 +31,6 @@ const chunk = (s: StochasticGeom) => Math.max(1, Math.min(s.C, Math.floor(32 / (
 const geom = (s: StochasticGeom, cn: number): Geom => ({ cn, kh: s.kh, kw: s.kw, sh: s.stride[0], sw: s.stride[1] as 1 | 2, dh: 1, dw: 1 });
 /** The kernels of each channel chunk (looked up once per call, not per band). */
 const chunkKernels = (s: StochasticGeom, cu: number) => Array.from({ length: Math.ceil(s.C / cu) }, (_, i) => kernels(geom(s, Math.min(cu, s.C - i * cu))));
-const windowOf = (s: StochasticGeom, n: number, o: number): [number, number] => {
-  const i = s.perImage ? n * s.O + o : o;
-  return [s.windows[2 * i], s.windows[2 * i + 1]];
-};
 
 /** Input rows per band: about 128 KiB of all C planes (plus the kh − 1 rows the last outputs reach into). */
 const bandRows = (s: StochasticGeom) => bandOverride ?? Math.max(8, Math.min(s.H, Math.floor(32768 / (s.C * s.W))));
@@ -46,73 +41,61 @@ export function setStochasticBandRows(rows: number | undefined): void {
   bandOverride = rows === undefined ? undefined : Math.max(1, Math.floor(rows));
 }
 
-/** Output rows [i0, i1) of window row r whose first input row lies in [b0, b0 + B). */
-function rowsIn(r: number, sh: number, OH: number, b0: number, B: number): [number, number] {
-  const i0 = Math.max(0, Math.ceil((b0 - r) / sh));
-  const i1 = Math.min(OH, Math.ceil((b0 + B - r) / sh));
-  return [i0, i1];
-}
+const heapOrThrow = () => {
+  const h = wasmHeap();
+  if (!h) throw new Error('stochastic conv: WebAssembly SIMD is not available');
+  return h;
+};
+const up = (bytes: number) => Math.ceil((bytes + SLACK) / 64) * 64;
+const tasksFor = (n: number) => ranges(n, 4 * poolThreads());
 
-/** Copies input rows [b0, b0 + rows) of image n's C planes into the band buffer (plane stride Bx·W). */
-function copyBand(heap: Float32Array, X: Float32Array, s: StochasticGeom, n: number, b0: number, rows: number, xb: number, Bx: number): void {
-  const { C, H, W } = s;
-  for (let c = 0; c < C; c++) {
-    const from = ((n * C + c) * H + b0) * W;
-    heap.set(X.subarray(from, from + rows * W), xb + c * Bx * W);
-  }
-}
-
-/**
- * Walks image n band by band (B input rows, plus kh − 1 rows of overlap): for each channel whose
- * window has output rows [i0, i1) in the band, calls visit(o, r, q, i0, i1, b0) with the band
- * already copied into the buffer at xb (copied once per band, only if some window touches it).
- */
-function forEachBandWindow(
-  heap: Float32Array, X: Float32Array, s: StochasticGeom, n: number, xb: number,
-  visit: (o: number, r: number, q: number, i0: number, i1: number, b0: number) => void,
-): void {
-  const { H, O, kh } = s;
-  const B = bandRows(s), Bx = B + kh - 1;
-  for (let b0 = 0; b0 < H; b0 += B) {
-    let copied = false;
-    for (let o = 0; o < O; o++) {
-      const [r, q] = windowOf(s, n, o);
-      const [i0, i1] = rowsIn(r, s.stride[0], s.outSize[0], b0, B);
-      if (i0 >= i1) continue;
-      if (!copied) {
-        copyBand(heap, X, s, n, b0, Math.min(Bx, H - b0), xb, Bx);
-        copied = true;
-      }
-      visit(o, r, q, i0, i1, b0);
-    }
-  }
-}
-
-export function stochasticForwardF32(X: Float32Array, Wt: Float32Array, s: StochasticGeom): Float32Array {
-  const { N, C, W, O, kh, kw } = s;
+export function stochasticForwardPtr(px: number, pw: number, py: number, s: StochasticGeom): void {
+  const { N, C, H, W, O, kh, kw } = s;
   const [OH, OW] = s.outSize;
-  const [sh] = s.stride;
   const P = OH * OW, T = C * kh * kw, cu = chunk(s);
-  const B = bandRows(s), Bx = B + kh - 1;
   const ks = chunkKernels(s, cu);
-  const a = new Arena();
-  const xb = a.reserve(C * Bx * W), ys = a.reserve(O * P), wb = a.reserve(O * T);
-  const heap = a.heap();
-  heap.set(Wt.subarray(0, O * T), wb);
-  const Y = new Float32Array(N * O * P);
-  for (let n = 0; n < N; n++) {
-    forEachBandWindow(heap, X, s, n, xb, (o, r, q, i0, i1, b0) => {
+  const ys = SLACK;
+  const job = new Job();
+  for (const [t0, t1] of tasksFor(N * O)) {
+    for (let t = t0; t < t1; t++) {
+      const n = Math.floor(t / O), o = t % O;
+      const [r, q] = windowOf(s, n, o);
       for (let c0 = 0; c0 < C; c0 += cu) {
         const k = ks[c0 / cu];
-        (c0 === 0 ? k.fwd : k.fwdAcc)((xb + c0 * Bx * W + (r + i0 * sh - b0) * W + q) * 4, W * 4, Bx * W * 4, (wb + o * T + c0 * kh * kw) * 4, (ys + o * P + i0 * OW) * 4, OW * 4, i1 - i0, OW);
+        job.call(c0 === 0 ? k.fwd : k.fwdAcc, px + (((n * C + c0) * H + r) * W + q) * 4, W * 4, H * W * 4, pw + (o * T + c0 * kh * kw) * 4, S(ys), OW * 4, OH, OW);
       }
-    });
-    Y.set(heap.subarray(ys, ys + O * P), n * O * P);
+      job.call(ks[0].copy2d, S(ys), 0, py + t * P * 4, 0, 1, P);
+    }
+    job.endTask();
   }
-  return Y;
+  job.run(ys + up(P * 4));
 }
 
-export function stochasticGradInputF32(G: Float32Array, Wt: Float32Array, s: StochasticGeom): Float32Array {
+export function stochasticGradFilterPtr(px: number, pg: number, pdw: number, s: StochasticGeom): void {
+  const { N, C, H, W, O, kh, kw } = s;
+  const [OH, OW] = s.outSize;
+  const [sh] = s.stride;
+  const P = OH * OW, T = C * kh * kw;
+  const k = kernels(geom(s, chunk(s)));
+  heapOrThrow().f32().fill(0, pdw >> 2, (pdw >> 2) + O * T);
+  const job = new Job();
+  for (const [o0, o1] of tasksFor(O)) {
+    for (let o = o0; o < o1; o++) {
+      for (let n = 0; n < N; n++) {
+        const [r, q] = windowOf(s, n, o);
+        for (let c = 0; c < C; c++) {
+          for (let ky = 0; ky < kh; ky++) {
+            job.call(k.gwRow, px + (((n * C + c) * H + r + ky) * W + q) * 4, sh * W * 4, pg + (n * O + o) * P * 4, OW * 4, OH, OW, pdw + (o * T + (c * kh + ky) * kw) * 4);
+          }
+        }
+      }
+    }
+    job.endTask();
+  }
+  job.run(0);
+}
+
+export function stochasticGradInputPtr(pg: number, pw: number, pdx: number, s: StochasticGeom): void {
   const { N, C, H, W, O, kh, kw } = s;
   const [OH, OW] = s.outSize;
   const [sh, sw] = s.stride;
@@ -124,16 +107,13 @@ export function stochasticGradInputF32(G: Float32Array, Wt: Float32Array, s: Sto
   const Wg = pad.left + OW + pad.right, Hg = pad.top + OH + pad.bottom + 2;
   const base = ginColumnShift(g0, 0); // window column 0 is even: phase 0
   const ks = chunkKernels(s, cu);
-  const a = new Arena();
-  const gs = a.reserve(O * P), gp = a.reserve(O * Hg * Wg), dxb = a.reserve(C * B * W), wb = a.reserve(O * T);
-  const heap = a.heap();
-  heap.set(Wt.subarray(0, O * T), wb);
-  heap.fill(0, gp, gp + O * Hg * Wg);
-  const g00 = (o: number) => gp + o * Hg * Wg + pad.top * Wg + pad.left; // g(0, 0) of channel o, zero-padded around
-  const DX = new Float32Array(N * C * HW);
+  const k = ks[0];
+  const gp = SLACK, dxb = gp + up(O * Hg * Wg * 4);
+  const g00 = (o: number) => gp + (o * Hg * Wg + pad.top * Wg + pad.left) * 4; // g(0, 0) of channel o, zero-padded around
+  const job = new Job();
   for (let n = 0; n < N; n++) {
-    heap.set(G.subarray(n * O * P, (n + 1) * O * P), gs);
-    for (let o = 0; o < O; o++) ks[0].copy2d((gs + o * P) * 4, OW * 4, g00(o) * 4, Wg * 4, OH, OW);
+    job.call(k.fill, S(gp), 0, O * Hg * Wg * 4);
+    for (let o = 0; o < O; o++) job.call(k.copy2d, pg + (n * O + o) * P * 4, OW * 4, S(g00(o)), Wg * 4, OH, OW);
     for (let b0 = 0; b0 < H; b0 += B) {
       const rows = Math.min(B, H - b0);
       let cleared = false;
@@ -142,39 +122,35 @@ export function stochasticGradInputF32(G: Float32Array, Wt: Float32Array, s: Sto
         const y0 = Math.max(b0, r) - r, y1 = Math.min(b0 + rows, r + Hs) - r;
         if (y0 >= y1) continue;
         if (!cleared) {
-          heap.fill(0, dxb, dxb + C * B * W);
+          job.call(k.fill, S(dxb), 0, C * B * W * 4);
           cleared = true;
         }
         for (let c0 = 0; c0 < C; c0 += cu) {
-          ks[c0 / cu].gin0((g00(o) + base) * 4, Wg * 4, (wb + o * T + c0 * kh * kw) * 4, (dxb + c0 * B * W + (r + y0 - b0) * W + q) * 4, W * 4, B * W * 4, y0, y1, Ws);
+          job.call(ks[c0 / cu].gin0, S(g00(o) + base * 4), Wg * 4, pw + (o * T + c0 * kh * kw) * 4, S(dxb + (c0 * B * W + (r + y0 - b0) * W + q) * 4), W * 4, B * W * 4, y0, y1, Ws);
         }
       }
-      if (cleared) for (let c = 0; c < C; c++) DX.set(heap.subarray(dxb + c * B * W, dxb + c * B * W + rows * W), ((n * C + c) * H + b0) * W);
+      for (let c = 0; c < C; c++) {
+        const to = pdx + ((n * C + c) * H + b0) * W * 4;
+        if (cleared) job.call(k.copy2d, S(dxb + c * B * W * 4), 0, to, 0, 1, rows * W);
+        else job.call(k.fill, to, 0, rows * W * 4);
+      }
     }
+    job.endTask();
   }
-  return DX;
+  job.run(dxb + up(C * B * W * 4));
 }
 
-export function stochasticGradFilterF32(X: Float32Array, G: Float32Array, s: StochasticGeom): Float32Array {
-  const { N, C, W, O, kh, kw } = s;
-  const [OH, OW] = s.outSize;
-  const [sh] = s.stride;
-  const P = OH * OW, T = C * kh * kw;
-  const B = bandRows(s), Bx = B + kh - 1;
-  const k = kernels(geom(s, chunk(s)));
-  const a = new Arena();
-  const xb = a.reserve(C * Bx * W), gs = a.reserve(O * P), dw = a.reserve(O * T);
-  const heap = a.heap();
-  heap.fill(0, dw, dw + O * T);
-  for (let n = 0; n < N; n++) {
-    heap.set(G.subarray(n * O * P, (n + 1) * O * P), gs);
-    forEachBandWindow(heap, X, s, n, xb, (o, r, q, i0, i1, b0) => {
-      for (let c = 0; c < C; c++) {
-        for (let ky = 0; ky < kh; ky++) {
-          k.gwRow((xb + c * Bx * W + (r + i0 * sh + ky - b0) * W + q) * 4, sh * W * 4, (gs + o * P + i0 * OW) * 4, OW * 4, i1 - i0, OW, (dw + o * T + (c * kh + ky) * kw) * 4);
-        }
-      }
-    });
-  }
-  return heap.slice(dw, dw + O * T);
+export function stochasticForwardF32(X: Float32Array, Wt: Float32Array, s: StochasticGeom, out?: Float32Array): Float32Array {
+  const h = heapOrThrow();
+  return h.withF32(X, (px) => h.withF32(Wt, (pw) => h.outF32(s.N * s.O * s.outSize[0] * s.outSize[1], (py) => stochasticForwardPtr(px, pw, py, s), out)));
+}
+
+export function stochasticGradInputF32(G: Float32Array, Wt: Float32Array, s: StochasticGeom, out?: Float32Array): Float32Array {
+  const h = heapOrThrow();
+  return h.withF32(G, (pg) => h.withF32(Wt, (pw) => h.outF32(s.N * s.C * s.H * s.W, (pdx) => stochasticGradInputPtr(pg, pw, pdx, s), out)));
+}
+
+export function stochasticGradFilterF32(X: Float32Array, G: Float32Array, s: StochasticGeom, out?: Float32Array): Float32Array {
+  const h = heapOrThrow();
+  return h.withF32(X, (px) => h.withF32(G, (pg) => h.outF32(s.O * s.C * s.kh * s.kw, (pdw) => stochasticGradFilterPtr(px, pg, pdw, s), out)));
 }

@@ -1,0 +1,335 @@
+/**
+ * The CPU backend's one worker pool: threads that run wasm kernels on the shared heap (heap.ts). A job is a list
+ * of tasks, each a list of kernel calls (a command buffer in the heap: module, function, i32 arguments), claimed
+ * task by task with a compare-and-swap by the main thread and whichever workers are awake. On a busy machine a
+ * worker that is not scheduled simply claims nothing: the main thread never waits for a worker that has not
+ * started a task, only for tasks already claimed. Every kernel module is compiled once on the main thread and
+ * sent to the workers (`loadKernels`), which instantiate it on the same memory before claiming work.
+ *
+ * Each thread has its own scratch area; an argument marked in a call's scratch mask is an offset into the
+ * scratch of the thread that runs it (packing buffers, padded planes, staging). Workers are eval'd plain JS (no
+ * .ts loader needed under tsx or vitest), block in Atomics.wait between jobs and never keep the process alive.
+ */
+import { MessageChannel, type MessagePort, Worker } from 'node:worker_threads';
+import { availableParallelism } from 'node:os';
+import { type WasmModule, wasmApi } from './wasm.ts';
+import { type WasmHeap, wasmHeap } from './heap.ts';
+
+const MAX_THREADS = 8;
+/** Arguments a kernel call can take (all i32). */
+const MAX_ARGS = 12;
+/** Words per call: module, function, argument count, scratch mask, arguments. */
+export const CALL_WORDS = 4 + MAX_ARGS;
+/** Tasks per job at most (16 bits of the claim word). */
+export const MAX_TASKS = 4096;
+
+// Control block (Int32 word offsets from its base; the claim word is a BigInt64 at offset 0).
+const SEQ = 2; // job sequence (workers sleep on it)
+const DONE = 3; // tasks finished in the current job
+const FAIL = 4; // a task trapped
+const WORKER_TASKS = 5; // tasks run by workers since start (a statistic)
+const NMOD = 6; // modules a worker must have instantiated to take part
+const TASKS = 7; // byte address of the task table (task t = words [tab[t], tab[t + 1]))
+const READY = 16; // + slot
+const SCRATCH = 32; // + slot: byte address of each thread's scratch
+const CTL_WORDS = 64;
+
+const RUN_TASK = `function runTask(i32, mods, slot, t, C) {
+  const tab = i32[C + ${TASKS}] >> 2;
+  const scratch = i32[C + ${SCRATCH} + slot];
+  let w = i32[tab + t];
+  const end = i32[tab + t + 1];
+  while (w < end) {
+    const f = mods[i32[w]][i32[w + 1]];
+    const m = i32[w + 3];
+    ${Array.from({ length: MAX_ARGS }, (_, k) => `const a${k} = i32[w + ${4 + k}] + ((m >> ${k}) & 1) * scratch;`).join('\n    ')}
+    f(${Array.from({ length: MAX_ARGS }, (_, k) => `a${k}`).join(', ')});
+    w += ${CALL_WORDS};
+  }
+}`;
+
+/** Claims and runs tasks of the current job until none is left (the main thread and the workers run this). */
+const CLAIM_LOOP = `function claimLoop(big, i32, mods, slot, isWorker, C) {
+  for (;;) {
+    const v = Atomics.load(big, 0);
+    const next = Number(v & 0xffffn);
+    const n = Number((v >> 16n) & 0xffffn);
+    if (next >= n) return;
+    if (Atomics.compareExchange(big, 0, v, v + 1n) !== v) continue;
+    try { runTask(i32, mods, slot, next, C); } catch (e) { Atomics.store(i32, C + ${FAIL}, 1); }
+    if (isWorker) Atomics.add(i32, C + ${WORKER_TASKS}, 1);
+    if (Atomics.add(i32, C + ${DONE}, 1) + 1 === n) Atomics.notify(i32, C + ${DONE});
+  }
+}`;
+
+const WORKER_SOURCE = `
+const { workerData, receiveMessageOnPort } = require('node:worker_threads');
+const { memory, ctl, slot, port } = workerData;
+const C = ctl >> 2;
+const mods = [];
+let i32 = new Int32Array(memory.buffer);
+const big = new BigInt64Array(memory.buffer, ctl, 1);
+${RUN_TASK}
+${CLAIM_LOOP}
+function load(need) {
+  while (mods.length < need) {
+    const m = receiveMessageOnPort(port);
+    if (!m) return false;
+    const inst = new WebAssembly.Instance(m.message.module, { env: { mem: memory } });
+    mods.push(m.message.names.map((n) => inst.exports[n]));
+  }
+  return true;
+}
+Atomics.store(i32, C + ${READY} + slot, 1);
+Atomics.notify(i32, C + ${READY} + slot);
+let seen = Atomics.load(i32, C + ${SEQ});
+for (;;) {
+  Atomics.wait(i32, C + ${SEQ}, seen);
+  seen = Atomics.load(i32, C + ${SEQ});
+  if (i32.buffer !== memory.buffer) i32 = new Int32Array(memory.buffer);
+  if (load(Atomics.load(i32, C + ${NMOD}))) claimLoop(big, i32, mods, slot, true, C);
+}
+`;
+
+type Fn = (...a: number[]) => void;
+type ClaimLoop = (big: BigInt64Array, i32: Int32Array, mods: Fn[][], slot: number, isWorker: boolean, C: number) => void;
+// The same source the workers run, compiled once here for the main thread.
+const claimLoop = new Function(`${RUN_TASK}\n${CLAIM_LOOP}\nreturn claimLoop;`)() as ClaimLoop;
+
+interface Pool {
+  readonly heap: WasmHeap;
+  readonly ctl: number;
+  readonly mods: Fn[][];
+  readonly ports: MessagePort[];
+  workers: Worker[];
+  /** Threads used by jobs (1 + ready workers, or fewer when set). */
+  nthreads: number;
+  scratchBytes: number;
+  scratch: number[];
+  /** The command and task buffers of the last job (kept, grown when a job needs more). */
+  cmd: { ptr: number; bytes: number };
+  seq: number;
+  tag: bigint;
+}
+
+let pool: Pool | null | undefined;
+
+function wantedThreads(): number {
+  const env = Number(process.env.STOCHCONV_THREADS);
+  const n = Number.isFinite(env) && env >= 1 ? Math.floor(env) : availableParallelism();
+  return Math.max(1, Math.min(MAX_THREADS, n));
+}
+
+function createPool(): Pool | null {
+  const heap = wasmHeap();
+  if (!heap) return null;
+  const ctl = heap.alloc(CTL_WORDS * 4);
+  heap.i32().fill(0, ctl >> 2, (ctl >> 2) + CTL_WORDS);
+  const p: Pool = { heap, ctl, mods: [], ports: [], workers: [], nthreads: 1, scratchBytes: 0, scratch: [], cmd: { ptr: heap.alloc(64), bytes: 64 }, seq: 0, tag: 0n };
+  const want = wantedThreads();
+  if (heap.shared && want > 1) startWorkers(p, want - 1);
+  return p;
+}
+
+/** Spawns workers and waits (bounded) for each to report ready; those that don't come up are dropped. */
+function startWorkers(p: Pool, n: number): void {
+  const C = p.ctl >> 2;
+  for (let w = 1; w <= n; w++) {
+    let worker: Worker;
+    const { port1, port2 } = new MessageChannel();
+    try {
+      worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { memory: p.heap.memory, ctl: p.ctl, slot: w, port: port2 }, transferList: [port2] });
+    } catch {
+      break;
+    }
+    worker.unref();
+    port1.unref();
+    worker.on('error', () => {
+      // A dead worker is noticed at the next job (its task never finishes); the pool stops using threads then.
+    });
+    const i32 = p.heap.i32();
+    const ok = Atomics.wait(i32, C + READY + w, 0, 5000) !== 'timed-out' || Atomics.load(i32, C + READY + w) === 1;
+    if (!ok) {
+      void worker.terminate();
+      break;
+    }
+    p.workers.push(worker);
+    p.ports.push(port1);
+  }
+  p.nthreads = 1 + p.workers.length;
+}
+
+function getPool(): Pool | null {
+  if (pool === undefined) pool = createPool();
+  return pool;
+}
+
+/** A function of a kernel module loaded into the pool: call it here (`run`) or put it in a job (`Job.call`). */
+export interface PoolKernel {
+  readonly mod: number;
+  readonly fn: number;
+  readonly name: string;
+  readonly run: Fn;
+}
+
+/**
+ * Compiles `bytes` (a module importing the heap's memory as env.mem), instantiates it here and on every worker,
+ * and returns its exported functions by name.
+ */
+export function loadKernels(bytes: Uint8Array, names: readonly string[]): Record<string, PoolKernel> {
+  const p = getPool();
+  const W = wasmApi;
+  if (!p || !W) throw new Error('pool: WebAssembly SIMD is not available');
+  const module: WasmModule = new W.Module(bytes);
+  const inst = new W.Instance(module, { env: { mem: p.heap.memory } });
+  const fns = names.map((n) => {
+    const f = inst.exports[n];
+    if (typeof f !== 'function') throw new Error(`pool: the module has no exported function '${n}'`);
+    return f as Fn;
+  });
+  const mod = p.mods.length;
+  p.mods.push(fns);
+  for (const port of p.ports) port.postMessage({ module, names });
+  Atomics.store(p.heap.i32(), (p.ctl >> 2) + NMOD, p.mods.length);
+  return Object.fromEntries(names.map((name, fn) => [name, { mod, fn, name, run: fns[fn] }]));
+}
+
+/** Threads jobs use (1 when workers or a shared memory are unavailable). */
+export function poolThreads(): number {
+  return getPool()?.nthreads ?? 1;
+}
+
+/** Tasks that worker threads have run since the pool started: shows the threads are used. */
+export function poolWorkerTasks(): number {
+  const p = getPool();
+  return p ? Atomics.load(p.heap.i32(), (p.ctl >> 2) + WORKER_TASKS) : 0;
+}
+
+/** Limits further jobs to `n` threads (≤ the workers started); for benchmarks and tests. */
+export function setPoolThreads(n: number): void {
+  const p = getPool();
+  if (p) p.nthreads = Math.max(1, Math.min(1 + p.workers.length, Math.floor(n)));
+}
+
+/** Stops the workers (jobs then run on the main thread). */
+export function stopPool(): void {
+  const p = getPool();
+  if (!p) return;
+  for (const w of p.workers) void w.terminate();
+  p.workers = [];
+  p.nthreads = 1;
+}
+
+/** Byte offset into the running thread's scratch, as a call argument. */
+export interface ScratchArg {
+  readonly scratch: number;
+}
+export const S = (offset: number): ScratchArg => ({ scratch: offset });
+
+/**
+ * A job under construction: `call` appends a kernel call to the current task, `endTask` closes it. `run` needs
+ * each thread's scratch to hold `scratchBytes`. A job with one task, or on a pool of one thread, runs on the
+ * calling thread alone.
+ */
+export class Job {
+  private words = new Int32Array(CALL_WORDS * 64);
+  private n = 0;
+  private readonly starts: number[] = [0];
+
+  call(k: PoolKernel, ...args: (number | ScratchArg)[]): this {
+    if (args.length > MAX_ARGS) throw new Error(`pool: ${k.name} called with ${args.length} arguments (at most ${MAX_ARGS})`);
+    if ((this.n + 1) * CALL_WORDS > this.words.length) {
+      const w = new Int32Array(this.words.length * 2);
+      w.set(this.words);
+      this.words = w;
+    }
+    const o = this.n * CALL_WORDS;
+    let mask = 0;
+    this.words[o] = k.mod;
+    this.words[o + 1] = k.fn;
+    this.words[o + 2] = args.length;
+    for (let i = 0; i < args.length; i++) {
+      const a = args[i];
+      if (typeof a === 'number') this.words[o + 4 + i] = a;
+      else {
+        this.words[o + 4 + i] = a.scratch;
+        mask |= 1 << i;
+      }
+    }
+    this.words[o + 3] = mask;
+    this.n++;
+    return this;
+  }
+
+  endTask(): this {
+    if (this.starts[this.starts.length - 1] !== this.n) this.starts.push(this.n);
+    return this;
+  }
+
+  get tasks(): number {
+    return this.starts.length - 1 + (this.starts[this.starts.length - 1] !== this.n ? 1 : 0);
+  }
+
+  run(scratchBytes = 0): void {
+    this.endTask();
+    const T = this.starts.length - 1;
+    if (T === 0) return;
+    if (T > MAX_TASKS) throw new Error(`pool: a job of ${T} tasks (at most ${MAX_TASKS})`);
+    const p = getPool();
+    if (!p) throw new Error('pool: WebAssembly SIMD is not available');
+    runJob(p, this.words.subarray(0, this.n * CALL_WORDS), this.starts, scratchBytes);
+  }
+}
+
+function ensureScratch(p: Pool, bytes: number): void {
+  if (bytes <= p.scratchBytes && p.scratch.length) return;
+  for (const s of p.scratch) p.heap.release(s);
+  p.scratchBytes = Math.max(bytes, p.scratchBytes * 1.25, 1 << 16);
+  p.scratch = Array.from({ length: 1 + p.workers.length }, () => p.heap.alloc(p.scratchBytes));
+}
+
+function runJob(p: Pool, words: Int32Array, starts: readonly number[], scratchBytes: number): void {
+  const h = p.heap;
+  ensureScratch(p, scratchBytes);
+  const T = starts.length - 1;
+  const need = words.length * 4 + (T + 1) * 4;
+  if (need > p.cmd.bytes) {
+    h.release(p.cmd.ptr);
+    p.cmd = { ptr: h.alloc(need * 2), bytes: need * 2 };
+  }
+  const C = p.ctl >> 2;
+  const i32 = h.i32();
+  const cw = p.cmd.ptr >> 2;
+  i32.set(words, cw);
+  const tab = cw + words.length;
+  for (let t = 0; t <= T; t++) i32[tab + t] = cw + starts[t] * CALL_WORDS;
+  i32[C + TASKS] = tab * 4;
+  for (let s = 0; s < p.scratch.length; s++) i32[C + SCRATCH + s] = p.scratch[s];
+  const big = new BigInt64Array(i32.buffer, p.ctl, 1);
+  Atomics.store(i32, C + DONE, 0);
+  Atomics.store(i32, C + FAIL, 0);
+  // Publish the job (everything above is written before this store), then wake the workers.
+  p.tag = (p.tag + 1n) & 0xffffffffn;
+  Atomics.store(big, 0, (p.tag << 32n) | (BigInt(T) << 16n));
+  const threaded = T > 1 && p.nthreads > 1;
+  if (threaded) {
+    Atomics.store(i32, C + SEQ, ++p.seq);
+    Atomics.notify(i32, C + SEQ, p.nthreads - 1);
+  }
+  claimLoop(big, i32, p.mods, 0, false, C);
+  // Only tasks a worker has already claimed can be outstanding.
+  let d: number;
+  let idle = 0;
+  while ((d = Atomics.load(i32, C + DONE)) < T) {
+    if (Atomics.wait(i32, C + DONE, d, 1000) === 'timed-out' && Atomics.load(i32, C + DONE) === d && ++idle >= 60) break;
+  }
+  if (Atomics.load(i32, C + DONE) < T) {
+    stopPool();
+    throw new Error(`pool: a worker thread stopped in the middle of a task (${Atomics.load(i32, C + DONE)} of ${T} done); the pool now runs on one thread`);
+  }
+  if (Atomics.load(i32, C + FAIL) !== 0) {
+    const names = new Set<string>();
+    for (let w = 0; w < words.length; w += CALL_WORDS) names.add(`module ${words[w]} function ${words[w + 1]}`);
+    throw new Error(`pool: a wasm kernel trapped (calls: ${[...names].join(', ')})`);
+  }
+}
