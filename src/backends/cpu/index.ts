@@ -30,7 +30,7 @@ for (const [name, k] of Object.entries(table)) kernels.set(name, k);
 // float32 SiLU and sigmoid on wasm SIMD (a vector exp; the reference loop spends ~20 ns in Math.exp per element).
 for (const [name, fast] of [['silu', siluF32], ['sigmoid', sigmoidF32]] as const) {
   const ref = kernels.get(name)!;
-  kernels.set(name, (ins, a, out) => (out.dtype === 'float32' ? fast(ins[0].storage as Float32Array) : ref(ins, a, out)));
+  kernels.set(name, (ins, a, out) => (out.dtype === 'float32' ? fast(ins[0].storage as Float32Array, out.into as Float32Array | undefined) : ref(ins, a, out)));
 }
 // affine with a fused SiLU: the affine loop, then SiLU in place.
 const affineRef = kernels.get('affine')!;
@@ -45,7 +45,8 @@ const siluGradRef = kernels.get('siluGrad')!;
 kernels.set('siluGrad', (ins, a, out) => {
   const [x, ct] = ins.map((i) => i.storage);
   if (out.dtype !== 'float32' || x.length !== ct.length || x.length !== out.shape.reduce((p, d) => p * d, 1)) return siluGradRef(ins, a, out);
-  const s = sigmoidF32(x as Float32Array);
+  // σ goes into the output first, so the output must not be x or ct (jit never writes this op in place).
+  const s = sigmoidF32(x as Float32Array, out.into as Float32Array | undefined);
   for (let i = 0; i < s.length; i++) {
     const si = s[i];
     s[i] = ct[i] * si * (1 + x[i] * (1 - si));
@@ -58,6 +59,9 @@ export const cpuBackend: Backend<TypedArray> = {
   upload: (data) => data,
   download: (s) => s.slice(),
   kernels,
+  // jit's arena: one ArrayBuffer, storage = typed-array views into it.
+  arena: (bytes) => ({ buffer: new ArrayBuffer(bytes), offset: 0 }),
+  view: (buffer, byteOffset, dtype, size) => (dtype === 'float64' ? new Float64Array(buffer, byteOffset, size) : new Float32Array(buffer, byteOffset, size)),
   describe: () => 'cpu (TypeScript kernels)',
 };
 

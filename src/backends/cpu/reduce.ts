@@ -4,7 +4,7 @@
  * inner runs summed in a tight loop. Float32 input is accumulated in float64.
  */
 import type { KernelArg, OutSpec, TypedArray } from '../backend.ts';
-import { arrayFor } from '../../tensor/tensor.ts';
+import { outputFor } from './layout.ts';
 import { sizeOf } from '../../tensor/shape.ts';
 
 interface ReduceAttrs {
@@ -54,7 +54,7 @@ function walkRuns(shape: readonly number[], axes: readonly number[], visit: (i: 
 }
 
 const finish = (acc: Float64Array, out: OutSpec): TypedArray => {
-  const y = arrayFor(out.dtype, acc.length);
+  const y = outputFor(out);
   y.set(acc);
   return y;
 };
@@ -104,7 +104,7 @@ export function momentsImpl([x]: readonly KernelArg<TypedArray>[], { axes }: Red
       sq[o] += v;
     } else for (let j = 0; j < len; j++) { const d = src[i + j] - mean[o + j]; sq[o + j] += d * d; }
   });
-  const y = arrayFor(out.dtype, 2 * m);
+  const y = outputFor(out);
   for (let o = 0; o < m; o++) {
     y[o] = mean[o];
     y[m + o] = sq[o] / count;
