@@ -1,8 +1,9 @@
 /**
  * Running a compiled graph. On a backend with an arena hook (the CPU backend) every intermediate
  * lives at its planned offset in one arena shared by all compiled graphs of that backend and
- * reused across calls; kernels write into their slot through `OutSpec.into` (those that return
- * other storage are copied in and counted). Kernel arguments are built once and only their storage
+ * reused across calls; kernels write into their slot through `OutSpec.into` (an intermediate
+ * whose kernel returns other storage keeps that storage instead; an output is copied; both are
+ * listed in `copiedOps`). Kernel arguments are built once and only their storage
  * fields change per call, so a steady-state call allocates little beyond its outputs. Backends
  * without the hook (gpu.js) run the equations one by one and dispose each intermediate after its
  * last use.
@@ -67,8 +68,9 @@ export class ArenaExecutable {
   private readonly kernels: (Kernel | null)[];
   private readonly hostValues: unknown[];
   private boundTo: ArrayBuffer | null = null;
-  /** Steps whose kernel ignored `into` on the last call (their result was copied into the arena). */
+  /** Outputs whose kernel ignored `into` on the last call (copied into the output's buffer). */
   copies = 0;
+  /** Primitives whose kernels ignore `into` (their intermediates use the kernel's own storage, outside the arena). */
   readonly copiedOps = new Set<string>();
 
   constructor(
@@ -140,10 +142,13 @@ export class ArenaExecutable {
     const spec = this.specs[i];
     spec.into = out;
     const res = this.kernels[i]!(args as KernelArg[], attrsFor(s, this.hostValues), spec) as TypedArray;
-    if (res !== out) {
+    if (res === out) return;
+    // The kernel ignored `into`: an intermediate adopts its storage; an output is copied into its buffer.
+    this.copiedOps.add(s.eqn.prim);
+    if (this.plan.placement[s.out].kind === 'arena') st[s.out] = res;
+    else {
       out.set(res);
       this.copies++;
-      this.copiedOps.add(s.eqn.prim);
     }
   }
 }
