@@ -260,11 +260,22 @@ function outputTensor(e: Entry, v: number, vals: readonly unknown[]): Tensor {
   return new Tensor(info.shape, info.dtype, val, e.backend);
 }
 
-/** Every tensor argument must be live, and a donated buffer must not also be passed elsewhere. */
+/** The storage of a shapeOnly tensor. */
+class NoValues {}
+
+/**
+ * A tensor with a shape and dtype but no values, for `lower` (sizing a compiled step without
+ * allocating its inputs, e.g. a batch of 1024² images). Passing one to a call is an error.
+ */
+export const shapeOnly = (shape: readonly number[], dtype: Tensor['dtype'] = 'float32', backend: Backend = getBackend()): Tensor =>
+  new Tensor([...shape], dtype, new NoValues(), backend);
+
+/** Every tensor argument must be live and have values, and a donated buffer must not also be passed elsewhere. */
 function checkDonation(flat: Flat, donate: readonly number[]): void {
   const seen = new Map<unknown, string>();
   flat.tensors.forEach((t, i) => {
     assertLive(t, 'jit');
+    if (t.storage instanceof NoValues) throw new Error(`jit: ${flat.paths[i]} is a shapeOnly tensor (for lower()); pass one with values`);
     if (!donate.includes(flat.argOf[i])) return;
     const other = seen.get(t.storage);
     if (other !== undefined) throw new Error(`jit: donated ${flat.paths[i]} shares its buffer with ${other}`);

@@ -16,7 +16,7 @@ import * as o from '../tensor/ops.ts';
 import { type Key, foldIn, key as makeKey, keyData } from '../tensor/random.ts';
 import { treeMap } from '../autograd/pytree.ts';
 import { valueAndGrad } from '../autograd/transforms.ts';
-import { jit } from '../jit/jit.ts';
+import { type Jitted, jit, shapeOnly } from '../jit/jit.ts';
 import { apply } from '../nn/model.ts';
 import type { Input, ModelConfig, Params, State } from '../nn/efficientnet.ts';
 import { createLoader, createPool, type Batch, type Loader } from '../data/loader.ts';
@@ -106,13 +106,43 @@ function microStep(mc: ModelConfig, loss: TargetLossFn) {
 }
 
 /** The compiled micro-step of a model and loss, made once and kept while both live. */
-const compiledSteps = new WeakMap<ModelConfig, WeakMap<LossSpec, ReturnType<typeof microStep>>>();
-function compiledStep(mc: ModelConfig, spec: LossSpec): ReturnType<typeof microStep> {
+type MicroStep = ReturnType<typeof microStep>;
+const compiledSteps = new WeakMap<ModelConfig, WeakMap<LossSpec, Jitted<Parameters<MicroStep>, MicroResult>>>();
+function compiledStep(mc: ModelConfig, spec: LossSpec): Jitted<Parameters<MicroStep>, MicroResult> {
   let byLoss = compiledSteps.get(mc);
   if (!byLoss) compiledSteps.set(mc, (byLoss = new WeakMap()));
   let f = byLoss.get(spec);
   if (!f) byLoss.set(spec, (f = jit(microStep(mc, makeTargetLoss(spec)))));
   return f;
+}
+
+/**
+ * The bytes a compiled micro-step may keep in wasm32 linear memory (which ends at 4 GiB on Node 20
+ * without memory64): its arena of intermediates, with 256 MiB left for the kernels' own buffers.
+ * Inputs (the 1024² images too), parameters and outputs live outside the arena.
+ */
+export const MICRO_BATCH_BUDGET_BYTES = 4 * 2 ** 30 - 256 * 2 ** 20;
+
+/** Arena bytes of the compiled train micro-step at micro-batch `n` (traced on shapes only; the entry is kept for the run). */
+export function microStepArenaBytes(mc: ModelConfig, spec: LossSpec, params: Params, state: State, n: number): number {
+  const img = (s: number) => shapeOnly([n, 3, s, s], mc.dtype);
+  const input: Input = mc.highSize === null ? img(mc.lowSize) : { low: img(mc.lowSize), high: img(mc.highSize) };
+  const targets = shapeOnly([n, spec.numClasses === 1 ? 1 : spec.numClasses], mc.dtype);
+  return compiledStep(mc, spec).lower(params, state, input, targets, shapeOnly([], mc.dtype), makeKey(0)).memory.arenaBytes;
+}
+
+/**
+ * The largest micro-batch ≤ `micro` whose step fits `budget` bytes (`bytesAt(n)`): intermediates
+ * grow linearly with the batch, so each try scales n by budget / bytes (and at least one less).
+ * At least 2 (batch norm needs two values per channel); throws if even 2 does not fit.
+ */
+export function fitMicroBatch(bytesAt: (n: number) => number, micro: number, budget = MICRO_BATCH_BUDGET_BYTES): number {
+  for (let n = micro; ; ) {
+    const b = bytesAt(n);
+    if (b <= budget) return n;
+    if (n <= 2) throw new Error(`micro-batch: even 2 images need ${(b / 2 ** 30).toFixed(2)} GiB of intermediates, over the ${(budget / 2 ** 30).toFixed(2)} GiB budget; lower --img-size or --hr-size`);
+    n = Math.max(2, Math.min(n - 1, Math.floor((n * budget) / b)));
+  }
 }
 
 /**
@@ -343,6 +373,9 @@ export async function runLoop(ctx: LoopContext, start: LoopStart): Promise<Outco
   let params = start.params;
   let state = start.state;
   let opt = start.opt ?? optimizer.init(params);
+  // Micro-batches whose compiled step fits the wasm32 memory (compiling the step once, up front).
+  const micro = fitMicroBatch((n) => microStepArenaBytes(mc, ctx.loss, params, state, n), cfg.microBatch);
+  if (micro < cfg.microBatch) reporter.warn(`--micro-batch ${cfg.microBatch} needs more than ${(MICRO_BATCH_BUDGET_BYTES / 2 ** 30).toFixed(2)} GiB of intermediates: using ${micro}`);
   const t = start.trainer;
   let epoch = t?.epoch ?? 0;
   let startStep = t?.stepInEpoch ?? 0;
@@ -402,7 +435,7 @@ export async function runLoop(ctx: LoopContext, start: LoopStart): Promise<Outco
             loss: ctx.loss,
             batch: b,
             lr: stepLr,
-            microBatch: cfg.microBatch,
+            microBatch: micro,
             clip: cfg.clip,
             keyFor: (m) => trainKey(cfg.seed, epoch, b.index, m),
           });
@@ -453,7 +486,7 @@ export async function runLoop(ctx: LoopContext, start: LoopStart): Promise<Outco
         state,
         loader: valLoader.epoch(0),
         tta: cfg.tta,
-        microBatch: cfg.microBatch,
+        microBatch: micro,
         seed: cfg.seed,
         onBatch: (d) => reporter.update(d, null),
         stop: ctx.stopRequested,
