@@ -3,6 +3,7 @@ import * as v8 from 'node:v8';
 import * as vm from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import * as E from '../../src/index.ts';
+import { createGpuBackend } from '../../src/backends/gpu/index.ts';
 
 const arr = (t: E.Tensor) => Array.from(E.dataSync(t));
 const f = (x: E.Tensor, w: E.Tensor) => E.sum(E.silu(E.add(E.matmul(x, w), 1)), 1);
@@ -140,5 +141,28 @@ describe('steady state', () => {
     expect(E.arenaBytes()).toBe(arena0);
     // One call's arena is ~40 KB; a leak of one intermediate per call would be ≥ 8 MB here.
     expect(grown, `heap grew by ${grown} bytes over 1,000 calls`).toBeLessThan(1_000_000);
+  });
+});
+
+describe('a backend without an arena (gpu.js webasm)', () => {
+  it('runs the graph op by op and matches eager on that backend', () => {
+    const backend = createGpuBackend({ name: 'gpu-jit-webasm', mode: 'webasm' });
+    E.registerBackend(backend);
+    const prev = E.getBackend();
+    E.setBackend(backend.name);
+    try {
+      const g = (x: E.Tensor, w: E.Tensor) => E.valueAndGrad((v: E.Tensor) => E.sum(E.silu(E.add(E.matmul(x, v), 1))))(w);
+      const x = E.fromArray(Float32Array.from({ length: 12 }, (_, i) => (i % 5) / 4 - 0.5), [4, 3], backend as E.Backend<any>);
+      const w = E.fromArray(Float32Array.from({ length: 6 }, (_, i) => (i % 3) / 2 - 0.4), [3, 2], backend as E.Backend<any>);
+      const [v0, g0] = g(x, w);
+      const jg = E.jit(g);
+      const [v1, g1] = jg(x, w);
+      expect(jg.lower(x, w).stats.backend).toBe('gpu-jit-webasm');
+      expect(E.item(v1)).toBeCloseTo(E.item(v0), 6);
+      arr(g1).forEach((v, i) => expect(v).toBeCloseTo(arr(g0)[i], 6));
+    } finally {
+      E.setBackend(prev.name);
+      backend.destroy();
+    }
   });
 });
