@@ -1,7 +1,8 @@
 /**
  * One model workload in its own process, so its peak RSS is its own:
  *   tsx bench/peers/model-workload.ts ENGINE WORKLOAD REPS
- * ENGINE: cpu (this engine) | tfjs-wasm | tfjs-cpu; WORKLOAD: b0/train-step-8x224, b0/inference-16x128,
+ * ENGINE: cpu (this engine, eager) | cpu-jit (the same step through jit: forward, backward and the
+ * optimizer compiled as one graph, parameters and optimizer state donated) | tfjs-wasm | tfjs-cpu; WORKLOAD: b0/train-step-8x224, b0/inference-16x128,
  * b0-full-split/train-step-8x224+1024, b0/steady-200 (200 train steps at 8×224: first/last medians and RSS).
  * Prints one JSON line: {medianMs, samples, peakRssMb, note, ...}.
  */
@@ -33,16 +34,23 @@ async function time(fn: () => unknown | Promise<unknown>, n: number): Promise<nu
 }
 const peakRssMb = () => process.resourceUsage().maxRSS / 1024;
 let rssAt20 = 0;
+/** cpu-jit extras: compile time of the first call and JS-heap bytes allocated per steady-state step. */
+const jitStats: Record<string, unknown> = {};
 
-async function ours() {
+async function ours(compiled: boolean) {
   E.setBackend('cpu');
   const key = E.random.key(0);
   const model = E.nn.createModel(arch, { key, lowSize: low, ...(high ? { highSize: high } : {}) });
   const x = E.random.normal(E.random.foldIn(key, 1), [batch, 3, low, low]);
   const input = high ? { low: x, high: E.random.normal(E.random.foldIn(key, 2), [batch, 3, high, high]) } : x;
   const y = E.tensor(Float32Array.from({ length: batch }, (_, i) => i % 2), [batch, 1]);
-  if (kind === 'inference') return time(() => E.dataSync(E.nn.predict(model, input)), reps);
+  if (kind === 'inference' && !compiled) return time(() => E.dataSync(E.nn.predict(model, input)), reps);
+  if (kind === 'inference') {
+    const fwd = E.jit((p: E.nn.Params, s: E.nn.State, x: typeof input) => E.nn.apply(model.config, p, s, x, { training: false, key })[0]);
+    return timeCompiled(() => E.dataSync(fwd(model.params, model.state, input)), () => fwd.lower(model.params, model.state, input));
+  }
   const opt = rmsprop({ alpha: 0.99, eps: 1e-8 });
+  if (compiled) return jitTrain(model, input, y, opt);
   let params = model.params;
   let state = model.state;
   let ostate = opt.init(params);
@@ -65,6 +73,54 @@ async function ours() {
   return time(trainStep, kind === 'steady' ? 200 : reps);
 }
 
+/** Times a compiled workload: the first call (trace + compile + run) separately, then `reps` calls and the heap they allocate. */
+async function timeCompiled(fn: () => unknown, lower: () => E.Lowered): Promise<number[]> {
+  const t0 = performance.now();
+  fn();
+  jitStats.firstCallMs = performance.now() - t0;
+  const l = lower();
+  Object.assign(jitStats, { compileMs: l.stats.compileMs, arenaMb: l.memory.arenaBytes / 2 ** 20, unplannedMb: l.memory.unplannedBytes / 2 ** 20, fusedOps: l.stats.fusedOps, copiedOps: l.stats.copiedOps.join(' ') });
+  const heap = () => process.memoryUsage().heapUsed + process.memoryUsage().arrayBuffers;
+  const ts = await time(fn, reps);
+  const h0 = heap();
+  const n = Math.max(reps, 3);
+  for (let i = 0; i < n; i++) fn();
+  jitStats.heapBytesPerStep = Math.round((heap() - h0) / n);
+  return ts;
+}
+
+/** The B0 train step (loss, gradients, RMSprop update) compiled as one graph, parameters and optimizer state donated. */
+function jitTrain(model: E.nn.Model, input: E.nn.Input, y: E.Tensor, opt: ReturnType<typeof rmsprop>) {
+  const key = E.random.key(0);
+  const step = E.jit(
+    (p: E.nn.Params, s: E.nn.State, slots: unknown, k: E.random.Key) => {
+      const [[loss, ns], g] = E.valueAndGrad(
+        (q: E.nn.Params) => {
+          const [logits, st] = E.nn.apply(model.config, q, s, input, { training: true, key: k });
+          return [E.binaryCrossEntropyWithLogits(logits, y), st] as [E.Tensor, E.nn.State];
+        },
+        { hasAux: true },
+      )(p);
+      // RMSprop does not read the step count: a fixed 0 keeps the signature the same every step.
+      const [np, os] = opt.update(g, { name: 'rmsprop', step: 0, slots: slots as never }, p, 1e-3);
+      return { loss, params: np, state: ns, slots: os.slots };
+    },
+    { donate: [0, 1, 2] },
+  );
+  let params = model.params;
+  let state = model.state;
+  let slots = opt.init(params).slots;
+  let n = 0;
+  const run = () => {
+    const r = step(params, state, slots, E.random.foldIn(key, 100 + n++));
+    [params, state, slots] = [r.params, r.state, r.slots];
+    if (n === 21) rssAt20 = process.memoryUsage().rss / 2 ** 20;
+    return E.item(r.loss);
+  };
+  // lower() after the first call finds the cached entry (the same signature).
+  return timeCompiled(run, () => step.lower(params, state, slots, key));
+}
+
 async function tfjs(backend: 'cpu' | 'wasm') {
   const { tf, note } = await loadTfjs(backend);
   if (high) throw new Error('tfjs peer: no full-split model');
@@ -83,9 +139,9 @@ async function tfjs(backend: 'cpu' | 'wasm') {
   }, reps);
 }
 
-const ts = engine === 'cpu' ? await ours() : engine === 'tfjs-wasm' ? await tfjs('wasm') : engine === 'tfjs-cpu' ? await tfjs('cpu') : null;
+const ts = engine === 'cpu' || engine === 'cpu-jit' ? await ours(engine === 'cpu-jit') : engine === 'tfjs-wasm' ? await tfjs('wasm') : engine === 'tfjs-cpu' ? await tfjs('cpu') : null;
 if (!ts) throw new Error(`model-workload: unknown engine '${engine}'`);
-const out: Record<string, unknown> = { medianMs: median(ts), samples: ts.length, peakRssMb: peakRssMb() };
+const out: Record<string, unknown> = { medianMs: median(ts), samples: ts.length, peakRssMb: peakRssMb(), ...jitStats };
 if (kind === 'steady') {
   const k = 20;
   out.firstMedianMs = median(ts.slice(0, k));

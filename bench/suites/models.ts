@@ -1,6 +1,7 @@
 /**
  * Model workloads (issue 7): EfficientNet-B0 train steps and inference, and the paper's
- * full-split model, on this engine's CPU backend and — in the same run — on TensorFlow.js
+ * full-split model, on this engine's CPU backend (eager: `cpu`; compiled by jit: `cpu-jit`, whose
+ * rows also carry compileMs, firstCallMs and heapBytesPerStep) and — in the same run — on TensorFlow.js
  * (wasm, cpu) with the same architecture from tfjs layers, and PyTorch CPU when installed.
  * Each (engine, workload) runs in its own process so peak RSS is its own. Opt-in:
  *   npm run bench -- --suite models [--quick] [--filter TEXT]
@@ -45,9 +46,9 @@ export const models: Suite & { optIn: boolean } = {
     const reps = quick ? 2 : 5;
     const passOf = (w: string): Pass => (w.includes('train-step') ? 'train-step' : 'inference');
     for (const w of WORKLOADS) {
-      for (const engine of ['cpu', 'tfjs-wasm', 'tfjs-cpu']) {
+      for (const engine of ['cpu', 'cpu-jit', 'tfjs-wasm', 'tfjs-cpu']) {
         if (!matches(filter, 'models', w, engine, passOf(w))) continue;
-        if (engine !== 'cpu' && w.startsWith('b0-full-split')) continue; // no tfjs build of the two-backbone model
+        if (engine.startsWith('tfjs') && w.startsWith('b0-full-split')) continue; // no tfjs build of the two-backbone model
         // tfjs-cpu takes minutes per 224-px training step: one sample, and only with --filter naming it.
         if (engine === 'tfjs-cpu' && passOf(w) === 'train-step' && !filter?.includes('tfjs-cpu')) {
           console.error(`# models: ${w} tfjs-cpu skipped by default (minutes per step; --filter tfjs-cpu to run it)`);
@@ -63,10 +64,11 @@ export const models: Suite & { optIn: boolean } = {
     }
     // 200 consecutive train steps (8×128, so the run takes minutes, not half an hour): the medians
     // of the first and last 20 steps and the RSS after them show slowdowns and leaks.
-    if (matches(filter, 'models', 'b0/steady', 'cpu', 'train-step') && (!quick || filter?.includes('steady'))) {
-      const r = runWorkload('cpu', 'b0/steady-8x128', 200, 60 * 60_000);
-      if ('error' in r) console.error(`# models: b0/steady-8x128 cpu: ${r.error}`);
-      else rows.push({ suite: 'models', name: 'b0/steady-200-steps-8x128', backend: 'cpu', pass: 'train-step', ...(r as { medianMs: number; samples: number }) });
+    for (const engine of ['cpu', 'cpu-jit']) {
+      if (!matches(filter, 'models', 'b0/steady', engine, 'train-step') || (quick && !filter?.includes('steady'))) continue;
+      const r = runWorkload(engine, 'b0/steady-8x128', 200, 60 * 60_000);
+      if ('error' in r) console.error(`# models: b0/steady-8x128 ${engine}: ${r.error}`);
+      else rows.push({ suite: 'models', name: 'b0/steady-200-steps-8x128', backend: engine, pass: 'train-step', ...(r as { medianMs: number; samples: number }) });
     }
     if (WORKLOADS.some((w) => matches(filter, 'models', w, 'torch', passOf(w)))) {
       for (const t of torchRows(!!quick)) {

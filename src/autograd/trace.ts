@@ -8,7 +8,7 @@
  */
 import { type Backend, findBackend, getBackend, type KernelArg } from '../backends/backend.ts';
 import { type Shape, fmt, shapesEqual } from '../tensor/shape.ts';
-import { type Node, Tensor } from '../tensor/tensor.ts';
+import { type Node, Tensor, assertLive } from '../tensor/tensor.ts';
 import { getPrimitive } from './registry.ts';
 
 const live = new Set<number>();
@@ -45,24 +45,35 @@ export function toBackend(x: Tensor, b: Backend): Tensor {
   return new Tensor(x.shape, x.dtype, b.upload(host, x.dtype), b, x.node);
 }
 
+/**
+ * A graph recorder (jit's tracer): while one is installed, bind records each primitive instead of
+ * running it and the output holds the recorder's abstract storage. Autograd is unaffected, so the
+ * pullbacks run by grad inside a jitted function are recorded too.
+ */
+export interface Recorder {
+  readonly backend: Backend;
+  record(name: string, inputs: readonly Tensor[], attrs: unknown, spec: { shape: Shape; dtype: Tensor['dtype'] }): unknown;
+}
+let recorder: Recorder | null = null;
+
+/** Runs `f` with `r` recording every bind (nested recorders restore the outer one). */
+export function withRecorder<T>(r: Recorder, f: () => T): T {
+  const prev = recorder;
+  recorder = r;
+  try {
+    return f();
+  } finally {
+    recorder = prev;
+  }
+}
+export const recording = (): boolean => recorder !== null;
+
 /** Runs primitive `name` and records it for autograd when needed. */
 export function bind<A>(name: string, inputs: readonly Tensor[], attrs: A): Tensor {
   const prim = getPrimitive(name);
+  for (const x of inputs) assertLive(x, name);
   const spec = prim.infer(inputs, attrs);
-  // Run where the inputs live; a kernel a backend lacks runs on the CPU reference.
-  let backend: Backend = inputs.length ? inputs[0].backend : getBackend();
-  let kernel = backend.kernels.get(name);
-  if (kernel && backend.supports && !backend.supports(name, inputs.map((x) => x.dtype), spec.dtype)) kernel = undefined;
-  if (!kernel) {
-    backend = findBackend('cpu');
-    kernel = backend.kernels.get(name);
-    if (!kernel) throw new Error(`${name}: no kernel registered on backend 'cpu'`);
-  }
-  const args: KernelArg[] = inputs.map((x) => {
-    const y = toBackend(x, backend);
-    return { storage: y.storage, shape: y.shape, dtype: y.dtype };
-  });
-  const storage = kernel(args, attrs, spec);
+  const [storage, backend] = recorder ? [recorder.record(name, inputs, attrs, spec), recorder.backend] : runKernel(name, inputs, attrs, spec);
   const traces = prim.vjp ? liveTraces(inputs) : [];
   if (traces.length === 0) return new Tensor([...spec.shape], spec.dtype, storage, backend);
   let out: Tensor;
@@ -74,6 +85,24 @@ export function bind<A>(name: string, inputs: readonly Tensor[], attrs: A): Tens
   };
   out = new Tensor([...spec.shape], spec.dtype, storage, backend, node);
   return out;
+}
+
+/** Runs a primitive's kernel where its inputs live; a kernel a backend lacks runs on the CPU reference. */
+export function runKernel(name: string, inputs: readonly Tensor[], attrs: unknown, spec: { shape: Shape; dtype: Tensor['dtype'] }): [unknown, Backend] {
+  let backend: Backend = inputs.length ? inputs[0].backend : getBackend();
+  if (backend.abstract) throw new Error(`${name}: ${inputs[0]} is a value traced by jit used outside its jitted function (it escaped through a closure or a global)`);
+  let kernel = backend.kernels.get(name);
+  if (kernel && backend.supports && !backend.supports(name, inputs.map((x) => x.dtype), spec.dtype)) kernel = undefined;
+  if (!kernel) {
+    backend = findBackend('cpu');
+    kernel = backend.kernels.get(name);
+    if (!kernel) throw new Error(`${name}: no kernel registered on backend 'cpu'`);
+  }
+  const args: KernelArg[] = inputs.map((x) => {
+    const y = toBackend(x, backend);
+    return { storage: y.storage, shape: y.shape, dtype: y.dtype };
+  });
+  return [kernel(args, attrs, spec), backend];
 }
 
 /** The same values without autograd history (stopGradient). */

@@ -18,6 +18,12 @@ export interface KernelArg<S = unknown> {
 export interface OutSpec {
   readonly shape: Shape;
   readonly dtype: DType;
+  /**
+   * Storage to write the result into (the jit executor's arena slot). A kernel that honours it
+   * writes there and returns it; one that returns other storage is copied in by the caller.
+   * Never aliases an input unless the caller has checked the op is safe in place.
+   */
+  readonly into?: unknown;
 }
 
 export type Kernel<S = unknown, A = any> = (inputs: readonly KernelArg<S>[], attrs: A, out: OutSpec) => S;
@@ -39,6 +45,17 @@ export interface Backend<S = unknown> {
   supports?(prim: string, inputs: readonly DType[], out: DType): boolean;
   /** Acquires the device (called by setBackend, so importing a backend costs nothing). */
   init?(): void;
+  /**
+   * The jit arena hook: backing memory of at least `bytes` for a compiled graph's intermediates
+   * (the CPU backend returns an ArrayBuffer; a wasm-memory backend may return its memory's buffer,
+   * keeping `offset` bytes reserved below the arena). Absent: jitted graphs run without a memory
+   * plan, freeing each intermediate after its last use.
+   */
+  arena?(bytes: number): { readonly buffer: ArrayBuffer; readonly offset: number };
+  /** Typed-array storage views of an arena (the CPU backend's storage is the view itself). */
+  view?(buffer: ArrayBuffer, byteOffset: number, dtype: DType, size: number): S;
+  /** Storage is symbolic (a jit trace's abstract values): host reads are errors. */
+  readonly abstract?: boolean;
 }
 
 const backends = new Map<string, Backend<any>>();

@@ -11,7 +11,7 @@ import {
   stochasticConv2dPrim,
 } from '../autograd/conv.ts';
 import { bind } from '../autograd/trace.ts';
-import { type Key, randint, split } from './random.ts';
+import { type Key, drawFrom, randint, split } from './random.ts';
 import { fmt } from './shape.ts';
 import type { Tensor } from './tensor.ts';
 import { mean, reshape } from './ops.ts';
@@ -144,9 +144,14 @@ export function sampleWindows(k: Key, opts: SampleWindowsOptions): Int32Array {
     throw new Error(`sampleWindows: input ${H}×${W} is smaller than the slice ${sh}×${sw}`);
   }
   const count = (n ?? 1) * channels;
+  // One draw for the whole array, so jit recomputes the windows from each call's key.
+  return drawFrom(k, (kk) => windowCorners(kk, count, H - sh + 1, W - sw + 1));
+}
+
+function windowCorners(k: Key, count: number, rowStarts: number, colStarts: number): Int32Array {
   const [kr, kc] = split(k, 2);
-  const rows = randint(kr, count, 0, H - sh + 1);
-  const cols = randint(kc, count, 0, W - sw + 1);
+  const rows = randint(kr, count, 0, rowStarts);
+  const cols = randint(kc, count, 0, colStarts);
   const out = new Int32Array(2 * count);
   for (let i = 0; i < count; i++) {
     out[2 * i] = rows[i];

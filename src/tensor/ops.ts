@@ -5,7 +5,7 @@
 import type { DType } from '../backends/backend.ts';
 import { bind, detach } from '../autograd/trace.ts';
 import { type Shape, broadcastShapes, checkShape, fmt, normAxes, normAxis, reducedShape, sizeOf } from './shape.ts';
-import { type Tensor, arrayFor, fromArray } from './tensor.ts';
+import { type Tensor, arrayFor, fromArray, hostRead } from './tensor.ts';
 
 export type TensorLike = Tensor | number;
 
@@ -146,7 +146,7 @@ export function argmax(x: Tensor, axis = -1): Tensor {
   const ax = normAxis('argmax', axis, x.rank);
   const moved = moveAxisLast(x, ax);
   const n = x.shape[ax];
-  const d = moved.backend.download(moved.storage, moved.dtype, moved.size);
+  const d = hostRead(moved, 'argmax');
   const rows = moved.size / Math.max(n, 1);
   const out = arrayFor(x.dtype, rows);
   for (let r = 0; r < rows; r++) {
@@ -332,7 +332,7 @@ function toIndices(op: string, idx: Tensor | readonly number[] | Int32Array, dim
   else if (Array.isArray(idx)) [indices, shape] = [Int32Array.from(idx as number[]), [idx.length]];
   else {
     const t = idx as Tensor;
-    indices = Int32Array.from(t.backend.download(t.storage, t.dtype, t.size));
+    indices = Int32Array.from(hostRead(t, op));
     shape = [...t.shape];
   }
   for (const i of indices) {
@@ -365,4 +365,4 @@ export function scatterAdd(x: Tensor, indices: Int32Array, indexShape: readonly 
 }
 
 /** The values of an integer-valued tensor as a plain list (for indices). */
-export const toIndexList = (t: Tensor): number[] => Array.from(t.backend.download(t.storage, t.dtype, t.size));
+export const toIndexList = (t: Tensor): number[] => Array.from(hostRead(t, 'toIndexList'));

@@ -12,6 +12,35 @@ export interface Key {
   readonly k1: number;
 }
 
+/**
+ * @internal jit's hook for randomness: while a jitted function is traced, a key passed in is
+ * tracked, and every draw from a tracked key (`draw(k, compute)`) is recorded so that the compiled
+ * graph recomputes it from each call's key (fresh windows, masks and keys per call). Draws from
+ * untracked keys (made inside the function) are constants. Host arithmetic on a drawn array is not
+ * seen by the tracer: draw through these functions (or sampleWindows) instead.
+ */
+export interface KeyTracer {
+  draw<T>(k: Key, compute: (k: Key) => T): T;
+}
+let keyTracer: KeyTracer | null = null;
+/** @internal Installs `t` (null: none) and returns the previous tracer. */
+export function setKeyTracer(t: KeyTracer | null): KeyTracer | null {
+  const prev = keyTracer;
+  keyTracer = t;
+  return prev;
+}
+/** @internal `compute(k)`, recorded by the jit tracer when one is active. */
+export const drawFrom = <T>(k: Key, compute: (k: Key) => T): T => (keyTracer ? keyTracer.draw(k, compute) : compute(k));
+
+/** Whether `x` is a key: a plain record of exactly two unsigned 32-bit words k0 and k1 (how jit tells keys from static records). */
+export function isKey(x: unknown): x is Key {
+  if (typeof x !== 'object' || x === null || Object.getPrototypeOf(x) !== Object.prototype) return false;
+  const ks = Object.keys(x);
+  const r = x as Record<string, unknown>;
+  const word = (v: unknown) => typeof v === 'number' && v >>> 0 === v;
+  return ks.length === 2 && 'k0' in r && 'k1' in r && word(r.k0) && word(r.k1);
+}
+
 /** A key from an integer seed. */
 export function key(seed: number): Key {
   if (!Number.isFinite(seed)) throw new Error(`key: seed must be a finite number, got ${seed}`);
@@ -46,6 +75,9 @@ export function threefry(k: Key, c0: number, c1: number, out: Uint32Array = new 
 
 /** `n` independent keys derived from `k`. */
 export function split(k: Key, n = 2): Key[] {
+  return drawFrom(k, (kk) => splitKey(kk, n));
+}
+function splitKey(k: Key, n: number): Key[] {
   const w = new Uint32Array(2);
   return Array.from({ length: n }, (_, i) => {
     threefry(k, i, 0x9e3779b9, w);
@@ -55,12 +87,18 @@ export function split(k: Key, n = 2): Key[] {
 
 /** A key derived from `k` and an integer (e.g. a step or layer index). */
 export function foldIn(k: Key, data: number): Key {
+  return drawFrom(k, (kk) => foldKey(kk, data));
+}
+function foldKey(k: Key, data: number): Key {
   const w = threefry(k, data >>> 0, 0x7f4a7c15);
   return Object.freeze({ k0: w[0], k1: w[1] });
 }
 
 /** `n` uniform numbers in [0, 1) (53-bit resolution), in a plain Float64Array. */
 export function uniformArray(k: Key, n: number): Float64Array {
+  return drawFrom(k, (kk) => uniformWords(kk, n));
+}
+function uniformWords(k: Key, n: number): Float64Array {
   const out = new Float64Array(n);
   const w = new Uint32Array(2);
   for (let i = 0; i < n; i++) {
@@ -73,6 +111,9 @@ export function uniformArray(k: Key, n: number): Float64Array {
 /** Integers uniform in [low, high) (exact: rejection-free for ranges below 2^32 by 53-bit scaling). */
 export function randint(k: Key, n: number, low: number, high: number): Int32Array {
   if (!(high > low)) throw new Error(`randint: empty range [${low}, ${high})`);
+  return drawFrom(k, (kk) => randintOf(kk, n, low, high));
+}
+function randintOf(k: Key, n: number, low: number, high: number): Int32Array {
   const u = uniformArray(k, n);
   const out = new Int32Array(n);
   for (let i = 0; i < n; i++) out[i] = low + Math.floor(u[i] * (high - low));
@@ -81,6 +122,9 @@ export function randint(k: Key, n: number, low: number, high: number): Int32Arra
 
 /** A random permutation of 0 … n − 1 (Fisher–Yates driven by the key). */
 export function permutation(k: Key, n: number): Int32Array {
+  return drawFrom(k, (kk) => permutationOf(kk, n));
+}
+function permutationOf(k: Key, n: number): Int32Array {
   const p = Int32Array.from({ length: n }, (_, i) => i);
   const u = uniformArray(k, n);
   for (let i = n - 1; i > 0; i--) {
@@ -97,6 +141,9 @@ export interface RandomOptions {
 /** Uniform on [low, high). */
 export function uniform(k: Key, shape: Shape, low = 0, high = 1, opts: RandomOptions = {}): Tensor {
   checkShape('uniform', shape);
+  return drawFrom(k, (kk) => uniformOf(kk, shape, low, high, opts));
+}
+function uniformOf(k: Key, shape: Shape, low: number, high: number, opts: RandomOptions): Tensor {
   const u = uniformArray(k, sizeOf(shape));
   const a = arrayFor(opts.dtype ?? 'float32', u.length);
   for (let i = 0; i < u.length; i++) a[i] = low + (high - low) * u[i];
@@ -106,6 +153,9 @@ export function uniform(k: Key, shape: Shape, low = 0, high = 1, opts: RandomOpt
 /** Normal with the given mean and standard deviation (Box–Muller). */
 export function normal(k: Key, shape: Shape, mean = 0, std = 1, opts: RandomOptions = {}): Tensor {
   checkShape('normal', shape);
+  return drawFrom(k, (kk) => normalOf(kk, shape, mean, std, opts));
+}
+function normalOf(k: Key, shape: Shape, mean: number, std: number, opts: RandomOptions): Tensor {
   const n = sizeOf(shape);
   const u = uniformArray(k, 2 * Math.ceil(n / 2));
   const a = arrayFor(opts.dtype ?? 'float32', n);
@@ -122,6 +172,9 @@ export function normal(k: Key, shape: Shape, mean = 0, std = 1, opts: RandomOpti
 export function bernoulli(k: Key, p: number, shape: Shape, opts: RandomOptions = {}): Tensor {
   if (!(p >= 0 && p <= 1)) throw new Error(`bernoulli: p must be in [0, 1], got ${p}`);
   checkShape('bernoulli', shape);
+  return drawFrom(k, (kk) => bernoulliOf(kk, p, shape, opts));
+}
+function bernoulliOf(k: Key, p: number, shape: Shape, opts: RandomOptions): Tensor {
   const u = uniformArray(k, sizeOf(shape));
   const a = arrayFor(opts.dtype ?? 'float32', u.length);
   for (let i = 0; i < u.length; i++) a[i] = u[i] < p ? 1 : 0;

@@ -95,25 +95,49 @@ export function tensor(
 
 export const scalar = (v: number, dtype: DType = 'float32'): Tensor => tensor([v], [], dtype);
 
+// ---- donation and host reads -------------------------------------------------------------------
+
+const donated = new WeakMap<Tensor, string>();
+
+/** @internal Marks `t` as donated to a jitted call (its buffer now holds another value); `name` is its path in the arguments. */
+export const markDonated = (t: Tensor, name: string): void => void donated.set(t, name);
+
+/** @internal Throws if `t` was donated: its storage was reused for an output. */
+export function assertLive(t: Tensor, op: string): void {
+  const name = donated.get(t);
+  if (name !== undefined) throw new Error(`${op}: ${name} (${t}) was donated to a jitted call; its buffer now holds that call's output — use the returned value`);
+}
+
+/** @internal The values on the host; inside jit a traced value has none, so the error names the read (`op`). */
+export function hostRead(t: Tensor, op: string): TypedArray {
+  assertLive(t, op);
+  if (t.backend.abstract) {
+    throw new Error(`${op}: ${t} is a traced value inside jit and has no host values yet; return it from the jitted function and read it outside`);
+  }
+  return t.backend.download(t.storage, t.dtype, t.size);
+}
+
 /** A typed-array copy of the values (row-major). */
 export function dataSync(t: Tensor): TypedArray {
-  return t.backend.download(t.storage, t.dtype, t.size);
+  return hostRead(t, 'dataSync');
 }
 
 /** The Promise form of dataSync, for devices that read back asynchronously. */
 export async function data(t: Tensor): Promise<TypedArray> {
-  return t.backend.downloadAsync ? t.backend.downloadAsync(t.storage, t.dtype, t.size) : dataSync(t);
+  if (!t.backend.downloadAsync) return hostRead(t, 'data');
+  assertLive(t, 'data');
+  return t.backend.downloadAsync(t.storage, t.dtype, t.size);
 }
 
 /** The single value of a one-element tensor. */
 export function item(t: Tensor): number {
   if (t.size !== 1) throw new Error(`item: tensor of shape ${fmt(t.shape)} has ${t.size} elements, not 1`);
-  return dataSync(t)[0];
+  return hostRead(t, 'item')[0];
 }
 
 /** Nested JS arrays of the values. */
 export function toArray(t: Tensor): NestedNumbers {
-  const d = dataSync(t);
+  const d = hostRead(t, 'toArray');
   const build = (dim: number, off: number): NestedNumbers => {
     if (dim === t.shape.length) return d[off];
     const stride = sizeOf(t.shape.slice(dim + 1));

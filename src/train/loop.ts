@@ -16,6 +16,7 @@ import * as o from '../tensor/ops.ts';
 import { type Key, foldIn, key as makeKey, keyData } from '../tensor/random.ts';
 import { treeMap } from '../autograd/pytree.ts';
 import { valueAndGrad } from '../autograd/transforms.ts';
+import { type Jitted, jit, shapeOnly } from '../jit/jit.ts';
 import { apply } from '../nn/model.ts';
 import type { Input, ModelConfig, Params, State } from '../nn/efficientnet.ts';
 import { createLoader, createPool, type Batch, type Loader } from '../data/loader.ts';
@@ -23,7 +24,7 @@ import type { Item } from '../data/readers.ts';
 import { renderDataError } from '../data/errors.ts';
 import { type Checkpoint, type PartialEpoch, type TrainerState, renderCheckpointError, saveCheckpoint } from './checkpoint.ts';
 import type { TrainConfig } from './config.ts';
-import { type LossSpec, hostLosses, makeLoss, probabilities } from './losses.ts';
+import { type LossSpec, type TargetLossFn, hostLosses, makeTargetLoss, probabilities, targetsFor } from './losses.ts';
 import { binaryMetrics, flatBinaryMetrics, multiclassMetrics, rocAuc } from './metrics.ts';
 import { clipByGlobalNorm, createOptimizer, type OptState, type Optimizer } from './optim.ts';
 import { learningRate, type ScheduleConfig } from './schedule.ts';
@@ -78,23 +79,96 @@ export function microBatches(B: number, micro: number): number[] {
   return out;
 }
 
-/** One optimizer step over a batch with gradient accumulation over micro-batches. */
+/** What one micro-batch's forward and backward pass returns. */
+interface MicroResult {
+  readonly loss: Tensor;
+  readonly state: State;
+  readonly logits: Tensor;
+  readonly grads: Params;
+}
+
+/**
+ * One micro-batch's loss (scaled by `scale`, 1 / batch size), logits, new BN state and gradients,
+ * as a function of tensors and a key only — the unit `jit` compiles: one entry per micro-batch
+ * shape (a smaller last micro-batch compiles once more), reused across steps and epochs.
+ */
+function microStep(mc: ModelConfig, loss: TargetLossFn) {
+  return (params: Params, state: State, input: Input, targets: Tensor, scale: Tensor, key: Key): MicroResult => {
+    const [[lossT, aux], grads] = valueAndGrad(
+      (p: Params) => {
+        const [lg, ns] = apply(mc, p, state, input, { training: true, key });
+        return [o.mul(loss(lg, targets), scale), { state: ns, logits: lg }] as [Tensor, { state: State; logits: Tensor }];
+      },
+      { hasAux: true },
+    )(params);
+    return { loss: lossT, state: aux.state, logits: aux.logits, grads };
+  };
+}
+
+/** The compiled micro-step of a model and loss, made once and kept while both live. */
+type MicroStep = ReturnType<typeof microStep>;
+const compiledSteps = new WeakMap<ModelConfig, WeakMap<LossSpec, Jitted<Parameters<MicroStep>, MicroResult>>>();
+function compiledStep(mc: ModelConfig, spec: LossSpec): Jitted<Parameters<MicroStep>, MicroResult> {
+  let byLoss = compiledSteps.get(mc);
+  if (!byLoss) compiledSteps.set(mc, (byLoss = new WeakMap()));
+  let f = byLoss.get(spec);
+  if (!f) byLoss.set(spec, (f = jit(microStep(mc, makeTargetLoss(spec)))));
+  return f;
+}
+
+/**
+ * The bytes a compiled micro-step may keep in wasm32 linear memory (which ends at 4 GiB on Node 20
+ * without memory64): its arena of intermediates, with 256 MiB left for the kernels' own buffers.
+ * Inputs (the 1024² images too), parameters and outputs live outside the arena.
+ */
+export const MICRO_BATCH_BUDGET_BYTES = 4 * 2 ** 30 - 256 * 2 ** 20;
+
+/** Arena bytes of the compiled train micro-step at micro-batch `n` (traced on shapes only; the entry is kept for the run). */
+export function microStepArenaBytes(mc: ModelConfig, spec: LossSpec, params: Params, state: State, n: number): number {
+  const img = (s: number) => shapeOnly([n, 3, s, s], mc.dtype);
+  const input: Input = mc.highSize === null ? img(mc.lowSize) : { low: img(mc.lowSize), high: img(mc.highSize) };
+  const targets = shapeOnly([n, spec.numClasses === 1 ? 1 : spec.numClasses], mc.dtype);
+  return compiledStep(mc, spec).lower(params, state, input, targets, shapeOnly([], mc.dtype), makeKey(0)).memory.arenaBytes;
+}
+
+/**
+ * The largest micro-batch ≤ `micro` whose step fits `budget` bytes (`bytesAt(n)`): intermediates
+ * grow linearly with the batch, so each try scales n by budget / bytes (and at least one less).
+ * At least 2 (batch norm needs two values per channel); throws if even 2 does not fit.
+ */
+export function fitMicroBatch(bytesAt: (n: number) => number, micro: number, budget = MICRO_BATCH_BUDGET_BYTES): number {
+  for (let n = micro; ; ) {
+    const b = bytesAt(n);
+    if (b <= budget) return n;
+    if (n <= 2) throw new Error(`micro-batch: even 2 images need ${(b / 2 ** 30).toFixed(2)} GiB of intermediates, over the ${(budget / 2 ** 30).toFixed(2)} GiB budget; lower --img-size or --hr-size`);
+    n = Math.max(2, Math.min(n - 1, Math.floor((n * budget) / b)));
+  }
+}
+
+/**
+ * One optimizer step over a batch with gradient accumulation over micro-batches. Each
+ * micro-batch's forward and backward pass runs compiled (`jit`, unless `jit: false`); the
+ * accumulation, clipping and the optimizer update run eagerly (they take host numbers: the
+ * learning rate, the step count, the global norm).
+ */
 export function trainStep(args: {
   mc: ModelConfig;
   params: Params;
   state: State;
   opt: OptState;
   optimizer: Optimizer;
-  loss: (logits: Tensor, labels: Float32Array) => Tensor;
+  loss: LossSpec;
   batch: Batch;
   lr: number;
   microBatch: number;
   clip: number | null;
   keyFor: (micro: number) => Key;
+  jit?: boolean;
 }): StepResult {
   const { mc, batch } = args;
   const B = batch.labels.length;
   const C = mc.numClasses;
+  const step = args.jit === false ? microStep(mc, makeTargetLoss(args.loss)) : compiledStep(mc, args.loss);
   let state = args.state;
   let grads: Params | null = null;
   let lossSum = 0;
@@ -103,19 +177,12 @@ export function trainStep(args: {
   for (let m = 0, from = 0; m < chunks.length; from += chunks[m], m++) {
     const n = chunks[m];
     const input = batchInput(mc, batch, from, n);
-    const labels = batch.labels.subarray(from, from + n);
-    const st = state;
-    const [[lossT, aux], g] = valueAndGrad(
-      (p: Params) => {
-        const [lg, ns] = apply(mc, p, st, input, { training: true, key: args.keyFor(m) });
-        return [o.mul(args.loss(lg, labels), 1 / B), { state: ns, logits: lg }] as [Tensor, { state: State; logits: Tensor }];
-      },
-      { hasAux: true },
-    )(args.params);
-    state = aux.state;
-    logits.set(dataSync(aux.logits), from * C);
-    lossSum += item(lossT) * B;
-    grads = grads ? (treeMap((a: Tensor, b: Tensor) => o.add(a, b), grads, g) as Params) : g;
+    const targets = targetsFor(args.loss, batch.labels.subarray(from, from + n), mc.dtype);
+    const r = step(args.params, state, input, targets, o.full([], 1 / B, mc.dtype), args.keyFor(m));
+    state = r.state;
+    logits.set(dataSync(r.logits), from * C);
+    lossSum += item(r.loss) * B;
+    grads = grads ? (treeMap((a: Tensor, b: Tensor) => o.add(a, b), grads, r.grads) as Params) : r.grads;
   }
   let gradNorm: number | null = null;
   if (args.clip !== null) [grads, gradNorm] = clipByGlobalNorm(grads!, args.clip);
@@ -135,6 +202,16 @@ export interface Predictions {
   readonly skipped: { name: string; path: string; reason: string }[];
 }
 
+/** The eval-mode logits as a function of tensors and a key (compiled per micro-batch shape). */
+const evalForward = (mc: ModelConfig) => (params: Params, state: State, input: Input, key: Key): Tensor =>
+  apply(mc, params, state, input, { training: false, key })[0];
+const compiledForwards = new WeakMap<ModelConfig, ReturnType<typeof evalForward>>();
+function compiledForward(mc: ModelConfig): ReturnType<typeof evalForward> {
+  let f = compiledForwards.get(mc);
+  if (!f) compiledForwards.set(mc, (f = jit(evalForward(mc))));
+  return f;
+}
+
 /**
  * Eval-mode predictions over a loader, averaging `tta` passes with different keys (the stochastic
  * windows differ; deterministic models give identical passes). Returns null if `stop()` says so.
@@ -149,9 +226,11 @@ export async function predictAll(args: {
   seed: number;
   onBatch?: (done: number) => void;
   stop?: () => boolean;
+  jit?: boolean;
 }): Promise<Predictions | null> {
   const { mc } = args;
   const C = mc.numClasses;
+  const forward = args.jit === false ? evalForward(mc) : compiledForward(mc);
   const names: string[] = [];
   const labels: number[] = [];
   const probRows: number[] = [];
@@ -164,7 +243,7 @@ export async function predictAll(args: {
     for (let pass = 0; pass < args.tta; pass++) {
       for (let from = 0, chunk = 0; from < B; from += args.microBatch, chunk++) {
         const n = Math.min(args.microBatch, B - from);
-        const [lg] = apply(mc, args.params, args.state, batchInput(mc, b, from, n), { training: false, key: evalKey(args.seed, b.index, pass, chunk) });
+        const lg = forward(args.params, args.state, batchInput(mc, b, from, n), evalKey(args.seed, b.index, pass, chunk));
         const host = dataSync(lg);
         if (args.tta === 1) for (const v of host) logitRows.push(v);
         const p = probabilities(host, C);
@@ -275,7 +354,6 @@ export function optimizerFor(cfg: TrainConfig): Optimizer {
 export async function runLoop(ctx: LoopContext, start: LoopStart): Promise<Outcome> {
   const { cfg, mc, reporter, files } = ctx;
   const optimizer = optimizerFor(cfg);
-  const lossFn = makeLoss(ctx.loss);
   const C = mc.numClasses;
   // One pool of decoding threads shared by the train and validation loaders (each thread costs ~1 s to start).
   const pool = cfg.workers > 0 ? createPool(cfg.workers) : null;
@@ -295,6 +373,9 @@ export async function runLoop(ctx: LoopContext, start: LoopStart): Promise<Outco
   let params = start.params;
   let state = start.state;
   let opt = start.opt ?? optimizer.init(params);
+  // Micro-batches whose compiled step fits the wasm32 memory (compiling the step once, up front).
+  const micro = fitMicroBatch((n) => microStepArenaBytes(mc, ctx.loss, params, state, n), cfg.microBatch);
+  if (micro < cfg.microBatch) reporter.warn(`--micro-batch ${cfg.microBatch} needs more than ${(MICRO_BATCH_BUDGET_BYTES / 2 ** 30).toFixed(2)} GiB of intermediates: using ${micro}`);
   const t = start.trainer;
   let epoch = t?.epoch ?? 0;
   let startStep = t?.stepInEpoch ?? 0;
@@ -351,10 +432,10 @@ export async function runLoop(ctx: LoopContext, start: LoopStart): Promise<Outco
             state,
             opt,
             optimizer,
-            loss: lossFn,
+            loss: ctx.loss,
             batch: b,
             lr: stepLr,
-            microBatch: cfg.microBatch,
+            microBatch: micro,
             clip: cfg.clip,
             keyFor: (m) => trainKey(cfg.seed, epoch, b.index, m),
           });
@@ -405,7 +486,7 @@ export async function runLoop(ctx: LoopContext, start: LoopStart): Promise<Outco
         state,
         loader: valLoader.epoch(0),
         tta: cfg.tta,
-        microBatch: cfg.microBatch,
+        microBatch: micro,
         seed: cfg.seed,
         onBatch: (d) => reporter.update(d, null),
         stop: ctx.stopRequested,

@@ -19,14 +19,29 @@ export interface LossSpec {
 }
 
 export type LossFn = (logits: Tensor, labels: Float32Array) => Tensor;
+/** The same loss over a targets tensor (see targetsFor), so a jitted step takes the labels as an input. */
+export type TargetLossFn = (logits: Tensor, targets: Tensor) => Tensor;
+
+/** The labels as the loss's targets: [N, 1] values (binary) or [N, C] one-hot rows (multiclass). */
+export function targetsFor(spec: LossSpec, labels: Float32Array, dtype: Tensor['dtype']): Tensor {
+  const n = labels.length;
+  if (spec.numClasses === 1) return tensor(Float32Array.from(labels), [n, 1], dtype);
+  const idx = Array.from(labels, (v) => v);
+  for (const k of idx) if (!Number.isInteger(k) || k < 0 || k >= spec.numClasses) throw new Error(`loss: class index ${k} is out of range for ${spec.numClasses} classes`);
+  return o.gather(o.eye(spec.numClasses, spec.numClasses, dtype), idx, 0);
+}
 
 /** The summed training loss. Binary models have one logit ([N, 1]); multiclass [N, C]. */
 export function makeLoss(spec: LossSpec): LossFn {
+  const f = makeTargetLoss(spec);
+  return (logits, labels) => f(logits, targetsFor(spec, labels, logits.dtype));
+}
+
+/** makeLoss over targets (binary: [N, 1] labels; multiclass: [N, C] one-hot). */
+export function makeTargetLoss(spec: LossSpec): TargetLossFn {
   const binary = spec.numClasses === 1;
-  return (logits, labels) => {
-    const n = labels.length;
+  return (logits, y) => {
     if (binary) {
-      const y = tensor(Float32Array.from(labels), [n, 1], logits.dtype);
       const pw = spec.posWeight === 1 ? undefined : spec.posWeight;
       if (spec.name === 'bce') return binaryCrossEntropyWithLogits(logits, y, { posWeight: pw, reduction: 'sum' });
       // Focal (Lin et al. 2017): (1 − p_t)^γ · CE, with p_t the probability of the true class.
@@ -35,16 +50,13 @@ export function makeLoss(spec: LossSpec): LossFn {
       const pt = o.add(o.mul(p, y), o.mul(o.sub(1, p), o.sub(1, y)));
       return o.sum(o.mul(ce, focalFactor(pt, spec.focalGamma)));
     }
-    const idx = Array.from(labels, (v) => v);
-    if (spec.name === 'ce') {
-      const cw = spec.classWeights ? tensor(Float32Array.from(spec.classWeights), [spec.numClasses], logits.dtype) : undefined;
-      // With class weights, sum the weighted terms (the trainer's mean is over images, not weights).
-      return crossEntropy(logits, idx, { reduction: 'sum', ...(cw ? { classWeights: cw } : {}) });
-    }
-    const onehot = o.gather(o.eye(spec.numClasses, spec.numClasses, logits.dtype), idx, 0);
-    const logpt = o.sum(o.mul(onehot, o.logSoftmax(logits, -1)), [1]);
+    const cw = spec.classWeights ? tensor(Float32Array.from(spec.classWeights), [spec.numClasses], logits.dtype) : undefined;
+    // With class weights, sum the weighted terms (the trainer's mean is over images, not weights).
+    if (spec.name === 'ce') return crossEntropy(logits, y, { reduction: 'sum', ...(cw ? { classWeights: cw } : {}) });
+    const logpt = o.sum(o.mul(y, o.logSoftmax(logits, -1)), [1]);
     let per = o.mul(focalFactor(o.exp(logpt), spec.focalGamma), logpt);
-    if (spec.classWeights) per = o.mul(per, tensor(Float32Array.from(idx.map((c) => spec.classWeights![c])), [n], logits.dtype));
+    // A one-hot row times the weights picks the true class's weight exactly.
+    if (cw) per = o.mul(per, o.sum(o.mul(y, cw), [1]));
     return o.neg(o.sum(per));
   };
 }

@@ -6,12 +6,12 @@
  * is a constant (inner stride 0) and the others are contiguous (inner stride 1).
  */
 import type { Kernel, KernelArg, OutSpec, TypedArray } from '../backend.ts';
-import { arrayFor } from '../../tensor/tensor.ts';
 import { broadcastStrides, collapseAxes, sizeOf } from '../../tensor/shape.ts';
 import { type AffineMode, type PlanesGeom, affineF32, fusedAvailable, sigmoidF32, siluF32, siluGradF32 } from './fast/activations.ts';
+import { outputFor } from './layout.ts';
 
-/** Helpers an expression may call. */
-const lib = {
+/** Helpers an expression may call (also used by jit's fused loops). */
+export const lib = {
   // σ(x) without overflow for large |x|.
   sigmoid: (x: number) => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x))),
   // log(1 + eˣ) = max(x, 0) + log1p(e^−|x|)
@@ -68,7 +68,7 @@ export function elementwiseKernel(name: string, arity: number, expr: string) {
   const loops = { float32: makeLoop(name, arity, expr), float64: makeLoop(name, arity, expr) };
   return (inputs: readonly KernelArg<TypedArray>[], _attrs: unknown, spec: OutSpec): TypedArray => {
     const n = sizeOf(spec.shape);
-    const out = arrayFor(spec.dtype, n);
+    const out = outputFor(spec);
     if (n === 0) return out;
     const c = collapseAxes(spec.shape, inputs.map((x) => broadcastStrides(x.shape, spec.shape)));
     loops[spec.dtype](out, inputs.map((x) => x.storage), c.shape, c.strides);

@@ -32,6 +32,9 @@ export const cpuBackend: Backend<TypedArray> = {
   upload: (data) => data,
   download: (s) => s.slice(),
   kernels,
+  // jit's arena: one ArrayBuffer, storage = typed-array views into it.
+  arena: (bytes) => ({ buffer: new ArrayBuffer(bytes), offset: 0 }),
+  view: (buffer, byteOffset, dtype, size) => (dtype === 'float64' ? new Float64Array(buffer, byteOffset, size) : new Float32Array(buffer, byteOffset, size)),
   describe: () => 'cpu (TypeScript kernels)',
 };
 

@@ -5,6 +5,11 @@ import { broadcastStrides, collapseAxes, sizeOf, stridesOf } from '../../tensor/
 
 type Arg = KernelArg<TypedArray>;
 
+/** The array a kernel writes: the caller's `into` slot (jit's arena) or a new zeroed array. */
+export const outputFor = (out: OutSpec): TypedArray => (out.into as TypedArray | undefined) ?? arrayFor(out.dtype, sizeOf(out.shape));
+/** Like outputFor, zeroed (for kernels that accumulate or leave cells untouched). */
+export const zeroedOutputFor = (out: OutSpec): TypedArray => (out.into ? (out.into as TypedArray).fill(0) : arrayFor(out.dtype, sizeOf(out.shape)));
+
 /**
  * Walks `shape` in row-major order, reading src[srcOff + Σ idx·srcStrides] and writing
  * dst[dstOff + Σ idx·dstStrides] (the one loop behind every layout op).
@@ -51,34 +56,33 @@ export const reshapeImpl = ([x]: readonly Arg[]): TypedArray => x.storage;
 
 export function transposeImpl([x]: readonly Arg[], { perm }: { perm: number[] }, out: OutSpec): TypedArray {
   const st = stridesOf(x.shape);
-  const y = arrayFor(out.dtype, sizeOf(out.shape));
+  const y = outputFor(out);
   copyStrided(x.storage, 0, perm.map((p) => st[p]), y, 0, stridesOf(out.shape), out.shape);
   return y;
 }
 
 export function broadcastToImpl([x]: readonly Arg[], _a: unknown, out: OutSpec): TypedArray {
-  const y = arrayFor(out.dtype, sizeOf(out.shape));
+  const y = outputFor(out);
   copyStrided(x.storage, 0, broadcastStrides(x.shape, out.shape), y, 0, stridesOf(out.shape), out.shape);
   return y;
 }
 
 export function sliceImpl([x]: readonly Arg[], { begin }: { begin: number[] }, out: OutSpec): TypedArray {
   const st = stridesOf(x.shape);
-  const y = arrayFor(out.dtype, sizeOf(out.shape));
+  const y = outputFor(out);
   copyStrided(x.storage, begin.reduce((p, b, i) => p + b * st[i], 0), st, y, 0, stridesOf(out.shape), out.shape);
   return y;
 }
 
 export function padImpl([x]: readonly Arg[], { widths, value }: { widths: [number, number][]; value: number }, out: OutSpec): TypedArray {
-  const y = arrayFor(out.dtype, sizeOf(out.shape));
-  if (value !== 0) y.fill(value);
+  const y = value === 0 ? zeroedOutputFor(out) : outputFor(out).fill(value);
   const st = stridesOf(out.shape);
   copyStrided(x.storage, 0, stridesOf(x.shape), y, widths.reduce((p, w, i) => p + w[0] * st[i], 0), st, x.shape);
   return y;
 }
 
 export function concatImpl(xs: readonly Arg[], { axis }: { axis: number }, out: OutSpec): TypedArray {
-  const y = arrayFor(out.dtype, sizeOf(out.shape));
+  const y = outputFor(out);
   const outer = sizeOf(out.shape.slice(0, axis));
   const rowOut = sizeOf(out.shape.slice(axis));
   let off = 0;
@@ -97,7 +101,7 @@ interface GatherAttrs {
 }
 
 export function gatherImpl([x]: readonly Arg[], { axis, indices }: GatherAttrs, out: OutSpec): TypedArray {
-  const y = arrayFor(out.dtype, sizeOf(out.shape));
+  const y = outputFor(out);
   const outer = sizeOf(x.shape.slice(0, axis));
   const inner = sizeOf(x.shape.slice(axis + 1));
   const dim = x.shape[axis];
@@ -112,7 +116,7 @@ export function gatherImpl([x]: readonly Arg[], { axis, indices }: GatherAttrs, 
 }
 
 export function scatterAddImpl([x]: readonly Arg[], { axis, indices, size }: GatherAttrs, out: OutSpec): TypedArray {
-  const y = arrayFor(out.dtype, sizeOf(out.shape));
+  const y = zeroedOutputFor(out);
   const outer = sizeOf(out.shape.slice(0, axis));
   const inner = sizeOf(out.shape.slice(axis + 1));
   const k = indices.length;
@@ -127,8 +131,8 @@ export function scatterAddImpl([x]: readonly Arg[], { axis, indices, size }: Gat
   return y;
 }
 
-export function castImpl([x]: readonly Arg[], { dtype }: { dtype: DType }): TypedArray {
-  const y = arrayFor(dtype, x.storage.length);
+export function castImpl([x]: readonly Arg[], { dtype }: { dtype: DType }, out: OutSpec): TypedArray {
+  const y = (out.into as TypedArray | undefined) ?? arrayFor(dtype, x.storage.length);
   y.set(x.storage);
   return y;
 }

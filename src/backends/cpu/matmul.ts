@@ -1,6 +1,6 @@
 /** Batched matrix product with broadcast batch dims; transposes are read through strides, never materialised. */
 import type { KernelArg, OutSpec, TypedArray } from '../backend.ts';
-import { arrayFor } from '../../tensor/tensor.ts';
+import { outputFor } from './layout.ts';
 import { sizeOf } from '../../tensor/shape.ts';
 import { broadcastStrides } from '../../tensor/shape.ts';
 import { sgemm } from './fast/index.ts';
@@ -31,7 +31,7 @@ export function matmulImpl([a, b]: readonly KernelArg<TypedArray>[], { transA, t
   const sbn = transB ? bc : 1;
   const batch = out.shape.slice(0, -2);
   const nb = sizeOf(batch);
-  const C = arrayFor(out.dtype, sizeOf(out.shape));
+  const C = outputFor(out);
   const aSt = broadcastStrides(a.shape.slice(0, ra - 2), batch);
   const bSt = broadcastStrides(b.shape.slice(0, rb - 2), batch);
   const idx = new Int32Array(batch.length);

@@ -5,7 +5,7 @@
  * moments of that per-channel pattern run on the wasm SIMD kernels of fast/activations.ts.
  */
 import type { KernelArg, OutSpec, TypedArray } from '../backend.ts';
-import { arrayFor } from '../../tensor/tensor.ts';
+import { outputFor } from './layout.ts';
 import { sizeOf } from '../../tensor/shape.ts';
 import { type PlanesGeom, channelMomentsF32, channelSumF32, fusedAvailable } from './fast/activations.ts';
 
@@ -75,7 +75,7 @@ function walkRuns(shape: readonly number[], axes: readonly number[], visit: (i: 
 }
 
 const finish = (acc: Float64Array, out: OutSpec): TypedArray => {
-  const y = arrayFor(out.dtype, acc.length);
+  const y = outputFor(out);
   y.set(acc);
   return y;
 };
@@ -130,7 +130,7 @@ export function momentsImpl([x]: readonly KernelArg<TypedArray>[], { axes }: Red
       sq[o] += v;
     } else for (let j = 0; j < len; j++) { const d = src[i + j] - mean[o + j]; sq[o + j] += d * d; }
   });
-  const y = arrayFor(out.dtype, 2 * m);
+  const y = outputFor(out);
   for (let o = 0; o < m; o++) {
     y[o] = mean[o];
     y[m + o] = sq[o] / count;

@@ -1,0 +1,183 @@
+/**
+ * Running a compiled graph. On a backend with an arena hook (the CPU backend) every intermediate
+ * lives at its planned offset in one arena shared by all compiled graphs of that backend and
+ * reused across calls; kernels write into their slot through `OutSpec.into` (an intermediate
+ * whose kernel returns other storage keeps that storage instead; an output is copied; both are
+ * listed in `copiedOps`). Kernel arguments are built once and only their storage
+ * fields change per call, so a steady-state call allocates little beyond its outputs. Backends
+ * without the hook (gpu.js) run the equations one by one and dispose each intermediate after its
+ * last use.
+ */
+import { type Backend, type DType, type Kernel, type KernelArg, type TypedArray, findBackend } from '../backends/backend.ts';
+import { runKernel } from '../autograd/trace.ts';
+import { type Key } from '../tensor/random.ts';
+import { Tensor, arrayFor } from '../tensor/tensor.ts';
+import type { Graph, KeySrc } from './graph.ts';
+import type { Step } from './fuse.ts';
+import type { MemoryPlan } from './plan.ts';
+
+interface Arena {
+  buffer: ArrayBuffer;
+  offset: number;
+  bytes: number;
+}
+const arenas = new Map<Backend, Arena>();
+
+/** The backend's arena, grown (replaced) when a plan needs more. */
+function arenaFor(b: Backend, bytes: number): Arena {
+  let a = arenas.get(b);
+  if (!a || a.bytes < bytes) {
+    const { buffer, offset } = b.arena!(Math.max(bytes, 1));
+    a = { buffer, offset, bytes };
+    arenas.set(b, a);
+  }
+  return a;
+}
+
+/** The bytes each backend's jit arena holds now (for leak checks and reports). */
+export const arenaBytes = (backend: Backend = findBackend('cpu')): number => arenas.get(backend)?.bytes ?? 0;
+
+/** Evaluates the host draws of a call from its keys. */
+function drawHosts(g: Graph, keys: readonly Key[], values: unknown[]): void {
+  const keyOf = (s: KeySrc): Key => {
+    if ('input' in s) return keys[s.input];
+    const v = values[s.node];
+    return (s.index === undefined ? v : (v as Key[])[s.index]) as Key;
+  };
+  g.hosts.forEach((h, i) => (values[i] = h.compute(keyOf(h.from))));
+}
+
+const attrsFor = (step: Step & { kind: 'prim' }, hostValues: readonly unknown[]) => {
+  const { eqn } = step;
+  if (!eqn.dynAttrs.length) return eqn.attrs;
+  const a: Record<string, unknown> = { ...(eqn.attrs as object) };
+  for (const [name, node] of eqn.dynAttrs) a[name] = hostValues[node];
+  return a;
+};
+
+/** Storage of `t` on backend `b` (moved through the host if it lives elsewhere). */
+const storageOn = (t: Tensor, b: Backend): unknown => (t.backend === b ? t.storage : b.upload(t.backend.download(t.storage, t.dtype, t.size), t.dtype));
+
+type MutableArg = { storage: unknown; shape: readonly number[]; dtype: DType };
+
+/** A graph bound to the CPU arena: storage table, reusable kernel arguments, copy counter. */
+export class ArenaExecutable {
+  private readonly st: unknown[];
+  private readonly args: MutableArg[][];
+  private readonly specs: { shape: readonly number[]; dtype: DType; into: unknown }[];
+  private readonly kernels: (Kernel | null)[];
+  private readonly hostValues: unknown[];
+  private boundTo: ArrayBuffer | null = null;
+  /** Outputs whose kernel ignored `into` on the last call (copied into the output's buffer). */
+  copies = 0;
+  /** Primitives whose kernels ignore `into` (their intermediates use the kernel's own storage, outside the arena). */
+  readonly copiedOps = new Set<string>();
+
+  constructor(
+    readonly graph: Graph,
+    readonly steps: readonly Step[],
+    readonly plan: MemoryPlan,
+    readonly backend: Backend,
+  ) {
+    const g = graph;
+    this.st = new Array(g.vars.length).fill(null);
+    this.hostValues = new Array(g.hosts.length).fill(null);
+    this.args = steps.map((s) => s.ins.map((v) => ({ storage: null, shape: g.vars[v].shape, dtype: g.vars[v].dtype })));
+    this.specs = steps.map((s) => ({ shape: g.vars[s.out].shape, dtype: g.vars[s.out].dtype, into: null }));
+    this.kernels = steps.map((s) => {
+      if (s.kind !== 'prim') return null;
+      const k = backend.kernels.get(s.eqn.prim);
+      if (!k) throw new Error(`jit: no kernel for '${s.eqn.prim}' on backend '${backend.name}'`);
+      return k;
+    });
+    g.vars.forEach((v) => {
+      if (v.src.kind === 'const') this.st[v.id] = storageOn(v.src.tensor, backend);
+    });
+  }
+
+  /** Points arena variables at views of the (possibly regrown) arena. */
+  private bindArena(): void {
+    const a = arenaFor(this.backend, this.plan.arenaBytes);
+    if (this.boundTo === a.buffer) return;
+    this.graph.vars.forEach((v) => {
+      const p = this.plan.placement[v.id];
+      if (p.kind === 'arena') this.st[v.id] = this.backend.view!(a.buffer, a.offset + p.offset, v.dtype, v.size);
+    });
+    this.boundTo = a.buffer;
+  }
+
+  /** Runs one call; returns the storage of every variable the outputs name. */
+  run(inputs: readonly Tensor[], keys: readonly Key[]): unknown[] {
+    const { graph: g, st, plan } = this;
+    this.bindArena();
+    drawHosts(g, keys, this.hostValues);
+    for (const v of g.vars) {
+      const p = plan.placement[v.id];
+      if (v.src.kind === 'input') st[v.id] = storageOn(inputs[v.src.index], this.backend);
+      else if (v.src.kind === 'host') st[v.id] = storageOn(this.hostValues[v.src.node] as Tensor, this.backend);
+      else if (p.kind === 'fresh') st[v.id] = arrayFor(v.dtype, v.size);
+      else if (p.kind === 'donated') st[v.id] = inputs[p.input].storage;
+    }
+    this.copies = 0;
+    for (let i = 0; i < this.steps.length; i++) this.runStep(i);
+    return st;
+  }
+
+  private runStep(i: number): void {
+    const s = this.steps[i];
+    const st = this.st;
+    if (s.kind === 'alias') {
+      st[s.out] = st[s.ins[0]];
+      return;
+    }
+    const out = st[s.out] as TypedArray;
+    if (s.kind === 'fused') {
+      const ins = this.args[i] as unknown as TypedArray[];
+      for (let k = 0; k < s.ins.length; k++) ins[k] = st[s.ins[k]] as TypedArray;
+      s.loop(out, ins);
+      return;
+    }
+    const args = this.args[i];
+    for (let k = 0; k < s.ins.length; k++) args[k].storage = st[s.ins[k]];
+    const spec = this.specs[i];
+    spec.into = out;
+    const res = this.kernels[i]!(args as KernelArg[], attrsFor(s, this.hostValues), spec) as TypedArray;
+    if (res === out) return;
+    // The kernel ignored `into`: an intermediate adopts its storage; an output is copied into its buffer.
+    this.copiedOps.add(s.eqn.prim);
+    if (this.plan.placement[s.out].kind === 'arena') st[s.out] = res;
+    else {
+      out.set(res);
+      this.copies++;
+    }
+  }
+}
+
+/** Runs a graph equation by equation on any backend (no arena), disposing intermediates after their last use. */
+export function runUnplanned(g: Graph, steps: readonly Step[], inputs: readonly Tensor[], keys: readonly Key[]): Tensor[] {
+  const hostValues: unknown[] = new Array(g.hosts.length);
+  drawHosts(g, keys, hostValues);
+  const vals: (Tensor | null)[] = g.vars.map((v) =>
+    v.src.kind === 'input' ? inputs[v.src.index] : v.src.kind === 'const' ? v.src.tensor : v.src.kind === 'host' ? (hostValues[v.src.node] as Tensor) : null,
+  );
+  // A reshape shares its input's storage: free a buffer after the last read of any of its views.
+  const root = g.vars.map((v) => v.id);
+  for (const s of steps) if (s.kind === 'alias') root[s.out] = root[s.ins[0]];
+  const last = new Array<number>(g.vars.length).fill(-1);
+  steps.forEach((s, i) => s.ins.forEach((v) => (last[root[v]] = i)));
+  for (const o of g.outputs) if ('v' in o) last[root[o.v]] = steps.length;
+  steps.forEach((s, i) => {
+    const v = g.vars[s.out];
+    const x0 = vals[s.ins[0]];
+    if (s.kind === 'alias') vals[s.out] = new Tensor(v.shape, v.dtype, x0!.storage, x0!.backend);
+    else if (s.kind === 'prim') {
+      const [storage, backend] = runKernel(s.eqn.prim, s.ins.map((x) => vals[x]!), attrsFor(s, hostValues), { shape: v.shape, dtype: v.dtype });
+      vals[s.out] = new Tensor(v.shape, v.dtype, storage, backend);
+    } else throw new Error('jit: fused steps need a typed-array backend');
+    for (const x of s.ins) {
+      const t = vals[x]!;
+      if (root[x] === x && last[x] === i && g.vars[x].src.kind === 'eqn') t.backend.dispose?.(t.storage);
+    }
+  });
+  return vals as Tensor[];
+}

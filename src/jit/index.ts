@@ -1,0 +1,3 @@
+/** The compiler: `jit` traces a function once per signature, fuses, plans memory and runs the compiled graph. */
+export { jit, shapeOnly, type JitOptions, type Jitted, type Lowered } from './jit.ts';
+export { arenaBytes } from './execute.ts';

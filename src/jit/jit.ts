@@ -1,0 +1,288 @@
+/**
+ * `jit(f)`: a function transform in the family of grad/vjp (JAX's jit). The first call with a
+ * given signature traces `f` on abstract tensors into a graph (src/jit/graph.ts), fuses its
+ * elementwise chains (fuse.ts), plans its memory (plan.ts) and keeps the result; later calls with
+ * the same signature run the compiled graph (execute.ts).
+ *
+ * Signature (the cache key): the arguments' tree structure, each tensor's shape and dtype, where
+ * the keys sit, and every other (static) value — numbers, strings and booleans by value, other
+ * objects (functions, configs) by identity. Tensors and keys are inputs: new values with the same
+ * shapes reuse the compiled graph, and draws from a key (windows, dropout masks) are recomputed
+ * per call. The cache holds the `cacheSize` (default 8) most recently used signatures.
+ */
+import { type Backend, getBackend } from '../backends/backend.ts';
+import { recording, withRecorder } from '../autograd/trace.ts';
+import { type Key, isKey, setKeyTracer } from '../tensor/random.ts';
+import { fmt } from '../tensor/shape.ts';
+import { Tensor, assertLive, markDonated } from '../tensor/tensor.ts';
+import { type Graph, type OutputLeaf, Tracer, pruneDead } from './graph.ts';
+import { type Step, schedule } from './fuse.ts';
+import { type MemoryPlan, planMemory } from './plan.ts';
+import { ArenaExecutable, runUnplanned } from './execute.ts';
+
+export interface JitOptions {
+  /**
+   * Indices of arguments donated to the call (JAX's donate_argnums): outputs may be written into
+   * their tensors' buffers (parameters, optimizer and BN state updated in place), and the donated
+   * tensors may not be used afterwards (reading one throws an error naming it).
+   */
+  readonly donate?: readonly number[];
+  /** Compiled signatures kept (least recently used evicted first); default 8. */
+  readonly cacheSize?: number;
+  /** Fuse elementwise chains (default true; off is for comparisons). */
+  readonly fuse?: boolean;
+}
+
+/** What a compiled signature costs and contains. */
+export interface Lowered {
+  readonly signature: string;
+  readonly memory: Omit<MemoryPlan, 'placement'> & {
+    /** Bytes of the tensor arguments and of the constants the graph holds. */
+    readonly inputBytes: number;
+    readonly constBytes: number;
+    /** Arguments + constants + arena + per-call outputs: the live bytes of one call at its peak (an upper bound). */
+    readonly peakBytes: number;
+  };
+  readonly stats: {
+    readonly eqns: number;
+    readonly steps: number;
+    readonly fusedLoops: number;
+    readonly fusedOps: number;
+    /** Steps whose kernel cannot write into its arena slot yet (copied), by primitive. */
+    readonly copiedOps: readonly string[];
+    readonly compileMs: number;
+    readonly backend: string;
+  };
+}
+
+export interface Jitted<A extends unknown[], R> {
+  (...args: A): R;
+  /** Compiles (or finds) the entry for these arguments without running it. */
+  lower(...args: A): Lowered;
+  /** How many times `f` has been traced and compiled. */
+  readonly compiles: number;
+  /** Drops every compiled entry. */
+  clear(): void;
+}
+
+interface Entry {
+  readonly graph: Graph;
+  readonly steps: Step[];
+  readonly plan: MemoryPlan | null;
+  readonly exec: ArenaExecutable | null;
+  readonly backend: Backend;
+  readonly lowered: Lowered;
+}
+
+/** The flattened arguments: tensors and keys in order, their paths, and the signature string. */
+interface Flat {
+  readonly tensors: Tensor[];
+  readonly keys: Key[];
+  readonly paths: string[];
+  /** Argument index of each tensor. */
+  readonly argOf: number[];
+  readonly sig: string;
+}
+
+const objectIds = new WeakMap<object, number>();
+let nextObjectId = 1;
+const idOf = (x: object) => {
+  let id = objectIds.get(x);
+  if (id === undefined) objectIds.set(x, (id = nextObjectId++));
+  return id;
+};
+
+const isRecord = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && Object.getPrototypeOf(x) === Object.prototype;
+
+function flattenArgs(args: readonly unknown[]): Flat {
+  const f: Flat = { tensors: [], keys: [], paths: [], argOf: [], sig: '' };
+  let arg = 0;
+  const walk = (x: unknown, path: string): string => {
+    if (x instanceof Tensor) {
+      f.tensors.push(x);
+      f.paths.push(path);
+      f.argOf.push(arg);
+      return `T${fmt(x.shape)}${x.dtype === 'float64' ? 'd' : 'f'}`;
+    }
+    if (isKey(x)) {
+      f.keys.push(x);
+      return 'K';
+    }
+    if (Array.isArray(x)) return `[${x.map((v, i) => walk(v, `${path}[${i}]`)).join(',')}]`;
+    if (isRecord(x)) return `{${Object.keys(x).sort().map((k) => `${k}:${walk(x[k], `${path}.${k}`)}`).join(',')}}`;
+    if (ArrayBuffer.isView(x)) throw new Error(`jit: argument ${path} is a ${x.constructor.name}; pass a tensor (typed arrays would be baked into the compiled graph)`);
+    if (typeof x === 'object' && x !== null) return `#${idOf(x)}`;
+    if (typeof x === 'function') return `#${idOf(x)}`;
+    return JSON.stringify(x) ?? String(x);
+  };
+  const parts = args.map((a, i) => {
+    arg = i;
+    return walk(a, `argument ${i}`);
+  });
+  return { ...f, sig: parts.join(';') };
+}
+
+/** Rebuilds `x` with tensors and keys replaced in order (the inverse of flattenArgs's walk). */
+function rebuild(x: unknown, tensors: readonly unknown[], keys: readonly Key[], at = { t: 0, k: 0 }): unknown {
+  if (x instanceof Tensor) return tensors[at.t++];
+  if (isKey(x)) return keys[at.k++];
+  if (Array.isArray(x)) return x.map((v) => rebuild(v, tensors, keys, at));
+  if (isRecord(x)) return Object.fromEntries(Object.keys(x).sort().map((k) => [k, rebuild(x[k], tensors, keys, at)]));
+  return x;
+}
+
+/** Leaves of an output tree: tensors (by variable) and static values, in walk order. */
+function outputLeaves(y: unknown, tracer: Tracer): OutputLeaf[] {
+  const out: OutputLeaf[] = [];
+  const walk = (x: unknown): void => {
+    if (x instanceof Tensor) out.push({ v: tracer.varOf(x) });
+    else if (isKey(x)) {
+      if (tracer.tracksKey(x)) throw new Error('jit: the function returns a key derived from a key argument; derive it outside the jitted function');
+      out.push({ value: x });
+    } else if (Array.isArray(x)) x.forEach(walk);
+    else if (isRecord(x)) Object.keys(x).sort().forEach((k) => walk(x[k]));
+    else out.push({ value: x });
+  };
+  walk(y);
+  return out;
+}
+
+/** Rebuilds the output tree with the call's values in place of the traced leaves. */
+function rebuildOutput(y: unknown, leaves: readonly unknown[], at = { i: 0 }): unknown {
+  if (y instanceof Tensor || isKey(y)) return leaves[at.i++];
+  if (Array.isArray(y)) return y.map((v) => rebuildOutput(v, leaves, at));
+  if (isRecord(y)) return Object.fromEntries(Object.keys(y).sort().map((k) => [k, rebuildOutput(y[k], leaves, at)]));
+  return leaves[at.i++];
+}
+
+const bytes = (t: { size: number; dtype: string }) => t.size * (t.dtype === 'float64' ? 8 : 4);
+
+function trace<A extends unknown[]>(f: (...a: A) => unknown, args: A, flat: Flat): { graph: Graph; shape: unknown } {
+  const tracer = new Tracer();
+  const tensors = flat.tensors.map((t, i) => tracer.input(t, i));
+  const keys = flat.keys.map((k, i) => tracer.inputKey(k, i));
+  const abstractArgs = rebuild(args, tensors, keys) as A;
+  const prev = setKeyTracer(tracer);
+  let y: unknown;
+  try {
+    y = withRecorder(tracer, () => f(...abstractArgs));
+  } finally {
+    setKeyTracer(prev);
+  }
+  tracer.graph.outputs = outputLeaves(y, tracer);
+  return { graph: pruneDead(tracer.graph), shape: y };
+}
+
+function compile<A extends unknown[]>(f: (...a: A) => unknown, args: A, flat: Flat, opts: JitOptions): Entry & { shape: unknown } {
+  const t0 = performance.now();
+  const { graph, shape } = trace(f, args, flat);
+  const backend = flat.tensors[0]?.backend ?? getBackend();
+  const arena = !!(backend.arena && backend.view);
+  const steps = schedule(graph, arena && opts.fuse !== false);
+  const donate = flat.tensors.map((_, i) => (opts.donate ?? []).includes(flat.argOf[i]));
+  const plan = arena ? planMemory(graph, steps, donate) : null;
+  const exec = plan ? new ArenaExecutable(graph, steps, plan, backend) : null;
+  const inputBytes = flat.tensors.reduce((p, t) => p + bytes(t), 0);
+  const constBytes = graph.vars.reduce((p, v) => p + (v.src.kind === 'const' ? bytes(v) : 0), 0);
+  const fused = steps.filter((s) => s.kind === 'fused');
+  const memory = plan ?? { placement: [], arenaBytes: 0, unplannedBytes: 0, freshBytes: 0, donatedBytes: 0 };
+  const lowered: Lowered = {
+    signature: flat.sig,
+    memory: {
+      arenaBytes: memory.arenaBytes,
+      unplannedBytes: memory.unplannedBytes,
+      freshBytes: memory.freshBytes,
+      donatedBytes: memory.donatedBytes,
+      inputBytes,
+      constBytes,
+      peakBytes: inputBytes + constBytes + memory.arenaBytes + memory.freshBytes,
+    },
+    stats: {
+      eqns: graph.eqns.length,
+      steps: steps.length,
+      fusedLoops: fused.length,
+      fusedOps: fused.reduce((p, s) => p + (s.kind === 'fused' ? s.ops.length : 0), 0),
+      get copiedOps() {
+        return exec ? [...exec.copiedOps] : [];
+      },
+      compileMs: performance.now() - t0,
+      backend: backend.name,
+    },
+  };
+  return { graph, steps, plan, exec, backend, lowered, shape };
+}
+
+/**
+ * Compiles `f` per input signature and runs the compiled graph (see the module comment for the
+ * cache key). Inside another jitted function's trace, `f` is simply inlined.
+ * @example const step = jit((p, x) => valueAndGrad((q) => loss(q, x))(p)); step(params, batch)
+ */
+export function jit<A extends unknown[], R>(f: (...args: A) => R, opts: JitOptions = {}): Jitted<A, R> {
+  const cacheSize = opts.cacheSize ?? 8;
+  if (!(Number.isInteger(cacheSize) && cacheSize >= 1)) throw new Error(`jit: cacheSize must be a positive integer, got ${cacheSize}`);
+  const cache = new Map<string, Entry & { shape: unknown }>();
+  let compiles = 0;
+  const entryFor = (args: A, flat: Flat) => {
+    let e = cache.get(flat.sig);
+    if (e) {
+      cache.delete(flat.sig);
+    } else {
+      for (const t of flat.tensors) assertLive(t, 'jit');
+      e = compile(f, args, flat, opts);
+      compiles++;
+      if (cache.size >= cacheSize) cache.delete(cache.keys().next().value!);
+    }
+    cache.set(flat.sig, e);
+    return e;
+  };
+  const call = (...args: A): R => {
+    if (recording()) return f(...args);
+    const flat = flattenArgs(args);
+    const e = entryFor(args, flat);
+    checkDonation(flat, opts.donate ?? []);
+    const vals = e.exec ? e.exec.run(flat.tensors, flat.keys) : runUnplanned(e.graph, e.steps, flat.tensors, flat.keys);
+    const leaves = e.graph.outputs.map((o) => ('v' in o ? outputTensor(e, o.v, vals) : o.value));
+    for (const [i, t] of flat.tensors.entries()) if ((opts.donate ?? []).includes(flat.argOf[i])) markDonated(t, flat.paths[i]);
+    return rebuildOutput(e.shape, leaves) as R;
+  };
+  const jitted = Object.assign(call, {
+    lower: (...args: A) => entryFor(args, flattenArgs(args)).lowered,
+    clear: () => cache.clear(),
+  });
+  Object.defineProperty(jitted, 'compiles', { get: () => compiles });
+  return jitted as unknown as Jitted<A, R>;
+}
+
+function outputTensor(e: Entry, v: number, vals: readonly unknown[]): Tensor {
+  const info = e.graph.vars[v];
+  const val = vals[v];
+  if (val instanceof Tensor) return new Tensor(val.shape, val.dtype, val.storage, val.backend);
+  return new Tensor(info.shape, info.dtype, val, e.backend);
+}
+
+/** The storage of a shapeOnly tensor. */
+class NoValues {}
+
+/**
+ * A tensor with a shape and dtype but no values, for `lower` (sizing a compiled step without
+ * allocating its inputs, e.g. a batch of 1024² images). Passing one to a call is an error.
+ */
+export const shapeOnly = (shape: readonly number[], dtype: Tensor['dtype'] = 'float32', backend: Backend = getBackend()): Tensor =>
+  new Tensor([...shape], dtype, new NoValues(), backend);
+
+/** Every tensor argument must be live and have values, and a donated buffer must not also be passed elsewhere. */
+function checkDonation(flat: Flat, donate: readonly number[]): void {
+  const seen = new Map<unknown, string>();
+  flat.tensors.forEach((t, i) => {
+    assertLive(t, 'jit');
+    if (t.storage instanceof NoValues) throw new Error(`jit: ${flat.paths[i]} is a shapeOnly tensor (for lower()); pass one with values`);
+    if (!donate.includes(flat.argOf[i])) return;
+    const other = seen.get(t.storage);
+    if (other !== undefined) throw new Error(`jit: donated ${flat.paths[i]} shares its buffer with ${other}`);
+    seen.set(t.storage, flat.paths[i]);
+  });
+  flat.tensors.forEach((t, i) => {
+    const d = seen.get(t.storage);
+    if (d !== undefined && d !== flat.paths[i]) throw new Error(`jit: ${flat.paths[i]} shares its buffer with donated ${d}`);
+  });
+}
