@@ -160,6 +160,9 @@ export interface PngOptions {
   readonly panel?: number;
 }
 
+/** A label suffix for a map that is zero everywhere (Grad-CAM's ReLU removes evidence against the class). */
+export const emptyNote = (heat: ArrayLike<number>): string => (Array.prototype.some.call(heat, (v: number) => v > 0) ? '' : ' (no positive evidence)');
+
 /** The explanation as one PNG: input, overlay, window map (stochastic models), colour bar, probability. */
 export async function explanationPng(e: Explanation, opts: PngOptions): Promise<Buffer> {
   const S = opts.panel ?? 300;
@@ -168,13 +171,13 @@ export async function explanationPng(e: Explanation, opts: PngOptions): Promise<
   const cls = opts.className ?? (e.classIndex === 0 ? 'melanoma' : `class ${e.classIndex}`);
   const how = e.method === 'gradcam' ? `Grad-CAM at ${e.layer}` : 'integrated gradients';
   const panels: { png: Promise<Buffer>; label: string }[] = [{ png: rawPng(e.image, S), label: `input ${e.image.width}²` }];
-  if (e.heat) panels.push({ png: rawPng(overlayHeat(e.image, e.heat), S), label: how });
+  if (e.heat) panels.push({ png: rawPng(overlayHeat(e.image, e.heat), S), label: `${how}${emptyNote(e.heat)}` });
   let windowsSvg = '';
   if (e.high && e.highHeat) {
     const H = e.high.width;
     const small = S * 2 < H ? await resizeRaw(e.high, S * 2) : e.high;
     const heat = resizeArea(e.highHeat, H, H, small.width, small.width);
-    panels.push({ png: rawPng(overlayHeat(small, normaliseMap(heat).map), S), label: e.method === 'gradcam' ? `window map ${H}²${e.passes > 1 ? `, ${e.passes} draws` : ''}` : `high-res attributions ${H}²` });
+    panels.push({ png: rawPng(overlayHeat(small, normaliseMap(heat).map), S), label: `${e.method === 'gradcam' ? `window map ${H}²${e.passes > 1 ? `, ${e.passes} draws` : ''}` : `high-res attributions ${H}²`}${emptyNote(e.highHeat)}` });
     const x0 = pad + (panels.length - 1) * (S + pad);
     const f = S / H;
     windowsSvg = e.topWindows

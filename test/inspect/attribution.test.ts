@@ -124,7 +124,7 @@ describe('integratedGradients', () => {
       const err = (steps: number) => {
         const ig = inspect.integratedGradients(model, input, { steps, key: random.key(4) });
         const a = ig.attributions;
-        const total = (a instanceof Object && 'low' in a ? [a.low, a.high] : [a as Tensor]).reduce((p, t) => p + dataSync(t).reduce((q, v) => q + v, 0), 0);
+        const total = (a instanceof Object && 'low' in a ? [a.low, a.high] : [a as Tensor]).reduce((p, t) => p + Array.from(dataSync(t)).reduce((q, v) => q + v, 0), 0);
         return { e: Math.abs(total - (ig.value[0] - ig.baselineValue[0])), diff: Math.abs(ig.value[0] - ig.baselineValue[0]) };
       };
       const coarse = err(2);
