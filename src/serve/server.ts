@@ -13,7 +13,7 @@ import { fileURLToPath } from 'node:url';
 import busboy from 'busboy';
 import * as E from 'fp-ts/lib/Either.js';
 import { renderDataError } from '../data/errors.ts';
-import { explainInput, loadImageInput } from '../inspect/explain.ts';
+import { emptyNote, explainInput, loadImageInput } from '../inspect/explain.ts';
 import { overlayHeat, rawPng } from '../inspect/render.ts';
 import { normaliseMap, resizeArea } from '../inspect/maps.ts';
 import { resizeRaw } from '../data/image.ts';
@@ -145,6 +145,9 @@ async function predictBytes(model: Model, bytes: Buffer, tta: number, opts: Serv
       image: dataUrl(await rawPng(e.image, S)),
       overlay,
       windowMap,
+      // ' (no positive evidence)' when a map is zero everywhere, else ''.
+      overlayNote: e.heat ? emptyNote(e.heat) : '',
+      windowMapNote: e.highHeat ? emptyNote(e.highHeat) : '',
       windows: e.topWindows.map((w) => ({ row: w.row, col: w.col, side: e.slice, importance: w.importance })),
     };
   } finally {
