@@ -1,7 +1,7 @@
 /**
  * `npm run serve`: the JSON API with plain HTTP requests (every bad upload gets its 4xx and the
  * server keeps serving; 20 concurrent uploads run one inference at a time), `npm run explain` on the
- * same checkpoint, and the page in a real browser (Debian's chromium through playwright-core),
+ * same checkpoint, evaluate's figures, and the page in a real browser (Debian's chromium through playwright-core),
  * whose probability must equal `npm run predict`'s. The checkpoint is a tiny b0-full-split trained
  * for one epoch on generated images.
  */
@@ -16,6 +16,7 @@ import { ensureSynthetic } from '../../src/data/synthetic.ts';
 import { main as trainMain } from '../../src/train/cli.ts';
 import { main as predictMain } from '../../src/train/predict.ts';
 import { main as explainMain } from '../../src/train/explain.ts';
+import { main as evaluateMain } from '../../src/train/evaluate.ts';
 import { restore } from '../../src/train/restore.ts';
 import { createServer } from '../../src/serve/server.ts';
 
@@ -25,6 +26,7 @@ const outDir = path.join(root, 'test/.out/serve');
 const CHROMIUM = '/usr/bin/chromium';
 const ISIC = path.join(root, '../shared/data/isic-sample/images/ISIC_0000002.jpg');
 let run = '';
+let data = '';
 let image = '';
 let server: http.Server;
 let base = '';
@@ -46,6 +48,7 @@ async function cli(main: (a: string[]) => Promise<number>, args: string[]): Prom
 beforeAll(async () => {
   const d = await ensureSynthetic({ dir: path.join(tmp, 'data'), count: 8, size: 64, seed: 5 })();
   if (E.isLeft(d)) throw new Error(JSON.stringify(d.left));
+  data = d.right;
   run = path.join(tmp, 'run');
   const args = ['--data', d.right, '--model', 'b0-full-split', '--img-size', '32', '--hr-size', '64', '--width-mult', '0.25', '--depth-mult', '0.25', '--epochs', '1', '--batch-size', '4', '--micro-batch', '4', '--workers', '0', '--quiet', '--out', run];
   const t = await cli(trainMain, args);
@@ -139,6 +142,15 @@ describe('npm run explain', () => {
     const bad = await cli(explainMain, ['--checkpoint', run, '--layer', 'nope', image]);
     expect(bad.code).toBe(2);
     expect(bad.err).toMatch(/--layer: no layer 'nope' in b0-full-split; layers: low\.stem, /);
+  });
+});
+
+describe('npm run evaluate', () => {
+  it('also writes thresholds.png and errors.png', async () => {
+    const out = path.join(tmp, 'eval');
+    const r = await cli(evaluateMain, ['--checkpoint', run, '--data', data, '--workers', '0', '--quiet', '--out', out]);
+    expect(r.code).toBe(0);
+    for (const f of ['thresholds.png', 'errors.png']) expect(fs.statSync(path.join(out, f)).size).toBeGreaterThan(5_000);
   });
 });
 
