@@ -9,7 +9,6 @@ import type { Model } from '../nn/model.ts';
 import { type Labels, type Scores, thresholdMetrics, youdenThreshold } from '../train/metrics.ts';
 import { lineChartSvg, writePng } from '../train/plots.ts';
 import { emptyNote, explainInput, loadImageInput } from './explain.ts';
-import { normaliseMap, resizeArea } from './maps.ts';
 import { colorBarSvg, composePng, overlayHeat, type Placed, rawPng, svgText } from './render.ts';
 
 /** Sensitivity, specificity and F1 at thresholds 0 … 1 (every distinct score and a 0.01 grid), Youden's point marked. */
@@ -82,8 +81,9 @@ export async function errorsPng(model: Model, errors: { fp: Scored[]; fn: Scored
       const img = await loadImageInput(s.path, model.config)();
       if (E.isLeft(img)) continue;
       const e = explainInput(model, img.right, { seed: opts.seed });
+      // Pure-stochastic models have no image-aligned layer: their tile shows the window map.
       const base = e.heat ? e.image : e.high!;
-      const heat = e.heat ?? normaliseMap(resizeArea(e.highHeat!, base.width, base.width, base.width, base.width)).map;
+      const heat = e.heat ?? e.highHeat!;
       const x = pad + c * (S + pad);
       images.push({ png: await rawPng(overlayHeat(base, heat), S), left: x, top: y0 + 24 });
       svg.push(svgText(x + S / 2, y0 + S + 42, `p = ${s.probability.toFixed(3)}${emptyNote(heat) ? ' · no positive evidence' : ''}`, { size: 12, anchor: 'middle', bold: true }));
