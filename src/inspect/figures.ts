@@ -11,19 +11,19 @@ import { lineChartSvg, writePng } from '../train/plots.ts';
 import { emptyNote, explainInput, loadImageInput } from './explain.ts';
 import { colorBarSvg, composePng, overlayHeat, type Placed, rawPng, svgText } from './render.ts';
 
-/** Sensitivity, specificity and F1 at thresholds 0 … 1 (every distinct score and a 0.01 grid), Youden's point marked. */
+/** Sensitivity, specificity and F1 against the threshold (every distinct score and a grid of 101), Youden's point marked. */
 export function thresholdsSvg(labels: Labels, probs: Scores, title = 'Threshold'): string {
-  const grid = new Set<number>(Array.from({ length: 101 }, (_, i) => i / 100));
+  // Zoom on the scores when they span less than a fifth of [0, 1] (an uncalibrated or early model).
+  const [lo, hi] = [Math.min(...Array.from(probs)), Math.max(...Array.from(probs))];
+  const margin = Math.max((hi - lo) * 0.1, 1e-3);
+  const xRange: [number, number] = hi - lo < 0.2 ? [Math.max(0, lo - margin), Math.min(1, hi + margin)] : [0, 1];
+  const grid = new Set<number>(Array.from({ length: 101 }, (_, i) => xRange[0] + ((xRange[1] - xRange[0]) * i) / 100));
   for (let i = 0; i < probs.length; i++) grid.add(probs[i]);
   const ts = [...grid].sort((a, b) => a - b);
   const rows = ts.map((t) => thresholdMetrics(labels, probs, t));
   const y = youdenThreshold(labels, probs);
   const at = Number.isFinite(y) ? thresholdMetrics(labels, probs, y) : null;
   const col = (k: 'sensitivity' | 'specificity' | 'f1') => rows.map((r) => r[k]);
-  // Zoom on the scores when they span less than a fifth of [0, 1] (an uncalibrated or early model).
-  const [lo, hi] = [Math.min(...Array.from(probs)), Math.max(...Array.from(probs))];
-  const margin = Math.max((hi - lo) * 0.1, 1e-3);
-  const xRange: [number, number] = hi - lo < 0.2 ? [Math.max(0, lo - margin), Math.min(1, hi + margin)] : [0, 1];
   return lineChartSvg({
     title: at ? `${title}: Youden ${at.threshold.toFixed(3)} (sens. ${at.sensitivity.toFixed(3)}, spec. ${at.specificity.toFixed(3)})` : title,
     xLabel: 'Threshold on the probability',
