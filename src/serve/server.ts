@@ -63,7 +63,7 @@ const RAW_TYPES = new Set(['image/jpeg', 'image/jpg', 'image/png', 'application/
 function readUpload(req: http.IncomingMessage, limit: number): Promise<{ bytes: Buffer; fields: Record<string, string> }> {
   const type = (req.headers['content-type'] ?? '').split(';')[0].trim().toLowerCase();
   const declared = Number(req.headers['content-length'] ?? NaN);
-  const mb = (limit / 2 ** 20).toFixed(0);
+  const mb = String(Number((limit / 2 ** 20).toFixed(2)));
   if (Number.isFinite(declared) && declared > limit + (type === 'multipart/form-data' ? 64 * 1024 : 0)) {
     return Promise.reject(new HttpError(413, `the upload is ${(declared / 2 ** 20).toFixed(1)} MiB, over the ${mb} MiB limit (--max-upload-mb)`));
   }
@@ -126,7 +126,7 @@ async function predictBytes(model: Model, bytes: Buffer, tta: number, opts: Serv
   try {
     fs.writeFileSync(file, bytes);
     const img = await loadImageInput(file, model.config)();
-    if (E.isLeft(img)) throw new HttpError(422, renderDataError(img.left).replace(file, 'the upload'));
+    if (E.isLeft(img)) throw new HttpError(422, renderDataError(img.left).replace(file, 'the upload').replace(/^data: /, ''));
     const e = explainInput(model, img.right, { tta, seed: opts.seed });
     const S = 320;
     const overlay = e.heat ? dataUrl(await rawPng(overlayHeat(e.image, e.heat), S)) : null;
