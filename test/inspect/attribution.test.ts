@@ -38,6 +38,22 @@ function positive(model: nn.Model, input: Parameters<typeof inspect.gradCam>[1],
   return [flipped, inspect.gradCam(flipped, input, { layer })];
 }
 
+describe('ctx.tap', () => {
+  it("sees every spatial row of nn.summary, once each and with the summary's shapes, on every architecture", () => {
+    for (const name of ['b0', 'b0-stochastic-stem', 'b0-stochastic-skip', 'b0-full-split', 'b0-pure-stochastic']) {
+      const pure = name.endsWith('pure-stochastic');
+      const model = nn.createModel(name, { key: random.key(1), lowSize: 32, highSize: 64, widthMult: 0.25, depthMult: 0.25, ...(pure ? { highSize: 64, stochOutSize: 16 } : {}) });
+      const x = (s: number) => random.uniform(random.key(2), [1, 3, s, s]);
+      const input = pure ? x(64) : model.config.highSize ? { low: x(32), high: x(64) } : x(32);
+      const seen: { name: string; shape: number[] }[] = [];
+      nn.apply(model.config, model.params, model.state, input, { training: false, key: random.key(3), tap: (n, t) => (seen.push({ name: n, shape: [...t.shape] }), t) });
+      const rows = inspect.spatialLayers(model.config, pure ? [1, 3, 64, 64] : model.config.highSize ? { low: [1, 3, 32, 32], high: [1, 3, 64, 64] } : [1, 3, 32, 32]);
+      const byName = (l: { name: string; shape: number[] }[]) => [...l].sort((p, q) => p.name.localeCompare(q.name));
+      expect(byName(seen)).toEqual(byName(rows));
+    }
+  });
+});
+
 describe('gradCam', () => {
   it('peaks where the only informative region is (one-input b0, layer blocks.1 at 1/4 resolution)', () => {
     const x = patchImage(64, [40, 56], [8, 24], 'float32');
