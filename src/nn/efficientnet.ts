@@ -10,7 +10,7 @@ import * as o from '../tensor/ops.ts';
 import { type Key, foldIn, split } from '../tensor/random.ts';
 import { fmt } from '../tensor/shape.ts';
 import { Tensor } from '../tensor/tensor.ts';
-import { type BatchNormParams, type BatchNormState, type Ctx, type PaddingMode, batchNorm, convOutSize, dropout, linear, type LinearParams, silu } from './layers.ts';
+import { type BatchNormParams, type BatchNormState, type Ctx, type PaddingMode, batchNorm, convOutSize, dropout, linear, type LinearParams, silu, tapped } from './layers.ts';
 import { type BnOptions, type ConvBnConfig, type ConvBnParams, type MBConvConfig, type MBConvParams, type MBConvState, convBn, convBnConfig, mbconv } from './mbconv.ts';
 
 // ---- compound scaling ----------------------------------------------------------------------------
@@ -381,19 +381,21 @@ export function checkInput(cfg: ModelConfig, input: unknown): { low: Tensor | nu
 const TAG = { windows: 1, dropout: 2, lowBlocks: 3, stochBlocks: 4, blocks: 5, stochBackbone: 6 } as const;
 const sub = (ctx: Ctx, tag: number): Ctx => (ctx.key ? { ...ctx, key: foldIn(ctx.key, tag) } : ctx);
 
-function applyBlocks(blocks: readonly MBConvConfig[], params: readonly MBConvParams[], state: readonly MBConvState[], x: Tensor, ctx: Ctx): [Tensor, MBConvState[]] {
+/** `prefix` names the block outputs for ctx.tap as nn.summary does ('blocks.0', 'low.blocks.3', …). */
+function applyBlocks(blocks: readonly MBConvConfig[], params: readonly MBConvParams[], state: readonly MBConvState[], x: Tensor, ctx: Ctx, prefix: string): [Tensor, MBConvState[]] {
   const out: MBConvState[] = [];
   let h = x;
   blocks.forEach((b, i) => {
     let s: MBConvState;
     [h, s] = mbconv.apply(b, params[i], state[i], h, sub(ctx, i));
+    h = tapped(ctx, `${prefix}.${i}`, h);
     out.push(s);
   });
   return [h, out];
 }
 
 /** The stochastic stem: each output channel convolves its own random window of the high-res image. */
-function applyStochStem(cfg: ModelConfig, p: StemParams, s: BatchNormState, x: Tensor, ctx: Ctx): [Tensor, BatchNormState] {
+function applyStochStem(cfg: ModelConfig, p: StemParams, s: BatchNormState, x: Tensor, ctx: Ctx, name: string): [Tensor, BatchNormState] {
   if (!ctx.key) throw new Error(`${cfg.name}: the stochastic stem draws random windows (in eval too); pass ctx.key (predict takes a key)`);
   const out = cfg.stochOutSize!;
   const slice = stochSlice(cfg);
@@ -405,13 +407,14 @@ function applyStochStem(cfg: ModelConfig, p: StemParams, s: BatchNormState, x: T
     perImage: cfg.perImage,
   });
   const y = stochasticConv2d(x, p.conv.w, { stride: STOCH_STRIDE, outSize: [out, out], windows });
-  return batchNorm.apply(stochStemConfig(cfg).bn, p.bn, s, y, ctx, 'silu');
+  const [z, s2] = batchNorm.apply(stochStemConfig(cfg).bn, p.bn, s, y, ctx, 'silu');
+  return [tapped(ctx, name, z, { windows }), s2];
 }
 
 /** Head conv + BN + SiLU, global average pool → (N, headCh). */
-function applyHead(cfg: ModelConfig, p: ConvBnParams, s: BatchNormState, x: Tensor, ctx: Ctx): [Tensor, BatchNormState] {
+function applyHead(cfg: ModelConfig, p: ConvBnParams, s: BatchNormState, x: Tensor, ctx: Ctx, name: string): [Tensor, BatchNormState] {
   const [h, s2] = convBn.apply(headConfig(cfg), p, s, x, ctx);
-  return [o.mean(h, [2, 3]), s2];
+  return [o.mean(tapped(ctx, name, h), [2, 3]), s2];
 }
 
 /**
@@ -423,53 +426,57 @@ export function applyEfficientNet(cfg: ModelConfig, params: Params, state: State
   const P = params as AnyTree;
   const S = state as AnyTree;
   const k = (tag: number) => sub(ctx, tag);
+  const lowStem = (name: string, p: ConvBnParams, s: BatchNormState): [Tensor, BatchNormState] => {
+    const [x, s2] = convBn.apply(stemConfig(cfg), p, s, low!, ctx);
+    return [tapped(ctx, name, x), s2];
+  };
   let feats: Tensor;
   let next: AnyTree;
   switch (cfg.arch) {
     case 'plain': {
-      const [x0, sStem] = convBn.apply(stemConfig(cfg), P.stem, S.stem, low!, ctx);
-      const [x1, sBlocks] = applyBlocks(cfg.blocks, P.blocks, S.blocks, x0, k(TAG.blocks));
-      const [f, sHead] = applyHead(cfg, P.head, S.head, x1, ctx);
+      const [x0, sStem] = lowStem('stem', P.stem, S.stem);
+      const [x1, sBlocks] = applyBlocks(cfg.blocks, P.blocks, S.blocks, x0, k(TAG.blocks), 'blocks');
+      const [f, sHead] = applyHead(cfg, P.head, S.head, x1, ctx, 'head');
       [feats, next] = [f, { stem: sStem, blocks: sBlocks, head: sHead }];
       break;
     }
     case 'pure-stochastic': {
-      const [x0, sSt] = applyStochStem(cfg, P.stochStem, S.stochStem, high!, ctx);
-      const [x1, sBlocks] = applyBlocks(cfg.blocks, P.blocks, S.blocks, x0, k(TAG.blocks));
-      const [f, sHead] = applyHead(cfg, P.head, S.head, x1, ctx);
+      const [x0, sSt] = applyStochStem(cfg, P.stochStem, S.stochStem, high!, ctx, 'stochStem');
+      const [x1, sBlocks] = applyBlocks(cfg.blocks, P.blocks, S.blocks, x0, k(TAG.blocks), 'blocks');
+      const [f, sHead] = applyHead(cfg, P.head, S.head, x1, ctx, 'head');
       [feats, next] = [f, { stochStem: sSt, blocks: sBlocks, head: sHead }];
       break;
     }
     case 'stochastic-stem': {
-      const [a, sStem] = convBn.apply(stemConfig(cfg), P.stem, S.stem, low!, ctx);
-      const [b, sSt] = applyStochStem(cfg, P.stochStem, S.stochStem, high!, ctx);
-      const [x1, sBlocks] = applyBlocks(cfg.blocks, P.blocks, S.blocks, o.concat([a, b], 1), k(TAG.blocks));
-      const [f, sHead] = applyHead(cfg, P.head, S.head, x1, ctx);
+      const [a, sStem] = lowStem('stem', P.stem, S.stem);
+      const [b, sSt] = applyStochStem(cfg, P.stochStem, S.stochStem, high!, ctx, 'stochStem');
+      const [x1, sBlocks] = applyBlocks(cfg.blocks, P.blocks, S.blocks, tapped(ctx, 'concat', o.concat([a, b], 1)), k(TAG.blocks), 'blocks');
+      const [f, sHead] = applyHead(cfg, P.head, S.head, x1, ctx, 'head');
       [feats, next] = [f, { stem: sStem, stochStem: sSt, blocks: sBlocks, head: sHead }];
       break;
     }
     case 'stochastic-skip': {
       const own = cfg.blocks.slice(0, cfg.skipBlocks);
-      const [a0, sStem] = convBn.apply(stemConfig(cfg), P.stem, S.stem, low!, ctx);
-      const [b0, sSt] = applyStochStem(cfg, P.stochStem, S.stochStem, high!, ctx);
+      const [a0, sStem] = lowStem('stem', P.stem, S.stem);
+      const [b0, sSt] = applyStochStem(cfg, P.stochStem, S.stochStem, high!, ctx, 'stochStem');
       // Both copies use the same block configs, so their drop-connect rates match; their keys differ.
-      const [a1, sLow] = applyBlocks(own, P.lowBlocks, S.lowBlocks, a0, k(TAG.lowBlocks));
-      const [b1, sStb] = applyBlocks(own, P.stochBlocks, S.stochBlocks, b0, k(TAG.stochBlocks));
+      const [a1, sLow] = applyBlocks(own, P.lowBlocks, S.lowBlocks, a0, k(TAG.lowBlocks), 'lowBlocks');
+      const [b1, sStb] = applyBlocks(own, P.stochBlocks, S.stochBlocks, b0, k(TAG.stochBlocks), 'stochBlocks');
       const rest = cfg.blocks.slice(cfg.skipBlocks);
       // Rest blocks keep their global indices for the key tags (offset by skipBlocks).
-      const [x2, sBlocks] = applyBlocks(rest, P.blocks, S.blocks, o.concat([a1, b1], 1), k(TAG.blocks));
-      const [f, sHead] = applyHead(cfg, P.head, S.head, x2, ctx);
+      const [x2, sBlocks] = applyBlocks(rest, P.blocks, S.blocks, tapped(ctx, 'concat', o.concat([a1, b1], 1)), k(TAG.blocks), 'blocks');
+      const [f, sHead] = applyHead(cfg, P.head, S.head, x2, ctx, 'head');
       [feats, next] = [f, { stem: sStem, stochStem: sSt, lowBlocks: sLow, stochBlocks: sStb, blocks: sBlocks, head: sHead }];
       break;
     }
     case 'full-split': {
-      const [a0, sA0] = convBn.apply(stemConfig(cfg), P.low.stem, S.low.stem, low!, ctx);
-      const [a1, sA1] = applyBlocks(cfg.blocks, P.low.blocks, S.low.blocks, a0, k(TAG.blocks));
-      const [fa, sA2] = applyHead(cfg, P.low.head, S.low.head, a1, ctx);
+      const [a0, sA0] = lowStem('low.stem', P.low.stem, S.low.stem);
+      const [a1, sA1] = applyBlocks(cfg.blocks, P.low.blocks, S.low.blocks, a0, k(TAG.blocks), 'low.blocks');
+      const [fa, sA2] = applyHead(cfg, P.low.head, S.low.head, a1, ctx, 'low.head');
       const sctx = k(TAG.stochBackbone);
-      const [b0, sB0] = applyStochStem(cfg, P.stoch.stem, S.stoch.stem, high!, sctx);
-      const [b1, sB1] = applyBlocks(cfg.blocks, P.stoch.blocks, S.stoch.blocks, b0, sub(sctx, TAG.blocks));
-      const [fb, sB2] = applyHead(cfg, P.stoch.head, S.stoch.head, b1, ctx);
+      const [b0, sB0] = applyStochStem(cfg, P.stoch.stem, S.stoch.stem, high!, sctx, 'stoch.stem');
+      const [b1, sB1] = applyBlocks(cfg.blocks, P.stoch.blocks, S.stoch.blocks, b0, sub(sctx, TAG.blocks), 'stoch.blocks');
+      const [fb, sB2] = applyHead(cfg, P.stoch.head, S.stoch.head, b1, ctx, 'stoch.head');
       feats = o.concat([fa, fb], 1);
       next = { low: { stem: sA0, blocks: sA1, head: sA2 }, stoch: { stem: sB0, blocks: sB1, head: sB2 } };
       break;

@@ -18,7 +18,22 @@ export interface Ctx {
   readonly training: boolean;
   /** The source of every random choice (dropout masks, drop-connect, stochastic windows). */
   readonly key?: Key;
+  /**
+   * Sees every named intermediate activation (names as listed by `nn.summary`: 'stem', 'blocks.3',
+   * 'stoch.head', …) and returns what the network continues with. Inspection tools use it to read an
+   * activation or add a zero tensor to it, whose gradient is the gradient w.r.t. the activation.
+   */
+  readonly tap?: Tap;
 }
+
+/** What a tap is told beside the activation: a stochastic stem's window corners ((row, col) per image·channel or per channel). */
+export interface TapInfo {
+  readonly windows?: Int32Array;
+}
+export type Tap = (name: string, x: Tensor, info?: TapInfo) => Tensor;
+
+/** `ctx.tap(name, x, info)`, or x when there is no tap. */
+export const tapped = (ctx: Ctx, name: string, x: Tensor, info?: TapInfo): Tensor => (ctx.tap ? ctx.tap(name, x, info) : x);
 
 const needKey = (op: string, ctx: Ctx): Key => {
   if (!ctx.key) throw new Error(`${op}: needs a random key (ctx.key) in this mode`);

@@ -14,6 +14,7 @@ import { predictAll } from './loop.ts';
 import { binaryMetrics, flatBinaryMetrics, multiclassMetrics } from './metrics.ts';
 import { predictionsCsv, rocFromPredictions } from './outputs.ts';
 import { rocSvg, writePng } from './plots.ts';
+import { writeEvaluationFigures } from '../inspect/figures.ts';
 import { consoleReporter } from './report.ts';
 import { restore } from './restore.ts';
 
@@ -126,6 +127,7 @@ export async function main(argv: string[]): Promise<number> {
   );
   const roc = rocFromPredictions(path.join(out, 'predictions.csv'));
   if (roc.length) await writePng(path.join(out, 'roc.png'), rocSvg(roc, `ROC curve (${m.mc.name})`));
+  if (C === 1) await writeEvaluationFigures(out, { model: { config: m.mc, params: m.params, state: m.state }, items, predictions: p!, seed });
   if (p!.skipped.length) reporter.warn(`${p!.skipped.length} images could not be read (listed in skipped.csv)`);
   reporter.line(`outputs in ${out}`);
   return EXIT.ok;
