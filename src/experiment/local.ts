@@ -1,0 +1,48 @@
+/** The embedded executor: the cells on this machine, `parallel` processes at a time. */
+import type { ExperimentLog } from './log.ts';
+import { type CellJob, type RunningCell, runCell } from './cell.ts';
+
+export interface LocalOptions {
+  readonly parallel: number;
+  readonly stopRequested: () => boolean;
+  /** Called once when a stop is requested, to pass it on to the running cells. */
+  readonly onStop: (interruptAll: () => void) => void;
+  readonly line: (text: string) => void;
+}
+
+/** Runs every job not yet complete; resolves when all have ended or a stop was requested. */
+export async function runLocal(log: ExperimentLog, jobs: readonly CellJob[], opts: LocalOptions): Promise<void> {
+  const queue = [...jobs];
+  const running = new Set<RunningCell>();
+  opts.onStop(() => {
+    for (const r of running) r.interrupt();
+  });
+  const next = async (): Promise<void> => {
+    for (let job = queue.shift(); job && !opts.stopRequested(); job = queue.shift()) {
+      log.started(job.name, null);
+      const cell = runCell(job);
+      running.add(cell);
+      const res = await cell.result;
+      running.delete(cell);
+      log.finished(job.name, res);
+      opts.line(describeResult(job.name, res));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, Math.min(opts.parallel, jobs.length)) }, next));
+}
+
+const f4 = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? 'n/a' : x.toFixed(4));
+
+/** One line per finished run. */
+export function describeResult(name: string, res: import('./cell.ts').CellResult): string {
+  const m = res.metrics;
+  const auc = m ? `best val AUC ${f4(m.bestValAuc)} at epoch ${m.bestEpoch}, last ${f4(m.lastValAuc)}` : 'no epoch finished';
+  switch (res.status) {
+    case 'complete':
+      return `${name}: ${res.skipped ? 'already complete' : `complete in ${res.seconds.toFixed(0)} s${res.resumedFrom ? ` (resumed at epoch ${res.resumedFrom.epoch + 1})` : ''}`}; ${auc}`;
+    case 'interrupted':
+      return `${name}: interrupted (${auc}); it resumes from its checkpoint when the experiment is started again`;
+    case 'failed':
+      return `${name}: FAILED: ${res.error}`;
+  }
+}
