@@ -54,6 +54,7 @@ export interface CellResult {
 
 export const CELL_FILE = 'cell.json';
 const CHILD = path.join(path.dirname(fileURLToPath(import.meta.url)), 'child.ts');
+const ROOT = path.resolve(path.dirname(CHILD), '../..');
 
 /** Where a cell's run stands, from its last checkpoint (the same stopping rules as the loop). */
 export function cellState(job: Pick<CellJob, 'dir' | 'epochs' | 'patience'>): CellState {
@@ -91,7 +92,8 @@ export function checkCellConfig(job: Pick<CellJob, 'dir' | 'name' | 'config'>): 
   const keys = new Set([...Object.keys(saved), ...Object.keys(job.config)]);
   for (const k of keys) {
     if (JSON.stringify(saved[k]) !== JSON.stringify(job.config[k])) {
-      return `run ${job.name} was started with ${k} = ${JSON.stringify(saved[k])}, the experiment now says ${JSON.stringify(job.config[k])} (remove ${job.dir} or use another --out)`;
+      const show = (v: unknown) => (v === undefined ? 'unset' : JSON.stringify(v));
+      return `run ${job.name} was started with ${k} ${show(saved[k])}, the experiment now says ${show(job.config[k])} (remove ${job.dir} or use another --out)`;
     }
   }
   return null;
@@ -126,7 +128,7 @@ export function runCell(job: CellJob, opts: { log?: (line: string) => void } = {
   const args = state.kind === 'partial' ? ['--resume', job.dir, '--quiet'] : ['--config', cellFile, '--out', job.dir, '--quiet'];
   const resumedFrom = state.kind === 'partial' ? { epoch: state.epochsDone, step: state.stepInEpoch } : null;
   // stdin is a pipe the child watches: it closes when this process dies, however it dies.
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', CHILD, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env: process.env });
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', CHILD, ...args], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'], env: process.env });
   const log = fs.createWriteStream(path.join(job.dir, 'train.log'), { flags: 'a' });
   log.write(`# ${new Date().toISOString()} ${host}: npm run train -- ${args.join(' ')}\n`);
   let errTail = '';

@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';
 import { EXIT, UsageExit, parseArgs, printUsage, program, runIfMain } from '../train/cliutil.ts';
 import { cellJobs, expandGrid, presetFile, presetNames, readExperimentFile } from './grid.ts';
-import { cellState } from './cell.ts';
+import { cellState, checkCellConfig } from './cell.ts';
 import { ExperimentLog, LOG_FILE } from './log.ts';
 import { runLocal } from './local.ts';
 import { DEFAULT_QUEUE_NAME, checkRedisUrl, runOnQueue } from './queue.ts';
@@ -89,6 +89,10 @@ export async function main(argv: string[]): Promise<number> {
   if (E.isLeft(cells)) return printUsage('experiment', cells.left.message);
   const dir = path.resolve(args.out ?? path.join('runs', spec.name));
   const jobs = cellJobs(spec, cells.right, dir);
+  for (const j of jobs) {
+    const mismatch = checkCellConfig(j);
+    if (mismatch) return printUsage('experiment', mismatch);
+  }
   const states = jobs.map((j) => cellState(j));
   const todo = jobs.filter((_, i) => states[i].kind !== 'complete');
   const say = (t: string) => process.stdout.write(`${t}\n`);
