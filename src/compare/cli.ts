@@ -34,8 +34,8 @@ export async function main(argv: string[]): Promise<number> {
     .option('--by <key>', 'group run folders by this key of their config.json (default: by folder)')
     .option('--baseline <name>', 'the group the others are compared with (default: the first)')
     .option('--out <dir>', `output folder (default: DIR/comparison for one experiment folder, else runs/comparison-<time>)`)
-    .option('--seed <n>', 'seed of the bootstrap resampling (default: 1337)', '1337')
-    .option('--reps <n>', 'bootstrap resamples (default: 10000)', '10000');
+    .option('--seed <n>', 'seed of the bootstrap resampling', '1337')
+    .option('--reps <n>', 'bootstrap resamples', '10000');
   cmd.addHelpText('after', HELP);
   let o: { by?: string; baseline?: string; out?: string; seed: string; reps: string };
   try {

@@ -11,7 +11,7 @@ import { cellJobs, expandGrid, presetFile, presetNames, readExperimentFile } fro
 import { cellState, checkCellConfig } from './cell.ts';
 import { ExperimentLog, LOG_FILE } from './log.ts';
 import { runLocal } from './local.ts';
-import { DEFAULT_QUEUE_NAME, checkRedisUrl, runOnQueue } from './queue.ts';
+import { DEFAULT_QUEUE_NAME, checkRedisUrl, redactUrl, runOnQueue } from './queue.ts';
 
 const HELP = `
 The file: {"name": "…", "description": "…", "base": {config keys}, "grid": {key: [values], …}}
@@ -53,10 +53,10 @@ function parse(argv: readonly string[]): Args | null {
   const cmd = program('experiment', 'Run a grid of training runs (variants × seeds …) and log them in one experiment folder.')
     .argument('[file]', 'experiment file (JSON)')
     .option('--out <dir>', 'experiment folder (default: runs/<name>)')
-    .option('--parallel <n>', 'runs at a time on this machine, each its own process (default: 1)', positiveInt('--parallel'), 1)
+    .option('--parallel <n>', 'runs at a time on this machine, each its own process', positiveInt('--parallel'), 1)
     .option('--preset <name>', `a committed experiment: ${presetNames().join(', ')}`)
     .option('--queue <url>', 'put the runs on a BullMQ queue at redis://HOST:PORT instead of running them here')
-    .option('--queue-name <name>', `BullMQ queue name (default: ${DEFAULT_QUEUE_NAME})`, DEFAULT_QUEUE_NAME)
+    .option('--queue-name <name>', 'BullMQ queue name', DEFAULT_QUEUE_NAME)
     .option('--dry-run', 'print the runs and their state, run nothing');
   cmd.addHelpText('after', HELP);
   if (!parseArgs(cmd, argv)) return null;
@@ -99,7 +99,7 @@ export async function main(argv: string[]): Promise<number> {
 
   say(
     `experiment ${spec.name}: ${jobs.length} runs (${Object.entries(spec.grid).map(([k, v]) => `${k} × ${v.length}`).join(', ')}); ` +
-      `${jobs.length - todo.length} complete, ${todo.length} to run${args.queue ? ` on the queue ${args.queue}` : `, ${args.parallel} at a time`}`,
+      `${jobs.length - todo.length} complete, ${todo.length} to run${args.queue ? ` on the queue ${redactUrl(args.queue)}` : `, ${args.parallel} at a time`}`,
   );
   say(`experiment folder: ${dir} (log: ${path.join(dir, LOG_FILE)})`);
   if (args.dryRun) {
@@ -109,7 +109,7 @@ export async function main(argv: string[]): Promise<number> {
     });
     return EXIT.ok;
   }
-  const executor = args.queue ? { kind: 'queue' as const, queue: args.queue, queueName: args.queueName } : { kind: 'local' as const, parallel: args.parallel };
+  const executor = args.queue ? { kind: 'queue' as const, queue: redactUrl(args.queue), queueName: args.queueName } : { kind: 'local' as const, parallel: args.parallel };
   const log = new ExperimentLog(dir, spec, cells.right, executor);
   jobs.forEach((j, i) => {
     if (states[i].kind === 'complete' && log.run(j.name).status !== 'complete') {

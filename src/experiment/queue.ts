@@ -30,6 +30,17 @@ export function checkRedisUrl(url: string): string | null {
   return null;
 }
 
+/** The URL as shown in output and logs: a password becomes '***'. */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = '***';
+    return u.toString().replace(/\/$/, '');
+  } catch {
+    return url;
+  }
+}
+
 const connection = (url: string) => ({ url, maxRetriesPerRequest: null });
 
 /** The job id of a run folder: stable, and without ':' (which BullMQ reserves). */
@@ -66,7 +77,7 @@ export async function runOnQueue(log: ExperimentLog, jobs: readonly CellJob[], o
       log.setStatus(job.name, 'queued');
       open.set(id, job);
     }
-    opts.line(`queued ${open.size} runs on ${opts.queueName} at ${opts.url}; start workers with: npm run worker -- --queue ${opts.url}${opts.queueName === DEFAULT_QUEUE_NAME ? '' : ` --queue-name ${opts.queueName}`}`);
+    opts.line(`queued ${open.size} runs on ${opts.queueName} at ${redactUrl(opts.url)}; start workers with: npm run worker -- --queue ${redactUrl(opts.url)}${opts.queueName === DEFAULT_QUEUE_NAME ? '' : ` --queue-name ${opts.queueName}`}`);
     while (open.size && !opts.stopRequested()) {
       for (const [id, cell] of [...open]) {
         const job = await Job.fromId<CellJob, CellResult>(queue, id);

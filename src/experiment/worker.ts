@@ -4,7 +4,7 @@
  * resumable checkpoint; their jobs go back on the queue for any worker to resume.
  */
 import { EXIT, UsageExit, parseArgs, printUsage, program, runIfMain } from '../train/cliutil.ts';
-import { DEFAULT_QUEUE_NAME, checkRedisUrl, startWorker } from './queue.ts';
+import { DEFAULT_QUEUE_NAME, checkRedisUrl, redactUrl, startWorker } from './queue.ts';
 
 const positive = (flag: string, integer: boolean) => (s: string): number => {
   const n = Number(s);
@@ -15,9 +15,9 @@ const positive = (flag: string, integer: boolean) => (s: string): number => {
 export async function main(argv: string[]): Promise<number> {
   const cmd = program('worker', 'Take experiment runs from a BullMQ queue and train them (see npm run experiment -- --help).')
     .requiredOption('--queue <url>', 'the Redis server of the queue: redis://HOST:PORT')
-    .option('--concurrency <n>', 'runs at a time, each its own process (default: 1)', positive('--concurrency', true), 1)
-    .option('--queue-name <name>', `BullMQ queue name (default: ${DEFAULT_QUEUE_NAME})`, DEFAULT_QUEUE_NAME)
-    .option('--lock-seconds <s>', "how long a dead worker's run waits before another worker resumes it (default: 30)", positive('--lock-seconds', false), 30);
+    .option('--concurrency <n>', 'runs at a time, each its own process', positive('--concurrency', true), 1)
+    .option('--queue-name <name>', 'BullMQ queue name', DEFAULT_QUEUE_NAME)
+    .option('--lock-seconds <s>', "seconds a dead worker's run waits before another worker resumes it", positive('--lock-seconds', false), 30);
   cmd.addHelpText('after', '\nRun folders are the absolute paths the experiment put on the queue: mount the experiment folder at the same path on every worker.');
   let o: { queue: string; concurrency: number; queueName: string; lockSeconds: number };
   try {
@@ -31,7 +31,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const say = (t: string) => process.stdout.write(`${t}\n`);
   const w = startWorker({ url: o.queue, queueName: o.queueName, concurrency: o.concurrency, lockSeconds: o.lockSeconds, line: say });
-  say(`worker ${process.pid}: taking runs from ${o.queueName} at ${o.queue}, ${o.concurrency} at a time (Ctrl-C to stop)`);
+  say(`worker ${process.pid}: taking runs from ${o.queueName} at ${redactUrl(o.queue)}, ${o.concurrency} at a time (Ctrl-C to stop)`);
   let stopping = false;
   const stop = () => {
     if (stopping) process.exit(EXIT.interrupted);
