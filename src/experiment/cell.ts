@@ -127,8 +127,10 @@ export function runCell(job: CellJob, opts: { log?: (line: string) => void } = {
   fs.writeFileSync(cellFile, `${JSON.stringify(job.config, null, 2)}\n`);
   const args = state.kind === 'partial' ? ['--resume', job.dir, '--quiet'] : ['--config', cellFile, '--out', job.dir, '--quiet'];
   const resumedFrom = state.kind === 'partial' ? { epoch: state.epochsDone, step: state.stepInEpoch } : null;
-  // stdin is a pipe the child watches: it closes when this process dies, however it dies.
-  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', CHILD, ...args], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'], env: process.env });
+  // stdin is a pipe the child watches: it closes when this process dies, however it dies. The
+  // child has its own process group, so a Ctrl-C reaches it once, through interrupt(), and it
+  // saves a resumable checkpoint instead of taking a second SIGINT as "quit now".
+  const child: ChildProcess = spawn(process.execPath, ['--import', 'tsx', CHILD, ...args], { cwd: ROOT, stdio: ['pipe', 'pipe', 'pipe'], env: process.env, detached: true });
   const log = fs.createWriteStream(path.join(job.dir, 'train.log'), { flags: 'a' });
   log.write(`# ${new Date().toISOString()} ${host}: npm run train -- ${args.join(' ')}\n`);
   let errTail = '';
