@@ -156,3 +156,19 @@ export function runCell(job: CellJob, opts: { log?: (line: string) => void } = {
   });
   return { result, interrupt: () => void child.kill('SIGINT') };
 }
+
+const f4 = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? 'n/a' : x.toFixed(4));
+
+/** One line per finished run. */
+export function describeResult(name: string, res: CellResult): string {
+  const m = res.metrics;
+  const auc = m ? `best val AUC ${f4(m.bestValAuc)} at epoch ${m.bestEpoch}, last ${f4(m.lastValAuc)}` : 'no epoch finished';
+  switch (res.status) {
+    case 'complete':
+      return `${name}: ${res.skipped ? 'already complete' : `complete in ${res.seconds.toFixed(0)} s${res.resumedFrom ? ` (resumed at epoch ${res.resumedFrom.epoch + 1})` : ''}`}; ${auc}`;
+    case 'interrupted':
+      return `${name}: interrupted (${auc}); it resumes from its checkpoint when the experiment is started again`;
+    case 'failed':
+      return `${name}: FAILED: ${res.error}`;
+  }
+}

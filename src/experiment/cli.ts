@@ -8,10 +8,10 @@ import * as path from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';
 import { EXIT, UsageExit, parseArgs, printUsage, program, runIfMain } from '../train/cliutil.ts';
 import { cellJobs, expandGrid, presetFile, presetNames, readExperimentFile } from './grid.ts';
-import { cellState, checkCellConfig } from './cell.ts';
+import { cellMetrics, cellState, checkCellConfig } from './cell.ts';
 import { ExperimentLog, LOG_FILE } from './log.ts';
 import { runLocal } from './local.ts';
-import { DEFAULT_QUEUE_NAME, checkRedisUrl, redactUrl, runOnQueue } from './queue.ts';
+import { DEFAULT_QUEUE_NAME, checkRedisUrl, pingRedis, redactUrl, runOnQueue } from './queue.ts';
 
 const HELP = `
 The file: {"name": "…", "description": "…", "base": {config keys}, "grid": {key: [values], …}}
@@ -109,11 +109,15 @@ export async function main(argv: string[]): Promise<number> {
     });
     return EXIT.ok;
   }
+  if (args.queue) {
+    const unreachable = await pingRedis(args.queue);
+    if (unreachable) return printUsage('experiment', unreachable);
+  }
   const executor = args.queue ? { kind: 'queue' as const, queue: redactUrl(args.queue), queueName: args.queueName } : { kind: 'local' as const, parallel: args.parallel };
   const log = new ExperimentLog(dir, spec, cells.right, executor);
   jobs.forEach((j, i) => {
     if (states[i].kind === 'complete' && log.run(j.name).status !== 'complete') {
-      log.finished(j.name, { status: 'complete', skipped: true, resumedFrom: null, seconds: 0, exitCode: null, signal: null, error: null, metrics: null, host: '' });
+      log.finished(j.name, { status: 'complete', skipped: true, resumedFrom: null, seconds: 0, exitCode: null, signal: null, error: null, metrics: cellMetrics(j.dir), host: '' });
     }
   });
 

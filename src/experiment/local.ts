@@ -1,6 +1,6 @@
 /** The embedded executor: the cells on this machine, `parallel` processes at a time. */
 import type { ExperimentLog } from './log.ts';
-import { type CellJob, type RunningCell, runCell } from './cell.ts';
+import { type CellJob, type RunningCell, describeResult, runCell } from './cell.ts';
 
 export interface LocalOptions {
   readonly parallel: number;
@@ -29,20 +29,4 @@ export async function runLocal(log: ExperimentLog, jobs: readonly CellJob[], opt
     }
   };
   await Promise.all(Array.from({ length: Math.max(1, Math.min(opts.parallel, jobs.length)) }, next));
-}
-
-const f4 = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? 'n/a' : x.toFixed(4));
-
-/** One line per finished run. */
-export function describeResult(name: string, res: import('./cell.ts').CellResult): string {
-  const m = res.metrics;
-  const auc = m ? `best val AUC ${f4(m.bestValAuc)} at epoch ${m.bestEpoch}, last ${f4(m.lastValAuc)}` : 'no epoch finished';
-  switch (res.status) {
-    case 'complete':
-      return `${name}: ${res.skipped ? 'already complete' : `complete in ${res.seconds.toFixed(0)} s${res.resumedFrom ? ` (resumed at epoch ${res.resumedFrom.epoch + 1})` : ''}`}; ${auc}`;
-    case 'interrupted':
-      return `${name}: interrupted (${auc}); it resumes from its checkpoint when the experiment is started again`;
-    case 'failed':
-      return `${name}: FAILED: ${res.error}`;
-  }
 }

@@ -9,9 +9,9 @@
 import { createHash } from 'node:crypto';
 import * as os from 'node:os';
 import { Job, Queue, UnrecoverableError, Worker } from 'bullmq';
-import { type CellJob, type CellResult, type RunningCell, cellMetrics, cellState, runCell } from './cell.ts';
+import { Redis } from 'ioredis';
+import { type CellJob, type CellResult, type RunningCell, cellMetrics, cellState, describeResult, runCell } from './cell.ts';
 import type { ExperimentLog } from './log.ts';
-import { describeResult } from './local.ts';
 
 export const DEFAULT_QUEUE_NAME = 'stochconv-experiments';
 /** Attempts per run: a worker killed mid-run costs one (the run then resumes elsewhere). */
@@ -38,6 +38,22 @@ export function redactUrl(url: string): string {
     return u.toString().replace(/\/$/, '');
   } catch {
     return url;
+  }
+}
+
+/** Connects once and pings, so an unreachable server is one clear message rather than endless retries. */
+export async function pingRedis(url: string, timeoutMs = 5000): Promise<string | null> {
+  const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, connectTimeout: timeoutMs });
+  let cause: string | null = null; // the socket's error (ECONNREFUSED, ENOTFOUND), more telling than the rejection
+  client.on('error', (e: Error) => (cause ??= e.message));
+  try {
+    await client.connect();
+    await client.ping();
+    return null;
+  } catch (e) {
+    return `--queue: cannot reach Redis at ${redactUrl(url)}: ${(cause ?? (e as Error).message).split('\n')[0]}`;
+  } finally {
+    client.disconnect();
   }
 }
 

@@ -4,7 +4,7 @@
  * resumable checkpoint; their jobs go back on the queue for any worker to resume.
  */
 import { EXIT, UsageExit, parseArgs, printUsage, program, runIfMain } from '../train/cliutil.ts';
-import { DEFAULT_QUEUE_NAME, checkRedisUrl, redactUrl, startWorker } from './queue.ts';
+import { DEFAULT_QUEUE_NAME, checkRedisUrl, pingRedis, redactUrl, startWorker } from './queue.ts';
 
 const positive = (flag: string, integer: boolean) => (s: string): number => {
   const n = Number(s);
@@ -29,6 +29,8 @@ export async function main(argv: string[]): Promise<number> {
     if (e instanceof UsageExit) return printUsage('worker', e.message);
     throw e;
   }
+  const unreachable = await pingRedis(o.queue);
+  if (unreachable) return printUsage('worker', unreachable);
   const say = (t: string) => process.stdout.write(`${t}\n`);
   const w = startWorker({ url: o.queue, queueName: o.queueName, concurrency: o.concurrency, lockSeconds: o.lockSeconds, line: say });
   say(`worker ${process.pid}: taking runs from ${o.queueName} at ${redactUrl(o.queue)}, ${o.concurrency} at a time (Ctrl-C to stop)`);

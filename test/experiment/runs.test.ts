@@ -88,6 +88,33 @@ describe('npm run experiment: local runs', () => {
   });
 });
 
+describe('npm run experiment: usage errors (exit 2, one line)', () => {
+  const cases: [string, string[], RegExp][] = [
+    ['no file', [], /missing the experiment file \(or --preset NAME\)/],
+    ['file and preset', ['x.json', '--preset', 'isic-sample'], /give an experiment file or --preset, not both/],
+    ['unknown preset', ['--preset', 'paper'], /unknown preset 'paper' \(committed presets: isic-sample, thesis-synthetic\)/],
+    ['missing file', ['/nonexistent/grid.json'], /experiment file not found: \/nonexistent\/grid\.json/],
+    ['bad --parallel', ['--preset', 'isic-sample', '--parallel', '0'], /invalid value '0' for --parallel/],
+    ['not a Redis URL', ['--preset', 'isic-sample', '--queue', 'localhost:6379'], /--queue: 'localhost:6379' must start with redis:\/\//],
+  ];
+  for (const [name, args, msg] of cases) {
+    it(name, async () => {
+      const r = await run(args);
+      expect(r.code).toBe(2);
+      expect(r.err).toMatch(msg);
+      expect(r.err.trim().split('\n')).toHaveLength(1);
+    });
+  }
+
+  it('an unreachable Redis is named before anything is queued', async () => {
+    const port = await freePort();
+    const r = await run(['--preset', 'isic-sample', '--out', path.join(tmp, 'unreachable'), '--queue', `redis://:secret@127.0.0.1:${port}`]);
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(new RegExp(`--queue: cannot reach Redis at redis://:\\*\\*\\*@127\\.0\\.0\\.1:${port}: connect ECONNREFUSED`));
+    expect(r.out + r.err).not.toMatch(/secret/);
+  });
+});
+
 const redis = spawnSync('redis-server', ['--version'], { encoding: 'utf8' }).status === 0;
 
 async function freePort(): Promise<number> {
