@@ -108,9 +108,10 @@ export interface RunningCell {
 /**
  * Runs a cell to its end: skips it when complete, resumes it when a checkpoint exists, else starts
  * it. The trainer runs in a child process that exits as soon as this process dies (so a killed
- * worker leaves no orphan writing to the folder); its last stderr lines become the error.
+ * worker leaves no orphan writing to the folder). Its output goes to train.log in the run folder;
+ * its last stderr lines become the error.
  */
-export function runCell(job: CellJob, opts: { log?: (line: string) => void } = {}): RunningCell {
+export function runCell(job: CellJob): RunningCell {
   const host = `${os.hostname()}:${process.pid}`;
   const t0 = performance.now();
   const done = (r: Omit<CellResult, 'seconds' | 'host'>): CellResult => ({ ...r, seconds: Number(((performance.now() - t0) / 1000).toFixed(2)), host });
@@ -134,10 +135,7 @@ export function runCell(job: CellJob, opts: { log?: (line: string) => void } = {
   const log = fs.createWriteStream(path.join(job.dir, 'train.log'), { flags: 'a' });
   log.write(`# ${new Date().toISOString()} ${host}: npm run train -- ${args.join(' ')}\n`);
   let errTail = '';
-  child.stdout!.on('data', (d: Buffer) => {
-    log.write(d);
-    for (const l of d.toString().split('\n')) if (l.trim()) opts.log?.(`${job.name}: ${l}`);
-  });
+  child.stdout!.on('data', (d: Buffer) => log.write(d));
   child.stderr!.on('data', (d: Buffer) => {
     log.write(d);
     errTail = (errTail + d.toString()).slice(-4000);
