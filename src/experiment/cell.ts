@@ -11,6 +11,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import * as E from 'fp-ts/lib/Either.js';
 import { aucSummary, readEpochTable } from '../compare/epochs.ts';
+import { parseConfigObject, resolveConfig } from '../train/config.ts';
+import { renderDataError } from '../data/errors.ts';
+import { syntheticSet } from '../train/run.ts';
 
 /** What a worker needs to run a cell: everything by value, the folder as an absolute path. */
 export interface CellJob {
@@ -97,6 +100,22 @@ export function checkCellConfig(job: Pick<CellJob, 'dir' | 'name' | 'config'>): 
     }
   }
   return null;
+}
+
+const synthetic = new Map<string, Promise<string | null>>();
+
+/**
+ * Generates the built-in synthetic set a cell without data trains on, once per process, before
+ * its runs start: runs started together would otherwise each generate it and swap the cached
+ * folder under one another. Returns an error message, or null.
+ */
+export function prepareCell(job: Pick<CellJob, 'config'>): Promise<string | null> {
+  const cfg = E.chain(resolveConfig)(parseConfigObject(job.config, 'the run config'));
+  if (E.isLeft(cfg)) return Promise.resolve(cfg.left.message);
+  if (cfg.right.data.length > 0) return Promise.resolve(null);
+  const k = `${cfg.right.syntheticCount}x${cfg.right.syntheticSize}`;
+  if (!synthetic.has(k)) synthetic.set(k, syntheticSet(cfg.right)().then((r) => (E.isLeft(r) ? renderDataError(r.left) : null)));
+  return synthetic.get(k)!;
 }
 
 export interface RunningCell {

@@ -1,6 +1,6 @@
 /** The embedded executor: the cells on this machine, `parallel` processes at a time. */
 import type { ExperimentLog } from './log.ts';
-import { type CellJob, type RunningCell, describeResult, runCell } from './cell.ts';
+import { type CellJob, type RunningCell, describeResult, prepareCell, runCell } from './cell.ts';
 
 export interface LocalOptions {
   readonly parallel: number;
@@ -19,6 +19,12 @@ export async function runLocal(log: ExperimentLog, jobs: readonly CellJob[], opt
   });
   const next = async (): Promise<void> => {
     for (let job = queue.shift(); job && !opts.stopRequested(); job = queue.shift()) {
+      const bad = await prepareCell(job);
+      if (bad) {
+        log.finished(job.name, { status: 'failed', skipped: false, resumedFrom: null, seconds: 0, exitCode: null, signal: null, error: bad, metrics: null, host: '' });
+        opts.line(`${job.name}: FAILED: ${bad}`);
+        continue;
+      }
       log.started(job.name, null);
       const cell = runCell(job);
       running.add(cell);

@@ -10,7 +10,7 @@ import { createHash } from 'node:crypto';
 import * as os from 'node:os';
 import { Job, Queue, UnrecoverableError, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
-import { type CellJob, type CellResult, type RunningCell, cellMetrics, cellState, describeResult, runCell } from './cell.ts';
+import { type CellJob, type CellResult, type RunningCell, cellMetrics, cellState, describeResult, prepareCell, runCell } from './cell.ts';
 import type { ExperimentLog } from './log.ts';
 
 export const DEFAULT_QUEUE_NAME = 'stochconv-experiments';
@@ -158,6 +158,8 @@ export function startWorker(opts: WorkerOptions): RunningWorker {
       const before = cellState(job.data);
       await job.updateProgress({ host });
       opts.line(`${job.data.name}: ${before.kind === 'complete' ? 'already complete' : before.kind === 'partial' ? `resuming at epoch ${before.epochsDone + 1}` : 'starting'} (${job.data.dir})`);
+      const bad = await prepareCell(job.data);
+      if (bad) throw new UnrecoverableError(bad);
       const cell = runCell(job.data);
       running.add(cell);
       const res = await cell.result.finally(() => running.delete(cell));
