@@ -184,7 +184,7 @@ export function describeResult(name: string, res: CellResult): string {
     case 'complete':
       return `${name}: ${res.skipped ? 'already complete' : `complete in ${res.seconds.toFixed(0)} s${res.resumedFrom ? ` (resumed at epoch ${res.resumedFrom.epoch + 1})` : ''}`}; ${auc}`;
     case 'interrupted':
-      return `${name}: interrupted (${auc}); it resumes from its checkpoint when the experiment is started again`;
+      return `${name}: interrupted at a resumable checkpoint (${auc})`;
     case 'failed':
       return `${name}: FAILED: ${res.error}`;
   }

@@ -21,7 +21,7 @@ export interface RunEntry {
   attempts: number;
   started: string | null;
   finished: string | null;
-  /** Wall-clock seconds of all attempts together. */
+  /** Wall-clock seconds of the run's attempts: all of them locally, the completing one on a queue. */
   seconds: number;
   resumedFrom: { epoch: number; step: number } | null;
   host: string | null;

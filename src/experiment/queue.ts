@@ -105,9 +105,10 @@ export async function runOnQueue(log: ExperimentLog, jobs: readonly CellJob[], o
         const state = await job.getState();
         const entry = log.run(cell.name);
         const host = typeof job.progress === 'object' && job.progress !== null ? String((job.progress as { host?: string }).host ?? '') : '';
-        if (state === 'active' && (entry.status !== 'running' || entry.host !== host)) {
-          log.started(cell.name, host || null);
-          opts.line(`${cell.name}: running on ${host || 'a worker'}`);
+        // The worker names itself in the job's progress as it starts the run.
+        if (state === 'active' && host && (entry.status !== 'running' || entry.host !== host)) {
+          log.started(cell.name, host);
+          opts.line(`${cell.name}: running on ${host}`);
         } else if (state === 'completed') {
           open.delete(id);
           const res = job.returnvalue;
