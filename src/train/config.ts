@@ -269,33 +269,42 @@ export function readConfigFile(file: string): E.Either<UsageError, Partial<Train
     const err = e as NodeJS.ErrnoException;
     return E.left(usage(err.code === 'ENOENT' ? `config file not found: ${file}` : `cannot read config file ${file}: ${err.message}`));
   }
-  if (typeof json !== 'object' || json === null || Array.isArray(json)) return E.left(usage(`config file ${file} must hold a JSON object`));
+  return parseConfigObject(json, `config file ${file}`);
+}
+
+/**
+ * Validates a parsed JSON object of config keys (camelCase or kebab-case) into a partial config;
+ * `where` names its origin in messages (e.g. "config file run.json").
+ */
+export function parseConfigObject(json: unknown, where: string): E.Either<UsageError, Partial<TrainConfig>> {
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) return E.left(usage(`${where} must hold a JSON object`));
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(json)) {
-    const f = byFileKey.get(k);
-    if (!f || f.key === 'config' || f.key === 'resume') return E.left(usage(`${f ? `'${k}' cannot be set in a config file (use the flag)` : `unknown key '${k}'`} in config file ${file}`));
-    const where = ` in config file ${file}`;
-    if (f.repeatable) {
-      const list = Array.isArray(v) ? v : [v];
-      const vals: unknown[] = [];
-      for (const item of list) {
-        const r = parseValue(f.key, String(item), where);
-        if (E.isLeft(r)) return r;
-        vals.push(r.right);
-      }
-      out[f.key] = vals;
-    } else if (v === null) {
-      const r = parseValue(f.key, 'none', where);
-      if (E.isLeft(r)) return r;
-      out[f.key] = r.right;
-    } else {
-      if (typeof v === 'object') return E.left(usage(`invalid value for '${k}' in config file ${file}: expected a ${f.boolean ? 'boolean' : 'number or string'}`));
-      const r = parseValue(f.key, String(v), where);
-      if (E.isLeft(r)) return r;
-      out[f.key] = r.right;
-    }
+    const r = parseConfigEntry(k, v, where);
+    if (E.isLeft(r)) return r;
+    out[r.right[0]] = r.right[1];
   }
   return E.right(out as Partial<TrainConfig>);
+}
+
+/** One key and JSON value of a config object, validated: the canonical key and the parsed value. */
+export function parseConfigEntry(k: string, v: unknown, where: string): E.Either<UsageError, [Key, unknown]> {
+  const f = byFileKey.get(k);
+  if (!f || f.key === 'config' || f.key === 'resume') return E.left(usage(`${f ? `'${k}' cannot be set in a config file (use the flag)` : `unknown key '${k}'`} in ${where}`));
+  const at = ` in ${where}`;
+  if (f.repeatable) {
+    const list = Array.isArray(v) ? v : [v];
+    const vals: unknown[] = [];
+    for (const item of list) {
+      const r = parseValue(f.key, String(item), at);
+      if (E.isLeft(r)) return r;
+      vals.push(r.right);
+    }
+    return E.right([f.key, vals]);
+  }
+  if (v === null) return E.map((x: unknown): [Key, unknown] => [f.key, x])(parseValue(f.key, 'none', at));
+  if (typeof v === 'object') return E.left(usage(`invalid value for '${k}'${at}: expected a ${f.boolean ? 'boolean' : 'number or string'}`));
+  return E.map((x: unknown): [Key, unknown] => [f.key, x])(parseValue(f.key, String(v), at));
 }
 
 /**

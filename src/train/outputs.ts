@@ -48,7 +48,8 @@ export function readCsvRows(file: string): { header: string[]; rows: string[][] 
   return { header: rows[0], rows: rows.slice(1) };
 }
 
-const writeAtomic = (file: string, text: string): void => {
+/** Writes a file through a temporary name and a rename, so readers never see it half written. */
+export const writeAtomic = (file: string, text: string): void => {
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
   fs.writeFileSync(tmp, text);
   fs.renameSync(tmp, file);

@@ -14,6 +14,8 @@ export interface Series {
   readonly dashed?: boolean;
   /** Draw markers at the points (useful with few epochs). */
   readonly markers?: boolean;
+  /** A shaded band around the line (e.g. the min–max over runs), at the same xs. */
+  readonly band?: { readonly lo: readonly number[]; readonly hi: readonly number[] };
 }
 
 export interface ChartSpec {
@@ -51,13 +53,14 @@ const fmtTick = (v: number) => (Math.abs(v) >= 1e4 || (Math.abs(v) < 1e-3 && v !
 export function lineChartSvg(spec: ChartSpec): string {
   const W = spec.width ?? 800;
   const H = spec.height ?? 500;
-  const m = { l: 80, r: 30, t: spec.square ? 50 : 72, b: 65 };
+  const legend = spec.square ? [] : legendRows(spec.series, W - 80 - 30);
+  const m = { l: 80, r: 30, t: spec.square ? 50 : 72 + 20 * Math.max(0, legend.length - 1), b: 65 };
   let pw = W - m.l - m.r;
   let ph = H - m.t - m.b;
   if (spec.square) pw = ph = Math.min(pw, ph);
   const finite = (a: readonly number[]) => a.filter((v) => Number.isFinite(v));
   const allX = spec.series.flatMap((s) => finite(s.xs));
-  const allY = spec.series.flatMap((s) => finite(s.ys));
+  const allY = spec.series.flatMap((s) => finite([...s.ys, ...(s.band?.lo ?? []), ...(s.band?.hi ?? [])]));
   let [x0, x1] = spec.xRange ?? [Math.min(...allX), Math.max(...allX)];
   if (!Number.isFinite(x0) || !Number.isFinite(x1)) [x0, x1] = [0, 1];
   let [y0, y1] = spec.yRange ?? [Math.min(...allY), Math.max(...allY)];
@@ -93,6 +96,14 @@ export function lineChartSvg(spec: ChartSpec): string {
   parts.push(
     `<text transform="translate(22 ${m.t + ph / 2}) rotate(-90)" text-anchor="middle" font-size="15" ${font}>${esc(spec.yLabel)}</text>`,
   );
+  // Bands under the lines: the upper edge left to right, then the lower edge back.
+  for (const s of spec.series) {
+    if (!s.band) continue;
+    const idx = s.xs.map((_, i) => i).filter((i) => Number.isFinite(s.xs[i]) && Number.isFinite(s.band!.lo[i]) && Number.isFinite(s.band!.hi[i]));
+    if (idx.length < 2) continue;
+    const pts = [...idx.map((i) => `${sx(s.xs[i]).toFixed(2)},${sy(s.band!.hi[i]).toFixed(2)}`), ...idx.reverse().map((i) => `${sx(s.xs[i]).toFixed(2)},${sy(s.band!.lo[i]).toFixed(2)}`)];
+    parts.push(`<polygon points="${pts.join(' ')}" fill="${s.color}" fill-opacity="0.15" stroke="none"/>`);
+  }
   // Lines.
   for (const s of spec.series) {
     const pts: string[] = [];
@@ -117,17 +128,35 @@ export function lineChartSvg(spec: ChartSpec): string {
       parts.push(`<text x="${lx + 40}" y="${y}" font-size="13" ${font}>${esc(s.name)}</text>`);
     });
   } else {
-    // Curves: legend in one row between the title and the plot, so it never hides a point.
-    let x = m.l;
-    for (const s of spec.series) {
-      const dash = s.dashed ? ' stroke-dasharray="6 5"' : '';
-      parts.push(`<line x1="${x}" y1="${m.t - 12}" x2="${x + 26}" y2="${m.t - 12}" stroke="${s.color}" stroke-width="2.5"${dash}/>`);
-      parts.push(`<text x="${x + 32}" y="${m.t - 7}" font-size="13" ${font}>${esc(s.name)}</text>`);
-      x += 32 + s.name.length * 8 + 24;
-    }
+    // Curves: legend in rows between the title and the plot, so it never hides a point.
+    legend.forEach((row, r) => {
+      const y = m.t - 12 - 20 * (legend.length - 1 - r);
+      for (const { s, x: dx } of row) {
+        const x = m.l + dx;
+        const dash = s.dashed ? ' stroke-dasharray="6 5"' : '';
+        parts.push(`<line x1="${x}" y1="${y}" x2="${x + 26}" y2="${y}" stroke="${s.color}" stroke-width="2.5"${dash}/>`);
+        parts.push(`<text x="${x + 32}" y="${y + 5}" font-size="13" ${font}>${esc(s.name)}</text>`);
+      }
+    });
   }
   parts.push('</svg>');
   return parts.join('\n');
+}
+
+/** Legend entries laid out in rows no wider than `width` (x offsets from the plot's left edge). */
+function legendRows(series: readonly Series[], width: number): { s: Series; x: number }[][] {
+  const rows: { s: Series; x: number }[][] = [[]];
+  let x = 0;
+  for (const s of series) {
+    const w = 32 + s.name.length * 8 + 24;
+    if (x > 0 && x + w - 24 > width) {
+      rows.push([]);
+      x = 0;
+    }
+    rows[rows.length - 1].push({ s, x });
+    x += w;
+  }
+  return rows;
 }
 
 /** Rasterises an SVG string to a PNG file (written to a temporary name, then renamed). */

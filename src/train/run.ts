@@ -202,6 +202,9 @@ export function resumeConfig(dir: string, cli: Partial<TrainConfig>, explicit: R
   return E.right({ ...saved, ...over, out: dir, resume: dir });
 }
 
+/** The built-in synthetic set a run without --data trains on (generated once, then cached). */
+export const syntheticSet = (cfg: Pick<TrainConfig, 'syntheticCount' | 'syntheticSize'>) => ensureSynthetic({ count: cfg.syntheticCount, size: cfg.syntheticSize });
+
 export async function train(cfg: TrainConfig, io: RunIo): Promise<E.Either<TrainError, RunResult>> {
   const { reporter } = io;
   const resuming = cfg.resume !== null;
@@ -224,7 +227,7 @@ export async function train(cfg: TrainConfig, io: RunIo): Promise<E.Either<Train
   let dirs = [...cfg.data];
   if (dirs.length === 0) {
     reporter.line(`data: the built-in synthetic set (${cfg.syntheticCount} images of ${cfg.syntheticSize} px; generated once, then cached)`);
-    const d = await te(ensureSynthetic({ count: cfg.syntheticCount, size: cfg.syntheticSize }));
+    const d = await te(syntheticSet(cfg));
     if (E.isLeft(d)) return d;
     dirs = [d.right];
   }
