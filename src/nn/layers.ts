@@ -44,6 +44,8 @@ export interface ConvConfig {
   readonly groups: number;
   readonly bias: boolean;
   readonly padding: PaddingMode;
+  /** Spacing between kernel taps (default 1); the kernel spans dilation·(kernel − 1) + 1 pixels. */
+  readonly dilation?: number;
 }
 export interface ConvParams {
   readonly w: Tensor;
@@ -51,8 +53,10 @@ export interface ConvParams {
 }
 
 /** Output side of a conv along one axis for input side n. */
-export const convOutSize = (cfg: Pick<ConvConfig, 'kernel' | 'stride' | 'padding'>, n: number): number =>
-  cfg.padding === 'same' ? Math.ceil(n / cfg.stride) : Math.floor((n + 2 * Math.floor((cfg.kernel - 1) / 2) - cfg.kernel) / cfg.stride) + 1;
+export const convOutSize = (cfg: Pick<ConvConfig, 'kernel' | 'stride' | 'padding' | 'dilation'>, n: number): number => {
+  const d = cfg.dilation ?? 1;
+  return cfg.padding === 'same' ? Math.ceil(n / cfg.stride) : Math.floor((n + 2 * d * Math.floor((cfg.kernel - 1) / 2) - d * (cfg.kernel - 1) - 1) / cfg.stride) + 1;
+};
 
 export const conv = {
   weightShape: (cfg: ConvConfig): number[] => [cfg.outCh, cfg.inCh / cfg.groups, cfg.kernel, cfg.kernel],
@@ -67,8 +71,9 @@ export const conv = {
     if (x.rank !== 4 || x.shape[1] !== cfg.inCh) {
       throw new Error(`conv: expected input (N, ${cfg.inCh}, H, W), got ${fmt(x.shape)}`);
     }
-    const half = Math.floor((cfg.kernel - 1) / 2);
-    const y = conv2d(x, p.w, { stride: cfg.stride, groups: cfg.groups, padding: cfg.padding === 'same' ? 'same' : half });
+    const dilation = cfg.dilation ?? 1;
+    const half = dilation * Math.floor((cfg.kernel - 1) / 2);
+    const y = conv2d(x, p.w, { stride: cfg.stride, groups: cfg.groups, dilation, padding: cfg.padding === 'same' ? 'same' : half });
     return p.b ? o.add(y, o.reshape(p.b, [1, cfg.outCh, 1, 1])) : y;
   },
   paramCount: (cfg: ConvConfig): number => (cfg.outCh * cfg.inCh * cfg.kernel * cfg.kernel) / cfg.groups + (cfg.bias ? cfg.outCh : 0),
