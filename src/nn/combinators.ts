@@ -88,7 +88,7 @@ export interface ConvOptions {
   readonly groups?: number;
   /** Default false: a BN usually follows (pass true for a conv without one). */
   readonly bias?: boolean;
-  /** 'symmetric' (PyTorch's padding = dilation·(k − 1)/2, default) or 'same' (TensorFlow). */
+  /** 'symmetric' (PyTorch's padding = dilation·(k − 1)/2, default), 'valid' (PyTorch's padding = 0) or 'same' (TensorFlow). */
   readonly padding?: PaddingMode;
 }
 

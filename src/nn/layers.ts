@@ -32,8 +32,8 @@ export const silu = (x: Tensor): Tensor => o.silu(x);
 
 // ---- conv ----------------------------------------------------------------------------------------
 
-/** 'same' = TensorFlow static same padding (official EfficientNet); 'symmetric' = ⌊(k − 1)/2⌋ per side (torchvision). */
-export type PaddingMode = 'same' | 'symmetric';
+/** 'same' = TensorFlow static same padding (official EfficientNet); 'symmetric' = dilation·⌊(k − 1)/2⌋ per side (torchvision); 'valid' = none. */
+export type PaddingMode = 'same' | 'symmetric' | 'valid';
 
 export interface ConvConfig {
   readonly inCh: number;
@@ -55,7 +55,8 @@ export interface ConvParams {
 /** Output side of a conv along one axis for input side n. */
 export const convOutSize = (cfg: Pick<ConvConfig, 'kernel' | 'stride' | 'padding' | 'dilation'>, n: number): number => {
   const d = cfg.dilation ?? 1;
-  return cfg.padding === 'same' ? Math.ceil(n / cfg.stride) : Math.floor((n + 2 * d * Math.floor((cfg.kernel - 1) / 2) - d * (cfg.kernel - 1) - 1) / cfg.stride) + 1;
+  const pad = cfg.padding === 'valid' ? 0 : d * Math.floor((cfg.kernel - 1) / 2);
+  return cfg.padding === 'same' ? Math.ceil(n / cfg.stride) : Math.floor((n + 2 * pad - d * (cfg.kernel - 1) - 1) / cfg.stride) + 1;
 };
 
 export const conv = {
@@ -72,7 +73,7 @@ export const conv = {
       throw new Error(`conv: expected input (N, ${cfg.inCh}, H, W), got ${fmt(x.shape)}`);
     }
     const dilation = cfg.dilation ?? 1;
-    const half = dilation * Math.floor((cfg.kernel - 1) / 2);
+    const half = cfg.padding === 'valid' ? 0 : dilation * Math.floor((cfg.kernel - 1) / 2);
     const y = conv2d(x, p.w, { stride: cfg.stride, groups: cfg.groups, dilation, padding: cfg.padding === 'same' ? 'same' : half });
     return p.b ? o.add(y, o.reshape(p.b, [1, cfg.outCh, 1, 1])) : y;
   },
