@@ -4,8 +4,9 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import * as E from 'fp-ts/lib/Either.js';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { dataSync, datasets, random } from '../../src/index.ts';
+import { main } from '../../src/train/cli.ts';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'idx-test-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -97,6 +98,24 @@ describe('IDX reader', () => {
     expect(E.isRight(r) && r.right.count).toBe(3);
     expect(message(datasets.loadIdxSplit(ds, 'test'))).toMatch(/t10k-images-idx3-ubyte\.gz.*t10k-labels-idx1-ubyte\.gz/);
     expect(message(datasets.loadIdxSplit(path.join(dir, 'nope'), 'train'))).toMatch(/folder not found: .*nope/);
+  });
+
+  it('is recognised by the train CLI, which names the folder and the example that trains on it', async () => {
+    const ds = path.join(dir, 'cli');
+    fs.mkdirSync(ds);
+    fs.writeFileSync(path.join(ds, 'train-images-idx3-ubyte.gz'), gzipSync(images));
+    fs.writeFileSync(path.join(ds, 'train-labels-idx1-ubyte.gz'), gzipSync(labels));
+    const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    const log = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    try {
+      expect(await main(['--data', ds])).toBe(2);
+      const said = [...err.mock.calls, ...log.mock.calls].map((c) => String(c[0])).join('');
+      expect(said).toContain(`${ds} holds MNIST-style IDX files`);
+      expect(said).toContain('examples/04-fashion-mnist.ts --data');
+    } finally {
+      err.mockRestore();
+      log.mockRestore();
+    }
   });
 });
 
