@@ -15,7 +15,8 @@ export type DataError =
   | { readonly _tag: 'ImageTooSmall'; readonly file: string; readonly width: number; readonly height: number; readonly min: number }
   | { readonly _tag: 'EmptyDataset'; readonly dirs: readonly string[]; readonly reason: string }
   | { readonly _tag: 'UnknownImages'; readonly file: string; readonly names: readonly string[] }
-  | { readonly _tag: 'IoError'; readonly file: string; readonly op: 'read' | 'write' | 'list'; readonly reason: string };
+  | { readonly _tag: 'IoError'; readonly file: string; readonly op: 'read' | 'write' | 'list'; readonly reason: string }
+  | { readonly _tag: 'BadIdx'; readonly file: string; readonly what: string; readonly expected: string; readonly actual: string };
 
 export const DataErrors = {
   missingFolder: (path: string): DataError => ({ _tag: 'MissingFolder', path }),
@@ -32,6 +33,7 @@ export const DataErrors = {
   unknownImages: (file: string, names: readonly string[]): DataError => ({ _tag: 'UnknownImages', file, names }),
   io: (file: string, op: 'read' | 'write' | 'list', reason: unknown): DataError =>
     ({ _tag: 'IoError', file, op, reason: reason instanceof Error ? reason.message : String(reason) }),
+  badIdx: (file: string, what: string, expected: string, actual: string): DataError => ({ _tag: 'BadIdx', file, what, expected, actual }),
 } as const;
 
 const list = (xs: readonly string[], n = 5) => (xs.length > n ? `${xs.slice(0, n).join(', ')}, … (${xs.length} in all)` : xs.join(', '));
@@ -63,6 +65,8 @@ export function renderDataError(e: DataError): string {
       return `data: ${e.file} names images that are not in the dataset: ${list(e.names)}`;
     case 'IoError':
       return `data: cannot ${e.op} ${e.file}: ${e.reason}`;
+    case 'BadIdx':
+      return `data: ${e.file} is not a valid IDX file: ${e.what}: expected ${e.expected}, got ${e.actual}`;
   }
 }
 

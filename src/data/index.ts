@@ -50,3 +50,4 @@ export * from './image.ts';
 export * from './loader.ts';
 export * from './synthetic.ts';
 export * from './preresize.ts';
+export * from './idx.ts';

@@ -10,3 +10,6 @@ export { type Arch, type Variant, type ModelConfig, type Params, type State, typ
 export * as efficientnet from './family.ts';
 export { fromTorchvision, toTorchvision } from './torchvision.ts';
 export { summary, summaryData, configSummary, modelTable, type SummaryRow, type SummaryData, type SummaryInput, type ReceptiveField } from './summary.ts';
+export * as layers from './combinators.ts';
+export { type Layer, type Network, type NetworkOptions, type LayerRow, createNetwork, forwardNetwork, networkSummary, describeNetwork, receptiveField } from './combinators.ts';
+export { dwsNet, DWSNET_WIDTHS, type DwsNetOptions } from './dwsnet.ts';

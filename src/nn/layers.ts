@@ -47,8 +47,8 @@ export const silu = (x: Tensor): Tensor => o.silu(x);
 
 // ---- conv ----------------------------------------------------------------------------------------
 
-/** 'same' = TensorFlow static same padding (official EfficientNet); 'symmetric' = ⌊(k − 1)/2⌋ per side (torchvision). */
-export type PaddingMode = 'same' | 'symmetric';
+/** 'same' = TensorFlow static same padding (official EfficientNet); 'symmetric' = dilation·⌊(k − 1)/2⌋ per side (torchvision); 'valid' = none. */
+export type PaddingMode = 'same' | 'symmetric' | 'valid';
 
 export interface ConvConfig {
   readonly inCh: number;
@@ -59,6 +59,8 @@ export interface ConvConfig {
   readonly groups: number;
   readonly bias: boolean;
   readonly padding: PaddingMode;
+  /** Spacing between kernel taps (default 1); the kernel spans dilation·(kernel − 1) + 1 pixels. */
+  readonly dilation?: number;
 }
 export interface ConvParams {
   readonly w: Tensor;
@@ -66,8 +68,11 @@ export interface ConvParams {
 }
 
 /** Output side of a conv along one axis for input side n. */
-export const convOutSize = (cfg: Pick<ConvConfig, 'kernel' | 'stride' | 'padding'>, n: number): number =>
-  cfg.padding === 'same' ? Math.ceil(n / cfg.stride) : Math.floor((n + 2 * Math.floor((cfg.kernel - 1) / 2) - cfg.kernel) / cfg.stride) + 1;
+export const convOutSize = (cfg: Pick<ConvConfig, 'kernel' | 'stride' | 'padding' | 'dilation'>, n: number): number => {
+  const d = cfg.dilation ?? 1;
+  const pad = cfg.padding === 'valid' ? 0 : d * Math.floor((cfg.kernel - 1) / 2);
+  return cfg.padding === 'same' ? Math.ceil(n / cfg.stride) : Math.floor((n + 2 * pad - d * (cfg.kernel - 1) - 1) / cfg.stride) + 1;
+};
 
 export const conv = {
   weightShape: (cfg: ConvConfig): number[] => [cfg.outCh, cfg.inCh / cfg.groups, cfg.kernel, cfg.kernel],
@@ -82,8 +87,9 @@ export const conv = {
     if (x.rank !== 4 || x.shape[1] !== cfg.inCh) {
       throw new Error(`conv: expected input (N, ${cfg.inCh}, H, W), got ${fmt(x.shape)}`);
     }
-    const half = Math.floor((cfg.kernel - 1) / 2);
-    const y = conv2d(x, p.w, { stride: cfg.stride, groups: cfg.groups, padding: cfg.padding === 'same' ? 'same' : half });
+    const dilation = cfg.dilation ?? 1;
+    const half = cfg.padding === 'valid' ? 0 : dilation * Math.floor((cfg.kernel - 1) / 2);
+    const y = conv2d(x, p.w, { stride: cfg.stride, groups: cfg.groups, dilation, padding: cfg.padding === 'same' ? 'same' : half });
     return p.b ? o.add(y, o.reshape(p.b, [1, cfg.outCh, 1, 1])) : y;
   },
   paramCount: (cfg: ConvConfig): number => (cfg.outCh * cfg.inCh * cfg.kernel * cfg.kernel) / cfg.groups + (cfg.bias ? cfg.outCh : 0),

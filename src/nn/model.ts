@@ -138,7 +138,7 @@ export function defaultSizes(name: string): { low: number; high: number | null }
 }
 
 /** Number of trainable scalars (BN running statistics are state, not counted — as in PyTorch). */
-export function parameterCount(model: Model | Params): number {
-  const params = 'config' in model && 'params' in model ? (model as Model).params : model;
+export function parameterCount(model: Model | { readonly params: unknown } | Params): number {
+  const params = 'params' in model && ('config' in model || 'layer' in model) ? (model as Model).params : model;
   return treeLeaves(params).reduce((p, t) => p + t.size, 0);
 }

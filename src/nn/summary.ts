@@ -11,6 +11,7 @@ import { convOutSize, linear } from './layers.ts';
 import { type ConvBnConfig, type MBConvConfig, convBn, mbconv, mbconvParts } from './mbconv.ts';
 import { type Model, modelConfig, modelNames, parameterCount } from './model.ts';
 import { treeLeaves } from '../autograd/pytree.ts';
+import { type Network, isNetwork, networkSummary } from './combinators.ts';
 
 export interface SummaryRow {
   readonly name: string;
@@ -188,10 +189,12 @@ const mega = (v: number) => (v >= 1e9 ? `${(v / 1e9).toFixed(2)} G` : `${(v / 1e
 
 /**
  * The printed table (torchinfo's layout). `input`: [N, C, H, W] for one-input models,
- * { low, high } for pair models; default: the config's sizes with N = 1.
+ * { low, high } for pair models; default: the config's sizes with N = 1. Networks built with
+ * `nn.layers` get their own table, with each layer's receptive field.
  * @example console.log(nn.summary(nn.createModel('b0-full-split', { key: random.key(0) })))
  */
-export function summary(model: Model, input?: SummaryInput): string {
+export function summary(model: Model | Network, input?: SummaryInput): string {
+  if (isNetwork(model)) return networkSummary(model, input as readonly number[] | undefined);
   const cfg = model.config;
   const d = summaryData(model, input);
   const counted = parameterCount(model);

@@ -8,6 +8,7 @@ import { FLAGS, type Key, type TrainConfig, SYNTHETIC_RUN, parseValue, resolveCo
 import { EXIT, UsageExit, parseArgs, printUsage, program, runIfMain } from './cliutil.ts';
 import { consoleReporter } from './report.ts';
 import { resumeConfig, train } from './run.ts';
+import { isIdxFolder } from '../data/idx.ts';
 
 const DEFAULT_RUN = `
 With no arguments: trains ${SYNTHETIC_RUN.model} at a reduced size (width ×${SYNTHETIC_RUN.widthMult}, depth ×${SYNTHETIC_RUN.depthMult};
@@ -78,6 +79,8 @@ export async function main(argv: string[]): Promise<number> {
   const cfgE = values.resume ? resumeConfig(values.resume, values, explicit) : resolveConfig(values);
   if (E.isLeft(cfgE)) return printUsage('train', cfgE.left.message);
   const cfg = cfgE.right;
+  const idx = cfg.data.find(isIdxFolder);
+  if (idx) return printUsage('train', `${idx} holds MNIST-style IDX files (e.g. Fashion-MNIST); this CLI trains the EfficientNet family on image folders — train a network of your own on IDX data with: npx tsx examples/04-fashion-mnist.ts --data ${idx}`);
 
   const reporter = consoleReporter({ quiet: cfg.quiet });
   let stop = false;
