@@ -1,9 +1,11 @@
 /**
  * How every WebGPU kernel is written: a WGSL compute shader with one invocation per output element.
  * The flat row-major output index is `i` (as in the gpu.js kernels: no kernel undoes a reversed
- * axis order); sizes are `const`s baked into the source, so each (op, shape) pair is its own
- * pipeline, compiled once and cached by source text. Index arithmetic is in i32, exact for every
- * buffer a device can bind (f32 indices, as gpu.js uses, are exact only below 2²⁴).
+ * axis order). Sizes are not baked into the source: they arrive in a small i32 buffer bound last
+ * and are copied into module-scope variables of the same names, so one pipeline serves every shape
+ * of an op (a pipeline takes ~1 s to compile on lavapipe, and a B0 has hundreds of shapes).
+ * Pipelines are cached by source text. Index arithmetic is in i32, exact for every buffer a device
+ * can bind (f32 indices, as gpu.js uses, are exact only below 2²⁴).
  */
 import type { WebGpuBuffer, WebGpuDevice } from './device.ts';
 
@@ -24,39 +26,36 @@ export interface ShaderSpec {
   readonly body: string;
 }
 
-/** A WGSL f32 literal, infinities included (WGSL has no literal for them). */
-export function f32(v: number): string {
-  if (Number.isNaN(v)) return 'bitcast<f32>(0x7fc00000u)';
-  if (v === Infinity) return 'bitcast<f32>(0x7f800000u)';
-  if (v === -Infinity) return 'bitcast<f32>(0xff800000u)';
-  const s = Math.fround(v).toString();
-  return /[.e]/.test(s) ? s : `${s}.0`;
-}
-
-const i32 = (name: string, v: number, op: string): string => {
+const checkInt = (name: string, v: number, op: string): number => {
   if (!Number.isInteger(v) || Math.abs(v) > 2 ** 31 - 1) throw new Error(`${op} (webgpu): size ${name} = ${v} is not an i32`);
-  return `const ${name}: i32 = ${v};`;
+  return v;
 };
+const f32Bits = (v: number): number => new Int32Array(Float32Array.of(v).buffer)[0];
 
 /** Coordinate of flat index `i` along an axis of extent `d` whose row-major stride is `s`. */
 const coordFn = 'fn coord(i: i32, s: i32, d: i32) -> i32 { return (i / s) % d; }';
 
-/** The shader source for `spec` dispatched as `groupsX` rows of workgroups (a 1-D grid folded into 2-D past the per-dimension limit). */
-function source(spec: ShaderSpec, groupsX: number): string {
-  const lines = [i32('N_OUT', spec.size, spec.op), `const WIDTH: u32 = ${groupsX * WORKGROUP}u;`];
-  for (const [k, v] of Object.entries(spec.ints ?? {})) lines.push(i32(k, v, spec.op));
-  for (const [k, v] of Object.entries(spec.floats ?? {})) lines.push(`const ${k}: f32 = ${f32(v)};`);
+/** The shader source; the parameter buffer holds N_OUT, WIDTH (threads per row of the 2-D grid), the ints, the floats' bits. */
+function source(spec: ShaderSpec, ints: readonly string[], floats: readonly string[]): string {
+  const lines = ['var<private> N_OUT: i32;', 'var<private> WIDTH: i32;'];
+  for (const k of ints) lines.push(`var<private> ${k}: i32;`);
+  for (const k of floats) lines.push(`var<private> ${k}: f32;`);
   spec.inputs.forEach(([name, , type], b) => lines.push(`@group(0) @binding(${b}) var<storage, read> ${name}: array<${type ?? 'f32'}>;`));
   lines.push(`@group(0) @binding(${spec.inputs.length}) var<storage, read_write> y: array<f32>;`);
+  lines.push(`@group(0) @binding(${spec.inputs.length + 1}) var<storage, read> params: array<i32>;`);
   lines.push(coordFn);
   if (spec.helpers) lines.push(spec.helpers);
   lines.push(`fn value(i: i32) -> f32 {\n${spec.body}\n}`);
   lines.push(
     `@compute @workgroup_size(${WORKGROUP})`,
     'fn main(@builtin(global_invocation_id) gid: vec3<u32>) {',
-    '  let t = gid.x + gid.y * WIDTH;',
-    '  if (t >= u32(N_OUT)) { return; }',
-    '  y[t] = value(i32(t));',
+    '  N_OUT = params[0];',
+    '  WIDTH = params[1];',
+    ...ints.map((k, j) => `  ${k} = params[${2 + j}];`),
+    ...floats.map((k, j) => `  ${k} = bitcast<f32>(params[${2 + ints.length + j}]);`),
+    '  let t = i32(gid.x) + i32(gid.y) * WIDTH;',
+    '  if (t >= N_OUT) { return; }',
+    '  y[t] = value(t);',
     '}',
   );
   return lines.join('\n');
@@ -71,7 +70,17 @@ export function compute(dev: WebGpuDevice, spec: ShaderSpec): WebGpuBuffer {
   const rows = Math.ceil(groups / max);
   const gx = Math.ceil(groups / rows);
   if (rows > max) throw new Error(`${spec.op} (webgpu): ${spec.size} outputs need ${groups} workgroups, over maxComputeWorkgroupsPerDimension² (${max}²)`);
-  dev.dispatch(source(spec, gx), [...spec.inputs.map((x) => x[1]), out], [gx, rows]);
+  const ints = Object.keys(spec.ints ?? {}).sort();
+  const floats = Object.keys(spec.floats ?? {}).sort();
+  const params = Int32Array.from([
+    checkInt('N_OUT', spec.size, spec.op),
+    gx * WORKGROUP,
+    ...ints.map((k) => checkInt(k, spec.ints![k], spec.op)),
+    ...floats.map((k) => f32Bits(spec.floats![k])),
+  ]);
+  const p = dev.upload(params, `${spec.op} parameters`);
+  dev.dispatch(source(spec, ints, floats), [...spec.inputs.map((x) => x[1]), out, p], [gx, rows]);
+  dev.dispose(p);
   return out;
 }
 
