@@ -11,7 +11,7 @@
 import * as fs from 'node:fs';
 import * as E from 'fp-ts/lib/Either.js';
 import type { Tensor } from '../tensor/tensor.ts';
-import { dataSync, item } from '../tensor/tensor.ts';
+import { data } from '../tensor/tensor.ts';
 import * as o from '../tensor/ops.ts';
 import { type Key, foldIn, key as makeKey, keyData } from '../tensor/random.ts';
 import { treeMap } from '../autograd/pytree.ts';
@@ -78,8 +78,11 @@ export function microBatches(B: number, micro: number): number[] {
   return out;
 }
 
-/** One optimizer step over a batch with gradient accumulation over micro-batches. */
-export function trainStep(args: {
+/**
+ * One optimizer step over a batch with gradient accumulation over micro-batches. The logits and
+ * the loss are read back asynchronously (`data`), so a device backend does not block the thread.
+ */
+export async function trainStep(args: {
   mc: ModelConfig;
   params: Params;
   state: State;
@@ -91,7 +94,7 @@ export function trainStep(args: {
   microBatch: number;
   clip: number | null;
   keyFor: (micro: number) => Key;
-}): StepResult {
+}): Promise<StepResult> {
   const { mc, batch } = args;
   const B = batch.labels.length;
   const C = mc.numClasses;
@@ -113,8 +116,8 @@ export function trainStep(args: {
       { hasAux: true },
     )(args.params);
     state = aux.state;
-    logits.set(dataSync(aux.logits), from * C);
-    lossSum += item(lossT) * B;
+    logits.set(await data(aux.logits), from * C);
+    lossSum += (await data(lossT))[0] * B;
     grads = grads ? (treeMap((a: Tensor, b: Tensor) => o.add(a, b), grads, g) as Params) : g;
   }
   let gradNorm: number | null = null;
@@ -165,7 +168,7 @@ export async function predictAll(args: {
       for (let from = 0, chunk = 0; from < B; from += args.microBatch, chunk++) {
         const n = Math.min(args.microBatch, B - from);
         const [lg] = apply(mc, args.params, args.state, batchInput(mc, b, from, n), { training: false, key: evalKey(args.seed, b.index, pass, chunk) });
-        const host = dataSync(lg);
+        const host = await data(lg);
         if (args.tta === 1) for (const v of host) logitRows.push(v);
         const p = probabilities(host, C);
         for (let i = 0; i < p.length; i++) sum[from * C + i] += p[i] / args.tta;
@@ -345,7 +348,7 @@ export async function runLoop(ctx: LoopContext, start: LoopStart): Promise<Outco
           if (b.index < startStep) continue; // done before the checkpoint
           for (const s of b.skipped) skipped.push(`${s.name},${s.path},${renderDataError(s.error).replace(/[\n,]/g, ' ')}`);
           const stepLr = learningRate(sched, epoch, b.index);
-          const r = trainStep({
+          const r = await trainStep({
             mc,
             params,
             state,
