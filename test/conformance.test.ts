@@ -3,8 +3,10 @@
  * convs), on every backend/mode against the CPU backend, on small random float32 cases drawn from
  * the table's own `check` generators (so a new primitive is covered the day it is added).
  *
- * Backends: gpu.js headless-gl (the real GLSL path; needs a GL context: vitest starts an Xvfb
- * display when one is installed (test/setup/display.ts), otherwise skipped with the reason
+ * Backends: webgpu (the WGSL kernels on a WebGPU adapter: Mesa's lavapipe in CI, needs the `webgpu`
+ * package and a Vulkan driver, otherwise skipped with the reason printed), gpu.js headless-gl (the
+ * real GLSL path; needs a GL context: vitest starts an Xvfb display when one is installed
+ * (test/setup/display.ts), otherwise skipped with the reason
  * printed), gpu.js webasm (always) and gpu.js cpu.
  *
  * Tolerance (float32): |got − want| ≤ RTOL · (1 + max|want|) elementwise, with RTOL = 1e-4, i.e.
@@ -29,6 +31,7 @@ interface Target {
   readonly runs: number;
 }
 const targets: Target[] = [
+  { mode: 'webgpu', runs: 3 },
   { mode: 'headlessgl', runs: 2 },
   { mode: 'webasm', runs: 4 },
   { mode: 'cpu', runs: 2 },
@@ -88,12 +91,12 @@ function evaluate(name: string, c: CheckCase, ctValues: Float32Array | null, bac
 
 const cpu = E.getBackend();
 
-describe.each(targets)('gpu.js $mode vs cpu', ({ mode, runs }) => {
+describe.each(targets)('gpu $mode vs cpu', ({ mode, runs }) => {
   const reason = modeUnavailableReason(mode);
   if (reason) {
-    // Printed so a CI log says why the GL tests did not run.
-    console.warn(`[conformance] skipping gpu.js ${mode}: ${reason}`);
-    it.skip(`gpu.js ${mode}: ${reason}`, () => {});
+    // Printed so a CI log says why the GL / WebGPU tests did not run.
+    console.warn(`[conformance] skipping gpu ${mode}: ${reason}`);
+    it.skip(`gpu ${mode}: ${reason}`, () => {});
     return;
   }
   const backend: GpuBackend = createGpuBackend({ name: `gpu-${mode}`, mode });
@@ -129,7 +132,7 @@ describe.each(targets)('gpu.js $mode vs cpu', ({ mode, runs }) => {
         }
         const want = evaluate(prim.name, c, ct, cpu);
         const got = evaluate(prim.name, c, ct, backend);
-        const where = (what: string) => `${prim.name} ${what} on gpu.js ${mode}, case ${JSON.stringify({ shapes: c.inputs.map((x) => x.shape), attrs: c.attrs })}`;
+        const where = (what: string) => `${prim.name} ${what} on gpu ${mode}, case ${JSON.stringify({ shapes: c.inputs.map((x) => x.shape), attrs: c.attrs })}`;
         const fwd = allClose(got.y, want.y);
         expect(fwd.ok, `${where('forward')}: worst error ${fwd.worst} at ${fwd.at}`).toBe(true);
         want.grads.forEach((g, i) => {
@@ -141,7 +144,7 @@ describe.each(targets)('gpu.js $mode vs cpu', ({ mode, runs }) => {
     });
   }
 
-  it('keeps float64 on the CPU kernels and float32 on gpu.js', () => {
+  it('keeps float64 on the CPU kernels and float32 on the device', () => {
     const prev = E.getBackend();
     E.setBackend(backend.name);
     try {

@@ -164,7 +164,7 @@ export const FLAGS: readonly Flag[] = [
   { key: 'syntheticCount', flags: '--synthetic-count <n>', help: 'images in the built-in synthetic set', shown: String(SYNTHETIC_RUN.syntheticCount), parse: int(4) },
   { key: 'syntheticSize', flags: '--synthetic-size <px>', help: 'side of the synthetic images', shown: String(SYNTHETIC_RUN.syntheticSize), parse: int(16) },
   { key: 'workers', flags: '--workers <n>', help: 'image-decoding worker threads (0: main thread)', shown: '1', parse: int(0), resumable: true },
-  { key: 'backend', flags: '--backend <name>', help: 'cpu or gpu (gpu.js)', shown: 'cpu', parse: oneOf(['cpu', 'gpu'] as const), resumable: true },
+  { key: 'backend', flags: '--backend <name>', help: 'cpu or gpu (WebGPU where an adapter is present, else gpu.js; STOCHCONV_GPU_MODE forces a mode)', shown: 'cpu', parse: oneOf(['cpu', 'gpu'] as const), resumable: true },
   { key: 'out', flags: '--out <dir>', help: 'run folder', shown: 'runs/<model>-<timestamp>', parse: str },
   { key: 'resume', flags: '--resume <dir>', help: 'continue the run in this folder exactly where it stopped', shown: 'none', parse: str, resumable: true },
   { key: 'initWeights', flags: '--init-weights <file>', help: 'start from these weights (safetensors: a checkpoint of ours or torchvision names)', shown: 'none', parse: str },

@@ -11,7 +11,7 @@
 import * as fs from 'node:fs';
 import * as E from 'fp-ts/lib/Either.js';
 import type { Tensor } from '../tensor/tensor.ts';
-import { dataSync, item } from '../tensor/tensor.ts';
+import { data } from '../tensor/tensor.ts';
 import * as o from '../tensor/ops.ts';
 import { type Key, foldIn, key as makeKey, keyData } from '../tensor/random.ts';
 import { treeMap } from '../autograd/pytree.ts';
@@ -149,9 +149,10 @@ export function fitMicroBatch(bytesAt: (n: number) => number, micro: number, bud
  * One optimizer step over a batch with gradient accumulation over micro-batches. Each
  * micro-batch's forward and backward pass runs compiled (`jit`, unless `jit: false`); the
  * accumulation, clipping and the optimizer update run eagerly (they take host numbers: the
- * learning rate, the step count, the global norm).
+ * learning rate, the step count, the global norm). The logits and the loss are read back
+ * asynchronously (`data`), so a device backend does not block the thread.
  */
-export function trainStep(args: {
+export async function trainStep(args: {
   mc: ModelConfig;
   params: Params;
   state: State;
@@ -164,7 +165,7 @@ export function trainStep(args: {
   clip: number | null;
   keyFor: (micro: number) => Key;
   jit?: boolean;
-}): StepResult {
+}): Promise<StepResult> {
   const { mc, batch } = args;
   const B = batch.labels.length;
   const C = mc.numClasses;
@@ -180,8 +181,8 @@ export function trainStep(args: {
     const targets = targetsFor(args.loss, batch.labels.subarray(from, from + n), mc.dtype);
     const r = step(args.params, state, input, targets, o.full([], 1 / B, mc.dtype), args.keyFor(m));
     state = r.state;
-    logits.set(dataSync(r.logits), from * C);
-    lossSum += item(r.loss) * B;
+    logits.set(await data(r.logits), from * C);
+    lossSum += (await data(r.loss))[0] * B;
     grads = grads ? (treeMap((a: Tensor, b: Tensor) => o.add(a, b), grads, r.grads) as Params) : r.grads;
   }
   let gradNorm: number | null = null;
@@ -244,7 +245,7 @@ export async function predictAll(args: {
       for (let from = 0, chunk = 0; from < B; from += args.microBatch, chunk++) {
         const n = Math.min(args.microBatch, B - from);
         const lg = forward(args.params, args.state, batchInput(mc, b, from, n), evalKey(args.seed, b.index, pass, chunk));
-        const host = dataSync(lg);
+        const host = await data(lg);
         if (args.tta === 1) for (const v of host) logitRows.push(v);
         const p = probabilities(host, C);
         for (let i = 0; i < p.length; i++) sum[from * C + i] += p[i] / args.tta;
@@ -426,7 +427,7 @@ export async function runLoop(ctx: LoopContext, start: LoopStart): Promise<Outco
           if (b.index < startStep) continue; // done before the checkpoint
           for (const s of b.skipped) skipped.push(`${s.name},${s.path},${renderDataError(s.error).replace(/[\n,]/g, ' ')}`);
           const stepLr = learningRate(sched, epoch, b.index);
-          const r = trainStep({
+          const r = await trainStep({
             mc,
             params,
             state,

@@ -213,7 +213,8 @@ export async function train(cfg: TrainConfig, io: RunIo): Promise<E.Either<Train
   if (cfg.backend === 'gpu') {
     try {
       await import('../backends/gpu/index.ts');
-      setBackend('gpu');
+      // The first line of a gpu run says what runs it: the mode and, on WebGPU, the adapter and its limits.
+      reporter.line(`backend: ${setBackend('gpu').describe!()}`);
     } catch (e) {
       return E.left(runError(`--backend gpu: ${(e as Error).message.split('\n')[0]}`));
     }

@@ -362,7 +362,7 @@ function maxPool2dGradKernel(this: KernelThis, x: Float32Array, ct: Float32Array
 
 // ---- dispatch -----------------------------------------------------------------------------------
 
-const convConstants = (x: readonly number[], w: readonly number[], out: readonly number[], a: Conv2dAttrs): Record<string, number> => {
+export const convConstants = (x: readonly number[], w: readonly number[], out: readonly number[], a: Conv2dAttrs): Record<string, number> => {
   const [N, C, H, W] = x;
   const [O, Cg, kh, kw] = w;
   return {
@@ -379,7 +379,7 @@ function runConv(rt: Rt, fn: Function, name: string, constants: Record<string, n
 
 const windowsOf = (a: StochasticConv2dAttrs): GpuBuffer => new GpuBuffer(Float32Array.from(a.windows), a.windows.length);
 
-const stochConstants = (x: readonly number[], w: readonly number[], a: StochasticConv2dAttrs): Record<string, number> => {
+export const stochConstants = (x: readonly number[], w: readonly number[], a: StochasticConv2dAttrs): Record<string, number> => {
   const [N, C, H, W] = x;
   const [O, , kh, kw] = w;
   const [OH, OW] = a.outSize;
@@ -388,7 +388,7 @@ const stochConstants = (x: readonly number[], w: readonly number[], a: Stochasti
   return { N, C, H, W, O, kh, kw, OH, OW, sh, sw, SH: (OH - 1) * sh + kh, SW: (OW - 1) * sw + kw, perImage: a.perImage ? 1 : 0 };
 };
 
-const poolConstants = (x: readonly number[], pooled: readonly number[], a: Pool2dAttrs): Record<string, number> => ({
+export const poolConstants = (x: readonly number[], pooled: readonly number[], a: Pool2dAttrs): Record<string, number> => ({
   H: x[2], W: x[3], OH: pooled[2], OW: pooled[3],
   kh: a.kernel[0], kw: a.kernel[1], sh: a.stride[0], sw: a.stride[1], pt: a.padding[0], pl: a.padding[2],
 });

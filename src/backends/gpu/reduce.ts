@@ -71,7 +71,7 @@ interface Groups {
 }
 
 /** Merges adjacent axes of the same kind (kept / reduced) of a row-major input. */
-function groupAxes(shape: readonly number[], axes: readonly number[]): Groups {
+export function groupAxes(shape: readonly number[], axes: readonly number[]): Groups {
   const st = stridesOf(shape);
   const g: Groups = { kept: [], reduced: [] };
   let prev: 'kept' | 'reduced' | null = null;
@@ -86,6 +86,55 @@ function groupAxes(shape: readonly number[], axes: readonly number[]): Groups {
     prev = kind;
   });
   return g;
+}
+
+/**
+ * The matmul kernel's constants: M, N, K, the operand strides along m, n, k (transposes folded in)
+ * and the batch axes of the output merged to three (bd, bo: extents and output strides; as, bs:
+ * A's and B's matrix offsets per batch step, 0 where broadcast). Shared with the webgpu kernels.
+ */
+export function matmulBatch(aShape: readonly number[], bShape: readonly number[], outShape: readonly number[], { transA, transB }: { transA: boolean; transB: boolean }): Record<string, number> {
+  const ra = aShape.length;
+  const rb = bShape.length;
+  const [ar, ac] = aShape.slice(-2);
+  const [br, bc] = bShape.slice(-2);
+  const M = transA ? ac : ar;
+  const K = transA ? ar : ac;
+  const N = transB ? br : bc;
+  const batch = outShape.slice(0, -2);
+  // Batch strides in units of elements (matrix size × broadcast batch stride), merged to ≤ 3 axes.
+  const as = broadcastStridesOf(aShape.slice(0, ra - 2), batch).map((s) => s * ar * ac);
+  const bs = broadcastStridesOf(bShape.slice(0, rb - 2), batch).map((s) => s * br * bc);
+  const dims: number[] = [];
+  const sa: number[] = [];
+  const sb: number[] = [];
+  batch.forEach((d, k) => {
+    if (d === 1) return;
+    const l = dims.length - 1;
+    if (l >= 0 && sa[l] === as[k] * d && sb[l] === bs[k] * d) {
+      dims[l] *= d;
+      sa[l] = as[k];
+      sb[l] = bs[k];
+    } else {
+      dims.push(d);
+      sa.push(as[k]);
+      sb.push(bs[k]);
+    }
+  });
+  if (dims.length > 3) throw new Error(`matmul (gpu): batch shape [${batch}] has more than 3 non-mergeable axes`);
+  while (dims.length < 3) {
+    dims.unshift(1);
+    sa.unshift(0);
+    sb.unshift(0);
+  }
+  const bo = stridesOf(dims);
+  const constants: Record<string, number> = {
+    M, N, K,
+    sam: transA ? 1 : ac, sak: transA ? ac : 1,
+    sbk: transB ? 1 : bc, sbn: transB ? bc : 1,
+  };
+  for (let j = 0; j < 3; j++) Object.assign(constants, { [`bd${j}`]: dims[j], [`bo${j}`]: bo[j], [`as${j}`]: sa[j], [`bs${j}`]: sb[j] });
+  return constants;
 }
 
 function reduceKernel(rt: Rt, kind: 'sum' | 'max', transpose: Kernel<GpuBuffer>): Kernel<GpuBuffer> {
@@ -124,49 +173,10 @@ export function reduceKernels(rt: Rt, transpose: Kernel<GpuBuffer>): Record<stri
   return {
     sum: reduceKernel(rt, 'sum', transpose),
     max: reduceKernel(rt, 'max', transpose),
-    matmul: ([a, b]: readonly Arg[], { transA, transB }: { transA: boolean; transB: boolean }, out: OutSpec) => {
+    matmul: ([a, b]: readonly Arg[], attrs: { transA: boolean; transB: boolean }, out: OutSpec) => {
       const n = sizeOf(out.shape);
-      const ra = a.shape.length;
-      const rb = b.shape.length;
-      const [ar, ac] = a.shape.slice(-2);
-      const [br, bc] = b.shape.slice(-2);
-      const M = transA ? ac : ar;
-      const K = transA ? ar : ac;
-      const N = transB ? br : bc;
-      if (K === 0 || n === 0) return rt().upload(new Float32Array(n), 'float32');
-      const batch = out.shape.slice(0, -2);
-      // Batch strides in units of elements (matrix size × broadcast batch stride), merged to ≤ 3 axes.
-      const as = broadcastStridesOf(a.shape.slice(0, ra - 2), batch).map((s) => s * ar * ac);
-      const bs = broadcastStridesOf(b.shape.slice(0, rb - 2), batch).map((s) => s * br * bc);
-      const dims: number[] = [];
-      const sa: number[] = [];
-      const sb: number[] = [];
-      batch.forEach((d, k) => {
-        if (d === 1) return;
-        const l = dims.length - 1;
-        if (l >= 0 && sa[l] === as[k] * d && sb[l] === bs[k] * d) {
-          dims[l] *= d;
-          sa[l] = as[k];
-          sb[l] = bs[k];
-        } else {
-          dims.push(d);
-          sa.push(as[k]);
-          sb.push(bs[k]);
-        }
-      });
-      if (dims.length > 3) throw new Error(`matmul (gpu): batch shape [${batch}] has more than 3 non-mergeable axes`);
-      while (dims.length < 3) {
-        dims.unshift(1);
-        sa.unshift(0);
-        sb.unshift(0);
-      }
-      const bo = stridesOf(dims);
-      const constants: Record<string, number> = {
-        M, N, K,
-        sam: transA ? 1 : ac, sak: transA ? ac : 1,
-        sbk: transB ? 1 : bc, sbn: transB ? bc : 1,
-      };
-      for (let j = 0; j < 3; j++) Object.assign(constants, { [`bd${j}`]: dims[j], [`bo${j}`]: bo[j], [`as${j}`]: sa[j], [`bs${j}`]: sb[j] });
+      const constants = matmulBatch(a.shape, b.shape, out.shape, attrs);
+      if (constants.K === 0 || n === 0) return rt().upload(new Float32Array(n), 'float32');
       return rt().run(keyOf('matmul', a.storage.size, b.storage.size, constants), () => ({ fn: matmulKernel, output: n, constants }), [a.storage, b.storage], n);
     },
   };

@@ -11,9 +11,14 @@
  */
 import { createRequire } from 'node:module';
 import type { DType, TypedArray } from '../backend.ts';
+import { webgpuUnavailableReason } from '../webgpu/index.ts';
 
-/** The gpu.js modes this backend can run in, best first. gpu.js's 'webgpu' mode is async-only (every kernel call returns a Promise), which the engine's synchronous kernels cannot use. */
-export const gpuModes = ['webgl2', 'webgl', 'headlessgl', 'webasm', 'cpu'] as const;
+/**
+ * The modes this backend can run in, best first: 'webgpu' is the engine's own WGSL kernels on a
+ * WebGPU device (src/backends/webgpu), the others are gpu.js modes. (gpu.js's own 'webgpu' mode is
+ * async-only — every kernel call returns a Promise — which the engine's synchronous kernels cannot use.)
+ */
+export const gpuModes = ['webgpu', 'webgl2', 'webgl', 'headlessgl', 'webasm', 'cpu'] as const;
 export type GpuMode = (typeof gpuModes)[number];
 
 /** What gpu.js hands back from a pipeline kernel on the GL modes. */
@@ -41,8 +46,9 @@ interface GpuModule {
 let gpuModule: GpuModule | undefined;
 const loadGpuJs = (): GpuModule => (gpuModule ??= createRequire(import.meta.url)('gpu.js') as GpuModule);
 
-/** Whether gpu.js can run `mode` here (for the GL modes: whether a GL context can be created). */
+/** Whether `mode` can run here (webgpu: whether an adapter and device come up; the GL modes: whether a GL context can be created). */
 export function modeAvailable(mode: GpuMode): boolean {
+  if (mode === 'webgpu') return webgpuUnavailableReason() === null;
   const { GPU } = loadGpuJs();
   switch (mode) {
     case 'webgl2':
@@ -60,6 +66,7 @@ export function modeAvailable(mode: GpuMode): boolean {
 
 /** Why a mode cannot run here, for skip messages; null when it can. */
 export function modeUnavailableReason(mode: GpuMode): string | null {
+  if (mode === 'webgpu') return webgpuUnavailableReason();
   if (modeAvailable(mode)) return null;
   if (mode === 'headlessgl') {
     return "gpu.js headless-gl: no GL context (the 'gl' module is missing or no X display: run under `xvfb-run -a`, see scripts/with-gl.sh)";
