@@ -16,6 +16,7 @@ import { main as predictMain } from '../../src/train/predict.ts';
 import { resolveConfig } from '../../src/train/config.ts';
 import { train } from '../../src/train/run.ts';
 import { memoryReporter } from '../../src/train/report.ts';
+import { baselineIntro } from '../../src/train/baseline.ts';
 
 const root = path.resolve(__dirname, '../..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'train-cli-'));
@@ -99,6 +100,56 @@ describe('npm run train: tiny end-to-end runs', () => {
     const pr = await run(predictMain, ['--checkpoint', out, img]);
     expect(pr.code).toBe(0);
     expect(pr.out).toMatch(/^image_name,prob\nsyn_00000,0\.\d+/);
+  });
+});
+
+describe('a run with a same-budget baseline (--baseline)', () => {
+  it('says what it compares and where, trains both, ends with both AUCs; resuming finishes what is unfinished', async () => {
+    const out = path.join(tmp, 'with-baseline');
+    const r = await run(trainMain, tiny('b0-full-split', out, ['--baseline', 'b0', '--epochs', '1']));
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    const lines = r.out.trim().split('\n');
+    expect(lines[0]).toBe('This run trains b0-full-split, then the baseline b0 on the same data, split, epochs and optimizer, and compares their validation AUC.');
+    expect(lines[1]).toBe(`run folder: ${out} (the baseline in ${path.join(out, 'baseline-b0')})`);
+    const result = /^result: validation AUC (\d\.\d{4}) for b0-full-split vs (\d\.\d{4}) for the baseline b0 at the last epoch \(best \d\.\d{4} vs \d\.\d{4}\), same data, split and training budget$/;
+    expect(lines.at(-1)).toMatch(result);
+    const base = path.join(out, 'baseline-b0');
+    const cfg = JSON.parse(read(path.join(base, 'config.json')));
+    expect([cfg.config.model, cfg.config.baseline, cfg.config.epochs, cfg.config.seed, cfg.config.widthMult]).toEqual(['b0', null, 1, 1337, 0.25]);
+    expect(read(path.join(base, 'split.csv'))).toBe(read(path.join(out, 'split.csv')));
+    // The quoted AUCs are the last rows of the two per_epoch.csv files.
+    const lastAuc = (d: string) => Number(read(path.join(d, 'per_epoch.csv')).trim().split('\n').at(-1)!.split(',')[4]).toFixed(4);
+    expect(lines.at(-1)!.match(result)!.slice(1, 3)).toEqual([lastAuc(out), lastAuc(base)]);
+
+    // One more epoch for both, then a resume with nothing left to do only reads the results back.
+    const more = await run(trainMain, ['--resume', out, '--epochs', '2', '--quiet']);
+    expect(more.code).toBe(0);
+    for (const d of [out, base]) expect(read(path.join(d, 'per_epoch.csv')).trim().split('\n')).toHaveLength(3);
+    const again = await run(trainMain, ['--resume', out, '--epochs', '2', '--quiet']);
+    expect(again.code).toBe(0);
+    expect(again.out).toMatch(/b0-full-split: already trained for 2 epochs/);
+    expect(again.out).toMatch(/b0: already trained for 2 epochs/);
+    expect(again.out.trim().split('\n').at(-1)).toBe(more.out.trim().split('\n').at(-1));
+  });
+
+  it('an unknown baseline model is a usage error before any training', async () => {
+    const r = await run(trainMain, tiny('b0-full-split', path.join(tmp, 'bad-baseline'), ['--baseline', 'b9-turbo']));
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/--baseline: unknown model 'b9-turbo'/);
+    expect(fs.existsSync(path.join(tmp, 'bad-baseline'))).toBe(false);
+  });
+
+  it('the default run (no arguments) compares b0-full-split with the low-res b0 and says so first', () => {
+    const d = resolveConfig({});
+    if (E.isLeft(d)) throw new Error(d.left.message);
+    expect([d.right.model, d.right.baseline]).toEqual(['b0-full-split', 'b0']);
+    const intro = baselineIntro(d.right, '/x');
+    expect(intro[0]).toMatch(/^This run shows the paper's thesis on the built-in synthetic set/);
+    expect(intro[1]).toMatch(new RegExp(`the baseline b0, which sees only the ${d.right.imgSize}-px view`));
+    expect(intro[2]).toBe('run folder: /x (the baseline in /x/baseline-b0)');
+    // Choosing a model, or --baseline none, turns the comparison off.
+    for (const c of [resolveConfig({ model: 'b0' }), resolveConfig({ baseline: null }), resolveConfig({ data: ['d'] })]) expect(E.isRight(c) && c.right.baseline).toBeNull();
   });
 });
 
