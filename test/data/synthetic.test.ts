@@ -3,7 +3,7 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as D from '../../src/data/index.ts';
-import * as random from '../../src/tensor/random.ts';
+import * as E from '../../src/index.ts';
 import { tempDir } from './fixtures.ts';
 
 const { dir, cleanup } = tempDir('synthetic');
@@ -86,7 +86,7 @@ describe('synthetic lesions', () => {
       for (let j = 0; j < a.length; j++) high += Math.abs(a[j] - b[j]);
       expect(high / a.length).toBeGreaterThan(5);
       // The training pipeline's views: low = resize(high), high plain or warped (crop, flips, rotation).
-      const views = [null, D.sampleAugment(random.key(i), 128, 128)];
+      const views = [null, D.sampleAugment(E.random.key(i), 128, 128)];
       for (const p of views) {
         const va = await D.augmentPair({ data: a, width: 128, height: 128 }, p, { highSize: 128, lowSize: 16 });
         const vb = await D.augmentPair({ data: b, width: 128, height: 128 }, p, { highSize: 128, lowSize: 16 });
@@ -116,6 +116,31 @@ describe('synthetic lesions', () => {
     expect(auc(high, labels)).toBe(1);
     // Chance level: 40 images give an AUC standard error of ≈ 0.09 (0.553 measured for this seed).
     expect(Math.abs(auc(low, labels) - 0.5)).toBeLessThan(0.2);
+  });
+
+  it('any random window of the full-resolution image, as the stochastic stem reads it, shows the class', () => {
+    // The default run's proportions (33-px windows of 256-px images) at half size: 17-px windows
+    // of 128-px images, 8 per image, each filtered by a Laplacian (stride 2) and scored by its energy.
+    const n = 40, S = 128, C = 8, out = 8;
+    const labels = Array.from(D.syntheticLabels(6, n));
+    const lap = [0, 1, 0, 1, -4, 1, 0, 1, 0].map((v) => v / 3);
+    const w = E.fromArray(Float32Array.from({ length: C * 3 * 9 }, (_, i) => lap[i % 9]), [C, 3, 3, 3]);
+    const energy: number[] = [];
+    const windowLabels: number[] = [];
+    for (let i = 0; i < n; i++) {
+      const rgb = D.renderLesion(D.syntheticKey(6, i), labels[i] as 0 | 1, S);
+      const planar = Float32Array.from({ length: 3 * S * S }, (_, j) => rgb[3 * (j % (S * S)) + Math.floor(j / (S * S))] / 255);
+      const windows = E.sampleWindows(E.random.key(i), { batch: 1, channels: C, inputSize: [S, S], sliceSize: [2 * out + 1, 2 * out + 1], perImage: true });
+      const r = E.dataSync(E.stochasticConv2d(E.fromArray(planar, [1, 3, S, S]), w, { stride: 2, outSize: [out, out], windows }));
+      for (let c = 0; c < C; c++) {
+        let e = 0;
+        for (let j = 0; j < out * out; j++) e += r[c * out * out + j] ** 2;
+        energy.push(e);
+        windowLabels.push(labels[i]);
+      }
+    }
+    // 0.868 measured: hairs, lesion edges and the dark dermoscope ring account for the rest.
+    expect(auc(energy, windowLabels)).toBeGreaterThan(0.8);
   });
 
   describe('nothing but the fine texture tells the classes apart in the low-res view', () => {
