@@ -17,7 +17,7 @@
  * - `ensureSynthetic({dir?, count, size, seed})` → TaskEither<DataError, folder> (labels.csv +
  *   images/*.png) in `.cache/synthetic-<seed>-<count>-<size>`. The class is a 3–5 px texture that
  *   only the full-resolution image shows: train with highSize = size (SYNTHETIC_TRAIN_DEFAULTS:
- *   240 images of 512 px, high 512, low 64).
+ *   480 images of 256 px, high 256, low 32).
  *
  * Images and batches
  * - `decodeImage(path, {shortSide?, square?, minSize?})`, `sampleAugment(key, w, h)`,
@@ -38,7 +38,7 @@
  * if (ds._tag === 'Left') throw new Error(E.datasets.renderDataError(ds.left));
  * const split = E.datasets.splitDataset(ds.right, { valFraction: 0.2, seed: 1337 });
  * if (split._tag === 'Left') throw new Error(E.datasets.renderDataError(split.left));
- * const loader = E.datasets.createLoader(split.right.train, { batchSize: 16, lowSize: 64, highSize: 512, augment: true, seed: 1, workers: 2 });
+ * const loader = E.datasets.createLoader(split.right.train, { batchSize: 16, lowSize: 32, highSize: 256, augment: true, seed: 1, workers: 2 });
  * for await (const b of loader.epoch(0)) console.log(b.low.shape, b.high?.shape, b.labels);
  * await loader.close();
  */

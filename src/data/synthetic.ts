@@ -1,12 +1,14 @@
 /**
  * The built-in data set: deterministic synthetic "lesions" (irregular pigmented blobs on varied
  * skin tones, with hairs, sensor noise and vignetting) where the class lives only in a fine texture
- * inside the lesion — a grating or dot lattice with a period of 3–5 pixels — that survives at full
- * resolution but is averaged away by a resize to the low-res input. Classes 0 and 1 draw colour,
- * shape, hairs and vignetting from the same distributions, and the texture is zero-mean, so the
- * low-res view carries (almost) no signal: the benchmark on which the stochastic (high-res)
- * branches can show their point. The texture lives at the image's own pixel scale, so train with
- * highSize equal to the generated size (shrinking the high-res view by 2× destroys it too).
+ * — a grating or dot lattice with a period of 3–5 pixels over the whole field of view, skin and
+ * lesion alike, so that any window of the full-resolution image shows it — which a resize to the
+ * low-res input averages away. Classes 0 and 1 draw colour, shape, position, hairs and vignetting
+ * from the same distributions, and the texture is zero-mean (a multiplicative swing of up to 25–35 %
+ * that never clips), so the low-res view carries no signal: the benchmark on which the stochastic
+ * (high-res) branches can show their point. test/data/synthetic.test.ts measures both sides. The
+ * texture lives at the image's own pixel scale, so train with highSize equal to the generated
+ * size (shrinking the high-res view by 2× destroys it too).
  *
  * Same seed, count and size → byte-identical PNGs (per-image parameters from Threefry keys,
  * per-pixel noise from a seeded mulberry32 stream, sharp's PNG encoder with fixed settings).
@@ -43,14 +45,14 @@ export interface SyntheticOptions {
 /** The generator's defaults (1024 px, as the issue asks). */
 export const SYNTHETIC_DEFAULTS = { count: 240, size: 1024, seed: 1337, period: [3, 5] as const };
 /**
- * What the built-in training run should use so it finishes in minutes on 2 CPU cores: 512-px
- * images, the high-res branch at 512 (the texture needs the full resolution) and the low-res
- * input at 64 (8× smaller: the texture is gone).
+ * What the built-in training run uses so it finishes in minutes on 2 CPU cores: 256-px images, the
+ * high-res branch at 256 (the texture needs the full resolution) and the low-res input at 32 (8×
+ * smaller: the texture is gone).
  */
-export const SYNTHETIC_TRAIN_DEFAULTS = { count: 240, size: 512, seed: 1337, highSize: 512, lowSize: 64 } as const;
+export const SYNTHETIC_TRAIN_DEFAULTS = { count: 480, size: 256, seed: 1337, highSize: 256, lowSize: 32 } as const;
 
 /** Bumped whenever the renderer changes, so stale caches are regenerated. */
-const GENERATOR_VERSION = 3;
+const GENERATOR_VERSION = 5;
 const PROJECT_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
 export const syntheticDir = (seed: number, count: number, size: number): string => join(PROJECT_ROOT, '.cache', `synthetic-${seed}-${count}-${size}`);
@@ -70,6 +72,8 @@ function mulberry(k: Key): () => number {
 const lerp = (a: number, b: number, t: number) => a + (b - a) * t;
 /** The texture is a brownish modulation, added (zero mean) to the pigment. */
 const TEX_TINT = [1, 0.8, 0.65];
+/** The largest texture amplitude (relative to the local brightness), before the lattice's peak factor √2. */
+const TEX_MAX = 0.35;
 
 /** Smooth field Σ c·cos(fx·x + φx)·cos(fy·y + φy)/Σc in [−1, 1], as per-axis tables (no per-pixel trig). */
 interface Field {
@@ -123,7 +127,7 @@ export function renderLesion(k: Key, label: 0 | 1, size: number, period: readonl
 
   // Skin: a tone between light and dark, smooth mottling.
   const tone = u[0];
-  const skin = [lerp(236, 125, tone), lerp(196, 84, tone), lerp(176, 62, tone)];
+  const skin = [lerp(212, 125, tone), lerp(180, 84, tone), lerp(160, 62, tone)];
   const mottle = smoothField(u, 60, 3, S, S / 2.5, S * 1.2);
   // Lesion shape: centre, radius with a few harmonics, soft edge.
   const cx = S * (0.5 + 0.2 * (u[1] - 0.5));
@@ -146,11 +150,11 @@ export function renderLesion(k: Key, label: 0 | 1, size: number, period: readonl
   const blotch = smoothField(u, 75, 3, S, S / 9, S / 3);
   const blotchAmp = lerp(0.1, 0.35, u[16]);
   const rim = lerp(-0.25, 0.25, u[17]);
-  // Class texture (label 1): zero-mean grating or dot lattice, period 3–5 px, random orientation.
+  // Class texture (label 1): zero-mean grating or dot lattice, period 3–5 px, random orientation, everywhere.
   const p = lerp(period[0], period[1], u[18]);
   const alpha = Math.PI * u[19];
   const lattice = u[20] < 0.5;
-  const texAmp = lerp(7, 14, u[21]); // grey levels, peak
+  const texAmp = lerp(0.25, 0.35, u[21]); // relative to the local brightness
   const fx = (2 * Math.PI * Math.cos(alpha)) / p;
   const fy = (2 * Math.PI * Math.sin(alpha)) / p;
   const gcx = new Float32Array(S), gsx = new Float32Array(S), gcy = new Float32Array(S), gsy = new Float32Array(S);
@@ -211,11 +215,11 @@ export function renderLesion(k: Key, label: 0 | 1, size: number, period: readonl
         const rr = r / (R * 1.3);
         d = m * (0.75 + blotchAmp * blo[x] + rim * rr * rr);
         if (d > 1) d = 1;
-        if (label === 1) {
-          let g = gcx[x] * gy0 - gsx[x] * gy1; // cos(fx·x + fy·y + φ)
-          if (lattice) g *= Math.SQRT2 * (hcx[x] * hy0 - hsx[x] * hy1);
-          tex = m * texAmp * (0.7 + 0.3 * env[x]) * g;
-        }
+      }
+      if (label === 1) {
+        let g = gcx[x] * gy0 - gsx[x] * gy1; // cos(fx·x + fy·y + φ)
+        if (lattice) g *= Math.SQRT2 * (hcx[x] * hy0 - hsx[x] * hy1);
+        tex = texAmp * (0.7 + 0.3 * env[x]) * g;
       }
       const vx = (x + 0.5 - half) / half;
       const vr2 = vx * vx + vy * vy;
@@ -227,7 +231,11 @@ export function renderLesion(k: Key, label: 0 | 1, size: number, period: readonl
       xs ^= xs << 13; xs ^= xs >>> 17; xs ^= xs << 5;
       const w2 = xs >>> 0;
       for (let ch = 0; ch < 3; ch++) {
-        const base = skin[ch] * sk + (pigment[ch] - skin[ch] * sk) * d + tex * TEX_TINT[ch];
+        const plain = skin[ch] * sk + (pigment[ch] - skin[ch] * sk) * d;
+        // Multiplicative, with the swing capped where it would clip at 255 (a smooth function of
+        // the plain value, so the texture stays zero-mean).
+        const swing = Math.min(TEX_TINT[ch] * plain, (250 - plain) / (Math.SQRT2 * TEX_MAX));
+        const base = plain + tex * swing;
         const bits = ch === 0 ? w1 : ch === 1 ? w1 >>> 16 : w2;
         const v = base * shade + ((bits & 0xff) + ((bits >>> 8) & 0xff) - 255) * noiseScale;
         out[o + ch] = v < 0 ? 0 : v > 255 ? 255 : v + 0.5;
@@ -238,9 +246,9 @@ export function renderLesion(k: Key, label: 0 | 1, size: number, period: readonl
   return out;
 }
 
-/** 0–7 dark hairs: quadratic Bézier curves, 1–2.5 px wide (at 512 px), soft edges. */
+/** 0–3 dark hairs: quadratic Bézier curves, 1–2.5 px wide (at 512 px), soft edges. */
 function drawHairs(img: Uint8Array, S: number, u: Float64Array, k: Key): void {
-  const n = Math.floor(u[30] * 8);
+  const n = Math.floor(u[30] * 4);
   const h = uniformArray(k, n * 10);
   const scale = S / 512;
   for (let i = 0; i < n; i++) {

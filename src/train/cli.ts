@@ -6,15 +6,17 @@
 import * as E from 'fp-ts/lib/Either.js';
 import { FLAGS, type Key, type TrainConfig, SYNTHETIC_RUN, parseValue, resolveConfig } from './config.ts';
 import { EXIT, UsageExit, parseArgs, printUsage, program, runIfMain } from './cliutil.ts';
-import { consoleReporter } from './report.ts';
-import { resumeConfig, train } from './run.ts';
+import { baselineConfig, baselineIntro, checkBaseline, comparisonLine, trainLeg } from './baseline.ts';
+import { type Reporter, consoleReporter } from './report.ts';
+import { type RunResult, type TrainError, resumeConfig, runFolder, train } from './run.ts';
 import { isIdxFolder } from '../data/idx.ts';
 
 const DEFAULT_RUN = `
-With no arguments: trains ${SYNTHETIC_RUN.model} at a reduced size (width ×${SYNTHETIC_RUN.widthMult}, depth ×${SYNTHETIC_RUN.depthMult};
-${SYNTHETIC_RUN.imgSize} px low-res + ${SYNTHETIC_RUN.hrSize} px high-res) on the built-in synthetic set (${SYNTHETIC_RUN.syntheticCount} images of
-${SYNTHETIC_RUN.syntheticSize} px, 80/20 split) for ${SYNTHETIC_RUN.epochs} epochs, batch ${SYNTHETIC_RUN.batchSize}, ${SYNTHETIC_RUN.optimizer} lr ${SYNTHETIC_RUN.lr}, BN momentum ${SYNTHETIC_RUN.bnMomentum},
-and prints the validation AUC reached (well under 15 minutes on 2 CPU cores).
+With no arguments: shows the paper's thesis. Trains ${SYNTHETIC_RUN.model} at a reduced size (width ×${SYNTHETIC_RUN.widthMult}, depth ×${SYNTHETIC_RUN.depthMult};
+${SYNTHETIC_RUN.imgSize} px low-res + ${SYNTHETIC_RUN.hrSize} px high-res) on the built-in synthetic set (${SYNTHETIC_RUN.syntheticCount} images of ${SYNTHETIC_RUN.syntheticSize} px, 80/20 split,
+the class only in a texture the ${SYNTHETIC_RUN.imgSize} px view has lost) for ${SYNTHETIC_RUN.epochs} epochs, batch ${SYNTHETIC_RUN.batchSize}, ${SYNTHETIC_RUN.optimizer} lr ${SYNTHETIC_RUN.lr} with ${SYNTHETIC_RUN.schedule} decay,
+BN momentum ${SYNTHETIC_RUN.bnMomentum}, no augmentation; then the baseline ${SYNTHETIC_RUN.baseline} (the ${SYNTHETIC_RUN.imgSize} px view only) with the same budget, and prints both
+validation AUCs (BENCHMARKS.md has the measured time and AUCs).
 With --data, the defaults are the paper's recipe (RMSprop, batch 100, 60 epochs) at the model's sizes.
 
 Outputs (run folder): per_epoch.csv, per_batch.csv, timing.csv, config.json, split.csv,
@@ -95,40 +97,63 @@ export async function main(argv: string[]): Promise<number> {
   };
   process.on('SIGINT', onSigint);
   try {
-    const r = await train(cfg, { reporter, stopRequested: () => stop, explicit, argv });
-    if (E.isLeft(r)) {
-      if (r.left._tag === 'UsageError') return printUsage('train', r.left.message);
-      process.stderr.write(`train: ${r.left.message}\n`);
-      return EXIT.failure;
+    const io = { reporter, stopRequested: () => stop, explicit, argv };
+    const outDir = runFolder(cfg);
+    const run = { ...cfg, out: outDir };
+    const resuming = cfg.resume !== null;
+    if (run.baseline !== null) {
+      const bad = checkBaseline(run);
+      if (E.isLeft(bad)) return printUsage('train', `--baseline: ${bad.left.message}`);
+      for (const l of baselineIntro(run, outDir)) reporter.line(l);
     }
-    const { outDir, outcome: o } = r.right;
-    const f = (x: number | null) => (x === null || !Number.isFinite(x) ? 'n/a' : x.toFixed(4));
-    const perEpoch = o.epochSeconds.length ? ` ${(o.epochSeconds.reduce((a, b) => a + b, 0) / o.epochSeconds.length).toFixed(1)} s per epoch;` : '';
-    switch (o.kind) {
-      case 'completed':
-      case 'early-stopped':
-        reporter.line(
-          `${o.kind === 'completed' ? 'done' : 'stopped early'}: validation AUC ${f(o.lastAuc)} at the last epoch, best ${f(o.bestAuc)} at epoch ${o.bestEpoch ?? '-'};${perEpoch} outputs in ${outDir}`,
-        );
-        return EXIT.ok;
-      case 'interrupted':
-        reporter.line(
-          `interrupted at epoch ${o.epoch + 1}, batch ${o.step}: resumable checkpoint saved in ${outDir}/last (best validation AUC so far ${f(o.bestAuc)}); continue with: npm run train -- --resume ${outDir}`,
-        );
-        return EXIT.interrupted;
-      case 'diverged':
-        process.stderr.write(
-          `train: the loss became ${Number.isNaN(o.lossValue) ? 'NaN' : 'infinite'} at epoch ${o.epoch + 1}, batch ${o.step + 1}; stopped without saving it. ` +
-            `${o.lastGood ? `The last good checkpoint is ${o.lastGood}.` : 'No epoch had finished, so there is no checkpoint.'} Try a lower --lr or --clip 1.\n`,
-        );
-        return EXIT.failure;
-      case 'failed':
-        process.stderr.write(`train: ${o.message}\n`);
-        return EXIT.failure;
-    }
+    // Only a run with a baseline reads back a finished run (its baseline may be what is unfinished).
+    const r = run.baseline !== null ? await trainLeg(run, io, resuming) : await train(run, io);
+    const code = finish(r, reporter, outDir);
+    if (code !== EXIT.ok || run.baseline === null || E.isLeft(r)) return code;
+    const b = await trainLeg(baselineConfig(run, outDir), io, resuming);
+    const bcode = finish(b, reporter, outDir);
+    if (bcode === EXIT.ok && E.isRight(b)) reporter.line(comparisonLine(run.model, r.right.outcome, run.baseline, b.right.outcome));
+    return bcode;
   } finally {
     process.off('SIGINT', onSigint);
     reporter.stop();
+  }
+}
+
+/**
+ * Reports how a leg ended and returns the exit code. `resumeDir` is the folder that
+ * `--resume` continues (the run's, also when the leg is its baseline).
+ */
+function finish(r: E.Either<TrainError, RunResult>, reporter: Reporter, resumeDir: string): number {
+  if (E.isLeft(r)) {
+    if (r.left._tag === 'UsageError') return printUsage('train', r.left.message);
+    process.stderr.write(`train: ${r.left.message}\n`);
+    return EXIT.failure;
+  }
+  const { outDir, outcome: o } = r.right;
+  const f = (x: number | null) => (x === null || !Number.isFinite(x) ? 'n/a' : x.toFixed(4));
+  const perEpoch = o.epochSeconds.length ? ` ${(o.epochSeconds.reduce((a, b) => a + b, 0) / o.epochSeconds.length).toFixed(1)} s per epoch;` : '';
+  switch (o.kind) {
+    case 'completed':
+    case 'early-stopped':
+      reporter.line(
+        `${o.kind === 'completed' ? 'done' : 'stopped early'}: validation AUC ${f(o.lastAuc)} at the last epoch, best ${f(o.bestAuc)} at epoch ${o.bestEpoch ?? '-'};${perEpoch} outputs in ${outDir}`,
+      );
+      return EXIT.ok;
+    case 'interrupted':
+      reporter.line(
+        `interrupted at epoch ${o.epoch + 1}, batch ${o.step}: resumable checkpoint saved in ${outDir}/last (best validation AUC so far ${f(o.bestAuc)}); continue with: npm run train -- --resume ${resumeDir}`,
+      );
+      return EXIT.interrupted;
+    case 'diverged':
+      process.stderr.write(
+        `train: the loss became ${Number.isNaN(o.lossValue) ? 'NaN' : 'infinite'} at epoch ${o.epoch + 1}, batch ${o.step + 1}; stopped without saving it. ` +
+          `${o.lastGood ? `The last good checkpoint is ${o.lastGood}.` : 'No epoch had finished, so there is no checkpoint.'} Try a lower --lr or --clip 1.\n`,
+      );
+      return EXIT.failure;
+    case 'failed':
+      process.stderr.write(`train: ${o.message}\n`);
+      return EXIT.failure;
   }
 }
 

@@ -54,6 +54,8 @@ export interface TrainConfig {
   readonly limit: number | null;
   readonly syntheticCount: number;
   readonly syntheticSize: number;
+  /** A model trained after the run with the same data, split and recipe, for comparison (null: none). */
+  readonly baseline: string | null;
   readonly workers: number;
   readonly backend: 'cpu' | 'gpu';
   readonly out: string | null;
@@ -108,21 +110,32 @@ export interface Flag {
   readonly resumable?: boolean;
 }
 
-/** What the no-argument run does (shown in --help and used as the synthetic defaults). */
+/**
+ * What the no-argument run does (shown in --help and used as the synthetic defaults): b0-full-split
+ * at a reduced size on 480 synthetic images of 256 px (low-res view 32 px, 8× smaller: the class
+ * texture is gone from it), compared with the low-res baseline b0, both well inside 10 minutes on
+ * 2 CPU cores (BENCHMARKS.md). No augmentation: the set already draws every nuisance at random,
+ * and cosine decay to 0 leaves a settled model at the last epoch, whose AUC the run reports.
+ */
 export const SYNTHETIC_RUN = {
   model: 'b0-full-split',
-  imgSize: 64,
-  hrSize: 512,
+  imgSize: 32,
+  hrSize: 256,
   widthMult: 0.5,
   depthMult: 0.34,
   bnMomentum: 0.1,
   epochs: 8,
   batchSize: 16,
   microBatch: 16,
-  syntheticCount: 240,
-  syntheticSize: 512,
+  syntheticCount: 480,
+  syntheticSize: 256,
   optimizer: 'adam',
   lr: 1e-3,
+  schedule: 'cosine',
+  warmupEpochs: 0,
+  augment: false,
+  /** The low-res model the default run is compared with (the same backbone without the high-res view). */
+  baseline: 'b0',
 } as const;
 
 export const FLAGS: readonly Flag[] = [
@@ -146,8 +159,8 @@ export const FLAGS: readonly Flag[] = [
   { key: 'alpha', flags: '--alpha <x>', help: 'RMSprop smoothing constant', shown: '0.99', parse: num(0, 1) },
   { key: 'eps', flags: '--eps <x>', help: 'optimizer epsilon (added outside the square root)', shown: '1e-8', parse: num(0) },
   { key: 'nesterov', flags: '--nesterov', help: 'Nesterov momentum (SGD)', shown: 'off', parse: bool, boolean: true },
-  { key: 'schedule', flags: '--schedule <name>', help: scheduleNames.join(', '), shown: 'exponential', parse: oneOf(scheduleNames) },
-  { key: 'warmupEpochs', flags: '--warmup-epochs <n>', help: 'exponential: epochs at the base rate before decaying; cosine: linear warm-up epochs', shown: '15', parse: num(0) },
+  { key: 'schedule', flags: '--schedule <name>', help: scheduleNames.join(', '), shown: `exponential; ${SYNTHETIC_RUN.schedule} on the synthetic set`, parse: oneOf(scheduleNames) },
+  { key: 'warmupEpochs', flags: '--warmup-epochs <n>', help: 'exponential: epochs at the base rate before decaying; cosine: linear warm-up epochs', shown: `15; ${SYNTHETIC_RUN.warmupEpochs} on the synthetic set`, parse: num(0) },
   { key: 'decay', flags: '--decay <x>', help: 'exponential: learning-rate factor per epoch after the warm-up', shown: '0.9', parse: num(0, 1, true) },
   { key: 'clip', flags: '--clip <norm>', help: 'clip gradients to this global norm (none: off)', shown: 'none', parse: orNone(num(0, Infinity, true)) },
   { key: 'loss', flags: '--loss <name>', help: 'bce (binary), focal (binary or multiclass), ce (multiclass)', shown: 'bce (multiclass: ce)', parse: oneOf(['bce', 'focal', 'ce'] as const) },
@@ -159,10 +172,11 @@ export const FLAGS: readonly Flag[] = [
   { key: 'valFraction', flags: '--val-fraction <x>', help: 'fraction of each class held out for validation', shown: '0.2', parse: num(0, 1, true) },
   { key: 'valCsv', flags: '--val-csv <file>', help: 'CSV listing the validation images (overrides --val-fraction)', shown: 'none', parse: str },
   { key: 'minResolution', flags: '--min-resolution <px>', help: 'drop images whose shorter side is smaller (the paper: 1000)', shown: 'none', parse: orNone(int(1)) },
-  { key: 'augment', flags: '--no-augment', help: 'turn off training augmentation (crop, flips, rotation)', shown: 'on', parse: bool, boolean: true },
+  { key: 'augment', flags: '--no-augment', help: 'turn off training augmentation (crop, flips, rotation)', shown: 'on; off on the synthetic set (turn it on there with "augment": true in --config)', parse: bool, boolean: true },
   { key: 'limit', flags: '--limit <n>', help: 'use only the first n images of the dataset (quick runs)', shown: 'all', parse: orNone(int(2)) },
   { key: 'syntheticCount', flags: '--synthetic-count <n>', help: 'images in the built-in synthetic set', shown: String(SYNTHETIC_RUN.syntheticCount), parse: int(4) },
   { key: 'syntheticSize', flags: '--synthetic-size <px>', help: 'side of the synthetic images', shown: String(SYNTHETIC_RUN.syntheticSize), parse: int(16) },
+  { key: 'baseline', flags: '--baseline <model>', help: 'after the run, train this model on the same data, split, epochs and optimizer (into <run folder>/baseline-<model>) and print both validation AUCs (none: off)', shown: `none; ${SYNTHETIC_RUN.baseline} on the synthetic set when --model is not given`, parse: orNone(str) },
   { key: 'workers', flags: '--workers <n>', help: 'image-decoding worker threads (0: main thread)', shown: '1', parse: int(0), resumable: true },
   { key: 'backend', flags: '--backend <name>', help: 'cpu or gpu (WebGPU where an adapter is present, else gpu.js; STOCHCONV_GPU_MODE forces a mode)', shown: 'cpu', parse: oneOf(['cpu', 'gpu'] as const), resumable: true },
   { key: 'out', flags: '--out <dir>', help: 'run folder', shown: 'runs/<model>-<timestamp>', parse: str },
@@ -212,6 +226,7 @@ export const DEFAULTS: TrainConfig = {
   limit: null,
   syntheticCount: SYNTHETIC_RUN.syntheticCount,
   syntheticSize: SYNTHETIC_RUN.syntheticSize,
+  baseline: null,
   workers: 1,
   backend: 'cpu',
   out: null,
@@ -330,6 +345,10 @@ export function resolveConfig(cli: Partial<TrainConfig>): E.Either<UsageError, T
           epochs: SYNTHETIC_RUN.epochs,
           batchSize: SYNTHETIC_RUN.batchSize,
           microBatch: SYNTHETIC_RUN.microBatch,
+          schedule: SYNTHETIC_RUN.schedule,
+          warmupEpochs: SYNTHETIC_RUN.warmupEpochs,
+          augment: SYNTHETIC_RUN.augment,
+          ...(given.model === undefined ? { baseline: SYNTHETIC_RUN.baseline } : {}),
         }
       : {}),
     ...(given.task === 'multiclass' ? { loss: 'ce' as const } : {}),

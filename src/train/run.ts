@@ -143,6 +143,9 @@ export function initFromWeights(
 
 const stamp = () => new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-');
 
+/** The run folder: --out, or runs/<model>-<timestamp>. */
+export const runFolder = (cfg: Pick<TrainConfig, 'out' | 'model'>): string => path.resolve(cfg.out ?? path.join('runs', `${cfg.model}-${stamp()}`));
+
 function versions(): Record<string, string> {
   const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
   const v: Record<string, string> = { node: process.version };
@@ -239,7 +242,7 @@ export async function train(cfg: TrainConfig, io: RunIo): Promise<E.Either<Train
   if (cfg.limit !== null && ds.items.length > cfg.limit) ds = { ...ds, items: ds.items.slice(0, cfg.limit) };
 
   // Run folder.
-  const outDir = path.resolve(cfg.out ?? path.join('runs', `${cfg.model}-${stamp()}`));
+  const outDir = runFolder(cfg);
   if (!resuming && resolveCheckpointDir(path.join(outDir, 'last'))) {
     return E.left(usage(`--out: ${outDir} already holds a run (continue it with --resume ${outDir}, or choose another --out)`));
   }

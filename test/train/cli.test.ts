@@ -16,6 +16,7 @@ import { main as predictMain } from '../../src/train/predict.ts';
 import { resolveConfig } from '../../src/train/config.ts';
 import { train } from '../../src/train/run.ts';
 import { memoryReporter } from '../../src/train/report.ts';
+import { baselineIntro } from '../../src/train/baseline.ts';
 
 const root = path.resolve(__dirname, '../..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'train-cli-'));
@@ -102,6 +103,56 @@ describe('npm run train: tiny end-to-end runs', () => {
   });
 });
 
+describe('a run with a same-budget baseline (--baseline)', () => {
+  it('says what it compares and where, trains both, ends with both AUCs; resuming finishes what is unfinished', async () => {
+    const out = path.join(tmp, 'with-baseline');
+    const r = await run(trainMain, tiny('b0-full-split', out, ['--baseline', 'b0', '--epochs', '1']));
+    expect(r.err).toBe('');
+    expect(r.code).toBe(0);
+    const lines = r.out.trim().split('\n');
+    expect(lines[0]).toBe('This run trains b0-full-split, then the baseline b0 on the same data, split, epochs and optimizer, and compares their validation AUC.');
+    expect(lines[1]).toBe(`run folder: ${out} (the baseline in ${path.join(out, 'baseline-b0')})`);
+    const result = /^result: validation AUC (\d\.\d{4}) for b0-full-split vs (\d\.\d{4}) for the baseline b0 at the last epoch \(best \d\.\d{4} vs \d\.\d{4}\), same data, split and training budget$/;
+    expect(lines.at(-1)).toMatch(result);
+    const base = path.join(out, 'baseline-b0');
+    const cfg = JSON.parse(read(path.join(base, 'config.json')));
+    expect([cfg.config.model, cfg.config.baseline, cfg.config.epochs, cfg.config.seed, cfg.config.widthMult]).toEqual(['b0', null, 1, 1337, 0.25]);
+    expect(read(path.join(base, 'split.csv'))).toBe(read(path.join(out, 'split.csv')));
+    // The quoted AUCs are the last rows of the two per_epoch.csv files.
+    const lastAuc = (d: string) => Number(read(path.join(d, 'per_epoch.csv')).trim().split('\n').at(-1)!.split(',')[4]).toFixed(4);
+    expect(lines.at(-1)!.match(result)!.slice(1, 3)).toEqual([lastAuc(out), lastAuc(base)]);
+
+    // One more epoch for both, then a resume with nothing left to do only reads the results back.
+    const more = await run(trainMain, ['--resume', out, '--epochs', '2', '--quiet']);
+    expect(more.code).toBe(0);
+    for (const d of [out, base]) expect(read(path.join(d, 'per_epoch.csv')).trim().split('\n')).toHaveLength(3);
+    const again = await run(trainMain, ['--resume', out, '--epochs', '2', '--quiet']);
+    expect(again.code).toBe(0);
+    expect(again.out).toMatch(/b0-full-split: already trained for 2 epochs/);
+    expect(again.out).toMatch(/b0: already trained for 2 epochs/);
+    expect(again.out.trim().split('\n').at(-1)).toBe(more.out.trim().split('\n').at(-1));
+  });
+
+  it('an unknown baseline model is a usage error before any training', async () => {
+    const r = await run(trainMain, tiny('b0-full-split', path.join(tmp, 'bad-baseline'), ['--baseline', 'b9-turbo']));
+    expect(r.code).toBe(2);
+    expect(r.err).toMatch(/--baseline: unknown model 'b9-turbo'/);
+    expect(fs.existsSync(path.join(tmp, 'bad-baseline'))).toBe(false);
+  });
+
+  it('the default run (no arguments) compares b0-full-split with the low-res b0 and says so first', () => {
+    const d = resolveConfig({});
+    if (E.isLeft(d)) throw new Error(d.left.message);
+    expect([d.right.model, d.right.baseline]).toEqual(['b0-full-split', 'b0']);
+    const intro = baselineIntro(d.right, '/x');
+    expect(intro[0]).toMatch(/^This run shows the paper's thesis on the built-in synthetic set/);
+    expect(intro[1]).toMatch(new RegExp(`the baseline b0, which sees only the ${d.right.imgSize}-px view`));
+    expect(intro[2]).toBe('run folder: /x (the baseline in /x/baseline-b0)');
+    // Choosing a model, or --baseline none, turns the comparison off.
+    for (const c of [resolveConfig({ model: 'b0' }), resolveConfig({ baseline: null }), resolveConfig({ data: ['d'] })]) expect(E.isRight(c) && c.right.baseline).toBeNull();
+  });
+});
+
 describe('other tasks and stopping rules', () => {
   it('multiclass from class folders: macro AUC, balanced accuracy and per-class AUC columns', async () => {
     const mc = path.join(tmp, 'mc');
@@ -121,8 +172,10 @@ describe('other tasks and stopping rules', () => {
 
   it('--patience stops when the validation AUC stops improving', async () => {
     const out = path.join(tmp, 'patience');
-    // A learning rate too small to move float32 weights: the validation AUC cannot improve.
-    const r = await run(trainMain, tiny('b0', out, ['--lr', '1e-12', '--bn-momentum', '1e-9', '--patience', '1', '--epochs', '4']));
+    // A learning rate too small to move float32 weights: the validation AUC cannot improve. (A
+    // zero-initialised head would move: 1e-12 is representable next to 0, and it breaks the ties of
+    // the all-zero first-epoch logits, so the AUC could change by chance.)
+    const r = await run(trainMain, tiny('b0', out, ['--lr', '1e-12', '--bn-momentum', '1e-9', '--patience', '1', '--epochs', '4', '--head-init', 'efficientnet']));
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/early stopping: no better validation AUC for 1 epochs/);
     expect(read(path.join(out, 'per_epoch.csv')).trim().split('\n')).toHaveLength(3);
