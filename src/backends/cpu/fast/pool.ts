@@ -35,7 +35,7 @@ const SCRATCH = 32; // + slot: byte address of each thread's scratch
 const CTL_WORDS = 64;
 
 const RUN_TASK = `function runTask(i32, mods, slot, t, C) {
-  const tab = i32[C + ${TASKS}] >> 2;
+  const tab = i32[C + ${TASKS}] >>> 2;
   const scratch = i32[C + ${SCRATCH} + slot];
   let w = i32[tab + t];
   const end = i32[tab + t + 1];
@@ -71,7 +71,7 @@ const CLAIM_LOOP = `function claimLoop(env, mods, slot, isWorker, C) {
 const WORKER_SOURCE = `
 const { workerData, receiveMessageOnPort } = require('node:worker_threads');
 const { memory, ctl, slot, port } = workerData;
-const C = ctl >> 2;
+const C = ctl >>> 2;
 const mods = [];
 ${RUN_TASK}
 ${CLAIM_LOOP}
@@ -142,7 +142,7 @@ function createPool(): Pool | null {
   const heap = wasmHeap();
   if (!heap) return null;
   const ctl = heap.alloc(CTL_WORDS * 4);
-  heap.i32().fill(0, ctl >> 2, (ctl >> 2) + CTL_WORDS);
+  heap.i32().fill(0, ctl >>> 2, (ctl >>> 2) + CTL_WORDS);
   const p: Pool = { heap, ctl, mods: [], names: [], ports: [], workers: [], nthreads: 1, scratchBytes: 0, scratch: [], cmd: { ptr: heap.alloc(64), bytes: 64 }, seq: 0, tag: 0n };
   const want = wantedThreads();
   if (heap.shared && want > 1) startWorkers(p, want - 1);
@@ -151,7 +151,7 @@ function createPool(): Pool | null {
 
 /** Spawns workers and waits (bounded) for each to report ready; those that don't come up are dropped. */
 function startWorkers(p: Pool, n: number): void {
-  const C = p.ctl >> 2;
+  const C = p.ctl >>> 2;
   for (let w = 1; w <= n; w++) {
     let worker: Worker;
     const { port1, port2 } = new MessageChannel();
@@ -209,7 +209,7 @@ export function loadKernels(bytes: Uint8Array, names: readonly string[]): Record
   p.mods.push(fns);
   p.names.push(names);
   for (const port of p.ports) port.postMessage({ module, names });
-  Atomics.store(p.heap.i32(), (p.ctl >> 2) + NMOD, p.mods.length);
+  Atomics.store(p.heap.i32(), (p.ctl >>> 2) + NMOD, p.mods.length);
   return Object.fromEntries(names.map((name, fn) => [name, { mod, fn, name, run: fns[fn] }]));
 }
 
@@ -221,7 +221,7 @@ export function poolThreads(): number {
 /** Tasks that worker threads have run since the pool started: shows the threads are used. */
 export function poolWorkerTasks(): number {
   const p = getPool();
-  return p ? Atomics.load(p.heap.i32(), (p.ctl >> 2) + WORKER_TASKS) : 0;
+  return p ? Atomics.load(p.heap.i32(), (p.ctl >>> 2) + WORKER_TASKS) : 0;
 }
 
 /** Limits further jobs to `n` threads (≤ the workers started); for benchmarks and tests. */
@@ -316,9 +316,9 @@ function runJob(p: Pool, words: Int32Array, starts: readonly number[], scratchBy
     h.release(p.cmd.ptr);
     p.cmd = { ptr: h.alloc(need * 2), bytes: need * 2 };
   }
-  const C = p.ctl >> 2;
+  const C = p.ctl >>> 2;
   const i32 = h.i32();
-  const cw = p.cmd.ptr >> 2;
+  const cw = p.cmd.ptr >>> 2;
   i32.set(words, cw);
   const tab = cw + words.length;
   for (let t = 0; t <= T; t++) i32[tab + t] = cw + starts[t] * CALL_WORDS;
