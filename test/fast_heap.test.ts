@@ -6,7 +6,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import { WasmHeap, wasmHeap } from '../src/backends/cpu/fast/heap.ts';
-import { poolThreads, poolWorkerTasks } from '../src/backends/cpu/fast/pool.ts';
+import { Job, poolThreads, poolWorkerTasks } from '../src/backends/cpu/fast/pool.ts';
+import { kernels } from '../src/backends/cpu/fast/convsimd.ts';
 import { sgemm } from '../src/backends/cpu/fast/sgemm.ts';
 import { type DepthwiseGeom, depthwiseForwardF32, depthwiseGradFilterF32, depthwiseGradInputF32, depthwiseForwardPtr } from '../src/backends/cpu/fast/dwconv.ts';
 import { type StochasticGeom, stochasticForwardF32, stochasticGradFilterF32, stochasticGradInputF32, stochasticForwardPtr } from '../src/backends/cpu/fast/stochconv.ts';
@@ -121,6 +122,20 @@ describe.skipIf(!heap)('pointer entry points equal the typed-array ones (bit for
     expect(stochasticForwardF32(SX, SW, s, out.view)).toBe(out.view);
     expect(out.view).toEqual(heap!.view(sy.ptr, sy.view.length));
     [sx, sw, sg, sy, out].forEach((r) => r.release());
+  });
+});
+
+describe.skipIf(!heap)('pool jobs', () => {
+  it('a kernel that traps is an error naming it, and the pool keeps working', () => {
+    const k = kernels({ cn: 1, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1 });
+    const job = new Job();
+    for (let t = 0; t < 4; t++) job.call(k.copy2d, 0, 0, 2 ** 31 + 2 ** 30, 0, 1, 64).endTask(); // past the memory's end
+    expect(() => job.run(0)).toThrow(/trapped.*copy2d/);
+    const x = onHeap(rand(1, 64));
+    const y = onHeap(new Float32Array(64));
+    new Job().call(k.copy2d, x.ptr, 0, y.ptr, 0, 1, 64).run(0);
+    expect(heap!.view(y.ptr, 64)).toEqual(x.view);
+    [x, y].forEach((r) => r.release());
   });
 });
 

@@ -8,6 +8,7 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import * as E from '../../src/index.ts';
+import * as F from '../../src/backends/cpu/fast/index.ts';
 import { type Pass, type Row, type Suite, matches, measure } from '../harness.ts';
 
 export interface Case {
@@ -137,6 +138,26 @@ export const conv: Suite = {
           const [, pullback] = E.vjp((b: E.Tensor) => E.stochasticConv2d(x, b, o), w);
           return pullback(ct);
         });
+        // The same two kernels with the operands already in the wasm heap, as a compiled step's memory plan places
+        // them: the pointer entry points, nothing copied in or out.
+        const heap = F.wasmHeap();
+        if (heap && want(`${name} (weight grad, operands in the heap)`, 'cpu', 'forward+backward')) {
+          const put = (t: E.Tensor) => {
+            const d = E.dataSync(t) as Float32Array;
+            const r = heap.reserve(d.length * 4);
+            r.f32().set(d);
+            return r;
+          };
+          const [hx, hw, hg] = [x, w, ct].map(put);
+          const hy = heap.reserve(ct.size * 4), hdw = heap.reserve(w.size * 4);
+          const s = STOCH;
+          await record(`${name} (weight grad, operands in the heap)`, 'cpu', 'forward+backward', () => {
+            const g = { N: s.n, C: s.c, H: s.size, W: s.size, O: s.o, kh: s.k, kw: s.k, stride: [s.stride, s.stride] as const, outSize: [s.out, s.out] as const, windows: opts().windows, perImage };
+            F.stochasticForwardPtr(hx.ptr, hw.ptr, hy.ptr, g);
+            F.stochasticGradFilterPtr(hx.ptr, hg.ptr, hdw.ptr, g);
+          });
+          for (const r of [hx, hw, hg, hy, hdw]) r.release();
+        }
       }
     }
 

@@ -110,7 +110,7 @@ export function depthwiseGradFilterPtr(px: number, pg: number, pdw: number, d: D
   const M = O / C, HW = H * W, P = OH * OW, T = kh * kw;
   const { Hp, Wp } = padded(d);
   const k = kernels(geom(d));
-  heapOrThrow().f32().fill(0, pdw >> 2, (pdw >> 2) + O * T);
+  heapOrThrow().f32().fill(0, pdw >>> 2, (pdw >>> 2) + O * T);
   const xp = SLACK;
   const job = new Job();
   for (const [c0, c1] of tasksFor(C)) {

@@ -179,7 +179,7 @@ export class WasmHeap {
     return {
       ptr,
       bytes,
-      f32: () => this.view(ptr, bytes >> 2),
+      f32: () => this.view(ptr, bytes >>> 2),
       release: () => {
         if (live) this.release(ptr);
         live = false;
@@ -203,7 +203,7 @@ export class WasmHeap {
     if (p >= 0) return body(p);
     const t = this.alloc(a.length * 4);
     try {
-      if (copy) this.f32().set(a, t >> 2);
+      if (copy) this.f32().set(a, t >>> 2);
       return body(t);
     } finally {
       this.release(t);

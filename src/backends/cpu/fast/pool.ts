@@ -35,7 +35,7 @@ const SCRATCH = 32; // + slot: byte address of each thread's scratch
 const CTL_WORDS = 64;
 
 const RUN_TASK = `function runTask(i32, mods, slot, t, C) {
-  const tab = i32[C + ${TASKS}] >> 2;
+  const tab = i32[C + ${TASKS}] >>> 2;
   const scratch = i32[C + ${SCRATCH} + slot];
   let w = i32[tab + t];
   const end = i32[tab + t + 1];
@@ -48,14 +48,20 @@ const RUN_TASK = `function runTask(i32, mods, slot, t, C) {
   }
 }`;
 
-/** Claims and runs tasks of the current job until none is left (the main thread and the workers run this). */
-const CLAIM_LOOP = `function claimLoop(big, i32, mods, slot, isWorker, C) {
+/**
+ * Claims and runs tasks of the current job until none is left (the main thread and the workers run this). A worker
+ * claims only when `env.ready()` says its view covers the memory (which another thread may have grown) and it has
+ * instantiated every module the job may call; else it leaves the tasks to the others.
+ */
+const CLAIM_LOOP = `function claimLoop(env, mods, slot, isWorker, C) {
   for (;;) {
-    const v = Atomics.load(big, 0);
+    const v = Atomics.load(env.big, 0);
     const next = Number(v & 0xffffn);
     const n = Number((v >> 16n) & 0xffffn);
     if (next >= n) return;
-    if (Atomics.compareExchange(big, 0, v, v + 1n) !== v) continue;
+    if (isWorker && !env.ready()) return;
+    if (Atomics.compareExchange(env.big, 0, v, v + 1n) !== v) continue;
+    const i32 = env.i32;
     try { runTask(i32, mods, slot, next, C); } catch (e) { Atomics.store(i32, C + ${FAIL}, 1); }
     if (isWorker) Atomics.add(i32, C + ${WORKER_TASKS}, 1);
     if (Atomics.add(i32, C + ${DONE}, 1) + 1 === n) Atomics.notify(i32, C + ${DONE});
@@ -65,10 +71,8 @@ const CLAIM_LOOP = `function claimLoop(big, i32, mods, slot, isWorker, C) {
 const WORKER_SOURCE = `
 const { workerData, receiveMessageOnPort } = require('node:worker_threads');
 const { memory, ctl, slot, port } = workerData;
-const C = ctl >> 2;
+const C = ctl >>> 2;
 const mods = [];
-let i32 = new Int32Array(memory.buffer);
-const big = new BigInt64Array(memory.buffer, ctl, 1);
 ${RUN_TASK}
 ${CLAIM_LOOP}
 function load(need) {
@@ -80,19 +84,31 @@ function load(need) {
   }
   return true;
 }
-Atomics.store(i32, C + ${READY} + slot, 1);
-Atomics.notify(i32, C + ${READY} + slot);
-let seen = Atomics.load(i32, C + ${SEQ});
+const env = {
+  i32: new Int32Array(memory.buffer),
+  big: new BigInt64Array(memory.buffer, ctl, 1),
+  ready() {
+    if (env.i32.buffer !== memory.buffer) env.i32 = new Int32Array(memory.buffer);
+    return load(Atomics.load(env.i32, C + ${NMOD}));
+  },
+};
+Atomics.store(env.i32, C + ${READY} + slot, 1);
+Atomics.notify(env.i32, C + ${READY} + slot);
+let seen = Atomics.load(env.i32, C + ${SEQ});
 for (;;) {
-  Atomics.wait(i32, C + ${SEQ}, seen);
-  seen = Atomics.load(i32, C + ${SEQ});
-  if (i32.buffer !== memory.buffer) i32 = new Int32Array(memory.buffer);
-  if (load(Atomics.load(i32, C + ${NMOD}))) claimLoop(big, i32, mods, slot, true, C);
+  Atomics.wait(env.i32, C + ${SEQ}, seen);
+  seen = Atomics.load(env.i32, C + ${SEQ});
+  claimLoop(env, mods, slot, true, C);
 }
 `;
 
 type Fn = (...a: number[]) => void;
-type ClaimLoop = (big: BigInt64Array, i32: Int32Array, mods: Fn[][], slot: number, isWorker: boolean, C: number) => void;
+interface ClaimEnv {
+  i32: Int32Array;
+  big: BigInt64Array;
+  ready(): boolean;
+}
+type ClaimLoop = (env: ClaimEnv, mods: Fn[][], slot: number, isWorker: boolean, C: number) => void;
 // The same source the workers run, compiled once here for the main thread.
 const claimLoop = new Function(`${RUN_TASK}\n${CLAIM_LOOP}\nreturn claimLoop;`)() as ClaimLoop;
 
@@ -100,6 +116,8 @@ interface Pool {
   readonly heap: WasmHeap;
   readonly ctl: number;
   readonly mods: Fn[][];
+  /** Export names per module (for error messages). */
+  readonly names: (readonly string[])[];
   readonly ports: MessagePort[];
   workers: Worker[];
   /** Threads used by jobs (1 + ready workers, or fewer when set). */
@@ -124,8 +142,8 @@ function createPool(): Pool | null {
   const heap = wasmHeap();
   if (!heap) return null;
   const ctl = heap.alloc(CTL_WORDS * 4);
-  heap.i32().fill(0, ctl >> 2, (ctl >> 2) + CTL_WORDS);
-  const p: Pool = { heap, ctl, mods: [], ports: [], workers: [], nthreads: 1, scratchBytes: 0, scratch: [], cmd: { ptr: heap.alloc(64), bytes: 64 }, seq: 0, tag: 0n };
+  heap.i32().fill(0, ctl >>> 2, (ctl >>> 2) + CTL_WORDS);
+  const p: Pool = { heap, ctl, mods: [], names: [], ports: [], workers: [], nthreads: 1, scratchBytes: 0, scratch: [], cmd: { ptr: heap.alloc(64), bytes: 64 }, seq: 0, tag: 0n };
   const want = wantedThreads();
   if (heap.shared && want > 1) startWorkers(p, want - 1);
   return p;
@@ -133,7 +151,7 @@ function createPool(): Pool | null {
 
 /** Spawns workers and waits (bounded) for each to report ready; those that don't come up are dropped. */
 function startWorkers(p: Pool, n: number): void {
-  const C = p.ctl >> 2;
+  const C = p.ctl >>> 2;
   for (let w = 1; w <= n; w++) {
     let worker: Worker;
     const { port1, port2 } = new MessageChannel();
@@ -189,8 +207,9 @@ export function loadKernels(bytes: Uint8Array, names: readonly string[]): Record
   });
   const mod = p.mods.length;
   p.mods.push(fns);
+  p.names.push(names);
   for (const port of p.ports) port.postMessage({ module, names });
-  Atomics.store(p.heap.i32(), (p.ctl >> 2) + NMOD, p.mods.length);
+  Atomics.store(p.heap.i32(), (p.ctl >>> 2) + NMOD, p.mods.length);
   return Object.fromEntries(names.map((name, fn) => [name, { mod, fn, name, run: fns[fn] }]));
 }
 
@@ -202,7 +221,7 @@ export function poolThreads(): number {
 /** Tasks that worker threads have run since the pool started: shows the threads are used. */
 export function poolWorkerTasks(): number {
   const p = getPool();
-  return p ? Atomics.load(p.heap.i32(), (p.ctl >> 2) + WORKER_TASKS) : 0;
+  return p ? Atomics.load(p.heap.i32(), (p.ctl >>> 2) + WORKER_TASKS) : 0;
 }
 
 /** Limits further jobs to `n` threads (≤ the workers started); for benchmarks and tests. */
@@ -297,9 +316,9 @@ function runJob(p: Pool, words: Int32Array, starts: readonly number[], scratchBy
     h.release(p.cmd.ptr);
     p.cmd = { ptr: h.alloc(need * 2), bytes: need * 2 };
   }
-  const C = p.ctl >> 2;
+  const C = p.ctl >>> 2;
   const i32 = h.i32();
-  const cw = p.cmd.ptr >> 2;
+  const cw = p.cmd.ptr >>> 2;
   i32.set(words, cw);
   const tab = cw + words.length;
   for (let t = 0; t <= T; t++) i32[tab + t] = cw + starts[t] * CALL_WORDS;
@@ -316,7 +335,7 @@ function runJob(p: Pool, words: Int32Array, starts: readonly number[], scratchBy
     Atomics.store(i32, C + SEQ, ++p.seq);
     Atomics.notify(i32, C + SEQ, p.nthreads - 1);
   }
-  claimLoop(big, i32, p.mods, 0, false, C);
+  claimLoop({ i32, big, ready: () => true }, p.mods, 0, false, C);
   // Only tasks a worker has already claimed can be outstanding.
   let d: number;
   let idle = 0;
@@ -329,7 +348,7 @@ function runJob(p: Pool, words: Int32Array, starts: readonly number[], scratchBy
   }
   if (Atomics.load(i32, C + FAIL) !== 0) {
     const names = new Set<string>();
-    for (let w = 0; w < words.length; w += CALL_WORDS) names.add(`module ${words[w]} function ${words[w + 1]}`);
-    throw new Error(`pool: a wasm kernel trapped (calls: ${[...names].join(', ')})`);
+    for (let w = 0; w < words.length; w += CALL_WORDS) names.add(p.names[words[w]]?.[words[w + 1]] ?? `module ${words[w]} function ${words[w + 1]}`);
+    throw new Error(`pool: a wasm kernel trapped (out-of-bounds address or a bad argument) in a job calling ${[...names].join(', ')}`);
   }
 }

@@ -156,7 +156,7 @@ export function sgemmPtr(
   if (K === 0 || alpha === 0) {
     const h = e.heap.f32();
     for (let i = 0; i < M; i++) {
-      const r = (pC >> 2) + i * ldc;
+      const r = (pC >>> 2) + i * ldc;
       if (beta === 0) h.fill(0, r, r + N);
       else if (beta !== 1) for (let j = r; j < r + N; j++) h[j] *= beta;
     }
@@ -194,7 +194,7 @@ function gemmPtr(
     const lo = start;
     start = end;
     const at = e.desc + t * D.size;
-    const d = at >> 2;
+    const d = at >>> 2;
     let m0 = 0, m1 = M, n0 = 0, n1 = N;
     if (byCols) {
       n0 = lo * NR;
@@ -272,9 +272,9 @@ function run(
     const pB = inB >= 0 ? inB + 4 * bOff : tmp + a64(extA);
     const pC = inC >= 0 ? inC + 4 * cOff : tmp + a64(extA) + a64(extB);
     const heap = h.f32();
-    if (inA < 0) copyIn(heap, pA >> 2, ldA, A, aOff, ar, ac, lda);
-    if (inB < 0) copyIn(heap, pB >> 2, ldB, B, bOff, br, bc, ldb);
-    if (inC < 0 && beta !== 0) copyIn(heap, pC >> 2, N, C, cOff, M, N, ldc);
+    if (inA < 0) copyIn(heap, pA >>> 2, ldA, A, aOff, ar, ac, lda);
+    if (inB < 0) copyIn(heap, pB >>> 2, ldB, B, bOff, br, bc, ldb);
+    if (inC < 0 && beta !== 0) copyIn(heap, pC >>> 2, N, C, cOff, M, N, ldc);
     gemmPtr(e, transA, transB, M, N, K, alpha, pA, ldA, pB, ldB, beta, pC, ldC);
     if (inC < 0) {
       const out = h.view(pC, M * N);

@@ -77,7 +77,7 @@ export function stochasticGradFilterPtr(px: number, pg: number, pdw: number, s: 
   const [sh] = s.stride;
   const P = OH * OW, T = C * kh * kw;
   const k = kernels(geom(s, chunk(s)));
-  heapOrThrow().f32().fill(0, pdw >> 2, (pdw >> 2) + O * T);
+  heapOrThrow().f32().fill(0, pdw >>> 2, (pdw >>> 2) + O * T);
   const job = new Job();
   for (const [o0, o1] of tasksFor(O)) {
     for (let o = o0; o < o1; o++) {
