@@ -20,6 +20,8 @@ type Reply = { type: 'ready' } | { type: 'failed'; error: string } | { id: numbe
 export class InferenceWorker {
   private worker: Worker | null = null;
   private ready: Promise<void> = Promise.resolve();
+  /** Fails a start() still waiting for the model (when the server closes first). */
+  private abortStart: ((e: Error) => void) | null = null;
   private job: Job | null = null;
   private nextId = 1;
   private closed = false;
@@ -40,6 +42,7 @@ export class InferenceWorker {
     // The HTTP server keeps the process alive; an idle inference thread must not.
     worker.unref();
     this.ready = new Promise<void>((resolve, reject) => {
+      this.abortStart = reject;
       worker.on('message', (m: Reply) => {
         if ('type' in m) {
           if (m.type === 'ready') resolve();
@@ -97,10 +100,11 @@ export class InferenceWorker {
     });
   }
 
-  /** Stops the worker; a request in flight fails with 503. */
+  /** Stops the worker; a request in flight, or waiting for the model, fails with 503. */
   async close(): Promise<void> {
     this.closed = true;
     const worker = this.worker;
+    this.abortStart?.(new HttpError(503, 'the server is shutting down'));
     this.job?.reject(new HttpError(503, 'the server is shutting down'));
     this.job = null;
     if (worker) {
@@ -109,7 +113,7 @@ export class InferenceWorker {
     }
   }
 
-  /** Kills the worker thread as a crash would (for tests of the recovery path). */
+  /** Stops the worker thread as a crash would: the request in flight gets the 500, the next one a fresh worker (the tests' way to exercise recovery). */
   kill(): Promise<number> {
     return this.worker ? this.worker.terminate() : Promise.resolve(0);
   }
