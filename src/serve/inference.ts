@@ -43,10 +43,13 @@ export class InferenceWorker {
     worker.unref();
     this.ready = new Promise<void>((resolve, reject) => {
       this.abortStart = reject;
+      let served = false;
       worker.on('message', (m: Reply) => {
         if ('type' in m) {
-          if (m.type === 'ready') resolve();
-          else {
+          if (m.type === 'ready') {
+            served = true;
+            resolve();
+          } else {
             reject(new HttpError(500, `the inference worker cannot load the model: ${m.error}`));
             this.drop(worker);
           }
@@ -68,7 +71,9 @@ export class InferenceWorker {
         this.drop(worker);
         this.job?.reject(e);
         this.job = null;
-        if (!this.closed) void this.start().catch(() => undefined);
+        // A worker that had loaded the model is replaced now; one that died while starting is
+        // retried by the next request rather than in a loop.
+        if (served && !this.closed) void this.start().catch(() => undefined);
       };
       worker.on('error', (e) => died(`crashed (${e.message})`));
       worker.on('exit', (code) => died(`exited with code ${code}`));
