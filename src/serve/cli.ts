@@ -3,7 +3,6 @@
  * demo of a trained model (see server.ts). Listens on 127.0.0.1 unless --host says otherwise.
  */
 import * as E from 'fp-ts/lib/Either.js';
-import type { Model } from '../nn/model.ts';
 import { EXIT, UsageExit, parseArgs, printUsage, program, runIfMain } from '../train/cliutil.ts';
 import { parseValue } from '../train/config.ts';
 import { restore } from '../train/restore.ts';
@@ -49,9 +48,9 @@ export async function main(argv: string[]): Promise<number> {
     if (E.isLeft(s)) return printUsage('serve', s.left.message);
     seed = s.right as number;
   }
-  const model: Model = { config: m.mc, params: m.params, state: m.state };
   const className = m.mc.numClasses === 1 ? (m.classes?.[1] ?? 'melanoma') : 'class';
-  const server = createServer(model, { seed, maxUploadMb, className });
+  // The inference worker restores the checkpoint again in its own thread; this copy only validated it.
+  const server = createServer({ checkpoint: m.dir, config: m.mc, backend: (o.backend as 'cpu' | 'gpu') ?? 'cpu' }, { seed, maxUploadMb, className });
   const host = String(o.host ?? '127.0.0.1');
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);

@@ -3,21 +3,29 @@
  * request body (Content-Type image/jpeg, image/png or application/octet-stream) or as the
  * multipart/form-data field `image`, and answers `{ probability, … }` with the Grad-CAM overlay and,
  * for stochastic models, the window map as PNG data URLs. Inference runs one request at a time
- * (a FIFO queue); bad uploads get a 4xx JSON `{ error }` naming what was wrong.
+ * (a FIFO queue) in a worker thread (inference.ts), so the page and /api/info answer while an image
+ * is being explained; bad uploads get a 4xx JSON `{ error }` naming what was wrong, and a worker
+ * that dies gets a 500 and is replaced.
  */
 import * as fs from 'node:fs';
 import * as http from 'node:http';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import busboy from 'busboy';
-import * as E from 'fp-ts/lib/Either.js';
-import { renderDataError } from '../data/errors.ts';
-import { emptyNote, explainInput, loadImageInput } from '../inspect/explain.ts';
-import { overlayHeat, rawPng } from '../inspect/render.ts';
-import { normaliseMap, resizeArea } from '../inspect/maps.ts';
-import { resizeRaw } from '../data/image.ts';
-import type { Model } from '../nn/model.ts';
+import type { ModelConfig } from '../nn/efficientnet.ts';
+import { InferenceWorker } from './inference.ts';
+import { HttpError, sniffImage } from './predict.ts';
+
+export { sniffImage } from './predict.ts';
+
+/** The checkpoint the inference worker restores, and its model's configuration (for /api/info). */
+export interface ServeModel {
+  /** A checkpoint folder or a run folder (as `restore` takes it). */
+  readonly checkpoint: string;
+  readonly config: ModelConfig;
+  /** Backend of the inference worker (default cpu). */
+  readonly backend?: 'cpu' | 'gpu';
+}
 
 export interface ServeOptions {
   /** Largest accepted upload in MiB (default 20). */
@@ -32,30 +40,16 @@ export interface ServeOptions {
   readonly maxQueue?: number;
 }
 
-const PAGE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'public', 'index.html');
+/** The HTTP server with its inference thread (stopped when the server closes). */
+export type Server = http.Server & { readonly inference: InferenceWorker };
 
-/** An HTTP failure with its status and message for the client. */
-class HttpError extends Error {
-  constructor(
-    readonly status: number,
-    message: string,
-  ) {
-    super(message);
-  }
-}
+const PAGE = path.join(path.dirname(fileURLToPath(import.meta.url)), 'public', 'index.html');
 
 const send = (res: http.ServerResponse, status: number, body: unknown) => {
   const text = JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text), 'cache-control': 'no-store' });
   res.end(text);
 };
-
-/** JPEG (FF D8 FF) or PNG (89 50 4E 47) by their signatures. */
-export function sniffImage(b: Buffer): 'jpeg' | 'png' | null {
-  if (b.length >= 3 && b[0] === 0xff && b[1] === 0xd8 && b[2] === 0xff) return 'jpeg';
-  if (b.length >= 8 && b.readUInt32BE(0) === 0x89504e47 && b.readUInt32BE(4) === 0x0d0a1a0a) return 'png';
-  return null;
-}
 
 const RAW_TYPES = new Set(['image/jpeg', 'image/jpg', 'image/png', 'application/octet-stream']);
 
@@ -117,46 +111,12 @@ function readUpload(req: http.IncomingMessage, limit: number): Promise<{ bytes: 
   });
 }
 
-const dataUrl = (png: Buffer) => `data:image/png;base64,${png.toString('base64')}`;
-
-/** The JSON answer for one image: probability, overlays (data URLs) and what produced them. */
-async function predictBytes(model: Model, bytes: Buffer, tta: number, opts: ServeOptions) {
-  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'stochconv-serve-'));
-  const file = path.join(tmp, sniffImage(bytes) === 'png' ? 'upload.png' : 'upload.jpg');
-  try {
-    fs.writeFileSync(file, bytes);
-    const img = await loadImageInput(file, model.config)();
-    if (E.isLeft(img)) throw new HttpError(422, renderDataError(img.left).replace(file, 'the upload').replace(/^data: /, ''));
-    const e = explainInput(model, img.right, { tta, seed: opts.seed });
-    const S = 320;
-    const overlay = e.heat ? dataUrl(await rawPng(overlayHeat(e.image, e.heat), S)) : null;
-    let windowMap: string | null = null;
-    if (e.high && e.highHeat) {
-      const H = e.high.width;
-      const small = H > 2 * S ? await resizeRaw(e.high, 2 * S) : e.high;
-      windowMap = dataUrl(await rawPng(overlayHeat(small, normaliseMap(resizeArea(e.highHeat, H, H, small.width, small.width)).map), S));
-    }
-    return {
-      probability: e.probability,
-      className: opts.className ?? 'melanoma',
-      model: e.model,
-      passes: e.passes,
-      layer: e.layer,
-      image: dataUrl(await rawPng(e.image, S)),
-      overlay,
-      windowMap,
-      // ' (no positive evidence)' when a map is zero everywhere, else ''.
-      overlayNote: e.heat ? emptyNote(e.heat) : '',
-      windowMapNote: e.highHeat ? emptyNote(e.highHeat) : '',
-      windows: e.topWindows.map((w) => ({ row: w.row, col: w.col, side: e.slice, importance: w.importance })),
-    };
-  } finally {
-    fs.rmSync(tmp, { recursive: true, force: true });
-  }
-}
-
 /** The server (not yet listening). */
-export function createServer(model: Model, opts: ServeOptions): http.Server {
+export function createServer(model: ServeModel, opts: ServeOptions): Server {
+  const className = opts.className ?? 'melanoma';
+  const inference = new InferenceWorker({ checkpoint: model.checkpoint, backend: model.backend ?? 'cpu', seed: opts.seed, className });
+  // Restore the model now, so the first upload does not wait for it.
+  void inference.start().catch(() => undefined);
   const limit = Math.round((opts.maxUploadMb ?? 20) * 2 ** 20);
   const maxTta = opts.maxTta ?? 8;
   const maxQueue = opts.maxQueue ?? 64;
@@ -192,7 +152,7 @@ export function createServer(model: Model, opts: ServeOptions): http.Server {
       return;
     }
     if (url.pathname === '/api/info') {
-      send(res, 200, { model: model.config.name, stochastic, maxTta, maxUploadMb: limit / 2 ** 20, className: opts.className ?? 'melanoma', queued: waiting, maxConcurrentInferences: maxActive });
+      send(res, 200, { model: model.config.name, stochastic, maxTta, maxUploadMb: limit / 2 ** 20, className, queued: waiting, maxConcurrentInferences: maxActive, workerRestarts: inference.starts - 1 });
       return;
     }
     if (url.pathname !== '/api/predict') throw new HttpError(404, `no such page: ${url.pathname}`);
@@ -203,16 +163,18 @@ export function createServer(model: Model, opts: ServeOptions): http.Server {
     const rawTta = url.searchParams.get('tta') ?? fields.tta ?? '1';
     const tta = Number(rawTta);
     if (!Number.isInteger(tta) || tta < 1 || tta > maxTta) throw new HttpError(400, `tta must be an integer from 1 to ${maxTta}, got '${rawTta}'`);
-    send(res, 200, await enqueue(() => predictBytes(model, bytes, tta, opts)));
+    send(res, 200, await enqueue(() => inference.run(bytes, tta)));
   };
-  return http.createServer((req, res) => {
+  const server = http.createServer((req, res) => {
     handle(req, res).catch((e: unknown) => {
       const status = e instanceof HttpError ? e.status : 500;
-      if (status === 500) process.stderr.write(`serve: ${(e as Error)?.stack ?? String(e)}\n`);
+      if (status === 500) process.stderr.write(`serve: ${e instanceof HttpError ? e.message : ((e as Error)?.stack ?? String(e))}\n`);
       if (!res.headersSent) send(res, status, { error: e instanceof Error ? e.message : String(e) });
       else res.end();
       // Drain what the client still sends so it reads the answer instead of a reset connection.
       req.resume();
     });
   });
+  server.on('close', () => void inference.close());
+  return Object.assign(server, { inference });
 }
