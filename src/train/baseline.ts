@@ -65,7 +65,9 @@ export function baselineIntro(cfg: TrainConfig, outDir: string): string[] {
   const base = cfg.baseline!;
   const folder = `run folder: ${outDir} (the baseline in ${baselineFolder(outDir, base)})`;
   const mc = checkModel(modelSpecFor(cfg, 1));
-  if (cfg.data.length > 0 || E.isLeft(mc) || mc.right.highSize === null || mc.right.stochOutSize === null) {
+  const bc = checkModel(modelSpecFor({ ...cfg, model: base }, 1));
+  const lowResBaseline = E.isRight(bc) && bc.right.highSize === null && bc.right.stochOutSize === null;
+  if (cfg.data.length > 0 || !lowResBaseline || E.isLeft(mc) || mc.right.highSize === null || mc.right.stochOutSize === null) {
     return [`This run trains ${cfg.model}, then the baseline ${base} on the same data, split, epochs and optimizer, and compares their validation AUC.`, folder];
   }
   const m = mc.right;
