@@ -148,6 +148,8 @@ describe('a run with a same-budget baseline (--baseline)', () => {
     expect(intro[0]).toMatch(/^This run shows the paper's thesis on the built-in synthetic set/);
     expect(intro[1]).toMatch(new RegExp(`the baseline b0, which sees only the ${d.right.imgSize}-px view`));
     expect(intro[2]).toBe('run folder: /x (the baseline in /x/baseline-b0)');
+    // Only a low-res baseline gets the thesis wording.
+    expect(baselineIntro({ ...d.right, baseline: 'b0-pure-stochastic' }, '/x')[0]).toMatch(/^This run trains b0-full-split, then the baseline b0-pure-stochastic/);
     // Choosing a model, or --baseline none, turns the comparison off.
     for (const c of [resolveConfig({ model: 'b0' }), resolveConfig({ baseline: null }), resolveConfig({ data: ['d'] })]) expect(E.isRight(c) && c.right.baseline).toBeNull();
   });
