@@ -22,15 +22,16 @@ const lines = readFileSync(input, 'utf8').trim().split('\n').map((l, i) => {
 const head = lines[0];
 const probe = lines.filter((l) => 'probeAccuracy' in l);
 const full = lines.filter((l) => 'testAccuracy' in l);
-const epochs = (head.train as number) / 60000;
+const seen = (epoch: number) => (epoch * head.train) / 1000;
 await writePng(output, lineChartSvg({
-  title: title ?? `dwsnet (${head.params} params) on Fashion-MNIST: ${head.train} training images, batch ${head.batchSize}, one-cycle peak lr ${head.lr}`,
-  xLabel: `Epochs over the training images (${head.train}${epochs < 1 ? ` = ${epochs.toFixed(2)} of the 60,000` : ''})`,
+  title: title ?? `dwsnet, ${head.params} parameters: Fashion-MNIST test accuracy`,
+  xLabel: `Training images seen, thousands (${head.epochs} one-cycle epoch${head.epochs === 1 ? '' : 's'} of ${head.train}, batch ${head.batchSize}, peak lr ${head.lr})`,
   yLabel: 'Test accuracy',
   yRange: [0, 1],
+  xRange: [0, seen(head.epochs)],
   series: [
-    { name: 'first 1,000 test images', xs: probe.map((l) => l.epoch), ys: probe.map((l) => l.probeAccuracy), color: '#1f77b4', markers: true },
-    { name: 'all 10,000 test images', xs: full.map((l) => l.epoch), ys: full.map((l) => l.testAccuracy), color: '#d62728', markers: true },
+    { name: 'first 1,000 test images', xs: probe.map((l) => seen(l.epoch)), ys: probe.map((l) => l.probeAccuracy), color: '#1f77b4', markers: true },
+    { name: 'all 10,000 test images', xs: full.map((l) => seen(l.epoch)), ys: full.map((l) => l.testAccuracy), color: '#d62728', markers: true },
   ],
 }));
 console.log(`wrote ${output}: ${probe.length} probe points, ${full.length} full evaluations`);
