@@ -11,21 +11,23 @@
  * measurement as a JSON line. bench/peers/torch_fmnist.py trains the same network in PyTorch.
  */
 import { appendFileSync, writeFileSync } from 'node:fs';
+import { parseArgs } from 'node:util';
 import * as E from '@stochconv/engine';
 
-const flags = new Map<string, string>();
-for (let i = 2; i < process.argv.length; i += 2) flags.set(process.argv[i].replace(/^--/, ''), process.argv[i + 1]);
-const num = (name: string, dflt: number): number => {
-  const v = flags.has(name) ? Number(flags.get(name)) : dflt;
-  if (!Number.isFinite(v) || v < 0) throw new Error(`04-fashion-mnist: --${name} must be a non-negative number, got '${flags.get(name)}'`);
+const NAMES = ['data', 'epochs', 'batch', 'lr', 'train-limit', 'test-limit', 'eval-every', 'log', 'seed'] as const;
+// Unknown flags and flags without a value are errors (parseArgs is strict).
+const flags = parseArgs({ options: Object.fromEntries(NAMES.map((n) => [n, { type: 'string' as const }])) }).values as Partial<Record<(typeof NAMES)[number], string>>;
+const num = (name: (typeof NAMES)[number], dflt: number, min = 0): number => {
+  const v = flags[name] !== undefined ? Number(flags[name]) : dflt;
+  if (!Number.isFinite(v) || v < min) throw new Error(`04-fashion-mnist: --${name} must be a number ≥ ${min}, got '${flags[name]}'`);
   return v;
 };
-const dir = flags.get('data') ?? E.datasets.FASHION_MNIST_DIR;
-const epochs = num('epochs', 10);
-const batchSize = num('batch', 128);
+const dir = flags.data ?? E.datasets.FASHION_MNIST_DIR;
+const epochs = num('epochs', 10, 1);
+const batchSize = num('batch', 128, 1);
 const lr = num('lr', 0.005);
 const evalEvery = num('eval-every', 0);
-const log = flags.get('log');
+const log = flags.log;
 const norm = { mean: 0.286, std: 0.353 };
 
 const load = (split: 'train' | 'test', limit: number) => {

@@ -5,7 +5,7 @@ pad-2 random crops, inputs normalised with mean 0.2860 / std 0.3530.
 
   bench  [--batches N] [--batch B]     time N training steps (after 2 warm-up steps) on random
                                        28×28 inputs; prints one JSON line {name, pass, medianMs,
-                                       samples, params, stepsPerEpoch, secondsPerEpoch}
+                                       samples, cpuMsPerStep, params, stepsPerEpoch, secondsPerEpoch}
   train  [--epochs E] [--data DIR]     a full run on Fashion-MNIST, one JSON line per epoch
   params                               the parameter count (also printed by the TypeScript side)
 
@@ -88,10 +88,12 @@ def bench():
     for _ in range(2):
         step(x, y)
     ts = []
+    cpu = time.process_time()
     for _ in range(batches):
         t = time.perf_counter(); step(x, y); ts.append((time.perf_counter() - t) * 1000)
+    cpu_ms = (time.process_time() - cpu) * 1000 / batches
     med = statistics.median(ts)
-    print(json.dumps({'name': f'fmnist/train-step-{batch}x28', 'pass': 'train-step', 'medianMs': med, 'samples': len(ts),
+    print(json.dumps({'name': f'fmnist/train-step-{batch}x28', 'pass': 'train-step', 'medianMs': med, 'samples': len(ts), 'cpuMsPerStep': cpu_ms,
                       'params': n_params(model), 'stepsPerEpoch': steps_per_epoch, 'secondsPerEpoch': med * steps_per_epoch / 1000}), flush=True)
 
 

@@ -5,7 +5,8 @@
  * engine exports `jit`, which wraps the whole step) and on PyTorch (`torch`,
  * bench/peers/torch_fmnist.py, OMP_NUM_THREADS=2) in the same run. Each row also carries
  * `secondsPerEpoch` = median step × 469 steps (60,000 images / 128), extrapolated, and the
- * parameter count each side built. Opt-in (steps take seconds): npm run bench -- --suite fmnist [--quick]
+ * parameter count each side built, and `cpuMsPerStep`, the process's CPU time per step (all
+ * threads; less sensitive than wall time to other processes on a shared machine). Opt-in (steps take seconds): npm run bench -- --suite fmnist [--quick]
  */
 import { execFileSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -38,12 +39,16 @@ async function engineRow(backend: 'cpu' | 'cpu-jit', reps: number): Promise<Row 
   const idx = Int32Array.from({ length: BATCH }, (_, i) => i);
   let ts = { params: net.params, state: net.state, opt: optimizer.init(net.params) };
   let i = 0;
+  let cpu = 0;
   const m = await measure(() => {
+    const c0 = process.cpuUsage();
     const k = E.random.key(++i);
     const { x, labels } = E.datasets.idxBatch(set, idx, { mean: 0.286, std: 0.353, flip: true, padCrop: 2, key: k });
     ts = step(ts, x, labels, 3e-3, k)[0];
+    const c = process.cpuUsage(c0);
+    cpu = i > 2 ? cpu + (c.user + c.system) / 1000 : 0; // after the 2 warm-up steps
   }, { iterations: reps, time: 0, warmup: 2 });
-  return { suite: 'fmnist', name: NAME, backend, pass: 'train-step', ...m, params: E.nn.parameterCount(net), stepsPerEpoch: STEPS_PER_EPOCH, secondsPerEpoch: (m.medianMs * STEPS_PER_EPOCH) / 1000 };
+  return { suite: 'fmnist', name: NAME, backend, pass: 'train-step', ...m, cpuMsPerStep: cpu / m.samples, params: E.nn.parameterCount(net), stepsPerEpoch: STEPS_PER_EPOCH, secondsPerEpoch: (m.medianMs * STEPS_PER_EPOCH) / 1000 };
 }
 
 function torchRow(reps: number): Row | null {
@@ -80,7 +85,8 @@ export const fmnist: Suite & { optIn: boolean } = {
     for (const r of rows) {
       if (r.params !== undefined && torch && r.params !== torch.params) throw new Error(`fmnist: ${r.backend} built ${r.params} parameters but PyTorch ${torch.params}`);
       const ratio = torch && r !== torch ? `, ${(r.medianMs / torch.medianMs).toFixed(2)}× torch` : '';
-      console.error(`# fmnist: ${r.backend}: ${(r.secondsPerEpoch as number).toFixed(0)} s/epoch (extrapolated from ${r.samples} steps of ${r.medianMs.toFixed(0)} ms${ratio}), ${r.params} parameters`);
+      const cpuRatio = torch && r !== torch ? `, ${((r.cpuMsPerStep as number) / (torch.cpuMsPerStep as number)).toFixed(2)}× torch` : '';
+      console.error(`# fmnist: ${r.backend}: ${(r.secondsPerEpoch as number).toFixed(0)} s/epoch (extrapolated from ${r.samples} steps of ${r.medianMs.toFixed(0)} ms${ratio}); CPU ${(r.cpuMsPerStep as number).toFixed(0)} ms/step${cpuRatio}; ${r.params} parameters`);
     }
     return rows;
   },

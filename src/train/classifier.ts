@@ -58,7 +58,7 @@ export function evaluate(net: Network, params: unknown, state: unknown, set: Idx
   const probs = new Float32Array(set.count * classes);
   let lossSum = 0;
   let from = 0;
-  for (const idx of idxBatches(set.count, opts.batchSize ?? 1000)) {
+  for (const idx of idxBatches(set.count, opts.batchSize ?? 256)) {
     const { x, labels } = idxBatch(set, idx, { mean: opts.mean, std: opts.std });
     const [logits] = net.layer.apply(params, state, x, { training: false });
     lossSum += item(crossEntropy(logits, labels, { reduction: 'sum' }));

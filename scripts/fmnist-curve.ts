@@ -1,0 +1,37 @@
+/**
+ * The accuracy curve of a Fashion-MNIST run as a PNG, from the JSON lines that
+ * `examples/04-fashion-mnist.ts --log FILE` writes: accuracy on the first 1,000 test images every
+ * `--eval-every` steps, and the full 10,000-image test accuracy at the end of each epoch.
+ * Run: npx tsx scripts/fmnist-curve.ts runs/fmnist/run.jsonl docs/fmnist-curve.png ["title"]
+ */
+import { readFileSync } from 'node:fs';
+import { lineChartSvg, writePng } from '../src/train/plots.ts';
+
+const [input, output, title] = process.argv.slice(2);
+if (!input || !output) {
+  console.error('usage: npx tsx scripts/fmnist-curve.ts RUN.jsonl OUT.png ["title"]');
+  process.exit(2);
+}
+const lines = readFileSync(input, 'utf8').trim().split('\n').map((l, i) => {
+  try {
+    return JSON.parse(l) as Record<string, number>;
+  } catch {
+    throw new Error(`${input} line ${i + 1}: not JSON`);
+  }
+});
+const head = lines[0];
+const probe = lines.filter((l) => 'probeAccuracy' in l);
+const full = lines.filter((l) => 'testAccuracy' in l);
+const seen = (epoch: number) => (epoch * head.train) / 1000;
+await writePng(output, lineChartSvg({
+  title: title ?? `dwsnet, ${head.params} parameters: Fashion-MNIST test accuracy`,
+  xLabel: `Training images seen, thousands (${head.epochs} one-cycle epoch${head.epochs === 1 ? '' : 's'} of ${head.train}, batch ${head.batchSize}, peak lr ${head.lr})`,
+  yLabel: 'Test accuracy',
+  yRange: [0, 1],
+  xRange: [0, seen(head.epochs)],
+  series: [
+    { name: 'first 1,000 test images', xs: probe.map((l) => seen(l.epoch)), ys: probe.map((l) => l.probeAccuracy), color: '#1f77b4', markers: true },
+    { name: 'all 10,000 test images', xs: full.map((l) => seen(l.epoch)), ys: full.map((l) => l.testAccuracy), color: '#d62728', markers: true },
+  ],
+}));
+console.log(`wrote ${output}: ${probe.length} probe points, ${full.length} full evaluations`);
