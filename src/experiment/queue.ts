@@ -111,7 +111,10 @@ export async function runOnQueue(log: ExperimentLog, jobs: readonly CellJob[], o
           opts.line(`${cell.name}: running on ${host}`);
         } else if (state === 'completed') {
           open.delete(id);
-          const res = job.returnvalue;
+          // The job was read before its state: read it again for the result the worker stored.
+          const res = (await Job.fromId<CellJob, CellResult>(queue, id))?.returnvalue ?? {
+            status: 'complete', skipped: false, resumedFrom: null, seconds: 0, exitCode: 0, signal: null, error: null, metrics: cellMetrics(cell.dir), host,
+          };
           log.finished(cell.name, res);
           log.run(cell.name).attempts = job.attemptsStarted || log.run(cell.name).attempts;
           log.save();
@@ -120,7 +123,7 @@ export async function runOnQueue(log: ExperimentLog, jobs: readonly CellJob[], o
           open.delete(id);
           const res: CellResult = {
             status: 'failed', skipped: false, resumedFrom: null, seconds: 0, exitCode: null, signal: null,
-            error: job.failedReason || 'the job failed', metrics: cellMetrics(cell.dir), host,
+            error: (await Job.fromId<CellJob, CellResult>(queue, id))?.failedReason || job.failedReason || 'the job failed', metrics: cellMetrics(cell.dir), host,
           };
           log.finished(cell.name, res);
           opts.line(describeResult(cell.name, res));
