@@ -1,9 +1,11 @@
 /**
  * One model workload in its own process, so its peak RSS is its own:
  *   tsx bench/peers/model-workload.ts ENGINE WORKLOAD REPS
- * ENGINE: cpu (this engine) | tfjs-wasm | tfjs-cpu; WORKLOAD: b0/train-step-8x224, b0/inference-16x128,
+ * ENGINE: cpu | gpu (this engine's backends; gpu = the best mode, webgpu where an adapter is present)
+ * | tfjs-wasm | tfjs-cpu | tfjs-webgpu; WORKLOAD: b0/train-step-8x224, b0/inference-16x128,
  * b0-full-split/train-step-8x224+1024, b0/steady-200 (200 train steps at 8×224: first/last medians and RSS).
- * Prints one JSON line: {medianMs, samples, peakRssMb, note, ...}.
+ * Prints one JSON line: {medianMs, samples, peakRssMb, note, ...} (gpu: also the mode, the adapter
+ * and the kernel dispatches per sample).
  */
 import { performance } from 'node:perf_hooks';
 import * as E from '../../src/index.ts';
@@ -34,8 +36,22 @@ async function time(fn: () => unknown | Promise<unknown>, n: number): Promise<nu
 const peakRssMb = () => process.resourceUsage().maxRSS / 1024;
 let rssAt20 = 0;
 
-async function ours() {
-  E.setBackend('cpu');
+let extra: Record<string, unknown> = {};
+
+async function ours(backend: 'cpu' | 'gpu') {
+  const b = E.setBackend(backend);
+  if (backend === 'gpu') {
+    const gpu = b as E.GpuBackend;
+    extra = { mode: gpu.mode(), describe: gpu.describe!() };
+    const d0 = gpu.dispatches();
+    const ts = await oursOn();
+    extra.dispatchesPerSample = (gpu.dispatches() - d0) / (ts.length + 1);
+    return ts;
+  }
+  return oursOn();
+}
+
+async function oursOn() {
   const key = E.random.key(0);
   const model = E.nn.createModel(arch, { key, lowSize: low, ...(high ? { highSize: high } : {}) });
   const x = E.random.normal(E.random.foldIn(key, 1), [batch, 3, low, low]);
@@ -65,27 +81,42 @@ async function ours() {
   return time(trainStep, kind === 'steady' ? 200 : reps);
 }
 
-async function tfjs(backend: 'cpu' | 'wasm') {
+async function tfjs(backend: 'cpu' | 'wasm' | 'webgpu') {
   const { tf, note } = await loadTfjs(backend);
   if (high) throw new Error('tfjs peer: no full-split model');
   const model = tfjsEfficientNetB0(tf, low, 1);
   const x = tf.randomNormal([batch, low, low, 3]);
   const y = tf.tensor2d(Float32Array.from({ length: batch }, (_, i) => i % 2), [batch, 1]);
   process.stderr.write(`${note}\n`);
+  extra = { note };
+  type T = import('@tensorflow/tfjs').Tensor;
+  // tfjs-webgpu reads back only asynchronously in Node (its dataSync needs OffscreenCanvas); so does ours there.
+  const read = async (t: T) => (backend === 'webgpu' ? await t.data() : t.dataSync());
   if (kind === 'inference') {
-    return time(() => tf.tidy(() => (model.predict(x) as import('@tensorflow/tfjs').Tensor).dataSync()), reps);
+    return time(async () => {
+      const out = tf.tidy(() => model.predict(x) as T);
+      await read(out);
+      out.dispose();
+    }, reps);
   }
   const opt = tf.train.rmsprop(1e-3, 0.99, 0, 1e-8);
-  return time(() => {
-    const loss = opt.minimize(() => tf.losses.sigmoidCrossEntropy(y, model.apply(x, { training: true }) as import('@tensorflow/tfjs').Tensor) as import('@tensorflow/tfjs').Scalar, true);
-    loss?.dataSync();
+  return time(async () => {
+    const loss = opt.minimize(() => tf.losses.sigmoidCrossEntropy(y, model.apply(x, { training: true }) as T) as import('@tensorflow/tfjs').Scalar, true);
+    if (loss) await read(loss);
     loss?.dispose();
   }, reps);
 }
 
-const ts = engine === 'cpu' ? await ours() : engine === 'tfjs-wasm' ? await tfjs('wasm') : engine === 'tfjs-cpu' ? await tfjs('cpu') : null;
-if (!ts) throw new Error(`model-workload: unknown engine '${engine}'`);
-const out: Record<string, unknown> = { medianMs: median(ts), samples: ts.length, peakRssMb: peakRssMb() };
+const run: Record<string, () => Promise<number[]>> = {
+  cpu: () => ours('cpu'),
+  gpu: () => ours('gpu'),
+  'tfjs-wasm': () => tfjs('wasm'),
+  'tfjs-cpu': () => tfjs('cpu'),
+  'tfjs-webgpu': () => tfjs('webgpu'),
+};
+if (!run[engine]) throw new Error(`model-workload: unknown engine '${engine}' (${Object.keys(run).join(', ')})`);
+const ts = await run[engine]();
+const out: Record<string, unknown> = { medianMs: median(ts), samples: ts.length, peakRssMb: peakRssMb(), ...extra };
 if (kind === 'steady') {
   const k = 20;
   out.firstMedianMs = median(ts.slice(0, k));
