@@ -12,4 +12,4 @@ export * as nn from './nn/index.ts';
 // `data` is taken by the tensor download function E.data(t), so the data pipeline is E.datasets.
 export * as datasets from './data/index.ts';
 export { setBackend, getBackend, listBackends, registerBackend, registerKernel, type Backend, type DType, type TypedArray } from './backends/backend.ts';
-export { gpuMode, configureGpu, createGpuBackend, gpuModes, gpuModeAvailable, type GpuMode, type GpuBackend } from './backends/gpu/index.ts';
+export { gpuMode, gpuAdapter, configureGpu, createGpuBackend, gpuModes, gpuModeAvailable, gpuModeUnavailableReason, type GpuMode, type GpuBackend } from './backends/gpu/index.ts';
