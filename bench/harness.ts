@@ -17,7 +17,7 @@ export interface Suite {
   readonly name: string;
   readonly description: string;
   /** Runs the cases whose full name (`suite/name backend pass`) contains `filter`. */
-  run(opts: { filter?: string; quick?: boolean }): Promise<Row[]>;
+  run(opts: { filter?: string; quick?: boolean; backend?: string }): Promise<Row[]>;
 }
 
 export interface MeasureOptions {

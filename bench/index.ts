@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- [--json] [--filter TEXT] [--suite NAME] [--quick]`
+ * `npm run bench -- [--json] [--filter TEXT] [--suite NAME] [--quick] [--backend cpu|gpu]`
  * Runs the registered suites and prints a table (or a JSON array of rows).
  */
 import { parseArgs } from 'node:util';
@@ -12,12 +12,13 @@ const { values } = parseArgs({
     filter: { type: 'string' },
     suite: { type: 'string', multiple: true },
     quick: { type: 'boolean', default: false },
+    backend: { type: 'string' },
     help: { type: 'boolean', default: false },
   },
 });
 
 if (values.help) {
-  console.log(`usage: npm run bench -- [--json] [--filter TEXT] [--suite NAME] [--quick]\nsuites:\n${suites.map((s) => `  ${s.name.padEnd(12)} ${s.description}`).join('\n')}`);
+  console.log(`usage: npm run bench -- [--json] [--filter TEXT] [--suite NAME] [--quick] [--backend cpu|gpu (models: ours and tfjs on the gpu)]\nsuites:\n${suites.map((s) => `  ${s.name.padEnd(12)} ${s.description}`).join('\n')}`);
   process.exit(0);
 }
 
@@ -31,7 +32,7 @@ if (values.suite?.length && chosen.length !== values.suite.length) {
 const rows: Row[] = [];
 for (const s of chosen) {
   if (!values.json) console.error(`# suite ${s.name}: ${s.description}`);
-  const got = await s.run({ filter: values.filter, quick: values.quick });
+  const got = await s.run({ filter: values.filter, quick: values.quick, backend: values.backend });
   rows.push(...got);
   if (!values.json) {
     for (const r of got) console.log(`${`${r.suite}/${r.name}`.padEnd(44)} ${r.backend.padEnd(10)} ${r.pass.padEnd(17)} ${r.medianMs.toFixed(2).padStart(10)} ms`);

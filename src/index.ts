@@ -14,5 +14,5 @@ export * as nn from './nn/index.ts';
 export * as datasets from './data/index.ts';
 export * as inspect from './inspect/index.ts';
 export { setBackend, getBackend, listBackends, registerBackend, registerKernel, type Backend, type DType, type TypedArray } from './backends/backend.ts';
-export { gpuMode, configureGpu, createGpuBackend, gpuModes, gpuModeAvailable, type GpuMode, type GpuBackend } from './backends/gpu/index.ts';
+export { gpuMode, gpuAdapter, configureGpu, createGpuBackend, gpuModes, gpuModeAvailable, gpuModeUnavailableReason, type GpuMode, type GpuBackend } from './backends/gpu/index.ts';
 export * as classifier from './train/classifier.ts';

@@ -217,10 +217,13 @@ describe('cpu', () => {
 });
 
 describe('the gpu backend registered as gpu', () => {
-  it('starts lazily and reports its mode', () => {
+  it('starts lazily and reports its mode: the first available of webgpu > webgl2 > webgl > headlessgl > webasm > cpu', () => {
     expect(E.listBackends()).toContain('gpu');
     const mode = E.gpuMode();
-    expect(['webgl2', 'webgl', 'headlessgl', 'webasm', 'cpu']).toContain(mode);
     expect(gpuModeAvailable(mode)).toBe(true);
+    const forced = process.env.STOCHCONV_GPU_MODE;
+    if (forced && forced !== 'auto') expect(mode).toBe(forced);
+    else expect(mode).toBe(E.gpuModes.find((m) => gpuModeAvailable(m)));
+    expect(E.gpuAdapter() !== null).toBe(mode === 'webgpu');
   });
 });

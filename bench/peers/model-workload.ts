@@ -1,10 +1,13 @@
 /**
  * One model workload in its own process, so its peak RSS is its own:
  *   tsx bench/peers/model-workload.ts ENGINE WORKLOAD REPS
- * ENGINE: cpu (this engine, eager) | cpu-jit (the same step through jit: forward, backward and the
- * optimizer compiled as one graph, parameters and optimizer state donated) | tfjs-wasm | tfjs-cpu; WORKLOAD: b0/train-step-8x224, b0/inference-16x128,
+ * ENGINE: cpu | gpu (this engine's backends, eager; gpu = the best mode, webgpu where an adapter is
+ * present) | cpu-jit | gpu-jit (the same step through jit: forward, backward and the optimizer
+ * compiled as one graph, parameters and optimizer state donated) | tfjs-wasm | tfjs-cpu | tfjs-webgpu;
+ * WORKLOAD: b0/train-step-8x224, b0/inference-16x128,
  * b0-full-split/train-step-8x224+1024, b0/steady-200 (200 train steps at 8×224: first/last medians and RSS).
- * Prints one JSON line: {medianMs, samples, peakRssMb, note, ...}.
+ * Prints one JSON line: {medianMs, samples, peakRssMb, note, ...} (gpu: also the mode, the adapter
+ * and the kernel dispatches per sample).
  */
 import { performance } from 'node:perf_hooks';
 import * as E from '../../src/index.ts';
@@ -37,8 +40,22 @@ let rssAt20 = 0;
 /** cpu-jit extras: compile time of the first call and JS-heap bytes allocated per steady-state step. */
 const jitStats: Record<string, unknown> = {};
 
-async function ours(compiled: boolean) {
-  E.setBackend('cpu');
+let extra: Record<string, unknown> = {};
+
+async function ours(backend: 'cpu' | 'gpu', compiled: boolean) {
+  const b = E.setBackend(backend);
+  if (backend === 'gpu') {
+    const gpu = b as E.GpuBackend;
+    extra = { mode: gpu.mode(), describe: gpu.describe!() };
+    const d0 = gpu.dispatches();
+    const ts = await oursOn(compiled);
+    extra.dispatchesPerSample = (gpu.dispatches() - d0) / (ts.length + 1);
+    return ts;
+  }
+  return oursOn(compiled);
+}
+
+async function oursOn(compiled: boolean) {
   const key = E.random.key(0);
   const model = E.nn.createModel(arch, { key, lowSize: low, ...(high ? { highSize: high } : {}) });
   const x = E.random.normal(E.random.foldIn(key, 1), [batch, 3, low, low]);
@@ -121,27 +138,44 @@ function jitTrain(model: E.nn.Model, input: E.nn.Input, y: E.Tensor, opt: Return
   return timeCompiled(run, () => step.lower(params, state, slots, key));
 }
 
-async function tfjs(backend: 'cpu' | 'wasm') {
+async function tfjs(backend: 'cpu' | 'wasm' | 'webgpu') {
   const { tf, note } = await loadTfjs(backend);
   if (high) throw new Error('tfjs peer: no full-split model');
   const model = tfjsEfficientNetB0(tf, low, 1);
   const x = tf.randomNormal([batch, low, low, 3]);
   const y = tf.tensor2d(Float32Array.from({ length: batch }, (_, i) => i % 2), [batch, 1]);
   process.stderr.write(`${note}\n`);
+  extra = { note };
+  type T = import('@tensorflow/tfjs').Tensor;
+  // tfjs-webgpu reads back only asynchronously in Node (its dataSync needs OffscreenCanvas); so does ours there.
+  const read = async (t: T) => (backend === 'webgpu' ? await t.data() : t.dataSync());
   if (kind === 'inference') {
-    return time(() => tf.tidy(() => (model.predict(x) as import('@tensorflow/tfjs').Tensor).dataSync()), reps);
+    return time(async () => {
+      const out = tf.tidy(() => model.predict(x) as T);
+      await read(out);
+      out.dispose();
+    }, reps);
   }
   const opt = tf.train.rmsprop(1e-3, 0.99, 0, 1e-8);
-  return time(() => {
-    const loss = opt.minimize(() => tf.losses.sigmoidCrossEntropy(y, model.apply(x, { training: true }) as import('@tensorflow/tfjs').Tensor) as import('@tensorflow/tfjs').Scalar, true);
-    loss?.dataSync();
+  return time(async () => {
+    const loss = opt.minimize(() => tf.losses.sigmoidCrossEntropy(y, model.apply(x, { training: true }) as T) as import('@tensorflow/tfjs').Scalar, true);
+    if (loss) await read(loss);
     loss?.dispose();
   }, reps);
 }
 
-const ts = engine === 'cpu' || engine === 'cpu-jit' ? await ours(engine === 'cpu-jit') : engine === 'tfjs-wasm' ? await tfjs('wasm') : engine === 'tfjs-cpu' ? await tfjs('cpu') : null;
-if (!ts) throw new Error(`model-workload: unknown engine '${engine}'`);
-const out: Record<string, unknown> = { medianMs: median(ts), samples: ts.length, peakRssMb: peakRssMb(), ...jitStats };
+const run: Record<string, () => Promise<number[]>> = {
+  cpu: () => ours('cpu', false),
+  gpu: () => ours('gpu', false),
+  'cpu-jit': () => ours('cpu', true),
+  'gpu-jit': () => ours('gpu', true),
+  'tfjs-wasm': () => tfjs('wasm'),
+  'tfjs-cpu': () => tfjs('cpu'),
+  'tfjs-webgpu': () => tfjs('webgpu'),
+};
+if (!run[engine]) throw new Error(`model-workload: unknown engine '${engine}' (${Object.keys(run).join(', ')})`);
+const ts = await run[engine]();
+const out: Record<string, unknown> = { medianMs: median(ts), samples: ts.length, peakRssMb: peakRssMb(), ...extra, ...jitStats };
 if (kind === 'steady') {
   const k = 20;
   out.firstMedianMs = median(ts.slice(0, k));

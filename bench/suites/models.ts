@@ -3,8 +3,10 @@
  * full-split model, on this engine's CPU backend (eager: `cpu`; compiled by jit: `cpu-jit`, whose
  * rows also carry compileMs, firstCallMs and heapBytesPerStep) and — in the same run — on TensorFlow.js
  * (wasm, cpu) with the same architecture from tfjs layers, and PyTorch CPU when installed.
+ * With `--backend gpu`: this engine's gpu backend (its best mode: webgpu where an adapter is
+ * present) and TensorFlow.js's WebGPU backend on the same adapter (rows 'gpu' and 'tfjs-webgpu').
  * Each (engine, workload) runs in its own process so peak RSS is its own. Opt-in:
- *   npm run bench -- --suite models [--quick] [--filter TEXT]
+ *   npm run bench -- --suite models [--quick] [--filter TEXT] [--backend gpu]
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
@@ -37,14 +39,42 @@ function torchRows(quick: boolean): Record<string, any>[] {
   return out.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
 }
 
+/**
+ * The gpu workloads: the cpu ones plus B0 training at batch 32 (a real GPU's scale); with --quick,
+ * small ones that finish in minutes on a software adapter (lavapipe).
+ */
+const GPU_WORKLOADS = [...WORKLOADS, 'b0/train-step-32x224'];
+const GPU_QUICK = ['b0/inference-4x64', 'b0/train-step-4x64', 'b0-full-split/train-step-4x64+128'];
+
+/** The gpu rows: ours (gpu backend, best mode) and tfjs-webgpu, per workload, each in its own process. */
+function gpuRows(filter: string | undefined, quick: boolean, passOf: (w: string) => Pass): Row[] {
+  const rows: Row[] = [];
+  const reps = quick ? 2 : 3;
+  for (const w of quick ? GPU_QUICK : GPU_WORKLOADS) {
+    for (const engine of ['gpu', 'tfjs-webgpu']) {
+      if (!matches(filter, 'models', w, engine, passOf(w))) continue;
+      if (engine !== 'gpu' && w.startsWith('b0-full-split')) continue; // no tfjs build of the two-backbone model
+      const r = runWorkload(engine, w, reps, 60 * 60_000);
+      if ('error' in r) {
+        console.error(`# models: ${w} ${engine}: ${r.error}`);
+        continue;
+      }
+      rows.push({ suite: 'models', name: w, backend: engine, pass: passOf(w), ...(r as { medianMs: number; samples: number }) });
+    }
+  }
+  return rows;
+}
+
 export const models: Suite & { optIn: boolean } = {
   name: 'models',
   description: 'EfficientNet-B0 / full-split train steps and inference vs TensorFlow.js and PyTorch (opt-in: --suite models)',
   optIn: true,
-  async run({ filter, quick }) {
+  async run({ filter, quick, backend }) {
     const rows: Row[] = [];
     const reps = quick ? 2 : 5;
     const passOf = (w: string): Pass => (w.includes('train-step') ? 'train-step' : 'inference');
+    if (backend === 'gpu') return gpuRows(filter, !!quick, passOf);
+    if (backend && backend !== 'cpu') throw new Error(`bench models: --backend must be cpu or gpu, got '${backend}'`);
     for (const w of WORKLOADS) {
       for (const engine of ['cpu', 'cpu-jit', 'tfjs-wasm', 'tfjs-cpu']) {
         if (!matches(filter, 'models', w, engine, passOf(w))) continue;

@@ -87,7 +87,6 @@ export class WebGpuDevice {
       throw new Error(`webgpu: ${report.error}`);
     }
     this.adapter = report as unknown as AdapterReport;
-    this.worker.unref();
     this.worker.on('message', (m: { req: number; data: ArrayBuffer | null; error: string | null }) => {
       const p = this.pending.get(m.req);
       if (!p) return;
@@ -103,6 +102,9 @@ export class WebGpuDevice {
     };
     this.worker.on('error', (e) => fail(`the device thread failed: ${e.message}`));
     this.worker.on('exit', (code) => fail(`the device thread exited (code ${code})`));
+    // The device thread never keeps the process alive (only a pending async read does); unref after
+    // the listeners, which would otherwise ref it again.
+    this.worker.unref();
   }
 
   /** One line naming the adapter, e.g. `llvmpipe (mesa, software), maxStorageBufferBindingSize 128 MiB`. */
