@@ -214,7 +214,8 @@ function compile<A extends unknown[]>(f: (...a: A) => unknown, args: A, flat: Fl
 
 /**
  * Compiles `f` per input signature and runs the compiled graph (see the module comment for the
- * cache key). Inside another jitted function's trace, `f` is simply inlined.
+ * cache key). Inside another jitted function's trace, `f` is simply inlined; called on values a
+ * grad/vjp is tracing (jit inside grad), `f` runs eagerly so gradients flow. Put jit outside grad.
  * @example const step = jit((p, x) => valueAndGrad((q) => loss(q, x))(p)); step(params, batch)
  */
 export function jit<A extends unknown[], R>(f: (...args: A) => R, opts: JitOptions = {}): Jitted<A, R> {
@@ -238,6 +239,8 @@ export function jit<A extends unknown[], R>(f: (...args: A) => R, opts: JitOptio
   const call = (...args: A): R => {
     if (recording()) return f(...args);
     const flat = flattenArgs(args);
+    // Under grad/vjp the compiled graph would drop the autograd history: run f eagerly instead.
+    if (flat.tensors.some((t) => t.node)) return f(...args);
     const e = entryFor(args, flat);
     checkDonation(flat, opts.donate ?? []);
     const vals = e.exec ? e.exec.run(flat.tensors, flat.keys) : runUnplanned(e.graph, e.steps, flat.tensors, flat.keys);
