@@ -1,9 +1,8 @@
 /**
  * Running a compiled graph. On a backend with an arena hook (the CPU backend) every intermediate
  * lives at its planned offset in one arena shared by all compiled graphs of that backend and
- * reused across calls; kernels write into their slot through `OutSpec.into` (an intermediate
- * whose kernel returns other storage keeps that storage instead; an output is copied; both are
- * listed in `copiedOps`). Kernel arguments are built once and only their storage
+ * reused across calls; kernels marked `writesInto` write into their slot through `OutSpec.into`,
+ * the others' results keep the storage they allocate (`Lowered.stats.ownOutputOps` lists them). Kernel arguments are built once and only their storage
  * fields change per call, so a steady-state call allocates little beyond its outputs. Backends
  * without the hook (gpu.js) run the equations one by one and dispose each intermediate after its
  * last use.
@@ -68,10 +67,8 @@ export class ArenaExecutable {
   private readonly kernels: (Kernel | null)[];
   private readonly hostValues: unknown[];
   private boundTo: ArrayBuffer | null = null;
-  /** Outputs whose kernel ignored `into` on the last call (copied into the output's buffer). */
+  /** Results a writesInto kernel returned elsewhere on the last call (copied into their slot; should stay 0). */
   copies = 0;
-  /** Primitives whose kernels ignore `into` (their intermediates use the kernel's own storage, outside the arena). */
-  readonly copiedOps = new Set<string>();
 
   constructor(
     readonly graph: Graph,
@@ -117,6 +114,7 @@ export class ArenaExecutable {
       else if (v.src.kind === 'host') st[v.id] = storageOn(this.hostValues[v.src.node] as Tensor, this.backend);
       else if (p.kind === 'fresh') st[v.id] = arrayFor(v.dtype, v.size);
       else if (p.kind === 'donated') st[v.id] = inputs[p.input].storage;
+      else if (p.kind === 'owned') st[v.id] = null;
     }
     this.copies = 0;
     for (let i = 0; i < this.steps.length; i++) this.runStep(i);
@@ -140,13 +138,11 @@ export class ArenaExecutable {
     const args = this.args[i];
     for (let k = 0; k < s.ins.length; k++) args[k].storage = st[s.ins[k]];
     const spec = this.specs[i];
-    spec.into = out;
+    spec.into = out ?? undefined;
     const res = this.kernels[i]!(args as KernelArg[], attrsFor(s, this.hostValues), spec) as TypedArray;
-    if (res === out) return;
-    // The kernel ignored `into`: an intermediate adopts its storage; an output is copied into its buffer.
-    this.copiedOps.add(s.eqn.prim);
-    if (this.plan.placement[s.out].kind === 'arena') st[s.out] = res;
-    else {
+    if (!out) st[s.out] = res; // a kernel that allocates its own output
+    else if (res !== out) {
+      // A kernel marked writesInto that returned other storage: correct, but a copy.
       out.set(res);
       this.copies++;
     }

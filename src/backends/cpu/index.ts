@@ -1,5 +1,5 @@
 /** The CPU backend: plain TypeScript kernels over typed arrays, the reference for every other backend. */
-import { type Backend, type Kernel, registerBackend, type TypedArray } from '../backend.ts';
+import { type Backend, type Kernel, registerBackend, type TypedArray, writesInto } from '../backend.ts';
 import { convKernels } from './conv.ts';
 import { elementwiseExprs, elementwiseKernel } from './elementwise.ts';
 import * as L from './layout.ts';
@@ -8,7 +8,7 @@ import { maxImpl, momentsImpl, sumImpl } from './reduce.ts';
 import { sigmoidF32, siluF32 } from './fast/index.ts';
 
 const kernels = new Map<string, Kernel<TypedArray>>();
-for (const [name, [arity, expr]] of Object.entries(elementwiseExprs)) kernels.set(name, elementwiseKernel(name, arity, expr));
+for (const [name, [arity, expr]] of Object.entries(elementwiseExprs)) kernels.set(name, writesInto(elementwiseKernel(name, arity, expr)));
 const table: Record<string, Kernel<TypedArray, any>> = {
   sum: sumImpl,
   max: maxImpl,
@@ -25,24 +25,25 @@ const table: Record<string, Kernel<TypedArray, any>> = {
   cast: L.castImpl,
   ...convKernels,
 };
-for (const [name, k] of Object.entries(table)) kernels.set(name, k);
+// Every kernel here but the convolutions' honours OutSpec.into (jit's arena slots).
+for (const [name, k] of Object.entries(table)) kernels.set(name, name in convKernels ? k : writesInto(k));
 
 // float32 SiLU and sigmoid on wasm SIMD (a vector exp; the reference loop spends ~20 ns in Math.exp per element).
 for (const [name, fast] of [['silu', siluF32], ['sigmoid', sigmoidF32]] as const) {
   const ref = kernels.get(name)!;
-  kernels.set(name, (ins, a, out) => (out.dtype === 'float32' ? fast(ins[0].storage as Float32Array, out.into as Float32Array | undefined) : ref(ins, a, out)));
+  kernels.set(name, writesInto((ins, a, out) => (out.dtype === 'float32' ? fast(ins[0].storage as Float32Array, out.into as Float32Array | undefined) : ref(ins, a, out))));
 }
 // affine with a fused SiLU: the affine loop, then SiLU in place.
 const affineRef = kernels.get('affine')!;
 const siluRef = kernels.get('silu')!;
-kernels.set('affine', (ins, a: { act?: 'silu' }, out) => {
+kernels.set('affine', writesInto((ins: Parameters<Kernel<TypedArray>>[0], a: { act?: 'silu' }, out: Parameters<Kernel>[2]) => {
   const z = affineRef(ins, a, out);
   if (a.act !== 'silu') return z;
   return out.dtype === 'float32' ? siluF32(z as Float32Array, z as Float32Array) : siluRef([{ storage: z, shape: out.shape, dtype: out.dtype }], {}, out);
-});
+}));
 // siluGrad(x, ct) = ct·σ(1 + x(1 − σ)) with σ from the SIMD sigmoid, when no broadcasting is involved.
 const siluGradRef = kernels.get('siluGrad')!;
-kernels.set('siluGrad', (ins, a, out) => {
+kernels.set('siluGrad', writesInto((ins: Parameters<Kernel<TypedArray>>[0], a: unknown, out: Parameters<Kernel>[2]) => {
   const [x, ct] = ins.map((i) => i.storage);
   if (out.dtype !== 'float32' || x.length !== ct.length || x.length !== out.shape.reduce((p, d) => p * d, 1)) return siluGradRef(ins, a, out);
   // σ goes into the output first, so the output must not be x or ct (jit never writes this op in place).
@@ -52,7 +53,7 @@ kernels.set('siluGrad', (ins, a, out) => {
     s[i] = ct[i] * si * (1 + x[i] * (1 - si));
   }
   return s;
-});
+}));
 
 export const cpuBackend: Backend<TypedArray> = {
   name: 'cpu',
