@@ -67,6 +67,10 @@ export class ArenaExecutable {
   private readonly kernels: (Kernel | null)[];
   private readonly hostValues: unknown[];
   private boundTo: ArrayBuffer | null = null;
+  /** Per step: kernel-owned buffers read for the last time there (dropped after it, as eager would). */
+  private readonly dropAfter: number[][];
+  /** Variables whose storage is per call (inputs, host draws, outputs, kernel-owned): cleared after a call. */
+  private readonly perCall: number[];
   /** Results a writesInto kernel returned elsewhere on the last call (copied into their slot; should stay 0). */
   copies = 0;
 
@@ -90,6 +94,13 @@ export class ArenaExecutable {
     g.vars.forEach((v) => {
       if (v.src.kind === 'const') this.st[v.id] = storageOn(v.src.tensor, backend);
     });
+    this.perCall = g.vars.filter((v) => v.src.kind !== 'const' && plan.placement[v.id].kind !== 'arena').map((v) => v.id);
+    this.dropAfter = dropSchedule(g, steps, plan);
+  }
+
+  /** Forgets the last call's per-call storage, so nothing it allocated outlives it here. */
+  clear(): void {
+    for (const v of this.perCall) this.st[v] = null;
   }
 
   /** Points arena variables at views of the (possibly regrown) arena. */
@@ -117,7 +128,10 @@ export class ArenaExecutable {
       else if (p.kind === 'owned') st[v.id] = null;
     }
     this.copies = 0;
-    for (let i = 0; i < this.steps.length; i++) this.runStep(i);
+    for (let i = 0; i < this.steps.length; i++) {
+      this.runStep(i);
+      for (const v of this.dropAfter[i]) st[v] = null;
+    }
     return st;
   }
 
@@ -147,6 +161,22 @@ export class ArenaExecutable {
       this.copies++;
     }
   }
+}
+
+/** For each step, the kernel-owned variables (and their reshapes) last read there, outputs excepted. */
+function dropSchedule(g: Graph, steps: readonly Step[], plan: MemoryPlan): number[][] {
+  const root = g.vars.map((v) => v.id);
+  for (const s of steps) if (s.kind === 'alias') root[s.out] = root[s.ins[0]];
+  const last = new Array<number>(g.vars.length).fill(-1);
+  steps.forEach((s, i) => s.ins.forEach((v) => (last[root[v]] = i)));
+  for (const o of g.outputs) if ('v' in o) last[root[o.v]] = steps.length;
+  const drop: number[][] = steps.map(() => []);
+  g.vars.forEach((v) => {
+    const r = root[v.id];
+    const owned = plan.placement[r].kind === 'owned';
+    if (owned && last[r] >= 0 && last[r] < steps.length) drop[last[r]].push(v.id);
+  });
+  return drop;
 }
 
 /** Runs a graph equation by equation on any backend (no arena), disposing intermediates after their last use. */

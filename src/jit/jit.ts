@@ -244,6 +244,7 @@ export function jit<A extends unknown[], R>(f: (...args: A) => R, opts: JitOptio
     checkDonation(flat, opts.donate ?? []);
     const vals = e.exec ? e.exec.run(flat.tensors, flat.keys) : runUnplanned(e.graph, e.steps, flat.tensors, flat.keys);
     const leaves = e.graph.outputs.map((o) => ('v' in o ? outputTensor(e, o.v, vals) : o.value));
+    e.exec?.clear();
     for (const [i, t] of flat.tensors.entries()) if ((opts.donate ?? []).includes(flat.argOf[i])) markDonated(t, flat.paths[i]);
     return rebuildOutput(e.shape, leaves) as R;
   };
