@@ -1,6 +1,6 @@
 /**
  * The memory plan of the compiled train micro-step at paper sizes, traced on shapes only (nothing
- * is computed): arena bytes per micro-batch size and the largest micro-batch whose arena fits the
+ * is computed): live intermediate bytes per micro-batch size and the largest micro-batch that fits the
  * wasm32 budget (what the trainer picks). Usage: npx tsx scripts/jit-memory.ts [model] [low] [high] [max]
  */
 import * as E from '../src/index.ts';
@@ -14,7 +14,7 @@ const seen = new Map<number, number>();
 const bytesAt = (n: number) => {
   const t = performance.now();
   const b = microStepArenaBytes(model.config, spec, model.params, model.state, n);
-  console.log(`${name} ${low}${model.config.highSize ? `+${high}` : ''} micro-batch ${String(n).padStart(3)}: arena ${gib(b)} (compiled in ${((performance.now() - t) / 1000).toFixed(1)} s)`);
+  console.log(`${name} ${low}${model.config.highSize ? `+${high}` : ''} micro-batch ${String(n).padStart(3)}: intermediates ${gib(b)} (compiled in ${((performance.now() - t) / 1000).toFixed(1)} s)`);
   seen.set(n, b);
   return b;
 };

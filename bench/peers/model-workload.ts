@@ -96,7 +96,7 @@ async function timeCompiled(fn: () => unknown, lower: () => E.Lowered): Promise<
   fn();
   jitStats.firstCallMs = performance.now() - t0;
   const l = lower();
-  Object.assign(jitStats, { compileMs: l.stats.compileMs, arenaMb: l.memory.arenaBytes / 2 ** 20, unplannedMb: l.memory.unplannedBytes / 2 ** 20, fusedOps: l.stats.fusedOps, copiedOps: l.stats.copiedOps.join(' ') });
+  Object.assign(jitStats, { compileMs: l.stats.compileMs, arenaMb: l.memory.arenaBytes / 2 ** 20, intermediateMb: l.memory.intermediateBytes / 2 ** 20, unplannedMb: l.memory.unplannedBytes / 2 ** 20, fusedOps: l.stats.fusedOps, ownOutputOps: l.stats.ownOutputOps.join(' ') });
   const heap = () => process.memoryUsage().heapUsed + process.memoryUsage().arrayBuffers;
   const ts = await time(fn, reps);
   const h0 = heap();

@@ -26,7 +26,13 @@ export interface OutSpec {
   readonly into?: unknown;
 }
 
-export type Kernel<S = unknown, A = any> = (inputs: readonly KernelArg<S>[], attrs: A, out: OutSpec) => S;
+export type Kernel<S = unknown, A = any> = ((inputs: readonly KernelArg<S>[], attrs: A, out: OutSpec) => S) & {
+  /** The kernel honours `OutSpec.into` (set with `writesInto`); jit plans arena slots only for such kernels. */
+  readonly writesInto?: boolean;
+};
+
+/** Marks a kernel as writing into `OutSpec.into` when given. */
+export const writesInto = <K extends (...a: any[]) => unknown>(k: K): K & { readonly writesInto: true } => Object.assign(k, { writesInto: true as const });
 
 export interface Backend<S = unknown> {
   readonly name: string;

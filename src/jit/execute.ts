@@ -1,9 +1,8 @@
 /**
  * Running a compiled graph. On a backend with an arena hook (the CPU backend) every intermediate
  * lives at its planned offset in one arena shared by all compiled graphs of that backend and
- * reused across calls; kernels write into their slot through `OutSpec.into` (an intermediate
- * whose kernel returns other storage keeps that storage instead; an output is copied; both are
- * listed in `copiedOps`). Kernel arguments are built once and only their storage
+ * reused across calls; kernels marked `writesInto` write into their slot through `OutSpec.into`,
+ * the others' results keep the storage they allocate (`Lowered.stats.ownOutputOps` lists them). Kernel arguments are built once and only their storage
  * fields change per call, so a steady-state call allocates little beyond its outputs. Backends
  * without the hook (gpu.js) run the equations one by one and dispose each intermediate after its
  * last use.
@@ -68,10 +67,12 @@ export class ArenaExecutable {
   private readonly kernels: (Kernel | null)[];
   private readonly hostValues: unknown[];
   private boundTo: ArrayBuffer | null = null;
-  /** Outputs whose kernel ignored `into` on the last call (copied into the output's buffer). */
+  /** Per step: kernel-owned buffers read for the last time there (dropped after it, as eager would). */
+  private readonly dropAfter: number[][];
+  /** Variables whose storage is per call (inputs, host draws, outputs, kernel-owned): cleared after a call. */
+  private readonly perCall: number[];
+  /** Results a writesInto kernel returned elsewhere on the last call (copied into their slot; should stay 0). */
   copies = 0;
-  /** Primitives whose kernels ignore `into` (their intermediates use the kernel's own storage, outside the arena). */
-  readonly copiedOps = new Set<string>();
 
   constructor(
     readonly graph: Graph,
@@ -93,6 +94,13 @@ export class ArenaExecutable {
     g.vars.forEach((v) => {
       if (v.src.kind === 'const') this.st[v.id] = storageOn(v.src.tensor, backend);
     });
+    this.perCall = g.vars.filter((v) => v.src.kind !== 'const' && plan.placement[v.id].kind !== 'arena').map((v) => v.id);
+    this.dropAfter = dropSchedule(g, steps, plan);
+  }
+
+  /** Forgets the last call's per-call storage, so nothing it allocated outlives it here. */
+  clear(): void {
+    for (const v of this.perCall) this.st[v] = null;
   }
 
   /** Points arena variables at views of the (possibly regrown) arena. */
@@ -117,9 +125,13 @@ export class ArenaExecutable {
       else if (v.src.kind === 'host') st[v.id] = storageOn(this.hostValues[v.src.node] as Tensor, this.backend);
       else if (p.kind === 'fresh') st[v.id] = arrayFor(v.dtype, v.size);
       else if (p.kind === 'donated') st[v.id] = inputs[p.input].storage;
+      else if (p.kind === 'owned') st[v.id] = null;
     }
     this.copies = 0;
-    for (let i = 0; i < this.steps.length; i++) this.runStep(i);
+    for (let i = 0; i < this.steps.length; i++) {
+      this.runStep(i);
+      for (const v of this.dropAfter[i]) st[v] = null;
+    }
     return st;
   }
 
@@ -140,17 +152,31 @@ export class ArenaExecutable {
     const args = this.args[i];
     for (let k = 0; k < s.ins.length; k++) args[k].storage = st[s.ins[k]];
     const spec = this.specs[i];
-    spec.into = out;
+    spec.into = out ?? undefined;
     const res = this.kernels[i]!(args as KernelArg[], attrsFor(s, this.hostValues), spec) as TypedArray;
-    if (res === out) return;
-    // The kernel ignored `into`: an intermediate adopts its storage; an output is copied into its buffer.
-    this.copiedOps.add(s.eqn.prim);
-    if (this.plan.placement[s.out].kind === 'arena') st[s.out] = res;
-    else {
+    if (!out) st[s.out] = res; // a kernel that allocates its own output
+    else if (res !== out) {
+      // A kernel marked writesInto that returned other storage: correct, but a copy.
       out.set(res);
       this.copies++;
     }
   }
+}
+
+/** For each step, the kernel-owned variables (and their reshapes) last read there, outputs excepted. */
+function dropSchedule(g: Graph, steps: readonly Step[], plan: MemoryPlan): number[][] {
+  const root = g.vars.map((v) => v.id);
+  for (const s of steps) if (s.kind === 'alias') root[s.out] = root[s.ins[0]];
+  const last = new Array<number>(g.vars.length).fill(-1);
+  steps.forEach((s, i) => s.ins.forEach((v) => (last[root[v]] = i)));
+  for (const o of g.outputs) if ('v' in o) last[root[o.v]] = steps.length;
+  const drop: number[][] = steps.map(() => []);
+  g.vars.forEach((v) => {
+    const r = root[v.id];
+    const owned = plan.placement[r].kind === 'owned';
+    if (owned && last[r] >= 0 && last[r] < steps.length) drop[last[r]].push(v.id);
+  });
+  return drop;
 }
 
 /** Runs a graph equation by equation on any backend (no arena), disposing intermediates after their last use. */

@@ -48,8 +48,8 @@ export interface Lowered {
     readonly steps: number;
     readonly fusedLoops: number;
     readonly fusedOps: number;
-    /** Steps whose kernel cannot write into its arena slot yet (copied), by primitive. */
-    readonly copiedOps: readonly string[];
+    /** Primitives whose kernels allocate their own outputs (no `writesInto`): outside the arena. */
+    readonly ownOutputOps: readonly string[];
     readonly compileMs: number;
     readonly backend: string;
   };
@@ -180,31 +180,30 @@ function compile<A extends unknown[]>(f: (...a: A) => unknown, args: A, flat: Fl
   const arena = !!(backend.arena && backend.view);
   const steps = schedule(graph, arena && opts.fuse !== false);
   const donate = flat.tensors.map((_, i) => (opts.donate ?? []).includes(flat.argOf[i]));
-  const plan = arena ? planMemory(graph, steps, donate) : null;
+  const plan = arena ? planMemory(graph, steps, donate, (p) => !!backend.kernels.get(p)?.writesInto) : null;
   const exec = plan ? new ArenaExecutable(graph, steps, plan, backend) : null;
   const inputBytes = flat.tensors.reduce((p, t) => p + bytes(t), 0);
   const constBytes = graph.vars.reduce((p, v) => p + (v.src.kind === 'const' ? bytes(v) : 0), 0);
   const fused = steps.filter((s) => s.kind === 'fused');
-  const memory = plan ?? { placement: [], arenaBytes: 0, unplannedBytes: 0, freshBytes: 0, donatedBytes: 0 };
+  const memory = plan ?? { placement: [], arenaBytes: 0, unplannedBytes: 0, intermediateBytes: 0, freshBytes: 0, donatedBytes: 0 };
   const lowered: Lowered = {
     signature: flat.sig,
     memory: {
       arenaBytes: memory.arenaBytes,
       unplannedBytes: memory.unplannedBytes,
+      intermediateBytes: memory.intermediateBytes,
       freshBytes: memory.freshBytes,
       donatedBytes: memory.donatedBytes,
       inputBytes,
       constBytes,
-      peakBytes: inputBytes + constBytes + memory.arenaBytes + memory.freshBytes,
+      peakBytes: inputBytes + constBytes + memory.intermediateBytes + memory.freshBytes,
     },
     stats: {
       eqns: graph.eqns.length,
       steps: steps.length,
       fusedLoops: fused.length,
       fusedOps: fused.reduce((p, s) => p + (s.kind === 'fused' ? s.ops.length : 0), 0),
-      get copiedOps() {
-        return exec ? [...exec.copiedOps] : [];
-      },
+      ownOutputOps: [...new Set(steps.flatMap((s) => (s.kind === 'prim' && plan?.placement[s.out].kind === 'owned' ? [s.eqn.prim] : [])))],
       compileMs: performance.now() - t0,
       backend: backend.name,
     },
@@ -214,7 +213,8 @@ function compile<A extends unknown[]>(f: (...a: A) => unknown, args: A, flat: Fl
 
 /**
  * Compiles `f` per input signature and runs the compiled graph (see the module comment for the
- * cache key). Inside another jitted function's trace, `f` is simply inlined.
+ * cache key). Inside another jitted function's trace, `f` is simply inlined; called on values a
+ * grad/vjp is tracing (jit inside grad), `f` runs eagerly so gradients flow. Put jit outside grad.
  * @example const step = jit((p, x) => valueAndGrad((q) => loss(q, x))(p)); step(params, batch)
  */
 export function jit<A extends unknown[], R>(f: (...args: A) => R, opts: JitOptions = {}): Jitted<A, R> {
@@ -238,10 +238,13 @@ export function jit<A extends unknown[], R>(f: (...args: A) => R, opts: JitOptio
   const call = (...args: A): R => {
     if (recording()) return f(...args);
     const flat = flattenArgs(args);
+    // Under grad/vjp the compiled graph would drop the autograd history: run f eagerly instead.
+    if (flat.tensors.some((t) => t.node)) return f(...args);
     const e = entryFor(args, flat);
     checkDonation(flat, opts.donate ?? []);
     const vals = e.exec ? e.exec.run(flat.tensors, flat.keys) : runUnplanned(e.graph, e.steps, flat.tensors, flat.keys);
     const leaves = e.graph.outputs.map((o) => ('v' in o ? outputTensor(e, o.v, vals) : o.value));
+    e.exec?.clear();
     for (const [i, t] of flat.tensors.entries()) if ((opts.donate ?? []).includes(flat.argOf[i])) markDonated(t, flat.paths[i]);
     return rebuildOutput(e.shape, leaves) as R;
   };

@@ -4,7 +4,8 @@
  * lifetime. Buffers that reach an output are allocated per call (or take a donated input's buffer
  * when that is safe); the rest are placed in one arena, largest first, each at the best-fitting
  * gap among the buffers whose lifetimes overlap it — so buffers that are never live together share
- * bytes, and the arena's size is the peak of live intermediates (plus fragmentation).
+ * bytes, and the arena's size is the peak of live intermediates (plus fragmentation). Results of
+ * kernels that cannot write into a given buffer (no `writesInto` mark) keep their own storage.
  */
 import type { Graph } from './graph.ts';
 import { isElementwise, type Step } from './fuse.ts';
@@ -18,6 +19,7 @@ export type Placement =
   | { readonly kind: 'alias'; readonly of: number } // a reshape: the storage of var `of`
   | { readonly kind: 'arena'; readonly offset: number }
   | { readonly kind: 'fresh' } // reaches an output: a new array per call
+  | { readonly kind: 'owned' } // from a kernel that allocates its own output (no `writesInto`)
   | { readonly kind: 'donated'; readonly input: number }; // writes into tensor input `input`'s buffer
 
 export interface MemoryPlan {
@@ -26,6 +28,8 @@ export interface MemoryPlan {
   readonly arenaBytes: number;
   /** What the intermediates would take without reuse (every one its own buffer). */
   readonly unplannedBytes: number;
+  /** The arena size if every kernel wrote into it (own-output kernels' results included): the live intermediates a wasm32 memory must hold. */
+  readonly intermediateBytes: number;
   /** Bytes of the outputs allocated per call (not counting those written into donated buffers). */
   readonly freshBytes: number;
   /** Bytes of outputs written into donated input buffers. */
@@ -59,15 +63,16 @@ function inPlaceSafe(g: Graph, s: Step, r: number, root: readonly number[]): boo
   return elementwise && s.ins.every((v) => root[v] !== r || g.vars[v].size === size);
 }
 
-export function planMemory(g: Graph, steps: readonly Step[], donate: readonly boolean[]): MemoryPlan {
+export function planMemory(g: Graph, steps: readonly Step[], donate: readonly boolean[], writesInto: (prim: string) => boolean): MemoryPlan {
   const root = rootsOf(g, steps);
   const { def, last } = lifetimes(g, steps, root);
   const placement: Placement[] = g.vars.map((v) => (v.src.kind === 'eqn' ? { kind: 'fresh' } : { kind: 'given' }));
   steps.forEach((s) => {
     if (s.kind === 'alias') placement[s.out] = { kind: 'alias', of: s.ins[0] };
+    else if (s.kind === 'prim' && !writesInto(s.eqn.prim)) placement[s.out] = { kind: 'owned' };
   });
   const outRoots = new Set<number>();
-  for (const o of g.outputs) if ('v' in o && g.vars[root[o.v]].src.kind === 'eqn') outRoots.add(root[o.v]);
+  for (const o of g.outputs) if ('v' in o && placement[root[o.v]].kind === 'fresh') outRoots.add(root[o.v]);
   // Donated inputs whose buffers outputs may take: same dtype and size, not themselves returned.
   const free = g.vars.filter((v) => v.src.kind === 'input' && donate[(v.src as { index: number }).index] && !g.outputs.some((o) => 'v' in o && root[o.v] === v.id));
   let freshBytes = 0;
@@ -82,10 +87,14 @@ export function planMemory(g: Graph, steps: readonly Step[], donate: readonly bo
       donatedBytes += v.size * bytesOf(v.dtype);
     } else freshBytes += v.size * bytesOf(v.dtype);
   }
-  const items = g.vars.filter((v) => placement[v.id].kind === 'fresh' && !outRoots.has(v.id) && def[v.id] >= 0);
+  const item = (v: (typeof g.vars)[number]) => ({ id: v.id, bytes: align(v.size * bytesOf(v.dtype)), from: def[v.id], to: Math.max(last[v.id], def[v.id]) });
+  const interior = g.vars.filter((v) => !outRoots.has(v.id) && def[v.id] >= 0 && root[v.id] === v.id);
+  const items = interior.filter((v) => placement[v.id].kind === 'fresh');
   const unplannedBytes = items.reduce((p, v) => p + align(v.size * bytesOf(v.dtype)), 0);
-  const arenaBytes = placeAll(items.map((v) => ({ id: v.id, bytes: align(v.size * bytesOf(v.dtype)), from: def[v.id], to: Math.max(last[v.id], def[v.id]) })), placement);
-  return { placement, arenaBytes, unplannedBytes, freshBytes, donatedBytes };
+  const arenaBytes = placeAll(items.map(item), placement);
+  const owned = interior.filter((v) => placement[v.id].kind === 'owned');
+  const intermediateBytes = owned.length ? placeAll([...items, ...owned].map(item), [...placement]) : arenaBytes;
+  return { placement, arenaBytes, unplannedBytes, intermediateBytes, freshBytes, donatedBytes };
 }
 
 const align = (n: number) => Math.ceil(n / ALIGN) * ALIGN;

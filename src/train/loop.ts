@@ -123,12 +123,12 @@ function compiledStep(mc: ModelConfig, spec: LossSpec): Jitted<Parameters<MicroS
  */
 export const MICRO_BATCH_BUDGET_BYTES = 4 * 2 ** 30 - 256 * 2 ** 20;
 
-/** Arena bytes of the compiled train micro-step at micro-batch `n` (traced on shapes only; the entry is kept for the run). */
+/** Live intermediate bytes of the compiled train micro-step at micro-batch `n` (traced on shapes only; the entry is kept for the run). */
 export function microStepArenaBytes(mc: ModelConfig, spec: LossSpec, params: Params, state: State, n: number): number {
   const img = (s: number) => shapeOnly([n, 3, s, s], mc.dtype);
   const input: Input = mc.highSize === null ? img(mc.lowSize) : { low: img(mc.lowSize), high: img(mc.highSize) };
   const targets = shapeOnly([n, spec.numClasses === 1 ? 1 : spec.numClasses], mc.dtype);
-  return compiledStep(mc, spec).lower(params, state, input, targets, shapeOnly([], mc.dtype), makeKey(0)).memory.arenaBytes;
+  return compiledStep(mc, spec).lower(params, state, input, targets, shapeOnly([], mc.dtype), makeKey(0)).memory.intermediateBytes;
 }
 
 /**

@@ -166,3 +166,16 @@ describe('a backend without an arena (gpu.js webasm)', () => {
     }
   });
 });
+
+describe('composition', () => {
+  it('grad of a jitted function differentiates it (f runs eagerly under the trace)', () => {
+    const jf = E.jit((x: E.Tensor) => E.sum(E.mul(x, x)));
+    expect(arr(E.grad(jf)(E.tensor([1, 2])))).toEqual([2, 4]);
+  });
+  it('a jitted function called inside another is inlined into its graph', () => {
+    const inner = E.jit((x: E.Tensor) => E.exp(x));
+    const outer = E.jit((x: E.Tensor) => E.add(inner(x), 1));
+    expect(arr(outer(E.tensor([0, 0])))).toEqual([2, 2]);
+    expect(inner.compiles).toBe(0);
+  });
+});

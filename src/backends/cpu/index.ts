@@ -1,5 +1,5 @@
 /** The CPU backend: plain TypeScript kernels over typed arrays, the reference for every other backend. */
-import { type Backend, type Kernel, registerBackend, type TypedArray } from '../backend.ts';
+import { type Backend, type Kernel, registerBackend, type TypedArray, writesInto } from '../backend.ts';
 import { convKernels } from './conv.ts';
 import { elementwiseExprs, elementwiseKernel, fastElementwiseKernel } from './elementwise.ts';
 import * as L from './layout.ts';
@@ -8,7 +8,7 @@ import { maxImpl, momentsImpl, sumImpl } from './reduce.ts';
 
 const kernels = new Map<string, Kernel<TypedArray>>();
 // Each elementwise op: its generated loop, behind the float32 wasm path where it has one.
-for (const [name, [arity, expr]] of Object.entries(elementwiseExprs)) kernels.set(name, fastElementwiseKernel(name, elementwiseKernel(name, arity, expr)));
+for (const [name, [arity, expr]] of Object.entries(elementwiseExprs)) kernels.set(name, writesInto(fastElementwiseKernel(name, elementwiseKernel(name, arity, expr))));
 const table: Record<string, Kernel<TypedArray, any>> = {
   sum: sumImpl,
   max: maxImpl,
@@ -25,7 +25,8 @@ const table: Record<string, Kernel<TypedArray, any>> = {
   cast: L.castImpl,
   ...convKernels,
 };
-for (const [name, k] of Object.entries(table)) kernels.set(name, k);
+// Every kernel here but the convolutions' honours OutSpec.into (jit's arena slots).
+for (const [name, k] of Object.entries(table)) kernels.set(name, name in convKernels ? k : writesInto(k));
 
 export const cpuBackend: Backend<TypedArray> = {
   name: 'cpu',
