@@ -1,5 +1,5 @@
 /**
- * Convolutions (issue 3): the EfficientNet stem, a depthwise and a pointwise conv, and the paper's
+ * Convolutions: the EfficientNet stem, a depthwise and a pointwise conv, and the paper's
  * stochastic stem with per-batch and per-image windows next to the plain conv2d that produces the
  * same output — on this engine's cpu backend and, in the same run, on TensorFlow.js (tfjs-cpu and
  * tfjs-wasm; NHWC layouts, the same sizes). Forward, and forward+backward (both gradients, for a

@@ -1,5 +1,5 @@
 /**
- * Model workloads (issue 7): EfficientNet-B0 train steps and inference, and the paper's
+ * Model workloads: EfficientNet-B0 train steps and inference, and the paper's
  * full-split model, on this engine's CPU backend (eager: `cpu`; compiled by jit: `cpu-jit`, whose
  * rows also carry compileMs, firstCallMs and heapBytesPerStep) and — in the same run — on TensorFlow.js
  * (wasm, cpu) with the same architecture from tfjs layers, and PyTorch CPU when installed.

@@ -41,7 +41,7 @@ export interface GradOptions {
 }
 
 function scalarOut(y: unknown, who: string): Tensor {
-  if (!(y instanceof Tensor)) throw new Error(`${who}: f must return a scalar tensor${''}`);
+  if (!(y instanceof Tensor)) throw new Error(`${who}: f must return a scalar tensor`);
   if (y.size !== 1) throw new Error(`${who}: f must return a scalar tensor, got shape ${fmt(y.shape)}`);
   return y;
 }
