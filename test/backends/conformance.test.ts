@@ -16,12 +16,12 @@
  */
 import * as fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
-import * as E from '../src/index.ts';
-import type { CheckCase } from '../src/autograd/registry.ts';
-import { broadcastCase, unaryCase } from '../src/autograd/checkgen.ts';
-import { bind } from '../src/autograd/trace.ts';
-import { createGpuBackend, gpuModeAvailable, type GpuBackend, type GpuMode } from '../src/backends/gpu/index.ts';
-import { modeUnavailableReason } from '../src/backends/gpu/runtime.ts';
+import * as E from '../../src/index.ts';
+import type { CheckCase } from '../../src/autograd/registry.ts';
+import { broadcastCase, unaryCase } from '../../src/autograd/checkgen.ts';
+import { bind } from '../../src/autograd/trace.ts';
+import { createGpuBackend, gpuModeAvailable, type GpuBackend, type GpuMode } from '../../src/backends/gpu/index.ts';
+import { modeUnavailableReason } from '../../src/backends/gpu/runtime.ts';
 
 const RTOL = 1e-4;
 

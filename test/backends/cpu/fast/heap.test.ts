@@ -5,15 +5,15 @@
  * tasks on worker threads. Also the fused memory-bound kernels (fast/activations.ts) against float64 formulas.
  */
 import { describe, expect, it } from 'vitest';
-import { WasmHeap, wasmHeap } from '../src/backends/cpu/fast/heap.ts';
-import { Job, poolThreads, poolWorkerTasks } from '../src/backends/cpu/fast/pool.ts';
-import { kernels } from '../src/backends/cpu/fast/convsimd.ts';
-import { sgemm } from '../src/backends/cpu/fast/sgemm.ts';
-import { type DepthwiseGeom, depthwiseForwardF32, depthwiseGradFilterF32, depthwiseGradInputF32, depthwiseForwardPtr } from '../src/backends/cpu/fast/dwconv.ts';
-import { type StochasticGeom, stochasticForwardF32, stochasticGradFilterF32, stochasticGradInputF32, stochasticForwardPtr } from '../src/backends/cpu/fast/stochconv.ts';
+import { WasmHeap, wasmHeap } from '../../../../src/backends/cpu/fast/heap.ts';
+import { Job, poolThreads, poolWorkerTasks } from '../../../../src/backends/cpu/fast/pool.ts';
+import { kernels } from '../../../../src/backends/cpu/fast/convsimd.ts';
+import { sgemm } from '../../../../src/backends/cpu/fast/sgemm.ts';
+import { type DepthwiseGeom, depthwiseForwardF32, depthwiseGradFilterF32, depthwiseGradInputF32, depthwiseForwardPtr } from '../../../../src/backends/cpu/fast/dwconv.ts';
+import { type StochasticGeom, stochasticForwardF32, stochasticGradFilterF32, stochasticGradInputF32, stochasticForwardPtr } from '../../../../src/backends/cpu/fast/stochconv.ts';
 import {
   type AffineMode, affineF32, affineSiluGradF32, channelMomentsF32, channelSumF32, siluGradF32,
-} from '../src/backends/cpu/fast/activations.ts';
+} from '../../../../src/backends/cpu/fast/activations.ts';
 
 const heap = wasmHeap();
 

@@ -1,11 +1,11 @@
 import { readFileSync } from 'node:fs';
 import * as fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import * as E from '../src/index.ts';
-import { checkGradients } from '../src/autograd/gradcheck.ts';
-import { bind } from '../src/autograd/trace.ts';
-import { conv2dShape } from '../src/autograd/conv.ts';
-import { convKernels, convReferenceKernels } from '../src/backends/cpu/conv.ts';
+import * as E from '../../src/index.ts';
+import { checkGradients } from '../../src/autograd/gradcheck.ts';
+import { bind } from '../../src/autograd/trace.ts';
+import { conv2dShape } from '../../src/autograd/conv.ts';
+import { convKernels, convReferenceKernels } from '../../src/backends/cpu/conv.ts';
 
 const convPrims = [
   'conv2d', 'conv2dGradInput', 'conv2dGradFilter',
@@ -41,7 +41,7 @@ interface Fixture {
   dx: number[];
   dw?: number[];
 }
-const fixtures: Fixture[] = JSON.parse(readFileSync(new URL('./fixtures/conv.json', import.meta.url), 'utf8')).cases;
+const fixtures: Fixture[] = JSON.parse(readFileSync(new URL('../fixtures/conv.json', import.meta.url), 'utf8')).cases;
 
 /** float32 tolerance: |a − b| ≤ 1e-4 + 1e-4·|b| elementwise. */
 function expectClose(got: ArrayLike<number>, want: readonly number[], what: string): void {

@@ -12,10 +12,10 @@
  * that a little.
  */
 import { afterAll, describe, expect, it } from 'vitest';
-import * as E from '../src/index.ts';
-import { toBackend } from '../src/autograd/trace.ts';
-import { type GpuBackend, createGpuBackend } from '../src/backends/gpu/index.ts';
-import { modeUnavailableReason } from '../src/backends/gpu/runtime.ts';
+import * as E from '../../../src/index.ts';
+import { toBackend } from '../../../src/autograd/trace.ts';
+import { type GpuBackend, createGpuBackend } from '../../../src/backends/gpu/index.ts';
+import { modeUnavailableReason } from '../../../src/backends/gpu/runtime.ts';
 
 const reason = modeUnavailableReason('webgpu');
 if (reason) console.warn(`[webgpu] skipping: ${reason}`);

@@ -6,13 +6,13 @@
  */
 import * as fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
-import * as E from '../src/index.ts';
-import type { Conv2dAttrs, StochasticConv2dAttrs } from '../src/autograd/conv.ts';
-import type { KernelArg, TypedArray } from '../src/backends/backend.ts';
-import * as R from '../src/backends/cpu/conv_ref.ts';
-import { convSimdAvailable } from '../src/backends/cpu/fast/convsimd.ts';
-import { type DepthwiseGeom, depthwiseForwardF32, depthwiseGradFilterF32, depthwiseGradInputF32 } from '../src/backends/cpu/fast/dwconv.ts';
-import { type StochasticGeom, setStochasticBandRows, stochasticForwardF32, stochasticGradFilterF32, stochasticGradInputF32 } from '../src/backends/cpu/fast/stochconv.ts';
+import * as E from '../../../../src/index.ts';
+import type { Conv2dAttrs, StochasticConv2dAttrs } from '../../../../src/autograd/conv.ts';
+import type { KernelArg, TypedArray } from '../../../../src/backends/backend.ts';
+import * as R from '../../../../src/backends/cpu/conv_ref.ts';
+import { convSimdAvailable } from '../../../../src/backends/cpu/fast/convsimd.ts';
+import { type DepthwiseGeom, depthwiseForwardF32, depthwiseGradFilterF32, depthwiseGradInputF32 } from '../../../../src/backends/cpu/fast/dwconv.ts';
+import { type StochasticGeom, setStochasticBandRows, stochasticForwardF32, stochasticGradFilterF32, stochasticGradInputF32 } from '../../../../src/backends/cpu/fast/stochconv.ts';
 
 /** Deterministic float32 values in [−1, 1). */
 function rand(seed: number, n: number): Float32Array {

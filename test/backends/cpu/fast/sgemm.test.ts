@@ -2,10 +2,10 @@
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
 import { availableParallelism } from 'node:os';
-import { gemm } from '../src/backends/cpu/matmul.ts';
-import * as E from '../src/index.ts';
-import { DEFAULT_SHAPE, reconfigureSgemm } from '../src/backends/cpu/fast/sgemm.ts';
-import { setSgemmMaxCallBytes, setSgemmThreads, sgemm, sgemmIsWasm, sgemmThreads, sgemmWorkerTasks } from '../src/backends/cpu/fast/index.ts';
+import { gemm } from '../../../../src/backends/cpu/matmul.ts';
+import * as E from '../../../../src/index.ts';
+import { DEFAULT_SHAPE, reconfigureSgemm } from '../../../../src/backends/cpu/fast/sgemm.ts';
+import { setSgemmMaxCallBytes, setSgemmThreads, sgemm, sgemmIsWasm, sgemmThreads, sgemmWorkerTasks } from '../../../../src/backends/cpu/fast/index.ts';
 
 interface Case {
   transA: boolean;

@@ -1,8 +1,8 @@
 /** wasm SIMD SiLU / sigmoid against float64 formulas (the reference kernels' expressions). */
 import { describe, expect, it } from 'vitest';
 import fc from 'fast-check';
-import { fastActivationKernel, sigmoidF32, siluF32 } from '../src/backends/cpu/fast/index.ts';
-import { elementwiseExprs, elementwiseKernel } from '../src/backends/cpu/elementwise.ts';
+import { fastActivationKernel, sigmoidF32, siluF32 } from '../../../../src/backends/cpu/fast/index.ts';
+import { elementwiseExprs, elementwiseKernel } from '../../../../src/backends/cpu/elementwise.ts';
 
 const sigmoid = (x: number) => (x >= 0 ? 1 / (1 + Math.exp(-x)) : Math.exp(x) / (1 + Math.exp(x)));
 
