@@ -137,31 +137,44 @@ export function matmulBatch(aShape: readonly number[], bShape: readonly number[]
   return constants;
 }
 
+/**
+ * A reduction as the GPU kernels run it (gpu.js and WGSL alike): the sizes and strides of up to
+ * three kept groups (kd/ks, with ko the output strides) and three reduced groups (rd/rs), padded
+ * with size-1 groups; with more groups, first a transpose that moves the reduced axes last.
+ */
+export type ReducePlan =
+  | { readonly kind: 'groups'; readonly sizes: Record<string, number> }
+  | { readonly kind: 'transpose'; readonly perm: number[]; readonly shape: number[]; readonly axes: number[] };
+
+export function reducePlan(shape: readonly number[], axes: readonly number[]): ReducePlan {
+  const g = groupAxes(shape, axes);
+  if (g.kept.length > 3 || g.reduced.length > 3) {
+    const rank = shape.length;
+    const perm = [...shape.keys()].filter((k) => !axes.includes(k)).concat(axes);
+    return { kind: 'transpose', perm, shape: perm.map((p) => shape[p]), axes: axes.map((_, i) => rank - axes.length + i) };
+  }
+  const pad = (gs: readonly (readonly [number, number])[]) => [...Array<readonly [number, number]>(3 - gs.length).fill([1, 0]), ...gs];
+  const [kept, red] = [pad(g.kept), pad(g.reduced)];
+  const kos = stridesOf(kept.map((k) => k[0]));
+  const sizes: Record<string, number> = {};
+  for (let j = 0; j < 3; j++) {
+    Object.assign(sizes, { [`kd${j}`]: kept[j][0], [`ks${j}`]: kept[j][1], [`ko${j}`]: kos[j], [`rd${j}`]: red[j][0], [`rs${j}`]: red[j][1] });
+  }
+  return { kind: 'groups', sizes };
+}
+
 function reduceKernel(rt: Rt, kind: 'sum' | 'max', transpose: Kernel<GpuBuffer>): Kernel<GpuBuffer> {
   const self = (inputs: readonly Arg[], attrs: { axes: number[] }, out: OutSpec): GpuBuffer => {
     const [x] = inputs;
     const n = sizeOf(out.shape);
-    const g = groupAxes(x.shape, attrs.axes);
-    if (g.kept.length > 3 || g.reduced.length > 3) {
-      // Move the reduced axes last, then reduce one trailing group.
-      const rank = x.shape.length;
-      const perm = [...x.shape.keys()].filter((k) => !attrs.axes.includes(k)).concat(attrs.axes);
-      const shape = perm.map((p) => x.shape[p]);
-      const moved = transpose([x], { perm }, { shape, dtype: x.dtype });
-      const axes = attrs.axes.map((_, i) => rank - attrs.axes.length + i);
-      const y = self([{ storage: moved, shape, dtype: x.dtype }], { axes }, out);
+    const p = reducePlan(x.shape, attrs.axes);
+    if (p.kind === 'transpose') {
+      const moved = transpose([x], { perm: p.perm }, { shape: p.shape, dtype: x.dtype });
+      const y = self([{ storage: moved, shape: p.shape, dtype: x.dtype }], { axes: p.axes }, out);
       rt().dispose(moved);
       return y;
     }
-    const kept = [...g.kept];
-    while (kept.length < 3) kept.unshift([1, 0]);
-    const red = [...g.reduced];
-    while (red.length < 3) red.unshift([1, 0]);
-    const kos = stridesOf(kept.map((k) => k[0]));
-    const constants: Record<string, number> = {};
-    for (let j = 0; j < 3; j++) {
-      Object.assign(constants, { [`kd${j}`]: kept[j][0], [`ks${j}`]: kept[j][1], [`ko${j}`]: kos[j], [`rd${j}`]: red[j][0], [`rs${j}`]: red[j][1] });
-    }
+    const constants = p.sizes;
     if (x.storage.size === 0) return rt().upload(new Float32Array(n).fill(kind === 'sum' ? 0 : -Infinity), 'float32');
     const fn = kind === 'sum' ? sumKernel : maxKernel;
     return rt().run(keyOf(kind, x.storage.size, constants), () => ({ fn, output: n, constants }), [x.storage], n);

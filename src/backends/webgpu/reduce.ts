@@ -5,7 +5,7 @@
  * reduced axes last. The grouping is the gpu.js backend's (gpu/reduce.ts).
  */
 import type { Kernel, KernelArg, OutSpec } from '../backend.ts';
-import { groupAxes, matmulBatch } from '../gpu/reduce.ts';
+import { matmulBatch, reducePlan } from '../gpu/reduce.ts';
 import { sizeOf, stridesOf } from '../gpu/strides.ts';
 import type { WebGpuBuffer, WebGpuDevice } from './device.ts';
 import { compute } from './shader.ts';
@@ -39,26 +39,14 @@ function reduceKernel(dev: Dev, kind: 'sum' | 'max', transpose: Kernel<WebGpuBuf
     const [x] = inputs;
     const n = sizeOf(out.shape);
     if (x.storage.size === 0) return dev().upload(new Float32Array(n).fill(kind === 'sum' ? 0 : -Infinity));
-    const g = groupAxes(x.shape, attrs.axes);
-    if (g.kept.length > 3 || g.reduced.length > 3) {
-      const rank = x.shape.length;
-      const perm = [...x.shape.keys()].filter((k) => !attrs.axes.includes(k)).concat(attrs.axes);
-      const shape = perm.map((p) => x.shape[p]);
-      const moved = transpose([x], { perm }, { shape, dtype: x.dtype });
-      const axes = attrs.axes.map((_, i) => rank - attrs.axes.length + i);
-      const y = self([{ storage: moved, shape, dtype: x.dtype }], { axes }, out);
+    const p = reducePlan(x.shape, attrs.axes);
+    if (p.kind === 'transpose') {
+      const moved = transpose([x], { perm: p.perm }, { shape: p.shape, dtype: x.dtype });
+      const y = self([{ storage: moved, shape: p.shape, dtype: x.dtype }], { axes: p.axes }, out);
       dev().dispose(moved);
       return y;
     }
-    const kept = [...g.kept];
-    while (kept.length < 3) kept.unshift([1, 0]);
-    const red = [...g.reduced];
-    while (red.length < 3) red.unshift([1, 0]);
-    const kos = stridesOf(kept.map((k) => k[0]));
-    const ints: Record<string, number> = {};
-    for (let j = 0; j < 3; j++) {
-      Object.assign(ints, { [`kd${j}`]: kept[j][0], [`ks${j}`]: kept[j][1], [`ko${j}`]: kos[j], [`rd${j}`]: red[j][0], [`rs${j}`]: red[j][1] });
-    }
+    const ints = p.sizes;
     return compute(dev(), { op: kind, size: n, ints, inputs: [['x', x.storage]], body: bodies[kind] });
   };
   return self;
