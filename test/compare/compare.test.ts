@@ -6,12 +6,13 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { afterAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import * as E from 'fp-ts/lib/Either.js';
 import { readEpochTable } from '../../src/compare/epochs.ts';
 import { findRuns, groupRuns } from '../../src/compare/runs.ts';
 import { compareGroups } from '../../src/compare/report.ts';
 import { main as compareMain } from '../../src/compare/cli.ts';
+import { runCli } from '../helpers/cli.ts';
 
 const FIX = path.resolve(__dirname, '../fixtures/seed-results');
 const SEED = path.resolve(__dirname, '../../../shared/data/seed-results');
@@ -23,18 +24,7 @@ const right = <A>(e: E.Either<{ message: string } | { file: string; message: str
   return e.right;
 };
 
-async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const so = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => ((out += String(s)), true));
-  const se = vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => ((err += String(s)), true));
-  try {
-    return { code: await compareMain(args), out, err };
-  } finally {
-    so.mockRestore();
-    se.mockRestore();
-  }
-}
+const run = (args: string[]) => runCli(compareMain, args);
 
 describe('per-epoch tables', () => {
   it("undoes the seed's quirks: index column, placeholder row of zeros, epochs from 0", () => {

@@ -9,12 +9,13 @@ import * as net from 'node:net';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as E from 'fp-ts/lib/Either.js';
 import { ensureSynthetic } from '../../src/data/synthetic.ts';
 import { main as experimentMain } from '../../src/experiment/cli.ts';
 import { readEpochTable } from '../../src/compare/epochs.ts';
 import type { ExperimentLogFile } from '../../src/experiment/log.ts';
+import { runCli } from '../helpers/cli.ts';
 
 const root = path.resolve(__dirname, '../..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'experiment-'));
@@ -35,18 +36,7 @@ const tiny = (epochs: number) => ({
   data: [data], model: 'b0', imgSize: 32, widthMult: 0.25, depthMult: 0.25, epochs, batchSize: 4, microBatch: 2, workers: 0,
 });
 
-async function run(args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const so = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => ((out += String(s)), true));
-  const se = vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => ((err += String(s)), true));
-  try {
-    return { code: await experimentMain(args), out, err };
-  } finally {
-    so.mockRestore();
-    se.mockRestore();
-  }
-}
+const run = (args: string[]) => runCli(experimentMain, args);
 
 const readLog = (dir: string) => JSON.parse(fs.readFileSync(path.join(dir, 'experiment.json'), 'utf8')) as ExperimentLogFile;
 const column = (dir: string, file: string, i = 0) => fs.readFileSync(path.join(dir, file), 'utf8').trim().split('\n').slice(1).map((l) => Number(l.split(',')[i]));

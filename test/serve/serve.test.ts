@@ -10,7 +10,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { AddressInfo } from 'node:net';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as E from 'fp-ts/lib/Either.js';
 import { ensureSynthetic } from '../../src/data/synthetic.ts';
 import { main as trainMain } from '../../src/train/cli.ts';
@@ -19,6 +19,7 @@ import { main as explainMain } from '../../src/train/explain.ts';
 import { main as evaluateMain } from '../../src/train/evaluate.ts';
 import { restore } from '../../src/train/restore.ts';
 import { type Server, createServer } from '../../src/serve/server.ts';
+import { runCli } from '../helpers/cli.ts';
 
 const root = path.resolve(__dirname, '../..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'serve-'));
@@ -33,19 +34,6 @@ let small = '';
 let server: Server;
 let base = '';
 
-/** Runs a CLI main() in-process with stdout/stderr captured. */
-async function cli(main: (a: string[]) => Promise<number>, args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const so = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => ((out += String(s)), true));
-  const se = vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => ((err += String(s)), true));
-  try {
-    return { code: await main(args), out, err };
-  } finally {
-    so.mockRestore();
-    se.mockRestore();
-  }
-}
 
 beforeAll(async () => {
   const d = await ensureSynthetic({ dir: path.join(tmp, 'data'), count: 8, size: 64, seed: 5 })();
@@ -53,7 +41,7 @@ beforeAll(async () => {
   data = d.right;
   run = path.join(tmp, 'run');
   const args = ['--data', d.right, '--model', 'b0-full-split', '--img-size', '32', '--hr-size', '64', '--width-mult', '0.25', '--depth-mult', '0.25', '--epochs', '1', '--batch-size', '4', '--micro-batch', '4', '--workers', '0', '--quiet', '--out', run];
-  const t = await cli(trainMain, args);
+  const t = await runCli(trainMain, args);
   if (t.code !== 0) throw new Error(`training the test checkpoint failed: ${t.err}`);
   // The sample ISIC image when the shared data is there, else a generated lesion image.
   small = path.join(d.right, 'images', 'syn_00000.png');
@@ -85,7 +73,7 @@ function predicted(file: string, tta: number): Promise<number> {
 
 async function predictOnce(file: string, tta: number): Promise<number> {
   const csv = path.join(tmp, `predict-${path.basename(file)}-${tta}.csv`);
-  const r = await cli(predictMain, ['--checkpoint', run, '--tta', String(tta), '--out', csv, file]);
+  const r = await runCli(predictMain, ['--checkpoint', run, '--tta', String(tta), '--out', csv, file]);
   expect(r.code).toBe(0);
   const [header, row] = fs.readFileSync(csv, 'utf8').trim().split('\n');
   expect(header).toBe('image_name,prob');
@@ -184,7 +172,7 @@ describe('POST /api/predict', () => {
 describe('npm run explain', () => {
   it('writes a PNG per image and explain.csv with the probabilities of npm run predict', async () => {
     const out = path.join(tmp, 'explain');
-    const r = await cli(explainMain, ['--checkpoint', run, '--out', out, '--tta', '2', image]);
+    const r = await runCli(explainMain, ['--checkpoint', run, '--out', out, '--tta', '2', image]);
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
     const name = path.basename(image).replace(/\.[^.]+$/, '');
@@ -192,7 +180,7 @@ describe('npm run explain', () => {
     const [header, row] = fs.readFileSync(path.join(out, 'explain.csv'), 'utf8').trim().split('\n');
     expect(header).toBe('image_name,probability,class,method,layer,passes,png');
     expect(Math.abs(Number(row.split(',')[1]) - (await predicted(image, 2)))).toBeLessThan(1e-12);
-    const bad = await cli(explainMain, ['--checkpoint', run, '--layer', 'nope', image]);
+    const bad = await runCli(explainMain, ['--checkpoint', run, '--layer', 'nope', image]);
     expect(bad.code).toBe(2);
     expect(bad.err).toMatch(/--layer: no layer 'nope' in b0-full-split; layers: low\.stem, /);
   });
@@ -201,7 +189,7 @@ describe('npm run explain', () => {
 describe('npm run evaluate', () => {
   it('also writes thresholds.png and errors.png', async () => {
     const out = path.join(tmp, 'eval');
-    const r = await cli(evaluateMain, ['--checkpoint', run, '--data', data, '--workers', '0', '--quiet', '--out', out]);
+    const r = await runCli(evaluateMain, ['--checkpoint', run, '--data', data, '--workers', '0', '--quiet', '--out', out]);
     expect(r.code).toBe(0);
     for (const f of ['thresholds.png', 'errors.png']) expect(fs.statSync(path.join(out, f)).size).toBeGreaterThan(5_000);
   });

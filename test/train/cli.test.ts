@@ -7,7 +7,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as E from 'fp-ts/lib/Either.js';
 import { ensureSynthetic } from '../../src/data/synthetic.ts';
 import { main as trainMain } from '../../src/train/cli.ts';
@@ -17,6 +17,7 @@ import { resolveConfig } from '../../src/train/config.ts';
 import { train } from '../../src/train/run.ts';
 import { memoryReporter } from '../../src/train/report.ts';
 import { baselineIntro } from '../../src/train/baseline.ts';
+import { runCli } from '../helpers/cli.ts';
 
 const root = path.resolve(__dirname, '../..');
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'train-cli-'));
@@ -34,27 +35,13 @@ const tiny = (model: string, out: string, extra: string[] = []) => [
   '--epochs', '2', '--batch-size', '4', '--micro-batch', '2', '--workers', '0', '--quiet', '--out', out, ...extra,
 ];
 
-/** Runs main() in-process with stdout/stderr captured. */
-async function run(main: (a: string[]) => Promise<number>, args: string[]): Promise<{ code: number; out: string; err: string }> {
-  let out = '';
-  let err = '';
-  const so = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => ((out += String(s)), true));
-  const se = vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => ((err += String(s)), true));
-  try {
-    const code = await main(args);
-    return { code, out, err };
-  } finally {
-    so.mockRestore();
-    se.mockRestore();
-  }
-}
 
 const read = (f: string) => fs.readFileSync(f, 'utf8');
 
 describe('npm run train: tiny end-to-end runs', () => {
   it('a two-input model (b0-full-split) writes every output', async () => {
     const out = path.join(tmp, 'split');
-    const r = await run(trainMain, tiny('b0-full-split', out, ['--tta', '2']));
+    const r = await runCli(trainMain, tiny('b0-full-split', out, ['--tta', '2']));
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/done: validation AUC \d\.\d{4} at the last epoch, best \d\.\d{4} at epoch \d/);
@@ -87,17 +74,17 @@ describe('npm run train: tiny end-to-end runs', () => {
 
   it('a one-input model (b0), then evaluate and predict on its checkpoint', async () => {
     const out = path.join(tmp, 'plain');
-    const r = await run(trainMain, tiny('b0', out, ['--optimizer', 'adamw', '--schedule', 'cosine', '--clip', '1']));
+    const r = await runCli(trainMain, tiny('b0', out, ['--optimizer', 'adamw', '--schedule', 'cosine', '--clip', '1']));
     expect(r.code).toBe(0);
     expect(JSON.parse(read(path.join(out, 'config.json'))).model.config.highSize).toBeNull();
-    const ev = await run(evaluateMain, ['--checkpoint', out, '--data', data, '--workers', '0', '--quiet', '--out', path.join(tmp, 'eval')]);
+    const ev = await runCli(evaluateMain, ['--checkpoint', out, '--data', data, '--workers', '0', '--quiet', '--out', path.join(tmp, 'eval')]);
     expect(ev.code).toBe(0);
     expect(ev.out).toMatch(/ROC AUC \d\.\d{4}/);
     expect(fs.existsSync(path.join(tmp, 'eval', 'roc.png'))).toBe(true);
     const metrics = JSON.parse(read(path.join(tmp, 'eval', 'metrics.json')));
     expect(metrics.metrics.n).toBe(12);
     const img = path.join(data, 'images', 'syn_00000.png');
-    const pr = await run(predictMain, ['--checkpoint', out, img]);
+    const pr = await runCli(predictMain, ['--checkpoint', out, img]);
     expect(pr.code).toBe(0);
     expect(pr.out).toMatch(/^image_name,prob\nsyn_00000,0\.\d+/);
   });
@@ -106,7 +93,7 @@ describe('npm run train: tiny end-to-end runs', () => {
 describe('a run with a same-budget baseline (--baseline)', () => {
   it('says what it compares and where, trains both, ends with both AUCs; resuming finishes what is unfinished', async () => {
     const out = path.join(tmp, 'with-baseline');
-    const r = await run(trainMain, tiny('b0-full-split', out, ['--baseline', 'b0', '--epochs', '1']));
+    const r = await runCli(trainMain, tiny('b0-full-split', out, ['--baseline', 'b0', '--epochs', '1']));
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
     const lines = r.out.trim().split('\n');
@@ -123,10 +110,10 @@ describe('a run with a same-budget baseline (--baseline)', () => {
     expect(lines.at(-1)!.match(result)!.slice(1, 3)).toEqual([lastAuc(out), lastAuc(base)]);
 
     // One more epoch for both, then a resume with nothing left to do only reads the results back.
-    const more = await run(trainMain, ['--resume', out, '--epochs', '2', '--quiet']);
+    const more = await runCli(trainMain, ['--resume', out, '--epochs', '2', '--quiet']);
     expect(more.code).toBe(0);
     for (const d of [out, base]) expect(read(path.join(d, 'per_epoch.csv')).trim().split('\n')).toHaveLength(3);
-    const again = await run(trainMain, ['--resume', out, '--epochs', '2', '--quiet']);
+    const again = await runCli(trainMain, ['--resume', out, '--epochs', '2', '--quiet']);
     expect(again.code).toBe(0);
     expect(again.out).toMatch(/b0-full-split: already trained for 2 epochs/);
     expect(again.out).toMatch(/b0: already trained for 2 epochs/);
@@ -134,7 +121,7 @@ describe('a run with a same-budget baseline (--baseline)', () => {
   });
 
   it('an unknown baseline model is a usage error before any training', async () => {
-    const r = await run(trainMain, tiny('b0-full-split', path.join(tmp, 'bad-baseline'), ['--baseline', 'b9-turbo']));
+    const r = await runCli(trainMain, tiny('b0-full-split', path.join(tmp, 'bad-baseline'), ['--baseline', 'b9-turbo']));
     expect(r.code).toBe(2);
     expect(r.err).toMatch(/--baseline: unknown model 'b9-turbo'/);
     expect(fs.existsSync(path.join(tmp, 'bad-baseline'))).toBe(false);
@@ -164,7 +151,7 @@ describe('other tasks and stopping rules', () => {
       for (const f of imgs.slice(4 * k, 4 * k + 4)) fs.copyFileSync(path.join(data, 'images', f), path.join(mc, c, f));
     });
     const out = path.join(tmp, 'mc-run');
-    const r = await run(trainMain, [...tiny('b0', out, ['--task', 'multiclass', '--epochs', '1', '--pos-weight', 'auto']).map((a) => (a === data ? mc : a))]);
+    const r = await runCli(trainMain, [...tiny('b0', out, ['--task', 'multiclass', '--epochs', '1', '--pos-weight', 'auto']).map((a) => (a === data ? mc : a))]);
     expect(r.err).toBe('');
     expect(r.code).toBe(0);
     const header = read(path.join(out, 'per_epoch.csv')).split('\n')[0];
@@ -177,7 +164,7 @@ describe('other tasks and stopping rules', () => {
     // A learning rate too small to move float32 weights: the validation AUC cannot improve. (A
     // zero-initialised head would move: 1e-12 is representable next to 0, and it breaks the ties of
     // the all-zero first-epoch logits, so the AUC could change by chance.)
-    const r = await run(trainMain, tiny('b0', out, ['--lr', '1e-12', '--bn-momentum', '1e-9', '--patience', '1', '--epochs', '4', '--head-init', 'efficientnet']));
+    const r = await runCli(trainMain, tiny('b0', out, ['--lr', '1e-12', '--bn-momentum', '1e-9', '--patience', '1', '--epochs', '4', '--head-init', 'efficientnet']));
     expect(r.code).toBe(0);
     expect(r.out).toMatch(/early stopping: no better validation AUC for 1 epochs/);
     expect(read(path.join(out, 'per_epoch.csv')).trim().split('\n')).toHaveLength(3);
@@ -206,7 +193,7 @@ describe('resume', () => {
     const t = JSON.parse(read(path.join(out, 'last', 'trainer.json')));
     expect([t.epoch, t.stepInEpoch, t.globalStep]).toEqual([1, 1, 4]);
     expect(t.partial.count).toBe(4);
-    const res = await run(trainMain, ['--resume', out, '--quiet']);
+    const res = await runCli(trainMain, ['--resume', out, '--quiet']);
     expect(res.err).toBe('');
     expect(res.code).toBe(0);
     expect(read(path.join(out, 'per_epoch.csv'))).toBe(read(path.join(ref, 'per_epoch.csv')));
@@ -236,17 +223,17 @@ describe('resume', () => {
     expect(stdout).toMatch(/interrupted at epoch \d, batch \d+: resumable checkpoint saved/);
     const t = JSON.parse(read(path.join(out, 'last', 'trainer.json')));
     expect(t.globalStep).toBeGreaterThanOrEqual(1);
-    const res = await run(trainMain, ['--resume', out, '--quiet']);
+    const res = await runCli(trainMain, ['--resume', out, '--quiet']);
     expect(res.code).toBe(0);
     expect(read(path.join(out, 'per_epoch.csv'))).toBe(read(path.join(tmp, 'split', 'per_epoch.csv')));
   }, 120_000);
 
   it('refuses to change the recipe on resume, and to reuse a run folder', async () => {
     const out = path.join(tmp, 'split');
-    const a = await run(trainMain, ['--resume', out, '--lr', '0.5']);
+    const a = await runCli(trainMain, ['--resume', out, '--lr', '0.5']);
     expect(a.code).toBe(2);
     expect(a.err).toMatch(/--lr cannot be changed when resuming/);
-    const b = await run(trainMain, tiny('b0-full-split', out));
+    const b = await runCli(trainMain, tiny('b0-full-split', out));
     expect(b.code).toBe(2);
     expect(b.err).toMatch(/already holds a run/);
   });
@@ -255,7 +242,7 @@ describe('resume', () => {
 describe('a diverging run', () => {
   it('stops at a NaN or infinite loss with a clear message and exit code 1', async () => {
     const out = path.join(tmp, 'nan');
-    const r = await run(trainMain, tiny('b0', out, ['--lr', '1e30', '--optimizer', 'sgd', '--epochs', '3']));
+    const r = await runCli(trainMain, tiny('b0', out, ['--lr', '1e30', '--optimizer', 'sgd', '--epochs', '3']));
     expect(r.code).toBe(1);
     expect(r.err).toMatch(/the loss became (NaN|infinite) at epoch \d, batch \d+; stopped/);
   });
@@ -274,7 +261,7 @@ describe('usage errors: one line, exit code 2, no stack trace', () => {
   ];
   for (const [name, args, msg] of cases) {
     it(name, async () => {
-      const r = await run(trainMain, args);
+      const r = await runCli(trainMain, args);
       expect(r.code).toBe(2);
       expect(r.err).toMatch(msg);
       expect(r.err.trim().split('\n')).toHaveLength(1);
