@@ -11,9 +11,10 @@ type FC = typeof import('fast-check');
 /**
  * real: [-3, 3]; positive: [0.2, 3]; awayFromZero: ±[0.2, 3];
  * gridHi / gridLo: k ± 0.25 (two such inputs never tie); distinct: all values of a tensor differ by ≥ 1e-3;
- * mask: 0 or 1.
+ * mask: 0 or 1; zeroOrNormal: [-3, 3] with |x| < 1e-3 snapped to 0 (exact zeros, and no float32
+ * subnormals, which GPUs may flush to zero).
  */
-export type Domain = 'real' | 'positive' | 'awayFromZero' | 'gridHi' | 'gridLo' | 'distinct' | 'mask';
+export type Domain = 'real' | 'positive' | 'awayFromZero' | 'gridHi' | 'gridLo' | 'distinct' | 'mask' | 'zeroOrNormal';
 
 export function values(fc: FC, n: number, domain: Domain): Arbitrary<number[]> {
   const d = (min: number, max: number) => fc.double({ min, max, noNaN: true, noDefaultInfinity: true });
@@ -21,6 +22,8 @@ export function values(fc: FC, n: number, domain: Domain): Arbitrary<number[]> {
   switch (domain) {
     case 'real':
       return arr(d(-3, 3));
+    case 'zeroOrNormal':
+      return arr(d(-3, 3).map((v) => (Math.abs(v) < 1e-3 ? 0 : v)));
     case 'positive':
       return arr(d(0.2, 3));
     case 'awayFromZero':
@@ -77,3 +80,16 @@ export const axesCase = (fc: FC, domain: Domain, minRank = 1) =>
       fc.boolean(),
     ),
   );
+
+/**
+ * Forward-only cases for the primitives that have no gradient check (comparisons, sign, cast), so
+ * the suites that compare implementations (backends, jit vs eager) cover every primitive.
+ */
+export const forwardOnlyCases: Readonly<Record<string, (fc: FC) => Arbitrary<CheckCase>>> = {
+  // sign tells 0 from a subnormal, which a GPU may flush to 0: its cases have exact zeros instead.
+  sign: unaryCase('zeroOrNormal'),
+  greater: broadcastCase('gridHi', 'gridLo'),
+  greaterEqual: broadcastCase('gridHi', 'gridLo'),
+  equal: broadcastCase('mask', 'mask'),
+  cast: unaryCase('real', { dtype: 'float64' }),
+};
