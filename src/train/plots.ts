@@ -2,9 +2,8 @@
  * Training plots: small SVG line charts written by hand (axes, ticks, legend) and rasterised to
  * PNG with sharp (librsvg), so runs need no plotting stack.
  */
-import * as fs from 'node:fs';
-import * as path from 'node:path';
 import sharp from 'sharp';
+import { writeFileAtomic } from '../io/atomic.ts';
 
 export interface Series {
   readonly name: string;
@@ -159,11 +158,9 @@ function legendRows(series: readonly Series[], width: number): { s: Series; x: n
   return rows;
 }
 
-/** Rasterises an SVG string to a PNG file (written to a temporary name, then renamed). */
+/** Rasterises an SVG string to a PNG file (replaced atomically). */
 export async function writePng(file: string, svg: string): Promise<void> {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
-  await sharp(Buffer.from(svg), { density: 96 }).png().toFile(tmp);
-  fs.renameSync(tmp, file);
+  writeFileAtomic(file, await sharp(Buffer.from(svg), { density: 96 }).png().toBuffer());
 }
 
 export interface EpochCurves {
