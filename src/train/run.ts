@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import * as E from 'fp-ts/lib/Either.js';
 import { getBackend, setBackend } from '../backends/backend.ts';
 import { parameterCount } from '../nn/model.ts';
-import { createModel, modelConfig, parseModelName } from '../nn/model.ts';
+import { createModel, modelConfig, modelNames, parseModelName } from '../nn/model.ts';
 import type { ModelConfig, Params, State } from '../nn/efficientnet.ts';
 import { fromTorchvisionE, formatTorchvisionKeyError } from '../nn/torchvision.ts';
 import { readSafetensorsE, type Leaf } from '../io/safetensors.ts';
@@ -63,7 +63,7 @@ export function checkModel(spec: ModelSpec): E.Either<UsageError, ModelConfig> {
   try {
     parseModelName(spec.name);
   } catch {
-    return E.left(usage(`unknown model '${spec.name}' (b0…b7, b0-64, b0-stochastic-stem, b4-stochastic-stem, b0-stochastic-skip, b0-full-split, b4-full-split, b0-pure-stochastic)`));
+    return E.left(usage(`unknown model '${spec.name}' (${modelNames.join(', ')}, or bN with any of their suffixes)`));
   }
   try {
     return E.right(modelConfig(spec.name, spec.options));
