@@ -31,7 +31,8 @@ export interface CsvOptions {
 /** A cell to write: numbers in JavaScript's shortest round-trip form (NaN, Infinity spelled out); null is empty. */
 export type Cell = string | number | null;
 
-const lineBreaks = (s: string): number => s.match(/\r\n|\r|\n/g)?.length ?? 0;
+/** Line breaks inside a field as csv-parse counts them (each \r and each \n). */
+const lineBreaks = (s: string): number => s.match(/[\r\n]/g)?.length ?? 0;
 
 const syntaxReason = (e: CsvError): string =>
   e.code === 'INVALID_OPENING_QUOTE' ? 'quote inside an unquoted field' : e.code === 'CSV_QUOTE_NOT_CLOSED' ? 'unterminated quoted field' : e.message;

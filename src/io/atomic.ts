@@ -26,13 +26,14 @@ export function fsyncDir(dir: string): void {
   }
 }
 
-/** Replaces `file` with `data` atomically and durably (see the module comment); throws on I/O errors, leaving `file` as it was. */
+/** Replaces `file` with `data` atomically and durably (see the module comment); an I/O error is thrown naming `file`, which is left as it was. */
 export function writeFileAtomic(file: string, data: string | Uint8Array): void {
   const abs = path.resolve(file);
   const tmp = tmpName(abs);
   const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
-  let fd: number | undefined = fs.openSync(tmp, 'wx');
+  let fd: number | undefined;
   try {
+    fd = fs.openSync(tmp, 'wx');
     for (let at = 0; at < bytes.byteLength; ) at += fs.writeSync(fd, bytes, at, bytes.byteLength - at);
     fs.fsyncSync(fd);
     fs.closeSync(fd);
@@ -41,6 +42,8 @@ export function writeFileAtomic(file: string, data: string | Uint8Array): void {
   } catch (e) {
     if (fd !== undefined) fs.closeSync(fd);
     fs.rmSync(tmp, { force: true });
+    // Name the file the caller asked for, not the temporary one.
+    if (e instanceof Error) e.message = e.message.replaceAll(tmp, abs);
     throw e;
   }
   fsyncDir(path.dirname(abs));

@@ -10,9 +10,10 @@ import { createLoader } from '../data/loader.ts';
 import { renderDataError } from '../data/errors.ts';
 import { EXIT, UsageExit, parseArgs, printUsage, program, runIfMain } from './cliutil.ts';
 import { parseValue } from './config.ts';
-import { predictAll } from './loop.ts';
+import { predictAll } from './step.ts';
 import { binaryMetrics, flatBinaryMetrics, multiclassMetrics } from './metrics.ts';
-import { predictionsCsv, rocFromPredictions } from './outputs.ts';
+import { predictionsCsv, rocFromPredictions, skippedCsv } from './runlog.ts';
+import { writeFileAtomic } from '../io/atomic.ts';
 import { rocSvg, writePng } from './plots.ts';
 import { writeEvaluationFigures } from '../inspect/figures.ts';
 import { consoleReporter } from './report.ts';
@@ -97,8 +98,8 @@ export async function main(argv: string[]): Promise<number> {
   const secs = (performance.now() - t0) / 1000;
   const out = path.resolve(String(o.out ?? path.join(path.dirname(m.dir), `eval-${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-')}`)));
   fs.mkdirSync(out, { recursive: true });
-  fs.writeFileSync(path.join(out, 'predictions.csv'), predictionsCsv(p!, classes, C));
-  if (p!.skipped.length) fs.writeFileSync(path.join(out, 'skipped.csv'), ['image_name,path,reason', ...p!.skipped.map((s) => [s.name, s.path, s.reason.replace(/[\n,]/g, ' ')].join(','))].join('\n') + '\n');
+  writeFileAtomic(path.join(out, 'predictions.csv'), predictionsCsv(p!, classes, C));
+  if (p!.skipped.length) writeFileAtomic(path.join(out, 'skipped.csv'), skippedCsv(p!.skipped.map((s) => [s.name, s.path, s.reason])));
   const f = (x: number) => (Number.isFinite(x) ? x.toFixed(4) : String(x));
   let metrics: Record<string, unknown>;
   if (C === 1) {
