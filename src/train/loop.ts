@@ -18,7 +18,7 @@ import { keyData } from '../tensor/random.ts';
 import type { ModelConfig, Params, State } from '../nn/efficientnet.ts';
 import { createLoader, createPool, type Batch, type Loader, type WorkerPool } from '../data/loader.ts';
 import type { Item } from '../data/readers.ts';
-import { renderDataError } from '../data/errors.ts';
+import { skippedRecord } from '../data/split.ts';
 import { parseCsv, csvRecord } from '../data/csv.ts';
 import { type Checkpoint, type PartialEpoch, type TrainerState, renderCheckpointError, saveCheckpoint } from './checkpoint.ts';
 import type { TrainConfig } from './config.ts';
@@ -110,7 +110,7 @@ export function afterBatch(s: LoopState, b: Pick<Batch, 'index' | 'labels' | 'sk
       count: s.acc.count + n,
       labels: [...s.acc.labels, ...b.labels],
       scores: [...s.acc.scores, ...probabilities(r.logits, numClasses)],
-      skipped: [...s.acc.skipped, ...b.skipped.map((k): SkipRow => [k.name, k.path, renderDataError(k.error)])],
+      skipped: [...s.acc.skipped, ...b.skipped.map(skippedRecord)],
       images: s.acc.images + n,
     },
   };

@@ -19,14 +19,14 @@ import { flatten, unflatten } from '../autograd/pytree.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import { cast } from '../tensor/ops.ts';
 import { type Dataset, type Item, classWeights, loadDataset, posWeight } from '../data/readers.ts';
-import { type Split, readSplit, splitDataset, writeSplit } from '../data/split.ts';
+import { type Split, readSplit, skippedRecord, splitDataset, writeSplit } from '../data/split.ts';
 import { ensureSynthetic } from '../data/synthetic.ts';
 import { type DataError, renderDataError } from '../data/errors.ts';
 import { type TrainerState, loadCheckpoint, readTrainerState, renderCheckpointError, resolveCheckpointDir, leafNames, loadWeights } from './checkpoint.ts';
 import { type Key as ConfigKey, type TrainConfig, type UsageError, RESUMABLE_KEYS, flagOf, usage } from './config.ts';
 import type { LossSpec } from './losses.ts';
 import { Checkpointer, type LoopStart, type Outcome, initKey, optimizerFor, runLoop } from './loop.ts';
-import { RunLog, type SkipRow } from './runlog.ts';
+import { RunLog } from './runlog.ts';
 import type { Reporter } from './report.ts';
 
 export interface RunError {
@@ -336,7 +336,7 @@ async function freshStart(su: Setup, io: RunIo, data: { dirs: string[]; ds: Data
     started: new Date().toISOString(),
     notes: su.notes,
   });
-  log.skipped(ds.skipped.map((s): SkipRow => [s.name, s.path, renderDataError(s.error)]));
+  log.skipped(ds.skipped.map(skippedRecord));
   return E.right({ params: su.model.params, state: su.model.state });
 }
 
