@@ -80,7 +80,6 @@ export function renderCheckpointError(e: CheckpointError): string {
   }
 }
 
-
 const uniq = () => `${process.pid}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 7)}`;
 
 /** The optimizer slots as one tree { slot: paramsTree } (names like `square_avg.blocks.0.w`). */
