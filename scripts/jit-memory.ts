@@ -4,7 +4,7 @@
  * wasm32 budget (what the trainer picks). Usage: npx tsx scripts/jit-memory.ts [model] [low] [high] [max]
  */
 import * as E from '../src/index.ts';
-import { MICRO_BATCH_BUDGET_BYTES, fitMicroBatch, microStepArenaBytes } from '../src/train/loop.ts';
+import { MICRO_BATCH_BUDGET_BYTES, fitMicroBatch, microStepArenaBytes } from '../src/train/step.ts';
 
 const [name = 'b0', low = '224', high = '1024', max = '64'] = process.argv.slice(2);
 const model = E.nn.createModel(name, { key: E.random.key(0), lowSize: Number(low), highSize: Number(high) });

@@ -5,9 +5,9 @@
  * data row is all zeros (a placeholder, not an epoch); their `Epoch` counts from 0. Both are
  * normalised here: epochs count from 1, as in this project's files.
  */
-import * as fs from 'node:fs';
 import * as E from 'fp-ts/lib/Either.js';
-import { parse } from 'csv-parse/sync';
+import { readCsvSync } from '../data/csv.ts';
+import { renderDataError } from '../data/errors.ts';
 
 export interface EpochTable {
   readonly file: string;
@@ -31,14 +31,14 @@ export const renderTableError = (e: TableError): string => `${e.file}: ${e.messa
 export const REQUIRED = ['Epoch', 'Train Loss', 'Val Loss', 'Train RoC', 'Val RoC'] as const;
 
 export function readEpochTable(file: string): E.Either<TableError, EpochTable> {
-  let rows: string[][];
-  try {
-    rows = parse(fs.readFileSync(file, 'utf8'), { relax_column_count: true, skip_empty_lines: true, trim: true }) as string[][];
-  } catch (e) {
-    return E.left(tableError(file, (e as Error).message.split('\n')[0]));
+  const csv = readCsvSync(file);
+  if (E.isLeft(csv)) {
+    const e = csv.left;
+    if (e._tag !== 'CsvSyntax') return E.left(tableError(file, renderDataError(e)));
+    return E.left(tableError(file, e.line === 1 && e.reason.startsWith('empty file') ? 'empty file (expected a header and one row per epoch)' : `line ${e.line}: ${e.reason}`));
   }
-  if (rows.length === 0) return E.left(tableError(file, 'empty file (expected a header and one row per epoch)'));
-  const header = rows[0];
+  const { header, lines } = csv.right;
+  const rows = [header, ...csv.right.rows];
   for (const c of REQUIRED) if (!header.includes(c)) return E.left(tableError(file, `missing column '${c}' (header: ${header.join(',')})`));
   const quirks: EpochTable['quirks'][number][] = [];
   let data = rows.slice(1);
@@ -47,12 +47,12 @@ export function readEpochTable(file: string): E.Either<TableError, EpochTable> {
     data = data.map((r) => r.slice(1));
   }
   const bad = data.findIndex((r) => r.length !== header.length);
-  if (bad >= 0) return E.left(tableError(file, `line ${bad + 2} has ${data[bad].length} fields, the header ${header.length}`));
+  if (bad >= 0) return E.left(tableError(file, `line ${lines[bad]} has ${data[bad].length} fields, the header ${header.length}`));
   const values: number[][] = [];
   for (let i = 0; i < data.length; i++) {
     const row = data[i].map(Number);
     const j = row.findIndex((v, k) => Number.isNaN(v) && data[i][k] !== 'NaN');
-    if (j >= 0) return E.left(tableError(file, `line ${i + 2}, column '${header[j]}': not a number: '${data[i][j]}'`));
+    if (j >= 0) return E.left(tableError(file, `line ${lines[i]}, column '${header[j]}': not a number: '${data[i][j]}'`));
     values.push(row);
   }
   if (values.length && values[0].every((v) => v === 0)) {

@@ -4,7 +4,8 @@
  * epoch with a min–max band, groups overlaid, like the seed's results-analysis figures).
  */
 import * as path from 'node:path';
-import { csvLine, writeAtomic } from '../train/outputs.ts';
+import { csvText } from '../data/csv.ts';
+import { writeFileAtomic } from '../io/atomic.ts';
 import { lineChartSvg, writePng } from '../train/plots.ts';
 import { aucSummary } from './epochs.ts';
 import type { RunRecord } from './runs.ts';
@@ -92,10 +93,8 @@ export function comparisonCsv(c: Comparison): string {
     'last_diff', 'last_t', 'last_df', 'last_p', 'last_ci_lo', 'last_ci_hi',
   ];
   const vs = (x: VsBaseline | null) => (x ? [x.diff, x.welch.t, x.welch.df, x.welch.p, x.ci.lo, x.ci.hi] : ['', '', '', '', '', '']);
-  const rows = c.rows.map((r) =>
-    csvLine([r.group, r.best.n, r.epochs.min, r.epochs.max, r.best.mean, r.best.sd, r.best.max, r.last.mean, r.last.sd, r.last.max, c.baseline, ...vs(r.bestVs), ...vs(r.lastVs)]),
-  );
-  return [csvLine(header), ...rows].join('\n') + '\n';
+  const rows = c.rows.map((r) => [r.group, r.best.n, r.epochs.min, r.epochs.max, r.best.mean, r.best.sd, r.best.max, r.last.mean, r.last.sd, r.last.max, c.baseline, ...vs(r.bestVs), ...vs(r.lastVs)]);
+  return csvText([header, ...rows]);
 }
 
 /** Up to ten groups get distinct colours (matplotlib's tab10, the seed's plotting default). */
@@ -138,8 +137,8 @@ export function spreadSvg(c: Comparison, metric: (typeof SPREAD_METRICS)[number]
 /** Writes comparison.md, comparison.csv and the spread plots into `dir`; returns the files. */
 export async function writeComparison(dir: string, c: Comparison, header: string): Promise<string[]> {
   const files = [path.join(dir, 'comparison.md'), path.join(dir, 'comparison.csv')];
-  writeAtomic(files[0], `${header}\n\n${comparisonMarkdown(c)}`);
-  writeAtomic(files[1], comparisonCsv(c));
+  writeFileAtomic(files[0], `${header}\n\n${comparisonMarkdown(c)}`);
+  writeFileAtomic(files[1], comparisonCsv(c));
   for (const m of SPREAD_METRICS) {
     const f = path.join(dir, m.file);
     await writePng(f, spreadSvg(c, m));

@@ -43,7 +43,7 @@
  * await loader.close();
  */
 export * from './errors.ts';
-export { type Csv, parseCsv, readCsv } from './csv.ts';
+export { type Cell, type Csv, type CsvOptions, csvRecord, csvText, parseCsv, readCsv, readCsvSync } from './csv.ts';
 export * from './readers.ts';
 export * from './split.ts';
 export * from './image.ts';

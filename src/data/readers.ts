@@ -8,7 +8,7 @@ import { pipe } from 'fp-ts/lib/function.js';
 import { readdir, readFile } from 'node:fs/promises';
 import { extname, join, resolve } from 'node:path';
 import sharp from 'sharp';
-import { type Csv, column, parseCsv } from './csv.ts';
+import { type Csv, column, parseCsv, readCsvHeader } from './csv.ts';
 import { type DataError, DataErrors } from './errors.ts';
 
 export const FORMATS = ['isic2020', 'isic2019', 'isic2018', 'ham10000', 'isic2017', 'isic2016', 'seed', 'folders'] as const;
@@ -70,12 +70,6 @@ const listDir = (dir: string): TE.TaskEither<DataError, { name: string; isDir: b
     (e) => ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR' ? DataErrors.missingFolder(dir) : DataErrors.io(dir, 'list', e)),
   );
 
-async function firstLine(file: string): Promise<string[]> {
-  const text = (await readFile(file, 'utf8')).slice(0, 4096);
-  const line = text.replace(/^\uFEFF/, '').split(/\r?\n/)[0] ?? '';
-  return line.split(',').map((s) => s.trim().replace(/^"|"$/g, ''));
-}
-
 /** Which reader a folder needs: from its label file's header, or sub-folders of images. */
 export function detectDataset(dir: string, opts: { format?: DatasetFormat | string } = {}): TE.TaskEither<DataError, Detected> {
   const abs = resolve(dir);
@@ -91,7 +85,7 @@ export function detectDataset(dir: string, opts: { format?: DatasetFormat | stri
         const order = (n: string) => (n === 'train.csv' ? 0 : n === 'labels.csv' ? 1 : 2);
         csvs.sort((a, b) => order(a) - order(b) || (a < b ? -1 : 1));
         if (want !== 'folders') {
-          const headers = await Promise.all(csvs.map(async (f) => ({ f, h: await firstLine(join(abs, f)) })));
+          const headers = await Promise.all(csvs.map(async (f) => ({ f, h: await readCsvHeader(join(abs, f)) })));
           for (const r of RECOGNISERS) {
             if (want && r.format !== want) continue;
             for (const { f, h } of headers) {
@@ -351,7 +345,7 @@ function readOne(dir: string, task: Task, format: string | undefined): TE.TaskEi
         }
         const file = det.labelFile!;
         const text = await readFile(file, 'utf8');
-        const parsed = parseCsv(file, text, det.format !== 'isic2016');
+        const parsed = parseCsv(file, text, { header: det.format !== 'isic2016' });
         if (E.isLeft(parsed)) return parsed;
         const raw = readRows(det, parsed.right, task);
         if (E.isLeft(raw)) return raw;

@@ -2,11 +2,11 @@
 import * as E from 'fp-ts/lib/Either.js';
 import * as TE from 'fp-ts/lib/TaskEither.js';
 import { pipe } from 'fp-ts/lib/function.js';
-import { readFileSync } from 'node:fs';
-import { mkdir, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { mkdir } from 'node:fs/promises';
+import { dirname, join } from 'node:path';
 import { foldIn, key, permutation } from '../tensor/random.ts';
-import { column, csvField, parseCsv, readCsv } from './csv.ts';
+import { type Cell, column, csvText, readCsv, readCsvSync } from './csv.ts';
+import { writeFileAtomic } from '../io/atomic.ts';
 import { type DataError, DataErrors, renderDataError } from './errors.ts';
 import type { Dataset, Item, Skipped } from './readers.ts';
 
@@ -31,14 +31,8 @@ export interface SplitOptions {
 export function splitDataset(ds: Pick<Dataset, 'items'>, opts: SplitOptions = {}): E.Either<DataError, Split> {
   if (opts.valCsv !== undefined) {
     const file = opts.valCsv;
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (e) {
-      return E.left(DataErrors.io(file, 'read', e));
-    }
     return pipe(
-      parseCsv(file, text),
+      readCsvSync(file),
       E.chain((csv) => pipe(column(csv, 'image_name', 'image', 'image_id', 'filename', 'name'), E.map((i) => csv.rows.map((r) => (r[i] ?? '').replace(/\.(jpe?g|png)$/i, ''))))),
       E.chain((names) => {
         const want = new Set(names);
@@ -71,14 +65,18 @@ export const SPLIT_FILE = 'split.csv';
 
 /** Writes `<dir>/split.csv` (set,image_name,label,source,path); returns its path. */
 export function writeSplit(dir: string, split: Split): TE.TaskEither<DataError, string> {
-  const file = join(dir, SPLIT_FILE);
-  const lines = ['set,image_name,label,source,path'];
+  const rows: Cell[][] = [['set', 'image_name', 'label', 'source', 'path']];
   for (const [set, items] of [['train', split.train], ['val', split.val]] as const) {
-    for (const it of items) lines.push([set, it.name, it.label, it.source, it.path].map(csvField).join(','));
+    for (const it of items) rows.push([set, it.name, it.label, it.source, it.path]);
   }
+  return writeCsvFile(join(dir, SPLIT_FILE), rows);
+}
+
+/** Writes a CSV file atomically (creating its folder); returns its path. */
+export function writeCsvFile(file: string, rows: readonly (readonly Cell[])[]): TE.TaskEither<DataError, string> {
   return TE.tryCatch(async () => {
-    await mkdir(dir, { recursive: true });
-    await writeFile(file, `${lines.join('\n')}\n`);
+    await mkdir(dirname(file), { recursive: true });
+    writeFileAtomic(file, csvText(rows));
     return file;
   }, (e) => DataErrors.io(file, 'write', e));
 }
@@ -87,7 +85,7 @@ export function writeSplit(dir: string, split: Split): TE.TaskEither<DataError, 
 export function readSplit(dirOrFile: string): TE.TaskEither<DataError, Split> {
   const file = dirOrFile.endsWith('.csv') ? dirOrFile : join(dirOrFile, SPLIT_FILE);
   return pipe(
-    readCsv(file),
+    readCsv(file, { trim: false }),
     TE.chainEitherK((csv) =>
       pipe(
         E.Do,
@@ -114,15 +112,15 @@ export function readSplit(dirOrFile: string): TE.TaskEither<DataError, Split> {
   );
 }
 
-/** Lists skipped images in `<dir>/skipped.csv` (name,path,error); returns its path. */
+/** The columns of a skipped-image list: the image, its file and why it was skipped. */
+export const SKIPPED_HEADER = ['image_name', 'path', 'error'] as const;
+
+/** One skipped image as a record of a skipped-image list. */
+export const skippedRecord = (s: { name: string; path?: string; error: DataError }): [string, string, string] => [s.name, s.path ?? '', renderDataError(s.error)];
+
+/** Lists skipped images in `<dir>/skipped.csv` (image_name,path,error); returns its path. */
 export function writeSkipped(dir: string, skipped: readonly { name: string; path?: string; error: DataError }[]): TE.TaskEither<DataError, string> {
-  const file = join(dir, 'skipped.csv');
-  const lines = ['image_name,path,error', ...skipped.map((s) => [s.name, s.path ?? '', renderDataError(s.error)].map(csvField).join(','))];
-  return TE.tryCatch(async () => {
-    await mkdir(dir, { recursive: true });
-    await writeFile(file, `${lines.join('\n')}\n`);
-    return file;
-  }, (e) => DataErrors.io(file, 'write', e));
+  return writeCsvFile(join(dir, 'skipped.csv'), [SKIPPED_HEADER, ...skipped.map(skippedRecord)]);
 }
 
 export type { Skipped };

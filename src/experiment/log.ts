@@ -6,7 +6,7 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { writeAtomic } from '../train/outputs.ts';
+import { writeFileAtomic } from '../io/atomic.ts';
 import type { Cell, ExperimentSpec } from './grid.ts';
 import type { CellMetrics, CellResult } from './cell.ts';
 
@@ -133,7 +133,7 @@ export class ExperimentLog {
     const counts = emptyCounts();
     for (const r of this.data.runs) counts[r.status]++;
     this.data.counts = counts;
-    writeAtomic(this.file, `${JSON.stringify(this.data, null, 2)}\n`);
+    writeFileAtomic(this.file, `${JSON.stringify(this.data, null, 2)}\n`);
   }
 }
 

@@ -13,7 +13,7 @@ import type { Input } from '../nn/efficientnet.ts';
 import * as o from '../tensor/ops.ts';
 import { key as makeKey } from '../tensor/random.ts';
 import { type Tensor, dataSync, tensor } from '../tensor/tensor.ts';
-import { evalKey } from '../train/loop.ts';
+import { evalKey } from '../train/step.ts';
 import { probabilities } from '../train/losses.ts';
 import { defaultLayer, gradCam, integratedGradients, stochasticStemLayer, windowMap } from './attribution.ts';
 import { normaliseMap, resizeArea } from './maps.ts';

@@ -21,12 +21,12 @@
  * Error for scripts that prefer exceptions.
  */
 import * as fs from 'node:fs';
-import * as path from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';
 import * as TE from 'fp-ts/lib/TaskEither.js';
 import { pipe } from 'fp-ts/lib/function.js';
 import { type Tensor, dataSync, fromArray, isTensor } from '../tensor/tensor.ts';
 import { fmt, sizeOf } from '../tensor/shape.ts';
+import { writeFileAtomic } from './atomic.ts';
 
 /** An exact 64-bit integer tensor (a safetensors I64 entry). Not a Tensor: trees treat it as static data. */
 export class Int64Array {
@@ -316,32 +316,10 @@ export function saveSafetensorsE(file: string, tree: unknown, metadata?: Readonl
   return pipe(
     encodeSafetensors(tree, metadata, file),
     E.chain((bytes) => {
-      const dir = path.dirname(path.resolve(file));
-      const tmp = path.join(dir, `.${path.basename(file)}.${process.pid}.${Date.now().toString(36)}${Math.random().toString(36).slice(2, 8)}.tmp`);
-      let fd: number | undefined;
       try {
-        fd = fs.openSync(tmp, 'wx');
-        let at = 0;
-        while (at < bytes.byteLength) at += fs.writeSync(fd, bytes, at, bytes.byteLength - at);
-        fs.fsyncSync(fd);
-        fs.closeSync(fd);
-        fd = undefined;
-        fs.renameSync(tmp, file);
+        writeFileAtomic(file, bytes);
       } catch (e) {
-        if (fd !== undefined) fs.closeSync(fd);
-        fs.rmSync(tmp, { force: true });
         return E.left(ioError(file, (e as Error).message));
-      }
-      // Make the rename itself durable where the platform allows fsync on a directory.
-      try {
-        const dfd = fs.openSync(dir, 'r');
-        try {
-          fs.fsyncSync(dfd);
-        } finally {
-          fs.closeSync(dfd);
-        }
-      } catch {
-        /* not supported on this platform: the file itself is already synced */
       }
       return E.right(undefined);
     }),

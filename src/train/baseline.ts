@@ -10,7 +10,7 @@ import { stochSlice } from '../nn/efficientnet.ts';
 import { readTrainerState } from './checkpoint.ts';
 import { RESUMABLE_KEYS, type TrainConfig } from './config.ts';
 import type { Outcome } from './loop.ts';
-import { RunFiles } from './outputs.ts';
+import { RunLog } from './runlog.ts';
 import { type RunIo, type RunResult, type TrainError, checkModel, modelSpecFor, resumeConfig, train } from './run.ts';
 
 export const baselineFolder = (outDir: string, model: string): string => path.join(outDir, `baseline-${model}`);
@@ -25,7 +25,7 @@ export function baselineConfig(cfg: TrainConfig, outDir: string): TrainConfig {
 export function finishedOutcome(dir: string, epochs: number): Outcome | null {
   const ts = readTrainerState(path.join(dir, 'last'));
   if (E.isLeft(ts) || ts.right.epoch < epochs) return null;
-  const curves = new RunFiles(dir).curves();
+  const curves = new RunLog(dir).curves();
   const lastAuc = curves?.valAuc.at(-1);
   return {
     kind: 'completed',

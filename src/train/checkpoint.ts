@@ -13,6 +13,7 @@ import * as path from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';
 import { pipe } from 'fp-ts/lib/function.js';
 import { readSafetensorsE, saveSafetensorsE, formatSafetensorsError, type Leaf } from '../io/safetensors.ts';
+import { fsyncDir, writeFileAtomic } from '../io/atomic.ts';
 import { flatten, unflatten } from '../autograd/pytree.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import type { OptState, OptimizerName } from './optim.ts';
@@ -79,16 +80,6 @@ export function renderCheckpointError(e: CheckpointError): string {
   }
 }
 
-const writeJsonSync = (file: string, value: unknown): void => {
-  const fd = fs.openSync(file, 'w');
-  try {
-    fs.writeSync(fd, JSON.stringify(value, null, 1));
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-};
-
 const uniq = () => `${process.pid}-${Date.now().toString(36)}${Math.random().toString(36).slice(2, 7)}`;
 
 /** The optimizer slots as one tree { slot: paramsTree } (names like `square_avg.blocks.0.w`). */
@@ -113,13 +104,14 @@ export function saveCheckpoint(dir: string, ck: Checkpoint): E.Either<Checkpoint
       const r = saveSafetensorsE(path.join(tmp, file), tree ?? {}, meta);
       if (E.isLeft(r)) return fail(formatSafetensorsError(r.left));
     }
-    writeJsonSync(path.join(tmp, TRAINER_FILE), { ...ck.trainer, optimizer: { name: ck.opt.name, step: ck.opt.step } });
+    writeFileAtomic(path.join(tmp, TRAINER_FILE), JSON.stringify({ ...ck.trainer, optimizer: { name: ck.opt.name, step: ck.opt.step } }, null, 1));
     let old: string | null = null;
     if (fs.existsSync(abs)) {
       old = path.join(parent, `${path.basename(abs)}.old-${uniq()}`);
       fs.renameSync(abs, old);
     }
     fs.renameSync(tmp, abs);
+    fsyncDir(parent);
     if (old) fs.rmSync(old, { recursive: true, force: true });
     return E.right(undefined);
   } catch (e) {

@@ -4,20 +4,21 @@
  * 2 usage error, 130 interrupted (a resumable checkpoint was saved).
  */
 import * as E from 'fp-ts/lib/Either.js';
-import { FLAGS, type Key, type TrainConfig, SYNTHETIC_RUN, parseValue, resolveConfig } from './config.ts';
+import { DEFAULTS, FLAGS, type Key, SYNTHETIC_DEFAULTS, type TrainConfig, helpLine, parseValue, resolveConfig } from './config.ts';
 import { EXIT, UsageExit, parseArgs, printUsage, program, runIfMain } from './cliutil.ts';
 import { baselineConfig, baselineIntro, checkBaseline, comparisonLine, trainLeg } from './baseline.ts';
 import { type Reporter, consoleReporter } from './report.ts';
 import { type RunResult, type TrainError, resumeConfig, runFolder, train } from './run.ts';
 import { isIdxFolder } from '../data/idx.ts';
 
+const S = { ...DEFAULTS, ...SYNTHETIC_DEFAULTS };
 const DEFAULT_RUN = `
-With no arguments: shows the paper's thesis. Trains ${SYNTHETIC_RUN.model} at a reduced size (width ×${SYNTHETIC_RUN.widthMult}, depth ×${SYNTHETIC_RUN.depthMult};
-${SYNTHETIC_RUN.imgSize} px low-res + ${SYNTHETIC_RUN.hrSize} px high-res) on the built-in synthetic set (${SYNTHETIC_RUN.syntheticCount} images of ${SYNTHETIC_RUN.syntheticSize} px, 80/20 split,
-the class only in a texture the ${SYNTHETIC_RUN.imgSize} px view has lost) for ${SYNTHETIC_RUN.epochs} epochs, batch ${SYNTHETIC_RUN.batchSize}, ${SYNTHETIC_RUN.optimizer} lr ${SYNTHETIC_RUN.lr} with ${SYNTHETIC_RUN.schedule} decay,
-BN momentum ${SYNTHETIC_RUN.bnMomentum}, no augmentation; then the baseline ${SYNTHETIC_RUN.baseline} (the ${SYNTHETIC_RUN.imgSize} px view only) with the same budget, and prints both
+With no arguments: shows the paper's thesis. Trains ${S.model} at a reduced size (width ×${S.widthMult}, depth ×${S.depthMult};
+${S.imgSize} px low-res + ${S.hrSize} px high-res) on the built-in synthetic set (${S.syntheticCount} images of ${S.syntheticSize} px, ${Math.round((1 - S.valFraction) * 100)}/${Math.round(S.valFraction * 100)} split,
+the class only in a texture the ${S.imgSize} px view has lost) for ${S.epochs} epochs, batch ${S.batchSize}, ${S.optimizer} lr ${S.lr} with ${S.schedule} decay,
+BN momentum ${S.bnMomentum}, ${S.augment ? 'with' : 'no'} augmentation; then the baseline ${S.baseline} (the ${S.imgSize} px view only) with the same budget, and prints both
 validation AUCs (BENCHMARKS.md has the measured time and AUCs).
-With --data, the defaults are the paper's recipe (RMSprop, batch 100, 60 epochs) at the model's sizes.
+With --data, the defaults are the paper's recipe (${DEFAULTS.optimizer}, batch ${DEFAULTS.batchSize}, ${DEFAULTS.epochs} epochs) at the model's sizes.
 
 Outputs (run folder): per_epoch.csv, per_batch.csv, timing.csv, config.json, split.csv,
 predictions.csv (best epoch), skipped.csv (if any), loss.png, auc.png, roc.png, checkpoints last/ and best/.
@@ -33,7 +34,7 @@ Examples:
 export function trainCommand() {
   const cmd = program('train', 'Train an EfficientNet / stochastic-convolution model on skin-lesion images.');
   for (const f of FLAGS) {
-    const desc = `${f.help} (default: ${f.shown})`;
+    const desc = helpLine(f);
     if (f.repeatable) cmd.option(f.flags, desc, (v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
     else cmd.option(f.flags, desc);
   }

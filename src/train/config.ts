@@ -8,6 +8,8 @@ import * as fs from 'node:fs';
 import * as E from 'fp-ts/lib/Either.js';
 import { optimizerNames, type OptimizerName } from './optim.ts';
 import { scheduleNames, type ScheduleName } from './schedule.ts';
+import { modelNames } from '../nn/model.ts';
+import { SYNTHETIC_TRAIN_DEFAULTS } from '../data/synthetic.ts';
 
 export type LossName = 'bce' | 'focal' | 'ce';
 
@@ -96,167 +98,121 @@ const orNone = <T>(p: (s: string) => T) => (s: string): T | null => (s === 'none
 const str = (s: string): string => (s.trim() === '' ? fail('must not be empty') : s);
 const bool = (s: string): boolean => (s === 'true' ? true : s === 'false' ? false : fail('must be true or false'));
 
-export interface Flag {
-  readonly key: Key;
+/** One command-line option: everything the parser, the config-file reader, `--help` and the presets know of it. */
+export interface Flag<K extends Key = Key> {
+  readonly key: K;
   /** e.g. '--img-size <px>'; boolean flags have no value. */
   readonly flags: string;
   readonly help: string;
-  /** The default as shown in --help. */
-  readonly shown: string;
+  /** Parses one command-line value (a repeatable flag: one occurrence). */
   readonly parse: (s: string) => unknown;
+  /** The value when nothing sets it; `null` for a setting derived elsewhere (then `derived` says from what). */
+  readonly default: TrainConfig[K];
+  /** What a null (or empty) default stands for, as --help shows it (e.g. "the model's, 224 for b0"). */
+  readonly derived?: string;
+  /** A default that depends on another setting: `{ on: 'optimizer', values: { sgd: 0.9 } }`. */
+  readonly dependsOn?: { readonly on: Key; readonly values: Readonly<Record<string, TrainConfig[K]>> };
+  /** The default of the no-data run on the built-in synthetic set, where it differs. */
+  readonly synthetic?: TrainConfig[K];
+  /** Pinned by `--preset paper`: to the default (true) or to this value. */
+  readonly paper?: true | TrainConfig[K];
+  /** Words after the default in --help (after a comma). */
+  readonly note?: string;
   readonly repeatable?: boolean;
   readonly boolean?: boolean;
   /** Can be changed when resuming a run. */
   readonly resumable?: boolean;
 }
 
+/** A table entry, its values type-checked against its key's type. */
+const flag = <K extends Key>(f: Flag<K>): Flag => f as unknown as Flag;
+
 /**
- * What the no-argument run does (shown in --help and used as the synthetic defaults): b0-full-split
- * at a reduced size on 480 synthetic images of 256 px (low-res view 32 px, 8× smaller: the class
- * texture is gone from it), compared with the low-res baseline b0, both well inside 10 minutes on
- * 2 CPU cores (BENCHMARKS.md). No augmentation: the set already draws every nuisance at random,
+ * The option table. The no-data run (the `synthetic` values) trains b0-full-split at a reduced
+ * size on 480 synthetic images of 256 px (low-res view 32 px, 8× smaller: the class texture is
+ * gone from it) and compares it with the low-res baseline b0, both well inside 10 minutes on 2 CPU
+ * cores (BENCHMARKS.md). No augmentation there: the set already draws every nuisance at random,
  * and cosine decay to 0 leaves a settled model at the last epoch, whose AUC the run reports.
  */
-export const SYNTHETIC_RUN = {
-  model: 'b0-full-split',
-  imgSize: 32,
-  hrSize: 256,
-  widthMult: 0.5,
-  depthMult: 0.34,
-  bnMomentum: 0.1,
-  epochs: 8,
-  batchSize: 16,
-  microBatch: 16,
-  syntheticCount: 480,
-  syntheticSize: 256,
-  optimizer: 'adam',
-  lr: 1e-3,
-  schedule: 'cosine',
-  warmupEpochs: 0,
-  augment: false,
-  /** The low-res model the default run is compared with (the same backbone without the high-res view). */
-  baseline: 'b0',
-} as const;
-
 export const FLAGS: readonly Flag[] = [
-  { key: 'data', flags: '--data <dir>', help: 'dataset folder (repeatable: folders are merged)', shown: 'the built-in synthetic set', parse: str, repeatable: true },
-  { key: 'format', flags: '--format <name>', help: 'force the dataset reader (isic2020, isic2019, …, folders)', shown: 'detected per folder', parse: str },
-  { key: 'task', flags: '--task <task>', help: 'binary (melanoma vs other) or multiclass', shown: 'binary', parse: oneOf(['binary', 'multiclass'] as const) },
-  { key: 'model', flags: '--model <name>', help: 'b0…b7, b0-64, b0-stochastic-stem, b4-stochastic-stem, b0-stochastic-skip, b0-full-split, b0-pure-stochastic, …', shown: 'b0-full-split', parse: str },
-  { key: 'imgSize', flags: '--img-size <px>', help: 'low-res input side', shown: `the model's (224 for b0); ${SYNTHETIC_RUN.imgSize} on the synthetic set`, parse: int(8) },
-  { key: 'hrSize', flags: '--hr-size <px>', help: 'high-res input side of stochastic models', shown: `1024; ${SYNTHETIC_RUN.hrSize} on the synthetic set`, parse: int(8) },
-  { key: 'widthMult', flags: '--width-mult <x>', help: 'override the width coefficient (smaller models)', shown: `the variant's; ${SYNTHETIC_RUN.widthMult} on the synthetic set`, parse: orNone(num(0, 10, true)) },
-  { key: 'depthMult', flags: '--depth-mult <x>', help: 'override the depth coefficient (smaller models)', shown: `the variant's; ${SYNTHETIC_RUN.depthMult} on the synthetic set`, parse: orNone(num(0, 10, true)) },
-  { key: 'bnMomentum', flags: '--bn-momentum <x>', help: 'batch-norm running-statistics momentum (PyTorch convention)', shown: `0.01 (TensorFlow's 0.99); ${SYNTHETIC_RUN.bnMomentum} on the synthetic set`, parse: orNone(num(0, 1, true)) },
-  { key: 'headInit', flags: '--head-init <init>', help: "dense-layer init: zeros (logits start at 0) or efficientnet (official: ±1/√outputs, i.e. ±1 for one logit, which starts logits near ±20 and saturates a from-scratch run)", shown: 'zeros', parse: oneOf(['efficientnet', 'zeros'] as const) },
-  { key: 'epochs', flags: '--epochs <n>', help: 'epochs to train', shown: `60; ${SYNTHETIC_RUN.epochs} on the synthetic set`, parse: int(1), resumable: true },
-  { key: 'batchSize', flags: '--batch-size <n>', help: 'images per optimizer step', shown: `100; ${SYNTHETIC_RUN.batchSize} on the synthetic set`, parse: int(1) },
-  { key: 'microBatch', flags: '--micro-batch <n>', help: 'images per forward/backward pass (gradients accumulated up to --batch-size)', shown: '20', parse: int(1) },
-  { key: 'optimizer', flags: '--optimizer <name>', help: optimizerNames.join(', '), shown: `rmsprop; ${SYNTHETIC_RUN.optimizer} on the synthetic set`, parse: oneOf(optimizerNames) },
-  { key: 'lr', flags: '--lr <x>', help: 'base learning rate', shown: '0.001', parse: num(0, Infinity, true) },
-  { key: 'weightDecay', flags: '--weight-decay <x>', help: 'L2 penalty (AdamW: decoupled decay)', shown: '0 (AdamW: 0.01)', parse: num(0) },
-  { key: 'momentum', flags: '--momentum <x>', help: 'momentum (RMSprop, SGD)', shown: '0 (SGD: 0.9)', parse: num(0, 1) },
-  { key: 'alpha', flags: '--alpha <x>', help: 'RMSprop smoothing constant', shown: '0.99', parse: num(0, 1) },
-  { key: 'eps', flags: '--eps <x>', help: 'optimizer epsilon (added outside the square root)', shown: '1e-8', parse: num(0) },
-  { key: 'nesterov', flags: '--nesterov', help: 'Nesterov momentum (SGD)', shown: 'off', parse: bool, boolean: true },
-  { key: 'schedule', flags: '--schedule <name>', help: scheduleNames.join(', '), shown: `exponential; ${SYNTHETIC_RUN.schedule} on the synthetic set`, parse: oneOf(scheduleNames) },
-  { key: 'warmupEpochs', flags: '--warmup-epochs <n>', help: 'exponential: epochs at the base rate before decaying; cosine: linear warm-up epochs', shown: `15; ${SYNTHETIC_RUN.warmupEpochs} on the synthetic set`, parse: num(0) },
-  { key: 'decay', flags: '--decay <x>', help: 'exponential: learning-rate factor per epoch after the warm-up', shown: '0.9', parse: num(0, 1, true) },
-  { key: 'clip', flags: '--clip <norm>', help: 'clip gradients to this global norm (none: off)', shown: 'none', parse: orNone(num(0, Infinity, true)) },
-  { key: 'loss', flags: '--loss <name>', help: 'bce (binary), focal (binary or multiclass), ce (multiclass)', shown: 'bce (multiclass: ce)', parse: oneOf(['bce', 'focal', 'ce'] as const) },
-  { key: 'focalGamma', flags: '--focal-gamma <x>', help: 'focal loss exponent', shown: '2', parse: num(0) },
-  { key: 'posWeight', flags: '--pos-weight <auto|x>', help: 'weight of the positive class in the loss (auto: negatives/positives; multiclass: inverse-frequency class weights)', shown: '1', parse: (s) => (s === 'auto' ? 'auto' : num(0, Infinity, true)(s)) },
-  { key: 'tta', flags: '--tta <n>', help: 'stochastic passes averaged at validation (stochastic models)', shown: '1', parse: int(1), resumable: true },
-  { key: 'patience', flags: '--patience <n>', help: 'stop after n epochs without a better validation AUC (none: never)', shown: 'none', parse: orNone(int(1)), resumable: true },
-  { key: 'seed', flags: '--seed <n>', help: 'the seed every random choice derives from (split, init, order, augmentation, windows)', shown: '1337', parse: int(0) },
-  { key: 'valFraction', flags: '--val-fraction <x>', help: 'fraction of each class held out for validation', shown: '0.2', parse: num(0, 1, true) },
-  { key: 'valCsv', flags: '--val-csv <file>', help: 'CSV listing the validation images (overrides --val-fraction)', shown: 'none', parse: str },
-  { key: 'minResolution', flags: '--min-resolution <px>', help: 'drop images whose shorter side is smaller (the paper: 1000)', shown: 'none', parse: orNone(int(1)) },
-  { key: 'augment', flags: '--no-augment', help: 'turn off training augmentation (crop, flips, rotation)', shown: 'on; off on the synthetic set (turn it on there with "augment": true in --config)', parse: bool, boolean: true },
-  { key: 'limit', flags: '--limit <n>', help: 'use only the first n images of the dataset (quick runs)', shown: 'all', parse: orNone(int(2)) },
-  { key: 'syntheticCount', flags: '--synthetic-count <n>', help: 'images in the built-in synthetic set', shown: String(SYNTHETIC_RUN.syntheticCount), parse: int(4) },
-  { key: 'syntheticSize', flags: '--synthetic-size <px>', help: 'side of the synthetic images', shown: String(SYNTHETIC_RUN.syntheticSize), parse: int(16) },
-  { key: 'baseline', flags: '--baseline <model>', help: 'after the run, train this model on the same data, split, epochs and optimizer (into <run folder>/baseline-<model>) and print both validation AUCs (none: off)', shown: `none; ${SYNTHETIC_RUN.baseline} on the synthetic set when --model is not given`, parse: orNone(str) },
-  { key: 'workers', flags: '--workers <n>', help: 'image-decoding worker threads (0: main thread)', shown: '1', parse: int(0), resumable: true },
-  { key: 'backend', flags: '--backend <name>', help: 'cpu or gpu (WebGPU where an adapter is present, else gpu.js; STOCHCONV_GPU_MODE forces a mode)', shown: 'cpu', parse: oneOf(['cpu', 'gpu'] as const), resumable: true },
-  { key: 'out', flags: '--out <dir>', help: 'run folder', shown: 'runs/<model>-<timestamp>', parse: str },
-  { key: 'resume', flags: '--resume <dir>', help: 'continue the run in this folder exactly where it stopped', shown: 'none', parse: str, resumable: true },
-  { key: 'initWeights', flags: '--init-weights <file>', help: 'start from these weights (safetensors: a checkpoint of ours or torchvision names)', shown: 'none', parse: str },
-  { key: 'preset', flags: '--preset <name>', help: 'paper: RMSprop 1e-3 (α 0.99, ε 1e-8), exponential 0.9/epoch after 15, BCE, 60 epochs, batch 100, 80/20 split, seed 1337, 224 and 1024 px', shown: 'none', parse: oneOf(['paper'] as const) },
-  { key: 'config', flags: '--config <file.json>', help: 'read settings from a JSON file with the same keys (flags override it)', shown: 'none', parse: str },
-  { key: 'quiet', flags: '--quiet', help: 'no progress bar: one line per epoch (for logs)', shown: 'off', parse: bool, boolean: true, resumable: true },
+  flag({ key: 'data', flags: '--data <dir>', help: 'dataset folder (repeatable: folders are merged)', default: [], derived: 'the built-in synthetic set', parse: str, repeatable: true }),
+  flag({ key: 'format', flags: '--format <name>', help: 'force the dataset reader (isic2020, isic2019, …, folders)', default: null, derived: 'detected per folder', parse: str }),
+  flag({ key: 'task', flags: '--task <task>', help: 'binary (melanoma vs other) or multiclass', default: 'binary', parse: oneOf(['binary', 'multiclass'] as const) }),
+  flag({ key: 'model', flags: '--model <name>', help: `${modelNames.join(', ')}, or bN (N = 0…7) with any of their suffixes`, default: 'b0-full-split', parse: str }),
+  flag({ key: 'imgSize', flags: '--img-size <px>', help: 'low-res input side', default: null, derived: "the model's, 224 for b0", synthetic: SYNTHETIC_TRAIN_DEFAULTS.lowSize, paper: 224, parse: int(8) }),
+  flag({ key: 'hrSize', flags: '--hr-size <px>', help: 'high-res input side of stochastic models', default: null, derived: "the model's, 1024", synthetic: SYNTHETIC_TRAIN_DEFAULTS.highSize, paper: 1024, parse: int(8) }),
+  flag({ key: 'widthMult', flags: '--width-mult <x>', help: 'override the width coefficient (smaller models)', default: null, derived: "the variant's", synthetic: 0.5, note: 'for the default model only', parse: orNone(num(0, 10, true)) }),
+  flag({ key: 'depthMult', flags: '--depth-mult <x>', help: 'override the depth coefficient (smaller models)', default: null, derived: "the variant's", synthetic: 0.34, note: 'for the default model only', parse: orNone(num(0, 10, true)) }),
+  flag({ key: 'bnMomentum', flags: '--bn-momentum <x>', help: 'batch-norm running-statistics momentum (PyTorch convention)', default: null, derived: "the model's, 0.01 (TensorFlow's 0.99)", synthetic: 0.1, parse: orNone(num(0, 1, true)) }),
+  flag({ key: 'headInit', flags: '--head-init <init>', help: 'dense-layer init: zeros (logits start at 0) or efficientnet (official: ±1/√outputs, i.e. ±1 for one logit, which starts logits near ±20 and saturates a from-scratch run)', default: 'zeros', parse: oneOf(['efficientnet', 'zeros'] as const) }),
+  flag({ key: 'epochs', flags: '--epochs <n>', help: 'epochs to train', default: 60, synthetic: 8, paper: true, parse: int(1), resumable: true }),
+  flag({ key: 'batchSize', flags: '--batch-size <n>', help: 'images per optimizer step', default: 100, synthetic: 16, paper: true, parse: int(1) }),
+  flag({ key: 'microBatch', flags: '--micro-batch <n>', help: 'images per forward/backward pass (gradients accumulated up to --batch-size)', default: 20, synthetic: 16, parse: int(1) }),
+  flag({ key: 'optimizer', flags: '--optimizer <name>', help: optimizerNames.join(', '), default: 'rmsprop', synthetic: 'adam', paper: true, parse: oneOf(optimizerNames) }),
+  flag({ key: 'lr', flags: '--lr <x>', help: 'base learning rate', default: 1e-3, paper: true, parse: num(0, Infinity, true) }),
+  flag({ key: 'weightDecay', flags: '--weight-decay <x>', help: 'L2 penalty (AdamW: decoupled decay)', default: 0, dependsOn: { on: 'optimizer', values: { adamw: 1e-2 } }, paper: true, parse: num(0) }),
+  flag({ key: 'momentum', flags: '--momentum <x>', help: 'momentum (RMSprop, SGD)', default: 0, dependsOn: { on: 'optimizer', values: { sgd: 0.9 } }, paper: true, parse: num(0, 1) }),
+  flag({ key: 'alpha', flags: '--alpha <x>', help: 'RMSprop smoothing constant', default: 0.99, paper: true, parse: num(0, 1) }),
+  flag({ key: 'eps', flags: '--eps <x>', help: 'optimizer epsilon (added outside the square root)', default: 1e-8, paper: true, parse: num(0) }),
+  flag({ key: 'nesterov', flags: '--nesterov', help: 'Nesterov momentum (SGD)', default: false, parse: bool, boolean: true }),
+  flag({ key: 'schedule', flags: '--schedule <name>', help: scheduleNames.join(', '), default: 'exponential', synthetic: 'cosine', paper: true, parse: oneOf(scheduleNames) }),
+  flag({ key: 'warmupEpochs', flags: '--warmup-epochs <n>', help: 'exponential: epochs at the base rate before decaying; cosine: linear warm-up epochs', default: 15, synthetic: 0, paper: true, parse: num(0) }),
+  flag({ key: 'decay', flags: '--decay <x>', help: 'exponential: learning-rate factor per epoch after the warm-up', default: 0.9, paper: true, parse: num(0, 1, true) }),
+  flag({ key: 'clip', flags: '--clip <norm>', help: 'clip gradients to this global norm (none: off)', default: null, parse: orNone(num(0, Infinity, true)) }),
+  flag({ key: 'loss', flags: '--loss <name>', help: 'bce (binary), focal (binary or multiclass), ce (multiclass)', default: 'bce', dependsOn: { on: 'task', values: { multiclass: 'ce' } }, paper: true, parse: oneOf(['bce', 'focal', 'ce'] as const) }),
+  flag({ key: 'focalGamma', flags: '--focal-gamma <x>', help: 'focal loss exponent', default: 2, parse: num(0) }),
+  flag({ key: 'posWeight', flags: '--pos-weight <auto|x>', help: 'weight of the positive class in the loss (auto: negatives/positives; multiclass: inverse-frequency class weights)', default: 1, paper: true, parse: (s) => (s === 'auto' ? 'auto' : num(0, Infinity, true)(s)) }),
+  flag({ key: 'tta', flags: '--tta <n>', help: 'stochastic passes averaged at validation (stochastic models)', default: 1, parse: int(1), resumable: true }),
+  flag({ key: 'patience', flags: '--patience <n>', help: 'stop after n epochs without a better validation AUC (none: never)', default: null, derived: 'none', parse: orNone(int(1)), resumable: true }),
+  flag({ key: 'seed', flags: '--seed <n>', help: 'the seed every random choice derives from (split, init, order, augmentation, windows)', default: 1337, paper: true, parse: int(0) }),
+  flag({ key: 'valFraction', flags: '--val-fraction <x>', help: 'fraction of each class held out for validation', default: 0.2, paper: true, parse: num(0, 1, true) }),
+  flag({ key: 'valCsv', flags: '--val-csv <file>', help: 'CSV listing the validation images (overrides --val-fraction)', default: null, parse: str }),
+  flag({ key: 'minResolution', flags: '--min-resolution <px>', help: 'drop images whose shorter side is smaller (the paper: 1000)', default: null, parse: orNone(int(1)) }),
+  flag({ key: 'augment', flags: '--no-augment', help: 'turn off training augmentation (crop, flips, rotation)', default: true, synthetic: false, note: 'turn it on there with "augment": true in --config', parse: bool, boolean: true }),
+  flag({ key: 'limit', flags: '--limit <n>', help: 'use only the first n images of the dataset (quick runs)', default: null, derived: 'all', parse: orNone(int(2)) }),
+  flag({ key: 'syntheticCount', flags: '--synthetic-count <n>', help: 'images in the built-in synthetic set', default: SYNTHETIC_TRAIN_DEFAULTS.count, parse: int(4) }),
+  flag({ key: 'syntheticSize', flags: '--synthetic-size <px>', help: 'side of the synthetic images', default: SYNTHETIC_TRAIN_DEFAULTS.size, parse: int(16) }),
+  flag({ key: 'baseline', flags: '--baseline <model>', help: 'after the run, train this model on the same data, split, epochs and optimizer (into <run folder>/baseline-<model>) and print both validation AUCs (none: off)', default: null, synthetic: 'b0', note: 'when --model is not given', parse: orNone(str) }),
+  flag({ key: 'workers', flags: '--workers <n>', help: 'image-decoding worker threads (0: main thread)', default: 1, parse: int(0), resumable: true }),
+  flag({ key: 'backend', flags: '--backend <name>', help: 'cpu or gpu (WebGPU where an adapter is present, else gpu.js; STOCHCONV_GPU_MODE forces a mode)', default: 'cpu', parse: oneOf(['cpu', 'gpu'] as const), resumable: true }),
+  flag({ key: 'out', flags: '--out <dir>', help: 'run folder', default: null, derived: 'runs/<model>-<timestamp>', parse: str }),
+  flag({ key: 'resume', flags: '--resume <dir>', help: 'continue the run in this folder exactly where it stopped', default: null, parse: str, resumable: true }),
+  flag({ key: 'initWeights', flags: '--init-weights <file>', help: 'start from these weights (safetensors: a checkpoint of ours or torchvision names)', default: null, parse: str }),
+  flag({ key: 'preset', flags: '--preset <name>', help: '', default: null, parse: oneOf(['paper'] as const) }),
+  flag({ key: 'config', flags: '--config <file.json>', help: 'read settings from a JSON file with the same keys (flags override it)', default: null, parse: str }),
+  flag({ key: 'quiet', flags: '--quiet', help: 'no progress bar: one line per epoch (for logs)', default: false, parse: bool, boolean: true, resumable: true }),
 ];
 
-/** Defaults (any data); `null` means "derived" (from the model, the task or the optimizer). */
-export const DEFAULTS: TrainConfig = {
-  data: [],
-  format: null,
-  task: 'binary',
-  model: 'b0-full-split',
-  imgSize: null,
-  hrSize: null,
-  widthMult: null,
-  depthMult: null,
-  bnMomentum: null,
-  headInit: 'zeros',
-  epochs: 60,
-  batchSize: 100,
-  microBatch: 20,
-  optimizer: 'rmsprop',
-  lr: 1e-3,
-  weightDecay: 0,
-  momentum: 0,
-  alpha: 0.99,
-  eps: 1e-8,
-  nesterov: false,
-  schedule: 'exponential',
-  warmupEpochs: 15,
-  decay: 0.9,
-  clip: null,
-  loss: 'bce',
-  focalGamma: 2,
-  posWeight: 1,
-  tta: 1,
-  patience: null,
-  seed: 1337,
-  valFraction: 0.2,
-  valCsv: null,
-  minResolution: null,
-  augment: true,
-  limit: null,
-  syntheticCount: SYNTHETIC_RUN.syntheticCount,
-  syntheticSize: SYNTHETIC_RUN.syntheticSize,
-  baseline: null,
-  workers: 1,
-  backend: 'cpu',
-  out: null,
-  resume: null,
-  initWeights: null,
-  preset: null,
-  config: null,
-  quiet: false,
-};
+const pick = (want: (f: Flag) => boolean, value: (f: Flag) => unknown): Record<string, unknown> =>
+  Object.fromEntries(FLAGS.filter(want).map((f) => [f.key, value(f)]));
 
-/** The paper's recipe (PAPER.md, "Data and training recipe"). */
-export const PAPER_PRESET: Partial<TrainConfig> = {
-  optimizer: 'rmsprop',
-  lr: 1e-3,
-  alpha: 0.99,
-  eps: 1e-8,
-  momentum: 0,
-  weightDecay: 0,
-  schedule: 'exponential',
-  warmupEpochs: 15,
-  decay: 0.9,
-  loss: 'bce',
-  posWeight: 1,
-  epochs: 60,
-  batchSize: 100,
-  valFraction: 0.2,
-  seed: 1337,
-  imgSize: 224,
-  hrSize: 1024,
-};
+/** Defaults (any data); `null` means "derived" (from the model, the task or the optimizer). */
+export const DEFAULTS = pick(() => true, (f) => f.default) as unknown as TrainConfig;
+
+/** The defaults of the no-data run on the built-in synthetic set, where they differ from DEFAULTS. */
+export const SYNTHETIC_DEFAULTS = pick((f) => f.synthetic !== undefined, (f) => f.synthetic) as Partial<TrainConfig>;
+
+/** The paper's recipe (PAPER.md, "Data and training recipe"): the settings `--preset paper` pins. */
+export const PAPER_PRESET = pick((f) => f.paper !== undefined, (f) => (f.paper === true ? f.default : f.paper)) as Partial<TrainConfig>;
+
+/** How a value reads in --help. */
+export const showValue = (v: unknown): string => (v === null ? 'none' : v === true ? 'on' : v === false ? 'off' : Array.isArray(v) ? v.join(', ') : String(v));
+
+/** The "(default: …)" text of an option in --help, made from its table entry. */
+export function shownDefault(f: Flag): string {
+  const unset = f.default === null || (Array.isArray(f.default) && f.default.length === 0);
+  const dep = f.dependsOn ? ` (${Object.entries(f.dependsOn.values).map(([v, d]) => `${flagOf(f.dependsOn!.on)} ${v}: ${showValue(d)}`).join('; ')})` : '';
+  const syn = f.synthetic !== undefined ? `; ${showValue(f.synthetic)} on the synthetic set` : '';
+  const paper = f.paper !== undefined && f.paper !== true ? `; ${showValue(f.paper)} with --preset paper` : '';
+  return `${unset ? (f.derived ?? 'none') : showValue(f.default)}${dep}${syn}${paper}${f.note ? `, ${f.note}` : ''}`;
+}
+
+/** What `--preset paper` sets, in words made from the table. */
+const presetHelp = (): string =>
+  `paper: the paper's recipe, ${FLAGS.filter((f) => f.paper !== undefined).map((f) => `${flagName(f)} ${showValue(PAPER_PRESET[f.key])}`).join(', ')}`;
+
+/** The --help text of an option: its help and its default. */
+export const helpLine = (f: Flag): string => `${f.key === 'preset' ? presetHelp() : f.help} (default: ${shownDefault(f)})`;
 
 const kebab = (k: string) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
 const flagName = (f: Flag) => f.flags.split(' ')[0];
@@ -332,31 +288,17 @@ export function resolveConfig(cli: Partial<TrainConfig>): E.Either<UsageError, T
   const preset = cli.preset ?? fileCfg.right.preset ?? null;
   const given: Partial<TrainConfig> = { ...(preset === 'paper' ? PAPER_PRESET : {}), ...fileCfg.right, ...cli };
   const synthetic = (given.data ?? []).length === 0;
+  const { baseline, ...syntheticRest } = SYNTHETIC_DEFAULTS;
+  const dependent = Object.fromEntries(
+    FLAGS.flatMap((f) => (f.dependsOn && given[f.dependsOn.on] !== undefined && String(given[f.dependsOn.on]) in f.dependsOn.values ? [[f.key, f.dependsOn.values[String(given[f.dependsOn.on])]]] : [])),
+  );
   const base: TrainConfig = {
     ...DEFAULTS,
-    ...(synthetic && preset !== 'paper'
-      ? {
-          imgSize: SYNTHETIC_RUN.imgSize,
-          hrSize: SYNTHETIC_RUN.hrSize,
-          widthMult: SYNTHETIC_RUN.widthMult,
-          depthMult: SYNTHETIC_RUN.depthMult,
-          bnMomentum: SYNTHETIC_RUN.bnMomentum,
-          optimizer: SYNTHETIC_RUN.optimizer,
-          epochs: SYNTHETIC_RUN.epochs,
-          batchSize: SYNTHETIC_RUN.batchSize,
-          microBatch: SYNTHETIC_RUN.microBatch,
-          schedule: SYNTHETIC_RUN.schedule,
-          warmupEpochs: SYNTHETIC_RUN.warmupEpochs,
-          augment: SYNTHETIC_RUN.augment,
-          ...(given.model === undefined ? { baseline: SYNTHETIC_RUN.baseline } : {}),
-        }
-      : {}),
-    ...(given.task === 'multiclass' ? { loss: 'ce' as const } : {}),
-    ...(given.optimizer === 'adamw' ? { weightDecay: 1e-2 } : {}),
-    ...(given.optimizer === 'sgd' ? { momentum: 0.9 } : {}),
+    ...(synthetic && preset !== 'paper' ? { ...syntheticRest, ...(given.model === undefined ? { baseline } : {}) } : {}),
+    ...dependent,
   };
   // On the synthetic set the reduced width/depth apply only to the default model.
-  if (synthetic && given.model !== undefined && given.model !== SYNTHETIC_RUN.model) {
+  if (synthetic && given.model !== undefined && given.model !== DEFAULTS.model) {
     Object.assign(base, { widthMult: null, depthMult: null });
   }
   const cfg: TrainConfig = { ...base, ...given, preset };

@@ -10,9 +10,10 @@ import { createLoader } from '../data/loader.ts';
 import { renderDataError } from '../data/errors.ts';
 import { EXIT, UsageExit, parseArgs, printUsage, program, runIfMain } from './cliutil.ts';
 import { parseValue } from './config.ts';
-import { predictAll } from './loop.ts';
+import { type Predictions, predictAll } from './step.ts';
 import { binaryMetrics, flatBinaryMetrics, multiclassMetrics } from './metrics.ts';
-import { predictionsCsv, rocFromPredictions } from './outputs.ts';
+import { predictionsCsv, rocFromPredictions, skippedCsv } from './runlog.ts';
+import { writeFileAtomic } from '../io/atomic.ts';
 import { rocSvg, writePng } from './plots.ts';
 import { writeEvaluationFigures } from '../inspect/figures.ts';
 import { consoleReporter } from './report.ts';
@@ -41,29 +42,50 @@ const num = (key: 'tta' | 'batchSize' | 'microBatch' | 'workers' | 'seed' | 'lim
   return r.right as number;
 };
 
-export async function main(argv: string[]): Promise<number> {
-  let o: Record<string, unknown>;
+/** The options as given and the numbers parsed from them; a usage error as the message to print. */
+function readOptions(argv: string[]): { o: Record<string, unknown>; tta: number; batchSize: number; microBatch: number; workers: number; limit: number } | null | string {
   try {
     const cmd = parseArgs(evaluateCommand(), argv);
-    if (!cmd) return EXIT.ok;
-    o = cmd.opts();
+    if (!cmd) return null;
+    const o = cmd.opts() as Record<string, unknown>;
     if (!o.data) throw new UsageExit(`required option '--data <dir>' not specified`);
     if (o.backend !== undefined && o.backend !== 'cpu' && o.backend !== 'gpu') throw new UsageExit(`invalid value '${o.backend}' for --backend: must be one of cpu, gpu`);
+    return { o, tta: num('tta', o.tta, 1), batchSize: num('batchSize', o.batchSize, 16), microBatch: num('microBatch', o.microBatch, 16), workers: num('workers', o.workers, 1), limit: num('limit', o.limit, Infinity) };
   } catch (e) {
-    if (e instanceof UsageExit) return printUsage('evaluate', e.message);
+    if (e instanceof UsageExit) return e.message;
     throw e;
   }
-  let tta: number, batchSize: number, microBatch: number, workers: number, limit: number;
-  try {
-    tta = num('tta', o.tta, 1);
-    batchSize = num('batchSize', o.batchSize, 16);
-    microBatch = num('microBatch', o.microBatch, 16);
-    workers = num('workers', o.workers, 1);
-    limit = num('limit', o.limit, Infinity);
-  } catch (e) {
-    if (e instanceof UsageExit) return printUsage('evaluate', e.message);
-    throw e;
+}
+
+const f4 = (x: number) => (Number.isFinite(x) ? x.toFixed(4) : String(x));
+
+/** metrics.json's metrics and the lines that report them (`what`: what was evaluated, with what, in how long). */
+function summarise(p: Predictions, C: number, classes: readonly string[], what: (n: string) => string): { metrics: Record<string, unknown>; lines: string[] } {
+  if (C > 1) {
+    const mm = multiclassMetrics(p.labels, p.probs, C);
+    return {
+      metrics: { ...mm, classes },
+      lines: [
+        what(`${mm.n} images`),
+        `macro ROC AUC ${f4(mm.macroAuc)}; accuracy ${f4(mm.accuracy)}; balanced accuracy ${f4(mm.balancedAccuracy)}; kappa ${f4(mm.kappa)}`,
+        `per class: ${mm.aucPerClass.map((a, i) => `${classes[i]} ${f4(a)}`).join(', ')}`,
+      ],
+    };
   }
+  const bm = binaryMetrics(p.labels, p.probs);
+  const at = (t: typeof bm.atHalf) =>
+    `accuracy ${f4(t.accuracy)} sensitivity ${f4(t.sensitivity)} specificity ${f4(t.specificity)} F1 ${f4(t.f1)} F2 ${f4(t.f2)} kappa ${f4(t.kappa)} (TP ${t.confusion.tp} FP ${t.confusion.fp} TN ${t.confusion.tn} FN ${t.confusion.fn})`;
+  return {
+    metrics: { auc: bm.auc, n: bm.n, positives: bm.positives, ...flatBinaryMetrics(bm) },
+    lines: [what(`${bm.n} images (${bm.positives} positive)`), `ROC AUC ${f4(bm.auc)}`, `at 0.5:    ${at(bm.atHalf)}`, `at Youden (${f4(bm.atYouden.threshold)}): ${at(bm.atYouden)}`],
+  };
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const opts = readOptions(argv);
+  if (opts === null) return EXIT.ok;
+  if (typeof opts === 'string') return printUsage('evaluate', opts);
+  const { o, tta, batchSize, microBatch, workers, limit } = opts;
   const r = await restore(String(o.checkpoint), (o.backend as 'cpu' | 'gpu') ?? 'cpu');
   if (E.isLeft(r)) return printUsage('evaluate', r.left.message);
   const m = r.right;
@@ -79,15 +101,13 @@ export async function main(argv: string[]): Promise<number> {
   const ds = await loadDataset(dirs, { task: C === 1 ? 'binary' : 'multiclass', ...(o.format ? { format: String(o.format) } : {}) })();
   if (E.isLeft(ds)) return printUsage('evaluate', renderDataError(ds.left));
   const classes = m.classes ?? ds.right.classes;
-  if (C > 1 && ds.right.classes.length !== C) {
-    return printUsage('evaluate', `the data has ${ds.right.classes.length} classes but the model was trained on ${C}`);
-  }
+  if (C > 1 && ds.right.classes.length !== C) return printUsage('evaluate', `the data has ${ds.right.classes.length} classes but the model was trained on ${C}`);
   const items: Item[] = ds.right.items.slice(0, limit);
   const reporter = consoleReporter({ quiet: Boolean(o.quiet) });
   const loader = createLoader(items, { batchSize, lowSize: m.mc.lowSize, highSize: m.mc.highSize, augment: false, seed, workers, shuffle: false });
   const t0 = performance.now();
   reporter.start('evaluate', items.length);
-  let p;
+  let p: Predictions | null;
   try {
     p = await predictAll({ mc: m.mc, params: m.params, state: m.state, loader, tta, microBatch, seed, onBatch: (d) => reporter.update(d, null) });
   } finally {
@@ -96,35 +116,13 @@ export async function main(argv: string[]): Promise<number> {
   }
   const secs = (performance.now() - t0) / 1000;
   const out = path.resolve(String(o.out ?? path.join(path.dirname(m.dir), `eval-${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-')}`)));
+  const { metrics, lines } = summarise(p!, C, classes, (n) => `evaluated ${n} in ${secs.toFixed(1)} s with ${m.mc.name} from ${m.dir}${C === 1 && tta > 1 ? `, TTA ${tta}` : ''}`);
+  for (const l of lines) reporter.line(l);
   fs.mkdirSync(out, { recursive: true });
-  fs.writeFileSync(path.join(out, 'predictions.csv'), predictionsCsv(p!, classes, C));
-  if (p!.skipped.length) fs.writeFileSync(path.join(out, 'skipped.csv'), ['image_name,path,reason', ...p!.skipped.map((s) => [s.name, s.path, s.reason.replace(/[\n,]/g, ' ')].join(','))].join('\n') + '\n');
-  const f = (x: number) => (Number.isFinite(x) ? x.toFixed(4) : String(x));
-  let metrics: Record<string, unknown>;
-  if (C === 1) {
-    const bm = binaryMetrics(p!.labels, p!.probs);
-    metrics = { auc: bm.auc, n: bm.n, positives: bm.positives, ...flatBinaryMetrics(bm) };
-    const h = bm.atHalf;
-    const y = bm.atYouden;
-    reporter.line(`evaluated ${bm.n} images (${bm.positives} positive) in ${secs.toFixed(1)} s with ${m.mc.name} from ${m.dir}${tta > 1 ? `, TTA ${tta}` : ''}`);
-    reporter.line(`ROC AUC ${f(bm.auc)}`);
-    reporter.line(
-      `at 0.5:    accuracy ${f(h.accuracy)} sensitivity ${f(h.sensitivity)} specificity ${f(h.specificity)} F1 ${f(h.f1)} F2 ${f(h.f2)} kappa ${f(h.kappa)} (TP ${h.confusion.tp} FP ${h.confusion.fp} TN ${h.confusion.tn} FN ${h.confusion.fn})`,
-    );
-    reporter.line(
-      `at Youden (${f(y.threshold)}): accuracy ${f(y.accuracy)} sensitivity ${f(y.sensitivity)} specificity ${f(y.specificity)} F1 ${f(y.f1)} F2 ${f(y.f2)} kappa ${f(y.kappa)} (TP ${y.confusion.tp} FP ${y.confusion.fp} TN ${y.confusion.tn} FN ${y.confusion.fn})`,
-    );
-  } else {
-    const mm = multiclassMetrics(p!.labels, p!.probs, C);
-    metrics = { ...mm, classes };
-    reporter.line(`evaluated ${mm.n} images in ${secs.toFixed(1)} s with ${m.mc.name} from ${m.dir}`);
-    reporter.line(`macro ROC AUC ${f(mm.macroAuc)}; accuracy ${f(mm.accuracy)}; balanced accuracy ${f(mm.balancedAccuracy)}; kappa ${f(mm.kappa)}`);
-    reporter.line(`per class: ${mm.aucPerClass.map((a, i) => `${classes[i]} ${f(a)}`).join(', ')}`);
-  }
-  fs.writeFileSync(
-    path.join(out, 'metrics.json'),
-    `${JSON.stringify({ checkpoint: m.dir, data: dirs.map((d) => path.resolve(d)), tta, seed, skipped: p!.skipped.length, metrics }, (_, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v), 2)}\n`,
-  );
+  writeFileAtomic(path.join(out, 'predictions.csv'), predictionsCsv(p!, classes, C));
+  if (p!.skipped.length) writeFileAtomic(path.join(out, 'skipped.csv'), skippedCsv(p!.skipped.map((s) => [s.name, s.path, s.reason])));
+  const json = { checkpoint: m.dir, data: dirs.map((d) => path.resolve(d)), tta, seed, skipped: p!.skipped.length, metrics };
+  writeFileAtomic(path.join(out, 'metrics.json'), `${JSON.stringify(json, (_, v) => (typeof v === 'number' && !Number.isFinite(v) ? String(v) : v), 2)}\n`);
   const roc = rocFromPredictions(path.join(out, 'predictions.csv'));
   if (roc.length) await writePng(path.join(out, 'roc.png'), rocSvg(roc, `ROC curve (${m.mc.name})`));
   if (C === 1) await writeEvaluationFigures(out, { model: { config: m.mc, params: m.params, state: m.state }, items, predictions: p!, seed });

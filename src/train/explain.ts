@@ -13,7 +13,8 @@ import { spatialLayers } from '../inspect/attribution.ts';
 import type { Model } from '../nn/model.ts';
 import { EXIT, UsageExit, parseArgs, printUsage, program, runIfMain } from './cliutil.ts';
 import { parseValue } from './config.ts';
-import { csvLine } from './outputs.ts';
+import { type Cell, csvText } from '../data/csv.ts';
+import { writeFileAtomic } from '../io/atomic.ts';
 import { restore } from './restore.ts';
 
 export function explainCommand() {
@@ -75,7 +76,7 @@ export async function main(argv: string[]): Promise<number> {
   const out = path.resolve(String(o.out ?? path.join(path.dirname(m.dir), `explain-${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-')}`)));
   fs.mkdirSync(out, { recursive: true });
   const C = m.mc.numClasses;
-  const rows: string[] = [csvLine(['image_name', 'probability', 'class', 'method', 'layer', 'passes', 'png'])];
+  const rows: Cell[][] = [['image_name', 'probability', 'class', 'method', 'layer', 'passes', 'png']];
   let failed = 0;
   for (const file of images) {
     const name = path.basename(file).replace(/\.[^.]+$/, '');
@@ -89,10 +90,10 @@ export async function main(argv: string[]): Promise<number> {
     const className = m.classes && C > 1 ? m.classes[e.classIndex] : C === 1 ? (m.classes?.[1] ?? 'melanoma') : `class ${e.classIndex}`;
     const png = path.join(out, `${name}.png`);
     fs.writeFileSync(png, await explanationPng(e, { title: name, className }));
-    rows.push(csvLine([name, e.probability, className, method, e.layer ?? '', e.passes, path.basename(png)]));
+    rows.push([name, e.probability, className, method, e.layer ?? '', e.passes, path.basename(png)]);
     process.stdout.write(`${name}: p(${className}) = ${e.probability.toFixed(4)} → ${png}\n`);
   }
-  fs.writeFileSync(path.join(out, 'explain.csv'), rows.join('\n') + '\n');
+  writeFileAtomic(path.join(out, 'explain.csv'), csvText(rows));
   process.stdout.write(`outputs in ${out}\n`);
   return failed ? EXIT.failure : EXIT.ok;
 }

@@ -9,8 +9,8 @@ import { createLoader } from '../data/loader.ts';
 import type { Item } from '../data/readers.ts';
 import { EXIT, UsageExit, parseArgs, printUsage, program, runIfMain } from './cliutil.ts';
 import { parseValue } from './config.ts';
-import { predictAll } from './loop.ts';
-import { predictionsCsv } from './outputs.ts';
+import { predictAll } from './step.ts';
+import { predictionsCsv } from './runlog.ts';
 import { restore } from './restore.ts';
 
 export function predictCommand() {
@@ -68,8 +68,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const C = m.mc.numClasses;
   const classes = m.classes ?? Array.from({ length: Math.max(C, 2) }, (_, i) => String(i));
-  let csv = predictionsCsv({ names: p!.names, labels: p!.names.map(() => null), probs: p!.probs }, classes, C);
-  csv = csv.replace(/^image_name,label,/, 'image_name,').replace(/\n([^,\n]*),,/g, '\n$1,');
+  const csv = predictionsCsv({ names: p!.names, labels: null, probs: p!.probs }, classes, C);
   if (o.out) fs.writeFileSync(String(o.out), csv);
   else process.stdout.write(csv);
   for (const s of p!.skipped) process.stderr.write(`predict: skipped ${s.path}: ${s.reason}\n`);

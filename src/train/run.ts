@@ -11,7 +11,7 @@ import { execFileSync } from 'node:child_process';
 import * as E from 'fp-ts/lib/Either.js';
 import { getBackend, setBackend } from '../backends/backend.ts';
 import { parameterCount } from '../nn/model.ts';
-import { createModel, modelConfig, parseModelName } from '../nn/model.ts';
+import { type Model, createModel, modelConfig, modelNames, parseModelName } from '../nn/model.ts';
 import type { ModelConfig, Params, State } from '../nn/efficientnet.ts';
 import { fromTorchvisionE, formatTorchvisionKeyError } from '../nn/torchvision.ts';
 import { readSafetensorsE, type Leaf } from '../io/safetensors.ts';
@@ -19,14 +19,14 @@ import { flatten, unflatten } from '../autograd/pytree.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import { cast } from '../tensor/ops.ts';
 import { type Dataset, type Item, classWeights, loadDataset, posWeight } from '../data/readers.ts';
-import { type Split, readSplit, splitDataset, writeSplit } from '../data/split.ts';
+import { type Split, readSplit, skippedRecord, splitDataset, writeSplit } from '../data/split.ts';
 import { ensureSynthetic } from '../data/synthetic.ts';
 import { type DataError, renderDataError } from '../data/errors.ts';
 import { type TrainerState, loadCheckpoint, readTrainerState, renderCheckpointError, resolveCheckpointDir, leafNames, loadWeights } from './checkpoint.ts';
 import { type Key as ConfigKey, type TrainConfig, type UsageError, RESUMABLE_KEYS, flagOf, usage } from './config.ts';
 import type { LossSpec } from './losses.ts';
-import { type LoopStart, type Outcome, initKey, optimizerFor, runLoop } from './loop.ts';
-import { RunFiles, writePlots } from './outputs.ts';
+import { Checkpointer, type LoopStart, type Outcome, initKey, optimizerFor, runLoop } from './loop.ts';
+import { RunLog } from './runlog.ts';
 import type { Reporter } from './report.ts';
 
 export interface RunError {
@@ -63,7 +63,7 @@ export function checkModel(spec: ModelSpec): E.Either<UsageError, ModelConfig> {
   try {
     parseModelName(spec.name);
   } catch {
-    return E.left(usage(`unknown model '${spec.name}' (b0…b7, b0-64, b0-stochastic-stem, b4-stochastic-stem, b0-stochastic-skip, b0-full-split, b4-full-split, b0-pure-stochastic)`));
+    return E.left(usage(`unknown model '${spec.name}' (${modelNames.join(', ')}, or bN with any of their suffixes)`));
   }
   try {
     return E.right(modelConfig(spec.name, spec.options));
@@ -74,68 +74,74 @@ export function checkModel(spec: ModelSpec): E.Either<UsageError, ModelConfig> {
 
 export const isStochastic = (mc: ModelConfig): boolean => mc.stochOutSize !== null;
 
+/** Tensors of a weights file by name, and whether they were renamed from torchvision's names (`p:`/`s:` + our name). */
+interface InitSource {
+  readonly tensors: ReadonlyMap<string, Leaf>;
+  readonly naming: 'engine' | 'torchvision';
+}
+
+function readInitSource(file: string, mc: ModelConfig): E.Either<TrainError, InitSource> {
+  const read = readSafetensorsE(file);
+  if (E.isLeft(read)) return E.left(usage(`--init-weights: ${read.left.file}: ${read.left.message}`));
+  const flat = read.right.tensors;
+  if (![...flat.keys()].some((k) => k.startsWith('features.'))) return E.right({ tensors: flat, naming: 'engine' });
+  const tv = fromTorchvisionE(mc.variant, new Map(flat));
+  if (E.isLeft(tv)) return E.left(usage(`--init-weights: ${formatTorchvisionKeyError(tv.left)}`));
+  const m = new Map<string, Leaf>();
+  for (const [tree, prefix] of [[tv.right.params, 'p'], [tv.right.state, 's']] as const) {
+    const [ls] = flatten(tree);
+    leafNames(tree).forEach((n, i) => m.set(`${prefix}:${n}`, ls[i]));
+  }
+  return E.right({ tensors: m, naming: 'torchvision' });
+}
+
+/** `tree` with every leaf that `src` has under a matching name and shape replaced (cast to the leaf's dtype). */
+function fillByName(tree: unknown, prefix: 'p' | 's', src: InitSource): { tree: unknown; copied: number; total: number; kept: string[] } {
+  const [ls, def] = flatten(tree);
+  const names = leafNames(tree);
+  const kept: string[] = [];
+  let copied = 0;
+  const candidates = (n: string) => (src.naming === 'torchvision' ? [`${prefix}:${n}`, `${prefix}:${n.split('.').slice(1).join('.')}`] : [n]);
+  const out = ls.map((l, i) => {
+    for (const c of candidates(names[i])) {
+      const t = src.tensors.get(c);
+      if (t instanceof Tensor && t.shape.length === l.shape.length && t.shape.every((d, j) => d === l.shape[j])) {
+        copied++;
+        return t.dtype === l.dtype ? t : cast(t, l.dtype);
+      }
+    }
+    kept.push(names[i]);
+    return l;
+  });
+  return { tree: unflatten(def, out), copied, total: ls.length, kept };
+}
+
 /**
  * Initial weights from a file: a checkpoint of ours (folder or weights.safetensors) or a
  * torchvision state dict. Tensors are copied by name and shape; for two-backbone models a name is
  * also tried without its first component (`low.blocks.0…` ← `blocks.0…`), so torchvision weights
  * initialise both backbones. Returns the new trees and a line saying what was copied.
  */
-export function initFromWeights(
-  file: string,
-  mc: ModelConfig,
-  params: Params,
-  state: State,
-): E.Either<TrainError, { params: Params; state: State; note: string }> {
+export function initFromWeights(file: string, mc: ModelConfig, params: Params, state: State): E.Either<TrainError, { params: Params; state: State; note: string }> {
   if (!fs.existsSync(file)) return E.left(usage(`--init-weights: file not found: ${file}`));
   if (fs.statSync(file).isDirectory()) {
     const r = loadWeights(file, { params, state });
     if (E.isLeft(r)) return E.left(usage(`--init-weights: ${renderCheckpointError(r.left)}`));
     return E.right({ params: r.right.params as Params, state: r.right.state as State, note: `initialised every tensor from ${file}` });
   }
-  const read = readSafetensorsE(file);
-  if (E.isLeft(read)) return E.left(usage(`--init-weights: ${read.left.file}: ${read.left.message}`));
-  let flat: ReadonlyMap<string, Leaf> = read.right.tensors;
-  let source = 'names of this engine';
-  if ([...flat.keys()].some((k) => k.startsWith('features.'))) {
-    const tv = fromTorchvisionE(mc.variant, new Map(flat));
-    if (E.isLeft(tv)) return E.left(usage(`--init-weights: ${formatTorchvisionKeyError(tv.left)}`));
-    const m = new Map<string, Leaf>();
-    for (const [tree, prefix] of [[tv.right.params, 'p'], [tv.right.state, 's']] as const) {
-      const [ls] = flatten(tree);
-      leafNames(tree).forEach((n, i) => m.set(`${prefix}:${n}`, ls[i]));
-    }
-    flat = m;
-    source = 'torchvision names';
-  }
-  let copied = 0;
-  let total = 0;
-  const skipped: string[] = [];
-  const fill = (tree: unknown, prefix: string): unknown => {
-    const [ls, def] = flatten(tree);
-    const names = leafNames(tree);
-    const out = ls.map((l, i) => {
-      total++;
-      const n = names[i];
-      const candidates = source === 'torchvision names' ? [`${prefix}:${n}`, `${prefix}:${n.split('.').slice(1).join('.')}`] : [n];
-      for (const c of candidates) {
-        const t = flat.get(c);
-        if (t instanceof Tensor && t.shape.length === l.shape.length && t.shape.every((d, j) => d === l.shape[j])) {
-          copied++;
-          return t.dtype === l.dtype ? t : cast(t, l.dtype);
-        }
-      }
-      skipped.push(n);
-      return l;
-    });
-    return unflatten(def, out);
-  };
-  const p = fill(params, 'p') as Params;
-  const s = source === 'torchvision names' ? (fill(state, 's') as State) : state;
+  const src = readInitSource(file, mc);
+  if (E.isLeft(src)) return src;
+  const p = fillByName(params, 'p', src.right);
+  // Our own files hold parameters only; torchvision's state dicts also hold the BN statistics.
+  const s = src.right.naming === 'torchvision' ? fillByName(state, 's', src.right) : { tree: state, copied: 0, total: 0, kept: [] };
+  const copied = p.copied + s.copied;
   if (copied === 0) return E.left(usage(`--init-weights: no tensor of ${file} fits ${mc.name} (by name and shape)`));
+  const kept = [...p.kept, ...s.kept];
+  const source = src.right.naming === 'torchvision' ? 'torchvision names' : 'names of this engine';
   return E.right({
-    params: p,
-    state: s,
-    note: `initialised ${copied}/${total} tensors from ${file} (${source})${skipped.length ? `; kept fresh: ${skipped.slice(0, 4).join(', ')}${skipped.length > 4 ? ', …' : ''}` : ''}`,
+    params: p.tree as Params,
+    state: s.tree as State,
+    note: `initialised ${copied}/${p.total + s.total} tensors from ${file} (${source})${kept.length ? `; kept fresh: ${kept.slice(0, 4).join(', ')}${kept.length > 4 ? ', …' : ''}` : ''}`,
   });
 }
 
@@ -208,26 +214,23 @@ export function resumeConfig(dir: string, cli: Partial<TrainConfig>, explicit: R
 /** The built-in synthetic set a run without --data trains on (generated once, then cached). */
 export const syntheticSet = (cfg: Pick<TrainConfig, 'syntheticCount' | 'syntheticSize'>) => ensureSynthetic({ count: cfg.syntheticCount, size: cfg.syntheticSize });
 
-export async function train(cfg: TrainConfig, io: RunIo): Promise<E.Either<TrainError, RunResult>> {
-  const { reporter } = io;
-  const resuming = cfg.resume !== null;
+/** Selects the backend; a gpu run's first line says what runs it (the mode and, on WebGPU, the adapter and its limits). */
+async function useBackend(cfg: TrainConfig, reporter: Reporter): Promise<E.Either<TrainError, void>> {
+  if (cfg.backend !== 'gpu') {
+    setBackend('cpu');
+    return E.right(undefined);
+  }
+  try {
+    await import('../backends/gpu/index.ts');
+    reporter.line(`backend: ${setBackend('gpu').describe!()}`);
+    return E.right(undefined);
+  } catch (e) {
+    return E.left(runError(`--backend gpu: ${(e as Error).message.split('\n')[0]}`));
+  }
+}
 
-  // Backend.
-  if (cfg.backend === 'gpu') {
-    try {
-      await import('../backends/gpu/index.ts');
-      // The first line of a gpu run says what runs it: the mode and, on WebGPU, the adapter and its limits.
-      reporter.line(`backend: ${setBackend('gpu').describe!()}`);
-    } catch (e) {
-      return E.left(runError(`--backend gpu: ${(e as Error).message.split('\n')[0]}`));
-    }
-  } else setBackend('cpu');
-
-  // Model name and sizes first: cheap, and the most common typo.
-  const pre = checkModel(modelSpecFor(cfg, cfg.task === 'binary' ? 1 : 2));
-  if (E.isLeft(pre)) return pre;
-
-  // Data.
+/** The dataset: --data's folders merged (or the synthetic set), cut to --limit. */
+async function loadData(cfg: TrainConfig, reporter: Reporter): Promise<E.Either<TrainError, { dirs: string[]; ds: Dataset }>> {
   let dirs = [...cfg.data];
   if (dirs.length === 0) {
     reporter.line(`data: the built-in synthetic set (${cfg.syntheticCount} images of ${cfg.syntheticSize} px; generated once, then cached)`);
@@ -236,55 +239,49 @@ export async function train(cfg: TrainConfig, io: RunIo): Promise<E.Either<Train
     dirs = [d.right];
   }
   for (const d of dirs) if (!fs.existsSync(d)) return E.left(usage(`--data: folder not found: ${d}`));
-  const dsE = await te(loadDataset(dirs, { task: cfg.task, ...(cfg.format ? { format: cfg.format } : {}), ...(cfg.minResolution ? { minResolution: cfg.minResolution } : {}) }));
-  if (E.isLeft(dsE)) return dsE;
-  let ds: Dataset = dsE.right;
-  if (cfg.limit !== null && ds.items.length > cfg.limit) ds = { ...ds, items: ds.items.slice(0, cfg.limit) };
+  const ds = await te(loadDataset(dirs, { task: cfg.task, ...(cfg.format ? { format: cfg.format } : {}), ...(cfg.minResolution ? { minResolution: cfg.minResolution } : {}) }));
+  if (E.isLeft(ds)) return ds;
+  const limited = cfg.limit !== null && ds.right.items.length > cfg.limit ? { ...ds.right, items: ds.right.items.slice(0, cfg.limit) } : ds.right;
+  return E.right({ dirs, ds: limited });
+}
 
-  // Run folder.
-  const outDir = runFolder(cfg);
-  if (!resuming && resolveCheckpointDir(path.join(outDir, 'last'))) {
-    return E.left(usage(`--out: ${outDir} already holds a run (continue it with --resume ${outDir}, or choose another --out)`));
+/** The train/validation split: read back from the run folder when resuming, else made from the seed (or --val-csv). */
+async function splitFor(cfg: TrainConfig, ds: Dataset, outDir: string): Promise<E.Either<TrainError, Split>> {
+  const s = cfg.resume !== null ? await te(readSplit(outDir)) : E.mapLeft(dataError)(splitDataset(ds, { valFraction: cfg.valFraction, seed: cfg.seed, ...(cfg.valCsv ? { valCsv: cfg.valCsv } : {}) }));
+  if (E.isRight(s) && (s.right.train.length === 0 || s.right.val.length === 0)) {
+    return E.left(usage(`data: the split left ${s.right.train.length} training and ${s.right.val.length} validation images; need both (more images or another --val-fraction)`));
   }
-  const files = new RunFiles(outDir);
+  return s;
+}
 
-  // Split.
-  let split: Split;
-  if (resuming) {
-    const s = await te(readSplit(outDir));
-    if (E.isLeft(s)) return s;
-    split = s.right;
-  } else {
-    const s = E.mapLeft(dataError)(splitDataset(ds, { valFraction: cfg.valFraction, seed: cfg.seed, ...(cfg.valCsv ? { valCsv: cfg.valCsv } : {}) }));
-    if (E.isLeft(s)) return s;
-    split = s.right;
-  }
-  if (split.train.length === 0 || split.val.length === 0) {
-    return E.left(usage(`data: the split left ${split.train.length} training and ${split.val.length} validation images; need both (more images or another --val-fraction)`));
-  }
+/** What a run trains: the model (initialised, or from --init-weights), its loss, and the configuration as it will run. */
+interface Setup {
+  readonly run: TrainConfig;
+  readonly spec: ModelSpec;
+  readonly model: Model;
+  readonly loss: LossSpec;
+  readonly notes: readonly string[];
+}
 
-  // Model.
+function setUp(cfg: TrainConfig, ds: Dataset, split: Split, outDir: string, reporter: Reporter): E.Either<TrainError, Setup> {
   const numClasses = cfg.task === 'binary' ? 1 : ds.classes.length;
   if (cfg.task === 'multiclass' && numClasses < 2) return E.left(usage(`--task multiclass: the data has only ${numClasses} class`));
   const spec = modelSpecFor(cfg, numClasses);
   const mcE = checkModel(spec);
   if (E.isLeft(mcE)) return mcE;
   let model = createModel(spec.name, { ...spec.options, key: initKey(cfg.seed) });
-  const mc = model.config;
   const notes: string[] = [];
-  if (cfg.initWeights && !resuming) {
-    const r = initFromWeights(cfg.initWeights, mc, model.params, model.state);
+  if (cfg.initWeights && cfg.resume === null) {
+    const r = initFromWeights(cfg.initWeights, model.config, model.params, model.state);
     if (E.isLeft(r)) return r;
     model = { ...model, params: r.right.params, state: r.right.state };
     notes.push(r.right.note);
   }
   let tta = cfg.tta;
-  if (tta > 1 && !isStochastic(mc)) {
-    reporter.warn(`--tta ${tta}: ${mc.name} has no stochastic layer at inference, so every pass would be the same; using 1`);
+  if (tta > 1 && !isStochastic(model.config)) {
+    reporter.warn(`--tta ${tta}: ${model.config.name} has no stochastic layer at inference, so every pass would be the same; using 1`);
     tta = 1;
   }
-  const run: TrainConfig = { ...cfg, tta, out: outDir };
-
   const loss: LossSpec = {
     name: cfg.loss,
     posWeight: numClasses === 1 ? (cfg.posWeight === 'auto' ? posWeight(split.train) : cfg.posWeight) : 1,
@@ -292,68 +289,99 @@ export async function train(cfg: TrainConfig, io: RunIo): Promise<E.Either<Train
     focalGamma: cfg.focalGamma,
     numClasses,
   };
+  return E.right({ run: { ...cfg, tta, out: outDir }, spec, model, loss, notes });
+}
 
-  // Start or resume.
-  let start: LoopStart = { params: model.params, state: model.state };
-  let trainer: TrainerState | undefined;
-  if (resuming) {
-    const ts = readTrainerState(files.last);
-    if (E.isLeft(ts)) return E.left(usage(`--resume: ${renderCheckpointError(ts.left)}`));
-    const ck = loadCheckpoint(files.last, { params: model.params, state: model.state, opt: optimizerFor(run).init(model.params) });
-    if (E.isLeft(ck)) return E.left(usage(`--resume: ${renderCheckpointError(ck.left)}`));
-    trainer = ck.right.trainer;
-    start = { params: ck.right.params as Params, state: ck.right.state as State, opt: ck.right.opt, trainer };
-    files.truncateForResume(trainer.epoch, trainer.globalStep);
-    if (trainer.epoch >= run.epochs) {
-      return E.left(usage(`--resume: the run already finished its ${trainer.epoch} epochs (raise --epochs to continue it)`));
-    }
-  } else {
-    files.reset();
-    const w = await te(writeSplit(outDir, split));
-    if (E.isLeft(w)) return w;
-    const config = {
-      config: run,
-      command: ['npm run train --', ...io.argv].join(' '),
-      model: { ...spec, parameters: parameterCount(model), config: mc },
-      data: {
-        folders: dirs.map((d) => path.resolve(d)),
-        classes: ds.classes,
-        images: ds.items.length,
-        train: split.train.length,
-        val: split.val.length,
-        trainPerClass: countBy(split.train, Math.max(2, numClasses)),
-        valPerClass: countBy(split.val, Math.max(2, numClasses)),
-        skippedAtLoad: ds.skipped.length,
-        duplicates: ds.duplicates.length,
-        split: 'split.csv',
-      },
-      loss,
-      seed: cfg.seed,
-      backend: { name: getBackend().name, ...(getBackend().describe ? { describe: getBackend().describe!() } : {}) },
-      versions: versions(),
-      started: new Date().toISOString(),
-      notes,
-    };
-    fs.writeFileSync(files.config, `${JSON.stringify(config, null, 2)}\n`);
-    if (ds.skipped.length) files.addSkipped(ds.skipped.map((s) => `${s.name},${s.path},${renderDataError(s.error).replace(/[\n,]/g, ' ')}`));
+/** Where a resumed run continues: the weights, optimizer and trainer state of its last/ checkpoint; the log cut back to match. */
+function resumeStart(su: Setup, log: RunLog, ck: Checkpointer): E.Either<TrainError, LoopStart & { trainer: TrainerState }> {
+  const ts = readTrainerState(ck.last);
+  if (E.isLeft(ts)) return E.left(usage(`--resume: ${renderCheckpointError(ts.left)}`));
+  const { params, state } = su.model;
+  const loaded = loadCheckpoint(ck.last, { params, state, opt: optimizerFor(su.run).init(params) });
+  if (E.isLeft(loaded)) return E.left(usage(`--resume: ${renderCheckpointError(loaded.left)}`));
+  const trainer = loaded.right.trainer;
+  if (trainer.epoch >= su.run.epochs) return E.left(usage(`--resume: the run already finished its ${trainer.epoch} epochs (raise --epochs to continue it)`));
+  log.resumeAt(trainer.epoch, trainer.globalStep);
+  return E.right({ params: loaded.right.params as Params, state: loaded.right.state as State, opt: loaded.right.opt, trainer });
+}
+
+/** A fresh run folder: old outputs removed, split.csv, config.json and the images skipped at load written. */
+async function freshStart(su: Setup, io: RunIo, data: { dirs: string[]; ds: Dataset }, split: Split, log: RunLog, ck: Checkpointer): Promise<E.Either<TrainError, LoopStart>> {
+  log.reset();
+  ck.clear();
+  const w = await te(writeSplit(log.dir, split));
+  if (E.isLeft(w)) return w;
+  const { ds, dirs } = data;
+  const C = Math.max(2, su.loss.numClasses);
+  log.writeConfig({
+    config: su.run,
+    command: ['npm run train --', ...io.argv].join(' '),
+    model: { ...su.spec, parameters: parameterCount(su.model), config: su.model.config },
+    data: {
+      folders: dirs.map((d) => path.resolve(d)),
+      classes: ds.classes,
+      images: ds.items.length,
+      train: split.train.length,
+      val: split.val.length,
+      trainPerClass: countBy(split.train, C),
+      valPerClass: countBy(split.val, C),
+      skippedAtLoad: ds.skipped.length,
+      duplicates: ds.duplicates.length,
+      split: 'split.csv',
+    },
+    loss: su.loss,
+    seed: su.run.seed,
+    backend: { name: getBackend().name, ...(getBackend().describe ? { describe: getBackend().describe!() } : {}) },
+    versions: versions(),
+    started: new Date().toISOString(),
+    notes: su.notes,
+  });
+  log.skipped(ds.skipped.map(skippedRecord));
+  return E.right({ params: su.model.params, state: su.model.state });
+}
+
+/** The lines a run opens with: what it trains, on what, how, and where it writes. */
+function introLines(su: Setup, split: Split, trainer: TrainerState | undefined): string[] {
+  const { run, model } = su;
+  const mc = model.config;
+  const sizes = mc.highSize !== null ? `${mc.lowSize} + ${mc.highSize} px` : `${mc.lowSize} px`;
+  return [
+    `${trainer ? 'resuming' : 'training'} ${mc.name} (${(parameterCount(model) / 1e6).toFixed(2)} M parameters; ${sizes}) on ${split.train.length} images, validating on ${split.val.length}; ` +
+      `${run.epochs} epochs, batch ${run.batchSize} (micro ${run.microBatch}), ${run.optimizer} lr ${run.lr}, ${run.schedule} schedule${run.tta > 1 ? `, TTA ${run.tta}` : ''}; backend ${getBackend().name}`,
+    ...su.notes,
+    ...(trainer ? [`resuming at epoch ${trainer.epoch + 1}, batch ${trainer.stepInEpoch + 1} (step ${trainer.globalStep})`] : []),
+    `run folder: ${run.out}`,
+  ];
+}
+
+/** A training run from a resolved configuration (see the module comment). */
+export async function train(cfg: TrainConfig, io: RunIo): Promise<E.Either<TrainError, RunResult>> {
+  const { reporter } = io;
+  const backend = await useBackend(cfg, reporter);
+  if (E.isLeft(backend)) return backend;
+  // Model name and sizes first: cheap, and the most common typo.
+  const pre = checkModel(modelSpecFor(cfg, cfg.task === 'binary' ? 1 : 2));
+  if (E.isLeft(pre)) return pre;
+  const data = await loadData(cfg, reporter);
+  if (E.isLeft(data)) return data;
+  const outDir = runFolder(cfg);
+  if (cfg.resume === null && resolveCheckpointDir(path.join(outDir, 'last'))) {
+    return E.left(usage(`--out: ${outDir} already holds a run (continue it with --resume ${outDir}, or choose another --out)`));
   }
-
-  reporter.line(
-    `${resuming ? 'resuming' : 'training'} ${mc.name} (${(parameterCount(model) / 1e6).toFixed(2)} M parameters; ` +
-      `${mc.highSize !== null ? `${mc.lowSize} + ${mc.highSize} px` : `${mc.lowSize} px`}) on ${split.train.length} images, validating on ${split.val.length}; ` +
-      `${run.epochs} epochs, batch ${run.batchSize} (micro ${run.microBatch}), ${run.optimizer} lr ${run.lr}, ${run.schedule} schedule${tta > 1 ? `, TTA ${tta}` : ''}; backend ${getBackend().name}`,
-  );
-  for (const n of notes) reporter.line(n);
-  if (trainer) reporter.line(`resuming at epoch ${trainer.epoch + 1}, batch ${trainer.stepInEpoch + 1} (step ${trainer.globalStep})`);
-  reporter.line(`run folder: ${outDir}`);
-
-  const outcome = await runLoop(
-    { cfg: run, mc, modelSpec: spec, train: split.train, val: split.val, classes: ds.classes, loss, files, reporter, stopRequested: io.stopRequested },
-    start,
-  );
-  if (outcome.kind === 'completed' || outcome.kind === 'early-stopped' || outcome.kind === 'interrupted') {
-    await writePlots(files, outcome.bestEpoch);
-  }
+  const split = await splitFor(cfg, data.right.ds, outDir);
+  if (E.isLeft(split)) return split;
+  const su = setUp(cfg, data.right.ds, split.right, outDir, reporter);
+  if (E.isLeft(su)) return su;
+  const log = new RunLog(outDir);
+  const checkpoints = new Checkpointer(outDir, su.right.spec, cfg.seed);
+  const start = cfg.resume !== null ? resumeStart(su.right, log, checkpoints) : await freshStart(su.right, io, data.right, split.right, log, checkpoints);
+  if (E.isLeft(start)) return start;
+  const trainer = 'trainer' in start.right ? start.right.trainer : undefined;
+  for (const l of introLines(su.right, split.right, trainer)) reporter.line(l);
+  const { run, model, loss } = su.right;
+  const ctx = { cfg: run, mc: model.config, train: split.right.train, val: split.right.val, classes: data.right.ds.classes, loss, log, checkpoints, reporter, stopRequested: io.stopRequested };
+  const outcome = await runLoop(ctx, start.right);
+  if (outcome.kind === 'completed' || outcome.kind === 'early-stopped' || outcome.kind === 'interrupted') await log.plots(outcome.bestEpoch);
   return E.right({ outDir, outcome });
 }
 
