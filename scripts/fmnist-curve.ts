@@ -2,6 +2,8 @@
  * The accuracy curve of a Fashion-MNIST run as a PNG, from the JSON lines that
  * `examples/04-fashion-mnist.ts --log FILE` writes: accuracy on the first 1,000 test images every
  * `--eval-every` steps, and the full 10,000-image test accuracy at the end of each epoch.
+ * A run resumed from a checkpoint (`--checkpoint`) re-measures the points of its interrupted
+ * epoch; the last measurement at each position counts.
  * Run: npx tsx scripts/fmnist-curve.ts runs/fmnist/run.jsonl docs/fmnist-curve.png ["title"]
  */
 import { readFileSync } from 'node:fs';
@@ -20,8 +22,9 @@ const lines = readFileSync(input, 'utf8').trim().split('\n').map((l, i) => {
   }
 });
 const head = lines[0];
-const probe = lines.filter((l) => 'probeAccuracy' in l);
-const full = lines.filter((l) => 'testAccuracy' in l);
+const lastAt = (key: string) => [...new Map(lines.filter((l) => key in l).map((l) => [l.epoch, l])).values()].sort((a, b) => a.epoch - b.epoch);
+const probe = lastAt('probeAccuracy');
+const full = lastAt('testAccuracy');
 const seen = (epoch: number) => (epoch * head.train) / 1000;
 await writePng(output, lineChartSvg({
   title: title ?? `dwsnet, ${head.params} parameters: Fashion-MNIST test accuracy`,
