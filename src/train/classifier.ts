@@ -234,3 +234,5 @@ export function loadRun(dir: string, net: Network, optimizer: Optimizer, setting
   const { params, state, opt } = ck.right;
   return { ts: { params, state, opt }, epoch: ck.right.trainer.epoch, wallSeconds: extra.wallSeconds ?? 0, last: extra.last };
 }
+/** A whole run of the dws net on an IDX set, as the example and the train CLI run it. */
+export { type IdxRunOptions, FASHION_MNIST_NORM, formatEvaluation, runIdx } from './idxrun.ts';
