@@ -108,6 +108,6 @@ export function runIdx(o: IdxRunOptions, print: (line: string) => void): { last:
   const wallSeconds = (performance.now() - t0) / 1000;
   print('');
   for (const l of formatEvaluation(last, o.classNames ?? FASHION_MNIST_CLASSES)) print(l);
-  print(`\ntest accuracy: ${(last.accuracy * 100).toFixed(2)}% after ${o.epochs} epochs, ${wallSeconds.toFixed(0)} s of training and evaluation`);
+  print(`\ntest accuracy: ${(last.accuracy * 100).toFixed(2)}% after ${o.epochs} epoch${o.epochs === 1 ? '' : 's'}, ${wallSeconds.toFixed(0)} s of training and evaluation`);
   return { last, wallSeconds, params };
 }
