@@ -1,6 +1,7 @@
 /**
  * classifier's training step and resumable runs on a small synthetic image set (no dataset needed):
- * the jitted forward/backward pass gives the eager one's loss, gradients and BN state; a run
+ * the jitted forward/backward pass gives the eager one's loss, gradients and BN state (and the
+ * jitted evaluation the eager one's numbers); a run
  * checkpointed after epoch 1 (saveRun) and resumed (loadRun → fit's `resume`) ends with the same
  * weights and accuracy as an uninterrupted one; a checkpoint of other settings is refused by name.
  */
@@ -12,7 +13,7 @@ import { nn, random } from '../../src/index.ts';
 import { flatten } from '../../src/autograd/pytree.ts';
 import type { IdxImageSet } from '../../src/data/idx.ts';
 import { idxBatch } from '../../src/data/idx.ts';
-import { adam, fit, gradStep, loadRun, oneHot, saveRun } from '../../src/train/classifier.ts';
+import { adam, evaluate, fit, gradStep, loadRun, oneHot, saveRun } from '../../src/train/classifier.ts';
 import { jit } from '../../src/jit/jit.ts';
 import { dataSync, item } from '../../src/tensor/tensor.ts';
 
@@ -50,6 +51,15 @@ describe('classifier training step', () => {
     expect(Math.abs(item(compiled.loss) - item(eager.loss))).toBeLessThan(1e-6);
     expect(maxDiff(leaves(compiled.grads), leaves(eager.grads))).toBeLessThan(1e-6);
     expect(maxDiff(leaves(compiled.state), leaves(eager.state))).toBeLessThan(1e-6);
+  });
+
+  it('the jitted evaluation gives the eager accuracy, loss and confusion matrix', () => {
+    const net = makeNet();
+    const set = synthetic(40, 6);
+    const [compiled, eager] = [true, false].map((j) => evaluate(net, net.params, net.state, set, { classes: 4, batchSize: 16, jit: j }));
+    // Measured: the same confusion matrix and the same mean loss to the last bit.
+    expect(compiled.confusion).toEqual(eager.confusion);
+    expect(Math.abs(compiled.loss - eager.loss)).toBeLessThan(1e-6);
   });
 
   it('oneHot names a label out of range', () => {
