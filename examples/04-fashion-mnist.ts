@@ -1,20 +1,25 @@
 /**
  * Example 4 — a network of your own on Fashion-MNIST: depthwise-separable and dilated convolutions,
  * 75,850 parameters, Adam with a one-cycle schedule, horizontal flips and pad-2 random crops.
- * Run: npx tsx examples/04-fashion-mnist.ts [--epochs 10] [--batch 128] [--lr 0.005]
+ * Run: npx tsx examples/04-fashion-mnist.ts [--epochs 10] [--batch 128] [--lr 0.005] [--pad-crop 2]
  *        [--train-limit N] [--test-limit N] [--eval-every STEPS] [--log FILE.jsonl] [--seed S]
+ *        [--checkpoint DIR] [--data DIR]
  *
  * Needs the IDX files (Debian: apt-get install dataset-fashion-mnist, or --data DIR). Prints the
  * summary (with the receptive field of every layer), then test accuracy per epoch, and at the end
  * the confusion matrix and per-class accuracy. `--eval-every` also measures accuracy on the first
  * 1,000 test images every that many steps (a curve within an epoch); `--log` writes every
- * measurement as a JSON line. bench/peers/torch_fmnist.py trains the same network in PyTorch.
+ * measurement as a JSON line (scripts/fmnist-curve.ts plots it). `--checkpoint DIR` saves the train
+ * state (weights, BN state, Adam state) after every epoch and, when DIR already holds one, resumes
+ * after its last epoch — with the numbers an uninterrupted run gives (appending to the --log file).
+ * The forward and backward pass runs compiled (`jit`). The run itself is `E.classifier.runIdx`
+ * (src/train/idxrun.ts), which `npm run train -- --data DIR` also uses for an IDX folder;
+ * bench/peers/torch_fmnist.py trains the same network in PyTorch.
  */
-import { appendFileSync, writeFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import * as E from '@stochconv/engine';
 
-const NAMES = ['data', 'epochs', 'batch', 'lr', 'train-limit', 'test-limit', 'eval-every', 'log', 'seed'] as const;
+const NAMES = ['data', 'epochs', 'batch', 'lr', 'pad-crop', 'train-limit', 'test-limit', 'eval-every', 'log', 'seed', 'checkpoint'] as const;
 // Unknown flags and flags without a value are errors (parseArgs is strict).
 const flags = parseArgs({ options: Object.fromEntries(NAMES.map((n) => [n, { type: 'string' as const }])) }).values as Partial<Record<(typeof NAMES)[number], string>>;
 const num = (name: (typeof NAMES)[number], dflt: number, min = 0): number => {
@@ -22,54 +27,21 @@ const num = (name: (typeof NAMES)[number], dflt: number, min = 0): number => {
   if (!Number.isFinite(v) || v < min) throw new Error(`04-fashion-mnist: --${name} must be a number ≥ ${min}, got '${flags[name]}'`);
   return v;
 };
-const dir = flags.data ?? E.datasets.FASHION_MNIST_DIR;
-const epochs = num('epochs', 10, 1);
-const batchSize = num('batch', 128, 1);
-const lr = num('lr', 0.005);
-const evalEvery = num('eval-every', 0);
-const log = flags.log;
-const norm = { mean: 0.286, std: 0.353 };
 
-const load = (split: 'train' | 'test', limit: number) => {
-  const r = E.datasets.loadIdxSplit(dir, split);
-  if (r._tag === 'Left') throw new Error(`${E.datasets.renderDataError(r.left)} (Debian: apt-get install dataset-fashion-mnist, or pass --data DIR)`);
-  return limit > 0 ? E.datasets.takeIdx(r.right, limit) : r.right;
-};
-const train = load('train', num('train-limit', 0));
-const test = load('test', num('test-limit', 0));
-const probe = E.datasets.takeIdx(test, 1000);
-
-// The network, as a diagram: see src/nn/dwsnet.ts (nn.layers.sequential of depthwise-separable blocks).
-const net = E.nn.createNetwork(E.nn.dwsNet(), { key: E.random.key(num('seed', 0)), inputShape: [1, 1, 28, 28], name: 'dwsnet' });
-console.log(E.nn.summary(net));
-const rf = E.nn.receptiveField(net);
-console.log(`receptive field of the last conv: ${rf.size}×${rf.size} px, ${rf.covers ? 'covers' : 'does NOT cover'} the 28×28 input`);
-console.log(`parameters: ${E.nn.parameterCount(net)}; ${train.count} training / ${test.count} test images; ${epochs} epochs of ${Math.ceil(train.count / batchSize)} steps, batch ${batchSize}, Adam + one-cycle (peak lr ${lr})`);
-
-const record = (o: Record<string, unknown>) => log && appendFileSync(log, `${JSON.stringify(o)}\n`);
-if (log) writeFileSync(log, '');
-record({ params: E.nn.parameterCount(net), epochs, batchSize, lr, train: train.count, test: test.count });
-const t0 = performance.now();
-const history = E.classifier.fit(net, train, test, {
-  epochs, batchSize, lr, flip: true, padCrop: 2, ...norm, seed: num('seed', 0),
-  onStep({ epoch, step, steps, loss, ts }) {
-    if (!evalEvery || (step + 1) % evalEvery !== 0) return;
-    const at = epoch + (step + 1) / steps;
-    const e = E.classifier.evaluate(net, ts.params, ts.state, probe, norm);
-    console.log(`  epoch ${at.toFixed(2)}: loss ${loss.toFixed(4)}, accuracy on the first ${probe.count} test images ${e.accuracy.toFixed(4)}`);
-    record({ epoch: at, loss, probeAccuracy: e.accuracy, probeImages: probe.count, wallSeconds: (performance.now() - t0) / 1000 });
+E.classifier.runIdx(
+  {
+    data: flags.data ?? E.datasets.FASHION_MNIST_DIR,
+    epochs: num('epochs', 10, 1),
+    batchSize: num('batch', 128, 1),
+    lr: num('lr', 0.005),
+    flip: true,
+    padCrop: num('pad-crop', 2),
+    seed: num('seed', 0),
+    trainLimit: num('train-limit', 0),
+    testLimit: num('test-limit', 0),
+    evalEvery: num('eval-every', 0),
+    log: flags.log,
+    checkpoint: flags.checkpoint,
   },
-  onEpoch(r) {
-    console.log(`epoch ${r.epoch}: train loss ${r.trainLoss.toFixed(4)}, test loss ${r.test.loss.toFixed(4)}, test accuracy ${r.test.accuracy.toFixed(4)} (${r.seconds.toFixed(0)} s)`);
-    record({ epoch: r.epoch, trainLoss: r.trainLoss, testLoss: r.test.loss, testAccuracy: r.test.accuracy, seconds: r.seconds, wallSeconds: (performance.now() - t0) / 1000, perClass: r.test.perClass, confusion: r.test.confusion });
-  },
-}).history;
-
-const last = history[history.length - 1].test;
-const names = E.datasets.FASHION_MNIST_CLASSES;
-console.log('\nconfusion matrix (rows: truth, columns: prediction)');
-console.log(`${''.padStart(12)} ${names.map((_, j) => String(j).padStart(5)).join('')}`);
-last.confusion.forEach((row, i) => console.log(`${`${i} ${names[i]}`.padEnd(12)} ${row.map((c) => String(c).padStart(5)).join('')}`));
-console.log('\nper-class accuracy');
-last.perClass.forEach((a, i) => console.log(`${names[i].padEnd(12)} ${a.toFixed(4)}`));
-console.log(`\ntest accuracy: ${(last.accuracy * 100).toFixed(2)}% after ${epochs} epochs, ${((performance.now() - t0) / 1000).toFixed(0)} s`);
+  (line) => console.log(line),
+);

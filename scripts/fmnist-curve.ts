@@ -2,9 +2,14 @@
  * The accuracy curve of a Fashion-MNIST run as a PNG, from the JSON lines that
  * `examples/04-fashion-mnist.ts --log FILE` writes: accuracy on the first 1,000 test images every
  * `--eval-every` steps, and the full 10,000-image test accuracy at the end of each epoch.
+ * A run resumed from a checkpoint (`--checkpoint`) re-measures the points of its interrupted
+ * epoch; the last measurement at each position counts.
+ * It also prints the run in a few lines for BENCHMARKS.md: test accuracy per epoch, the wall time,
+ * and the last epoch's per-class accuracy.
  * Run: npx tsx scripts/fmnist-curve.ts runs/fmnist/run.jsonl docs/fmnist-curve.png ["title"]
  */
 import { readFileSync } from 'node:fs';
+import { FASHION_MNIST_CLASSES } from '../src/data/idx.ts';
 import { lineChartSvg, writePng } from '../src/train/plots.ts';
 
 const [input, output, title] = process.argv.slice(2);
@@ -20,8 +25,9 @@ const lines = readFileSync(input, 'utf8').trim().split('\n').map((l, i) => {
   }
 });
 const head = lines[0];
-const probe = lines.filter((l) => 'probeAccuracy' in l);
-const full = lines.filter((l) => 'testAccuracy' in l);
+const lastAt = (key: string) => [...new Map(lines.filter((l) => key in l).map((l) => [l.epoch, l])).values()].sort((a, b) => a.epoch - b.epoch);
+const probe = lastAt('probeAccuracy');
+const full = lastAt('testAccuracy');
 const seen = (epoch: number) => (epoch * head.train) / 1000;
 await writePng(output, lineChartSvg({
   title: title ?? `dwsnet, ${head.params} parameters: Fashion-MNIST test accuracy`,
@@ -35,3 +41,11 @@ await writePng(output, lineChartSvg({
   ],
 }));
 console.log(`wrote ${output}: ${probe.length} probe points, ${full.length} full evaluations`);
+const last = full.at(-1) as unknown as { epoch: number; testAccuracy: number; testLoss: number; wallSeconds: number; perClass: number[] } | undefined;
+if (last) {
+  const done = last.epoch === head.epochs ? 'complete' : `NOT complete: ${last.epoch} of ${head.epochs} epochs`;
+  console.log(`run (${done}): ${head.params} parameters, ${head.train} training / ${head.test} test images, batch ${head.batchSize}, peak lr ${head.lr}, pad-crop ${head.padCrop ?? 2}, seed ${head.seed ?? 0}`);
+  console.log(`test accuracy per epoch: ${full.map((l) => `${l.epoch}: ${l.testAccuracy.toFixed(4)}`).join(', ')}`);
+  console.log(`after epoch ${last.epoch}: test accuracy ${last.testAccuracy.toFixed(4)}, test loss ${last.testLoss.toFixed(4)}; wall ${last.wallSeconds.toFixed(0)} s (${(last.wallSeconds / 3600).toFixed(2)} h) of training and evaluation`);
+  console.log(`per class: ${last.perClass.map((a, i) => `${FASHION_MNIST_CLASSES[i]} ${a.toFixed(3)}`).join(', ')}`);
+}

@@ -10,7 +10,10 @@ import type { Network } from '../nn/combinators.ts';
 import { crossEntropy } from '../tensor/losses.ts';
 import * as o from '../tensor/ops.ts';
 import { type Key, foldIn, key as makeKey } from '../tensor/random.ts';
-import { type Tensor, dataSync, item } from '../tensor/tensor.ts';
+import { type Tensor, dataSync, item, tensor } from '../tensor/tensor.ts';
+import { jit } from '../jit/jit.ts';
+import * as Ei from 'fp-ts/lib/Either.js';
+import { TRAINER_FILE, type TrainerState, loadCheckpoint, renderCheckpointError, resolveCheckpointDir, saveCheckpoint } from './checkpoint.ts';
 import { multiclassMetrics } from './metrics.ts';
 import { type OptState, type Optimizer, adam } from './optim.ts';
 import { type ScheduleConfig, learningRate } from './schedule.ts';
@@ -25,21 +28,53 @@ export interface TrainState<P = unknown, S = unknown> {
 /** One optimisation step on a batch: (train state, images, labels, lr, key) → [new train state, loss]. */
 export type Step = (ts: TrainState, x: Tensor, labels: Int32Array, lr: number, key: Key) => [TrainState, number];
 
+/** What the forward and backward pass of a batch returns: mean loss, new BN state, gradients. */
+export interface GradResult {
+  readonly loss: Tensor;
+  readonly state: unknown;
+  readonly grads: unknown;
+}
+
 /**
- * The training step of `net` under `optimizer`: mean softmax cross-entropy, gradients by
- * `valueAndGrad`, one optimizer update. A compiler (`jit`) can wrap the returned function whole.
+ * The forward and backward pass of `net` on a batch, as a function of tensors and a key only
+ * (parameters, BN state, images, one-hot targets [N, C], dropout key) — the unit `jit` compiles:
+ * one entry per batch shape, reused across steps and epochs. Mean softmax cross-entropy.
  */
-export function makeStep(net: Network, optimizer: Optimizer): Step {
-  return (ts, x, labels, lr, key) => {
-    const [[loss, state], g] = valueAndGrad(
+export function gradStep(net: Network): (params: unknown, state: unknown, x: Tensor, targets: Tensor, key: Key) => GradResult {
+  return (params, state, x, targets, key) => {
+    const [[loss, ns], grads] = valueAndGrad(
       (p: unknown) => {
-        const [logits, ns] = net.layer.apply(p, ts.state, x, { training: true, key });
-        return [crossEntropy(logits, labels), ns] as [Tensor, unknown];
+        const [logits, s] = net.layer.apply(p, state, x, { training: true, key });
+        return [crossEntropy(logits, targets), s] as [Tensor, unknown];
       },
       { hasAux: true },
-    )(ts.params);
-    const [params, opt] = optimizer.update(g, ts.opt, ts.params, lr);
-    return [{ params, state, opt }, item(loss)];
+    )(params);
+    return { loss, state: ns, grads };
+  };
+}
+
+/** Class indices as one-hot rows [N, classes] (float32), checked against the class count. */
+export function oneHot(labels: Int32Array, classes: number): Tensor {
+  const out = new Float32Array(labels.length * classes);
+  labels.forEach((k, i) => {
+    if (!(Number.isInteger(k) && k >= 0 && k < classes)) throw new Error(`classifier: label ${k} of image ${i} is out of range for ${classes} classes`);
+    out[i * classes + k] = 1;
+  });
+  return tensor(out, [labels.length, classes]);
+}
+
+/**
+ * The training step of `net` under `optimizer`: `gradStep` (compiled with `jit` unless
+ * `jit: false`; both give the same numbers), then one optimizer update, run eagerly because it
+ * takes host numbers (the learning rate and the step count, which change every step).
+ */
+export function makeStep(net: Network, optimizer: Optimizer, opts: { jit?: boolean; classes?: number } = {}): Step {
+  const grad = opts.jit === false ? gradStep(net) : jit(gradStep(net));
+  const classes = opts.classes ?? 10;
+  return (ts, x, labels, lr, key) => {
+    const r = grad(ts.params, ts.state, x, oneHot(labels, classes), key);
+    const [params, opt] = optimizer.update(r.grads, ts.opt, ts.params, lr);
+    return [{ params, state: r.state, opt }, item(r.loss)];
   };
 }
 
@@ -52,15 +87,26 @@ export interface Evaluation {
   readonly loss: number;
 }
 
+/** The eval-mode forward pass of `net`, compiled with `jit` once per network (one entry per batch shape). */
+const compiledForwards = new WeakMap<Network, (params: unknown, state: unknown, x: Tensor) => Tensor>();
+function evalForward(net: Network, compiled: boolean): (params: unknown, state: unknown, x: Tensor) => Tensor {
+  const f = (params: unknown, state: unknown, x: Tensor) => net.layer.apply(params, state, x, { training: false })[0];
+  if (!compiled) return f;
+  let g = compiledForwards.get(net);
+  if (!g) compiledForwards.set(net, (g = jit(f)));
+  return g;
+}
+
 /** Eval-mode accuracy, mean cross-entropy, confusion matrix and per-class accuracy over a whole set. */
-export function evaluate(net: Network, params: unknown, state: unknown, set: IdxImageSet, opts: { batchSize?: number; classes?: number; mean?: number; std?: number } = {}): Evaluation {
+export function evaluate(net: Network, params: unknown, state: unknown, set: IdxImageSet, opts: { batchSize?: number; classes?: number; mean?: number; std?: number; jit?: boolean } = {}): Evaluation {
   const classes = opts.classes ?? 10;
+  const forward = evalForward(net, opts.jit !== false);
   const probs = new Float32Array(set.count * classes);
   let lossSum = 0;
   let from = 0;
-  for (const idx of idxBatches(set.count, opts.batchSize ?? 256)) {
+  for (const idx of idxBatches(set.count, opts.batchSize ?? 250)) {
     const { x, labels } = idxBatch(set, idx, { mean: opts.mean, std: opts.std });
-    const [logits] = net.layer.apply(params, state, x, { training: false });
+    const logits = forward(params, state, x);
     lossSum += item(crossEntropy(logits, labels, { reduction: 'sum' }));
     probs.set(dataSync(o.softmax(logits, -1)), from * classes);
     from += idx.length;
@@ -87,11 +133,14 @@ export interface FitOptions {
   readonly std?: number;
   readonly seed?: number;
   readonly classes?: number;
-  /** Wraps the training step before use (a compiler such as `jit`); identity by default. */
-  readonly compileStep?: (step: Step) => Step;
+  /** Compile the forward and backward pass with `jit` (default true; false runs it eagerly, same numbers). */
+  readonly jit?: boolean;
   /** Called after each step with its position (0-based epoch and step of `steps`), loss and the new train state. */
   readonly onStep?: (info: { readonly epoch: number; readonly step: number; readonly steps: number; readonly loss: number; readonly ts: TrainState }) => void;
-  readonly onEpoch?: (r: EpochResult) => void;
+  /** Called after each epoch with its result and the train state after it (to checkpoint it). */
+  readonly onEpoch?: (r: EpochResult, ts: TrainState) => void;
+  /** Continue a run: the train state after `epoch` epochs (as `onEpoch` gave it); training resumes at epoch `epoch` + 1. */
+  readonly resume?: { readonly ts: TrainState; readonly epoch: number };
 }
 
 export interface EpochResult {
@@ -102,17 +151,23 @@ export interface EpochResult {
   readonly test: Evaluation;
 }
 
-/** Trains `net` on `train`, evaluating on `test` after each epoch; returns the trained state and the history. */
+/**
+ * Trains `net` on `train`, evaluating on `test` after each epoch; returns the trained state and the
+ * history (of the epochs trained by this call). Every random draw is folded from the seed by
+ * (epoch, step), so a run resumed from the state after an epoch continues exactly as it would have.
+ */
 export function fit(net: Network, train: IdxImageSet, test: IdxImageSet, opts: FitOptions): { ts: TrainState; history: EpochResult[] } {
   const optimizer = opts.optimizer ?? adam();
   const steps = Math.ceil(train.count / opts.batchSize);
   const sched: ScheduleConfig = { name: 'onecycle', ...opts.schedule, lr: opts.lr, epochs: opts.epochs, stepsPerEpoch: steps };
-  const step = (opts.compileStep ?? ((s: Step) => s))(makeStep(net, optimizer));
+  const step = makeStep(net, optimizer, { jit: opts.jit, classes: opts.classes });
   const root = makeKey(opts.seed ?? 0);
   const norm = { mean: opts.mean, std: opts.std };
-  let ts: TrainState = { params: net.params, state: net.state, opt: optimizer.init(net.params) };
+  const start = opts.resume?.epoch ?? 0;
+  if (!(Number.isInteger(start) && start >= 0 && start <= opts.epochs)) throw new Error(`classifier.fit: resume.epoch must be an integer in [0, ${opts.epochs}], got ${start}`);
+  let ts: TrainState = opts.resume?.ts ?? { params: net.params, state: net.state, opt: optimizer.init(net.params) };
   const history: EpochResult[] = [];
-  for (let epoch = 0; epoch < opts.epochs; epoch++) {
+  for (let epoch = start; epoch < opts.epochs; epoch++) {
     const t0 = performance.now();
     const ek = foldIn(root, epoch);
     const batches = idxBatches(train.count, opts.batchSize, foldIn(ek, 0));
@@ -126,9 +181,9 @@ export function fit(net: Network, train: IdxImageSet, test: IdxImageSet, opts: F
       opts.onStep?.({ epoch, step: i, steps, loss, ts });
     });
     const seconds = (performance.now() - t0) / 1000;
-    const result: EpochResult = { epoch: epoch + 1, trainLoss: lossSum / train.count, seconds, lr: learningRate(sched, epoch, steps - 1), test: evaluate(net, ts.params, ts.state, test, { ...norm, classes: opts.classes }) };
+    const result: EpochResult = { epoch: epoch + 1, trainLoss: lossSum / train.count, seconds, lr: learningRate(sched, epoch, steps - 1), test: evaluate(net, ts.params, ts.state, test, { ...norm, classes: opts.classes, jit: opts.jit }) };
     history.push(result);
-    opts.onEpoch?.(result);
+    opts.onEpoch?.(result, ts);
   }
   return { ts, history };
 }
@@ -136,3 +191,48 @@ export function fit(net: Network, train: IdxImageSet, test: IdxImageSet, opts: F
 /** The optimizers and schedules `fit` takes, for callers outside the package. */
 export { type Optimizer, adam, adamw, createOptimizer, rmsprop, sgd } from './optim.ts';
 export { type ScheduleConfig, learningRate } from './schedule.ts';
+
+/** What `saveRun` stores beside the train state: the epochs done, the run's settings, wall time so far and the last evaluation. */
+export interface RunCheckpoint {
+  readonly ts: TrainState;
+  /** Epochs completed. */
+  readonly epoch: number;
+  readonly wallSeconds: number;
+  /** The settings of the run (epochs, batch, lr, seed…): a resume under other settings is refused. */
+  readonly settings: Readonly<Record<string, unknown>>;
+  readonly last: Evaluation;
+}
+
+/** Saves the train state after an epoch as a checkpoint folder (train/checkpoint.ts, replaced atomically). */
+export function saveRun(dir: string, r: RunCheckpoint): void {
+  const trainer: TrainerState = {
+    version: 1, epoch: r.epoch, stepInEpoch: 0, globalStep: r.ts.opt.step, rngKey: [0, 0], bestMetric: null, bestEpoch: null,
+    weightsEpoch: r.epoch, partial: null, model: { name: 'classifier', options: {} },
+    extra: { settings: r.settings, wallSeconds: r.wallSeconds, last: r.last },
+  };
+  const w = saveCheckpoint(dir, { params: r.ts.params, state: r.ts.state, opt: r.ts.opt, trainer });
+  if (Ei.isLeft(w)) throw new Error(renderCheckpointError(w.left));
+}
+
+/**
+ * The run saved in `dir` by `saveRun`, filled into `net`'s and `optimizer`'s structure, or null when
+ * `dir` holds no checkpoint. Errors name the folder: an unreadable or mismatched checkpoint, or
+ * one saved under other settings (naming the setting).
+ */
+export function loadRun(dir: string, net: Network, optimizer: Optimizer, settings: Readonly<Record<string, unknown>>): Omit<RunCheckpoint, 'settings'> | null {
+  if (resolveCheckpointDir(dir) === null) return null;
+  const ck = loadCheckpoint(dir, { params: net.params, state: net.state, opt: optimizer.init(net.params) });
+  if (Ei.isLeft(ck)) throw new Error(renderCheckpointError(ck.left));
+  const extra = ck.right.trainer.extra as Partial<Omit<RunCheckpoint, 'ts' | 'epoch'>>;
+  const saved = extra.settings ?? {};
+  for (const k of new Set([...Object.keys(saved), ...Object.keys(settings)])) {
+    if (JSON.stringify(saved[k]) !== JSON.stringify(settings[k])) {
+      throw new Error(`checkpoint ${dir}: saved with ${k} = ${JSON.stringify(saved[k])}, but this run has ${k} = ${JSON.stringify(settings[k])} (use another folder, or the same settings to resume)`);
+    }
+  }
+  if (!extra.last) throw new Error(`checkpoint ${dir}: ${TRAINER_FILE} holds no evaluation (not written by classifier.saveRun)`);
+  const { params, state, opt } = ck.right;
+  return { ts: { params, state, opt }, epoch: ck.right.trainer.epoch, wallSeconds: extra.wallSeconds ?? 0, last: extra.last };
+}
+/** A whole run of the dws net on an IDX set, as the example and the train CLI run it. */
+export { type IdxRunOptions, FASHION_MNIST_NORM, formatEvaluation, runIdx } from './idxrun.ts';

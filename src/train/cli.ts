@@ -9,7 +9,10 @@ import { EXIT, UsageExit, parseArgs, printUsage, program, runIfMain } from './cl
 import { baselineConfig, baselineIntro, checkBaseline, comparisonLine, trainLeg } from './baseline.ts';
 import { type Reporter, consoleReporter } from './report.ts';
 import { type RunResult, type TrainError, resumeConfig, runFolder, train } from './run.ts';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import { isIdxFolder } from '../data/idx.ts';
+import { runIdx } from './idxrun.ts';
 
 const S = { ...DEFAULTS, ...SYNTHETIC_DEFAULTS };
 const DEFAULT_RUN = `
@@ -19,6 +22,9 @@ the class only in a texture the ${S.imgSize} px view has lost) for ${S.epochs} e
 BN momentum ${S.bnMomentum}, ${S.augment ? 'with' : 'no'} augmentation; then the baseline ${S.baseline} (the ${S.imgSize} px view only) with the same budget, and prints both
 validation AUCs (BENCHMARKS.md has the measured time and AUCs).
 With --data, the defaults are the paper's recipe (${DEFAULTS.optimizer}, batch ${DEFAULTS.batchSize}, ${DEFAULTS.epochs} epochs) at the model's sizes.
+With an MNIST-style IDX folder as --data (e.g. Fashion-MNIST), trains dwsnet (nn.dwsNet(), 75,850 parameters),
+multiclass, Adam + one-cycle (peak --lr 0.005), batch 128, 10 epochs, flips and pad-2 crops, seed 0; takes
+--epochs, --batch-size, --lr, --seed, --no-augment, --limit, --out; writes log.jsonl and checkpoint/ (the same command resumes).
 
 Outputs (run folder): per_epoch.csv, per_batch.csv, timing.csv, config.json, split.csv,
 predictions.csv (best epoch), skipped.csv (if any), loss.png, auc.png, roc.png, checkpoints last/ and best/.
@@ -28,7 +34,8 @@ Examples:
   npm run train
   npm run train -- --data ../shared/data/isic-sample --model b0-full-split --epochs 2 --img-size 64 --hr-size 256
   npm run train -- --preset paper --data /data/isic --model b0-full-split --tta 3
-  npm run train -- --resume runs/b0-full-split-20250101-120000`;
+  npm run train -- --resume runs/b0-full-split-20250101-120000
+  npm run train -- --data /usr/share/datasets/fashion-mnist --epochs 6 --out runs/fmnist`;
 
 /** The command: flags from the table in config.ts, each with its default in the help. */
 export function trainCommand() {
@@ -79,11 +86,11 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (!parsed) return EXIT.ok;
   const { values, explicit } = parsed;
+  const idx = values.data?.find(isIdxFolder);
+  if (idx) return trainIdxFolder(idx, values, explicit);
   const cfgE = values.resume ? resumeConfig(values.resume, values, explicit) : resolveConfig(values);
   if (E.isLeft(cfgE)) return printUsage('train', cfgE.left.message);
   const cfg = cfgE.right;
-  const idx = cfg.data.find(isIdxFolder);
-  if (idx) return printUsage('train', `${idx} holds MNIST-style IDX files (e.g. Fashion-MNIST); this CLI trains the EfficientNet family on image folders — train a network of your own on IDX data with: npx tsx examples/04-fashion-mnist.ts --data ${idx}`);
 
   const reporter = consoleReporter({ quiet: cfg.quiet });
   let stop = false;
@@ -119,6 +126,41 @@ export async function main(argv: string[]): Promise<number> {
     process.off('SIGINT', onSigint);
     reporter.stop();
   }
+}
+
+/** The flags an IDX run takes (the rest configure the EfficientNet runs on image folders). */
+const IDX_FLAGS: ReadonlySet<Key> = new Set<Key>(['data', 'model', 'task', 'epochs', 'batchSize', 'lr', 'seed', 'augment', 'limit', 'out', 'quiet']);
+const flagName = (k: Key) => FLAGS.find((f) => f.key === k)!.flags.split(' ')[0];
+
+/**
+ * `--data` is an MNIST-style IDX folder (e.g. Fashion-MNIST): trains `nn.dwsNet()` on it, multiclass,
+ * with Adam + one-cycle, flips and pad-2 crops (src/train/idxrun.ts; defaults 10 epochs, batch 128,
+ * peak lr 0.005, seed 0). The run folder gets log.jsonl and checkpoint/; the same command again resumes.
+ */
+function trainIdxFolder(dir: string, values: Partial<TrainConfig>, explicit: ReadonlySet<Key>): number {
+  const other = [...explicit].filter((k) => !IDX_FLAGS.has(k));
+  if (other.length) return printUsage('train', `${dir} is an IDX folder, on which the CLI trains dwsnet and takes only ${[...IDX_FLAGS].map(flagName).join(', ')}; not ${other.map(flagName).join(', ')}`);
+  if (values.data!.length > 1) return printUsage('train', `--data: ${dir} is an IDX folder; give it alone (got ${values.data!.length} folders)`);
+  if (explicit.has('model') && values.model !== 'dwsnet') return printUsage('train', `--model ${values.model}: on the IDX folder ${dir} the CLI trains dwsnet (nn.dwsNet(); --model dwsnet)`);
+  if (explicit.has('task') && values.task !== 'multiclass') return printUsage('train', `--task ${values.task}: IDX labels are classes; use --task multiclass (the default for an IDX folder)`);
+  const stamp = new Date().toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15);
+  const out = values.out ?? path.join('runs', `dwsnet-${stamp}`);
+  const augment = values.augment !== false;
+  try {
+    fs.mkdirSync(out, { recursive: true });
+    runIdx(
+      {
+        data: dir, epochs: values.epochs ?? 10, batchSize: values.batchSize ?? 128, lr: values.lr ?? 0.005, flip: augment, padCrop: augment ? 2 : 0,
+        seed: values.seed ?? 0, trainLimit: values.limit ?? 0, testLimit: values.limit ?? 0, log: path.join(out, 'log.jsonl'), checkpoint: path.join(out, 'checkpoint'),
+      },
+      (line) => process.stdout.write(`${line}\n`),
+    );
+  } catch (e) {
+    process.stderr.write(`train: ${(e as Error).message}\n`);
+    return EXIT.failure;
+  }
+  process.stdout.write(`outputs in ${out} (log.jsonl, checkpoint/; run the same command again to resume)\n`);
+  return EXIT.ok;
 }
 
 /**

@@ -4,9 +4,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { gzipSync } from 'node:zlib';
 import * as E from 'fp-ts/lib/Either.js';
-import { afterAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import { dataSync, datasets, random } from '../../src/index.ts';
 import { main } from '../../src/train/cli.ts';
+import { runCli } from '../helpers/cli.ts';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'idx-test-'));
 afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
@@ -100,23 +101,38 @@ describe('IDX reader', () => {
     expect(message(datasets.loadIdxSplit(path.join(dir, 'nope'), 'train'))).toMatch(/folder not found: .*nope/);
   });
 
-  it('is recognised by the train CLI, which names the folder and the example that trains on it', async () => {
+  it('is trained on by the train CLI (dwsnet, multiclass), resumed by the same command, and other flags are named', async () => {
+    // 24 training and 10 test images of 12×12, labels 0–9.
     const ds = path.join(dir, 'cli');
     fs.mkdirSync(ds);
-    fs.writeFileSync(path.join(ds, 'train-images-idx3-ubyte.gz'), gzipSync(images));
-    fs.writeFileSync(path.join(ds, 'train-labels-idx1-ubyte.gz'), gzipSync(labels));
-    const err = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
-    const log = vi.spyOn(console, 'error').mockImplementation(() => undefined);
-    try {
-      expect(await main(['--data', ds])).toBe(2);
-      const said = [...err.mock.calls, ...log.mock.calls].map((c) => String(c[0])).join('');
-      expect(said).toContain(`${ds} holds MNIST-style IDX files`);
-      expect(said).toContain('examples/04-fashion-mnist.ts --data');
-    } finally {
-      err.mockRestore();
-      log.mockRestore();
-    }
-  });
+    const set = (prefix: string, n: number, seed: number) => {
+      const px = Uint8Array.from(random.uniformArray(random.key(seed), n * 144), (v) => Math.floor(v * 256));
+      fs.writeFileSync(path.join(ds, `${prefix}-images-idx3-ubyte.gz`), gzipSync(idx(0x08, [n, 12, 12], px)));
+      fs.writeFileSync(path.join(ds, `${prefix}-labels-idx1-ubyte`), idx(0x08, [n], Uint8Array.from({ length: n }, (_, i) => i % 10)));
+    };
+    set('train', 24, 1);
+    set('t10k', 10, 2);
+    const out = path.join(dir, 'cli-run');
+    const args = ['--data', ds, '--model', 'dwsnet', '--task', 'multiclass', '--epochs', '2', '--batch-size', '12', '--out', out];
+    const first = await runCli(main, args);
+    expect(first.code, first.err).toBe(0);
+    expect(first.out).toMatch(/Total params: 75,850/);
+    expect(first.out).toMatch(/epoch 2: train loss [\d.]+, test loss [\d.]+, test accuracy [\d.]+/);
+    expect(first.out).toContain('per-class accuracy');
+    const log = fs.readFileSync(path.join(out, 'log.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(log.map((l) => l.epoch)).toEqual([undefined, 1, 2]);
+    const again = await runCli(main, args);
+    expect(again.code, again.err).toBe(0);
+    expect(again.out).toContain(`resuming from ${path.join(out, 'checkpoint')} after epoch 2 of 2`);
+    const accuracy = (o: string) => o.match(/\ntest accuracy: ([\d.]+)% after 2 epochs/)?.[1];
+    expect(accuracy(again.out)).toBe(accuracy(first.out));
+    expect(accuracy(first.out)).toBeDefined();
+    const bad = await runCli(main, ['--data', ds, '--img-size', '64', '--optimizer', 'sgd']);
+    expect(bad.code).toBe(2);
+    expect(bad.err).toMatch(/is an IDX folder, on which the CLI trains dwsnet .*; not --img-size, --optimizer/);
+    expect((await runCli(main, ['--data', ds, '--model', 'b0'])).err).toMatch(/--model b0: on the IDX folder .* trains dwsnet/);
+    expect((await runCli(main, ['--data', ds, '--task', 'binary'])).err).toMatch(/--task binary: IDX labels are classes/);
+  }, 120_000);
 });
 
 describe('idxBatch', () => {
