@@ -238,6 +238,16 @@ export function inputSides(cfg: ModelConfig): { low: number | null; high: number
   return { low: cfg.lowSize, high: hasInput(spec, 'high') ? cfg.highSize : null };
 }
 
+/**
+ * The image whose positions a layer's spatial positions are: its path's input, and after the merge
+ * the first path's (a trunk shared with a low-res path is aligned with the low-res image).
+ */
+export function layerImage(cfg: ModelConfig, layer: string): 'low' | 'high' {
+  const spec = layoutOf(cfg);
+  const owns = (name: string | undefined) => name !== undefined && (layer === name || layer.startsWith(`${name}.`));
+  return (spec.paths.find((p) => owns(p.stem) || owns(p.blocks) || owns(p.head)) ?? spec.paths[0]).input;
+}
+
 /** The slice side the stochastic stem reads. */
 export const stochSlice = (cfg: ModelConfig): number => (cfg.stochOutSize! - 1) * STOCH_STRIDE + STOCH_KERNEL;
 

@@ -54,4 +54,15 @@ describe('the registry', () => {
     expect(cfg.blocks[3].inCh).toBe(2 * cfg.blocks[2].outCh);
     expect(() => nn.modelConfig('b0-stochastic-skip', { skipStages: 7 })).toThrow(/skipStages must be an integer in \[1, 6\], got 7/);
   });
+  it('inspection reads layer roles off the architecture: the default Grad-CAM layer, the stochastic stem, each layer\'s image', () => {
+    const roles = (name: string) => {
+      const cfg = nn.modelConfig(name);
+      return [E.inspect.defaultLayer(cfg), E.inspect.stochasticStemLayer(cfg), ['stem', 'stochStem', 'lowBlocks.0', 'stochBlocks.0', 'low.head', 'stoch.blocks.1', 'blocks.3', 'head'].map((l) => nn.efficientnet.layerImage(cfg, l)).join(' ')];
+    };
+    expect(roles('b0')).toEqual(['head', null, 'low low low low low low low low']);
+    expect(roles('b0-stochastic-stem')).toEqual(['head', 'stochStem', 'low high low low low low low low']);
+    expect(roles('b0-stochastic-skip')).toEqual(['head', 'stochStem', 'low high low high low low low low']);
+    expect(roles('b0-full-split')).toEqual(['low.head', 'stoch.stem', 'low low low low low high low low']);
+    expect(roles('b0-pure-stochastic')).toEqual(['stochStem', 'stochStem', 'high high high high high high high high']);
+  });
 });
