@@ -125,7 +125,7 @@ export interface BuildOptions {
   readonly dropConnectRate?: number;
   /** Side of the (resized) low-res image; default the variant's resolution (224 for B0, 380 for B4). */
   readonly lowSize?: number;
-  /** Side of the high-res image (models with a stochastic stem; default 1024). */
+  /** Side of the high-res image (models with a stochastic stem; default 1024; a model without a low-res path also takes `lowSize` for it). */
   readonly highSize?: number;
   /** Output side of the stochastic stem (default: the low-res stem's output, 112 for B0 and 190 for B4). */
   readonly stochOutSize?: number;

@@ -22,7 +22,6 @@ import {
   batchNorm,
   conv,
   dropConnect,
-  silu,
   squeezeExcite,
   tapped,
 } from './layers.ts';
