@@ -164,15 +164,15 @@ function checkArch(arch: string, spec: ArchSpec, stages: number): void {
 }
 
 /** Stage by stage, repeat by repeat; the block where the paths merge takes their concatenated channels. */
-function buildBlocks(stages: readonly StageArgs[], first: { inCh: number; ownBlocks: number; mergeFactor: number; dcr: number }, bn: BnOptions): MBConvConfig[] {
+function buildBlocks(stages: readonly StageArgs[], at: { inCh: number; ownBlocks: number; mergeFactor: number; dcr: number }, bn: BnOptions): MBConvConfig[] {
   const total = stages.reduce((p, s) => p + s.repeats, 0);
   const blocks: MBConvConfig[] = [];
-  let inCh = first.inCh;
+  let inCh = at.inCh;
   stages.forEach((s, si) => {
     for (let j = 0; j < s.repeats; j++) {
       const idx = blocks.length;
-      if (idx === first.ownBlocks) inCh *= first.mergeFactor;
-      blocks.push({ ...bn, inCh, outCh: s.outCh, expand: s.expand, kernel: s.kernel, stride: j === 0 ? s.stride : 1, seRatio: 0.25, dropRate: (first.dcr * idx) / total, stage: si, index: j });
+      if (idx === at.ownBlocks) inCh *= at.mergeFactor;
+      blocks.push({ ...bn, inCh, outCh: s.outCh, expand: s.expand, kernel: s.kernel, stride: j === 0 ? s.stride : 1, seRatio: 0.25, dropRate: (at.dcr * idx) / total, stage: si, index: j });
       inCh = s.outCh;
     }
   });
