@@ -16,7 +16,7 @@
 import { vjp } from '../autograd/transforms.ts';
 import { treeMap } from '../autograd/pytree.ts';
 import { type Model, apply } from '../nn/model.ts';
-import { type Input, type ModelConfig, isPair } from '../nn/efficientnet.ts';
+import { type Input, type ModelConfig, isPair, layerImage, layoutOf } from '../nn/efficientnet.ts';
 import { configSummary, type SummaryInput } from '../nn/summary.ts';
 import type { TapInfo } from '../nn/layers.ts';
 import * as o from '../tensor/ops.ts';
@@ -69,24 +69,23 @@ export function spatialLayers(cfg: ModelConfig, input?: SummaryInput): { name: s
 }
 
 /**
- * The last spatial layer whose positions are positions of an input image: 'head' (plain and
- * stochastic-stem/-skip, whose merged trunk is aligned with the low-res image), 'low.head'
- * (full-split), or the stochastic stem of pure-stochastic models (positions inside each window).
+ * The last spatial layer whose positions are positions of an input image: the low-res path's last
+ * (the shared 'head' when the paths merge before it, 'low.head' when each path has its own), or,
+ * without a low-res path, the stochastic stem (positions inside each window).
  */
 export function defaultLayer(cfg: ModelConfig): string {
-  if (cfg.arch === 'full-split') return 'low.head';
-  if (cfg.arch === 'pure-stochastic') return 'stochStem';
-  return 'head';
+  const spec = layoutOf(cfg);
+  const low = spec.paths.find((p) => p.input === 'low');
+  return low ? (low.head ?? spec.trunk.head!) : spec.paths[0].stem;
 }
 
 /** The name of the stochastic stem layer, or null for models without one. */
 export function stochasticStemLayer(cfg: ModelConfig): string | null {
-  if (cfg.arch === 'full-split') return 'stoch.stem';
-  return cfg.stochOutSize === null ? null : 'stochStem';
+  return layoutOf(cfg).paths.find((p) => p.input === 'high')?.stem ?? null;
 }
 
 /** Layers whose spatial axes are window coordinates of the high-res image rather than image positions. */
-const onStochasticPath = (cfg: ModelConfig, layer: string): boolean => cfg.arch === 'pure-stochastic' || layer.startsWith('stoch');
+const onStochasticPath = (cfg: ModelConfig, layer: string): boolean => layerImage(cfg, layer) === 'high';
 
 /** The image a layer's map is upsampled to: the high-res one for stochastic-path layers, else the low-res one. */
 function targetImage(cfg: ModelConfig, input: Input, layer: string): Tensor {

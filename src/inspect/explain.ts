@@ -9,7 +9,7 @@ import { pipe } from 'fp-ts/lib/function.js';
 import type { DataError } from '../data/errors.ts';
 import { type RawImage, processImage, resizeRaw } from '../data/image.ts';
 import { type Model, apply } from '../nn/model.ts';
-import type { Input } from '../nn/efficientnet.ts';
+import { type Input, inputSides, layerImage } from '../nn/efficientnet.ts';
 import * as o from '../tensor/ops.ts';
 import { key as makeKey } from '../tensor/random.ts';
 import { type Tensor, dataSync, tensor } from '../tensor/tensor.ts';
@@ -102,7 +102,7 @@ export function explainInput(model: Model, img: ImageInput, opts: ExplainOptions
   let layer: string | null = null;
   if (method === 'gradcam') {
     layer = opts.layer ?? defaultLayer(cfg);
-    const onImage = !(cfg.arch === 'pure-stochastic' || layer.startsWith('stoch'));
+    const onImage = layerImage(cfg, layer) === 'low';
     if (onImage || !stem) {
       const acc = new Float32Array(lowSide * lowSide);
       for (const k of keys) {
@@ -145,7 +145,8 @@ export function explainInput(model: Model, img: ImageInput, opts: ExplainOptions
     passes,
     image: img.low,
     heat,
-    high: img.high ?? (cfg.arch === 'pure-stochastic' ? img.low : null),
+    // A model without a low-res path reads one image, the high-res one.
+    high: img.high ?? (inputSides(cfg).low === null ? img.low : null),
     highHeat,
     topWindows,
     slice,

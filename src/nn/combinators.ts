@@ -56,12 +56,12 @@ export interface Layer<P = any, S = any> {
 type Empty = Record<string, never>;
 const EMPTY: Empty = {};
 
-const row = (kind: string, out: Probe, params: number, macs: number): { out: Probe; rows: LayerRow[] } => ({
+export const row = (kind: string, out: Probe, params: number, macs: number): { out: Probe; rows: LayerRow[] } => ({
   out,
   rows: [{ name: '', kind, out: out.shape, params, macs, rf: out.rf, global: out.global ?? false }],
 });
 
-function expectImage(kind: string, p: Probe, channels?: number): [number, number, number, number] {
+export function expectImage(kind: string, p: Probe, channels?: number): [number, number, number, number] {
   const s = p.shape;
   if (s.length !== 4 || (channels !== undefined && s[1] !== channels)) {
     throw new Error(`${kind}: expected input (N, ${channels ?? 'C'}, H, W), got ${fmt(s)}`);
@@ -106,14 +106,19 @@ export function conv(inCh: number, outCh: number, kernel: number, opts: ConvOpti
     init: (key, dtype = 'float32') => ({ params: convLayer.init(key, cfg, dtype), state: EMPTY }),
     apply: (p, s, x) => [convLayer.apply(cfg, p, x), s],
     describe(p) {
-      const [n, , h, w] = expectImage(kind, p, inCh);
-      const [oh, ow] = [convOutSize(cfg, h), convOutSize(cfg, w)];
-      if (oh < 1 || ow < 1) throw new Error(`${kind}: input ${fmt(p.shape)} is smaller than the kernel's span ${d * (kernel - 1) + 1}`);
-      const span = d * (kernel - 1) + 1;
-      const rf = { size: p.rf.size + (span - 1) * p.rf.jump, jump: p.rf.jump * cfg.stride };
-      return row(kind, { shape: [n, outCh, oh, ow], rf }, convLayer.paramCount(cfg), n * convLayer.macs(cfg, oh, ow));
+      const out = convProbe(kind, cfg, p);
+      return row(kind, out, convLayer.paramCount(cfg), out.shape[0] * convLayer.macs(cfg, out.shape[2], out.shape[3]));
     },
   };
+}
+
+/** The probe after a conv: (N, outCh, oh, ow), the field widened by the kernel's span and the jump by the stride. */
+export function convProbe(kind: string, cfg: ConvConfig, p: Probe): Probe {
+  const [n, , h, w] = expectImage(kind, p, cfg.inCh);
+  const [oh, ow] = [convOutSize(cfg, h), convOutSize(cfg, w)];
+  const span = (cfg.dilation ?? 1) * (cfg.kernel - 1) + 1;
+  if (oh < 1 || ow < 1) throw new Error(`${kind}: input ${fmt(p.shape)} is smaller than the kernel's span ${span}`);
+  return { shape: [n, cfg.outCh, oh, ow], rf: { size: p.rf.size + (span - 1) * p.rf.jump, jump: p.rf.jump * cfg.stride } };
 }
 
 export interface BatchNormOptions {

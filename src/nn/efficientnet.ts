@@ -1,17 +1,21 @@
 /**
- * EfficientNet (Tan & Le 2019) from its compound-scaling coefficients, and the Stochastic
- * Convolution architectures of the paper built on it (see PAPER.md): stochastic stem, stochastic
- * skip, full split and pure stochastic. A model's config is plain data; params and BN state are
- * plain trees; `applyEfficientNet` is a pure function of the four.
+ * EfficientNet (Tan & Le 2019) from its compound-scaling coefficients, and the interpreter of the
+ * architectures in archs.ts (the paper's Stochastic Convolution models among them, see PAPER.md).
+ * A model's config is plain data; params and BN state are plain trees; init, the forward pass, the
+ * parameter count and the summary rows are all read off one plan of named parts (`plan`).
  */
 import type { DType } from '../backends/backend.ts';
 import { sampleWindows, stochasticConv2d } from '../tensor/conv.ts';
 import * as o from '../tensor/ops.ts';
 import { type Key, foldIn, split } from '../tensor/random.ts';
-import { fmt } from '../tensor/shape.ts';
+import { type Shape, fmt } from '../tensor/shape.ts';
 import { Tensor } from '../tensor/tensor.ts';
-import { type BatchNormParams, type BatchNormState, type Ctx, type PaddingMode, batchNorm, convOutSize, dropout, linear, type LinearParams, silu, tapped } from './layers.ts';
-import { type BnOptions, type ConvBnConfig, type ConvBnParams, type MBConvConfig, type MBConvParams, type MBConvState, convBn, convBnConfig, mbconv } from './mbconv.ts';
+import type { Tree } from '../autograd/pytree.ts';
+import { ARCHS, type Arch, type ArchSpec } from './archs.ts';
+import { type Layer, type Probe, expectImage, row } from './combinators.ts';
+import { type BatchNormState, type Ctx, type LinearConfig, type PaddingMode, convOutSize, dropout, linear, tapped } from './layers.ts';
+import { type BnOptions, type ConvBnConfig, type ConvBnParams, type MBConvConfig, convBn, convBnConfig, convBnLayer, mbconvBlocks } from './mbconv.ts';
+import type { ReceptiveField, SummaryRow } from './summary.ts';
 
 // ---- compound scaling ----------------------------------------------------------------------------
 
@@ -70,33 +74,29 @@ export const roundRepeats = (repeats: number, depth: number): number => Math.cei
 
 // ---- configs -------------------------------------------------------------------------------------
 
-/**
- * plain: stem → blocks → head (b0…b7, b0-64). stochastic-stem: low-res stem ⊕ stochastic stem →
- * blocks. stochastic-skip: each stem through its own copy of the first `skipBlocks` blocks, then
- * concatenated. full-split: two whole backbones, pooled and concatenated before the dense layer.
- * pure-stochastic: only the stochastic stem.
- */
-export type Arch = 'plain' | 'stochastic-stem' | 'stochastic-skip' | 'full-split' | 'pure-stochastic';
-export const ARCHS: readonly Arch[] = ['plain', 'stochastic-stem', 'stochastic-skip', 'full-split', 'pure-stochastic'];
-
 export interface ModelConfig extends BnOptions {
   /** The name it was created under, e.g. 'b0-full-split'. */
   readonly name: string;
   readonly variant: Variant;
+  /** The architecture (an `ARCHS` key): its paths, where they merge, the shared trunk. */
   readonly arch: Arch;
   readonly numClasses: number;
   readonly inChannels: number;
   /** Channels of each stem (the stochastic stem has as many as the low-res one). */
   readonly stemCh: number;
-  /** Blocks of one backbone; in stochastic-stem / -skip, the block after the merge takes the concatenated channels. */
+  /** Blocks of one backbone; the first block after a merge takes the concatenated channels. */
   readonly blocks: readonly MBConvConfig[];
   readonly headCh: number;
   readonly dropout: number;
-  /** stochastic-skip: how many leading blocks each stem has its own copy of (0 otherwise). */
-  readonly skipBlocks: number;
-  /** Side of the (low-res) image; for pure-stochastic, the side of its single (high-res) input. */
+  /** How many leading blocks each path has its own copy of (all of them when pooled features merge). */
+  readonly ownBlocks: number;
+  /**
+   * The sides of the images the data pipeline feeds: `lowSize` for the first (or only) image,
+   * `highSize` for the second of two-input models (null otherwise). For a model whose one input is
+   * the high-res image (pure-stochastic) `lowSize` is that image's side; `inputSides` names each
+   * side by the image it belongs to.
+   */
   readonly lowSize: number;
-  /** Side of the high-res image of two-input models (null otherwise). */
   readonly highSize: number | null;
   /** Output side of the stochastic stem (null when there is none). */
   readonly stochOutSize: number | null;
@@ -106,21 +106,32 @@ export interface ModelConfig extends BnOptions {
   readonly headInit: 'efficientnet' | 'zeros';
 }
 
+/** What a config is built from; every field has a default. */
 export interface BuildOptions {
+  /** Outputs of the dense layer (1 = one melanoma logit). */
   readonly numClasses?: number;
+  /** Override the compound coefficients (tiny models for tests). */
   readonly widthMult?: number;
   readonly depthMult?: number;
   /** Stem channels before width scaling (32; 64 for b0-64). */
   readonly stem?: number;
+  /** 'same' (TensorFlow, default) or 'symmetric' (torchvision). */
   readonly padding?: PaddingMode;
+  /** BN eps (default 1e-3) and momentum (PyTorch convention, default 0.01 = TF's 0.99). */
   readonly bnEps?: number;
   readonly bnMomentum?: number;
+  /** Dropout before the dense layer (default: the variant's) and the final drop-connect rate (0.2). */
   readonly dropout?: number;
   readonly dropConnectRate?: number;
+  /** Side of the (resized) low-res image; default the variant's resolution (224 for B0, 380 for B4). */
   readonly lowSize?: number;
+  /** Side of the high-res image (models with a stochastic stem; default 1024; a model without a low-res path also takes `lowSize` for it). */
   readonly highSize?: number;
+  /** Output side of the stochastic stem (default: the low-res stem's output, 112 for B0 and 190 for B4). */
   readonly stochOutSize?: number;
+  /** A window per image and channel (default) or per channel for the whole batch. */
   readonly perImage?: boolean;
+  /** Architectures whose paths own some stages: how many (stochastic-skip: default 3, B0's first 5 blocks). */
   readonly skipStages?: number;
   readonly dtype?: DType;
   /**
@@ -134,42 +145,70 @@ export interface BuildOptions {
 const STOCH_KERNEL = 3;
 const STOCH_STRIDE = 2;
 
+/** The description of a config's architecture. */
+export const layoutOf = (cfg: Pick<ModelConfig, 'arch'>): ArchSpec => ARCHS[cfg.arch];
+const hasInput = (spec: ArchSpec, input: 'low' | 'high'): boolean => spec.paths.some((p) => p.input === input);
+
+/** Throws naming the architecture when its description is not one the interpreter can run. */
+function checkArch(arch: string, spec: ArchSpec, stages: number): void {
+  const bad = (why: string) => new Error(`architecture '${arch}': ${why}`);
+  const inputs = spec.paths.map((p) => p.input).join(',');
+  if (!['low', 'high', 'low,high'].includes(inputs)) throw bad(`paths must read 'low', 'high' or 'low' then 'high', not '${inputs}'`);
+  const all = spec.ownStages === 'all';
+  if (!all && !(Number.isInteger(spec.ownStages) && spec.ownStages >= 0 && spec.ownStages < stages)) throw bad(`ownStages must be 'all' or an integer in [0, ${stages - 1}]`);
+  for (const p of spec.paths) {
+    if (!p.blocks !== (spec.ownStages === 0)) throw bad(`path '${p.stem}' needs its own blocks exactly when ownStages > 0`);
+    if (!p.head !== !all) throw bad(`path '${p.stem}' needs its own head exactly when ownStages is 'all'`);
+  }
+  if (!spec.trunk.blocks !== all || !spec.trunk.head !== all) throw bad(`the trunk has blocks and a head unless ownStages is 'all'`);
+}
+
+/** Stage by stage, repeat by repeat; the block where the paths merge takes their concatenated channels. */
+function buildBlocks(stages: readonly StageArgs[], at: { inCh: number; ownBlocks: number; mergeFactor: number; dcr: number }, bn: BnOptions): MBConvConfig[] {
+  const total = stages.reduce((p, s) => p + s.repeats, 0);
+  const blocks: MBConvConfig[] = [];
+  let inCh = at.inCh;
+  stages.forEach((s, si) => {
+    for (let j = 0; j < s.repeats; j++) {
+      const idx = blocks.length;
+      if (idx === at.ownBlocks) inCh *= at.mergeFactor;
+      blocks.push({ ...bn, inCh, outCh: s.outCh, expand: s.expand, kernel: s.kernel, stride: j === 0 ? s.stride : 1, seRatio: 0.25, dropRate: (at.dcr * idx) / total, stage: si, index: j });
+      inCh = s.outCh;
+    }
+  });
+  return blocks;
+}
+
+/** The image sides of a config: the low-res default is the variant's resolution, the high-res one 1024. */
+function defaultSides(spec: ArchSpec, variant: Variant, padding: PaddingMode, opts: BuildOptions) {
+  const res = SCALING[variant].resolution;
+  const [low, high] = [hasInput(spec, 'low'), hasInput(spec, 'high')];
+  const lowSize = low ? (opts.lowSize ?? res) : (opts.highSize ?? opts.lowSize ?? 1024);
+  const stochOut = low ? convOutSize({ kernel: 3, stride: 2, padding }, lowSize) : Math.ceil(res / 2);
+  return { lowSize, highSize: low && high ? (opts.highSize ?? 1024) : null, stochOutSize: high ? (opts.stochOutSize ?? stochOut) : null };
+}
+
 /**
  * The config of an architecture at a variant. TensorFlow conventions by default ('same' padding,
  * BN eps 1e-3, momentum 0.01); torchvision's are padding 'symmetric', eps 1e-5, momentum 0.1.
  */
 export function buildConfig(name: string, variant: Variant, arch: Arch, opts: BuildOptions = {}): ModelConfig {
   const sc = SCALING[variant];
-  const width = opts.widthMult ?? sc.width;
-  const depth = opts.depthMult ?? sc.depth;
+  const [width, depth] = [opts.widthMult ?? sc.width, opts.depthMult ?? sc.depth];
   const bn: BnOptions = { padding: opts.padding ?? 'same', bnEps: opts.bnEps ?? 1e-3, bnMomentum: opts.bnMomentum ?? 0.01 };
   const numClasses = opts.numClasses ?? 1;
   if (!Number.isInteger(numClasses) || numClasses < 1) throw new Error(`${name}: numClasses must be a positive integer, got ${numClasses}`);
-  const stemCh = roundFilters(opts.stem ?? B0_STEM, width);
-  const dcr = opts.dropConnectRate ?? DROP_CONNECT_RATE;
+  const spec = layoutOf({ arch });
   const stages = B0_STAGES.map((s) => ({ ...s, outCh: roundFilters(s.outCh, width), repeats: roundRepeats(s.repeats, depth) }));
-  const total = stages.reduce((p, s) => p + s.repeats, 0);
-  const skipStages = arch === 'stochastic-skip' ? (opts.skipStages ?? 3) : 0;
-  if (!Number.isInteger(skipStages) || skipStages < 0 || skipStages >= stages.length) {
-    throw new Error(`${name}: skipStages must be an integer in [1, ${stages.length - 1}], got ${skipStages}`);
+  checkArch(arch, spec, stages.length);
+  const own = spec.ownStages === 'all' ? stages.length : spec.ownStages > 0 ? (opts.skipStages ?? spec.ownStages) : 0;
+  if (spec.ownStages !== 'all' && spec.ownStages > 0 && !(Number.isInteger(own) && own >= 1 && own < stages.length)) {
+    throw new Error(`${name}: skipStages must be an integer in [1, ${stages.length - 1}], got ${own}`);
   }
-  const skipBlocks = stages.slice(0, skipStages).reduce((p, s) => p + s.repeats, 0);
-  const merged = arch === 'stochastic-stem' ? 2 : 1;
-  const blocks: MBConvConfig[] = [];
-  let inCh = stemCh * merged;
-  stages.forEach((s, si) => {
-    for (let j = 0; j < s.repeats; j++) {
-      const idx = blocks.length;
-      if (arch === 'stochastic-skip' && idx === skipBlocks && idx > 0) inCh *= 2;
-      blocks.push({ ...bn, inCh, outCh: s.outCh, expand: s.expand, kernel: s.kernel, stride: j === 0 ? s.stride : 1, seRatio: 0.25, dropRate: (dcr * idx) / total, stage: si, index: j });
-      inCh = s.outCh;
-    }
-  });
-  const two = arch === 'stochastic-stem' || arch === 'stochastic-skip' || arch === 'full-split';
-  const stoch = two || arch === 'pure-stochastic';
-  const res = sc.resolution;
-  const lowSize = arch === 'pure-stochastic' ? (opts.highSize ?? opts.lowSize ?? 1024) : (opts.lowSize ?? res);
-  const stochOutSize = stoch ? (opts.stochOutSize ?? (arch === 'pure-stochastic' ? Math.ceil(res / 2) : convOutSize({ kernel: 3, stride: 2, padding: bn.padding }, lowSize))) : null;
+  const ownBlocks = stages.slice(0, own).reduce((p, s) => p + s.repeats, 0);
+  const stemCh = roundFilters(opts.stem ?? B0_STEM, width);
+  const mergeFactor = spec.ownStages === 'all' ? 1 : spec.paths.length;
+  const blocks = buildBlocks(stages, { inCh: stemCh, ownBlocks, mergeFactor, dcr: opts.dropConnectRate ?? DROP_CONNECT_RATE }, bn);
   const cfg: ModelConfig = {
     ...bn,
     name,
@@ -181,10 +220,8 @@ export function buildConfig(name: string, variant: Variant, arch: Arch, opts: Bu
     blocks,
     headCh: roundFilters(B0_HEAD, width),
     dropout: opts.dropout ?? sc.dropout,
-    skipBlocks,
-    lowSize,
-    highSize: two ? (opts.highSize ?? 1024) : null,
-    stochOutSize,
+    ownBlocks,
+    ...defaultSides(spec, variant, bn.padding, opts),
     perImage: opts.perImage ?? true,
     dtype: opts.dtype ?? 'float32',
     headInit: opts.headInit ?? 'efficientnet',
@@ -194,128 +231,230 @@ export function buildConfig(name: string, variant: Variant, arch: Arch, opts: Bu
   return cfg;
 }
 
+/** The side of each image the model reads, by image (null for an image it does not take). */
+export function inputSides(cfg: ModelConfig): { low: number | null; high: number | null } {
+  const spec = layoutOf(cfg);
+  if (!hasInput(spec, 'low')) return { low: null, high: cfg.lowSize };
+  return { low: cfg.lowSize, high: hasInput(spec, 'high') ? cfg.highSize : null };
+}
+
+/**
+ * The image whose positions a layer's spatial positions are: its path's input, and after the merge
+ * the first path's (a trunk shared with a low-res path is aligned with the low-res image).
+ */
+export function layerImage(cfg: ModelConfig, layer: string): 'low' | 'high' {
+  const spec = layoutOf(cfg);
+  const owns = (name: string | undefined) => name !== undefined && (layer === name || layer.startsWith(`${name}.`));
+  return (spec.paths.find((p) => owns(p.stem) || owns(p.blocks) || owns(p.head)) ?? spec.paths[0]).input;
+}
+
 /** The slice side the stochastic stem reads. */
 export const stochSlice = (cfg: ModelConfig): number => (cfg.stochOutSize! - 1) * STOCH_STRIDE + STOCH_KERNEL;
 
 function checkSizes(cfg: ModelConfig): void {
-  if (cfg.stochOutSize === null) return;
-  const high = cfg.arch === 'pure-stochastic' ? cfg.lowSize : cfg.highSize!;
-  if (stochSlice(cfg) > high) {
+  const high = inputSides(cfg).high;
+  if (high !== null && stochSlice(cfg) > high) {
     throw new Error(`${cfg.name}: the stochastic stem's output ${cfg.stochOutSize} needs windows of ${stochSlice(cfg)} px but the high-res image is only ${high} px`);
   }
 }
 
 // ---- parts ---------------------------------------------------------------------------------------
 
-export const stemConfig = (cfg: ModelConfig): ConvBnConfig => convBnConfig(cfg.inChannels, cfg.stemCh, 3, 2, 1, true, cfg);
-export const headConfig = (cfg: ModelConfig): ConvBnConfig => convBnConfig(cfg.blocks[cfg.blocks.length - 1].outCh, cfg.headCh, 1, 1, 1, true, cfg);
-/** Features into the dense layer. */
-export const featureCount = (cfg: ModelConfig): number => (cfg.arch === 'full-split' ? 2 : 1) * cfg.headCh;
-/** Block configs of one copy of the duplicated first stages (stochastic-skip) or one full backbone. */
-export const ownBlocks = (cfg: ModelConfig): readonly MBConvConfig[] => (cfg.arch === 'stochastic-skip' ? cfg.blocks.slice(0, cfg.skipBlocks) : cfg.blocks);
+export const stemConfig = (cfg: ModelConfig): ConvBnConfig => convBnConfig({ inCh: cfg.inChannels, outCh: cfg.stemCh, kernel: 3, stride: 2, act: 'silu' }, cfg);
+export const headConfig = (cfg: ModelConfig): ConvBnConfig => convBnConfig({ inCh: cfg.blocks[cfg.blocks.length - 1].outCh, outCh: cfg.headCh, kernel: 1, act: 'silu' }, cfg);
 /** The stochastic stem as a conv-BN config (its conv is a stochastic one: no padding, random windows). */
-export const stochStemConfig = (cfg: ModelConfig): ConvBnConfig => convBnConfig(cfg.inChannels, cfg.stemCh, STOCH_KERNEL, STOCH_STRIDE, 1, true, cfg);
+export const stochStemConfig = (cfg: ModelConfig): ConvBnConfig => convBnConfig({ inCh: cfg.inChannels, outCh: cfg.stemCh, kernel: STOCH_KERNEL, stride: STOCH_STRIDE, act: 'silu' }, cfg);
+/** Features into the dense layer (pooled features of every path when they merge after pooling). */
+export const featureCount = (cfg: ModelConfig): number => (layoutOf(cfg).ownStages === 'all' ? layoutOf(cfg).paths.length : 1) * cfg.headCh;
+const fcConfig = (cfg: ModelConfig): LinearConfig => ({ inFeatures: featureCount(cfg), outFeatures: cfg.numClasses, bias: true });
 
-export interface StemParams {
-  readonly conv: { readonly w: Tensor };
-  readonly bn: BatchNormParams;
-}
-export interface Backbone {
-  readonly stem: ConvBnParams;
-  readonly blocks: readonly MBConvParams[];
-  readonly head: ConvBnParams;
-}
-export interface BackboneState {
-  readonly stem: BatchNormState;
-  readonly blocks: readonly MBConvState[];
-  readonly head: BatchNormState;
-}
-/** Parameters by architecture (every repeated block has its own weights). */
-export type Params =
-  | { readonly stem: ConvBnParams; readonly blocks: readonly MBConvParams[]; readonly head: ConvBnParams; readonly fc: LinearParams } // plain
-  | { readonly stem: ConvBnParams; readonly stochStem: StemParams; readonly blocks: readonly MBConvParams[]; readonly head: ConvBnParams; readonly fc: LinearParams } // stochastic-stem
-  | { readonly stem: ConvBnParams; readonly stochStem: StemParams; readonly lowBlocks: readonly MBConvParams[]; readonly stochBlocks: readonly MBConvParams[]; readonly blocks: readonly MBConvParams[]; readonly head: ConvBnParams; readonly fc: LinearParams } // stochastic-skip
-  | { readonly low: Backbone; readonly stoch: Backbone; readonly fc: LinearParams } // full-split
-  | { readonly stochStem: StemParams; readonly blocks: readonly MBConvParams[]; readonly head: ConvBnParams; readonly fc: LinearParams }; // pure-stochastic
-/** BN running statistics, mirroring the params tree. */
-export type State = Record<string, unknown>;
+/** Parameters and BN state of a model: named parts (see `plan`) plus the dense layer `fc`. */
+export type Params = { readonly [name: string]: Tree };
+export type State = { readonly [name: string]: Tree };
 
-/** Loose view of the params/state trees for code that handles every architecture. */
-type AnyTree = Record<string, any>;
-
-/** Trainable parameters of a config, computed from the shapes alone (equals parameterCount of a model built from it). */
-export function configParameterCount(cfg: ModelConfig): number {
-  const blocks = (bs: readonly MBConvConfig[]) => bs.reduce((p, b) => p + mbconv.paramCount(b), 0);
-  const stem = convBn.paramCount(stemConfig(cfg));
-  const stoch = convBn.paramCount(stochStemConfig(cfg));
-  const head = convBn.paramCount(headConfig(cfg));
-  const fc = linear.paramCount({ inFeatures: featureCount(cfg), outFeatures: cfg.numClasses, bias: true });
-  switch (cfg.arch) {
-    case 'plain':
-      return stem + blocks(cfg.blocks) + head + fc;
-    case 'pure-stochastic':
-      return stoch + blocks(cfg.blocks) + head + fc;
-    case 'stochastic-stem':
-      return stem + stoch + blocks(cfg.blocks) + head + fc;
-    case 'stochastic-skip':
-      return stem + stoch + 2 * blocks(cfg.blocks.slice(0, cfg.skipBlocks)) + blocks(cfg.blocks.slice(cfg.skipBlocks)) + head + fc;
-    case 'full-split':
-      return stem + stoch + 2 * (blocks(cfg.blocks) + head) + fc;
-  }
-}
-
-// ---- init ----------------------------------------------------------------------------------------
-
-const initBlocks = (key: Key, blocks: readonly MBConvConfig[], dtype: DType) => {
-  const ks = split(key, Math.max(blocks.length, 1));
-  const inits = blocks.map((b, i) => mbconv.init(ks[i], b, dtype));
-  return { params: inits.map((x) => x.params), state: inits.map((x) => x.state) };
+/**
+ * Keys for the random parts of a forward pass: a part named 'a.b' draws from ctx.key folded with
+ * the tag of each name component that has one (`null`: none); the stochastic stem folds `windows`
+ * in, dropout draws from `dropout`. These are the keys every trained model used; a name not listed
+ * folds in a hash of itself.
+ */
+const KEY_TAGS: Readonly<Record<string, number | null>> = { windows: 1, dropout: 2, lowBlocks: 3, stochBlocks: 4, blocks: 5, stoch: 6, low: null, stem: null, stochStem: null, head: null };
+/**
+ * Init keys by part name: `split(key, 7)[i]` for [i], `split(split(key, 7)[i], 2)[j]` for [i, j]
+ * (the weights every seed has drawn); a name not listed draws from a hash of itself.
+ */
+const INIT_KEYS: Readonly<Record<string, readonly number[]>> = {
+  stem: [0], 'low.stem': [0], stochStem: [1], 'stoch.stem': [1], blocks: [2], 'low.blocks': [2], lowBlocks: [3, 0], stochBlocks: [3, 1],
+  head: [4], 'low.head': [4], fc: [5], 'stoch.blocks': [6, 0], 'stoch.head': [6, 1],
 };
+
+/** FNV-1a of a name, above the fixed tags. */
+const nameTag = (name: string): number => {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 0x01000193);
+  return (h >>> 0) | 0x80000000;
+};
+const sub = (ctx: Ctx, tag: number): Ctx => (ctx.key ? { ...ctx, key: foldIn(ctx.key, tag) } : ctx);
+const partCtx = (ctx: Ctx, name: string): Ctx =>
+  name.split('.').reduce((c, part) => {
+    const tag = part in KEY_TAGS ? KEY_TAGS[part] : nameTag(part);
+    return tag === null ? c : sub(c, tag);
+  }, ctx);
+function initKey(key: Key, name: string): Key {
+  const at = INIT_KEYS[name];
+  if (!at) return foldIn(key, nameTag(name));
+  const k = split(key, 7)[at[0]];
+  return at.length === 1 ? k : split(k, 2)[at[1]];
+}
+
+/** The stochastic stem: each output channel convolves its own random window of the high-res image. */
+function stochStemLayer(cfg: ModelConfig, name: string): Layer<ConvBnParams, BatchNormState> {
+  const sc = stochStemConfig(cfg);
+  const [out, slice] = [cfg.stochOutSize!, stochSlice(cfg)];
+  const kind = `StochasticConv${STOCH_KERNEL}x${STOCH_KERNEL} s${STOCH_STRIDE} (${slice}² windows${cfg.perImage ? ', per image' : ', per batch'}) + BN + SiLU`;
+  return {
+    kind,
+    init: (key, dtype = 'float32') => convBn.init(key, sc, dtype),
+    apply(p, s, x, ctx) {
+      if (!ctx.key) throw new Error(`${cfg.name}: the stochastic stem draws random windows (in eval too); pass ctx.key (predict takes a key)`);
+      const windows = sampleWindows(foldIn(ctx.key, KEY_TAGS.windows!), { batch: x.shape[0], channels: cfg.stemCh, inputSize: [x.shape[2], x.shape[3]], sliceSize: [slice, slice], perImage: cfg.perImage });
+      const y = stochasticConv2d(x, p.conv.w, { stride: STOCH_STRIDE, outSize: [out, out], windows });
+      const [z, next] = convBn.normalize(sc, p, s, y, ctx);
+      return [tapped(ctx, name, z, { windows }), next];
+    },
+    describe(input) {
+      const [n] = expectImage(kind, input, cfg.inChannels);
+      const rf = { size: input.rf.size + (STOCH_KERNEL - 1) * input.rf.jump, jump: input.rf.jump * STOCH_STRIDE };
+      return row(kind, { shape: [n, cfg.stemCh, out, out], rf }, convBn.paramCount(sc), n * cfg.stemCh * out * out * cfg.inChannels * STOCH_KERNEL ** 2);
+    },
+  };
+}
+
+// ---- the plan: named parts ------------------------------------------------------------------------
+
+interface Part {
+  /** Where its params and state live ('low.stem' = params.low.stem), and its name for ctx.tap and the summary. */
+  readonly name: string;
+  readonly layer: Layer;
+}
+interface Plan {
+  /** Each path's parts, in order: stem, own blocks, own head. */
+  readonly paths: readonly { readonly input: 'low' | 'high'; readonly parts: readonly Part[] }[];
+  /** The parts after the merge (blocks, head); empty when pooled features merge. */
+  readonly trunk: readonly Part[];
+  /** The paths merge after their heads and global pooling rather than along spatial channels. */
+  readonly pooled: boolean;
+}
+
+/** The named parts of a config, read off its architecture. */
+export function plan(cfg: ModelConfig): Plan {
+  const spec = layoutOf(cfg);
+  const part = (name: string | undefined, make: (name: string) => Layer): Part[] => (name ? [{ name, layer: make(name) }] : []);
+  const head = (name: string) => convBnLayer(headConfig(cfg), 'Conv1x1 + BN + SiLU', name);
+  const stem = (input: 'low' | 'high') => (name: string) => (input === 'low' ? convBnLayer(stemConfig(cfg), 'Conv3x3 s2 + BN + SiLU', name) : stochStemLayer(cfg, name));
+  const paths = spec.paths.map((p) => ({
+    input: p.input,
+    parts: [...part(p.stem, stem(p.input)), ...part(p.blocks, (n) => mbconvBlocks(cfg.blocks.slice(0, cfg.ownBlocks), n)), ...part(p.head, head)],
+  }));
+  const trunk = [...part(spec.trunk.blocks, (n) => mbconvBlocks(cfg.blocks.slice(cfg.ownBlocks), n)), ...part(spec.trunk.head, head)];
+  return { paths, trunk, pooled: spec.ownStages === 'all' };
+}
+
+const at = (tree: any, name: string): any => name.split('.').reduce((t, k) => t?.[k], tree);
+function put(tree: Record<string, any>, name: string, value: unknown): void {
+  const keys = name.split('.');
+  const parent = keys.slice(0, -1).reduce((t, k) => (t[k] ??= {}), tree);
+  parent[keys[keys.length - 1]] = value;
+}
+/**
+ * The paths' parts position by position (every stem, then every path's blocks, …): the order of
+ * the params and state trees, which init and apply both follow.
+ */
+const byPosition = (p: Plan): Part[][] => p.paths[0].parts.map((_, j) => p.paths.map((path) => path.parts[j]));
+
+// ---- init, apply ---------------------------------------------------------------------------------
 
 /** Fresh parameters (EfficientNet's initialisers) and BN state for a config. */
 export function initEfficientNet(key: Key, cfg: ModelConfig): { params: Params; state: State } {
-  const d = cfg.dtype;
-  const [kStem, kStoch, kBlocks, kOwn, kHead, kFc, kStochBackbone] = split(key, 7);
-  const fcCfg = { inFeatures: featureCount(cfg), outFeatures: cfg.numClasses, bias: true };
-  const fc = cfg.headInit === 'zeros' ? { w: o.zeros([fcCfg.outFeatures, fcCfg.inFeatures], d), b: o.zeros([fcCfg.outFeatures], d) } : linear.init(kFc, fcCfg, d);
-  const stem = () => convBn.init(kStem, stemConfig(cfg), d);
-  const stochStem = (k: Key) => convBn.init(k, stochStemConfig(cfg), d);
-  const head = (k: Key) => convBn.init(k, headConfig(cfg), d);
-  switch (cfg.arch) {
-    case 'plain': {
-      const [s, b, h] = [stem(), initBlocks(kBlocks, cfg.blocks, d), head(kHead)];
-      return { params: { stem: s.params, blocks: b.params, head: h.params, fc }, state: { stem: s.state, blocks: b.state, head: h.state } };
-    }
-    case 'stochastic-stem':
-    case 'pure-stochastic': {
-      const s = cfg.arch === 'stochastic-stem' ? stem() : null;
-      const [st, b, h] = [stochStem(kStoch), initBlocks(kBlocks, cfg.blocks, d), head(kHead)];
-      const lowPart = s ? { stem: s.params } : {};
-      const lowState = s ? { stem: s.state } : {};
-      return {
-        params: { ...lowPart, stochStem: st.params as StemParams, blocks: b.params, head: h.params, fc } as Params,
-        state: { ...lowState, stochStem: st.state, blocks: b.state, head: h.state },
-      };
-    }
-    case 'stochastic-skip': {
-      const own = cfg.blocks.slice(0, cfg.skipBlocks);
-      const [ko1, ko2] = split(kOwn, 2);
-      const [s, st, lb, sb, b, h] = [stem(), stochStem(kStoch), initBlocks(ko1, own, d), initBlocks(ko2, own, d), initBlocks(kBlocks, cfg.blocks.slice(cfg.skipBlocks), d), head(kHead)];
-      return {
-        params: { stem: s.params, stochStem: st.params as StemParams, lowBlocks: lb.params, stochBlocks: sb.params, blocks: b.params, head: h.params, fc },
-        state: { stem: s.state, stochStem: st.state, lowBlocks: lb.state, stochBlocks: sb.state, blocks: b.state, head: h.state },
-      };
-    }
-    case 'full-split': {
-      const [kb2, kh2] = split(kStochBackbone, 2);
-      const [s, b, h] = [stem(), initBlocks(kBlocks, cfg.blocks, d), head(kHead)];
-      const [st, b2, h2] = [stochStem(kStoch), initBlocks(kb2, cfg.blocks, d), head(kh2)];
-      return {
-        params: { low: { stem: s.params, blocks: b.params, head: h.params }, stoch: { stem: st.params, blocks: b2.params, head: h2.params }, fc },
-        state: { low: { stem: s.state, blocks: b.state, head: h.state }, stoch: { stem: st.state, blocks: b2.state, head: h2.state } },
-      };
-    }
+  const p = plan(cfg);
+  const params: Record<string, unknown> = {};
+  const state: Record<string, unknown> = {};
+  for (const part of [...byPosition(p).flat(), ...p.trunk]) {
+    const init = part.layer.init(initKey(key, part.name), cfg.dtype);
+    put(params, part.name, init.params);
+    put(state, part.name, init.state);
   }
+  const fc = fcConfig(cfg);
+  const d = cfg.dtype;
+  params.fc = cfg.headInit === 'zeros' ? { w: o.zeros([fc.outFeatures, fc.inFeatures], d), b: o.zeros([fc.outFeatures], d) } : linear.init(initKey(key, 'fc'), fc, d);
+  return { params: params as Params, state: state as State };
+}
+
+/**
+ * The forward pass: `[logits (N, numClasses), newState]`. Pure: the state is threaded, never mutated.
+ * ctx.key drives drop-connect, dropout and the stochastic windows (which are random in eval too).
+ */
+export function applyEfficientNet(cfg: ModelConfig, params: Params, state: State, input: Input, ctx: Ctx): [Tensor, State] {
+  const images = checkInput(cfg, input);
+  const p = plan(cfg);
+  const next: Record<string, unknown> = {};
+  const run = (part: Part, x: Tensor): Tensor => {
+    const [y, s] = part.layer.apply(at(params, part.name), at(state, part.name), x, partCtx(ctx, part.name));
+    put(next, part.name, s);
+    return y;
+  };
+  const ends = byPosition(p).reduce((xs, parts) => parts.map((part, i) => run(part, xs[i])), p.paths.map((path) => images[path.input]!));
+  const pool = (x: Tensor) => o.mean(x, [2, 3]);
+  const merge = (xs: Tensor[]) => (xs.length === 1 ? xs[0] : o.concat(xs, 1));
+  const feats = p.pooled ? merge(ends.map(pool)) : pool(p.trunk.reduce((x, part) => run(part, x), ends.length === 1 ? ends[0] : tapped(ctx, 'concat', merge(ends))));
+  const logits = linear.apply(fcConfig(cfg), params.fc as any, dropout(feats, cfg.dropout, sub(ctx, KEY_TAGS.dropout!)));
+  return [logits, next as State];
+}
+
+// ---- shapes: summary rows, parameter count, receptive fields --------------------------------------
+
+/** The receptive field of `outer` (a chain after `inner`) measured in `inner`'s input pixels. */
+const composeRf = (inner: ReceptiveField, outer: ReceptiveField): ReceptiveField => ({ size: inner.size + (outer.size - 1) * inner.jump, jump: inner.jump * outer.jump });
+const IDENTITY_RF: ReceptiveField = { size: 1, jump: 1 };
+
+/** One row per part (blocks one per block), then pooling, dropout and the dense layer; each path's receptive field. */
+export function describeModel(cfg: ModelConfig, shapes: { low: Shape | null; high: Shape | null }): { rows: SummaryRow[]; rf: { low: ReceptiveField | null; high: ReceptiveField | null } } {
+  const p = plan(cfg);
+  const rows: SummaryRow[] = [];
+  const push = (name: string, kind: string, out: Shape, params = 0, macs = 0) => rows.push({ name, kind, out, params, macs });
+  const chain = (parts: readonly Part[], from: Probe): Probe =>
+    parts.reduce((probe, part) => {
+      const d = part.layer.describe(probe);
+      d.rows.forEach((r) => push(r.name ? `${part.name}.${r.name}` : part.name, r.kind, r.out, r.params, r.macs));
+      return d.out;
+    }, from);
+  const ends = p.paths.map((path) => chain(path.parts, { shape: shapes[path.input]!, rf: IDENTITY_RF }));
+  const n = ends[0].shape[0];
+  let trunk = IDENTITY_RF;
+  if (p.pooled) push('pool', `GlobalAvgPool ×${ends.length} + Concat`, [n, featureCount(cfg)]);
+  else {
+    const [h, w] = ends[0].shape.slice(2);
+    if (ends.some((e) => e.shape[2] !== h || e.shape[3] !== w)) throw new Error(`summary(${cfg.name}): the low-res path ${fmt(ends[0].shape)} and the stochastic path ${fmt(ends[1].shape)} cannot be concatenated`);
+    const merged = ends.length === 1 ? ends[0].shape : [n, ends.reduce((c, e) => c + e.shape[1], 0), h, w];
+    if (ends.length > 1) push('concat', 'Concat (channels)', merged);
+    trunk = chain(p.trunk, { shape: merged, rf: IDENTITY_RF }).rf;
+    push('pool', 'GlobalAvgPool', [n, featureCount(cfg)]);
+  }
+  push('dropout', `Dropout(${cfg.dropout})`, [n, featureCount(cfg)]);
+  const fc = fcConfig(cfg);
+  push('fc', 'Linear', [n, cfg.numClasses], linear.paramCount(fc), n * fc.inFeatures * fc.outFeatures);
+  const rfOf = (input: 'low' | 'high') => {
+    const i = p.paths.findIndex((path) => path.input === input);
+    return i < 0 ? null : composeRf(ends[i].rf, trunk);
+  };
+  return { rows, rf: { low: rfOf('low'), high: rfOf('high') } };
+}
+
+/** Trainable parameters of a config, computed from the shapes alone (equals parameterCount of a model built from it). */
+export function configParameterCount(cfg: ModelConfig): number {
+  const { low, high } = inputSides(cfg);
+  const side = (s: number | null) => (s === null ? null : [1, cfg.inChannels, s, s]);
+  return describeModel(cfg, { low: side(low), high: side(high) }).rows.reduce((p, r) => p + r.params, 0);
 }
 
 // ---- input checks --------------------------------------------------------------------------------
@@ -325,15 +464,20 @@ export const MIN_LOW_SIZE = 32;
 
 export type Input = Tensor | { readonly low: Tensor; readonly high: Tensor };
 
-export const isPair = (cfg: ModelConfig): boolean => cfg.highSize !== null;
+/** Whether the model takes `{ low, high }` (a low-res and a high-res path) rather than one tensor. */
+export const isPair = (cfg: ModelConfig): boolean => layoutOf(cfg).paths.length === 2;
+
+/** The smallest side of each image: MIN_LOW_SIZE for the low-res one, the stochastic stem's window for the high-res one. */
+export const minSide = (cfg: ModelConfig, image: 'low' | 'high'): number => (image === 'low' ? MIN_LOW_SIZE : stochSlice(cfg));
 
 /** A sentence naming what the model takes, for errors. */
 export function expectedInput(cfg: ModelConfig): string {
   const c = cfg.inChannels;
-  if (cfg.arch === 'pure-stochastic') return `a tensor (N, ${c}, H, W) of the high-res image (default ${cfg.lowSize}×${cfg.lowSize}, at least ${stochSlice(cfg)} px for the stochastic stem's ${cfg.stochOutSize}×${cfg.stochOutSize} output)`;
-  if (!isPair(cfg)) return `a tensor (N, ${c}, H, W) (default ${cfg.lowSize}×${cfg.lowSize}, at least ${MIN_LOW_SIZE} px)`;
-  const match = cfg.arch === 'full-split' ? `at least ${MIN_LOW_SIZE} px` : `its stem output must be ${cfg.stochOutSize}×${cfg.stochOutSize}, the stochastic stem's`;
-  return `{ low: (N, ${c}, ${cfg.lowSize}, ${cfg.lowSize}) (${match}), high: (N, ${c}, ${cfg.highSize}, ${cfg.highSize}) (at least ${stochSlice(cfg)} px) }`;
+  const { low, high } = inputSides(cfg);
+  if (low === null) return `a tensor (N, ${c}, H, W) of the high-res image (default ${high}×${high}, at least ${stochSlice(cfg)} px for the stochastic stem's ${cfg.stochOutSize}×${cfg.stochOutSize} output)`;
+  if (high === null) return `a tensor (N, ${c}, H, W) (default ${low}×${low}, at least ${MIN_LOW_SIZE} px)`;
+  const match = layoutOf(cfg).ownStages === 'all' ? `at least ${MIN_LOW_SIZE} px` : `its stem output must be ${cfg.stochOutSize}×${cfg.stochOutSize}, the stochastic stem's`;
+  return `{ low: (N, ${c}, ${low}, ${low}) (${match}), high: (N, ${c}, ${high}, ${high}) (at least ${stochSlice(cfg)} px) }`;
 }
 
 function checkImage(cfg: ModelConfig, what: string, x: unknown, minSide: number): asserts x is Tensor {
@@ -349,13 +493,11 @@ function checkImage(cfg: ModelConfig, what: string, x: unknown, minSide: number)
 
 /** Validates an input against the config; throws an Error naming the expected input. */
 export function checkInput(cfg: ModelConfig, input: unknown): { low: Tensor | null; high: Tensor | null } {
-  if (cfg.arch === 'pure-stochastic') {
-    checkImage(cfg, 'input', input, stochSlice(cfg));
-    return { low: null, high: input };
-  }
+  const spec = layoutOf(cfg);
   if (!isPair(cfg)) {
-    checkImage(cfg, 'input', input, MIN_LOW_SIZE);
-    return { low: input, high: null };
+    const image = spec.paths[0].input;
+    checkImage(cfg, 'input', input, minSide(cfg, image));
+    return image === 'low' ? { low: input, high: null } : { low: null, high: input };
   }
   const pair = input as { low?: unknown; high?: unknown };
   if (input instanceof Tensor || typeof input !== 'object' || input === null || !('low' in pair) || !('high' in pair)) {
@@ -365,125 +507,12 @@ export function checkInput(cfg: ModelConfig, input: unknown): { low: Tensor | nu
   checkImage(cfg, 'high', pair.high, stochSlice(cfg));
   const [low, high] = [pair.low, pair.high];
   if (low.shape[0] !== high.shape[0]) throw new Error(`${cfg.name}: low ${fmt(low.shape)} and high ${fmt(high.shape)} differ in batch size`);
-  if (cfg.arch !== 'full-split') {
-    const pad = { kernel: 3, stride: 2, padding: cfg.padding };
-    const [oh, ow] = [convOutSize(pad, low.shape[2]), convOutSize(pad, low.shape[3])];
+  if (spec.ownStages !== 'all') {
+    const stem = { kernel: 3, stride: 2, padding: cfg.padding };
+    const [oh, ow] = [convOutSize(stem, low.shape[2]), convOutSize(stem, low.shape[3])];
     if (oh !== cfg.stochOutSize || ow !== cfg.stochOutSize) {
       throw new Error(`${cfg.name}: expected ${expectedInput(cfg)}; got low ${fmt(low.shape)}, whose stem output ${oh}×${ow} cannot be concatenated with the stochastic stem's ${cfg.stochOutSize}×${cfg.stochOutSize}`);
     }
   }
   return { low, high };
 }
-
-// ---- apply ---------------------------------------------------------------------------------------
-
-/** Keys for the random parts of a forward pass, derived from ctx.key by fixed tags. */
-const TAG = { windows: 1, dropout: 2, lowBlocks: 3, stochBlocks: 4, blocks: 5, stochBackbone: 6 } as const;
-const sub = (ctx: Ctx, tag: number): Ctx => (ctx.key ? { ...ctx, key: foldIn(ctx.key, tag) } : ctx);
-
-/** `prefix` names the block outputs for ctx.tap as nn.summary does ('blocks.0', 'low.blocks.3', …). */
-function applyBlocks(blocks: readonly MBConvConfig[], params: readonly MBConvParams[], state: readonly MBConvState[], x: Tensor, ctx: Ctx, prefix: string): [Tensor, MBConvState[]] {
-  const out: MBConvState[] = [];
-  let h = x;
-  blocks.forEach((b, i) => {
-    let s: MBConvState;
-    [h, s] = mbconv.apply(b, params[i], state[i], h, sub(ctx, i));
-    h = tapped(ctx, `${prefix}.${i}`, h);
-    out.push(s);
-  });
-  return [h, out];
-}
-
-/** The stochastic stem: each output channel convolves its own random window of the high-res image. */
-function applyStochStem(cfg: ModelConfig, p: StemParams, s: BatchNormState, x: Tensor, ctx: Ctx, name: string): [Tensor, BatchNormState] {
-  if (!ctx.key) throw new Error(`${cfg.name}: the stochastic stem draws random windows (in eval too); pass ctx.key (predict takes a key)`);
-  const out = cfg.stochOutSize!;
-  const slice = stochSlice(cfg);
-  const windows = sampleWindows(foldIn(ctx.key, TAG.windows), {
-    batch: x.shape[0],
-    channels: cfg.stemCh,
-    inputSize: [x.shape[2], x.shape[3]],
-    sliceSize: [slice, slice],
-    perImage: cfg.perImage,
-  });
-  const y = stochasticConv2d(x, p.conv.w, { stride: STOCH_STRIDE, outSize: [out, out], windows });
-  const [z, s2] = batchNorm.apply(stochStemConfig(cfg).bn, p.bn, s, y, ctx, 'silu');
-  return [tapped(ctx, name, z, { windows }), s2];
-}
-
-/** Head conv + BN + SiLU, global average pool → (N, headCh). */
-function applyHead(cfg: ModelConfig, p: ConvBnParams, s: BatchNormState, x: Tensor, ctx: Ctx, name: string): [Tensor, BatchNormState] {
-  const [h, s2] = convBn.apply(headConfig(cfg), p, s, x, ctx);
-  return [o.mean(tapped(ctx, name, h), [2, 3]), s2];
-}
-
-/**
- * The forward pass: `[logits (N, numClasses), newState]`. Pure: the state is threaded, never mutated.
- * ctx.key drives drop-connect, dropout and the stochastic windows (which are random in eval too).
- */
-export function applyEfficientNet(cfg: ModelConfig, params: Params, state: State, input: Input, ctx: Ctx): [Tensor, State] {
-  const { low, high } = checkInput(cfg, input);
-  const P = params as AnyTree;
-  const S = state as AnyTree;
-  const k = (tag: number) => sub(ctx, tag);
-  const lowStem = (name: string, p: ConvBnParams, s: BatchNormState): [Tensor, BatchNormState] => {
-    const [x, s2] = convBn.apply(stemConfig(cfg), p, s, low!, ctx);
-    return [tapped(ctx, name, x), s2];
-  };
-  let feats: Tensor;
-  let next: AnyTree;
-  switch (cfg.arch) {
-    case 'plain': {
-      const [x0, sStem] = lowStem('stem', P.stem, S.stem);
-      const [x1, sBlocks] = applyBlocks(cfg.blocks, P.blocks, S.blocks, x0, k(TAG.blocks), 'blocks');
-      const [f, sHead] = applyHead(cfg, P.head, S.head, x1, ctx, 'head');
-      [feats, next] = [f, { stem: sStem, blocks: sBlocks, head: sHead }];
-      break;
-    }
-    case 'pure-stochastic': {
-      const [x0, sSt] = applyStochStem(cfg, P.stochStem, S.stochStem, high!, ctx, 'stochStem');
-      const [x1, sBlocks] = applyBlocks(cfg.blocks, P.blocks, S.blocks, x0, k(TAG.blocks), 'blocks');
-      const [f, sHead] = applyHead(cfg, P.head, S.head, x1, ctx, 'head');
-      [feats, next] = [f, { stochStem: sSt, blocks: sBlocks, head: sHead }];
-      break;
-    }
-    case 'stochastic-stem': {
-      const [a, sStem] = lowStem('stem', P.stem, S.stem);
-      const [b, sSt] = applyStochStem(cfg, P.stochStem, S.stochStem, high!, ctx, 'stochStem');
-      const [x1, sBlocks] = applyBlocks(cfg.blocks, P.blocks, S.blocks, tapped(ctx, 'concat', o.concat([a, b], 1)), k(TAG.blocks), 'blocks');
-      const [f, sHead] = applyHead(cfg, P.head, S.head, x1, ctx, 'head');
-      [feats, next] = [f, { stem: sStem, stochStem: sSt, blocks: sBlocks, head: sHead }];
-      break;
-    }
-    case 'stochastic-skip': {
-      const own = cfg.blocks.slice(0, cfg.skipBlocks);
-      const [a0, sStem] = lowStem('stem', P.stem, S.stem);
-      const [b0, sSt] = applyStochStem(cfg, P.stochStem, S.stochStem, high!, ctx, 'stochStem');
-      // Both copies use the same block configs, so their drop-connect rates match; their keys differ.
-      const [a1, sLow] = applyBlocks(own, P.lowBlocks, S.lowBlocks, a0, k(TAG.lowBlocks), 'lowBlocks');
-      const [b1, sStb] = applyBlocks(own, P.stochBlocks, S.stochBlocks, b0, k(TAG.stochBlocks), 'stochBlocks');
-      const rest = cfg.blocks.slice(cfg.skipBlocks);
-      // Rest blocks keep their global indices for the key tags (offset by skipBlocks).
-      const [x2, sBlocks] = applyBlocks(rest, P.blocks, S.blocks, tapped(ctx, 'concat', o.concat([a1, b1], 1)), k(TAG.blocks), 'blocks');
-      const [f, sHead] = applyHead(cfg, P.head, S.head, x2, ctx, 'head');
-      [feats, next] = [f, { stem: sStem, stochStem: sSt, lowBlocks: sLow, stochBlocks: sStb, blocks: sBlocks, head: sHead }];
-      break;
-    }
-    case 'full-split': {
-      const [a0, sA0] = lowStem('low.stem', P.low.stem, S.low.stem);
-      const [a1, sA1] = applyBlocks(cfg.blocks, P.low.blocks, S.low.blocks, a0, k(TAG.blocks), 'low.blocks');
-      const [fa, sA2] = applyHead(cfg, P.low.head, S.low.head, a1, ctx, 'low.head');
-      const sctx = k(TAG.stochBackbone);
-      const [b0, sB0] = applyStochStem(cfg, P.stoch.stem, S.stoch.stem, high!, sctx, 'stoch.stem');
-      const [b1, sB1] = applyBlocks(cfg.blocks, P.stoch.blocks, S.stoch.blocks, b0, sub(sctx, TAG.blocks), 'stoch.blocks');
-      const [fb, sB2] = applyHead(cfg, P.stoch.head, S.stoch.head, b1, ctx, 'stoch.head');
-      feats = o.concat([fa, fb], 1);
-      next = { low: { stem: sA0, blocks: sA1, head: sA2 }, stoch: { stem: sB0, blocks: sB1, head: sB2 } };
-      break;
-    }
-  }
-  const dropped = dropout(feats, cfg.dropout, k(TAG.dropout));
-  const logits = linear.apply({ inFeatures: featureCount(cfg), outFeatures: cfg.numClasses, bias: true }, P.fc, dropped);
-  return [logits, next];
-}
-

@@ -6,7 +6,8 @@
 import { pipe } from 'fp-ts/lib/function.js';
 import type { DType } from '../backends/backend.ts';
 import * as o from '../tensor/ops.ts';
-import { type Key, split } from '../tensor/random.ts';
+import { type Key, foldIn, split } from '../tensor/random.ts';
+import { type Layer, type LayerRow, convProbe, row } from './combinators.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import {
   type BatchNormConfig,
@@ -21,8 +22,8 @@ import {
   batchNorm,
   conv,
   dropConnect,
-  silu,
   squeezeExcite,
+  tapped,
 } from './layers.ts';
 
 // ---- conv + BN (+ SiLU) --------------------------------------------------------------------------
@@ -30,8 +31,8 @@ import {
 export interface ConvBnConfig {
   readonly conv: ConvConfig;
   readonly bn: BatchNormConfig;
-  /** SiLU after the BN. */
-  readonly act: boolean;
+  /** SiLU after the BN (fused into its kernel), or none. */
+  readonly act?: 'silu';
 }
 export interface ConvBnParams {
   readonly conv: ConvParams;
@@ -44,10 +45,22 @@ export interface BnOptions {
   readonly bnMomentum: number;
 }
 
-export const convBnConfig = (inCh: number, outCh: number, kernel: number, stride: number, groups: number, act: boolean, o_: BnOptions): ConvBnConfig => ({
-  conv: { inCh, outCh, kernel, stride, groups, bias: false, padding: o_.padding },
-  bn: { channels: outCh, eps: o_.bnEps, momentum: o_.bnMomentum },
-  act,
+/** The shape of a conv-BN unit; the BN settings and padding come from the model's `BnOptions`. */
+export interface ConvBnShape {
+  readonly inCh: number;
+  readonly outCh: number;
+  readonly kernel: number;
+  readonly stride?: number;
+  /** 1 (default) = dense; the channel count = depthwise. */
+  readonly groups?: number;
+  /** 'silu' after the BN, or none. */
+  readonly act?: 'silu';
+}
+
+export const convBnConfig = (c: ConvBnShape, bn: BnOptions): ConvBnConfig => ({
+  conv: { inCh: c.inCh, outCh: c.outCh, kernel: c.kernel, stride: c.stride ?? 1, groups: c.groups ?? 1, bias: false, padding: bn.padding },
+  bn: { channels: c.outCh, eps: bn.bnEps, momentum: bn.bnMomentum },
+  act: c.act,
 });
 
 export const convBn = {
@@ -55,10 +68,9 @@ export const convBn = {
     const bn = batchNorm.init(cfg.bn, dtype);
     return { params: { conv: conv.init(key, cfg.conv, dtype), bn: bn.params }, state: bn.state };
   },
-  apply(cfg: ConvBnConfig, p: ConvBnParams, s: BatchNormState, x: Tensor, ctx: Ctx): [Tensor, BatchNormState] {
-    // BN and SiLU run as one fused kernel.
-    return batchNorm.apply(cfg.bn, p.bn, s, conv.apply(cfg.conv, p.conv, x), ctx, cfg.act ? 'silu' : undefined);
-  },
+  apply: (cfg: ConvBnConfig, p: ConvBnParams, s: BatchNormState, x: Tensor, ctx: Ctx): [Tensor, BatchNormState] => convBn.normalize(cfg, p, s, conv.apply(cfg.conv, p.conv, x), ctx),
+  /** The BN (+ SiLU, fused into one kernel) after a conv's output `y`. */
+  normalize: (cfg: ConvBnConfig, p: ConvBnParams, s: BatchNormState, y: Tensor, ctx: Ctx): [Tensor, BatchNormState] => batchNorm.apply(cfg.bn, p.bn, s, y, ctx, cfg.act),
   paramCount: (cfg: ConvBnConfig): number => conv.paramCount(cfg.conv) + 2 * cfg.bn.channels,
 };
 
@@ -101,10 +113,10 @@ export function mbconvParts(cfg: MBConvConfig): {
 } {
   const mid = cfg.inCh * cfg.expand;
   return {
-    expand: cfg.expand !== 1 ? convBnConfig(cfg.inCh, mid, 1, 1, 1, true, cfg) : null,
-    dw: convBnConfig(mid, mid, cfg.kernel, cfg.stride, mid, true, cfg),
+    expand: cfg.expand !== 1 ? convBnConfig({ inCh: cfg.inCh, outCh: mid, kernel: 1, act: 'silu' }, cfg) : null,
+    dw: convBnConfig({ inCh: mid, outCh: mid, kernel: cfg.kernel, stride: cfg.stride, groups: mid, act: 'silu' }, cfg),
     se: { channels: mid, squeeze: Math.max(1, Math.floor(cfg.inCh * cfg.seRatio)) },
-    project: convBnConfig(mid, cfg.outCh, 1, 1, 1, false, cfg),
+    project: convBnConfig({ inCh: mid, outCh: cfg.outCh, kernel: 1 }, cfg),
     skip: cfg.stride === 1 && cfg.inCh === cfg.outCh,
   };
 }
@@ -137,4 +149,66 @@ export const mbconv = {
     const parts = mbconvParts(cfg);
     return (parts.expand ? convBn.paramCount(parts.expand) : 0) + convBn.paramCount(parts.dw) + squeezeExcite.paramCount(parts.se) + convBn.paramCount(parts.project);
   },
+  /** Multiply–accumulates for one image of input side h × w and output side oh × ow (expand, depthwise, SE, project). */
+  macs(cfg: MBConvConfig, [h, w]: readonly [number, number], [oh, ow]: readonly [number, number]): number {
+    const p = mbconvParts(cfg);
+    const mid = p.dw.conv.outCh;
+    return (p.expand ? cfg.inCh * mid * h * w : 0) + mid * cfg.kernel ** 2 * oh * ow + squeezeExcite.macs(p.se) + mid * cfg.outCh * oh * ow;
+  },
 };
+
+// ---- as layers -----------------------------------------------------------------------------------
+
+/** A conv-BN unit as an `nn.layers` Layer (state: the BN's running statistics); its output is tapped as `name`. */
+export function convBnLayer(cfg: ConvBnConfig, kind: string, name: string): Layer<ConvBnParams, BatchNormState> {
+  return {
+    kind,
+    init: (key, dtype = 'float32') => convBn.init(key, cfg, dtype),
+    apply(p, s, x, ctx) {
+      const [y, next] = convBn.apply(cfg, p, s, x, ctx);
+      return [tapped(ctx, name, y), next];
+    },
+    describe(input) {
+      const out = convProbe(kind, cfg.conv, input);
+      return row(kind, out, convBn.paramCount(cfg), out.shape[0] * conv.macs(cfg.conv, out.shape[2], out.shape[3]));
+    },
+  };
+}
+
+/**
+ * A run of MBConv blocks as one Layer, each block with its own weights: params and state are arrays,
+ * block i draws its init key from `split(key, n)[i]` and its drop-connect key from `foldIn(ctx.key, i)`,
+ * and its output is tapped (and shown in the summary) as `${name}.${i}`.
+ */
+export function mbconvBlocks(blocks: readonly MBConvConfig[], name: string): Layer<MBConvParams[], MBConvState[]> {
+  return {
+    kind: 'MBConv blocks',
+    init(key, dtype = 'float32') {
+      const ks = split(key, Math.max(blocks.length, 1));
+      const inits = blocks.map((b, i) => mbconv.init(ks[i], b, dtype));
+      return { params: inits.map((x) => x.params), state: inits.map((x) => x.state) };
+    },
+    apply(params, state, x, ctx) {
+      const next: MBConvState[] = [];
+      const y = blocks.reduce((h, b, i) => {
+        const [out, s] = mbconv.apply(b, params[i], state[i], h, ctx.key ? { ...ctx, key: foldIn(ctx.key, i) } : ctx);
+        next.push(s);
+        return tapped(ctx, `${name}.${i}`, out);
+      }, x);
+      return [y, next];
+    },
+    describe(input) {
+      const rows: LayerRow[] = [];
+      const out = blocks.reduce((p, b, i) => {
+        const parts = mbconvParts(b);
+        const kind = `MBConv${b.expand} k${b.kernel} s${b.stride}${parts.skip ? ` +skip p=${b.dropRate.toFixed(3)}` : ''}`;
+        // Spatially the block is its depthwise conv; the 1×1 convs map inCh to outCh.
+        const q = convProbe(kind, { ...parts.dw.conv, inCh: b.inCh, outCh: b.outCh }, p);
+        const macs = p.shape[0] * mbconv.macs(b, [p.shape[2], p.shape[3]], [q.shape[2], q.shape[3]]);
+        rows.push({ ...row(kind, q, mbconv.paramCount(b), macs).rows[0], name: String(i) });
+        return q;
+      }, input);
+      return { out, rows };
+    },
+  };
+}

@@ -41,7 +41,7 @@ describe('compound scaling', () => {
     expect(nn.modelConfig('b0-stochastic-stem').blocks[0].inCh).toBe(64);
     expect(nn.modelConfig('b4-stochastic-stem').blocks[0].inCh).toBe(96);
     const skip = nn.modelConfig('b0-stochastic-skip');
-    expect(skip.skipBlocks).toBe(5);
+    expect(skip.ownBlocks).toBe(5);
     expect(skip.blocks[4].outCh).toBe(40);
     expect(skip.blocks[5].inCh).toBe(80);
     expect(nn.modelConfig('b0-stochastic-stem').stochOutSize).toBe(112);
@@ -65,6 +65,7 @@ describe('the architecture table (docs/models.md)', () => {
     b7: 63_789_521,
     'b0-64': 4_012_197,
     'b0-stochastic-stem': 4_012_197,
+    'b2-stochastic-stem': 7_705_771,
     'b4-stochastic-stem': 17_556_997,
     'b0-stochastic-skip': 4_140_329,
     'b0-full-split': 8_017_657,
