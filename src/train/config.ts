@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as E from 'fp-ts/lib/Either.js';
 import { optimizerNames, type OptimizerName } from './optim.ts';
 import { scheduleNames, type ScheduleName } from './schedule.ts';
-import { modelNames } from '../nn/model.ts';
+import { modelNames } from '../nn/archs.ts';
 import { SYNTHETIC_TRAIN_DEFAULTS } from '../data/synthetic.ts';
 
 export type LossName = 'bce' | 'focal' | 'ce';
