@@ -61,9 +61,9 @@ function compileFused(dev: WebGpuDevice, group: FusedGroup): Kernel<WebGpuBuffer
   let ints: Record<string, number> | undefined;
   let src = body(group, (k) => (mode[k] === 'flat' ? 'i' : '0'));
   if (strided.length) {
-    const axes = collapseAxes(group.shape, strided.map((k) => broadcastStridesOf(group.leaves[k].shape, group.shape)));
-    if (axes.shape.length > RANK) return null;
-    const st = coalesce(group.shape, strided.map((k) => broadcastStridesOf(group.leaves[k].shape, group.shape)), 'fused');
+    const strides = strided.map((k) => broadcastStridesOf(group.leaves[k].shape, group.shape));
+    if (collapseAxes(group.shape, strides).shape.length > RANK) return null; // more axes than the strided index takes
+    const st = coalesce(group.shape, strides, 'fused');
     ints = stridedConstants(st, strided.map((k) => `s${k}_`));
     src = `${coords()}\n${body(group, (k) => (mode[k] === 'flat' ? 'i' : mode[k] === 'scalar' ? '0' : offset(`s${k}_`)))}`;
   }
