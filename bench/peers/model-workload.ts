@@ -6,8 +6,8 @@
  * compiled as one graph, parameters and optimizer state donated) | tfjs-wasm | tfjs-cpu | tfjs-webgpu;
  * WORKLOAD: b0/train-step-8x224, b0/inference-16x128,
  * b0-full-split/train-step-8x224+1024, b0/steady-200 (200 train steps at 8×224: first/last medians and RSS).
- * Prints one JSON line: {medianMs, samples, peakRssMb, note, ...} (gpu: also the mode, the adapter
- * and the kernel dispatches per sample).
+ * Prints one JSON line: {medianMs, samples, peakRssMb, note, ...} (gpu, gpu-jit and tfjs-webgpu:
+ * also the compute dispatches per step; gpu: the mode and the adapter).
  */
 import { performance } from 'node:perf_hooks';
 import * as E from '../../src/index.ts';
@@ -25,11 +25,15 @@ const low = Number(ls);
 const high = hs ? Number(hs) : null;
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+/** Calls of the workload's function so far (warm-ups included), for per-step dispatch counts. */
+let calls = 0;
 async function time(fn: () => unknown | Promise<unknown>, n: number): Promise<number[]> {
+  calls++;
   await fn(); // warm-up
   const ts: number[] = [];
   for (let i = 0; i < n; i++) {
     const t = performance.now();
+    calls++;
     await fn();
     ts.push(performance.now() - t);
   }
@@ -49,7 +53,7 @@ async function ours(backend: 'cpu' | 'gpu', compiled: boolean) {
     extra = { mode: gpu.mode(), describe: gpu.describe!() };
     const d0 = gpu.dispatches();
     const ts = await oursOn(compiled);
-    extra.dispatchesPerSample = (gpu.dispatches() - d0) / (ts.length + 1);
+    extra.dispatchesPerStep = (gpu.dispatches() - d0) / calls;
     return ts;
   }
   return oursOn(compiled);
@@ -93,6 +97,7 @@ async function oursOn(compiled: boolean) {
 /** Times a compiled workload: the first call (trace + compile + run) separately, then `reps` calls and the heap they allocate. */
 async function timeCompiled(fn: () => unknown, lower: () => E.Lowered): Promise<number[]> {
   const t0 = performance.now();
+  calls++;
   fn();
   jitStats.firstCallMs = performance.now() - t0;
   const l = lower();
@@ -101,7 +106,7 @@ async function timeCompiled(fn: () => unknown, lower: () => E.Lowered): Promise<
   const ts = await time(fn, reps);
   const h0 = heap();
   const n = Math.max(reps, 3);
-  for (let i = 0; i < n; i++) fn();
+  for (let i = 0; i < n; i++, calls++) fn();
   jitStats.heapBytesPerStep = Math.round((heap() - h0) / n);
   return ts;
 }
@@ -146,22 +151,39 @@ async function tfjs(backend: 'cpu' | 'wasm' | 'webgpu') {
   const y = tf.tensor2d(Float32Array.from({ length: batch }, (_, i) => i % 2), [batch, 1]);
   process.stderr.write(`${note}\n`);
   extra = { note };
+  const countDispatches = backend === 'webgpu' ? webgpuDispatchCounter() : null;
   type T = import('@tensorflow/tfjs').Tensor;
   // tfjs-webgpu reads back only asynchronously in Node (its dataSync needs OffscreenCanvas); so does ours there.
   const read = async (t: T) => (backend === 'webgpu' ? await t.data() : t.dataSync());
   if (kind === 'inference') {
-    return time(async () => {
+    const ts = await time(async () => {
       const out = tf.tidy(() => model.predict(x) as T);
       await read(out);
       out.dispose();
     }, reps);
+    if (countDispatches) extra.dispatchesPerStep = countDispatches() / calls;
+    return ts;
   }
   const opt = tf.train.rmsprop(1e-3, 0.99, 0, 1e-8);
-  return time(async () => {
+  const ts = await time(async () => {
     const loss = opt.minimize(() => tf.losses.sigmoidCrossEntropy(y, model.apply(x, { training: true }) as T) as import('@tensorflow/tfjs').Scalar, true);
     if (loss) await read(loss);
     loss?.dispose();
   }, reps);
+  if (countDispatches) extra.dispatchesPerStep = countDispatches() / calls;
+  return ts;
+}
+
+/** Counts compute dispatches on the `webgpu` package's pass encoders (tfjs-webgpu records them on this thread). */
+function webgpuDispatchCounter(): () => number {
+  const proto = (globalThis as unknown as { GPUComputePassEncoder: { prototype: { dispatchWorkgroups: (...a: number[]) => void } } }).GPUComputePassEncoder.prototype;
+  const dispatch = proto.dispatchWorkgroups;
+  let n = 0;
+  proto.dispatchWorkgroups = function (this: unknown, ...a: number[]) {
+    n++;
+    return dispatch.apply(this, a);
+  };
+  return () => n;
 }
 
 const run: Record<string, () => Promise<number[]>> = {

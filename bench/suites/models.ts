@@ -4,7 +4,8 @@
  * rows also carry compileMs, firstCallMs and heapBytesPerStep) and — in the same run — on TensorFlow.js
  * (wasm, cpu) with the same architecture from tfjs layers, and PyTorch CPU when installed.
  * With `--backend gpu`: this engine's gpu backend (its best mode: webgpu where an adapter is
- * present) and TensorFlow.js's WebGPU backend on the same adapter (rows 'gpu' and 'tfjs-webgpu').
+ * present), eager and through jit (fused kernels), and TensorFlow.js's WebGPU backend on the same
+ * adapter (rows 'gpu', 'gpu-jit' and 'tfjs-webgpu', each with its compute dispatches per step).
  * Each (engine, workload) runs in its own process so peak RSS is its own. Opt-in:
  *   npm run bench -- --suite models [--quick] [--filter TEXT] [--backend gpu]
  */
@@ -46,14 +47,14 @@ function torchRows(quick: boolean): Record<string, any>[] {
 const GPU_WORKLOADS = [...WORKLOADS, 'b0/train-step-32x224'];
 const GPU_QUICK = ['b0/inference-4x64', 'b0/train-step-4x64', 'b0-full-split/train-step-4x64+128'];
 
-/** The gpu rows: ours (gpu backend, best mode) and tfjs-webgpu, per workload, each in its own process. */
+/** The gpu rows: ours (gpu backend, best mode; eager and jitted) and tfjs-webgpu, per workload, each in its own process. */
 function gpuRows(filter: string | undefined, quick: boolean, passOf: (w: string) => Pass): Row[] {
   const rows: Row[] = [];
   const reps = quick ? 2 : 3;
   for (const w of quick ? GPU_QUICK : GPU_WORKLOADS) {
-    for (const engine of ['gpu', 'tfjs-webgpu']) {
+    for (const engine of ['gpu', 'gpu-jit', 'tfjs-webgpu']) {
       if (!matches(filter, 'models', w, engine, passOf(w))) continue;
-      if (engine !== 'gpu' && w.startsWith('b0-full-split')) continue; // no tfjs build of the two-backbone model
+      if (engine === 'tfjs-webgpu' && w.startsWith('b0-full-split')) continue; // no tfjs build of the two-backbone model
       const r = runWorkload(engine, w, reps, 60 * 60_000);
       if ('error' in r) {
         console.error(`# models: ${w} ${engine}: ${r.error}`);

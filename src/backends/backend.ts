@@ -4,6 +4,7 @@
  * primitive name. Adding an op = one primitive-table entry + one kernel per backend.
  */
 import type { Shape } from '../tensor/shape.ts';
+import type { FusedGroup } from '../jit/fused-group.ts';
 
 export type DType = 'float32' | 'float64';
 export type TypedArray = Float32Array | Float64Array;
@@ -60,6 +61,12 @@ export interface Backend<S = unknown> {
   arena?(bytes: number): { readonly buffer: ArrayBuffer; readonly offset: number };
   /** Typed-array storage views of an arena (the CPU backend's storage is the view itself). */
   view?(buffer: ArrayBuffer, byteOffset: number, dtype: DType, size: number): S;
+  /**
+   * The jit fusion hook: one kernel computing a fused elementwise group (its leaves in, its output
+   * out), or null to have the group's primitives run one by one. Backends with an arena run the
+   * jit's own fused loops instead.
+   */
+  fuse?(group: FusedGroup): Kernel<S> | null;
   /** Storage is symbolic (a jit trace's abstract values): host reads are errors. */
   readonly abstract?: boolean;
 }

@@ -4,8 +4,8 @@
  * reused across calls; kernels marked `writesInto` write into their slot through `OutSpec.into`,
  * the others' results keep the storage they allocate (`Lowered.stats.ownOutputOps` lists them). Kernel arguments are built once and only their storage
  * fields change per call, so a steady-state call allocates little beyond its outputs. Backends
- * without the hook (gpu.js) run the equations one by one and dispose each intermediate after its
- * last use.
+ * without the hook (gpu.js, webgpu) run the equations one by one and dispose each intermediate after its
+ * last use; a fused group runs as the backend's own kernel where it has a `fuse` hook (fused-group.ts).
  */
 import { type Backend, type DType, type Kernel, type KernelArg, type TypedArray, findBackend } from '../backends/backend.ts';
 import { runKernel } from '../autograd/trace.ts';
@@ -14,6 +14,7 @@ import { Tensor, arrayFor } from '../tensor/tensor.ts';
 import type { Graph, KeySrc } from './graph.ts';
 import type { Step } from './fuse.ts';
 import type { MemoryPlan } from './plan.ts';
+import { runFused } from './fused-group.ts';
 
 interface Arena {
   buffer: ArrayBuffer;
@@ -199,7 +200,7 @@ export function runUnplanned(g: Graph, steps: readonly Step[], inputs: readonly 
     else if (s.kind === 'prim') {
       const [storage, backend] = runKernel(s.eqn.prim, s.ins.map((x) => vals[x]!), attrsFor(s, hostValues), { shape: v.shape, dtype: v.dtype });
       vals[s.out] = new Tensor(v.shape, v.dtype, storage, backend);
-    } else throw new Error('jit: fused steps need a typed-array backend');
+    } else vals[s.out] = runFused(g, s, s.ins.map((x) => vals[x]!)); // the backend's fused kernel (Backend.fuse), else op by op
     for (const x of s.ins) {
       const t = vals[x]!;
       if (root[x] === x && last[x] === i && g.vars[x].src.kind === 'eqn') t.backend.dispose?.(t.storage);

@@ -178,7 +178,8 @@ function compile<A extends unknown[]>(f: (...a: A) => unknown, args: A, flat: Fl
   const { graph, shape } = trace(f, args, flat);
   const backend = flat.tensors[0]?.backend ?? getBackend();
   const arena = !!(backend.arena && backend.view);
-  const steps = schedule(graph, arena && opts.fuse !== false);
+  // Backends without an arena fuse only if they compile fused groups themselves (Backend.fuse).
+  const steps = schedule(graph, (arena || !!backend.fuse) && opts.fuse !== false);
   const donate = flat.tensors.map((_, i) => (opts.donate ?? []).includes(flat.argOf[i]));
   const plan = arena ? planMemory(graph, steps, donate, (p) => !!backend.kernels.get(p)?.writesInto) : null;
   const exec = plan ? new ArenaExecutable(graph, steps, plan, backend) : null;

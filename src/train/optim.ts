@@ -5,9 +5,8 @@
  * checkpoint stores it as safetensors plus one number. The update rules follow PyTorch's
  * torch.optim exactly (same formulas, same order of operations), so hyper-parameters carry over.
  */
-import type { Tensor } from '../tensor/tensor.ts';
 import * as o from '../tensor/ops.ts';
-import { dataSync } from '../tensor/tensor.ts';
+import { type Tensor, data, item } from '../tensor/tensor.ts';
 import { flatten, unflatten } from '../autograd/pytree.ts';
 
 export type OptimizerName = 'rmsprop' | 'adam' | 'adamw' | 'sgd';
@@ -202,25 +201,28 @@ export function createOptimizer(cfg: OptimizerConfig): Optimizer {
   }
 }
 
-/** √(Σ g²) over every leaf of a tree (in float64 on the host). */
-export function globalNorm(tree: unknown): number {
-  let s = 0;
-  for (const t of flatten(tree)[0]) {
-    const d = dataSync(t);
-    for (let i = 0; i < d.length; i++) s += d[i] * d[i];
-  }
-  return Math.sqrt(s);
+/** √(Σ g²) over every leaf of a tree, as a scalar tensor on the leaves' device (nothing is read back). */
+export function globalNormTensor(tree: unknown): Tensor {
+  const leaves = flatten(tree)[0] as Tensor[];
+  if (!leaves.length) throw new Error('globalNorm: the tree has no tensors');
+  return o.sqrt(leaves.map((t) => o.sum(o.mul(t, t))).reduce((a, b) => o.add(a, b)));
 }
+
+/** √(Σ g²) over every leaf of a tree (one scalar read). */
+export const globalNorm = (tree: unknown): number => item(globalNormTensor(tree));
 
 /**
  * Scales the gradients so their global norm is at most `maxNorm` (torch.nn.utils.clip_grad_norm_:
- * factor min(1, maxNorm / (norm + 1e-6))). Returns the clipped tree and the norm before clipping.
+ * every leaf times min(1, maxNorm / (norm + 1e-6)), exact when the factor is 1). The norm and the
+ * factor are computed on the gradients' device and the scaling is queued before the norm is read
+ * back, asynchronously: the only host read is that one number. Resolves to the clipped tree and
+ * the norm before clipping.
  */
-export function clipByGlobalNorm<G>(grads: G, maxNorm: number): [G, number] {
+export async function clipByGlobalNorm<G>(grads: G, maxNorm: number): Promise<[G, number]> {
   if (!(maxNorm > 0)) throw new Error(`clipByGlobalNorm: maxNorm must be > 0, got ${maxNorm}`);
-  const norm = globalNorm(grads);
-  const f = maxNorm / (norm + 1e-6);
-  if (f >= 1) return [grads, norm];
+  const norm = globalNormTensor(grads);
+  const f = o.minimum(o.div(maxNorm, o.add(norm, 1e-6)), 1);
   const [ls, def] = flatten(grads);
-  return [unflatten<G>(def, ls.map((g) => o.mul(g, f))), norm];
+  const clipped = unflatten<G>(def, (ls as Tensor[]).map((g) => o.mul(g, f)));
+  return [clipped, (await data(norm))[0]];
 }

@@ -177,7 +177,7 @@ export async function trainStep(args: {
     grads = grads ? (treeMap((a: Tensor, b: Tensor) => o.add(a, b), grads, r.grads) as Params) : r.grads;
   }
   let gradNorm: number | null = null;
-  if (args.clip !== null) [grads, gradNorm] = clipByGlobalNorm(grads!, args.clip);
+  if (args.clip !== null) [grads, gradNorm] = await clipByGlobalNorm(grads!, args.clip);
   const [params, opt] = args.optimizer.update(grads!, args.opt, args.params, args.lr);
   return { params, state, opt, lossSum, logits, gradNorm };
 }

@@ -1,6 +1,7 @@
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { dataSync, tensor } from '../../src/index.ts';
 import type { Tensor } from '../../src/tensor/tensor.ts';
+import { findBackend } from '../../src/backends/backend.ts';
 import { adam, adamw, clipByGlobalNorm, createOptimizer, globalNorm, rmsprop, sgd, type Optimizer } from '../../src/train/optim.ts';
 
 const f64 = (xs: number[]) => tensor(new Float64Array(xs));
@@ -120,13 +121,28 @@ describe('optimizers match PyTorch’s formulas', () => {
 });
 
 describe('gradient clipping by global norm', () => {
-  it('scales down to the max norm and leaves small gradients alone', () => {
+  it('scales down to the max norm and leaves small gradients alone', async () => {
     const g = { a: f64([3]), b: f64([4]) };
     expect(globalNorm(g)).toBe(5);
-    const [c, n] = clipByGlobalNorm(g, 1);
+    const [c, n] = await clipByGlobalNorm(g, 1);
     expect(n).toBe(5);
     expect(vals(c.a)[0]).toBeCloseTo(3 / (5 + 1e-6), 12);
     expect(vals(c.b)[0]).toBeCloseTo(4 / (5 + 1e-6), 12);
-    expect(clipByGlobalNorm(g, 10)[0]).toBe(g);
+    const [same, n2] = await clipByGlobalNorm(g, 10);
+    expect([vals(same.a), vals(same.b), n2]).toEqual([[3], [4], 5]);
+  });
+
+  it('reads back only the norm, not the gradients', async () => {
+    const cpu = findBackend('cpu');
+    const g = { w: tensor(Float32Array.from({ length: 64 }, (_, i) => i / 8 - 4), [8, 8]), b: tensor(new Float32Array(8).fill(2)) };
+    const sizes: number[] = [];
+    const read = cpu.download.bind(cpu);
+    const spy = vi.spyOn(cpu, 'download').mockImplementation((st, dt, size) => (sizes.push(size), read(st, dt, size)));
+    try {
+      await clipByGlobalNorm(g, 1);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(sizes).toEqual([1]);
   });
 });

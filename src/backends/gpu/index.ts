@@ -9,6 +9,8 @@
  */
 import { type Backend, type DType, type Kernel, type TypedArray, registerBackend } from '../backend.ts';
 import { type AdapterReport, type WebGpuStorage, downloadWebGpu, downloadWebGpuAsync, uploadWebGpu, webgpuDevice, webgpuKernels } from '../webgpu/index.ts';
+import { fuseWebGpu } from '../webgpu/fused.ts';
+import type { FusedGroup } from '../../jit/fused-group.ts';
 import { convGpuKernels } from './conv.ts';
 import { elementwiseGpuKernel, gpuExprs } from './elementwise.ts';
 import { layoutKernels } from './layout.ts';
@@ -37,6 +39,8 @@ interface Engine<S> {
   readonly adapter: AdapterReport | null;
   /** Kernels dispatched so far (webgpu), for the bench. */
   dispatches(): number;
+  /** The jit fusion hook (Backend.fuse), where the mode has one. */
+  fuse?(group: FusedGroup): Kernel<S> | null;
 }
 
 export interface GpuBackend extends Backend<GpuBuffer | WebGpuStorage> {
@@ -144,6 +148,7 @@ function webgpuEngine(): Engine<WebGpuStorage> {
     destroy: () => {},
     adapter: dev.adapter,
     dispatches: () => dev.dispatches,
+    fuse: fuseWebGpu(() => dev) as (group: FusedGroup) => Kernel<WebGpuStorage> | null,
   };
 }
 
@@ -177,6 +182,7 @@ export function createGpuBackend(opts: GpuBackendOptions = {}): GpuBackend {
     mode: () => start().mode,
     adapter: () => start().adapter,
     dispatches: () => start().dispatches(),
+    fuse: (group) => start().fuse?.(group) ?? null,
     runtime: () => {
       const e = start();
       if (!('rt' in e)) throw new Error(`gpu backend: no gpu.js runtime in mode '${e.mode}'`);

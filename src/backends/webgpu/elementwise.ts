@@ -8,7 +8,8 @@ import { broadcastStridesOf, coalesce, sizeOf, stridedConstants } from '../gpu/s
 import type { WebGpuBuffer, WebGpuDevice } from './device.ts';
 import { compute, coords, offset } from './shader.ts';
 
-const sig = 'fn sigmoid(a: f32) -> f32 { if (a >= 0.0) { return 1.0 / (1.0 + exp(-a)); } let e = exp(a); return e / (1.0 + e); }';
+/** σ in WGSL, stable for large |a| (also used by the fused kernels). */
+export const sigmoidWgsl = 'fn sigmoid(a: f32) -> f32 { if (a >= 0.0) { return 1.0 / (1.0 + exp(-a)); } let e = exp(a); return e / (1.0 + e); }';
 
 /**
  * The scalar bodies, overflow-free as the CPU kernels: sigmoid and softplus in their stable forms,
@@ -48,7 +49,7 @@ const NAMES = ['a', 'b', 'c'] as const;
 export function elementwiseWebGpuKernel(dev: () => WebGpuDevice, name: string): Kernel<WebGpuBuffer> {
   const [arity, body] = wgslExprs[name];
   const params = NAMES.slice(0, arity);
-  const helpers = `${sig}\nfn op(${params.map((p) => `${p}: f32`).join(', ')}) -> f32 { ${body} }`;
+  const helpers = `${sigmoidWgsl}\nfn op(${params.map((p) => `${p}: f32`).join(', ')}) -> f32 { ${body} }`;
   return (inputs: readonly KernelArg<WebGpuBuffer>[], _attrs, out) => {
     const n = sizeOf(out.shape);
     const bind = inputs.map((x, j) => [`x${NAMES[j]}`, x.storage] as const);
