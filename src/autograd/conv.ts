@@ -9,7 +9,7 @@ import type { DType } from '../backends/backend.ts';
 import { type Shape, fmt } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { dims, input, values } from './checkgen.ts';
-import { type CheckCase, definePrimitive } from './registry.ts';
+import type { CheckCase, Primitive } from './registry.ts';
 import { bind } from './trace.ts';
 
 export type Pair = [number, number];
@@ -53,6 +53,10 @@ export interface Pool2dGradAttrs extends Pool2dAttrs {
 }
 
 type In = readonly { shape: Shape; dtype: DType }[];
+
+/** The convolution and pooling entries of the primitive table (src/autograd/registry.ts builds the table from them). */
+export const convPrimitives: Primitive<any>[] = [];
+const entry = <A>(p: Primitive<A>): void => void convPrimitives.push(p);
 
 /** Output length of a padded, strided, dilated window sweep along one axis. */
 export const convOutLength = (n: number, k: number, s: number, d: number, lo: number, hi: number): number =>
@@ -195,7 +199,7 @@ const stochCfg = (fc: FC) =>
     });
 
 // ---- conv2d --------------------------------------------------------------------------------------
-definePrimitive<Conv2dAttrs>({
+entry<Conv2dAttrs>({
   name: 'conv2d',
   infer: (xs, a) => ({ shape: conv2dShape('conv2d', xs[0].shape, xs[1].shape, a), dtype: sameDtype('conv2d', xs) }),
   // y = x ⋆ w: x̄ = convGradInput(ȳ, w), w̄ = convGradFilter(x, ȳ)
@@ -207,7 +211,7 @@ definePrimitive<Conv2dAttrs>({
     convCfg(fc).chain((c) => fc.tuple(tensorCase(fc, c.x), tensorCase(fc, c.w)).map((inputs): CheckCase => ({ inputs, attrs: c.attrs }))),
 });
 
-definePrimitive<Conv2dGradInputAttrs>({
+entry<Conv2dGradInputAttrs>({
   name: 'conv2dGradInput',
   infer: (xs, a) => {
     const [ct, w] = xs;
@@ -226,7 +230,7 @@ definePrimitive<Conv2dGradInputAttrs>({
     ),
 });
 
-definePrimitive<Conv2dGradFilterAttrs>({
+entry<Conv2dGradFilterAttrs>({
   name: 'conv2dGradFilter',
   infer: (xs, a) => {
     const [x, ct] = xs;
@@ -284,7 +288,7 @@ export const stochasticConv2dGradInputPrim = (ct: Tensor, w: Tensor, a: Stochast
 export const stochasticConv2dGradFilterPrim = (x: Tensor, ct: Tensor, a: StochasticConv2dAttrs, filterShape: Shape): Tensor =>
   bind('stochasticConv2dGradFilter', [x, ct], { ...baseStoch(a), filterShape: [...filterShape] });
 
-definePrimitive<StochasticConv2dAttrs>({
+entry<StochasticConv2dAttrs>({
   name: 'stochasticConv2d',
   infer: (xs, a) => ({ shape: stochasticConv2dShape('stochasticConv2d', xs[0].shape, xs[1].shape, a), dtype: sameDtype('stochasticConv2d', xs) }),
   // Bilinear like conv; overlapping windows accumulate in x̄ (inside the gradInput kernel).
@@ -296,7 +300,7 @@ definePrimitive<StochasticConv2dAttrs>({
     stochCfg(fc).chain((c) => fc.tuple(tensorCase(fc, c.x), tensorCase(fc, c.w)).map((inputs): CheckCase => ({ inputs, attrs: c.attrs }))),
 });
 
-definePrimitive<StochasticConv2dGradInputAttrs>({
+entry<StochasticConv2dGradInputAttrs>({
   name: 'stochasticConv2dGradInput',
   infer: (xs, a) => {
     const out = stochasticConv2dShape('stochasticConv2dGradInput', a.inputShape, xs[1].shape, a);
@@ -313,7 +317,7 @@ definePrimitive<StochasticConv2dGradInputAttrs>({
     ),
 });
 
-definePrimitive<StochasticConv2dGradFilterAttrs>({
+entry<StochasticConv2dGradFilterAttrs>({
   name: 'stochasticConv2dGradFilter',
   infer: (xs, a) => {
     const out = stochasticConv2dShape('stochasticConv2dGradFilter', xs[0].shape, a.filterShape, a);
@@ -368,13 +372,13 @@ const poolCfg = (fc: FC) =>
     });
 
 // mean over the window's in-bounds cells: x̄ spreads ȳ / count back over them.
-definePrimitive<Pool2dAttrs>({
+entry<Pool2dAttrs>({
   name: 'avgPool2d',
   infer: (xs, a) => ({ shape: pool2dShape('avgPool2d', xs[0].shape, a), dtype: xs[0].dtype }),
   vjp: (ct, { inputs: [x], attrs }) => [bind('avgPool2dGrad', [ct], { ...basePool(attrs), inputShape: [...x.shape] })],
   check: (fc) => poolCfg(fc).chain(({ x, attrs }) => input(fc, fc.constant(x), 'real').map((v): CheckCase => ({ inputs: [v], attrs }))),
 });
-definePrimitive<Pool2dGradAttrs>({
+entry<Pool2dGradAttrs>({
   name: 'avgPool2dGrad',
   infer: (xs, a) => {
     expectShape('avgPool2dGrad', 'cotangent', xs[0].shape, pool2dShape('avgPool2dGrad', a.inputShape, a));
@@ -389,13 +393,13 @@ definePrimitive<Pool2dGradAttrs>({
 });
 
 // max over the window: ȳ goes to the first arg-max (PyTorch's choice), padding never wins.
-definePrimitive<Pool2dAttrs>({
+entry<Pool2dAttrs>({
   name: 'maxPool2d',
   infer: (xs, a) => ({ shape: pool2dShape('maxPool2d', xs[0].shape, a), dtype: xs[0].dtype }),
   vjp: (ct, { inputs: [x], attrs }) => [bind('maxPool2dGrad', [x, ct], basePool(attrs))],
   check: (fc) => poolCfg(fc).chain(({ x, attrs }) => input(fc, fc.constant(x), 'distinct').map((v): CheckCase => ({ inputs: [v], attrs }))),
 });
-definePrimitive<Pool2dAttrs>({
+entry<Pool2dAttrs>({
   name: 'maxPool2dGrad',
   infer: (xs, a) => {
     expectShape('maxPool2dGrad', 'cotangent', xs[1].shape, pool2dShape('maxPool2dGrad', xs[0].shape, a));
@@ -411,7 +415,7 @@ definePrimitive<Pool2dAttrs>({
     ),
 });
 /** g at the arg-max of x in each pooling window: the adjoint of maxPool2dGrad in its cotangent. */
-definePrimitive<Pool2dAttrs>({
+entry<Pool2dAttrs>({
   name: 'maxPool2dSelect',
   infer: (xs, a) => {
     expectShape('maxPool2dSelect', 'second input', xs[1].shape, xs[0].shape);

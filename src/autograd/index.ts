@@ -1,6 +1,3 @@
-import './primitives.ts';
-import './conv.ts';
-import './composites.ts';
 export { vjp, grad, valueAndGrad, type GradOptions } from './transforms.ts';
 export { customVjp, detach } from './trace.ts';
 export { flatten as treeFlatten, unflatten as treeUnflatten, treeMap, treeLeaves, type Tree, type TreeDef } from './pytree.ts';

@@ -2,8 +2,17 @@
  * The backend interface the primitives dispatch to (TensorFlow.js's kernel registry, in small):
  * a backend owns storage (typed arrays, GPU textures, ...) and a table of kernels keyed by
  * primitive name. Adding an op = one primitive-table entry + one kernel per backend.
+ *
+ * Wiring: the built-in backends ('cpu', the default, and 'gpu') are imported here and put in the
+ * registry on its first use, so any module that makes a tensor has them, whatever else was
+ * imported. Their modules import this one back (types, `writesInto`), so nothing here reads them
+ * at import time; `writesInto` is a function declaration so a kernel module may call it while this
+ * module is still loading. `registerBackend` adds others. The primitive table is wired the same way
+ * (src/autograd/registry.ts).
  */
 import type { Shape } from '../tensor/shape.ts';
+import { cpuBackend } from './cpu/index.ts';
+import { gpuBackend } from './gpu/index.ts';
 
 export type DType = 'float32' | 'float64';
 export type TypedArray = Float32Array | Float64Array;
@@ -32,7 +41,9 @@ export type Kernel<S = unknown, A = any> = ((inputs: readonly KernelArg<S>[], at
 };
 
 /** Marks a kernel as writing into `OutSpec.into` when given. */
-export const writesInto = <K extends (...a: any[]) => unknown>(k: K): K & { readonly writesInto: true } => Object.assign(k, { writesInto: true as const });
+export function writesInto<K extends (...a: any[]) => unknown>(k: K): K & { readonly writesInto: true } {
+  return Object.assign(k, { writesInto: true as const });
+}
 
 export interface Backend<S = unknown> {
   readonly name: string;
@@ -64,17 +75,28 @@ export interface Backend<S = unknown> {
   readonly abstract?: boolean;
 }
 
-const backends = new Map<string, Backend<any>>();
+let backends: Map<string, Backend<any>> | undefined;
 let current: Backend<any> | undefined;
 
+/** The registry, holding the built-in backends from its first use on (see the module comment). */
+function registry(): Map<string, Backend<any>> {
+  if (!backends) {
+    backends = new Map([cpuBackend, gpuBackend].map((b) => [b.name, b]));
+    current = cpuBackend;
+  }
+  return backends;
+}
+
+/** Adds a backend (replacing one of the same name), selectable with `setBackend(b.name)`. */
 export function registerBackend(b: Backend<any>): void {
-  backends.set(b.name, b);
-  current ??= b;
+  const all = registry();
+  if (current === all.get(b.name)) current = b;
+  all.set(b.name, b);
 }
 
 export function findBackend(name: string): Backend<any> {
-  const b = backends.get(name);
-  if (!b) throw new Error(`setBackend: unknown backend '${name}' (registered: ${[...backends.keys()].join(', ')})`);
+  const b = registry().get(name);
+  if (!b) throw new Error(`setBackend: unknown backend '${name}' (registered: ${listBackends().join(', ')})`);
   return b;
 }
 
@@ -86,12 +108,13 @@ export function setBackend(name: string): Backend<any> {
   return current;
 }
 
+/** The backend new tensors and ops run on ('cpu' unless `setBackend` chose another). */
 export function getBackend(): Backend<any> {
-  if (!current) throw new Error('getBackend: no backend registered');
-  return current;
+  registry();
+  return current!;
 }
 
-export const listBackends = (): string[] => [...backends.keys()];
+export const listBackends = (): string[] => [...registry().keys()];
 
 /** Registers a kernel for a primitive on a backend. */
 export function registerKernel<S>(backend: string, prim: string, kernel: Kernel<S>): void {

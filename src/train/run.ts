@@ -3,7 +3,6 @@
  * loop. Problems the user can fix (unknown model, missing data, a run folder already in use) come
  * back as usage errors; everything else as a run error with one line of explanation.
  */
-import '../index.ts'; // registers the primitives and backends
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
