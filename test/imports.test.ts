@@ -45,8 +45,9 @@ function publicModules(): string[] {
 const ops = "const x = O.full([2, 2], 3); eq(T.dataSync(O.sum(O.add(O.mul(x, x), 1)))[0], 40);";
 const safetensors = `
   const f = path.join(tmp, 'w.safetensors');
-  m.saveSafetensors(f, { a: { b: T.tensor([1, 2]) } });
-  eq(T.dataSync(m.loadSafetensors(f).a.b)[1], 2);`;
+  m.saveTree(f, { a: { b: T.tensor([1, 2]) } });
+  eq(T.dataSync(m.loadTree(f).tree.a.b)[1], 2);
+  eq(m.readTensors(f).right.tensors.has('a.b'), true);`;
 
 /** What to do with each module after importing it (`m`); a thrown error or a failed `eq` fails it. */
 const USES: Record<string, string> = {

@@ -13,15 +13,15 @@ import { parameterCount } from '../nn/model.ts';
 import { createModel, modelConfig, parseModelName } from '../nn/model.ts';
 import type { ModelConfig, Params, State } from '../nn/efficientnet.ts';
 import { fromTorchvisionE, formatTorchvisionKeyError } from '../nn/torchvision.ts';
-import { readSafetensorsE, type Leaf } from '../io/safetensors.ts';
-import { flatten, unflatten } from '../autograd/pytree.ts';
+import { readTensors, type Leaf } from '../io/safetensors.ts';
+import { flattenWithPath, keystr, treeMapWithPath } from '../autograd/pytree.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import { cast } from '../tensor/ops.ts';
 import { type Dataset, type Item, classWeights, loadDataset, posWeight } from '../data/readers.ts';
 import { type Split, readSplit, splitDataset, writeSplit } from '../data/split.ts';
 import { ensureSynthetic } from '../data/synthetic.ts';
 import { type DataError, renderDataError } from '../data/errors.ts';
-import { type TrainerState, loadCheckpoint, readTrainerState, renderCheckpointError, resolveCheckpointDir, leafNames, loadWeights } from './checkpoint.ts';
+import { type TrainerState, loadCheckpoint, readTrainerState, renderCheckpointError, resolveCheckpointDir, loadWeights } from './checkpoint.ts';
 import { type Key as ConfigKey, type TrainConfig, type UsageError, RESUMABLE_KEYS, flagOf, usage } from './config.ts';
 import type { LossSpec } from './losses.ts';
 import { type LoopStart, type Outcome, initKey, optimizerFor, runLoop } from './loop.ts';
@@ -91,7 +91,7 @@ export function initFromWeights(
     if (E.isLeft(r)) return E.left(usage(`--init-weights: ${renderCheckpointError(r.left)}`));
     return E.right({ params: r.right.params as Params, state: r.right.state as State, note: `initialised every tensor from ${file}` });
   }
-  const read = readSafetensorsE(file);
+  const read = readTensors(file);
   if (E.isLeft(read)) return E.left(usage(`--init-weights: ${read.left.file}: ${read.left.message}`));
   let flat: ReadonlyMap<string, Leaf> = read.right.tensors;
   let source = 'names of this engine';
@@ -100,8 +100,7 @@ export function initFromWeights(
     if (E.isLeft(tv)) return E.left(usage(`--init-weights: ${formatTorchvisionKeyError(tv.left)}`));
     const m = new Map<string, Leaf>();
     for (const [tree, prefix] of [[tv.right.params, 'p'], [tv.right.state, 's']] as const) {
-      const [ls] = flatten(tree);
-      leafNames(tree).forEach((n, i) => m.set(`${prefix}:${n}`, ls[i]));
+      for (const [p, l] of flattenWithPath(tree)[0]) m.set(`${prefix}:${keystr(p)}`, l);
     }
     flat = m;
     source = 'torchvision names';
@@ -109,12 +108,10 @@ export function initFromWeights(
   let copied = 0;
   let total = 0;
   const skipped: string[] = [];
-  const fill = (tree: unknown, prefix: string): unknown => {
-    const [ls, def] = flatten(tree);
-    const names = leafNames(tree);
-    const out = ls.map((l, i) => {
+  const fill = (tree: unknown, prefix: string): unknown =>
+    treeMapWithPath((p, l) => {
       total++;
-      const n = names[i];
+      const n = keystr(p);
       const candidates = source === 'torchvision names' ? [`${prefix}:${n}`, `${prefix}:${n.split('.').slice(1).join('.')}`] : [n];
       for (const c of candidates) {
         const t = flat.get(c);
@@ -125,9 +122,7 @@ export function initFromWeights(
       }
       skipped.push(n);
       return l;
-    });
-    return unflatten(def, out);
-  };
+    }, tree);
   const p = fill(params, 'p') as Params;
   const s = source === 'torchvision names' ? (fill(state, 's') as State) : state;
   if (copied === 0) return E.left(usage(`--init-weights: no tensor of ${file} fits ${mc.name} (by name and shape)`));
