@@ -9,6 +9,9 @@
  * files, plus the modules listed in EXTRA. A module with a snippet in USES is also exercised; the
  * others are checked to load and export something. Snippets may import src/tensor/tensor.ts and
  * src/tensor/ops.ts (as `T` and `O`) after the module under test: those two register nothing.
+ *
+ * Internal modules are covered by a rule instead of a process each: the backends' modules import
+ * nothing from the layers above them (src/backends/kernel.ts says why).
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -143,6 +146,32 @@ async function runAll(mods: readonly string[]): Promise<Outcome[]> {
   );
   return out;
 }
+
+/** The relative modules a file imports at run time (`import type` and `export type` left out). */
+function runtimeImports(rel: string): string[] {
+  const text = fs.readFileSync(path.join(ROOT, rel), 'utf8');
+  const out: string[] = [];
+  for (const m of text.matchAll(/^(?:import|export)\s+(?!type\s)(?:[^;]*?\sfrom\s+)?'(\.[^']+)'/gms)) out.push(path.posix.join(path.posix.dirname(rel), m[1]));
+  return out;
+}
+
+const filesUnder = (dir: string): string[] =>
+  fs.readdirSync(path.join(ROOT, dir), { recursive: true, encoding: 'utf8' }).filter((f) => /\.(ts|mjs)$/.test(f)).map((f) => path.posix.join(dir, f.split(path.sep).join('/')));
+
+describe('the backends import nothing from the layers above them', () => {
+  it('finds their imports (the rule cannot pass vacuously)', () => {
+    expect(runtimeImports('src/backends/cpu/index.ts')).toContain('src/backends/kernel.ts');
+    expect(runtimeImports('src/backends/backend.ts')).toContain('src/backends/cpu/index.ts');
+  });
+
+  it('a backend module imports only backend modules other than the registry, and src/tensor/shape.ts', () => {
+    const allowed = (target: string) => target === 'src/tensor/shape.ts' || (target.startsWith('src/backends/') && target !== 'src/backends/backend.ts');
+    const bad = filesUnder('src/backends')
+      .filter((f) => f !== 'src/backends/backend.ts')
+      .flatMap((f) => runtimeImports(f).filter((t) => !allowed(t)).map((t) => `${f} imports ${t}`));
+    expect(bad).toEqual([]);
+  });
+});
 
 describe('each public module imported alone, in a fresh process', () => {
   const mods = [...publicModules(), ...EXTRA];

@@ -9,7 +9,7 @@
  * no import to remember and no import order. Those lists' modules import the public ops, which
  * import this module back; the table is therefore built from them on first use, never at import
  * time, when a list may not have been evaluated yet. `definePrimitive` adds user entries.
- * The backends are wired the same way (src/backends/backend.ts).
+ * The backend registry (src/backends/backend.ts) likewise imports the built-in backends.
  */
 import type { Arbitrary } from 'fast-check';
 import type { DType } from '../backends/backend.ts';

@@ -3,11 +3,10 @@
  * a backend owns storage (typed arrays, GPU textures, ...) and a table of kernels keyed by
  * primitive name. Adding an op = one primitive-table entry + one kernel per backend.
  *
- * Wiring: the built-in backends ('cpu', the default, and 'gpu') are imported here and put in the
- * registry on its first use, so any module that makes a tensor has them, whatever else was
- * imported. Their modules import this one back (types, `writesInto`), so nothing here reads them
- * at import time; `writesInto` is a function declaration so a kernel module may call it while this
- * module is still loading. `registerBackend` adds others. The primitive table is wired the same way
+ * Wiring: the built-in backends ('cpu', the default, and 'gpu') are imported here and are in the
+ * registry from the start, so any module that makes a tensor has them, whatever else was imported.
+ * Their modules import nothing back from here at run time (see kernel.ts), so there is no import
+ * cycle to order. `registerBackend` adds others. The primitive table is wired the same way
  * (src/autograd/registry.ts).
  */
 import type { Shape } from '../tensor/shape.ts';
@@ -40,10 +39,7 @@ export type Kernel<S = unknown, A = any> = ((inputs: readonly KernelArg<S>[], at
   readonly writesInto?: boolean;
 };
 
-/** Marks a kernel as writing into `OutSpec.into` when given. */
-export function writesInto<K extends (...a: any[]) => unknown>(k: K): K & { readonly writesInto: true } {
-  return Object.assign(k, { writesInto: true as const });
-}
+export { writesInto } from './kernel.ts';
 
 export interface Backend<S = unknown> {
   readonly name: string;
@@ -75,27 +71,17 @@ export interface Backend<S = unknown> {
   readonly abstract?: boolean;
 }
 
-let backends: Map<string, Backend<any>> | undefined;
-let current: Backend<any> | undefined;
-
-/** The registry, holding the built-in backends from its first use on (see the module comment). */
-function registry(): Map<string, Backend<any>> {
-  if (!backends) {
-    backends = new Map([cpuBackend, gpuBackend].map((b) => [b.name, b]));
-    current = cpuBackend;
-  }
-  return backends;
-}
+const backends = new Map<string, Backend<any>>([cpuBackend, gpuBackend].map((b) => [b.name, b]));
+let current: Backend<any> = cpuBackend;
 
 /** Adds a backend (replacing one of the same name), selectable with `setBackend(b.name)`. */
 export function registerBackend(b: Backend<any>): void {
-  const all = registry();
-  if (current === all.get(b.name)) current = b;
-  all.set(b.name, b);
+  if (current === backends.get(b.name)) current = b;
+  backends.set(b.name, b);
 }
 
 export function findBackend(name: string): Backend<any> {
-  const b = registry().get(name);
+  const b = backends.get(name);
   if (!b) throw new Error(`setBackend: unknown backend '${name}' (registered: ${listBackends().join(', ')})`);
   return b;
 }
@@ -110,11 +96,10 @@ export function setBackend(name: string): Backend<any> {
 
 /** The backend new tensors and ops run on ('cpu' unless `setBackend` chose another). */
 export function getBackend(): Backend<any> {
-  registry();
-  return current!;
+  return current;
 }
 
-export const listBackends = (): string[] => [...registry().keys()];
+export const listBackends = (): string[] => [...backends.keys()];
 
 /** Registers a kernel for a primitive on a backend. */
 export function registerKernel<S>(backend: string, prim: string, kernel: Kernel<S>): void {

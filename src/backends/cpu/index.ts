@@ -1,5 +1,6 @@
 /** The CPU backend ('cpu', the default; src/backends/backend.ts registers it): plain TypeScript and wasm kernels over typed arrays, the reference for every other backend. */
-import { type Backend, type Kernel, type TypedArray, writesInto } from '../backend.ts';
+import type { Backend, Kernel, TypedArray } from '../backend.ts';
+import { writesInto } from '../kernel.ts';
 import { convKernels } from './conv.ts';
 import { elementwiseExprs, elementwiseKernel, fastElementwiseKernel } from './elementwise.ts';
 import * as L from './layout.ts';
