@@ -126,7 +126,7 @@ function runAlone(rel: string): Promise<Outcome> {
     let output = '';
     child.stdout.on('data', (d) => (output += d));
     child.stderr.on('data', (d) => (output += d));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 120_000);
+    const timer = setTimeout(() => child.kill('SIGKILL'), 180_000);
     child.on('close', (code) => {
       clearTimeout(timer);
       resolve({ rel, code, output });
@@ -186,5 +186,5 @@ describe('each public module imported alone, in a fresh process', () => {
     const failed = outcomes.filter((o) => o.code !== 0).map((o) => `${o.rel} (exit ${o.code}):\n${o.output.trim().split('\n').slice(-6).join('\n')}`);
     expect(failed, failed.join('\n\n')).toEqual([]);
     expect(outcomes).toHaveLength(mods.length);
-  }, 600_000);
+  }, 900_000);
 });
