@@ -21,8 +21,8 @@
 import {
   Fn, T, type Expr, add, assemble, extractLane, fadd, get, i32, isplat, load, loadSplat, lt_s, mul, shuffle, sub, vadd, vand, vconstI4, vigt, vmul, vzero,
 } from './wasm.ts';
-import { SLACK, wasmHeap } from './heap.ts';
-import { type PoolKernel, loadKernels } from './pool.ts';
+import { SLACK, type WasmHeap, wasmHeap } from './heap.ts';
+import { type PoolKernel, loadKernels, poolThreads } from './pool.ts';
 
 export { SLACK };
 
@@ -339,6 +339,19 @@ export function kernels(g: Geom): Kernels {
   }
   return k;
 }
+
+/** The shared heap, or an error naming the kernel family (`what`) where WebAssembly SIMD is missing. */
+export function simdHeap(what: string): WasmHeap {
+  const h = wasmHeap();
+  if (!h) throw new Error(`${what}: WebAssembly SIMD is not available`);
+  return h;
+}
+
+/** Heap bytes to reserve for `bytes` of scratch: with SLACK for the reads past its end, rounded up to 64. */
+export const paddedBytes = (bytes: number): number => Math.ceil((bytes + SLACK) / 64) * 64;
+
+/** Tasks for a job over n units: small enough ranges that a thread the scheduler delays leaves little for the others. */
+export const tasksFor = (n: number): [number, number][] => ranges(n, 4 * poolThreads());
 
 /** Splits [0, n) into `parts` contiguous ranges (fewer when n is small), for a job's tasks. */
 export function ranges(n: number, parts: number): [number, number][] {
