@@ -2,8 +2,6 @@
  * @stochconv/engine — tensors, reverse-mode autograd, convolution kernels on CPU and gpu.js, and
  * the EfficientNet / Stochastic Convolution models, in TypeScript.
  */
-import './backends/cpu/index.ts';
-import './backends/gpu/index.ts';
 export * from './tensor/index.ts';
 export * from './tensor/conv.ts';
 export * from './autograd/index.ts';

@@ -5,23 +5,27 @@
 import * as o from '../tensor/ops.ts';
 import { binaryCrossEntropyWithLogits, crossEntropy } from '../tensor/losses.ts';
 import { axesCase, broadcastCase, dims, input, unaryCase, values } from './checkgen.ts';
-import { defineCompositeCheck } from './registry.ts';
+import type { CompositeCheck } from './registry.ts';
 
 type FC = typeof import('fast-check');
 
+/** The composite checks, in order (src/autograd/registry.ts lists them with the primitives). */
+export const compositeChecks: CompositeCheck[] = [];
+const composite = (c: CompositeCheck): void => void compositeChecks.push(c);
+
 const lastAxis = (fc: FC) => input(fc, dims(fc, 1, 3), 'real').map((x) => ({ inputs: [x] }));
 
-defineCompositeCheck({ name: 'mean', fn: ([x], a: any) => o.mean(x, a.axes, { keepdims: a.keepdims }), check: (fc) => axesCase(fc, 'real').map(([x, axes, keepdims]) => ({ inputs: [x], attrs: { axes, keepdims } })) });
-defineCompositeCheck({ name: 'min', fn: ([x], a: any) => o.min(x, a.axes), check: (fc) => axesCase(fc, 'distinct').map(([x, axes]) => ({ inputs: [x], attrs: { axes } })) });
-defineCompositeCheck({ name: 'logSumExp', fn: ([x], a: any) => o.logSumExp(x, a.axes, { keepdims: a.keepdims }), check: (fc) => axesCase(fc, 'real').map(([x, axes, keepdims]) => ({ inputs: [x], attrs: { axes, keepdims } })) });
-defineCompositeCheck({ name: 'softmax', fn: ([x]) => o.softmax(x, -1), check: lastAxis });
-defineCompositeCheck({ name: 'logSoftmax', fn: ([x]) => o.logSoftmax(x, -1), check: lastAxis });
-defineCompositeCheck({ name: 'clip', fn: ([x]) => o.clip(x, -1, 1), check: (fc) => unaryCase('gridHi')(fc).map((c) => ({ inputs: [{ ...c.inputs[0], values: c.inputs[0].values.map((v) => v / 2) }] })) });
-defineCompositeCheck({ name: 'square', fn: ([x]) => o.square(x), check: unaryCase('real') });
-defineCompositeCheck({ name: 'stack', fn: (xs) => o.stack(xs, -1), check: (fc) => dims(fc, 0, 3).chain((s) => fc.tuple(input(fc, fc.constant(s), 'real'), input(fc, fc.constant(s), 'real'))).map((inputs) => ({ inputs })) });
-defineCompositeCheck({ name: 'flatten', fn: ([x]) => o.flatten(x, 1), check: (fc) => input(fc, dims(fc, 2, 4), 'real').map((x) => ({ inputs: [x] })) });
-defineCompositeCheck({ name: 'matmul-vector', fn: ([a, b]) => o.matmul(a, b), check: (fc) => fc.tuple(fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 4 })).chain(([m, k]) => fc.tuple(input(fc, fc.constant([m, k]), 'real'), input(fc, fc.constant([k]), 'real'))).map((inputs) => ({ inputs })) });
-defineCompositeCheck({
+composite({ name: 'mean', fn: ([x], a: any) => o.mean(x, a.axes, { keepdims: a.keepdims }), check: (fc) => axesCase(fc, 'real').map(([x, axes, keepdims]) => ({ inputs: [x], attrs: { axes, keepdims } })) });
+composite({ name: 'min', fn: ([x], a: any) => o.min(x, a.axes), check: (fc) => axesCase(fc, 'distinct').map(([x, axes]) => ({ inputs: [x], attrs: { axes } })) });
+composite({ name: 'logSumExp', fn: ([x], a: any) => o.logSumExp(x, a.axes, { keepdims: a.keepdims }), check: (fc) => axesCase(fc, 'real').map(([x, axes, keepdims]) => ({ inputs: [x], attrs: { axes, keepdims } })) });
+composite({ name: 'softmax', fn: ([x]) => o.softmax(x, -1), check: lastAxis });
+composite({ name: 'logSoftmax', fn: ([x]) => o.logSoftmax(x, -1), check: lastAxis });
+composite({ name: 'clip', fn: ([x]) => o.clip(x, -1, 1), check: (fc) => unaryCase('gridHi')(fc).map((c) => ({ inputs: [{ ...c.inputs[0], values: c.inputs[0].values.map((v) => v / 2) }] })) });
+composite({ name: 'square', fn: ([x]) => o.square(x), check: unaryCase('real') });
+composite({ name: 'stack', fn: (xs) => o.stack(xs, -1), check: (fc) => dims(fc, 0, 3).chain((s) => fc.tuple(input(fc, fc.constant(s), 'real'), input(fc, fc.constant(s), 'real'))).map((inputs) => ({ inputs })) });
+composite({ name: 'flatten', fn: ([x]) => o.flatten(x, 1), check: (fc) => input(fc, dims(fc, 2, 4), 'real').map((x) => ({ inputs: [x] })) });
+composite({ name: 'matmul-vector', fn: ([a, b]) => o.matmul(a, b), check: (fc) => fc.tuple(fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: 4 })).chain(([m, k]) => fc.tuple(input(fc, fc.constant([m, k]), 'real'), input(fc, fc.constant([k]), 'real'))).map((inputs) => ({ inputs })) });
+composite({
   name: 'binaryCrossEntropyWithLogits',
   fn: ([x, t], a: any) => binaryCrossEntropyWithLogits(x, t, { posWeight: a?.posWeight, reduction: 'mean' }),
   check: (fc) =>
@@ -34,7 +38,7 @@ defineCompositeCheck({
       }));
     }),
 });
-defineCompositeCheck({
+composite({
   name: 'crossEntropy',
   fn: ([x], a: any) => crossEntropy(x, a.targets),
   check: (fc) =>
@@ -46,4 +50,4 @@ defineCompositeCheck({
     ),
 });
 // where with a broadcast condition and scalar branches, through the public op.
-defineCompositeCheck({ name: 'where-scalar', fn: ([c, a]) => o.where(c, a, 0), check: (fc) => broadcastCase('mask', 'real')(fc).map((k) => ({ ...k, constant: [0] })) });
+composite({ name: 'where-scalar', fn: ([c, a]) => o.where(c, a, 0), check: (fc) => broadcastCase('mask', 'real')(fc).map((k) => ({ ...k, constant: [0] })) });

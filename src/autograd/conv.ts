@@ -6,10 +6,11 @@
  * and since convGradInput is the adjoint of conv in x, its own VJP only needs conv and convGradFilter.
  */
 import type { DType } from '../backends/backend.ts';
+import type { Arbitrary } from 'fast-check';
 import { type Shape, fmt } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { dims, input, values } from './checkgen.ts';
-import { type CheckCase, definePrimitive } from './registry.ts';
+import type { CheckCase, Primitive } from './registry.ts';
 import { bind } from './trace.ts';
 
 export type Pair = [number, number];
@@ -53,6 +54,10 @@ export interface Pool2dGradAttrs extends Pool2dAttrs {
 }
 
 type In = readonly { shape: Shape; dtype: DType }[];
+
+/** The convolution and pooling entries of the primitive table (src/autograd/registry.ts builds the table from them). */
+export const convPrimitives: Primitive<any>[] = [];
+const entry = <A>(p: Primitive<A>): void => void convPrimitives.push(p);
 
 /** Output length of a padded, strided, dilated window sweep along one axis. */
 export const convOutLength = (n: number, k: number, s: number, d: number, lo: number, hi: number): number =>
@@ -109,11 +114,6 @@ export function conv2dShape(op: string, x: Shape, w: Shape, a: Conv2dAttrs): num
 
 const baseConv = (a: Conv2dAttrs): Conv2dAttrs => ({ stride: a.stride, padding: a.padding, dilation: a.dilation, groups: a.groups });
 
-export const conv2dPrim = (x: Tensor, w: Tensor, a: Conv2dAttrs): Tensor => bind('conv2d', [x, w], baseConv(a));
-export const conv2dGradInputPrim = (ct: Tensor, w: Tensor, a: Conv2dAttrs, inputShape: Shape): Tensor =>
-  bind('conv2dGradInput', [ct, w], { ...baseConv(a), inputShape: [...inputShape] });
-export const conv2dGradFilterPrim = (x: Tensor, ct: Tensor, a: Conv2dAttrs, filterShape: Shape): Tensor =>
-  bind('conv2dGradFilter', [x, ct], { ...baseConv(a), filterShape: [...filterShape] });
 
 function expectShape(op: string, what: string, got: Shape, want: Shape): void {
   if (got.length !== want.length || got.some((d, i) => d !== want[i])) {
@@ -126,10 +126,11 @@ type FC = typeof import('fast-check');
 const size = (s: readonly number[]) => s.reduce((p, d) => p * d, 1);
 const pair = (fc: FC, min: number, max: number) => fc.tuple(fc.integer({ min, max }), fc.integer({ min, max }));
 
-interface ConvCfg {
+/** A generated convolution case: input, filter and output shapes and the attributes. */
+interface ConvCase<A> {
   x: number[];
   w: number[];
-  attrs: Conv2dAttrs;
+  attrs: A;
   out: number[];
 }
 /** Small conv configurations: groups (incl. depthwise with a multiplier), stride, dilation, padding, rectangular kernels. */
@@ -151,7 +152,7 @@ const convCfg = (fc: FC) =>
         convOutLength(c.hw[0], c.k[0], c.stride[0], c.dilation[0], c.padding[0], c.padding[1]) >= 1 &&
         convOutLength(c.hw[1], c.k[1], c.stride[1], c.dilation[1], c.padding[2], c.padding[3]) >= 1,
     )
-    .map((c): ConvCfg => {
+    .map((c): ConvCase<Conv2dAttrs> => {
       const x = [c.n, c.groups * c.cg, c.hw[0], c.hw[1]];
       const w = [c.groups * c.og, c.cg, c.k[0], c.k[1]];
       const attrs: Conv2dAttrs = { stride: c.stride, padding: c.padding as Quad, dilation: c.dilation, groups: c.groups };
@@ -160,12 +161,6 @@ const convCfg = (fc: FC) =>
 
 const tensorCase = (fc: FC, shape: number[]) => values(fc, size(shape), 'real').map((v) => ({ shape, values: v }));
 
-interface StochCfg {
-  x: number[];
-  w: number[];
-  attrs: StochasticConv2dAttrs;
-  out: number[];
-}
 const stochCfg = (fc: FC) =>
   fc
     .record({
@@ -179,7 +174,7 @@ const stochCfg = (fc: FC) =>
       perImage: fc.boolean(),
       seeds: fc.array(fc.nat(), { minLength: 12, maxLength: 12 }),
     })
-    .map((c): StochCfg => {
+    .map((c): ConvCase<StochasticConv2dAttrs> => {
       const sh = sliceLength(c.outSize[0], c.k[0], c.stride[0]);
       const sw = sliceLength(c.outSize[1], c.k[1], c.stride[1]);
       const H = sh + c.extra[0];
@@ -194,56 +189,57 @@ const stochCfg = (fc: FC) =>
       return { x: [c.n, c.c, H, W], w: [c.o, c.c, c.k[0], c.k[1]], attrs, out: [c.n, c.o, c.outSize[0], c.outSize[1]] };
     });
 
-// ---- conv2d --------------------------------------------------------------------------------------
-definePrimitive<Conv2dAttrs>({
-  name: 'conv2d',
-  infer: (xs, a) => ({ shape: conv2dShape('conv2d', xs[0].shape, xs[1].shape, a), dtype: sameDtype('conv2d', xs) }),
-  // y = x ⋆ w: x̄ = convGradInput(ȳ, w), w̄ = convGradFilter(x, ȳ)
-  vjp: (ct, { inputs: [x, w], attrs, needs }) => [
-    needs[0] ? conv2dGradInputPrim(ct, w, attrs, x.shape) : null,
-    needs[1] ? conv2dGradFilterPrim(x, ct, attrs, w.shape) : null,
-  ],
-  check: (fc) =>
-    convCfg(fc).chain((c) => fc.tuple(tensorCase(fc, c.x), tensorCase(fc, c.w)).map((inputs): CheckCase => ({ inputs, attrs: c.attrs }))),
-});
+// ---- bilinear conv families ---------------------------------------------------------------------
 
-definePrimitive<Conv2dGradInputAttrs>({
-  name: 'conv2dGradInput',
-  infer: (xs, a) => {
-    const [ct, w] = xs;
-    const out = conv2dShape('conv2dGradInput', a.inputShape, w.shape, a);
-    expectShape('conv2dGradInput', 'cotangent', ct.shape, out);
-    return { shape: [...a.inputShape], dtype: sameDtype('conv2dGradInput', xs) };
-  },
-  // Linear in ȳ (the adjoint of conv in x) and in w: d ȳ = X̄ ⋆ w, d w = convGradFilter(X̄, ȳ).
-  vjp: (g, { inputs: [ct, w], attrs, needs }) => [
-    needs[0] ? conv2dPrim(g, w, attrs) : null,
-    needs[1] ? conv2dGradFilterPrim(g, ct, attrs, w.shape) : null,
-  ],
-  check: (fc) =>
-    convCfg(fc).chain((c) =>
-      fc.tuple(tensorCase(fc, c.out), tensorCase(fc, c.w)).map((inputs): CheckCase => ({ inputs, attrs: { ...c.attrs, inputShape: c.x } })),
-    ),
-});
+/**
+ * A convolution y = x ⋆ w and its two transposes, x̄ = gradInput(ȳ, w) and w̄ = gradFilter(x, ȳ):
+ * three primitives, each linear in both inputs, so each one's VJP is made of the other two (JAX's
+ * `defbilinear`: the gradients of a conv are convs). `shape` gives y's shape and validates the
+ * inputs, `base` keeps the forward's attributes of an attribute record, `cases` generates checks.
+ */
+function convFamily<A>(name: string, shape: (op: string, x: Shape, w: Shape, a: A) => number[], base: (a: A) => A, cases: (fc: FC) => Arbitrary<ConvCase<A>>) {
+  const gi = `${name}GradInput`;
+  const gf = `${name}GradFilter`;
+  const forward = (x: Tensor, w: Tensor, a: A): Tensor => bind(name, [x, w], base(a));
+  const gradInput = (ct: Tensor, w: Tensor, a: A, inputShape: Shape): Tensor => bind(gi, [ct, w], { ...base(a), inputShape: [...inputShape] });
+  const gradFilter = (x: Tensor, ct: Tensor, a: A, filterShape: Shape): Tensor => bind(gf, [x, ct], { ...base(a), filterShape: [...filterShape] });
+  /** Cases whose two inputs have the shapes `pick` chooses from a generated configuration. */
+  const check = (pick: (c: ConvCase<A>) => [Shape, Shape, unknown]) => (fc: FC) =>
+    cases(fc).chain((c) => {
+      const [s0, s1, attrs] = pick(c);
+      return fc.tuple(tensorCase(fc, [...s0]), tensorCase(fc, [...s1])).map((inputs): CheckCase => ({ inputs, attrs }));
+    });
+  entry<A>({
+    name,
+    infer: (xs, a) => ({ shape: shape(name, xs[0].shape, xs[1].shape, a), dtype: sameDtype(name, xs) }),
+    // y = x ⋆ w: x̄ = gradInput(ȳ, w), w̄ = gradFilter(x, ȳ)
+    vjp: (ct, { inputs: [x, w], attrs, needs }) => [needs[0] ? gradInput(ct, w, attrs, x.shape) : null, needs[1] ? gradFilter(x, ct, attrs, w.shape) : null],
+    check: check((c) => [c.x, c.w, c.attrs]),
+  });
+  entry<A & { readonly inputShape: number[] }>({
+    name: gi,
+    infer: (xs, a) => {
+      expectShape(gi, 'cotangent', xs[0].shape, shape(gi, a.inputShape, xs[1].shape, a));
+      return { shape: [...a.inputShape], dtype: sameDtype(gi, xs) };
+    },
+    // Linear in ȳ (the adjoint of the forward in x) and in w: d ȳ = X̄ ⋆ w, d w = gradFilter(X̄, ȳ).
+    vjp: (g, { inputs: [ct, w], attrs, needs }) => [needs[0] ? forward(g, w, attrs) : null, needs[1] ? gradFilter(g, ct, attrs, w.shape) : null],
+    check: check((c) => [c.out, c.w, { ...c.attrs, inputShape: c.x }]),
+  });
+  entry<A & { readonly filterShape: number[] }>({
+    name: gf,
+    infer: (xs, a) => {
+      expectShape(gf, 'cotangent', xs[1].shape, shape(gf, xs[0].shape, a.filterShape, a));
+      return { shape: [...a.filterShape], dtype: sameDtype(gf, xs) };
+    },
+    // Linear in x and in ȳ: d x = gradInput(ȳ, W̄), d ȳ = x ⋆ W̄.
+    vjp: (g, { inputs: [x, ct], attrs, needs }) => [needs[0] ? gradInput(ct, g, attrs, x.shape) : null, needs[1] ? forward(x, g, attrs) : null],
+    check: check((c) => [c.x, c.out, { ...c.attrs, filterShape: c.w }]),
+  });
+  return { forward, gradInput, gradFilter };
+}
 
-definePrimitive<Conv2dGradFilterAttrs>({
-  name: 'conv2dGradFilter',
-  infer: (xs, a) => {
-    const [x, ct] = xs;
-    const out = conv2dShape('conv2dGradFilter', x.shape, a.filterShape, a);
-    expectShape('conv2dGradFilter', 'cotangent', ct.shape, out);
-    return { shape: [...a.filterShape], dtype: sameDtype('conv2dGradFilter', xs) };
-  },
-  // Linear in x and in ȳ: d x = convGradInput(ȳ, W̄), d ȳ = x ⋆ W̄.
-  vjp: (g, { inputs: [x, ct], attrs, needs }) => [
-    needs[0] ? conv2dGradInputPrim(ct, g, attrs, x.shape) : null,
-    needs[1] ? conv2dPrim(x, g, attrs) : null,
-  ],
-  check: (fc) =>
-    convCfg(fc).chain((c) =>
-      fc.tuple(tensorCase(fc, c.x), tensorCase(fc, c.out)).map((inputs): CheckCase => ({ inputs, attrs: { ...c.attrs, filterShape: c.w } })),
-    ),
-});
+export const { forward: conv2dPrim, gradInput: conv2dGradInputPrim, gradFilter: conv2dGradFilterPrim } = convFamily('conv2d', conv2dShape, baseConv, convCfg);
 
 // ---- stochastic conv ---------------------------------------------------------------------------
 
@@ -278,57 +274,12 @@ export function stochasticConv2dShape(op: string, x: Shape, w: Shape, a: Stochas
 }
 
 const baseStoch = (a: StochasticConv2dAttrs): StochasticConv2dAttrs => ({ stride: a.stride, outSize: a.outSize, windows: a.windows, perImage: a.perImage });
-export const stochasticConv2dPrim = (x: Tensor, w: Tensor, a: StochasticConv2dAttrs): Tensor => bind('stochasticConv2d', [x, w], baseStoch(a));
-export const stochasticConv2dGradInputPrim = (ct: Tensor, w: Tensor, a: StochasticConv2dAttrs, inputShape: Shape): Tensor =>
-  bind('stochasticConv2dGradInput', [ct, w], { ...baseStoch(a), inputShape: [...inputShape] });
-export const stochasticConv2dGradFilterPrim = (x: Tensor, ct: Tensor, a: StochasticConv2dAttrs, filterShape: Shape): Tensor =>
-  bind('stochasticConv2dGradFilter', [x, ct], { ...baseStoch(a), filterShape: [...filterShape] });
-
-definePrimitive<StochasticConv2dAttrs>({
-  name: 'stochasticConv2d',
-  infer: (xs, a) => ({ shape: stochasticConv2dShape('stochasticConv2d', xs[0].shape, xs[1].shape, a), dtype: sameDtype('stochasticConv2d', xs) }),
-  // Bilinear like conv; overlapping windows accumulate in x̄ (inside the gradInput kernel).
-  vjp: (ct, { inputs: [x, w], attrs, needs }) => [
-    needs[0] ? stochasticConv2dGradInputPrim(ct, w, attrs, x.shape) : null,
-    needs[1] ? stochasticConv2dGradFilterPrim(x, ct, attrs, w.shape) : null,
-  ],
-  check: (fc) =>
-    stochCfg(fc).chain((c) => fc.tuple(tensorCase(fc, c.x), tensorCase(fc, c.w)).map((inputs): CheckCase => ({ inputs, attrs: c.attrs }))),
-});
-
-definePrimitive<StochasticConv2dGradInputAttrs>({
-  name: 'stochasticConv2dGradInput',
-  infer: (xs, a) => {
-    const out = stochasticConv2dShape('stochasticConv2dGradInput', a.inputShape, xs[1].shape, a);
-    expectShape('stochasticConv2dGradInput', 'cotangent', xs[0].shape, out);
-    return { shape: [...a.inputShape], dtype: sameDtype('stochasticConv2dGradInput', xs) };
-  },
-  vjp: (g, { inputs: [ct, w], attrs, needs }) => [
-    needs[0] ? stochasticConv2dPrim(g, w, attrs) : null,
-    needs[1] ? stochasticConv2dGradFilterPrim(g, ct, attrs, w.shape) : null,
-  ],
-  check: (fc) =>
-    stochCfg(fc).chain((c) =>
-      fc.tuple(tensorCase(fc, c.out), tensorCase(fc, c.w)).map((inputs): CheckCase => ({ inputs, attrs: { ...c.attrs, inputShape: c.x } })),
-    ),
-});
-
-definePrimitive<StochasticConv2dGradFilterAttrs>({
-  name: 'stochasticConv2dGradFilter',
-  infer: (xs, a) => {
-    const out = stochasticConv2dShape('stochasticConv2dGradFilter', xs[0].shape, a.filterShape, a);
-    expectShape('stochasticConv2dGradFilter', 'cotangent', xs[1].shape, out);
-    return { shape: [...a.filterShape], dtype: sameDtype('stochasticConv2dGradFilter', xs) };
-  },
-  vjp: (g, { inputs: [x, ct], attrs, needs }) => [
-    needs[0] ? stochasticConv2dGradInputPrim(ct, g, attrs, x.shape) : null,
-    needs[1] ? stochasticConv2dPrim(x, g, attrs) : null,
-  ],
-  check: (fc) =>
-    stochCfg(fc).chain((c) =>
-      fc.tuple(tensorCase(fc, c.x), tensorCase(fc, c.out)).map((inputs): CheckCase => ({ inputs, attrs: { ...c.attrs, filterShape: c.w } })),
-    ),
-});
+// Bilinear like conv; overlapping windows accumulate in x̄ (inside the gradInput kernel).
+export const {
+  forward: stochasticConv2dPrim,
+  gradInput: stochasticConv2dGradInputPrim,
+  gradFilter: stochasticConv2dGradFilterPrim,
+} = convFamily('stochasticConv2d', stochasticConv2dShape, baseStoch, stochCfg);
 
 // ---- pooling -----------------------------------------------------------------------------------
 
@@ -368,13 +319,13 @@ const poolCfg = (fc: FC) =>
     });
 
 // mean over the window's in-bounds cells: x̄ spreads ȳ / count back over them.
-definePrimitive<Pool2dAttrs>({
+entry<Pool2dAttrs>({
   name: 'avgPool2d',
   infer: (xs, a) => ({ shape: pool2dShape('avgPool2d', xs[0].shape, a), dtype: xs[0].dtype }),
   vjp: (ct, { inputs: [x], attrs }) => [bind('avgPool2dGrad', [ct], { ...basePool(attrs), inputShape: [...x.shape] })],
   check: (fc) => poolCfg(fc).chain(({ x, attrs }) => input(fc, fc.constant(x), 'real').map((v): CheckCase => ({ inputs: [v], attrs }))),
 });
-definePrimitive<Pool2dGradAttrs>({
+entry<Pool2dGradAttrs>({
   name: 'avgPool2dGrad',
   infer: (xs, a) => {
     expectShape('avgPool2dGrad', 'cotangent', xs[0].shape, pool2dShape('avgPool2dGrad', a.inputShape, a));
@@ -389,13 +340,13 @@ definePrimitive<Pool2dGradAttrs>({
 });
 
 // max over the window: ȳ goes to the first arg-max (PyTorch's choice), padding never wins.
-definePrimitive<Pool2dAttrs>({
+entry<Pool2dAttrs>({
   name: 'maxPool2d',
   infer: (xs, a) => ({ shape: pool2dShape('maxPool2d', xs[0].shape, a), dtype: xs[0].dtype }),
   vjp: (ct, { inputs: [x], attrs }) => [bind('maxPool2dGrad', [x, ct], basePool(attrs))],
   check: (fc) => poolCfg(fc).chain(({ x, attrs }) => input(fc, fc.constant(x), 'distinct').map((v): CheckCase => ({ inputs: [v], attrs }))),
 });
-definePrimitive<Pool2dAttrs>({
+entry<Pool2dAttrs>({
   name: 'maxPool2dGrad',
   infer: (xs, a) => {
     expectShape('maxPool2dGrad', 'cotangent', xs[1].shape, pool2dShape('maxPool2dGrad', xs[0].shape, a));
@@ -411,7 +362,7 @@ definePrimitive<Pool2dAttrs>({
     ),
 });
 /** g at the arg-max of x in each pooling window: the adjoint of maxPool2dGrad in its cotangent. */
-definePrimitive<Pool2dAttrs>({
+entry<Pool2dAttrs>({
   name: 'maxPool2dSelect',
   infer: (xs, a) => {
     expectShape('maxPool2dSelect', 'second input', xs[1].shape, xs[0].shape);

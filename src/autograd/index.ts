@@ -1,9 +1,19 @@
-import './primitives.ts';
-import './conv.ts';
-import './composites.ts';
 export { vjp, grad, valueAndGrad, type GradOptions } from './transforms.ts';
 export { customVjp, detach } from './trace.ts';
-export { flatten as treeFlatten, unflatten as treeUnflatten, treeMap, treeLeaves, type Tree, type TreeDef } from './pytree.ts';
+export {
+  flatten as treeFlatten,
+  flattenWithPath as treeFlattenWithPath,
+  unflatten as treeUnflatten,
+  treeMap,
+  treeMapWithPath,
+  treeLeaves,
+  treeFromPaths,
+  keystr,
+  type Tree,
+  type TreeDef,
+  type KeyPath,
+  type PathKey,
+} from './pytree.ts';
 export { definePrimitive, getPrimitive, listPrimitives, defineCompositeCheck, listCompositeChecks, type Primitive, type CheckCase, type CheckGen } from './registry.ts';
 export { checkGradients, DEFAULT_TOLERANCE, type GradCheckResult } from './gradcheck.ts';
 export * as checkgen from './checkgen.ts';

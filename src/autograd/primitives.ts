@@ -10,9 +10,13 @@ import * as o from '../tensor/ops.ts';
 import { type Shape, broadcastShapes, fmt, reducedShape } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { axesCase, broadcastCase, dims, input, unaryCase, values } from './checkgen.ts';
-import { definePrimitive, type Residuals } from './registry.ts';
+import type { Primitive, Residuals } from './registry.ts';
 
 type In = readonly { shape: Shape; dtype: DType }[];
+
+/** The entries of this file, in order (src/autograd/registry.ts builds the table from them). */
+export const primitives: Primitive<any>[] = [];
+const entry = <A>(p: Primitive<A>): void => void primitives.push(p);
 
 function sameDtype(op: string, xs: In): DType {
   const d = xs[0].dtype;
@@ -27,10 +31,10 @@ const elementwise = (op: string) => (xs: In) => ({ shape: broadcastShapes(op, ..
 type Vjp = (ct: Tensor, r: Residuals<any>) => readonly (Tensor | null)[];
 
 function unaryPrim(name: string, vjp: Vjp | undefined, domain: Parameters<typeof unaryCase>[0] = 'real') {
-  definePrimitive({ name, infer: elementwise(name), vjp, check: vjp && unaryCase(domain) });
+  entry({ name, infer: elementwise(name), vjp, check: vjp && unaryCase(domain) });
 }
 function binaryPrim(name: string, vjp: Vjp | undefined, da: Parameters<typeof broadcastCase>[0] = 'real', db = da) {
-  definePrimitive({ name, infer: elementwise(name), vjp, check: vjp && broadcastCase(da, db) });
+  entry({ name, infer: elementwise(name), vjp, check: vjp && broadcastCase(da, db) });
 }
 
 // ---- unary -------------------------------------------------------------------------------------
@@ -88,7 +92,7 @@ binaryPrim('siluGrad', (ct, { inputs: [x, c], needs }) => {
 // affine(x, a, b) = x·a + b in one pass (batch norm, biases): d/dx = a, d/da = x, d/db = 1.
 // With act 'silu' the output is silu(x·a + b) (BN + activation fused); the VJP recomputes z = x·a + b
 // rather than keeping it, and pushes ct·silu'(z) through the affine part.
-definePrimitive<{ act?: 'silu' }>({
+entry<{ act?: 'silu' }>({
   name: 'affine',
   infer: (xs, a) => {
     if (a.act !== undefined && a.act !== 'silu') throw new Error(`affine: unknown activation '${a.act as string}' (silu or none)`);
@@ -102,7 +106,7 @@ definePrimitive<{ act?: 'silu' }>({
 });
 
 // where(c, a, b): the cotangent goes to a where c ≠ 0, to b elsewhere.
-definePrimitive({
+entry({
   name: 'where',
   infer: (xs) => ({ shape: broadcastShapes('where', ...xs.map((x) => x.shape)), dtype: sameDtype('where', xs.slice(1)) }),
   vjp: (ct, { inputs: [c], needs }) => [null, needs[1] ? o.where(c, ct, 0) : null, needs[2] ? o.where(c, 0, ct) : null],
@@ -120,14 +124,14 @@ const reduceCheck = (domain: 'real' | 'distinct') => (fc: typeof import('fast-ch
   axesCase(fc, domain).map(([x, axes, keepdims]) => ({ inputs: [x], attrs: { axes: [...axes].sort(), keepdims } }));
 
 // d Σx = 1: the cotangent broadcast back over the reduced axes.
-definePrimitive<ReduceAttrs>({
+entry<ReduceAttrs>({
   name: 'sum',
   infer: reduceInfer('sum'),
   vjp: (ct, { inputs: [x], attrs }) => [o.broadcastTo(kept(x, attrs, ct), x.shape)],
   check: reduceCheck('real'),
 });
 // d max = 1 at the arg-max (shared equally among ties).
-definePrimitive<ReduceAttrs>({
+entry<ReduceAttrs>({
   name: 'max',
   infer: reduceInfer('max'),
   vjp: (ct, { inputs: [x], out, attrs }) => {
@@ -140,7 +144,7 @@ definePrimitive<ReduceAttrs>({
 
 // moments: [mean, biased variance] over the axes, stacked on a new leading axis of 2.
 // d mean/dx = 1/n; d var/dx = 2(x − mean)/n.
-definePrimitive<ReduceAttrs>({
+entry<ReduceAttrs>({
   name: 'moments',
   infer: (xs, a) => ({ shape: [2, ...reducedShape(xs[0].shape, a.axes, a.keepdims)], dtype: xs[0].dtype }),
   vjp: (ct, { inputs: [x], out, attrs }) => {
@@ -156,7 +160,7 @@ interface MatmulAttrs {
   transA: boolean;
   transB: boolean;
 }
-definePrimitive<MatmulAttrs>({
+entry<MatmulAttrs>({
   name: 'matmul',
   infer: (xs, { transA, transB }) => {
     const [a, b] = xs;
@@ -190,14 +194,14 @@ definePrimitive<MatmulAttrs>({
 });
 
 // ---- shape ops ---------------------------------------------------------------------------------
-definePrimitive<{ shape: number[] }>({
+entry<{ shape: number[] }>({
   name: 'reshape',
   infer: (xs, { shape }) => ({ shape, dtype: xs[0].dtype }),
   vjp: (ct, { inputs: [x] }) => [o.reshape(ct, x.shape)],
   check: (fc) => input(fc, dims(fc, 1, 3), 'real').map((x) => ({ inputs: [x], attrs: { shape: [x.values.length] } })),
 });
 
-definePrimitive<{ perm: number[] }>({
+entry<{ perm: number[] }>({
   name: 'transpose',
   infer: (xs, { perm }) => ({ shape: perm.map((p) => xs[0].shape[p]), dtype: xs[0].dtype }),
   // The inverse permutation: axis perm[i] of the input is axis i of the output.
@@ -208,7 +212,7 @@ definePrimitive<{ perm: number[] }>({
     ),
 });
 
-definePrimitive<{ shape: number[] }>({
+entry<{ shape: number[] }>({
   name: 'broadcastTo',
   infer: (xs, { shape }) => ({ shape, dtype: xs[0].dtype }),
   vjp: (ct) => [ct], // summed back to the input's shape by the core
@@ -222,7 +226,7 @@ interface SliceAttrs {
   begin: number[];
   size: number[];
 }
-definePrimitive<SliceAttrs>({
+entry<SliceAttrs>({
   name: 'slice',
   infer: (xs, { size }) => ({ shape: size, dtype: xs[0].dtype }),
   // The cotangent of a box is zero outside it.
@@ -240,7 +244,7 @@ interface PadAttrs {
   widths: [number, number][];
   value: number;
 }
-definePrimitive<PadAttrs>({
+entry<PadAttrs>({
   name: 'pad',
   infer: (xs, { widths }) => ({ shape: xs[0].shape.map((d, i) => d + widths[i][0] + widths[i][1]), dtype: xs[0].dtype }),
   vjp: (ct, { inputs: [x], attrs: { widths } }) => [o.slice(ct, widths.map((w) => w[0]), x.shape)],
@@ -250,7 +254,7 @@ definePrimitive<PadAttrs>({
     ),
 });
 
-definePrimitive<{ axis: number }>({
+entry<{ axis: number }>({
   name: 'concat',
   infer: (xs, { axis }) => {
     const dtype = sameDtype('concat', xs);
@@ -284,14 +288,14 @@ const indicesCase = (fc: typeof import('fast-check')) =>
     }),
   );
 // Picks slices along an axis; the cotangent of repeated indices accumulates.
-definePrimitive<GatherAttrs>({
+entry<GatherAttrs>({
   name: 'gather',
   infer: (xs, a) => ({ shape: gatherShape(xs[0].shape, a), dtype: xs[0].dtype }),
   vjp: (ct, { inputs: [x], attrs }) => [o.scatterAdd(ct, attrs.indices, attrs.shape, attrs.axis, x.shape[attrs.axis])],
   check: (fc) => indicesCase(fc).map(({ x, axis, idx }) => ({ inputs: [x], attrs: { axis, indices: Int32Array.from(idx), shape: [idx.length] } })),
 });
 // The transpose of gather: adds slices into a zero tensor of `size` along the axis.
-definePrimitive<GatherAttrs & { size: number }>({
+entry<GatherAttrs & { size: number }>({
   name: 'scatterAdd',
   infer: (xs, a) => {
     const s = xs[0].shape;
@@ -309,7 +313,7 @@ definePrimitive<GatherAttrs & { size: number }>({
     }),
 });
 
-definePrimitive<{ dtype: DType }>({
+entry<{ dtype: DType }>({
   name: 'cast',
   infer: (xs, { dtype }) => ({ shape: xs[0].shape, dtype }),
   vjp: (ct, { inputs: [x] }) => [o.cast(ct, x.dtype)],

@@ -1,12 +1,23 @@
 /**
- * The primitive table's registry. An entry names an op, gives its shape/dtype rule and its
- * vector–Jacobian product (written with the public ops, so it is differentiable in turn), and
- * optionally how to generate gradient-check cases. See src/autograd/primitives.ts.
+ * The primitive table. An entry names an op, gives its shape/dtype rule and its vector–Jacobian
+ * product (written with the public ops, so it is differentiable in turn), and optionally how to
+ * generate gradient-check cases.
+ *
+ * Wiring: the built-in entries are plain exported lists (src/autograd/primitives.ts, conv.ts, and
+ * the composite checks in composites.ts) that this module imports, so every module that can run an
+ * op (all of them go through trace.ts's `bind`, which imports this one) has the whole table, with
+ * no import to remember and no import order. Those lists' modules import the public ops, which
+ * import this module back; the table is therefore built from them on first use, never at import
+ * time, when a list may not have been evaluated yet. `definePrimitive` adds user entries.
+ * The backend registry (src/backends/backend.ts) likewise imports the built-in backends.
  */
 import type { Arbitrary } from 'fast-check';
 import type { DType } from '../backends/backend.ts';
 import type { Shape } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
+import { compositeChecks } from './composites.ts';
+import { convPrimitives } from './conv.ts';
+import { primitives } from './primitives.ts';
 
 export interface Residuals<A> {
   readonly inputs: readonly Tensor[];
@@ -41,21 +52,37 @@ export interface Primitive<A = any> {
   step?: number;
 }
 
-const table = new Map<string, Primitive<any>>();
+let table: Map<string, Primitive<any>> | undefined;
+let composites: Map<string, CompositeCheck> | undefined;
 
+/** The table, built from the built-in lists on first use (see the module comment). */
+function builtIns(): { table: Map<string, Primitive<any>>; composites: Map<string, CompositeCheck> } {
+  if (!table || !composites) {
+    table = new Map();
+    for (const p of [...primitives, ...convPrimitives]) {
+      if (table.has(p.name)) throw new Error(`primitive table: '${p.name}' is listed twice`);
+      table.set(p.name, p);
+    }
+    composites = new Map(compositeChecks.map((c) => [c.name, c]));
+  }
+  return { table, composites };
+}
+
+/** Adds a primitive to the table (give it a kernel per backend with `registerKernel`). */
 export function definePrimitive<A>(p: Primitive<A>): Primitive<A> {
+  const { table } = builtIns();
   if (table.has(p.name)) throw new Error(`definePrimitive: '${p.name}' is already defined`);
   table.set(p.name, p);
   return p;
 }
 
 export function getPrimitive(name: string): Primitive<any> {
-  const p = table.get(name);
+  const p = builtIns().table.get(name);
   if (!p) throw new Error(`unknown primitive '${name}'`);
   return p;
 }
 
-export const listPrimitives = (): Primitive<any>[] => [...table.values()];
+export const listPrimitives = (): Primitive<any>[] => [...builtIns().table.values()];
 
 /** Composite ops (built from primitives) checked by the same suite. */
 export interface CompositeCheck {
@@ -65,8 +92,7 @@ export interface CompositeCheck {
   readonly tolerance?: number;
   readonly step?: number;
 }
-const composites = new Map<string, CompositeCheck>();
 export function defineCompositeCheck(c: CompositeCheck): void {
-  composites.set(c.name, c);
+  builtIns().composites.set(c.name, c);
 }
-export const listCompositeChecks = (): CompositeCheck[] => [...composites.values()];
+export const listCompositeChecks = (): CompositeCheck[] => [...builtIns().composites.values()];

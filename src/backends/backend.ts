@@ -2,9 +2,17 @@
  * The backend interface the primitives dispatch to (TensorFlow.js's kernel registry, in small):
  * a backend owns storage (typed arrays, GPU textures, ...) and a table of kernels keyed by
  * primitive name. Adding an op = one primitive-table entry + one kernel per backend.
+ *
+ * Wiring: the built-in backends ('cpu', the default, and 'gpu') are imported here and are in the
+ * registry from the start, so any module that makes a tensor has them, whatever else was imported.
+ * Their modules import nothing back from here at run time (see kernel.ts), so there is no import
+ * cycle to order. `registerBackend` adds others. The primitive table is wired the same way
+ * (src/autograd/registry.ts).
  */
 import type { Shape } from '../tensor/shape.ts';
 import type { FusedGroup } from '../jit/fused-group.ts';
+import { cpuBackend } from './cpu/index.ts';
+import { gpuBackend } from './gpu/index.ts';
 
 export type DType = 'float32' | 'float64';
 export type TypedArray = Float32Array | Float64Array;
@@ -32,8 +40,7 @@ export type Kernel<S = unknown, A = any> = ((inputs: readonly KernelArg<S>[], at
   readonly writesInto?: boolean;
 };
 
-/** Marks a kernel as writing into `OutSpec.into` when given. */
-export const writesInto = <K extends (...a: any[]) => unknown>(k: K): K & { readonly writesInto: true } => Object.assign(k, { writesInto: true as const });
+export { writesInto } from './kernel.ts';
 
 export interface Backend<S = unknown> {
   readonly name: string;
@@ -71,17 +78,18 @@ export interface Backend<S = unknown> {
   readonly abstract?: boolean;
 }
 
-const backends = new Map<string, Backend<any>>();
-let current: Backend<any> | undefined;
+const backends = new Map<string, Backend<any>>([cpuBackend, gpuBackend].map((b) => [b.name, b]));
+let current: Backend<any> = cpuBackend;
 
+/** Adds a backend (replacing one of the same name), selectable with `setBackend(b.name)`. */
 export function registerBackend(b: Backend<any>): void {
+  if (current === backends.get(b.name)) current = b;
   backends.set(b.name, b);
-  current ??= b;
 }
 
 export function findBackend(name: string): Backend<any> {
   const b = backends.get(name);
-  if (!b) throw new Error(`setBackend: unknown backend '${name}' (registered: ${[...backends.keys()].join(', ')})`);
+  if (!b) throw new Error(`setBackend: unknown backend '${name}' (registered: ${listBackends().join(', ')})`);
   return b;
 }
 
@@ -93,8 +101,8 @@ export function setBackend(name: string): Backend<any> {
   return current;
 }
 
+/** The backend new tensors and ops run on ('cpu' unless `setBackend` chose another). */
 export function getBackend(): Backend<any> {
-  if (!current) throw new Error('getBackend: no backend registered');
   return current;
 }
 

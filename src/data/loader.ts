@@ -4,7 +4,6 @@
  * Unreadable images are skipped and reported per batch (or thrown with `strict`); nothing crashes
  * mid-epoch.
  */
-import '../backends/cpu/index.ts';
 import { Worker } from 'node:worker_threads';
 import { type Key, foldIn, key, keyData, permutation, uniformArray } from '../tensor/random.ts';
 import { type Tensor, fromArray } from '../tensor/tensor.ts';

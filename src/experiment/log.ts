@@ -29,12 +29,8 @@ export interface RunEntry {
   error: string | null;
 }
 
-export interface ExperimentLogFile {
-  readonly name: string;
-  readonly description: string | null;
-  readonly source: string;
-  readonly base: Readonly<Record<string, unknown>>;
-  readonly grid: Readonly<Record<string, readonly unknown[]>>;
+/** The spec as given, then how it runs and where each run stands. */
+export interface ExperimentLogFile extends ExperimentSpec {
   executor: { kind: 'local'; parallel: number } | { kind: 'queue'; queue: string; queueName: string };
   created: string;
   updated: string;

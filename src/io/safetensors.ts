@@ -8,24 +8,26 @@
  * the data section) and may hold `__metadata__` (string → string). Entries must tile the data
  * section exactly, as the Python library requires.
  *
- * Trees: nested records (and arrays) of tensors are flattened with their keys joined by dots
- * (`{ stem: { w } }` ↔ `stem.w`; a flat record with dotted keys, like a PyTorch state dict, is
- * written as is); loading rebuilds nested records, and a record whose keys are exactly 0 … n − 1
- * becomes an array, so `blocks.0.w` round-trips to `{ blocks: [{ w }] }`.
+ Two ways in and out:
+ * - raw tensors by name (`readTensors` / `writeTensors`), as the file holds them; they return fp-ts
+ *   Either with a tagged {@link SafetensorsError} naming the file, for code that composes errors
+ *   (checkpoints, `--init-weights`);
+ * - trees (`loadTree` / `saveTree`), for scripts: they throw a {@link SafetensorsException}, which
+ *   keeps the tagged error in `.error`. A tree's leaves are named by their key paths joined with
+ *   dots (src/autograd/pytree.ts: `{ stem: { w } }` ↔ `stem.w`; a flat record with dotted keys, like
+ *   a PyTorch state dict, is written as is); loading rebuilds nested records, and a record whose
+ *   keys are exactly 0 … n − 1 becomes an array, so `blocks.0.w` round-trips to `{ blocks: [{ w }] }`.
  *
  * Dtypes: F32 ↔ float32 tensors, F64 ↔ float64 tensors, I64 ↔ {@link Int64Array} leaves (shape +
  * BigInt64Array, kept exact and not differentiable; e.g. PyTorch's `num_batches_tracked`).
  *
- * Errors at this edge are values: the `…E` functions return fp-ts Either / TaskEither with a tagged
- * {@link SafetensorsError} that names the file; `loadSafetensors` / `saveSafetensors` throw it as an
- * Error for scripts that prefer exceptions.
  */
 import * as fs from 'node:fs';
 import * as E from 'fp-ts/lib/Either.js';
-import * as TE from 'fp-ts/lib/TaskEither.js';
 import { pipe } from 'fp-ts/lib/function.js';
 import { type Tensor, dataSync, fromArray, isTensor } from '../tensor/tensor.ts';
 import { fmt, sizeOf } from '../tensor/shape.ts';
+import { flattenWithPath, isContainer, keystr, treeFromPaths } from '../autograd/pytree.ts';
 import { writeFileAtomic } from './atomic.ts';
 
 /** An exact 64-bit integer tensor (a safetensors I64 entry). Not a Tensor: trees treat it as static data. */
@@ -70,83 +72,45 @@ const BYTES: Record<STDType, number> = { F32: 4, F64: 8, I64: 8 };
 /** Headers larger than this are refused (the Python library's limit is 100 MB). */
 const MAX_HEADER = 100_000_000;
 
-// ---- trees ↔ flat name maps --------------------------------------------------------------------
+// ---- trees ↔ names -----------------------------------------------------------------------------
 
-const isRecord = (x: unknown): x is Record<string, unknown> =>
-  typeof x === 'object' && x !== null && Object.getPrototypeOf(x) === Object.prototype;
+const isLeaf = (x: unknown): x is Leaf => isTensor(x) || x instanceof Int64Array;
+const describe = (x: unknown): string => (x === null ? 'null' : typeof x);
 
-/** Flattens a tree to `name → leaf` with dotted names (arrays use their indices). */
-export function flattenTree(tree: unknown, file = '<tree>'): E.Either<SafetensorsError, Map<string, Leaf>> {
+/** The leaves of a tree by dotted name (arrays use their indices); every non-container must be a leaf. */
+function namedLeaves(tree: unknown, file: string): E.Either<SafetensorsError, Map<string, Leaf>> {
+  if (!isContainer(tree)) return E.left(treeError(file, isLeaf(tree) ? 'the tree is a single tensor; give it a name ({ name: tensor })' : `the tree is ${describe(tree)}, not a record or array`));
   const out = new Map<string, Leaf>();
-  const walk = (x: unknown, prefix: string): string | null => {
-    if (isTensor(x) || x instanceof Int64Array) {
-      if (prefix === '') return 'the tree is a single tensor; give it a name ({ name: tensor })';
-      if (out.has(prefix)) return `two leaves are both named '${prefix}'`;
-      out.set(prefix, x);
-      return null;
-    }
-    const entries: [string, unknown][] | null = Array.isArray(x)
-      ? x.map((v, i) => [String(i), v])
-      : isRecord(x)
-        ? Object.entries(x)
-        : null;
-    if (!entries) return `'${prefix}' is ${x === null ? 'null' : typeof x}, not a tensor, record or array`;
-    for (const [k, v] of entries) {
-      if (k === '' || k.startsWith('.') || k.endsWith('.') || k.includes('..')) return `key '${k}' under '${prefix}' is empty or has an empty dotted part`;
-      const err = walk(v, prefix ? `${prefix}.${k}` : k);
-      if (err) return err;
-    }
-    return null;
-  };
-  const err = walk(tree, '');
-  if (err) return E.left(treeError(file, err));
-  if (out.has('__metadata__')) return E.left(treeError(file, `'__metadata__' is reserved`));
+  for (const [path, x] of flattenWithPath(tree, (x): x is unknown => !isContainer(x))[0]) {
+    const name = keystr(path);
+    const bad = path.find((k) => typeof k === 'string' && (k === '' || k.startsWith('.') || k.endsWith('.') || k.includes('..')));
+    if (bad !== undefined) return E.left(treeError(file, `key '${bad}' of '${name}' is empty or has an empty dotted part`));
+    if (!isLeaf(x)) return E.left(treeError(file, `'${name}' is ${describe(x)}, not a tensor, record or array`));
+    if (out.has(name)) return E.left(treeError(file, `two leaves are both named '${name}'`));
+    out.set(name, x);
+  }
   return E.right(out);
 }
 
-/** Rebuilds the nested tree from dotted names; records keyed exactly 0 … n − 1 become arrays. */
-export function unflattenTree(flat: ReadonlyMap<string, Leaf>, file = '<tree>'): E.Either<SafetensorsError, Record<string, TensorTree>> {
-  const root: Record<string, unknown> = {};
-  for (const [name, leaf] of flat) {
-    const parts = name.split('.');
-    let node = root;
-    for (let i = 0; i < parts.length - 1; i++) {
-      const p = parts[i];
-      const next = node[p];
-      if (next === undefined) node = node[p] = {} as Record<string, unknown>;
-      else if (isRecord(next)) node = next;
-      else return E.left(treeError(file, `'${parts.slice(0, i + 1).join('.')}' is both a tensor and a prefix of '${name}'`));
-    }
-    const last = parts[parts.length - 1];
-    if (last in node) return E.left(treeError(file, `'${name}' is both a tensor and a prefix of other names`));
-    node[last] = leaf;
+/** A name map fit to be written: no empty or reserved name, every leaf a tensor, string metadata. */
+function checkNames(tensors: ReadonlyMap<string, Leaf>, metadata: Readonly<Record<string, string>> | undefined, file: string): E.Either<SafetensorsError, ReadonlyMap<string, Leaf>> {
+  for (const [name, x] of tensors) {
+    if (name === '' || name === '__metadata__') return E.left(treeError(file, `the tensor name '${name}' is ${name ? 'reserved' : 'empty'}`));
+    if (!isLeaf(x)) return E.left(treeError(file, `'${name}' is ${describe(x)}, not a tensor`));
   }
-  const arrayify = (x: unknown): unknown => {
-    if (!isRecord(x)) return x;
-    const keys = Object.keys(x);
-    const kids = Object.fromEntries(keys.map((k) => [k, arrayify(x[k])]));
-    const isArray = keys.length > 0 && keys.every((k) => /^(0|[1-9]\d*)$/.test(k)) && keys.every((_, i) => i in kids && String(i) in kids);
-    return isArray ? keys.map((_, i) => kids[String(i)]) : kids;
-  };
-  return E.right(arrayify(root) as Record<string, TensorTree>);
+  for (const [k, v] of Object.entries(metadata ?? {})) {
+    if (typeof v !== 'string') return E.left(treeError(file, `metadata '${k}' must be a string, got ${typeof v}`));
+  }
+  return E.right(tensors);
 }
 
 // ---- encoding ----------------------------------------------------------------------------------
 
-/** The bytes of a safetensors file holding `tree` (names sorted, as the Python library writes them). */
-export function encodeSafetensors(
-  tree: unknown,
-  metadata?: Readonly<Record<string, string>>,
-  file = '<memory>',
-): E.Either<SafetensorsError, Uint8Array> {
+/** The bytes of a safetensors file holding `tensors` (names sorted, as the Python library writes them). */
+function encode(tensors: ReadonlyMap<string, Leaf>, metadata: Readonly<Record<string, string>> | undefined, file: string): E.Either<SafetensorsError, Uint8Array> {
   return pipe(
-    flattenTree(tree, file),
+    checkNames(tensors, metadata, file),
     E.chain((flat) => {
-      if (metadata) {
-        for (const [k, v] of Object.entries(metadata)) {
-          if (typeof v !== 'string') return E.left(treeError(file, `metadata '${k}' must be a string, got ${typeof v}`));
-        }
-      }
       const names = [...flat.keys()].sort();
       const header: Record<string, unknown> = {};
       if (metadata && Object.keys(metadata).length) header.__metadata__ = { ...metadata };
@@ -187,14 +151,11 @@ export function encodeSafetensors(
 
 // ---- decoding ----------------------------------------------------------------------------------
 
-export interface Decoded {
-  /** Tensors by their full dotted name, in file order. */
-  readonly tensors: ReadonlyMap<string, Leaf>;
-  readonly metadata: Readonly<Record<string, string>>;
-}
+/** A JSON object (not an array). */
+const isObject = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && !Array.isArray(x);
 
 /** Parses and validates the bytes of a safetensors file (`file` names it in errors). */
-export function decodeSafetensors(bytes: Uint8Array, file = '<memory>'): E.Either<SafetensorsError, Decoded> {
+function decode(bytes: Uint8Array, file: string): E.Either<SafetensorsError, TensorFile> {
   const bad = (m: string) => E.left(formatError(file, m));
   if (bytes.byteLength < 8) return bad(`truncated: ${bytes.byteLength} bytes, shorter than the 8-byte header length`);
   const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
@@ -208,18 +169,18 @@ export function decodeSafetensors(bytes: Uint8Array, file = '<memory>'): E.Eithe
   } catch (e) {
     return bad(`the header is not valid UTF-8 JSON (${(e as Error).message})`);
   }
-  if (!isRecord(header)) return bad('the header is not a JSON object');
+  if (!isObject(header)) return bad('the header is not a JSON object');
   const dataStart = 8 + n;
   const dataLen = bytes.byteLength - dataStart;
   let metadata: Record<string, string> = {};
   const entries: { name: string; dtype: STDType; shape: number[]; begin: number; end: number }[] = [];
   for (const [name, v] of Object.entries(header)) {
     if (name === '__metadata__') {
-      if (!isRecord(v) || Object.values(v).some((s) => typeof s !== 'string')) return bad('__metadata__ must map strings to strings');
+      if (!isObject(v) || Object.values(v).some((s) => typeof s !== 'string')) return bad('__metadata__ must map strings to strings');
       metadata = v as Record<string, string>;
       continue;
     }
-    if (!isRecord(v)) return bad(`entry '${name}' is not an object`);
+    if (!isObject(v)) return bad(`entry '${name}' is not an object`);
     const { dtype, shape, data_offsets: off } = v as Record<string, unknown>;
     if (typeof dtype !== 'string' || !(dtype in BYTES)) {
       return bad(`entry '${name}' has dtype ${JSON.stringify(dtype)}; supported: ${Object.keys(BYTES).join(', ')}`);
@@ -256,39 +217,35 @@ export function decodeSafetensors(bytes: Uint8Array, file = '<memory>'): E.Eithe
 
 // ---- files -------------------------------------------------------------------------------------
 
-/** Reads and validates a file: flat names → leaves, plus metadata. */
-export function readSafetensorsE(file: string): E.Either<SafetensorsError, Decoded> {
+/** A file's tensors by name, in file order, and its `__metadata__`. */
+export interface TensorFile {
+  readonly tensors: ReadonlyMap<string, Leaf>;
+  readonly metadata: Readonly<Record<string, string>>;
+}
+
+/** Reads and validates a file: its tensors by full name (`features.0.0.weight`), and metadata. */
+export function readTensors(file: string): E.Either<SafetensorsError, TensorFile> {
   let bytes: Uint8Array;
   try {
     bytes = fs.readFileSync(file);
   } catch (e) {
     return E.left(ioError(file, (e as Error).message));
   }
-  return decodeSafetensors(bytes, file);
+  return decode(bytes, file);
 }
 
-export interface Loaded {
-  readonly tree: Record<string, TensorTree>;
-  readonly metadata: Readonly<Record<string, string>>;
+/** Writes tensors by name (and string metadata) to `file`, atomically (see `writeAtomic`). */
+export function writeTensors(
+  file: string,
+  tensors: ReadonlyMap<string, Leaf> | Readonly<Record<string, Leaf>>,
+  metadata?: Readonly<Record<string, string>>,
+): E.Either<SafetensorsError, void> {
+  const flat = tensors instanceof Map ? tensors : new Map(Object.entries(tensors));
+  return pipe(
+    encode(flat, metadata, file),
+    E.chain((bytes) => writeAtomic(file, bytes)),
+  );
 }
-
-/** Reads a file as a nested tree (Either form). */
-export const loadSafetensorsE = (file: string): E.Either<SafetensorsError, Loaded> =>
-  pipe(
-    readSafetensorsE(file),
-    E.chain((d) => pipe(unflattenTree(d.tensors, file), E.map((tree) => ({ tree, metadata: d.metadata })))),
-  );
-
-/** Reads a file as a nested tree (TaskEither form, reading asynchronously). */
-export const loadSafetensorsTE = (file: string): TE.TaskEither<SafetensorsError, Loaded> =>
-  pipe(
-    TE.tryCatch(
-      () => fs.promises.readFile(file),
-      (e) => ioError(file, (e as Error).message),
-    ),
-    TE.chainEitherK((bytes) => decodeSafetensors(bytes, file)),
-    TE.chainEitherK((d) => pipe(unflattenTree(d.tensors, file), E.map((tree) => ({ tree, metadata: d.metadata })))),
-  );
 
 const orThrow = <A>(e: E.Either<SafetensorsError, A>): A =>
   pipe(
@@ -299,33 +256,40 @@ const orThrow = <A>(e: E.Either<SafetensorsError, A>): A =>
   );
 
 /**
- * Loads a safetensors file as a nested tree; throws a {@link SafetensorsException} naming the file
- * when it is missing, truncated or corrupt.
- * @example const { stem } = io.loadSafetensors('model.safetensors')
+ * Loads a file as a nested tree, with its metadata; throws a {@link SafetensorsException} naming
+ * the file when it is missing, truncated or corrupt. `T` is the tree's type as the caller knows it
+ * (not checked).
+ * @example const { tree, metadata } = io.loadTree('model.safetensors'); tree.stem.w
  */
-export const loadSafetensors = (file: string): Record<string, TensorTree> => orThrow(loadSafetensorsE(file)).tree;
-
-/** The `__metadata__` of a file (read in full and validated). */
-export const loadSafetensorsMetadata = (file: string): Readonly<Record<string, string>> => orThrow(readSafetensorsE(file)).metadata;
+export function loadTree<T = Record<string, TensorTree>>(file: string): { tree: T; metadata: Readonly<Record<string, string>> } {
+  const { tensors, metadata } = orThrow(readTensors(file));
+  try {
+    return { tree: treeFromPaths([...tensors].map(([name, leaf]) => [name.split('.'), leaf] as const)) as T, metadata };
+  } catch (e) {
+    throw new SafetensorsException(treeError(file, (e as Error).message));
+  }
+}
 
 /**
- * Writes `tree` atomically: to a temporary file in the same folder, fsync'd, then renamed over
- * `file`, so a crash leaves either the old file or the new one, never half of one.
+ * Writes `tree` (and string metadata) to `file` atomically; throws a {@link SafetensorsException}
+ * naming the file and the offending key on failure.
+ * @example io.saveTree('model.safetensors', { stem: { w } }, { epoch: '3' })
  */
-export function saveSafetensorsE(file: string, tree: unknown, metadata?: Readonly<Record<string, string>>): E.Either<SafetensorsError, void> {
-  return pipe(
-    encodeSafetensors(tree, metadata, file),
-    E.chain((bytes) => {
-      try {
-        writeFileAtomic(file, bytes);
-      } catch (e) {
-        return E.left(ioError(file, (e as Error).message));
-      }
-      return E.right(undefined);
-    }),
+export function saveTree(file: string, tree: unknown, metadata?: Readonly<Record<string, string>>): void {
+  orThrow(
+    pipe(
+      namedLeaves(tree, file),
+      E.chain((flat) => writeTensors(file, flat, metadata)),
+    ),
   );
 }
 
-/** Writes `tree` (and string metadata) to `file` atomically; throws a {@link SafetensorsException} on failure. */
-export const saveSafetensors = (file: string, tree: unknown, metadata?: Readonly<Record<string, string>>): void =>
-  orThrow(saveSafetensorsE(file, tree, metadata));
+/** `writeFileAtomic` with its failure as a value naming the file. */
+function writeAtomic(file: string, bytes: Uint8Array): E.Either<SafetensorsError, void> {
+  try {
+    writeFileAtomic(file, bytes);
+    return E.right(undefined);
+  } catch (e) {
+    return E.left(ioError(file, (e as Error).message));
+  }
+}

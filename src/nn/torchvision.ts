@@ -13,6 +13,7 @@ import * as E from 'fp-ts/lib/Either.js';
 import { pipe } from 'fp-ts/lib/function.js';
 import type { DType } from '../backends/backend.ts';
 import { Int64Array, type Leaf } from '../io/safetensors.ts';
+import { flattenWithPath, isContainer, keystr } from '../autograd/pytree.ts';
 import { cast } from '../tensor/ops.ts';
 import { fmt, shapesEqual } from '../tensor/shape.ts';
 import { Tensor } from '../tensor/tensor.ts';
@@ -85,16 +86,7 @@ const isBatchCounter = (k: string) => k.endsWith('.num_batches_tracked');
 /** Flattens nested records/arrays or a flat state dict (dotted keys) or a Map to name → leaf. */
 function flattenWeights(weights: unknown): Map<string, unknown> {
   if (weights instanceof Map) return new Map([...weights].map(([k, v]) => [String(k), v]));
-  const out = new Map<string, unknown>();
-  const walk = (x: unknown, prefix: string) => {
-    if (x instanceof Tensor || x instanceof Int64Array || x === null || typeof x !== 'object') {
-      out.set(prefix, x);
-      return;
-    }
-    for (const [k, v] of Array.isArray(x) ? x.map((v, i) => [String(i), v] as const) : Object.entries(x)) walk(v, prefix ? `${prefix}.${k}` : k);
-  };
-  walk(weights, '');
-  return out;
+  return new Map(flattenWithPath(weights, (x): x is unknown => !isContainer(x))[0].map(([p, x]) => [keystr(p), x]));
 }
 
 export interface KeyProblem {
@@ -134,7 +126,7 @@ export interface FromTorchvisionOptions {
 }
 
 /**
- * A model from a torchvision `efficientnet_bN` state dict (nested tree from io.loadSafetensors, a
+ * A model from a torchvision `efficientnet_bN` state dict (nested tree from io.loadTree, a
  * flat record with dotted keys, or a Map). The number of classes is read from classifier.1.weight.
  * Either form: a Left lists every missing, unexpected and mis-shaped key.
  */
@@ -176,7 +168,7 @@ export const fromTorchvision = (variant: string, weights: unknown, opts?: FromTo
 
 /**
  * A torchvision state dict (flat, dotted keys; float tensors plus I64 num_batches_tracked = 0) for
- * a plain model; save it with io.saveSafetensors. Note torchvision pads symmetrically: a model
+ * a plain model; save it with io.writeTensors. Note torchvision pads symmetrically: a model
  * built with 'same' padding exports fine but computes differently there.
  */
 export function toTorchvision(model: Model): Record<string, Leaf> {

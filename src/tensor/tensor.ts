@@ -1,5 +1,6 @@
 /** The immutable N-d tensor: a shape, a dtype and backend storage. Autograd hangs a node on it. */
 import { type Backend, type DType, type TypedArray, getBackend } from '../backends/backend.ts';
+import { arrayFor } from '../backends/kernel.ts';
 import { type Shape, checkShape, fmt, sizeOf } from './shape.ts';
 
 export type { DType, TypedArray };
@@ -36,8 +37,7 @@ export class Tensor {
 
 export const isTensor = (x: unknown): x is Tensor => x instanceof Tensor;
 
-export const arrayFor = (dtype: DType, n: number): TypedArray =>
-  dtype === 'float64' ? new Float64Array(n) : new Float32Array(n);
+export { arrayFor };
 
 /** Wraps host data (taken as is, not copied) on the current backend. */
 export function fromArray(data: TypedArray, shape: Shape, backend: Backend = getBackend()): Tensor {

@@ -12,9 +12,9 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';
 import { pipe } from 'fp-ts/lib/function.js';
-import { readSafetensorsE, saveSafetensorsE, formatSafetensorsError, type Leaf } from '../io/safetensors.ts';
+import { readTensors, saveTree, type Leaf } from '../io/safetensors.ts';
 import { fsyncDir, writeFileAtomic } from '../io/atomic.ts';
-import { flatten, unflatten } from '../autograd/pytree.ts';
+import { keystr, treeMapWithPath } from '../autograd/pytree.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import type { OptState, OptimizerName } from './optim.ts';
 
@@ -101,8 +101,7 @@ export function saveCheckpoint(dir: string, ck: Checkpoint): E.Either<Checkpoint
       [BN_FILE, ck.state, { content: 'batch-norm running statistics' }],
       [OPTIMIZER_FILE, slotTree(ck.opt), { optimizer: ck.opt.name, step: String(ck.opt.step) }],
     ] as const) {
-      const r = saveSafetensorsE(path.join(tmp, file), tree ?? {}, meta);
-      if (E.isLeft(r)) return fail(formatSafetensorsError(r.left));
+      saveTree(path.join(tmp, file), tree ?? {}, meta);
     }
     writeFileAtomic(path.join(tmp, TRAINER_FILE), JSON.stringify({ ...ck.trainer, optimizer: { name: ck.opt.name, step: ck.opt.step } }, null, 1));
     let old: string | null = null;
@@ -152,40 +151,20 @@ export function readTrainerState(dir: string): E.Either<CheckpointError, Trainer
  * kept (weights saved in float64 stay float64).
  */
 export function fillTree<T>(template: T, flat: ReadonlyMap<string, Leaf>, what: string): E.Either<string, T> {
-  const [leaves, def] = flatten(template);
-  const names = leafNames(template);
-  const out: Tensor[] = [];
   const missing: string[] = [];
-  for (let i = 0; i < leaves.length; i++) {
-    const n = names[i];
-    const l = leaves[i];
+  let wrong: string | null = null;
+  const filled = treeMapWithPath((p, l) => {
+    const n = keystr(p);
     const t = flat.get(n);
-    if (!t) {
-      missing.push(n);
-      continue;
-    }
-    if (!(t instanceof Tensor)) return E.left(`${what}: '${n}' is an integer tensor, expected floating point`);
-    if (t.shape.length !== l.shape.length || t.shape.some((d, j) => d !== l.shape[j])) {
-      return E.left(`${what}: '${n}' has shape [${t.shape}] in the file but [${l.shape}] in the model`);
-    }
-    out.push(t);
-  }
+    if (!t) missing.push(n);
+    else if (!(t instanceof Tensor)) wrong ??= `${what}: '${n}' is an integer tensor, expected floating point`;
+    else if (t.shape.length !== l.shape.length || t.shape.some((d, j) => d !== l.shape[j])) wrong ??= `${what}: '${n}' has shape [${t.shape}] in the file but [${l.shape}] in the model`;
+    else return t;
+    return l;
+  }, template) as T;
+  if (wrong) return E.left(wrong);
   if (missing.length) return E.left(`${what}: ${missing.length} tensors missing from the file (${missing.slice(0, 3).join(', ')}${missing.length > 3 ? ', …' : ''})`);
-  return E.right(unflatten<T>(def, out));
-}
-
-/** The dotted name of each tensor leaf, in pytree.flatten's order (records by sorted key). */
-export function leafNames(tree: unknown): string[] {
-  const out: string[] = [];
-  const walk = (x: unknown, prefix: string) => {
-    if (x instanceof Tensor) out.push(prefix);
-    else if (Array.isArray(x)) x.forEach((v, i) => walk(v, prefix ? `${prefix}.${i}` : String(i)));
-    else if (typeof x === 'object' && x !== null && Object.getPrototypeOf(x) === Object.prototype) {
-      for (const k of Object.keys(x).sort()) walk((x as Record<string, unknown>)[k], prefix ? `${prefix}.${k}` : k);
-    }
-  };
-  walk(tree, '');
-  return out;
+  return E.right(filled);
 }
 
 export interface CheckpointTemplate {
@@ -203,7 +182,7 @@ export function loadCheckpoint(dir: string, template: CheckpointTemplate): E.Eit
       const at = resolveCheckpointDir(dir)!;
       const read = (file: string) =>
         pipe(
-          readSafetensorsE(path.join(at, file)),
+          readTensors(path.join(at, file)),
           E.mapLeft((e): CheckpointError => ({ _tag: 'CheckpointCorrupt', dir: at, file, message: e.message })),
         );
       const fill = <T>(t: T, flat: ReadonlyMap<string, Leaf>, what: string) =>
@@ -243,7 +222,7 @@ export function loadWeights(dir: string, template: { params: unknown; state: unk
   const at = resolveCheckpointDir(dir) ?? path.resolve(dir);
   const read = (file: string) =>
     pipe(
-      readSafetensorsE(path.join(at, file)),
+      readTensors(path.join(at, file)),
       E.mapLeft((e): CheckpointError =>
         e._tag === 'SafetensorsIOError' ? { _tag: 'CheckpointMissing', dir: at } : { _tag: 'CheckpointCorrupt', dir: at, file, message: e.message },
       ),

@@ -1,5 +1,4 @@
 /** A trained model back from a checkpoint folder (or a run folder, taking its best/), for evaluate and predict. */
-import '../index.ts';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';

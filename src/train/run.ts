@@ -3,7 +3,6 @@
  * loop. Problems the user can fix (unknown model, missing data, a run folder already in use) come
  * back as usage errors; everything else as a run error with one line of explanation.
  */
-import '../index.ts'; // registers the primitives and backends
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -15,15 +14,15 @@ import { type Model, createModel, modelConfig, parseModelName } from '../nn/mode
 import { modelNames } from '../nn/archs.ts';
 import type { ModelConfig, Params, State } from '../nn/efficientnet.ts';
 import { fromTorchvisionE, formatTorchvisionKeyError } from '../nn/torchvision.ts';
-import { readSafetensorsE, type Leaf } from '../io/safetensors.ts';
-import { flatten, unflatten } from '../autograd/pytree.ts';
+import { readTensors, type Leaf } from '../io/safetensors.ts';
+import { flattenWithPath, keystr, treeMapWithPath } from '../autograd/pytree.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import { cast } from '../tensor/ops.ts';
 import { type Dataset, type Item, classWeights, loadDataset, posWeight } from '../data/readers.ts';
 import { type Split, readSplit, skippedRecord, splitDataset, writeSplit } from '../data/split.ts';
 import { ensureSynthetic } from '../data/synthetic.ts';
 import { type DataError, renderDataError } from '../data/errors.ts';
-import { type TrainerState, loadCheckpoint, readTrainerState, renderCheckpointError, resolveCheckpointDir, leafNames, loadWeights } from './checkpoint.ts';
+import { type TrainerState, loadCheckpoint, readTrainerState, renderCheckpointError, resolveCheckpointDir, loadWeights } from './checkpoint.ts';
 import { type Key as ConfigKey, type TrainConfig, type UsageError, RESUMABLE_KEYS, flagOf, usage } from './config.ts';
 import type { LossSpec } from './losses.ts';
 import { Checkpointer, type LoopStart, type Outcome, initKey, optimizerFor, runLoop } from './loop.ts';
@@ -82,7 +81,7 @@ interface InitSource {
 }
 
 function readInitSource(file: string, mc: ModelConfig): E.Either<TrainError, InitSource> {
-  const read = readSafetensorsE(file);
+  const read = readTensors(file);
   if (E.isLeft(read)) return E.left(usage(`--init-weights: ${read.left.file}: ${read.left.message}`));
   const flat = read.right.tensors;
   if (![...flat.keys()].some((k) => k.startsWith('features.'))) return E.right({ tensors: flat, naming: 'engine' });
@@ -90,31 +89,31 @@ function readInitSource(file: string, mc: ModelConfig): E.Either<TrainError, Ini
   if (E.isLeft(tv)) return E.left(usage(`--init-weights: ${formatTorchvisionKeyError(tv.left)}`));
   const m = new Map<string, Leaf>();
   for (const [tree, prefix] of [[tv.right.params, 'p'], [tv.right.state, 's']] as const) {
-    const [ls] = flatten(tree);
-    leafNames(tree).forEach((n, i) => m.set(`${prefix}:${n}`, ls[i]));
+    for (const [p, l] of flattenWithPath(tree)[0]) m.set(`${prefix}:${keystr(p)}`, l);
   }
   return E.right({ tensors: m, naming: 'torchvision' });
 }
 
 /** `tree` with every leaf that `src` has under a matching name and shape replaced (cast to the leaf's dtype). */
 function fillByName(tree: unknown, prefix: 'p' | 's', src: InitSource): { tree: unknown; copied: number; total: number; kept: string[] } {
-  const [ls, def] = flatten(tree);
-  const names = leafNames(tree);
   const kept: string[] = [];
   let copied = 0;
+  let total = 0;
   const candidates = (n: string) => (src.naming === 'torchvision' ? [`${prefix}:${n}`, `${prefix}:${n.split('.').slice(1).join('.')}`] : [n]);
-  const out = ls.map((l, i) => {
-    for (const c of candidates(names[i])) {
+  const out = treeMapWithPath((path, l) => {
+    total++;
+    const name = keystr(path);
+    for (const c of candidates(name)) {
       const t = src.tensors.get(c);
       if (t instanceof Tensor && t.shape.length === l.shape.length && t.shape.every((d, j) => d === l.shape[j])) {
         copied++;
         return t.dtype === l.dtype ? t : cast(t, l.dtype);
       }
     }
-    kept.push(names[i]);
+    kept.push(name);
     return l;
-  });
-  return { tree: unflatten(def, out), copied, total: ls.length, kept };
+  }, tree);
+  return { tree: out, copied, total, kept };
 }
 
 /**

@@ -3,6 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as E from 'fp-ts/lib/Either.js';
+import { pipe } from 'fp-ts/lib/function.js';
 import { dataSync, tensor, io } from '../../src/index.ts';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'st-test-'));
@@ -30,8 +31,8 @@ describe('safetensors', () => {
 
   it('round-trips a nested tree with F32, F64 and I64 and metadata', () => {
     const f = path.join(dir, 'a.safetensors');
-    io.saveSafetensors(f, tree, { format: 'pt', epoch: '3' });
-    const back = io.loadSafetensors(f) as any;
+    io.saveTree(f, tree, { format: 'pt', epoch: '3' });
+    const { tree: back, metadata } = io.loadTree(f) as any;
     expect(back.stem.w.shape).toEqual([2, 3]);
     expect(back.stem.w.dtype).toBe('float32');
     expect([...dataSync(back.stem.w)]).toEqual([1, 2, 3, 4, 5, 6]);
@@ -43,14 +44,15 @@ describe('safetensors', () => {
     expect(back.steps).toBeInstanceOf(io.Int64Array);
     expect([...back.steps.data]).toEqual([1n, 2n ** 62n]);
     expect(back.scalar.shape).toEqual([]);
-    expect(io.loadSafetensorsMetadata(f)).toEqual({ format: 'pt', epoch: '3' });
+    expect(metadata).toEqual({ format: 'pt', epoch: '3' });
+    expect(pipe(io.readTensors(f), E.map((r) => r.metadata))).toEqual(E.right({ format: 'pt', epoch: '3' }));
     // No temporary file is left behind.
     expect(fs.readdirSync(dir).filter((n) => n.endsWith('.tmp'))).toEqual([]);
   });
 
   it('writes the Python layout: LE u64 header length, padded JSON header, names sorted, offsets contiguous', () => {
     const f = path.join(dir, 'b.safetensors');
-    io.saveSafetensors(f, { b: tensor(new Float32Array([1, 2]), [2]), a: tensor(new Float64Array([3]), [1, 1]) }, { k: 'v' });
+    io.saveTree(f, { b: tensor(new Float32Array([1, 2]), [2]), a: tensor(new Float64Array([3]), [1, 1]) }, { k: 'v' });
     const bytes = fs.readFileSync(f);
     const n = Number(bytes.readBigUInt64LE(0));
     expect(n % 8).toBe(0);
@@ -79,7 +81,7 @@ describe('safetensors', () => {
     );
     const f = path.join(dir, 'py.safetensors');
     fs.writeFileSync(f, bytes);
-    const t = io.loadSafetensors(f) as any;
+    const t = io.loadTree(f).tree as any;
     expect([...dataSync(t.features[0][1].weight)]).toEqual([0.5, 1.5, -2]);
     expect(t.features[0][1].num_batches_tracked.data[0]).toBe(42n);
   });
@@ -88,19 +90,19 @@ describe('safetensors', () => {
     it(`rejects ${name} with an error naming the file`, () => {
       const f = path.join(dir, `${name.replace(/\W+/g, '_')}.safetensors`);
       fs.writeFileSync(f, bytes);
-      const r = io.loadSafetensorsE(f);
+      const r = io.readTensors(f);
       expect(E.isLeft(r)).toBe(true);
       if (E.isLeft(r)) {
         expect(r.left._tag).toBe('SafetensorsFormatError');
         expect(r.left.file).toBe(f);
         expect(r.left.message).toMatch(msg);
       }
-      expect(() => io.loadSafetensors(f)).toThrow(f);
+      expect(() => io.loadTree(f)).toThrow(f);
     });
 
   const good = (() => {
     const f = path.join(dir, 'good.safetensors');
-    io.saveSafetensors(f, tree);
+    io.saveTree(f, tree);
     return new Uint8Array(fs.readFileSync(f));
   })();
   corrupt('a file shorter than 8 bytes', good.subarray(0, 5), /truncated/);
@@ -132,32 +134,63 @@ describe('safetensors', () => {
     /overlap or hole/,
   );
 
-  it('a missing file is an IO error naming the file; the TaskEither form agrees', async () => {
+  it('a missing file is an IO error naming the file; loadTree throws it, tagged', () => {
     const f = path.join(dir, 'nope.safetensors');
-    const r = io.loadSafetensorsE(f);
+    const r = io.readTensors(f);
     expect(E.isLeft(r) && r.left._tag === 'SafetensorsIOError' && r.left.file === f).toBe(true);
-    const t = await io.loadSafetensorsTE(f)();
-    expect(E.isLeft(t)).toBe(true);
-    const ok = await io.loadSafetensorsTE(path.join(dir, 'good.safetensors'))();
-    expect(E.isRight(ok)).toBe(true);
+    let thrown: unknown;
+    try {
+      io.loadTree(f);
+    } catch (e) {
+      thrown = e;
+    }
+    expect(thrown).toBeInstanceOf(io.SafetensorsException);
+    expect((thrown as InstanceType<typeof io.SafetensorsException>).error).toMatchObject({ _tag: 'SafetensorsIOError', file: f });
   });
 
   it('writes flat dotted records (state dicts) as is, and refuses names it cannot tell apart or leaves that are not tensors', () => {
     const f = path.join(dir, 'flat.safetensors');
-    io.saveSafetensors(f, { 'features.0.0.weight': tensor([1, 2]), 'classifier.1.bias': tensor([3]) });
-    const t = io.loadSafetensors(f) as any;
+    io.saveTree(f, { 'features.0.0.weight': tensor([1, 2]), 'classifier.1.bias': tensor([3]) });
+    const t = io.loadTree(f).tree as any;
     expect([...dataSync(t.features[0][0].weight)]).toEqual([1, 2]);
     expect([...dataSync(t.classifier[1].bias)]).toEqual([3]);
-    expect(() => io.saveSafetensors(path.join(dir, 'x.safetensors'), { 'a.b': tensor([1]), a: { b: tensor([2]) } })).toThrow(/both named 'a.b'/);
-    expect(() => io.saveSafetensors(path.join(dir, 'x.safetensors'), { 'a..b': tensor([1]) })).toThrow(/empty dotted part/);
-    expect(() => io.saveSafetensors(path.join(dir, 'x.safetensors'), { a: 3 })).toThrow(/'a' is number/);
+    expect(() => io.saveTree(path.join(dir, 'x.safetensors'), { 'a.b': tensor([1]), a: { b: tensor([2]) } })).toThrow(/both named 'a.b'/);
+    expect(() => io.saveTree(path.join(dir, 'x.safetensors'), { 'a..b': tensor([1]) })).toThrow(/empty dotted part/);
+    expect(() => io.saveTree(path.join(dir, 'x.safetensors'), { a: 3 })).toThrow(/'a' is number/);
     expect(fs.existsSync(path.join(dir, 'x.safetensors'))).toBe(false);
   });
 
   it('overwrites atomically: the old content stays readable until the rename', () => {
     const f = path.join(dir, 'c.safetensors');
-    io.saveSafetensors(f, { x: tensor([1, 2]) });
-    io.saveSafetensors(f, { x: tensor([3, 4, 5]) });
-    expect([...dataSync((io.loadSafetensors(f) as any).x)]).toEqual([3, 4, 5]);
+    io.saveTree(f, { x: tensor([1, 2]) });
+    io.saveTree(f, { x: tensor([3, 4, 5]) });
+    expect([...dataSync((io.loadTree(f).tree as any).x)]).toEqual([3, 4, 5]);
+  });
+
+  it('reads and writes raw tensors by name: dotted names stay flat, a Map or a record goes in, bad names and values are Lefts', () => {
+    const f = path.join(dir, 'raw.safetensors');
+    const w = io.writeTensors(f, new Map<string, io.Leaf>([['features.0.weight', tensor([1, 2])], ['n', new io.Int64Array([], BigInt64Array.from([7n]))]]), { step: '5' });
+    expect(E.isRight(w)).toBe(true);
+    const r = io.readTensors(f);
+    if (E.isLeft(r)) throw new Error(r.left.message);
+    expect([...r.right.tensors.keys()]).toEqual(['features.0.weight', 'n']);
+    expect([...dataSync(r.right.tensors.get('features.0.weight') as any)]).toEqual([1, 2]);
+    expect(r.right.metadata).toEqual({ step: '5' });
+    expect(E.isRight(io.writeTensors(f, { a: tensor([1]) }))).toBe(true);
+    const bad = (tensors: any, metadata?: any) => {
+      const out = io.writeTensors(path.join(dir, 'y.safetensors'), tensors, metadata);
+      return E.isLeft(out) ? `${out.left._tag}: ${out.left.message}` : 'written';
+    };
+    expect(bad({ __metadata__: tensor([1]) })).toMatch(/SafetensorsTreeError: .*'__metadata__' is reserved/);
+    expect(bad({ '': tensor([1]) })).toMatch(/name '' is empty/);
+    expect(bad({ a: [tensor([1])] })).toMatch(/'a' is object, not a tensor/);
+    expect(bad({ a: tensor([1]) }, { epoch: 3 })).toMatch(/metadata 'epoch' must be a string/);
+    expect(fs.existsSync(path.join(dir, 'y.safetensors'))).toBe(false);
+  });
+
+  it('loadTree refuses a file whose names cannot form a tree (a name that is also a prefix), naming both', () => {
+    const f = path.join(dir, 'prefix.safetensors');
+    expect(E.isRight(io.writeTensors(f, { a: tensor([1]), 'a.b': tensor([2]) }))).toBe(true);
+    expect(() => io.loadTree(f)).toThrow(/prefix\.safetensors: 'a' is both a leaf and a prefix of 'a\.b'/);
   });
 });

@@ -8,7 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as Ei from 'fp-ts/lib/Either.js';
-import { type Tensor, checkGradients, dataSync, io, mul, nn, random, sum, treeLeaves, valueAndGrad } from '../../src/index.ts';
+import { type Tensor, checkGradients, dataSync, io, keystr, mul, nn, random, sum, treeFlattenWithPath, treeLeaves, valueAndGrad } from '../../src/index.ts';
 import { BN_FILE, WEIGHTS_FILE, loadWeights } from '../../src/train/checkpoint.ts';
 import { adam } from '../../src/train/optim.ts';
 
@@ -67,7 +67,7 @@ describe('nn.layers summary', () => {
 
   it('names parameters like a PyTorch state dict', () => {
     const small = nn.createNetwork(L.sequential(L.convBnAct(1, 2, 3), L.globalAvgPool(), L.dense(2, 3)), { key: random.key(0), inputShape: [1, 1, 5, 5] });
-    const names = [...Ei.getOrElseW(() => new Map())(io.flattenTree(small.params)).keys()].sort();
+    const names = treeFlattenWithPath(small.params)[0].map(([p]) => keystr(p)).sort();
     expect(names).toEqual(['0.bn.bias', '0.bn.scale', '0.conv.w', '2.b', '2.w']);
   });
 });
@@ -88,8 +88,8 @@ describe('nn.layers with the rest of the engine', () => {
     const opt = adam();
     const [params] = opt.update(grads, opt.init(net.params), net.params, 0.1);
     treeLeaves(params).forEach((p, i) => expect([...dataSync(p)]).not.toEqual([...dataSync(treeLeaves(net.params)[i])]));
-    io.saveSafetensors(path.join(dir, WEIGHTS_FILE), params);
-    io.saveSafetensors(path.join(dir, BN_FILE), state);
+    io.saveTree(path.join(dir, WEIGHTS_FILE), params);
+    io.saveTree(path.join(dir, BN_FILE), state);
     const back = loadWeights(dir, { params: net.params, state: net.state });
     if (Ei.isLeft(back)) throw new Error(JSON.stringify(back.left));
     treeLeaves(back.right.params).forEach((p, i) => expect([...dataSync(p)]).toEqual([...dataSync(treeLeaves(params)[i])]));

@@ -141,8 +141,8 @@ describe('forward contract on tiny models', () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'nn-st-'));
     try {
       const m = nn.createModel('b0-stochastic-skip', { key: random.key(3), ...TINY });
-      io.saveSafetensors(path.join(dir, 'p.safetensors'), { params: m.params, state: m.state }, { model: m.config.name });
-      const back = io.loadSafetensors(path.join(dir, 'p.safetensors')) as any;
+      io.saveTree(path.join(dir, 'p.safetensors'), { params: m.params, state: m.state }, { model: m.config.name });
+      const back = io.loadTree(path.join(dir, 'p.safetensors')).tree as any;
       const m2 = { config: m.config, params: back.params, state: back.state };
       expect([...dataSync(nn.predict(m2, { low, high }, random.key(1)))]).toEqual([...dataSync(nn.predict(m, { low, high }, random.key(1)))]);
     } finally {

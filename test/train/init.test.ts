@@ -6,7 +6,7 @@ import * as E from 'fp-ts/lib/Either.js';
 import { dataSync, random } from '../../src/index.ts';
 import { createModel } from '../../src/nn/model.ts';
 import { toTorchvision } from '../../src/nn/torchvision.ts';
-import { saveSafetensors } from '../../src/io/safetensors.ts';
+import { saveTree } from '../../src/io/safetensors.ts';
 import { saveCheckpoint } from '../../src/train/checkpoint.ts';
 import { rmsprop } from '../../src/train/optim.ts';
 import { initFromWeights } from '../../src/train/run.ts';
@@ -20,7 +20,7 @@ describe('--init-weights', () => {
   it('torchvision names initialise both backbones of b0-full-split (all but the classifier)', () => {
     const tv = createModel('b0', { key: random.key(5), numClasses: 1000, padding: 'symmetric', bnEps: 1e-5 });
     const file = path.join(tmp, 'tv.safetensors');
-    saveSafetensors(file, toTorchvision(tv));
+    saveTree(file, toTorchvision(tv));
     const fresh = createModel('b0-full-split', { key: random.key(6), lowSize: 64, highSize: 256 });
     const r = initFromWeights(file, fresh.config, fresh.params, fresh.state);
     if (E.isLeft(r)) throw new Error(r.left.message);

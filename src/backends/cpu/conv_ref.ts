@@ -14,7 +14,7 @@ import type {
   StochasticConv2dGradFilterAttrs,
   StochasticConv2dGradInputAttrs,
 } from '../../autograd/conv.ts';
-import { arrayFor } from '../../tensor/tensor.ts';
+import { arrayFor } from '../kernel.ts';
 import { sizeOf } from '../../tensor/shape.ts';
 import { stochasticGeometry, windowOf } from './conv_geom.ts';
 

@@ -1,5 +1,6 @@
-/** The CPU backend: plain TypeScript kernels over typed arrays, the reference for every other backend. */
-import { type Backend, type Kernel, registerBackend, type TypedArray, writesInto } from '../backend.ts';
+/** The CPU backend ('cpu', the default; src/backends/backend.ts registers it): plain TypeScript and wasm kernels over typed arrays, the reference for every other backend. */
+import type { Backend, Kernel, TypedArray } from '../backend.ts';
+import { writesInto } from '../kernel.ts';
 import { convKernels } from './conv.ts';
 import { elementwiseExprs, elementwiseKernel, fastElementwiseKernel } from './elementwise.ts';
 import * as L from './layout.ts';
@@ -38,5 +39,3 @@ export const cpuBackend: Backend<TypedArray> = {
   view: (buffer, byteOffset, dtype, size) => (dtype === 'float64' ? new Float64Array(buffer, byteOffset, size) : new Float32Array(buffer, byteOffset, size)),
   describe: () => 'cpu (TypeScript kernels)',
 };
-
-registerBackend(cpuBackend);

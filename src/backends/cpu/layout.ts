@@ -1,6 +1,6 @@
 /** Data-movement kernels: strided copies for transpose/slice/pad/broadcast, concat, gather, scatter, cast. */
 import type { DType, KernelArg, OutSpec, TypedArray } from '../backend.ts';
-import { arrayFor } from '../../tensor/tensor.ts';
+import { arrayFor } from '../kernel.ts';
 import { broadcastStrides, collapseAxes, sizeOf, stridesOf } from '../../tensor/shape.ts';
 
 type Arg = KernelArg<TypedArray>;

@@ -1,13 +1,13 @@
 /**
  * The 'gpu' backend: the primitives in float32 on a GPU API, float64 tensors may live here but
- * their ops run on the CPU kernels (see `supports`). Registered at import; nothing is loaded and
+ * their ops run on the CPU kernels (see `supports`). Always registered; nothing is loaded and
  * no device is acquired before `setBackend('gpu')` or the backend's first use.
  *
  * Mode: `configureGpu({ mode })`, else env `STOCHCONV_GPU_MODE`, else the best available:
  * webgpu (WGSL on a WebGPU adapter through Dawn, src/backends/webgpu) > gpu.js webgl2 > webgl >
  * headlessgl > webasm > cpu. `gpuMode()` says which one runs, `gpuAdapter()` which WebGPU adapter.
  */
-import { type Backend, type DType, type Kernel, type TypedArray, registerBackend } from '../backend.ts';
+import type { Backend, DType, Kernel, TypedArray } from '../backend.ts';
 import { type AdapterReport, type WebGpuStorage, downloadWebGpu, downloadWebGpuAsync, uploadWebGpu, webgpuDevice, webgpuKernels } from '../webgpu/index.ts';
 import { fuseWebGpu } from '../webgpu/fused.ts';
 import type { FusedGroup } from '../../jit/fused-group.ts';
@@ -205,9 +205,8 @@ export function createGpuBackend(opts: GpuBackendOptions = {}): GpuBackend {
   return backend;
 }
 
-/** The backend registered as 'gpu'. */
+/** The backend registered as 'gpu' (src/backends/backend.ts registers it). */
 export const gpuBackend = createGpuBackend();
-registerBackend(gpuBackend);
 
 /**
  * The mode the 'gpu' backend runs in ('webgpu', 'webgl2', 'webgl', 'headlessgl', 'webasm' or 'cpu').

@@ -13,8 +13,8 @@
  * operand is per channel ('c': one float per channel) or full ('f': the activation's shape).
  */
 import {
-  Fn, T, add, assemble, get, i32, load, mul, splat, sub, vadd, vconst, vconstI, vandnot, vdiv, viadd, vishl, vlt, vmul, vneg, vpmax, vpmin, vsub,
-  vzero, type Expr,
+  Fn, T, add, assemble, extractLane, extractLaneF64, f32ofD, f64add, f64div, f64ofF, f64ofI, get, i32, load, mul, remU, shuffle, simdBin, simdUn, splat,
+  sub, vadd, vconst, vconstI, vandnot, vdiv, viadd, vishl, vlt, vmul, vneg, vpmax, vpmin, vsub, vzero, type Expr,
 } from './wasm.ts';
 import { type WasmHeap, wasmHeap } from './heap.ts';
 import { Job, type PoolKernel, loadKernels, poolThreads } from './pool.ts';
@@ -70,39 +70,10 @@ function vexp(f: Fn, c: Consts, x: Expr, lx: number, lfx: number, ln: number): E
 }
 
 const F64 = 0x7c as T;
-/** i8x16.shuffle of one vector with itself by 32-bit lanes. */
-const lanes = (a: Expr, l: readonly number[]): Expr => (f) => {
-  a(f);
-  a(f);
-  f.simd(0x0d, ...l.flatMap((x) => [4 * x, 4 * x + 1, 4 * x + 2, 4 * x + 3]));
-};
-const promoteLow = (a: Expr): Expr => (f) => {
-  a(f);
-  f.simd(0x5f); // f64x2.promote_low_f32x4
-};
-const dadd = (a: Expr, b: Expr): Expr => (f) => {
-  a(f);
-  b(f);
-  f.simd(0xf0); // f64x2.add
-};
-const extract = (a: Expr, l: number): Expr => (f) => {
-  a(f);
-  f.simd(0x1f, l); // f32x4.extract_lane
-};
-const dlane = (a: Expr, l: number): Expr => (f) => {
-  a(f);
-  f.simd(0x21, l); // f64x2.extract_lane
-};
-const scalar = (...op: number[]) => (...xs: Expr[]): Expr => (f) => {
-  for (const x of xs) x(f);
-  f.op(...op);
-};
-const f64add = scalar(0xa0);
-const f64div = scalar(0xa3);
-const f64ofI = scalar(0xb7); // f64.convert_i32_s
-const f64ofF = scalar(0xbb); // f64.promote_f32
-const f32ofD = scalar(0xb6); // f32.demote_f64
-const remU = scalar(0x70);
+/** f64x2.promote_low_f32x4 */
+const promoteLow = simdUn(0x5f);
+/** f64x2.add */
+const dadd = simdBin(0xf0);
 
 /** σ(v) on 4 lanes (tmp: three v128 locals for the exp). */
 const sig = (f: Fn, c: Consts, v: Expr, t: number[]) => vandnot(vdiv(c.k(1), vadd(c.k(1), vexp(f, c, vneg(v), t[0], t[1], t[2]))), vlt(v, c.k(-88)));
@@ -126,7 +97,7 @@ function streamLoop(f: Fn, ins: readonly ({ ptr: number } | { splat: number })[]
     });
     const y = body(xv.map((l) => get(l)));
     if (vec) f.store('v128', add(get(out), add(get(base), get(j))), y);
-    else f.store('f32', add(get(out), add(get(base), get(j))), extract(y, 0));
+    else f.store('f32', add(get(out), add(get(base), get(j))), extractLane(y, 0));
   };
   f.for(j, i32(0), sub(get(end), i32(12)), i32(16), () => run(true));
   f.for(j, get(j), get(end), i32(4), () => run(false));
@@ -216,15 +187,15 @@ function statsFn(moments: boolean): Fn {
       f.for(q, i32(0), get(e), i32(16), () => {
         elem(load('v128', add(get(pl), get(q))));
         f.set(lo, dadd(get(lo), promoteLow(get(v))));
-        f.set(hi, dadd(get(hi), promoteLow(lanes(get(v), [2, 3, 0, 1]))));
+        f.set(hi, dadd(get(hi), promoteLow(shuffle(get(v), get(v), [2, 3, 0, 1]))));
       });
       f.for(q, get(q), get(rowEnd), i32(4), () => {
         elem(splat(load('f32', add(get(pl), get(q)))));
-        f.set(sum, f64add(get(sum), f64ofF(extract(get(v), 0))));
+        f.set(sum, f64add(get(sum), f64ofF(extractLane(get(v), 0))));
       });
     });
     f.set(lo, dadd(get(lo), get(hi)));
-    return f64add(get(sum), f64add(dlane(get(lo), 0), dlane(get(lo), 1)));
+    return f64add(get(sum), f64add(extractLaneF64(get(lo), 0), extractLaneF64(get(lo), 1)));
   };
   const at = (p: number) => add(get(p), mul(get(ch), i32(4)));
   f.for(ch, get(c0), get(c1), i32(1), () => {

@@ -18,43 +18,14 @@
  * Only sw ∈ {1, 2} are generated (for other strides conv.ts takes im2col + sgemm, or the reference). Modules import
  * the shared heap (heap.ts) and are loaded into the pool (pool.ts), so jobs of their calls run on every thread.
  */
-import { Fn, T, type Expr, add, assemble, get, i32, load, loadSplat, lt_s, mul, sub, vadd, vmul, vzero } from './wasm.ts';
-import { SLACK, wasmHeap } from './heap.ts';
-import { type PoolKernel, loadKernels } from './pool.ts';
+import {
+  Fn, T, type Expr, add, assemble, extractLane, fadd, get, i32, isplat, load, loadSplat, lt_s, mul, shuffle, sub, vadd, vand, vconstI4, vigt, vmul, vzero,
+} from './wasm.ts';
+import { SLACK, type WasmHeap, wasmHeap } from './heap.ts';
+import { type PoolKernel, loadKernels, poolThreads } from './pool.ts';
 
 export { SLACK };
 
-// ---- SIMD instructions the shared emitter lacks ------------------------------------------------------------------
-/** i8x16.shuffle of two f32x4 by 32-bit lane indices (0–3 from a, 4–7 from b). */
-const shuffle = (a: Expr, b: Expr, lanes: readonly number[]): Expr => (f) => {
-  a(f);
-  b(f);
-  f.simd(0x0d, ...lanes.flatMap((l) => [4 * l, 4 * l + 1, 4 * l + 2, 4 * l + 3]));
-};
-const vand = (a: Expr, b: Expr): Expr => (f) => {
-  a(f);
-  b(f);
-  f.simd(0x4e);
-};
-const isplat = (a: Expr): Expr => (f) => {
-  a(f);
-  f.simd(0x11);
-};
-const vconstI4 = (l: readonly number[]): Expr => (f) => f.simd(0x0c, ...l.flatMap((x) => [x & 255, (x >> 8) & 255, (x >> 16) & 255, (x >>> 24) & 255]));
-const vigt = (a: Expr, b: Expr): Expr => (f) => {
-  a(f);
-  b(f);
-  f.simd(0x3b); // i32x4.gt_s
-};
-const lane = (a: Expr, l: number): Expr => (f) => {
-  a(f);
-  f.simd(0x1f, l); // f32x4.extract_lane
-};
-const fadd = (a: Expr, b: Expr): Expr => (f) => {
-  a(f);
-  b(f);
-  f.op(0x92);
-};
 const EVEN = [0, 2, 4, 6];
 const ODD = [1, 3, 5, 7];
 
@@ -304,7 +275,7 @@ function gwRow(g: Geom): Fn {
     for (let v = 1; v < V; v++) s = vadd(s, get(acc[kx * V + v]));
     const sv = f.local(T.v128);
     f.set(sv, s);
-    f.store('f32', get(out), fadd(load('f32', get(out), kx * 4), fadd(fadd(lane(get(sv), 0), lane(get(sv), 1)), fadd(lane(get(sv), 2), lane(get(sv), 3)))), kx * 4);
+    f.store('f32', get(out), fadd(load('f32', get(out), kx * 4), fadd(fadd(extractLane(get(sv), 0), extractLane(get(sv), 1)), fadd(extractLane(get(sv), 2), extractLane(get(sv), 3)))), kx * 4);
   }
   return f;
 }
@@ -368,6 +339,19 @@ export function kernels(g: Geom): Kernels {
   }
   return k;
 }
+
+/** The shared heap, or an error naming the kernel family (`what`) where WebAssembly SIMD is missing. */
+export function simdHeap(what: string): WasmHeap {
+  const h = wasmHeap();
+  if (!h) throw new Error(`${what}: WebAssembly SIMD is not available`);
+  return h;
+}
+
+/** Heap bytes to reserve for `bytes` of scratch: with SLACK for the reads past its end, rounded up to 64. */
+export const paddedBytes = (bytes: number): number => Math.ceil((bytes + SLACK) / 64) * 64;
+
+/** Tasks for a job over n units: small enough ranges that a thread the scheduler delays leaves little for the others. */
+export const tasksFor = (n: number): [number, number][] => ranges(n, 4 * poolThreads());
 
 /** Splits [0, n) into `parts` contiguous ranges (fewer when n is small), for a job's tasks. */
 export function ranges(n: number, parts: number): [number, number][] {

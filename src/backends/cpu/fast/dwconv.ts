@@ -12,10 +12,9 @@
  *
  * `depthwiseSimdOk` says whether a call can take this path (float32, wasm SIMD, column stride 1 or 2).
  */
-import { type Geom, SLACK, convSimdAvailable, ginColumnShift, ginPadding, kernels, ranges } from './convsimd.ts';
-import { wasmHeap } from './heap.ts';
+import { type Geom, SLACK, convSimdAvailable, ginColumnShift, ginPadding, kernels, paddedBytes, simdHeap, tasksFor } from './convsimd.ts';
 import type { ConvGeometry } from '../conv_geom.ts';
-import { Job, S, poolThreads } from './pool.ts';
+import { Job, S } from './pool.ts';
 
 /** The fields of a conv's geometry record (../conv_geom.ts) these kernels read. */
 export type DepthwiseGeom = Pick<ConvGeometry, 'N' | 'C' | 'H' | 'W' | 'O' | 'OH' | 'OW' | 'kh' | 'kw' | 'stride' | 'dilation' | 'padding'>;
@@ -35,14 +34,7 @@ function padded(d: DepthwiseGeom): { Hp: number; Wp: number } {
   return { Hp, Wp };
 }
 
-const heapOrThrow = () => {
-  const h = wasmHeap();
-  if (!h) throw new Error('depthwise: WebAssembly SIMD is not available');
-  return h;
-};
-const up = (bytes: number) => Math.ceil((bytes + SLACK) / 64) * 64;
-/** Tasks per thread: small enough ranges that a thread the scheduler delays leaves little for the others. */
-const tasksFor = (n: number) => ranges(n, 4 * poolThreads());
+const heapOrThrow = () => simdHeap('depthwise');
 
 /** y (at py) = depthwise conv(x at px, w at pw). */
 export function depthwiseForwardPtr(px: number, pw: number, py: number, d: DepthwiseGeom): void {
@@ -51,7 +43,7 @@ export function depthwiseForwardPtr(px: number, pw: number, py: number, d: Depth
   const M = O / C, HW = H * W, P = OH * OW, T = kh * kw;
   const { Hp, Wp } = padded(d);
   const k = kernels(geom(d));
-  const xp = SLACK, ys = xp + up(Hp * Wp * 4);
+  const xp = SLACK, ys = xp + paddedBytes(Hp * Wp * 4);
   const job = new Job();
   for (const [p0, p1] of tasksFor(N * C)) {
     job.call(k.fill, S(xp), 0, Hp * Wp * 4);
@@ -66,7 +58,7 @@ export function depthwiseForwardPtr(px: number, pw: number, py: number, d: Depth
     }
     job.endTask();
   }
-  job.run(ys + up(P * 4));
+  job.run(ys + paddedBytes(P * 4));
 }
 
 /** x̄ (at pdx) = the depthwise conv's adjoint applied to ȳ (at pg): a gather per input plane over its M output channels. */
@@ -81,7 +73,7 @@ export function depthwiseGradInputPtr(pg: number, pw: number, pdx: number, d: De
   const phase = (g.sw === 2 ? pl & 1 : 0) as 0 | 1;
   const gin = phase ? k.gin1 : k.gin0;
   const base = (g.sw === 1 ? pl : (pl - phase) / 2) + ginColumnShift(g, phase);
-  const gp = SLACK, dxs = gp + up(Hg * Wg * 4);
+  const gp = SLACK, dxs = gp + paddedBytes(Hg * Wg * 4);
   const g00 = gp + (pad.top * Wg + pad.left) * 4; // g(0, 0) in the padded plane
   const job = new Job();
   for (const [p0, p1] of tasksFor(N * C)) {
@@ -98,7 +90,7 @@ export function depthwiseGradInputPtr(pg: number, pw: number, pdx: number, d: De
     }
     job.endTask();
   }
-  job.run(dxs + up(HW * 4));
+  job.run(dxs + paddedBytes(HW * 4));
 }
 
 /** w̄[o, ky, kx] (at pdw) = Σ_n Σ_{i, j} ȳ[n, o, i, j] · x_padded[n, ⌊o/M⌋, i·sh + ky·dh, j·sw + kx·dw]. */
@@ -126,7 +118,7 @@ export function depthwiseGradFilterPtr(px: number, pg: number, pdw: number, d: D
     }
     job.endTask();
   }
-  job.run(xp + up(Hp * Wp * 4));
+  job.run(xp + paddedBytes(Hp * Wp * 4));
 }
 
 /** y = depthwise conv(x, w) (typed arrays; views of the heap are used in place, `out` too). */

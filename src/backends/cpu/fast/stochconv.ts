@@ -14,10 +14,9 @@
  *     once; bands no window touches are zero-filled.
  * Windows are validated by the primitive's shape rule (autograd/conv.ts) before any kernel runs.
  */
-import { type Geom, SLACK, convSimdAvailable, ginColumnShift, ginPadding, kernels, ranges } from './convsimd.ts';
-import { wasmHeap } from './heap.ts';
+import { type Geom, SLACK, convSimdAvailable, ginColumnShift, ginPadding, kernels, paddedBytes, simdHeap, tasksFor } from './convsimd.ts';
 import { type StochasticGeometry, windowOf } from '../conv_geom.ts';
-import { Job, S, poolThreads } from './pool.ts';
+import { Job, S } from './pool.ts';
 
 /** The stochastic conv's geometry record (../conv_geom.ts). */
 export type StochasticGeom = StochasticGeometry;
@@ -41,13 +40,7 @@ export function setStochasticBandRows(rows: number | undefined): void {
   bandOverride = rows === undefined ? undefined : Math.max(1, Math.floor(rows));
 }
 
-const heapOrThrow = () => {
-  const h = wasmHeap();
-  if (!h) throw new Error('stochastic conv: WebAssembly SIMD is not available');
-  return h;
-};
-const up = (bytes: number) => Math.ceil((bytes + SLACK) / 64) * 64;
-const tasksFor = (n: number) => ranges(n, 4 * poolThreads());
+const heapOrThrow = () => simdHeap('stochastic conv');
 
 export function stochasticForwardPtr(px: number, pw: number, py: number, s: StochasticGeom): void {
   const { N, C, H, W, O, kh, kw } = s;
@@ -68,7 +61,7 @@ export function stochasticForwardPtr(px: number, pw: number, py: number, s: Stoc
     }
     job.endTask();
   }
-  job.run(ys + up(P * 4));
+  job.run(ys + paddedBytes(P * 4));
 }
 
 export function stochasticGradFilterPtr(px: number, pg: number, pdw: number, s: StochasticGeom): void {
@@ -108,7 +101,7 @@ export function stochasticGradInputPtr(pg: number, pw: number, pdx: number, s: S
   const base = ginColumnShift(g0, 0); // window column 0 is even: phase 0
   const ks = chunkKernels(s, cu);
   const k = ks[0];
-  const gp = SLACK, dxb = gp + up(O * Hg * Wg * 4);
+  const gp = SLACK, dxb = gp + paddedBytes(O * Hg * Wg * 4);
   const g00 = (o: number) => gp + (o * Hg * Wg + pad.top * Wg + pad.left) * 4; // g(0, 0) of channel o, zero-padded around
   const job = new Job();
   for (let n = 0; n < N; n++) {
@@ -137,7 +130,7 @@ export function stochasticGradInputPtr(pg: number, pw: number, pdx: number, s: S
     }
     job.endTask();
   }
-  job.run(dxb + up(C * B * W * 4));
+  job.run(dxb + paddedBytes(C * B * W * 4));
 }
 
 export function stochasticForwardF32(X: Float32Array, Wt: Float32Array, s: StochasticGeom, out?: Float32Array): Float32Array {

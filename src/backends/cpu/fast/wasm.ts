@@ -169,6 +169,10 @@ const bin = (...op: number[]) => (a: Expr, b: Expr): Expr => (f) => {
   b(f);
   f.op(...op);
 };
+const un = (op: number) => (a: Expr): Expr => (f) => {
+  a(f);
+  f.op(op);
+};
 export const add = bin(0x6a);
 export const sub = bin(0x6b);
 export const mul = bin(0x6c);
@@ -180,10 +184,7 @@ export const lt_s = bin(0x48);
 export const gt_s = bin(0x4a);
 export const le_s = bin(0x4c);
 export const ge_s = bin(0x4e);
-export const eqz = (a: Expr): Expr => (f) => {
-  a(f);
-  f.op(0x45);
-};
+export const eqz = un(0x45);
 export const min_s = (a: Expr, b: Expr): Expr => (f) => {
   // select(a, b, a < b)
   a(f);
@@ -195,6 +196,15 @@ export const min_s = (a: Expr, b: Expr): Expr => (f) => {
 export const fadd = bin(0x92);
 export const fmul = bin(0x94);
 export const feq = bin(0x5b);
+export const remU = bin(0x70);
+export const f64add = bin(0xa0);
+export const f64div = bin(0xa3);
+/** f64.convert_i32_s */
+export const f64ofI = un(0xb7);
+/** f64.promote_f32 */
+export const f64ofF = un(0xbb);
+/** f32.demote_f64 */
+export const f32ofD = un(0xb6);
 export const load = (kind: 'i32' | 'f32' | 'v128', addr: Expr, offset = 0): Expr => (f) => {
   addr(f);
   if (kind === 'i32') f.op(0x28, 2, ...uleb(offset));
@@ -282,16 +292,39 @@ export interface WasmApi {
 /** `globalThis.WebAssembly`, or undefined where the engine has none. */
 export const wasmApi: WasmApi | undefined = (globalThis as unknown as { WebAssembly?: WasmApi }).WebAssembly;
 
-// ---- more f32x4 / i32x4 expressions (for the activation kernels) ---------------------------------------------------
-const simdBin = (op: number) => (a: Expr, b: Expr): Expr => (f) => {
+// ---- more SIMD expressions (for the activation and convolution kernels) -------------------------------------------
+export const simdBin = (op: number) => (a: Expr, b: Expr): Expr => (f) => {
   a(f);
   b(f);
   f.simd(op);
 };
-const simdUn = (op: number) => (a: Expr): Expr => (f) => {
+export const simdUn = (op: number) => (a: Expr): Expr => (f) => {
   a(f);
   f.simd(op);
 };
+/** i8x16.shuffle of two vectors by 32-bit lane indices (0–3 from a, 4–7 from b). */
+export const shuffle = (a: Expr, b: Expr, lanes: readonly number[]): Expr => (f) => {
+  a(f);
+  b(f);
+  f.simd(0x0d, ...lanes.flatMap((l) => [4 * l, 4 * l + 1, 4 * l + 2, 4 * l + 3]));
+};
+/** f32x4.extract_lane */
+export const extractLane = (a: Expr, l: number): Expr => (f) => {
+  a(f);
+  f.simd(0x1f, l);
+};
+/** f64x2.extract_lane */
+export const extractLaneF64 = (a: Expr, l: number): Expr => (f) => {
+  a(f);
+  f.simd(0x21, l);
+};
+export const vand = simdBin(0x4e);
+/** i32x4.gt_s */
+export const vigt = simdBin(0x3b);
+/** i32x4.splat */
+export const isplat = simdUn(0x11);
+/** An i32x4 constant from its four lanes. */
+export const vconstI4 = (l: readonly number[]): Expr => (f) => f.simd(0x0c, ...l.flatMap((x) => [x & 255, (x >> 8) & 255, (x >> 16) & 255, (x >>> 24) & 255]));
 export const vsub = simdBin(0xe5);
 export const vdiv = simdBin(0xe7);
 export const vmin = simdBin(0xe8);
@@ -308,10 +341,7 @@ export const vishl = (a: Expr, n: Expr): Expr => (f) => {
   f.simd(0xab);
 };
 export const vconst = (x: number): Expr => splat(f32(x));
-export const vconstI = (x: number): Expr => (f) => {
-  i32(x)(f);
-  f.simd(0x11); // i32x4.splat
-};
+export const vconstI = (x: number): Expr => isplat(i32(x));
 /** f32x4.lt → lane mask. */
 export const vlt = simdBin(0x43);
 /** v128.andnot(a, b) = a & ~b */

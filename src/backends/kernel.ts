@@ -1,0 +1,14 @@
+/**
+ * The helpers kernel modules are written with. This module imports nothing, and kernel modules
+ * import only modules like it (and `src/tensor/shape.ts`), never the tensor or autograd layers nor
+ * the registry in backend.ts, which imports the built-in backends: so the backends form no import
+ * cycle with the rest of the engine and any of their modules can be loaded first
+ * (test/imports.test.ts checks the rule).
+ */
+import type { DType, TypedArray } from './backend.ts';
+
+/** A fresh zeroed array of `n` elements of `dtype`. */
+export const arrayFor = (dtype: DType, n: number): TypedArray => (dtype === 'float64' ? new Float64Array(n) : new Float32Array(n));
+
+/** Marks a kernel as writing into `OutSpec.into` when given. */
+export const writesInto = <K extends (...a: any[]) => unknown>(k: K): K & { readonly writesInto: true } => Object.assign(k, { writesInto: true as const });
