@@ -147,7 +147,7 @@ export const FLAGS: readonly Flag[] = [
   { key: 'format', flags: '--format <name>', help: 'force the dataset reader (isic2020, isic2019, …, folders)', shown: 'detected per folder', parse: str },
   { key: 'task', flags: '--task <task>', help: 'binary (melanoma vs other) or multiclass', shown: 'binary', parse: oneOf(['binary', 'multiclass'] as const) },
   { key: 'model', flags: '--model <name>', help: 'b0…b7, b0-64, b0-stochastic-stem, b4-stochastic-stem, b0-stochastic-skip, b0-full-split, b0-pure-stochastic, …', shown: 'b0-full-split', parse: str },
-  { key: 'imgSize', flags: '--img-size <px>', help: 'low-res input side', shown: `the model's (224 for b0); ${SYNTHETIC_RUN.imgSize} on the synthetic set`, parse: int(8) },
+  { key: 'imgSize', flags: '--img-size <px>', help: 'low-res input side (pure-stochastic: its backbone runs at the stem output of that side, ⌈px/2⌉)', shown: `the model's (224 for b0); ${SYNTHETIC_RUN.imgSize} on the synthetic set`, parse: int(8) },
   { key: 'hrSize', flags: '--hr-size <px>', help: 'high-res input side of stochastic models', shown: `1024; ${SYNTHETIC_RUN.hrSize} on the synthetic set`, parse: int(8) },
   { key: 'widthMult', flags: '--width-mult <x>', help: 'override the width coefficient (smaller models)', shown: `the variant's; ${SYNTHETIC_RUN.widthMult} on the synthetic set`, parse: orNone(num(0, 10, true)) },
   { key: 'depthMult', flags: '--depth-mult <x>', help: 'override the depth coefficient (smaller models)', shown: `the variant's; ${SYNTHETIC_RUN.depthMult} on the synthetic set`, parse: orNone(num(0, 10, true)) },
