@@ -17,7 +17,7 @@
  * - `ensureSynthetic({dir?, count, size, seed})` → TaskEither<DataError, folder> (labels.csv +
  *   images/*.png) in `.cache/synthetic-<seed>-<count>-<size>`. The class is a 3–5 px texture that
  *   only the full-resolution image shows: train with highSize = size (SYNTHETIC_TRAIN_DEFAULTS:
- *   480 images of 256 px, high 256, low 32).
+ *   960 images of 256 px, high 256, low 32).
  *
  * Images and batches
  * - `decodeImage(path, {shortSide?, square?, minSize?})`, `sampleAugment(key, w, h)`,

@@ -49,7 +49,7 @@ export const SYNTHETIC_DEFAULTS = { count: 240, size: 1024, seed: 1337, period: 
  * high-res branch at 256 (the texture needs the full resolution) and the low-res input at 32 (8×
  * smaller: the texture is gone).
  */
-export const SYNTHETIC_TRAIN_DEFAULTS = { count: 480, size: 256, seed: 1337, highSize: 256, lowSize: 32 } as const;
+export const SYNTHETIC_TRAIN_DEFAULTS = { count: 960, size: 256, seed: 1337, highSize: 256, lowSize: 32 } as const;
 
 /** Bumped whenever the renderer changes, so stale caches are regenerated. */
 const GENERATOR_VERSION = 5;

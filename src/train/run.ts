@@ -50,6 +50,10 @@ export interface ModelSpec {
 export function modelSpecFor(cfg: Pick<TrainConfig, 'model' | 'imgSize' | 'hrSize' | 'widthMult' | 'depthMult' | 'bnMomentum' | 'headInit'>, numClasses: number): ModelSpec {
   const options: Record<string, unknown> = { numClasses };
   if (cfg.imgSize !== null) options.lowSize = cfg.imgSize;
+  // A pure-stochastic model has no low-res input: --img-size sets where its backbone runs instead,
+  // at the stem output a low-res model of that size has (⌈side/2⌉: 112 at the paper's 224), so the
+  // variants of one run share the backbone's cost.
+  if (cfg.imgSize !== null && archOf(cfg.model) === 'pure-stochastic') options.stochOutSize = Math.ceil(cfg.imgSize / 2);
   if (cfg.hrSize !== null) options.highSize = cfg.hrSize;
   if (cfg.widthMult !== null) options.widthMult = cfg.widthMult;
   if (cfg.depthMult !== null) options.depthMult = cfg.depthMult;
@@ -57,6 +61,14 @@ export function modelSpecFor(cfg: Pick<TrainConfig, 'model' | 'imgSize' | 'hrSiz
   options.headInit = cfg.headInit;
   return { name: cfg.model, options };
 }
+
+const archOf = (name: string): string | null => {
+  try {
+    return parseModelName(name).arch;
+  } catch {
+    return null;
+  }
+};
 
 /** The model's config, or a usage error naming the model or the size that does not fit. */
 export function checkModel(spec: ModelSpec): E.Either<UsageError, ModelConfig> {

@@ -14,7 +14,7 @@ import { main as trainMain } from '../../src/train/cli.ts';
 import { main as evaluateMain } from '../../src/train/evaluate.ts';
 import { main as predictMain } from '../../src/train/predict.ts';
 import { resolveConfig } from '../../src/train/config.ts';
-import { train } from '../../src/train/run.ts';
+import { checkModel, modelSpecFor, train } from '../../src/train/run.ts';
 import { memoryReporter } from '../../src/train/report.ts';
 import { baselineIntro } from '../../src/train/baseline.ts';
 import { runCli } from '../helpers/cli.ts';
@@ -139,6 +139,22 @@ describe('a run with a same-budget baseline (--baseline)', () => {
     expect(baselineIntro({ ...d.right, baseline: 'b0-pure-stochastic' }, '/x')[0]).toMatch(/^This run trains b0-full-split, then the baseline b0-pure-stochastic/);
     // Choosing a model, or --baseline none, turns the comparison off.
     for (const c of [resolveConfig({ model: 'b0' }), resolveConfig({ baseline: null }), resolveConfig({ data: ['d'] })]) expect(E.isRight(c) && c.right.baseline).toBeNull();
+  });
+});
+
+describe('model sizes from the flags', () => {
+  it("--img-size sets a pure-stochastic model's backbone resolution to the low-res stem's output", () => {
+    const size = (imgSize: number | null, hrSize: number | null) => {
+      const c = resolveConfig({ model: 'b0-pure-stochastic', imgSize, hrSize });
+      if (E.isLeft(c)) throw new Error(c.left.message);
+      const m = checkModel(modelSpecFor(c.right, 1));
+      if (E.isLeft(m)) throw new Error(m.left.message);
+      return [m.right.stochOutSize, m.right.lowSize];
+    };
+    expect(size(32, 256)).toEqual([16, 256]); // the synthetic set's 32 px: b0's stem output, 16 × 16
+    expect(size(224, 1024)).toEqual([112, 1024]); // the paper's sizes
+    const paper = resolveConfig({ model: 'b0-pure-stochastic', preset: 'paper', data: ['d'] });
+    expect(E.isRight(paper) && checkModel(modelSpecFor(paper.right, 1))).toMatchObject({ right: { stochOutSize: 112 } });
   });
 });
 
