@@ -52,14 +52,16 @@ export interface Backend<S = unknown> {
   /** Acquires the device (called by setBackend, so importing a backend costs nothing). */
   init?(): void;
   /**
-   * The jit arena hook: backing memory of at least `bytes` for a compiled graph's intermediates
-   * (the CPU backend returns an ArrayBuffer; a wasm-memory backend may return its memory's buffer,
-   * keeping `offset` bytes reserved below the arena). Absent: jitted graphs run without a memory
-   * plan, freeing each intermediate after its last use.
+   * The jit arena hook: the backend's one arena of at least `bytes` for compiled graphs' intermediates, as the
+   * buffer it lies in now and its byte offset there. The backend keeps a single arena and replaces it (contents
+   * not kept) when asked for more; asked again for no more, it returns the same offset. The buffer may change
+   * between calls (the CPU backend's arena is a region of the growable wasm heap): a caller re-makes its views
+   * whenever buffer or offset differ from those it bound. Absent: jitted graphs run without a memory plan,
+   * freeing each intermediate after its last use.
    */
-  arena?(bytes: number): { readonly buffer: ArrayBuffer; readonly offset: number };
+  arena?(bytes: number): { readonly buffer: ArrayBufferLike; readonly offset: number };
   /** Typed-array storage views of an arena (the CPU backend's storage is the view itself). */
-  view?(buffer: ArrayBuffer, byteOffset: number, dtype: DType, size: number): S;
+  view?(buffer: ArrayBufferLike, byteOffset: number, dtype: DType, size: number): S;
   /** Storage is symbolic (a jit trace's abstract values): host reads are errors. */
   readonly abstract?: boolean;
 }
