@@ -7,7 +7,8 @@
  *     the sgemm (fast/sgemm.ts), which reads it in place; a 1×1 stride-1 unpadded (pointwise) conv skips im2col
  *     and multiplies the input planes directly;
  *   - stochastic conv, column stride 1–2: the wasm SIMD window kernels of fast/stochconv.ts.
- * All of them run on the pool's threads. Tests compare them with the references (convReferenceKernels).
+ * All of them run on the pool's threads and write into `OutSpec.into` when given (jit's arena slots, views of the
+ * wasm heap that the wasm kernels address in place). Tests compare them with the references (convReferenceKernels).
  */
 import type { Kernel, KernelArg, OutSpec, TypedArray } from '../backend.ts';
 import type {
@@ -30,6 +31,13 @@ import { stochasticForwardF32, stochasticGradFilterF32, stochasticGradInputF32, 
 type Arg = KernelArg<TypedArray>;
 const f32 = (a: Arg) => a.storage as Float32Array;
 const isF32 = (args: readonly Arg[], out: OutSpec) => out.dtype === 'float32' && args.every((a) => a.storage instanceof Float32Array);
+/** The caller's output slot (jit's arena: a view of the wasm heap, written in place), if any. */
+const into = (out: OutSpec): Float32Array | undefined => out.into as Float32Array | undefined;
+/** The float32 output: the caller's slot or a new array, zeroed when `zero` (kernels that accumulate). */
+function outF32(out: OutSpec, zero: boolean): Float32Array {
+  const y = into(out);
+  return y ? (zero ? y.fill(0) : y) : new Float32Array(sizeOf(out.shape));
+}
 
 /**
  * Runs `body` with a float32 im2col buffer of `n` floats: a view of the wasm heap when there is one (so the sgemm
@@ -54,8 +62,8 @@ function eachGroup(p: ConvGeometry, f: (n: number, g: number, xOff: number) => v
 export function conv2dImpl([x, w]: readonly Arg[], a: Conv2dAttrs, out: OutSpec): TypedArray {
   if (!isF32([x, w], out)) return R.conv2dRefImpl([x, w], a, out);
   const p = convGeometry(x.shape, w.shape, out.shape, a);
-  if (p.depthwise && depthwiseSimdOk(p)) return depthwiseForwardF32(f32(x), f32(w), p);
-  const Y = new Float32Array(sizeOf(out.shape));
+  if (p.depthwise && depthwiseSimdOk(p)) return depthwiseForwardF32(f32(x), f32(w), p, into(out));
+  const Y = outF32(out, false);
   const K = p.Cg * p.kh * p.kw, P = p.OH * p.OW;
   withCol(p.pointwise ? 0 : K * P, (colBuf) => {
     eachGroup(p, (n, g, xOff) => {
@@ -71,8 +79,8 @@ export function conv2dImpl([x, w]: readonly Arg[], a: Conv2dAttrs, out: OutSpec)
 export function conv2dGradInputImpl([ct, w]: readonly Arg[], a: Conv2dGradInputAttrs, out: OutSpec): TypedArray {
   if (!isF32([ct, w], out)) return R.conv2dGradInputRefImpl([ct, w], a, out);
   const p = convGeometry(a.inputShape, w.shape, ct.shape, a);
-  if (p.depthwise && depthwiseSimdOk(p)) return depthwiseGradInputF32(f32(ct), f32(w), p);
-  const DX = new Float32Array(sizeOf(out.shape));
+  if (p.depthwise && depthwiseSimdOk(p)) return depthwiseGradInputF32(f32(ct), f32(w), p, into(out));
+  const DX = outF32(out, !p.pointwise);
   const K = p.Cg * p.kh * p.kw, P = p.OH * p.OW;
   withCol(p.pointwise ? 0 : K * P, (colBuf) => {
     eachGroup(p, (n, g, xOff) => {
@@ -88,8 +96,8 @@ export function conv2dGradInputImpl([ct, w]: readonly Arg[], a: Conv2dGradInputA
 export function conv2dGradFilterImpl([x, ct]: readonly Arg[], a: Conv2dGradFilterAttrs, out: OutSpec): TypedArray {
   if (!isF32([x, ct], out)) return R.conv2dGradFilterRefImpl([x, ct], a, out);
   const p = convGeometry(x.shape, a.filterShape, ct.shape, a);
-  if (p.depthwise && depthwiseSimdOk(p)) return depthwiseGradFilterF32(f32(x), f32(ct), p);
-  const DW = new Float32Array(sizeOf(out.shape));
+  if (p.depthwise && depthwiseSimdOk(p)) return depthwiseGradFilterF32(f32(x), f32(ct), p, into(out));
+  const DW = outF32(out, true);
   const K = p.Cg * p.kh * p.kw, P = p.OH * p.OW;
   withCol(p.pointwise ? 0 : K * P, (colBuf) => {
     eachGroup(p, (n, g, xOff) => {
@@ -106,17 +114,17 @@ export function conv2dGradFilterImpl([x, ct]: readonly Arg[], a: Conv2dGradFilte
 
 export function stochasticConv2dImpl([x, w]: readonly Arg[], a: StochasticConv2dAttrs, out: OutSpec): TypedArray {
   const s = stochasticGeometry(x.shape, w.shape, a);
-  return isF32([x, w], out) && stochasticSimdOk(s) ? stochasticForwardF32(f32(x), f32(w), s) : R.stochasticConv2dRefImpl([x, w], a, out);
+  return isF32([x, w], out) && stochasticSimdOk(s) ? stochasticForwardF32(f32(x), f32(w), s, into(out)) : R.stochasticConv2dRefImpl([x, w], a, out);
 }
 
 export function stochasticConv2dGradInputImpl([ct, w]: readonly Arg[], a: StochasticConv2dGradInputAttrs, out: OutSpec): TypedArray {
   const s = stochasticGeometry(a.inputShape, w.shape, a);
-  return isF32([ct, w], out) && stochasticSimdOk(s) ? stochasticGradInputF32(f32(ct), f32(w), s) : R.stochasticConv2dGradInputRefImpl([ct, w], a, out);
+  return isF32([ct, w], out) && stochasticSimdOk(s) ? stochasticGradInputF32(f32(ct), f32(w), s, into(out)) : R.stochasticConv2dGradInputRefImpl([ct, w], a, out);
 }
 
 export function stochasticConv2dGradFilterImpl([x, ct]: readonly Arg[], a: StochasticConv2dGradFilterAttrs, out: OutSpec): TypedArray {
   const s = stochasticGeometry(x.shape, a.filterShape, a);
-  return isF32([x, ct], out) && stochasticSimdOk(s) ? stochasticGradFilterF32(f32(x), f32(ct), s) : R.stochasticConv2dGradFilterRefImpl([x, ct], a, out);
+  return isF32([x, ct], out) && stochasticSimdOk(s) ? stochasticGradFilterF32(f32(x), f32(ct), s, into(out)) : R.stochasticConv2dGradFilterRefImpl([x, ct], a, out);
 }
 
 export const convKernels: Record<string, Kernel<TypedArray, any>> = {

@@ -415,17 +415,17 @@ export function affineSiluGradF32(x: Float32Array, a: Float32Array, b: Float32Ar
 }
 
 /** Per-channel sums of NCHW planes (C floats). */
-export function channelSumF32(x: Float32Array, g: PlanesGeom): Float32Array {
+export function channelSumF32(x: Float32Array, g: PlanesGeom, out?: Float32Array): Float32Array {
   check('channelSumF32', x, planes(g));
   const { h } = need();
-  return h.withF32(x, (px) => h.outF32(g.C, (po) => channelSumPtr(px, po, g)));
+  return h.withF32(x, (px) => h.outF32(g.C, (po) => channelSumPtr(px, po, g), out));
 }
 
 /** Per-channel [mean…, biased variance…] of NCHW planes (2·C floats, the layout of the moments primitive). */
-export function channelMomentsF32(x: Float32Array, g: PlanesGeom): Float32Array {
+export function channelMomentsF32(x: Float32Array, g: PlanesGeom, out?: Float32Array): Float32Array {
   check('channelMomentsF32', x, planes(g));
   const { h } = need();
-  return h.withF32(x, (px) => h.outF32(2 * g.C, (po) => channelMomentsPtr(px, po, po + 4 * g.C, g)));
+  return h.withF32(x, (px) => h.outF32(2 * g.C, (po) => channelMomentsPtr(px, po, po + 4 * g.C, g), out));
 }
 
 /**
