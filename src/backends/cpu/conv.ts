@@ -54,6 +54,16 @@ function withCol<R>(n: number, body: (col: Float32Array) => R): R {
   }
 }
 
+/**
+ * Runs `body` with `a` as a view of the wasm heap: `a` itself when it is one, else a copy made once for the whole
+ * call (the sgemm would otherwise copy its operand per image and per column chunk). Without a heap, `a`.
+ */
+function inHeap<R>(a: Float32Array, body: (v: Float32Array) => R): R {
+  const h = wasmHeap();
+  if (!h || h.ptrOf(a) >= 0) return body(a);
+  return h.withF32(a, (p) => body(h.view(p, a.length)));
+}
+
 /** Calls f(n, g, xOff) for each image and group, with the offset of the group's first input plane. */
 function eachGroup(p: ConvGeometry, f: (n: number, g: number, xOff: number) => void): void {
   for (let n = 0; n < p.N; n++) for (let g = 0; g < p.groups; g++) f(n, g, (n * p.C + g * p.Cg) * p.H * p.W);
@@ -65,14 +75,16 @@ export function conv2dImpl([x, w]: readonly Arg[], a: Conv2dAttrs, out: OutSpec)
   if (p.depthwise && depthwiseSimdOk(p)) return depthwiseForwardF32(f32(x), f32(w), p, into(out));
   const Y = outF32(out, false);
   const K = p.Cg * p.kh * p.kw, P = p.OH * p.OW;
-  withCol(p.pointwise ? 0 : K * P, (colBuf) => {
-    eachGroup(p, (n, g, xOff) => {
-      const col = p.pointwise ? f32(x) : colBuf;
-      if (!p.pointwise) im2col(f32(x), xOff, p, col);
-      // Y[n, g·Og + o, :] = W[g·Og + o, :] · col
-      sgemm(false, false, p.Og, P, K, 1, f32(w), g * p.Og * K, K, col, p.pointwise ? xOff : 0, P, 0, Y, (n * p.O + g * p.Og) * P, P);
-    });
-  });
+  inHeap(f32(w), (wt) =>
+    withCol(p.pointwise ? 0 : K * P, (colBuf) => {
+      eachGroup(p, (n, g, xOff) => {
+        const col = p.pointwise ? f32(x) : colBuf;
+        if (!p.pointwise) im2col(f32(x), xOff, p, col);
+        // Y[n, g·Og + o, :] = W[g·Og + o, :] · col
+        sgemm(false, false, p.Og, P, K, 1, wt, g * p.Og * K, K, col, p.pointwise ? xOff : 0, P, 0, Y, (n * p.O + g * p.Og) * P, P);
+      });
+    }),
+  );
   return Y;
 }
 
@@ -82,14 +94,16 @@ export function conv2dGradInputImpl([ct, w]: readonly Arg[], a: Conv2dGradInputA
   if (p.depthwise && depthwiseSimdOk(p)) return depthwiseGradInputF32(f32(ct), f32(w), p, into(out));
   const DX = outF32(out, !p.pointwise);
   const K = p.Cg * p.kh * p.kw, P = p.OH * p.OW;
-  withCol(p.pointwise ? 0 : K * P, (colBuf) => {
-    eachGroup(p, (n, g, xOff) => {
-      const col = p.pointwise ? DX : colBuf;
-      // col = W[g]ᵀ · G[n, g]  (K × P)
-      sgemm(true, false, K, P, p.Og, 1, f32(w), g * p.Og * K, K, f32(ct), (n * p.O + g * p.Og) * P, P, 0, col, p.pointwise ? xOff : 0, P);
-      if (!p.pointwise) col2im(col, 0, p, DX, xOff);
-    });
-  });
+  inHeap(f32(w), (wt) =>
+    withCol(p.pointwise ? 0 : K * P, (colBuf) => {
+      eachGroup(p, (n, g, xOff) => {
+        const col = p.pointwise ? DX : colBuf;
+        // col = W[g]ᵀ · G[n, g]  (K × P)
+        sgemm(true, false, K, P, p.Og, 1, wt, g * p.Og * K, K, f32(ct), (n * p.O + g * p.Og) * P, P, 0, col, p.pointwise ? xOff : 0, P);
+        if (!p.pointwise) col2im(col, 0, p, DX, xOff);
+      });
+    }),
+  );
   return DX;
 }
 
