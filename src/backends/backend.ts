@@ -34,6 +34,25 @@ export type Kernel<S = unknown, A = any> = ((inputs: readonly KernelArg<S>[], at
 /** Marks a kernel as writing into `OutSpec.into` when given. */
 export const writesInto = <K extends (...a: any[]) => unknown>(k: K): K & { readonly writesInto: true } => Object.assign(k, { writesInto: true as const });
 
+/** An operand in a fused expression: a leaf (input `k` of the step) or the value of an earlier node. */
+export type FusedOperand = { readonly leaf: number } | { readonly node: number };
+/** One elementwise equation of a fused group (`broadcastTo` passes its operand through). */
+export interface FusedNode {
+  readonly prim: string;
+  readonly act?: string;
+  readonly args: readonly FusedOperand[];
+}
+/** A fused group's arithmetic, for a backend's code generator (jit's own fallback is a JS loop): nodes in order (the last is the result) over the collapsed output shape. */
+export interface FusedExpr {
+  readonly nodes: readonly FusedNode[];
+  readonly shape: readonly number[];
+  /** Per leaf, its element strides over `shape` (0 where broadcast). */
+  readonly strides: readonly (readonly number[])[];
+  readonly dtype: string;
+}
+/** A compiled alternative to the JS loop: runs and returns true, or returns false when it cannot take these buffers. */
+export type FusedKernel = (out: TypedArray, ins: readonly TypedArray[]) => boolean;
+
 export interface Backend<S = unknown> {
   readonly name: string;
   /** Moves host data onto the backend (may keep a reference to `data`: callers pass a fresh copy). */
@@ -62,6 +81,17 @@ export interface Backend<S = unknown> {
   arena?(bytes: number): { readonly buffer: ArrayBufferLike; readonly offset: number };
   /** Typed-array storage views of an arena (the CPU backend's storage is the view itself). */
   view?(buffer: ArrayBufferLike, byteOffset: number, dtype: DType, size: number): S;
+  /**
+   * jit: a copy of `storage` in the memory the backend's kernels address in place (the CPU backend's wasm heap),
+   * owned by the returned storage and freed when that is garbage-collected; undefined when `storage` is there
+   * already or the backend cannot. jit moves donated buffers there, so they stay there from call to call.
+   */
+  pin?(storage: S, dtype: DType): S | undefined;
+  /**
+   * Compiles jit's fused elementwise groups (one graph's, all at once) to the backend's own loops; an entry is
+   * undefined where it has none for that group (the JS loop runs then).
+   */
+  compileFused?(exprs: readonly FusedExpr[]): (FusedKernel | undefined)[];
   /** Storage is symbolic (a jit trace's abstract values): host reads are errors. */
   readonly abstract?: boolean;
 }

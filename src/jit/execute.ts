@@ -62,6 +62,10 @@ export class ArenaExecutable {
   private readonly dropAfter: number[][];
   /** Variables whose storage is per call (inputs, host draws, outputs, kernel-owned): cleared after a call. */
   private readonly perCall: number[];
+  /** Tensor inputs whose buffers donated outputs take (moved into the backend's kernel memory with `pin`). */
+  private readonly taken: boolean[];
+  /** This call's storage of each tensor input. */
+  private readonly given: unknown[];
   /** Results a writesInto kernel returned elsewhere on the last call (copied into their slot; should stay 0). */
   copies = 0;
 
@@ -87,11 +91,15 @@ export class ArenaExecutable {
     });
     this.perCall = g.vars.filter((v) => v.src.kind !== 'const' && plan.placement[v.id].kind !== 'arena').map((v) => v.id);
     this.dropAfter = dropSchedule(g, steps, plan);
+    this.taken = [];
+    for (const p of plan.placement) if (p.kind === 'donated') this.taken[p.input] = true;
+    this.given = [];
   }
 
   /** Forgets the last call's per-call storage, so nothing it allocated outlives it here. */
   clear(): void {
     for (const v of this.perCall) this.st[v] = null;
+    this.given.fill(null);
   }
 
   /**
@@ -120,12 +128,18 @@ export class ArenaExecutable {
     const { graph: g, st, plan } = this;
     this.bindArena();
     drawHosts(g, keys, this.hostValues);
+    const given = this.given;
+    given.length = inputs.length;
+    inputs.forEach((t, i) => {
+      const s = storageOn(t, this.backend);
+      given[i] = (this.taken[i] && this.backend.pin?.(s, t.dtype)) || s;
+    });
     for (const v of g.vars) {
       const p = plan.placement[v.id];
-      if (v.src.kind === 'input') st[v.id] = storageOn(inputs[v.src.index], this.backend);
+      if (v.src.kind === 'input') st[v.id] = given[v.src.index];
       else if (v.src.kind === 'host') st[v.id] = storageOn(this.hostValues[v.src.node] as Tensor, this.backend);
       else if (p.kind === 'fresh') st[v.id] = arrayFor(v.dtype, v.size);
-      else if (p.kind === 'donated') st[v.id] = inputs[p.input].storage;
+      else if (p.kind === 'donated') st[v.id] = given[p.input];
       else if (p.kind === 'owned') st[v.id] = null;
     }
     this.copies = 0;
@@ -148,7 +162,7 @@ export class ArenaExecutable {
     if (s.kind === 'fused') {
       const ins = this.args[i] as unknown as TypedArray[];
       for (let k = 0; k < s.ins.length; k++) ins[k] = st[s.ins[k]] as TypedArray;
-      s.loop(out, ins);
+      if (!s.fast?.(out, ins)) s.loop(out, ins);
       return;
     }
     const args = this.args[i];

@@ -3,6 +3,7 @@ import { type Backend, type Kernel, registerBackend, type TypedArray, writesInto
 import { convKernels } from './conv.ts';
 import { elementwiseExprs, elementwiseKernel, fastElementwiseKernel } from './elementwise.ts';
 import * as L from './layout.ts';
+import { compileFused } from './fast/fused.ts';
 import { type Region, wasmHeap } from './fast/heap.ts';
 import { matmulImpl } from './matmul.ts';
 import { maxImpl, momentsImpl, sumImpl } from './reduce.ts';
@@ -49,12 +50,30 @@ function arena(bytes: number): { buffer: ArrayBufferLike; offset: number } {
   return { buffer: h.buffer(), offset: region.ptr };
 }
 
+/** Heap copies made by `pin`, released when their view is garbage-collected. */
+const unpin = new FinalizationRegistry<number>((ptr) => wasmHeap()?.release(ptr));
+/**
+ * A float32 array's copy in the wasm heap. Only with a shared memory: a growth of a non-shared one would detach
+ * the view a caller's tensor keeps.
+ */
+function pin(s: TypedArray, dtype: string): TypedArray | undefined {
+  const h = wasmHeap();
+  if (!h?.shared || dtype !== 'float32' || s.length === 0 || h.ptrOf(s) >= 0) return undefined;
+  const p = h.alloc(s.length * 4);
+  const v = h.view(p, s.length);
+  v.set(s);
+  unpin.register(v, p);
+  return v;
+}
+
 export const cpuBackend: Backend<TypedArray> = {
   name: 'cpu',
   upload: (data) => data,
   download: (s) => s.slice(),
   kernels,
   arena,
+  pin,
+  compileFused,
   view: (buffer, byteOffset, dtype, size) => (dtype === 'float64' ? new Float64Array(buffer, byteOffset, size) : new Float32Array(buffer, byteOffset, size)),
   describe: () => 'cpu (TypeScript kernels)',
 };

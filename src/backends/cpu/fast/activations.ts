@@ -28,7 +28,7 @@ const GRAIN = 1 << 16;
  * Vector constants live in locals set before the loop (V8 does not hoist `f32x4.splat` out of wasm loops).
  * `k(x)` returns a read of the local holding splat(x); `prologue` holds the code that fills them.
  */
-class Consts {
+export class Consts {
   private readonly locals = new Map<number, number>();
   private readonly ints = new Map<number, number>();
   constructor(private readonly f: Fn) {}
@@ -105,9 +105,9 @@ const f32ofD = scalar(0xb6); // f32.demote_f64
 const remU = scalar(0x70);
 
 /** σ(v) on 4 lanes (tmp: three v128 locals for the exp). */
-const sig = (f: Fn, c: Consts, v: Expr, t: number[]) => vandnot(vdiv(c.k(1), vadd(c.k(1), vexp(f, c, vneg(v), t[0], t[1], t[2]))), vlt(v, c.k(-88)));
+export const sig = (f: Fn, c: Consts, v: Expr, t: number[]) => vandnot(vdiv(c.k(1), vadd(c.k(1), vexp(f, c, vneg(v), t[0], t[1], t[2]))), vlt(v, c.k(-88)));
 /** silu'(v)·ct = ct·σ(1 + v(1 − σ)) (vs: a local for σ). */
-const siluGradV = (f: Fn, c: Consts, v: Expr, ct: Expr, t: number[], vs: number): Expr => {
+export const siluGradV = (f: Fn, c: Consts, v: Expr, ct: Expr, t: number[], vs: number): Expr => {
   f.set(vs, sig(f, c, v, t));
   return vmul(ct, vmul(get(vs), vadd(c.k(1), vmul(v, vsub(c.k(1), get(vs))))));
 };
