@@ -87,7 +87,10 @@ export class ArenaExecutable {
       return k;
     });
     g.vars.forEach((v) => {
-      if (v.src.kind === 'const') this.st[v.id] = storageOn(v.src.tensor, backend);
+      if (v.src.kind !== 'const') return;
+      // Constants go where the kernels address them in place (the wasm heap), once per compiled graph.
+      const c = storageOn(v.src.tensor, backend);
+      this.st[v.id] = backend.pin?.(c, v.dtype) ?? c;
     });
     this.perCall = g.vars.filter((v) => v.src.kind !== 'const' && plan.placement[v.id].kind !== 'arena').map((v) => v.id);
     this.dropAfter = dropSchedule(g, steps, plan);
