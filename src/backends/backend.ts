@@ -42,6 +42,25 @@ export type Kernel<S = unknown, A = any> = ((inputs: readonly KernelArg<S>[], at
 
 export { writesInto } from './kernel.ts';
 
+/** An operand in a fused expression: a leaf (input `k` of the step) or the value of an earlier node. */
+export type FusedOperand = { readonly leaf: number } | { readonly node: number };
+/** One elementwise equation of a fused group (`broadcastTo` passes its operand through). */
+export interface FusedNode {
+  readonly prim: string;
+  readonly act?: string;
+  readonly args: readonly FusedOperand[];
+}
+/** A fused group's arithmetic, for a backend's code generator (jit's own fallback is a JS loop): nodes in order (the last is the result) over the collapsed output shape. */
+export interface FusedExpr {
+  readonly nodes: readonly FusedNode[];
+  readonly shape: readonly number[];
+  /** Per leaf, its element strides over `shape` (0 where broadcast). */
+  readonly strides: readonly (readonly number[])[];
+  readonly dtype: string;
+}
+/** A compiled alternative to the JS loop: runs and returns true, or returns false when it cannot take these buffers. */
+export type FusedKernel = (out: TypedArray, ins: readonly TypedArray[]) => boolean;
+
 export interface Backend<S = unknown> {
   readonly name: string;
   /** Moves host data onto the backend (may keep a reference to `data`: callers pass a fresh copy). */
@@ -60,14 +79,27 @@ export interface Backend<S = unknown> {
   /** Acquires the device (called by setBackend, so importing a backend costs nothing). */
   init?(): void;
   /**
-   * The jit arena hook: backing memory of at least `bytes` for a compiled graph's intermediates
-   * (the CPU backend returns an ArrayBuffer; a wasm-memory backend may return its memory's buffer,
-   * keeping `offset` bytes reserved below the arena). Absent: jitted graphs run without a memory
-   * plan, freeing each intermediate after its last use.
+   * The jit arena hook: the backend's one arena of at least `bytes` for compiled graphs' intermediates, as the
+   * buffer it lies in now and its byte offset there. The backend keeps a single arena and replaces it (contents
+   * not kept) when asked for more; asked again for no more, it returns the same offset. The buffer may change
+   * between calls (the CPU backend's arena is a region of the growable wasm heap): a caller re-makes its views
+   * whenever buffer or offset differ from those it bound. Absent: jitted graphs run without a memory plan,
+   * freeing each intermediate after its last use.
    */
-  arena?(bytes: number): { readonly buffer: ArrayBuffer; readonly offset: number };
+  arena?(bytes: number): { readonly buffer: ArrayBufferLike; readonly offset: number };
   /** Typed-array storage views of an arena (the CPU backend's storage is the view itself). */
-  view?(buffer: ArrayBuffer, byteOffset: number, dtype: DType, size: number): S;
+  view?(buffer: ArrayBufferLike, byteOffset: number, dtype: DType, size: number): S;
+  /**
+   * jit: a copy of `storage` in the memory the backend's kernels address in place (the CPU backend's wasm heap),
+   * owned by the returned storage and freed when that is garbage-collected; undefined when `storage` is there
+   * already or the backend cannot. jit moves donated buffers there, so they stay there from call to call.
+   */
+  pin?(storage: S, dtype: DType): S | undefined;
+  /**
+   * Compiles jit's fused elementwise groups (one graph's, all at once) to the backend's own loops; an entry is
+   * undefined where it has none for that group (the JS loop runs then).
+   */
+  compileFused?(exprs: readonly FusedExpr[]): (FusedKernel | undefined)[];
   /**
    * The jit fusion hook: one kernel computing a fused elementwise group (its leaves in, its output
    * out), or null to have the group's primitives run one by one. Backends with an arena run the

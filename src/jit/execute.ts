@@ -1,11 +1,12 @@
 /**
- * Running a compiled graph. On a backend with an arena hook (the CPU backend) every intermediate
- * lives at its planned offset in one arena shared by all compiled graphs of that backend and
- * reused across calls; kernels marked `writesInto` write into their slot through `OutSpec.into`,
- * the others' results keep the storage they allocate (`Lowered.stats.ownOutputOps` lists them). Kernel arguments are built once and only their storage
- * fields change per call, so a steady-state call allocates little beyond its outputs. Backends
- * without the hook (gpu.js, webgpu) run the equations one by one and dispose each intermediate after its
- * last use; a fused group runs as the backend's own kernel where it has a `fuse` hook (fused-group.ts).
+ * Running a compiled graph. On a backend with an arena hook (the CPU backend, whose arena is a region of the wasm
+ * heap) every intermediate lives at its planned offset in one arena shared by all compiled graphs of that backend
+ * and reused across calls, so the wasm kernels address it in place; kernels marked `writesInto` write into their
+ * slot through `OutSpec.into`, the others' results keep the storage they allocate (`Lowered.stats.ownOutputOps`
+ * lists them). Views of the arena are re-made whenever the arena moves or its memory grows. Kernel arguments are
+ * built once and only their storage fields change per call, so a steady-state call allocates little beyond its
+ * outputs. Backends without the hook (gpu.js, webgpu) run the equations one by one and dispose each intermediate
+ * after its last use; a fused group runs as the backend's own kernel where it has a `fuse` hook (fused-group.ts).
  */
 import { type Backend, type DType, type Kernel, type KernelArg, type TypedArray, findBackend } from '../backends/backend.ts';
 import { runKernel } from '../autograd/trace.ts';
@@ -16,26 +17,15 @@ import type { Step } from './fuse.ts';
 import type { MemoryPlan } from './plan.ts';
 import { runFused } from './fused-group.ts';
 
-interface Arena {
-  buffer: ArrayBuffer;
-  offset: number;
-  bytes: number;
-}
-const arenas = new Map<Backend, Arena>();
+/** The largest arena each backend has been asked for (the backend keeps one arena of that size). */
+const arenaSizes = new Map<Backend, number>();
 
-/** The backend's arena, grown (replaced) when a plan needs more. */
-function arenaFor(b: Backend, bytes: number): Arena {
-  let a = arenas.get(b);
-  if (!a || a.bytes < bytes) {
-    const { buffer, offset } = b.arena!(Math.max(bytes, 1));
-    a = { buffer, offset, bytes };
-    arenas.set(b, a);
-  }
-  return a;
-}
+let binds = 0;
+/** How many times compiled graphs have (re)made their arena views: once per graph, then once per arena move or heap growth (for tests). */
+export const arenaBinds = (): number => binds;
 
 /** The bytes each backend's jit arena holds now (for leak checks and reports). */
-export const arenaBytes = (backend: Backend = findBackend('cpu')): number => arenas.get(backend)?.bytes ?? 0;
+export const arenaBytes = (backend: Backend = findBackend('cpu')): number => arenaSizes.get(backend) ?? 0;
 
 /** Evaluates the host draws of a call from its keys. */
 function drawHosts(g: Graph, keys: readonly Key[], values: unknown[]): void {
@@ -67,11 +57,17 @@ export class ArenaExecutable {
   private readonly specs: { shape: readonly number[]; dtype: DType; into: unknown }[];
   private readonly kernels: (Kernel | null)[];
   private readonly hostValues: unknown[];
-  private boundTo: ArrayBuffer | null = null;
+  /** The arena buffer and offset the views in `st` were made on. */
+  private boundTo: ArrayBufferLike | null = null;
+  private boundAt = -1;
   /** Per step: kernel-owned buffers read for the last time there (dropped after it, as eager would). */
   private readonly dropAfter: number[][];
   /** Variables whose storage is per call (inputs, host draws, outputs, kernel-owned): cleared after a call. */
   private readonly perCall: number[];
+  /** Tensor inputs whose buffers donated outputs take (moved into the backend's kernel memory with `pin`). */
+  private readonly taken: boolean[];
+  /** This call's storage of each tensor input. */
+  private readonly given: unknown[];
   /** Results a writesInto kernel returned elsewhere on the last call (copied into their slot; should stay 0). */
   copies = 0;
 
@@ -93,26 +89,43 @@ export class ArenaExecutable {
       return k;
     });
     g.vars.forEach((v) => {
-      if (v.src.kind === 'const') this.st[v.id] = storageOn(v.src.tensor, backend);
+      if (v.src.kind !== 'const') return;
+      // Constants go where the kernels address them in place (the wasm heap), once per compiled graph.
+      const c = storageOn(v.src.tensor, backend);
+      this.st[v.id] = backend.pin?.(c, v.dtype) ?? c;
     });
     this.perCall = g.vars.filter((v) => v.src.kind !== 'const' && plan.placement[v.id].kind !== 'arena').map((v) => v.id);
     this.dropAfter = dropSchedule(g, steps, plan);
+    this.taken = [];
+    for (const p of plan.placement) if (p.kind === 'donated') this.taken[p.input] = true;
+    this.given = [];
   }
 
   /** Forgets the last call's per-call storage, so nothing it allocated outlives it here. */
   clear(): void {
     for (const v of this.perCall) this.st[v] = null;
+    this.given.fill(null);
   }
 
-  /** Points arena variables at views of the (possibly regrown) arena. */
+  /**
+   * Points arena variables at views of the arena, re-made when the backend moved it (a larger plan) or its
+   * memory's buffer changed (the wasm heap grew: views of a non-shared memory are detached then). Checked before
+   * a call and after every step, since a kernel's scratch allocations may grow the heap mid-call.
+   */
   private bindArena(): void {
-    const a = arenaFor(this.backend, this.plan.arenaBytes);
-    if (this.boundTo === a.buffer) return;
+    const bytes = Math.max(this.plan.arenaBytes, 1);
+    const a = this.backend.arena!(bytes);
+    if (this.boundTo === a.buffer && this.boundAt === a.offset) return;
+    arenaSizes.set(this.backend, Math.max(arenaSizes.get(this.backend) ?? 0, bytes));
     this.graph.vars.forEach((v) => {
       const p = this.plan.placement[v.id];
       if (p.kind === 'arena') this.st[v.id] = this.backend.view!(a.buffer, a.offset + p.offset, v.dtype, v.size);
     });
+    // Reshapes of arena buffers share the new views.
+    for (const s of this.steps) if (s.kind === 'alias' && this.st[s.ins[0]] !== null && this.plan.placement[s.out].kind === 'alias') this.st[s.out] = this.st[s.ins[0]];
     this.boundTo = a.buffer;
+    this.boundAt = a.offset;
+    binds++;
   }
 
   /** Runs one call; returns the storage of every variable the outputs name. */
@@ -120,18 +133,25 @@ export class ArenaExecutable {
     const { graph: g, st, plan } = this;
     this.bindArena();
     drawHosts(g, keys, this.hostValues);
+    const given = this.given;
+    given.length = inputs.length;
+    inputs.forEach((t, i) => {
+      const s = storageOn(t, this.backend);
+      given[i] = (this.taken[i] && this.backend.pin?.(s, t.dtype)) || s;
+    });
     for (const v of g.vars) {
       const p = plan.placement[v.id];
-      if (v.src.kind === 'input') st[v.id] = storageOn(inputs[v.src.index], this.backend);
+      if (v.src.kind === 'input') st[v.id] = given[v.src.index];
       else if (v.src.kind === 'host') st[v.id] = storageOn(this.hostValues[v.src.node] as Tensor, this.backend);
       else if (p.kind === 'fresh') st[v.id] = arrayFor(v.dtype, v.size);
-      else if (p.kind === 'donated') st[v.id] = inputs[p.input].storage;
+      else if (p.kind === 'donated') st[v.id] = given[p.input];
       else if (p.kind === 'owned') st[v.id] = null;
     }
     this.copies = 0;
     for (let i = 0; i < this.steps.length; i++) {
       this.runStep(i);
       for (const v of this.dropAfter[i]) st[v] = null;
+      if (this.steps[i].kind !== 'alias') this.bindArena();
     }
     return st;
   }
@@ -147,7 +167,7 @@ export class ArenaExecutable {
     if (s.kind === 'fused') {
       const ins = this.args[i] as unknown as TypedArray[];
       for (let k = 0; k < s.ins.length; k++) ins[k] = st[s.ins[k]] as TypedArray;
-      s.loop(out, ins);
+      if (!s.fast?.(out, ins)) s.loop(out, ins);
       return;
     }
     const args = this.args[i];

@@ -6,17 +6,22 @@
  * joins as a strided read). Shapes are static in a compiled graph, so each loop is generated with
  * its sizes and strides as literals; the inner loop reads broadcast operands once per row.
  */
-import type { TypedArray } from '../backends/backend.ts';
+import type { FusedExpr, FusedKernel, FusedNode, TypedArray } from '../backends/backend.ts';
 import { elementwiseExprs, lib } from '../backends/cpu/elementwise.ts';
 import { broadcastStrides, collapseAxes, shapesEqual } from '../tensor/shape.ts';
 import type { Eqn, Graph } from './graph.ts';
 
 export type FusedLoop = (out: TypedArray, ins: readonly TypedArray[]) => void;
 
+
 /** A unit of execution: one primitive, one fused loop, or a reshape (a view of its input). */
 export type Step =
   | { readonly kind: 'prim'; readonly eqn: Eqn; readonly ins: readonly number[]; readonly out: number }
-  | { readonly kind: 'fused'; readonly ops: readonly string[]; readonly loop: FusedLoop; readonly ins: readonly number[]; readonly out: number }
+  | {
+      readonly kind: 'fused'; readonly ops: readonly string[]; readonly loop: FusedLoop; readonly expr: FusedExpr; readonly ins: readonly number[]; readonly out: number;
+      /** Set by a backend's code generator (the CPU backend's wasm SIMD loops); the JS `loop` is the fallback. */
+      fast?: FusedKernel;
+    }
   | { readonly kind: 'alias'; readonly ins: readonly number[]; readonly out: number };
 
 export const isElementwise = (prim: string): boolean => prim in elementwiseExprs;
@@ -86,16 +91,20 @@ function fusedStep(g: Graph, members: readonly number[]): Step {
     return `v${k}`;
   };
   const body: string[] = [];
+  const nodes: FusedNode[] = [];
+  const nodeOf = new Map(members.map((m, i) => [g.eqns[m].out, i]));
   for (const m of members) {
     const e = g.eqns[m];
     const operands = e.ins.map((v) => inGroup.get(v) ?? leafName(v));
+    nodes.push({ prim: e.prim, act: (e.attrs as { act?: string } | undefined)?.act, args: e.ins.map((v) => (nodeOf.has(v) ? { node: nodeOf.get(v)! } : { leaf: leaves.indexOf(v) })) });
     if (e.prim === 'broadcastTo') body.push(`const t${m} = ${operands[0]};`);
     else body.push(...exprOf(e, operands, `t${m}`));
   }
   const strides = leaves.map((v) => broadcastStrides(g.vars[v].shape, shape));
   const c = collapseAxes(shape, strides);
   const ops = members.map((m) => g.eqns[m].prim);
-  return { kind: 'fused', ops, loop: compileLoop(ops.join('_'), c.shape, c.strides, body, `t${members[members.length - 1]}`), ins: leaves, out: root.out };
+  const expr: FusedExpr = { nodes, shape: c.shape, strides: c.strides, dtype: g.vars[root.out].dtype };
+  return { kind: 'fused', ops, loop: compileLoop(ops.join('_'), c.shape, c.strides, body, `t${members[members.length - 1]}`), expr, ins: leaves, out: root.out };
 }
 
 const loopCache = new Map<string, FusedLoop>();

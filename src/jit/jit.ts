@@ -48,6 +48,8 @@ export interface Lowered {
     readonly steps: number;
     readonly fusedLoops: number;
     readonly fusedOps: number;
+    /** Fused loops the backend compiled to its own code (the CPU backend: wasm SIMD); the others run as JS loops. */
+    readonly nativeFusedLoops: number;
     /** Primitives whose kernels allocate their own outputs (no `writesInto`): outside the arena. */
     readonly ownOutputOps: readonly string[];
     readonly compileMs: number;
@@ -186,6 +188,10 @@ function compile<A extends unknown[]>(f: (...a: A) => unknown, args: A, flat: Fl
   const inputBytes = flat.tensors.reduce((p, t) => p + bytes(t), 0);
   const constBytes = graph.vars.reduce((p, v) => p + (v.src.kind === 'const' ? bytes(v) : 0), 0);
   const fused = steps.filter((s) => s.kind === 'fused');
+  if (plan && backend.compileFused && fused.length) {
+    const fast = backend.compileFused(fused.map((s) => s.expr));
+    fused.forEach((s, i) => (s.fast = fast[i]));
+  }
   const memory = plan ?? { placement: [], arenaBytes: 0, unplannedBytes: 0, intermediateBytes: 0, freshBytes: 0, donatedBytes: 0 };
   const lowered: Lowered = {
     signature: flat.sig,
@@ -204,6 +210,7 @@ function compile<A extends unknown[]>(f: (...a: A) => unknown, args: A, flat: Fl
       steps: steps.length,
       fusedLoops: fused.length,
       fusedOps: fused.reduce((p, s) => p + (s.kind === 'fused' ? s.ops.length : 0), 0),
+      nativeFusedLoops: fused.filter((s) => s.fast).length,
       ownOutputOps: [...new Set(steps.flatMap((s) => (s.kind === 'prim' && plan?.placement[s.out].kind === 'owned' ? [s.eqn.prim] : [])))],
       compileMs: performance.now() - t0,
       backend: backend.name,

@@ -75,6 +75,7 @@ describe.each(cases)('$name train step: jit vs eager', ({ name, opts }) => {
     expect(jstep.compiles).toBe(1);
     const lowered = jstep.lower(model.params, model.state, input, y, E.random.key(0));
     expect(lowered.stats.fusedLoops).toBeGreaterThan(0);
+    expect(lowered.stats.ownOutputOps).toEqual([]);
     expect(lowered.memory.arenaBytes).toBeLessThan(lowered.memory.unplannedBytes / 2);
   });
 });

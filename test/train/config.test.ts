@@ -15,7 +15,7 @@ describe('the option table', () => {
   it('--help shows every option with the help and default of its table entry', () => {
     const help = squash(trainCommand().helpInformation());
     for (const f of FLAGS) expect(help).toContain(`${f.flags} ${squash(helpLine(f))}`);
-    expect(shownDefault(FLAGS.find((f) => f.key === 'epochs')!)).toBe('60; 8 on the synthetic set');
+    expect(shownDefault(FLAGS.find((f) => f.key === 'epochs')!)).toBe('60; 6 on the synthetic set');
     expect(shownDefault(FLAGS.find((f) => f.key === 'momentum')!)).toBe('0 (--optimizer sgd: 0.9)');
     expect(shownDefault(FLAGS.find((f) => f.key === 'imgSize')!)).toBe("the model's, 224 for b0; 32 on the synthetic set; 224 with --preset paper");
   });

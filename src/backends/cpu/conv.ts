@@ -7,7 +7,8 @@
  *     the sgemm (fast/sgemm.ts), which reads it in place; a 1×1 stride-1 unpadded (pointwise) conv skips im2col
  *     and multiplies the input planes directly;
  *   - stochastic conv, column stride 1–2: the wasm SIMD window kernels of fast/stochconv.ts.
- * All of them run on the pool's threads. Tests compare them with the references (convReferenceKernels).
+ * All of them run on the pool's threads and write into `OutSpec.into` when given (jit's arena slots, views of the
+ * wasm heap that the wasm kernels address in place). Tests compare them with the references (convReferenceKernels).
  */
 import type { Kernel, KernelArg, OutSpec, TypedArray } from '../backend.ts';
 import type {
@@ -30,6 +31,13 @@ import { stochasticForwardF32, stochasticGradFilterF32, stochasticGradInputF32, 
 type Arg = KernelArg<TypedArray>;
 const f32 = (a: Arg) => a.storage as Float32Array;
 const isF32 = (args: readonly Arg[], out: OutSpec) => out.dtype === 'float32' && args.every((a) => a.storage instanceof Float32Array);
+/** The caller's output slot (jit's arena: a view of the wasm heap, written in place), if any. */
+const into = (out: OutSpec): Float32Array | undefined => out.into as Float32Array | undefined;
+/** The float32 output: the caller's slot or a new array, zeroed when `zero` (kernels that accumulate). */
+function outF32(out: OutSpec, zero: boolean): Float32Array {
+  const y = into(out);
+  return y ? (zero ? y.fill(0) : y) : new Float32Array(sizeOf(out.shape));
+}
 
 /**
  * Runs `body` with a float32 im2col buffer of `n` floats: a view of the wasm heap when there is one (so the sgemm
@@ -46,6 +54,16 @@ function withCol<R>(n: number, body: (col: Float32Array) => R): R {
   }
 }
 
+/**
+ * Runs `body` with `a` as a view of the wasm heap: `a` itself when it is one, else a copy made once for the whole
+ * call (the sgemm would otherwise copy its operand per image and per column chunk). Without a heap, `a`.
+ */
+function inHeap<R>(a: Float32Array, body: (v: Float32Array) => R): R {
+  const h = wasmHeap();
+  if (!h || h.ptrOf(a) >= 0) return body(a);
+  return h.withF32(a, (p) => body(h.view(p, a.length)));
+}
+
 /** Calls f(n, g, xOff) for each image and group, with the offset of the group's first input plane. */
 function eachGroup(p: ConvGeometry, f: (n: number, g: number, xOff: number) => void): void {
   for (let n = 0; n < p.N; n++) for (let g = 0; g < p.groups; g++) f(n, g, (n * p.C + g * p.Cg) * p.H * p.W);
@@ -54,42 +72,46 @@ function eachGroup(p: ConvGeometry, f: (n: number, g: number, xOff: number) => v
 export function conv2dImpl([x, w]: readonly Arg[], a: Conv2dAttrs, out: OutSpec): TypedArray {
   if (!isF32([x, w], out)) return R.conv2dRefImpl([x, w], a, out);
   const p = convGeometry(x.shape, w.shape, out.shape, a);
-  if (p.depthwise && depthwiseSimdOk(p)) return depthwiseForwardF32(f32(x), f32(w), p);
-  const Y = new Float32Array(sizeOf(out.shape));
+  if (p.depthwise && depthwiseSimdOk(p)) return depthwiseForwardF32(f32(x), f32(w), p, into(out));
+  const Y = outF32(out, false);
   const K = p.Cg * p.kh * p.kw, P = p.OH * p.OW;
-  withCol(p.pointwise ? 0 : K * P, (colBuf) => {
-    eachGroup(p, (n, g, xOff) => {
-      const col = p.pointwise ? f32(x) : colBuf;
-      if (!p.pointwise) im2col(f32(x), xOff, p, col);
-      // Y[n, g·Og + o, :] = W[g·Og + o, :] · col
-      sgemm(false, false, p.Og, P, K, 1, f32(w), g * p.Og * K, K, col, p.pointwise ? xOff : 0, P, 0, Y, (n * p.O + g * p.Og) * P, P);
-    });
-  });
+  inHeap(f32(w), (wt) =>
+    withCol(p.pointwise ? 0 : K * P, (colBuf) => {
+      eachGroup(p, (n, g, xOff) => {
+        const col = p.pointwise ? f32(x) : colBuf;
+        if (!p.pointwise) im2col(f32(x), xOff, p, col);
+        // Y[n, g·Og + o, :] = W[g·Og + o, :] · col
+        sgemm(false, false, p.Og, P, K, 1, wt, g * p.Og * K, K, col, p.pointwise ? xOff : 0, P, 0, Y, (n * p.O + g * p.Og) * P, P);
+      });
+    }),
+  );
   return Y;
 }
 
 export function conv2dGradInputImpl([ct, w]: readonly Arg[], a: Conv2dGradInputAttrs, out: OutSpec): TypedArray {
   if (!isF32([ct, w], out)) return R.conv2dGradInputRefImpl([ct, w], a, out);
   const p = convGeometry(a.inputShape, w.shape, ct.shape, a);
-  if (p.depthwise && depthwiseSimdOk(p)) return depthwiseGradInputF32(f32(ct), f32(w), p);
-  const DX = new Float32Array(sizeOf(out.shape));
+  if (p.depthwise && depthwiseSimdOk(p)) return depthwiseGradInputF32(f32(ct), f32(w), p, into(out));
+  const DX = outF32(out, !p.pointwise);
   const K = p.Cg * p.kh * p.kw, P = p.OH * p.OW;
-  withCol(p.pointwise ? 0 : K * P, (colBuf) => {
-    eachGroup(p, (n, g, xOff) => {
-      const col = p.pointwise ? DX : colBuf;
-      // col = W[g]ᵀ · G[n, g]  (K × P)
-      sgemm(true, false, K, P, p.Og, 1, f32(w), g * p.Og * K, K, f32(ct), (n * p.O + g * p.Og) * P, P, 0, col, p.pointwise ? xOff : 0, P);
-      if (!p.pointwise) col2im(col, 0, p, DX, xOff);
-    });
-  });
+  inHeap(f32(w), (wt) =>
+    withCol(p.pointwise ? 0 : K * P, (colBuf) => {
+      eachGroup(p, (n, g, xOff) => {
+        const col = p.pointwise ? DX : colBuf;
+        // col = W[g]ᵀ · G[n, g]  (K × P)
+        sgemm(true, false, K, P, p.Og, 1, wt, g * p.Og * K, K, f32(ct), (n * p.O + g * p.Og) * P, P, 0, col, p.pointwise ? xOff : 0, P);
+        if (!p.pointwise) col2im(col, 0, p, DX, xOff);
+      });
+    }),
+  );
   return DX;
 }
 
 export function conv2dGradFilterImpl([x, ct]: readonly Arg[], a: Conv2dGradFilterAttrs, out: OutSpec): TypedArray {
   if (!isF32([x, ct], out)) return R.conv2dGradFilterRefImpl([x, ct], a, out);
   const p = convGeometry(x.shape, a.filterShape, ct.shape, a);
-  if (p.depthwise && depthwiseSimdOk(p)) return depthwiseGradFilterF32(f32(x), f32(ct), p);
-  const DW = new Float32Array(sizeOf(out.shape));
+  if (p.depthwise && depthwiseSimdOk(p)) return depthwiseGradFilterF32(f32(x), f32(ct), p, into(out));
+  const DW = outF32(out, true);
   const K = p.Cg * p.kh * p.kw, P = p.OH * p.OW;
   withCol(p.pointwise ? 0 : K * P, (colBuf) => {
     eachGroup(p, (n, g, xOff) => {
@@ -106,17 +128,17 @@ export function conv2dGradFilterImpl([x, ct]: readonly Arg[], a: Conv2dGradFilte
 
 export function stochasticConv2dImpl([x, w]: readonly Arg[], a: StochasticConv2dAttrs, out: OutSpec): TypedArray {
   const s = stochasticGeometry(x.shape, w.shape, a);
-  return isF32([x, w], out) && stochasticSimdOk(s) ? stochasticForwardF32(f32(x), f32(w), s) : R.stochasticConv2dRefImpl([x, w], a, out);
+  return isF32([x, w], out) && stochasticSimdOk(s) ? stochasticForwardF32(f32(x), f32(w), s, into(out)) : R.stochasticConv2dRefImpl([x, w], a, out);
 }
 
 export function stochasticConv2dGradInputImpl([ct, w]: readonly Arg[], a: StochasticConv2dGradInputAttrs, out: OutSpec): TypedArray {
   const s = stochasticGeometry(a.inputShape, w.shape, a);
-  return isF32([ct, w], out) && stochasticSimdOk(s) ? stochasticGradInputF32(f32(ct), f32(w), s) : R.stochasticConv2dGradInputRefImpl([ct, w], a, out);
+  return isF32([ct, w], out) && stochasticSimdOk(s) ? stochasticGradInputF32(f32(ct), f32(w), s, into(out)) : R.stochasticConv2dGradInputRefImpl([ct, w], a, out);
 }
 
 export function stochasticConv2dGradFilterImpl([x, ct]: readonly Arg[], a: StochasticConv2dGradFilterAttrs, out: OutSpec): TypedArray {
   const s = stochasticGeometry(x.shape, a.filterShape, a);
-  return isF32([x, ct], out) && stochasticSimdOk(s) ? stochasticGradFilterF32(f32(x), f32(ct), s) : R.stochasticConv2dGradFilterRefImpl([x, ct], a, out);
+  return isF32([x, ct], out) && stochasticSimdOk(s) ? stochasticGradFilterF32(f32(x), f32(ct), s, into(out)) : R.stochasticConv2dGradFilterRefImpl([x, ct], a, out);
 }
 
 export const convKernels: Record<string, Kernel<TypedArray, any>> = {

@@ -14,9 +14,9 @@ import type {
   StochasticConv2dGradFilterAttrs,
   StochasticConv2dGradInputAttrs,
 } from '../../autograd/conv.ts';
-import { arrayFor } from '../kernel.ts';
 import { sizeOf } from '../../tensor/shape.ts';
 import { stochasticGeometry, windowOf } from './conv_geom.ts';
+import { outputFor, zeroedOutputFor } from './layout.ts';
 
 type Arg = KernelArg<TypedArray>;
 
@@ -31,7 +31,7 @@ export function conv2dRefImpl([x, w]: readonly Arg[], a: Conv2dAttrs, out: OutSp
   const Og = O / a.groups;
   const X = x.storage;
   const Wt = w.storage;
-  const y = arrayFor(out.dtype, sizeOf(out.shape));
+  const y = outputFor(out);
   let p = 0;
   for (let n = 0; n < N; n++) {
     for (let o = 0; o < O; o++) {
@@ -91,7 +91,7 @@ export function conv2dGradInputRefImpl([ct, w]: readonly Arg[], a: Conv2dGradInp
       }
     }
   }
-  const y = arrayFor(out.dtype, acc.length);
+  const y = outputFor(out);
   y.set(acc);
   return y;
 }
@@ -107,7 +107,7 @@ export function conv2dGradFilterRefImpl([x, ct]: readonly Arg[], a: Conv2dGradFi
   const Og = O / a.groups;
   const X = x.storage;
   const G = ct.storage;
-  const y = arrayFor(out.dtype, sizeOf(out.shape));
+  const y = outputFor(out);
   let p = 0;
   for (let o = 0; o < O; o++) {
     const c0 = Math.floor(o / Og) * Cg;
@@ -144,7 +144,7 @@ export function stochasticConv2dRefImpl([x, w]: readonly Arg[], a: StochasticCon
   const [sh, sw] = a.stride;
   const X = x.storage;
   const Wt = w.storage;
-  const y = arrayFor(out.dtype, sizeOf(out.shape));
+  const y = outputFor(out);
   let p = 0;
   for (let n = 0; n < N; n++) {
     for (let o = 0; o < O; o++) {
@@ -194,7 +194,7 @@ export function stochasticConv2dGradInputRefImpl([ct, w]: readonly Arg[], a: Sto
       }
     }
   }
-  const y = arrayFor(out.dtype, acc.length);
+  const y = outputFor(out);
   y.set(acc);
   return y;
 }
@@ -227,7 +227,7 @@ export function stochasticConv2dGradFilterRefImpl([x, ct]: readonly Arg[], a: St
       }
     }
   }
-  const y = arrayFor(out.dtype, acc.length);
+  const y = outputFor(out);
   y.set(acc);
   return y;
 }
@@ -264,7 +264,7 @@ function eachWindow(
 export function avgPool2dImpl([x]: readonly Arg[], a: Pool2dAttrs, out: OutSpec): TypedArray {
   const [, , H, W] = x.shape;
   const X = x.storage;
-  const y = arrayFor(out.dtype, sizeOf(out.shape));
+  const y = outputFor(out);
   eachWindow(x.shape, out.shape, a, (p, o, y0, y1, x0, x1) => {
     let s = 0;
     for (let r = y0; r < y1; r++) for (let c = x0; c < x1; c++) s += X[(p * H + r) * W + c];
@@ -281,7 +281,7 @@ export function avgPool2dGradImpl([ct]: readonly Arg[], a: Pool2dGradAttrs, out:
     const g = G[o] / ((y1 - y0) * (x1 - x0));
     for (let r = y0; r < y1; r++) for (let c = x0; c < x1; c++) acc[(p * H + r) * W + c] += g;
   });
-  const y = arrayFor(out.dtype, acc.length);
+  const y = outputFor(out);
   y.set(acc);
   return y;
 }
@@ -311,21 +311,21 @@ function argmaxes(x: Arg, outShape: readonly number[], a: Pool2dAttrs): Int32Arr
 
 export function maxPool2dImpl([x]: readonly Arg[], a: Pool2dAttrs, out: OutSpec): TypedArray {
   const idx = argmaxes(x, out.shape, a);
-  const y = arrayFor(out.dtype, idx.length);
+  const y = outputFor(out);
   for (let o = 0; o < idx.length; o++) y[o] = x.storage[idx[o]];
   return y;
 }
 
 export function maxPool2dGradImpl([x, ct]: readonly Arg[], a: Pool2dAttrs, out: OutSpec): TypedArray {
   const idx = argmaxes(x, ct.shape, a);
-  const y = arrayFor(out.dtype, sizeOf(out.shape));
+  const y = zeroedOutputFor(out);
   for (let o = 0; o < idx.length; o++) y[idx[o]] += ct.storage[o];
   return y;
 }
 
 export function maxPool2dSelectImpl([x, g]: readonly Arg[], a: Pool2dAttrs, out: OutSpec): TypedArray {
   const idx = argmaxes(x, out.shape, a);
-  const y = arrayFor(out.dtype, idx.length);
+  const y = outputFor(out);
   for (let o = 0; o < idx.length; o++) y[o] = g.storage[idx[o]];
   return y;
 }

@@ -4,6 +4,8 @@ import { writesInto } from '../kernel.ts';
 import { convKernels } from './conv.ts';
 import { elementwiseExprs, elementwiseKernel, fastElementwiseKernel } from './elementwise.ts';
 import * as L from './layout.ts';
+import { compileFused } from './fast/fused.ts';
+import { type Region, wasmHeap } from './fast/heap.ts';
 import { matmulImpl } from './matmul.ts';
 import { maxImpl, momentsImpl, sumImpl } from './reduce.ts';
 
@@ -26,16 +28,53 @@ const table: Record<string, Kernel<TypedArray, any>> = {
   cast: L.castImpl,
   ...convKernels,
 };
-// Every kernel here but the convolutions' honours OutSpec.into (jit's arena slots).
-for (const [name, k] of Object.entries(table)) kernels.set(name, name in convKernels ? k : writesInto(k));
+// Every kernel here honours OutSpec.into (jit's arena slots).
+for (const [name, k] of Object.entries(table)) kernels.set(name, writesInto(k));
+
+/**
+ * jit's arena: a region of the wasm heap (fast/heap.ts), so the kernels' pointer paths read and write the planned
+ * buffers in place; replaced by a larger region when a plan needs more. Without wasm SIMD, a plain ArrayBuffer.
+ */
+let region: Region | null = null;
+let plain: ArrayBuffer | null = null;
+function arena(bytes: number): { buffer: ArrayBufferLike; offset: number } {
+  const h = wasmHeap();
+  if (!h) {
+    if (!plain || plain.byteLength < bytes) plain = new ArrayBuffer(bytes);
+    return { buffer: plain, offset: 0 };
+  }
+  if (!region || region.bytes < bytes) {
+    region?.release();
+    region = null;
+    region = h.reserve(bytes);
+  }
+  return { buffer: h.buffer(), offset: region.ptr };
+}
+
+/** Heap copies made by `pin`, released when their view is garbage-collected. */
+const unpin = new FinalizationRegistry<number>((ptr) => wasmHeap()?.release(ptr));
+/**
+ * A float32 array's copy in the wasm heap. Only with a shared memory: a growth of a non-shared one would detach
+ * the view a caller's tensor keeps.
+ */
+function pin(s: TypedArray, dtype: string): TypedArray | undefined {
+  const h = wasmHeap();
+  if (!h?.shared || dtype !== 'float32' || s.length === 0 || h.ptrOf(s) >= 0) return undefined;
+  const p = h.alloc(s.length * 4);
+  const v = h.view(p, s.length);
+  v.set(s);
+  unpin.register(v, p);
+  return v;
+}
 
 export const cpuBackend: Backend<TypedArray> = {
   name: 'cpu',
   upload: (data) => data,
   download: (s) => s.slice(),
   kernels,
-  // jit's arena: one ArrayBuffer, storage = typed-array views into it.
-  arena: (bytes) => ({ buffer: new ArrayBuffer(bytes), offset: 0 }),
+  arena,
+  pin,
+  compileFused,
   view: (buffer, byteOffset, dtype, size) => (dtype === 'float64' ? new Float64Array(buffer, byteOffset, size) : new Float32Array(buffer, byteOffset, size)),
   describe: () => 'cpu (TypeScript kernels)',
 };

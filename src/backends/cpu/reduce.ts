@@ -94,7 +94,7 @@ function sumInto(src: TypedArray, shape: readonly number[], axes: readonly numbe
 
 export function sumImpl([x]: readonly KernelArg<TypedArray>[], { axes }: ReduceAttrs, out: OutSpec): TypedArray {
   const g = asChannels(x, axes, out);
-  if (g) return channelSumF32(x.storage as Float32Array, g);
+  if (g) return channelSumF32(x.storage as Float32Array, g, out.into as Float32Array | undefined);
   return finish(sumInto(x.storage, x.shape, axes, new Float64Array(sizeOf(out.shape))), out);
 }
 
@@ -115,7 +115,7 @@ export function maxImpl([x]: readonly KernelArg<TypedArray>[], { axes }: ReduceA
 /** Mean and biased variance over `axes` (two passes in float64: exact where E[x²] − E[x]² would cancel). Output [2, …]. */
 export function momentsImpl([x]: readonly KernelArg<TypedArray>[], { axes }: ReduceAttrs, out: OutSpec): TypedArray {
   const g = asChannels(x, axes, out);
-  if (g) return channelMomentsF32(x.storage as Float32Array, g);
+  if (g) return channelMomentsF32(x.storage as Float32Array, g, out.into as Float32Array | undefined);
   const src = x.storage;
   const m = sizeOf(out.shape) / 2;
   const count = x.shape.reduce((p, d, i) => (axes.includes(i) ? p * d : p), 1);

@@ -28,7 +28,7 @@ const GRAIN = 1 << 16;
  * Vector constants live in locals set before the loop (V8 does not hoist `f32x4.splat` out of wasm loops).
  * `k(x)` returns a read of the local holding splat(x); `prologue` holds the code that fills them.
  */
-class Consts {
+export class Consts {
   private readonly locals = new Map<number, number>();
   private readonly ints = new Map<number, number>();
   constructor(private readonly f: Fn) {}
@@ -76,9 +76,9 @@ const promoteLow = simdUn(0x5f);
 const dadd = simdBin(0xf0);
 
 /** σ(v) on 4 lanes (tmp: three v128 locals for the exp). */
-const sig = (f: Fn, c: Consts, v: Expr, t: number[]) => vandnot(vdiv(c.k(1), vadd(c.k(1), vexp(f, c, vneg(v), t[0], t[1], t[2]))), vlt(v, c.k(-88)));
+export const sig = (f: Fn, c: Consts, v: Expr, t: number[]) => vandnot(vdiv(c.k(1), vadd(c.k(1), vexp(f, c, vneg(v), t[0], t[1], t[2]))), vlt(v, c.k(-88)));
 /** silu'(v)·ct = ct·σ(1 + v(1 − σ)) (vs: a local for σ). */
-const siluGradV = (f: Fn, c: Consts, v: Expr, ct: Expr, t: number[], vs: number): Expr => {
+export const siluGradV = (f: Fn, c: Consts, v: Expr, ct: Expr, t: number[], vs: number): Expr => {
   f.set(vs, sig(f, c, v, t));
   return vmul(ct, vmul(get(vs), vadd(c.k(1), vmul(v, vsub(c.k(1), get(vs))))));
 };
@@ -386,17 +386,17 @@ export function affineSiluGradF32(x: Float32Array, a: Float32Array, b: Float32Ar
 }
 
 /** Per-channel sums of NCHW planes (C floats). */
-export function channelSumF32(x: Float32Array, g: PlanesGeom): Float32Array {
+export function channelSumF32(x: Float32Array, g: PlanesGeom, out?: Float32Array): Float32Array {
   check('channelSumF32', x, planes(g));
   const { h } = need();
-  return h.withF32(x, (px) => h.outF32(g.C, (po) => channelSumPtr(px, po, g)));
+  return h.withF32(x, (px) => h.outF32(g.C, (po) => channelSumPtr(px, po, g), out));
 }
 
 /** Per-channel [mean…, biased variance…] of NCHW planes (2·C floats, the layout of the moments primitive). */
-export function channelMomentsF32(x: Float32Array, g: PlanesGeom): Float32Array {
+export function channelMomentsF32(x: Float32Array, g: PlanesGeom, out?: Float32Array): Float32Array {
   check('channelMomentsF32', x, planes(g));
   const { h } = need();
-  return h.withF32(x, (px) => h.outF32(2 * g.C, (po) => channelMomentsPtr(px, po, po + 4 * g.C, g)));
+  return h.withF32(x, (px) => h.outF32(2 * g.C, (po) => channelMomentsPtr(px, po, po + 4 * g.C, g), out));
 }
 
 /**

@@ -49,6 +49,11 @@ export class WasmHeap {
   private top = ALIGN;
   private buffers = new WeakSet<ArrayBufferLike>();
   private cur: { buf: ArrayBufferLike; f32: Float32Array; i32: Int32Array } | undefined;
+  /**
+   * Bytes the typed-array entry points copied because an operand or output was not a view of this memory (`withF32`,
+   * `outF32`, the sgemm's operand copies). A compiled graph whose buffers all live here adds nothing to it.
+   */
+  copiedBytes = 0;
 
   constructor(opts: { shared?: boolean; initialPages?: number; maxPages?: number } = {}) {
     const W = wasmApi;
@@ -91,6 +96,11 @@ export class WasmHeap {
       this.cur = { buf, f32: new Float32Array(buf), i32: new Int32Array(buf) };
     }
     return this.cur;
+  }
+
+  /** The memory's current buffer (registered, so `ptrOf` recognises views made on it after later growth). */
+  buffer(): ArrayBufferLike {
+    return this.views().buf;
   }
 
   /** A Float32Array over the whole memory (index = byte address / 4), fresh if the memory grew. */
@@ -187,6 +197,11 @@ export class WasmHeap {
     };
   }
 
+  /** The end of the highest allocation: the memory beyond it (less SLACK) is free (a statistic for tests). */
+  get highWater(): number {
+    return this.top;
+  }
+
   /** Bytes handed out and not released (a statistic for tests and the memory plan). */
   allocatedBytes(): number {
     let s = 0;
@@ -203,7 +218,10 @@ export class WasmHeap {
     if (p >= 0) return body(p);
     const t = this.alloc(a.length * 4);
     try {
-      if (copy) this.f32().set(a, t >>> 2);
+      if (copy) {
+        this.f32().set(a, t >>> 2);
+        this.copiedBytes += a.length * 4;
+      }
       return body(t);
     } finally {
       this.release(t);
@@ -225,6 +243,7 @@ export class WasmHeap {
     try {
       body(t);
       const v = this.view(t, n);
+      this.copiedBytes += n * 4;
       if (out) {
         out.set(v);
         return out;

@@ -272,6 +272,7 @@ function run(
     const pB = inB >= 0 ? inB + 4 * bOff : tmp + a64(extA);
     const pC = inC >= 0 ? inC + 4 * cOff : tmp + a64(extA) + a64(extB);
     const heap = h.f32();
+    h.copiedBytes += 4 * ((inA < 0 ? ar * ac : 0) + (inB < 0 ? br * bc : 0) + (inC < 0 ? (beta !== 0 ? 2 : 1) * M * N : 0));
     if (inA < 0) copyIn(heap, pA >>> 2, ldA, A, aOff, ar, ac, lda);
     if (inB < 0) copyIn(heap, pB >>> 2, ldB, B, bOff, br, bc, ldb);
     if (inC < 0 && beta !== 0) copyIn(heap, pC >>> 2, N, C, cOff, M, N, ldc);

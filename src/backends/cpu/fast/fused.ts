@@ -1,0 +1,186 @@
+/**
+ * jit's fused elementwise groups as wasm SIMD loops over heap addresses (the CPU backend's `compileFused`). One
+ * function per group, all of a graph's groups in one module loaded on every pool thread; sizes and strides are
+ * literals (shapes are static in a compiled graph). A group runs over its collapsed output shape as rows of the
+ * last axis: per row each leaf's offset comes from the row index (outer strides), leaves constant along the row
+ * (inner stride 0) are splatted once, the others read 4 floats at a time; the row's tail runs the same vector
+ * code on one lane. Rows are split into tasks on the pool's threads when the group is large.
+ *
+ * Every operation rounds to float32 as eager's kernels do, and SiLU / sigmoid / SiLU's gradient use the same
+ * vector exp as the eager fast kernels (activations.ts), so a wasm group equals eager bit for bit on the plain
+ * arithmetic and within the exp's 1–2 ulp elsewhere. Groups with an op that has no exact vector form here (exp,
+ * log, tanh, pow, softplus), float64 groups, more than MAX_LEAVES leaves, and calls whose buffers are not all in
+ * the heap (inputs and outputs the caller allocated) keep jit's JS loop.
+ */
+import type { FusedExpr, FusedKernel, TypedArray } from '../../backend.ts';
+import { Consts, sig, siluGradV } from './activations.ts';
+import { wasmHeap } from './heap.ts';
+import { Job, type PoolKernel, loadKernels, poolThreads } from './pool.ts';
+import { Fn, T, type Expr, add, assemble, get, i32, load, mul, splat, vadd, vdiv, vmul, vsub } from './wasm.ts';
+
+/** Leaves a group may have (pool calls take 12 arguments: the leaves, the output and a row range). */
+const MAX_LEAVES = 9;
+/** Elements per task when a group is split across threads (below two of them it runs on the calling thread). */
+const GRAIN = 1 << 16;
+
+const simd = (op: number) => (...xs: Expr[]): Expr => (f) => {
+  for (const x of xs) x(f);
+  f.simd(op);
+};
+const vabs = simd(0xe0), vneg = simd(0xe1), vsqrt = simd(0xe3), vmin = simd(0xe8), vmax = simd(0xe9);
+const veq = simd(0x41), vne = simd(0x42), vlt = simd(0x43), vgt = simd(0x44), vge = simd(0x46);
+const vand = simd(0x4e), vor = simd(0x50), vbitselect = simd(0x52);
+const divU = (a: Expr, b: Expr): Expr => (f) => { a(f); b(f); f.op(0x6e); };
+const remU = (a: Expr, b: Expr): Expr => (f) => { a(f); b(f); f.op(0x70); };
+const lane0 = (a: Expr): Expr => (f) => { a(f); f.simd(0x1f, 0); };
+
+/** The primitives with a vector form here (arity checked by the graph). */
+const VECTOR = new Set(['neg', 'abs', 'sqrt', 'sign', 'relu', 'sigmoid', 'silu', 'siluGrad', 'add', 'sub', 'mul', 'div', 'maximum', 'minimum', 'greater', 'greaterEqual', 'equal', 'where', 'affine', 'broadcastTo']);
+
+export function fusable(e: FusedExpr): boolean {
+  if (e.dtype !== 'float32' || e.strides.length > MAX_LEAVES) return false;
+  if (!e.nodes.every((n) => VECTOR.has(n.prim) && (n.prim !== 'affine' || n.act === undefined || n.act === 'silu'))) return false;
+  const r = e.shape.length;
+  return r === 0 || e.strides.every((s) => s[r - 1] === 0 || s[r - 1] === 1);
+}
+
+/** The vector value of one node from its operands' vectors. */
+function nodeValue(f: Fn, c: Consts, prim: string, act: string | undefined, [a, b, cc]: Expr[], t: number[]): Expr {
+  const one = c.k(1), zero = c.k(0);
+  switch (prim) {
+    case 'broadcastTo': return a;
+    case 'neg': return vneg(a);
+    case 'abs': return vabs(a);
+    case 'sqrt': return vsqrt(a);
+    case 'sign': {
+      f.set(t[3], a);
+      return vor(vand(vgt(get(t[3]), zero), one), vand(vlt(get(t[3]), zero), c.k(-1)));
+    }
+    case 'relu': {
+      f.set(t[3], a);
+      return vand(get(t[3]), vgt(get(t[3]), zero));
+    }
+    case 'sigmoid': return sig(f, c, a, t);
+    case 'silu': {
+      f.set(t[3], a);
+      return vmul(get(t[3]), sig(f, c, get(t[3]), t));
+    }
+    case 'siluGrad': return siluGradV(f, c, a, b, t, f.local(T.v128));
+    case 'add': return vadd(a, b);
+    case 'sub': return vsub(a, b);
+    case 'mul': return vmul(a, b);
+    case 'div': return vdiv(a, b);
+    case 'maximum': return vmax(a, b);
+    case 'minimum': return vmin(a, b);
+    case 'greater': return vand(vgt(a, b), one);
+    case 'greaterEqual': return vand(vge(a, b), one);
+    case 'equal': return vand(veq(a, b), one);
+    case 'where': return vbitselect(b, cc, vne(a, zero));
+    case 'affine': {
+      const z = vadd(vmul(a, b), cc);
+      if (act !== 'silu') return z;
+      f.set(t[3], z);
+      return vmul(get(t[3]), sig(f, c, get(t[3]), t));
+    }
+  }
+  throw new Error(`fused: no vector form for '${prim}'`);
+}
+
+/** fn(leaf ptrs…, out, row0, row1): the group over rows [row0, row1) of its collapsed shape. */
+function groupFn(name: string, e: FusedExpr): Fn {
+  const L = e.strides.length;
+  const f = new Fn(name, Array.from({ length: L + 3 }, () => T.i32));
+  const ptrs = f.params.slice(0, L), [out, r0, r1] = f.params.slice(L);
+  const dims = e.shape.length ? e.shape : [1];
+  const st = e.shape.length ? e.strides : e.strides.map(() => [0]);
+  const r = dims.length, len = dims[r - 1];
+  const row = f.local(T.i32), j = f.local(T.i32), ob = f.local(T.i32);
+  const base = ptrs.map(() => f.local(T.i32)), xv = ptrs.map(() => f.local(T.v128)), vals = e.nodes.map(() => f.local(T.v128));
+  const t = [f.local(T.v128), f.local(T.v128), f.local(T.v128), f.local(T.v128)];
+  const c = new Consts(f);
+  const start = f.code.length;
+  // Row index → offset along the outer axes (row-major over dims[0..r-2]).
+  const outer = (k: number): Expr => {
+    let sum: Expr = i32(0);
+    let inner = 1;
+    for (let d = r - 2; d >= 0; d--) {
+      const s = st[k][d];
+      if (s !== 0) {
+        const q = inner === 1 ? get(row) : divU(get(row), i32(inner));
+        const idx = d === 0 ? q : remU(q, i32(dims[d]));
+        const prev = sum;
+        sum = add(prev, mul(idx, i32(s * 4)));
+      }
+      inner *= dims[d];
+    }
+    return sum;
+  };
+  const body = (vec: boolean) => {
+    ptrs.forEach((p, k) => {
+      if (st[k][r - 1] === 0) return;
+      const at = add(get(base[k]), get(j));
+      f.set(xv[k], vec ? load('v128', at) : splat(load('f32', at)));
+    });
+    e.nodes.forEach((n, i) => {
+      const args = n.args.map((a) => ('leaf' in a ? get(xv[a.leaf]) : get(vals[a.node])));
+      f.set(vals[i], nodeValue(f, c, n.prim, n.act, args, t));
+    });
+    const y = get(vals[vals.length - 1]);
+    const at = add(get(ob), get(j));
+    if (vec) f.store('v128', at, y);
+    else f.store('f32', at, lane0(y));
+  };
+  f.for(row, get(r0), get(r1), i32(1), () => {
+    f.set(ob, add(get(out), mul(get(row), i32(len * 4))));
+    ptrs.forEach((p, k) => {
+      f.set(base[k], add(get(p), outer(k)));
+      if (st[k][r - 1] === 0) f.set(xv[k], splat(load('f32', get(base[k]))));
+    });
+    f.for(j, i32(0), i32(len * 4 - 12), i32(16), () => body(true));
+    f.for(j, get(j), i32(len * 4), i32(4), () => body(false));
+  });
+  f.code.splice(start, 0, ...c.prologue());
+  return f;
+}
+
+/** Runs a group's kernel over `rows` rows of `len` floats, split into tasks when large. */
+function runRows(k: PoolKernel, ptrs: number[], pout: number, rows: number, len: number): void {
+  const n = rows * len;
+  if (n < 2 * GRAIN || poolThreads() === 1 || rows === 1) {
+    k.run(...ptrs, pout, 0, rows);
+    return;
+  }
+  const parts = Math.min(rows, Math.ceil(n / GRAIN), 4 * poolThreads());
+  const job = new Job();
+  for (let i = 0; i < parts; i++) {
+    const a = Math.floor((i * rows) / parts), b = Math.floor(((i + 1) * rows) / parts);
+    if (b > a) job.call(k, ...ptrs, pout, a, b).endTask();
+  }
+  job.run(0);
+}
+
+/** The CPU backend's `compileFused`: wasm SIMD kernels for the groups `fusable` accepts. */
+export function compileFused(exprs: readonly FusedExpr[]): (FusedKernel | undefined)[] {
+  const h = wasmHeap();
+  if (!h) return exprs.map(() => undefined);
+  const which = exprs.map((e, i) => (fusable(e) ? i : -1)).filter((i) => i >= 0);
+  if (!which.length) return exprs.map(() => undefined);
+  const names = which.map((i) => `fused${i}`);
+  const mod = loadKernels(assemble({ functions: which.map((i, n) => groupFn(names[n], exprs[i])), memory: h.importSpec() }), names);
+  const out: (FusedKernel | undefined)[] = exprs.map(() => undefined);
+  which.forEach((i, n) => {
+    const e = exprs[i];
+    const k = mod[names[n]];
+    const len = e.shape.length ? e.shape[e.shape.length - 1] : 1;
+    const rows = e.shape.length ? e.shape.slice(0, -1).reduce((p, d) => p * d, 1) : 1;
+    const ptrs = new Array<number>(e.strides.length);
+    out[i] = (y: TypedArray, ins: readonly TypedArray[]) => {
+      const py = h.ptrOf(y);
+      if (py < 0) return false;
+      for (let q = 0; q < ins.length; q++) if ((ptrs[q] = h.ptrOf(ins[q])) < 0) return false;
+      if (rows * len > 0) runRows(k, ptrs, py, rows, len);
+      return true;
+    };
+  });
+  return out;
+}
