@@ -8,12 +8,12 @@ import * as TE from 'fp-ts/lib/TaskEither.js';
 import { pipe } from 'fp-ts/lib/function.js';
 import type { DataError } from '../data/errors.ts';
 import { type RawImage, processImage, resizeRaw } from '../data/image.ts';
-import { type Model, apply } from '../nn/model.ts';
+import { type Model } from '../nn/model.ts';
 import { type Input, inputSides, layerImage } from '../nn/efficientnet.ts';
 import * as o from '../tensor/ops.ts';
 import { key as makeKey } from '../tensor/random.ts';
 import { type Tensor, dataSync, tensor } from '../tensor/tensor.ts';
-import { evalKey } from '../train/step.ts';
+import { evalKey, evalLogits } from '../train/step.ts';
 import { probabilities } from '../train/losses.ts';
 import { defaultLayer, gradCam, integratedGradients, stochasticStemLayer, windowMap } from './attribution.ts';
 import { normaliseMap, resizeArea } from './maps.ts';
@@ -79,7 +79,7 @@ export interface Explanation {
 
 const sumAbsChannels = (t: Tensor): Float32Array => dataSync(o.sum(o.abs(t), [0, 1])) as Float32Array;
 
-/** Probability of class `c` of image 0, averaged over the logits of the passes. */
+/** Probability of class `c` of image 0, averaged over the logits of the passes (computed as predict does). */
 function meanProbability(logits: readonly Tensor[], c: number): number {
   const C = logits[0].shape[1];
   return logits.reduce((p, l) => p + probabilities(dataSync(l), C)[C === 1 ? 0 : c], 0) / logits.length;
@@ -97,7 +97,6 @@ export function explainInput(model: Model, img: ImageInput, opts: ExplainOptions
   let highHeat: Float32Array | null = null;
   let topWindows: Explanation['topWindows'] = [];
   let slice = 0;
-  let logits: Tensor[] = [];
   let classIndex = 0;
   let layer: string | null = null;
   if (method === 'gradcam') {
@@ -107,7 +106,6 @@ export function explainInput(model: Model, img: ImageInput, opts: ExplainOptions
       const acc = new Float32Array(lowSide * lowSide);
       for (const k of keys) {
         const cam = gradCam(model, img.input, { layer, key: k });
-        logits.push(cam.logits);
         classIndex = cam.classIndex[0];
         dataSync(cam.upsampled).forEach((v, i) => (acc[i] += v / passes));
       }
@@ -115,7 +113,6 @@ export function explainInput(model: Model, img: ImageInput, opts: ExplainOptions
     }
     if (stem) {
       const wm = windowMap(model, img.input, { keys });
-      if (!logits.length) logits = wm.logits;
       highHeat = normaliseMap(wm.map).map;
       topWindows = [...wm.windows[0]].sort((a, b) => b.importance - a.importance).slice(0, 8);
       slice = wm.slice;
@@ -131,7 +128,6 @@ export function explainInput(model: Model, img: ImageInput, opts: ExplainOptions
       const lowA = a instanceof Object && 'low' in a ? (a as { low: Tensor }).low : (a as Tensor);
       sumAbsChannels(lowA).forEach((v, i) => (lowAcc[i] += v / passes));
       if (highAcc) sumAbsChannels((a as { high: Tensor }).high).forEach((v, i) => (highAcc[i] += v / passes));
-      logits.push(apply(cfg, model.params, model.state, img.input, { training: false, key: k })[0]);
     }
     heat = normaliseMap(lowAcc).map;
     highHeat = highAcc ? normaliseMap(highAcc).map : null;
@@ -140,7 +136,10 @@ export function explainInput(model: Model, img: ImageInput, opts: ExplainOptions
     model: cfg.name,
     method,
     layer,
-    probability: meanProbability(logits, classIndex),
+    probability: meanProbability(
+      keys.map((k) => evalLogits(cfg, model.params, model.state, img.input, k)),
+      classIndex,
+    ),
     classIndex,
     passes,
     image: img.low,

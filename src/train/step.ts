@@ -204,6 +204,10 @@ function compiledForward(mc: ModelConfig): ReturnType<typeof evalForward> {
   return f;
 }
 
+/** The eval-mode logits of one input, through the same compiled forward `predictAll` runs (so the numbers equal predict's). */
+export const evalLogits = (mc: ModelConfig, params: Params, state: State, input: Input, key: Key): Tensor =>
+  compiledForward(mc)(params, state, input, key);
+
 /**
  * Eval-mode predictions over a loader, averaging `tta` passes with different keys (the stochastic
  * windows differ; deterministic models give identical passes). Returns null if `stop()` says so.
