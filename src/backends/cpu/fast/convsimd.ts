@@ -280,17 +280,22 @@ function gwRow(g: Geom): Fn {
   return f;
 }
 
-/** copy2d(src, srcStride, dst, dstStride, rows, cols): rows of `cols` floats (strides in bytes), 4 floats at a time. */
-function copy2d(): Fn {
-  const f = new Fn('copy2d', [T.i32, T.i32, T.i32, T.i32, T.i32, T.i32]);
-  const [src, ss, dst, ds, rows, cols] = f.params;
-  const r = f.local(T.i32), j = f.local(T.i32), a = f.local(T.i32), b = f.local(T.i32), end = f.local(T.i32);
-  f.for(r, i32(0), get(rows), i32(1), () => {
-    f.set(a, add(get(src), mul(get(r), get(ss))));
-    f.set(b, add(get(dst), mul(get(r), get(ds))));
-    f.set(end, mul(get(cols), i32(4)));
-    f.for(j, i32(0), sub(get(end), i32(15)), i32(16), () => f.store('v128', add(get(b), get(j)), load('v128', add(get(a), get(j)))));
-    f.for(j, get(j), get(end), i32(4), () => f.store('f32', add(get(b), get(j)), load('f32', add(get(a), get(j)))));
+/**
+ * copy3d(src, srcPlane, srcRow, dst, dstPlane, dstRow, planes, rows, cols): `planes` × `rows` rows of `cols` floats
+ * (strides in bytes), 4 floats at a time; a single 2-D block is `planes` = 1.
+ */
+function copy3d(): Fn {
+  const f = new Fn('copy3d', [T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32]);
+  const [src, sps, ss, dst, dps, ds, planes, rows, cols] = f.params;
+  const q = f.local(T.i32), r = f.local(T.i32), j = f.local(T.i32), a = f.local(T.i32), b = f.local(T.i32), end = f.local(T.i32);
+  f.set(end, mul(get(cols), i32(4)));
+  f.for(q, i32(0), get(planes), i32(1), () => {
+    f.for(r, i32(0), get(rows), i32(1), () => {
+      f.set(a, add(add(get(src), mul(get(q), get(sps))), mul(get(r), get(ss))));
+      f.set(b, add(add(get(dst), mul(get(q), get(dps))), mul(get(r), get(ds))));
+      f.for(j, i32(0), sub(get(end), i32(15)), i32(16), () => f.store('v128', add(get(b), get(j)), load('v128', add(get(a), get(j)))));
+      f.for(j, get(j), get(end), i32(4), () => f.store('f32', add(get(b), get(j)), load('f32', add(get(a), get(j)))));
+    });
   });
   return f;
 }
@@ -304,8 +309,8 @@ function fill(): Fn {
   return f;
 }
 
-export type Kernels = Record<'copy2d' | 'fwd' | 'fwdAcc' | 'gin0' | 'gin1' | 'gwRow' | 'fill', PoolKernel>;
-const NAMES = ['fwd', 'fwdAcc', 'gin0', 'gin1', 'gwRow', 'copy2d', 'fill'] as const;
+export type Kernels = Record<'copy3d' | 'fwd' | 'fwdAcc' | 'gin0' | 'gin1' | 'gwRow' | 'fill', PoolKernel>;
+const NAMES = ['fwd', 'fwdAcc', 'gin0', 'gin1', 'gwRow', 'copy3d', 'fill'] as const;
 
 /** First g column a gin block reads, relative to the block's base (see gin): the caller offsets gp by it. */
 export function ginColumnShift(g: Geom, phase: 0 | 1): number {
@@ -333,7 +338,7 @@ export function kernels(g: Geom): Kernels {
   const key = `${g.cn},${g.kh},${g.kw},${g.sh},${g.sw},${g.dh},${g.dw}`;
   let k = modules.get(key);
   if (!k) {
-    const bytes = assemble({ functions: [fwd(g, false), fwd(g, true), gin(g, 0), gin(g, 1), gwRow(g), copy2d(), fill()], memory: h.importSpec() });
+    const bytes = assemble({ functions: [fwd(g, false), fwd(g, true), gin(g, 0), gin(g, 1), gwRow(g), copy3d(), fill()], memory: h.importSpec() });
     k = loadKernels(bytes, NAMES) as Kernels;
     modules.set(key, k);
   }

@@ -4,11 +4,11 @@
  *
  * `...Ptr(…)` take byte addresses in the wasm heap (heap.ts) and write the output there; the `...F32` entry points
  * take typed arrays and use views of the heap in place (others are copied in, and the result out). Work goes
- * plane by plane (each stays in L1/L2): an input plane is zero-padded into the running thread's scratch (so every
- * output is an interior one), the kernels run for its M output channels into a staging plane, and that is copied
- * to the output (vector stores never run past a plane that another thread may be writing). Tasks: ranges of
- * (image, channel) planes for the forward and input gradient, ranges of channels (each owns its filter rows) for
- * the filter gradient.
+ * by stacks of planes of one channel (each stack stays in L1/L2; a large plane is a stack of one): the input planes
+ * are zero-padded into the running thread's scratch, one above the other (so every output is an interior one), the
+ * kernels sweep the stack for its M output channels into a staging stack, and that is copied to the output (vector
+ * stores never run past a plane that another thread may be writing). Tasks: ranges of (channel, stack) units for
+ * the forward and input gradient, ranges of channels (each owns its filter rows) for the filter gradient.
  *
  * `depthwiseSimdOk` says whether a call can take this path (float32, wasm SIMD, column stride 1 or 2).
  */
@@ -34,107 +34,150 @@ function padded(d: DepthwiseGeom): { Hp: number; Wp: number } {
   return { Hp, Wp };
 }
 
+/** Floats of stacked padded input planes a call works on: they stay in L2 while the kernels sweep them. */
+const STACK_FLOATS = 16384;
+/** Planes larger than this (in floats, padded) go one per call: their calls already cost little next to their work. */
+const STACK_PLANE_MAX = 1024;
+
+/**
+ * Padded planes stack vertically, `Hs` rows apart (Hp rounded up to the row stride, so plane q's outputs start at
+ * row q·Hs/sh), and one kernel call sweeps the whole stack: the rows between two planes' outputs are computed and
+ * dropped. Small planes (the 7×7 and 4×4 of the last stages) would otherwise cost more in calls than in arithmetic.
+ */
+function stacking(d: DepthwiseGeom): { Hs: number; Wp: number; planes: number } {
+  const { Hp, Wp } = padded(d);
+  const Hs = Math.ceil(Hp / d.stride[0]) * d.stride[0];
+  const planes = Hs * Wp > STACK_PLANE_MAX ? 1 : Math.min(d.N, Math.floor(STACK_FLOATS / (Hs * Wp)));
+  return { Hs, Wp, planes };
+}
+
 const heapOrThrow = () => simdHeap('depthwise');
 
-/** y (at py) = depthwise conv(x at px, w at pw). */
-export function depthwiseForwardPtr(px: number, pw: number, py: number, d: DepthwiseGeom): void {
+/** The stacks of one channel: first image and image count of each (the last may be shorter). */
+function* stacksOf(N: number, planes: number): Generator<[number, number]> {
+  for (let n0 = 0; n0 < N; n0 += planes) yield [n0, Math.min(planes, N - n0)];
+}
+
+/**
+ * y (at py) = depthwise conv(x at px, w at pw). `planes`: images stacked per kernel call (tests vary it; the
+ * default fills STACK_FLOATS).
+ */
+export function depthwiseForwardPtr(px: number, pw: number, py: number, d: DepthwiseGeom, planes = stacking(d).planes): void {
   const { N, C, H, W, O, OH, OW, kh, kw } = d;
   const [pt, , pl] = d.padding;
   const M = O / C, HW = H * W, P = OH * OW, T = kh * kw;
-  const { Hp, Wp } = padded(d);
+  const { Hs, Wp } = stacking(d);
+  const rs = Hs / d.stride[0]; // output rows per stacked plane
   const k = kernels(geom(d));
-  const xp = SLACK, ys = xp + paddedBytes(Hp * Wp * 4);
+  const xp = SLACK, ys = xp + paddedBytes(planes * Hs * Wp * 4);
+  const chunks = Math.ceil(N / planes);
   const job = new Job();
-  for (const [p0, p1] of tasksFor(N * C)) {
-    job.call(k.fill, S(xp), 0, Hp * Wp * 4);
-    for (let pl0 = p0; pl0 < p1; pl0++) {
-      const n = Math.floor(pl0 / C), c = pl0 % C;
-      job.call(k.copy2d, px + pl0 * HW * 4, W * 4, S(xp + (pt * Wp + pl) * 4), Wp * 4, H, W);
+  for (const [u0, u1] of tasksFor(C * chunks)) {
+    job.call(k.fill, S(xp), 0, planes * Hs * Wp * 4);
+    for (let u = u0; u < u1; u++) {
+      const c = Math.floor(u / chunks), n0 = (u % chunks) * planes, ns = Math.min(planes, N - n0);
+      job.call(k.copy3d, px + (n0 * C + c) * HW * 4, C * HW * 4, W * 4, S(xp + (pt * Wp + pl) * 4), Hs * Wp * 4, Wp * 4, ns, H, W);
       for (let m = 0; m < M; m++) {
         const o = c * M + m;
-        job.call(k.fwd, S(xp), Wp * 4, 0, pw + o * T * 4, S(ys), OW * 4, OH, OW);
-        job.call(k.copy2d, S(ys), 0, py + (n * O + o) * P * 4, 0, 1, P);
+        job.call(k.fwd, S(xp), Wp * 4, 0, pw + o * T * 4, S(ys), OW * 4, (ns - 1) * rs + OH, OW);
+        job.call(k.copy3d, S(ys), rs * OW * 4, OW * 4, py + (n0 * O + o) * P * 4, O * P * 4, OW * 4, ns, OH, OW);
       }
     }
     job.endTask();
   }
-  job.run(ys + paddedBytes(P * 4));
+  job.run(ys + paddedBytes(((planes - 1) * rs + OH) * OW * 4));
 }
 
-/** x̄ (at pdx) = the depthwise conv's adjoint applied to ȳ (at pg): a gather per input plane over its M output channels. */
-export function depthwiseGradInputPtr(pg: number, pw: number, pdx: number, d: DepthwiseGeom): void {
+/**
+ * x̄ (at pdx) = the depthwise conv's adjoint applied to ȳ (at pg): a gather per input plane over its M output
+ * channels. ȳ planes stack `Gs` rows apart with the zero rows each one's gather reads between them, and x̄ rows
+ * Gs·sh apart, so every kept x̄ row reads only its own ȳ plane.
+ */
+export function depthwiseGradInputPtr(pg: number, pw: number, pdx: number, d: DepthwiseGeom, planes = stacking(d).planes): void {
   const { N, C, H, W, O, OH, OW, kh, kw } = d;
   const [pt, , pl] = d.padding;
   const M = O / C, HW = H * W, P = OH * OW, T = kh * kw;
   const g = geom(d);
   const k = kernels(g);
   const pad = ginPadding(g);
-  const Wg = pad.left + OW + pad.right, Hg = pad.top + OH + pad.bottom + 2;
+  // ȳ rows (relative to its plane's first row) the kept x̄ rows y ∈ [pt, pt + H) read: (y − ky·dh) / sh.
+  const lo = Math.min(0, Math.floor((pt - (kh - 1) * g.dh) / g.sh)), hi = Math.max(OH - 1, Math.floor((pt + H - 1) / g.sh));
+  const Gs = hi + 1 - lo, xr = Gs * g.sh; // ȳ rows and x̄ rows per stacked plane
+  const Wg = pad.left + OW + pad.right, Hg = (ns: number) => pad.top + (ns - 1) * Gs + OH + pad.bottom + 2;
   const phase = (g.sw === 2 ? pl & 1 : 0) as 0 | 1;
   const gin = phase ? k.gin1 : k.gin0;
   const base = (g.sw === 1 ? pl : (pl - phase) / 2) + ginColumnShift(g, phase);
-  const gp = SLACK, dxs = gp + paddedBytes(Hg * Wg * 4);
-  const g00 = gp + (pad.top * Wg + pad.left) * 4; // g(0, 0) in the padded plane
+  const dxRows = (ns: number) => (ns - 1) * xr + H;
+  const gp = SLACK, dxs = gp + paddedBytes(Hg(planes) * Wg * 4);
+  const g00 = gp + (pad.top * Wg + pad.left) * 4; // g(0, 0) of the first plane in the stack
+  const chunks = Math.ceil(N / planes);
   const job = new Job();
-  for (const [p0, p1] of tasksFor(N * C)) {
-    job.call(k.fill, S(gp), 0, Hg * Wg * 4);
-    for (let q = p0; q < p1; q++) {
-      const n = Math.floor(q / C), c = q % C;
-      job.call(k.fill, S(dxs), 0, HW * 4);
+  for (const [u0, u1] of tasksFor(C * chunks)) {
+    job.call(k.fill, S(gp), 0, Hg(planes) * Wg * 4);
+    for (let u = u0; u < u1; u++) {
+      const c = Math.floor(u / chunks), n0 = (u % chunks) * planes, ns = Math.min(planes, N - n0);
+      job.call(k.fill, S(dxs), 0, dxRows(ns) * W * 4);
       for (let m = 0; m < M; m++) {
         const o = c * M + m;
-        job.call(k.copy2d, pg + (n * O + o) * P * 4, OW * 4, S(g00), Wg * 4, OH, OW);
-        job.call(gin, S(g00 + base * 4), Wg * 4, pw + o * T * 4, S(dxs), W * 4, HW * 4, pt, pt + H, W);
+        job.call(k.copy3d, pg + (n0 * O + o) * P * 4, O * P * 4, OW * 4, S(g00), Gs * Wg * 4, Wg * 4, ns, OH, OW);
+        job.call(gin, S(g00 + base * 4), Wg * 4, pw + o * T * 4, S(dxs), W * 4, HW * 4, pt, pt + dxRows(ns), W);
       }
-      job.call(k.copy2d, S(dxs), 0, pdx + q * HW * 4, 0, 1, HW);
+      job.call(k.copy3d, S(dxs), xr * W * 4, W * 4, pdx + (n0 * C + c) * HW * 4, C * HW * 4, W * 4, ns, H, W);
     }
     job.endTask();
   }
-  job.run(dxs + paddedBytes(HW * 4));
+  job.run(dxs + paddedBytes(dxRows(planes) * W * 4));
 }
 
-/** w̄[o, ky, kx] (at pdw) = Σ_n Σ_{i, j} ȳ[n, o, i, j] · x_padded[n, ⌊o/M⌋, i·sh + ky·dh, j·sw + kx·dw]. */
-export function depthwiseGradFilterPtr(px: number, pg: number, pdw: number, d: DepthwiseGeom): void {
+/**
+ * w̄[o, ky, kx] (at pdw) = Σ_n Σ_{i, j} ȳ[n, o, i, j] · x_padded[n, ⌊o/M⌋, i·sh + ky·dh, j·sw + kx·dw]. Tasks own
+ * channels (each sums into its filter rows); ȳ planes stack with zero rows where the dropped outputs lie, so those
+ * rows add nothing (unless the input holds ±∞ or NaN there, which then spreads to more taps than in the reference).
+ */
+export function depthwiseGradFilterPtr(px: number, pg: number, pdw: number, d: DepthwiseGeom, planes = stacking(d).planes): void {
   const { N, C, H, W, O, OH, OW, kh, kw } = d;
   const [pt, , pl] = d.padding;
   const [sh] = d.stride;
   const [dh] = d.dilation;
   const M = O / C, HW = H * W, P = OH * OW, T = kh * kw;
-  const { Hp, Wp } = padded(d);
+  const { Hs, Wp } = stacking(d);
+  const rs = Hs / sh;
   const k = kernels(geom(d));
   heapOrThrow().f32().fill(0, pdw >>> 2, (pdw >>> 2) + O * T);
-  const xp = SLACK;
+  const xp = SLACK, gs = xp + paddedBytes(planes * Hs * Wp * 4);
   const job = new Job();
   for (const [c0, c1] of tasksFor(C)) {
-    job.call(k.fill, S(xp), 0, Hp * Wp * 4);
+    job.call(k.fill, S(xp), 0, planes * Hs * Wp * 4);
+    job.call(k.fill, S(gs), 0, planes * rs * OW * 4);
     for (let c = c0; c < c1; c++) {
-      for (let n = 0; n < N; n++) {
-        job.call(k.copy2d, px + (n * C + c) * HW * 4, W * 4, S(xp + (pt * Wp + pl) * 4), Wp * 4, H, W);
+      for (const [n0, ns] of stacksOf(N, planes)) {
+        job.call(k.copy3d, px + (n0 * C + c) * HW * 4, C * HW * 4, W * 4, S(xp + (pt * Wp + pl) * 4), Hs * Wp * 4, Wp * 4, ns, H, W);
         for (let m = 0; m < M; m++) {
           const o = c * M + m;
-          for (let ky = 0; ky < kh; ky++) job.call(k.gwRow, S(xp + ky * dh * Wp * 4), sh * Wp * 4, pg + (n * O + o) * P * 4, OW * 4, OH, OW, pdw + (o * T + ky * kw) * 4);
+          job.call(k.copy3d, pg + (n0 * O + o) * P * 4, O * P * 4, OW * 4, S(gs), rs * OW * 4, OW * 4, ns, OH, OW);
+          for (let ky = 0; ky < kh; ky++) job.call(k.gwRow, S(xp + ky * dh * Wp * 4), sh * Wp * 4, S(gs), OW * 4, (ns - 1) * rs + OH, OW, pdw + (o * T + ky * kw) * 4);
         }
       }
     }
     job.endTask();
   }
-  job.run(xp + paddedBytes(Hp * Wp * 4));
+  job.run(gs + paddedBytes(planes * rs * OW * 4));
 }
 
 /** y = depthwise conv(x, w) (typed arrays; views of the heap are used in place, `out` too). */
-export function depthwiseForwardF32(X: Float32Array, Wt: Float32Array, d: DepthwiseGeom, out?: Float32Array): Float32Array {
+export function depthwiseForwardF32(X: Float32Array, Wt: Float32Array, d: DepthwiseGeom, out?: Float32Array, planes?: number): Float32Array {
   const h = heapOrThrow();
-  return h.withF32(X, (px) => h.withF32(Wt, (pw) => h.outF32(d.N * d.O * d.OH * d.OW, (py) => depthwiseForwardPtr(px, pw, py, d), out)));
+  return h.withF32(X, (px) => h.withF32(Wt, (pw) => h.outF32(d.N * d.O * d.OH * d.OW, (py) => depthwiseForwardPtr(px, pw, py, d, planes), out)));
 }
 
 /** x̄ = the depthwise conv's adjoint applied to ȳ. */
-export function depthwiseGradInputF32(G: Float32Array, Wt: Float32Array, d: DepthwiseGeom, out?: Float32Array): Float32Array {
+export function depthwiseGradInputF32(G: Float32Array, Wt: Float32Array, d: DepthwiseGeom, out?: Float32Array, planes?: number): Float32Array {
   const h = heapOrThrow();
-  return h.withF32(G, (pg) => h.withF32(Wt, (pw) => h.outF32(d.N * d.C * d.H * d.W, (pdx) => depthwiseGradInputPtr(pg, pw, pdx, d), out)));
+  return h.withF32(G, (pg) => h.withF32(Wt, (pw) => h.outF32(d.N * d.C * d.H * d.W, (pdx) => depthwiseGradInputPtr(pg, pw, pdx, d, planes), out)));
 }
 
 /** w̄ of the depthwise conv. */
-export function depthwiseGradFilterF32(X: Float32Array, G: Float32Array, d: DepthwiseGeom, out?: Float32Array): Float32Array {
+export function depthwiseGradFilterF32(X: Float32Array, G: Float32Array, d: DepthwiseGeom, out?: Float32Array, planes?: number): Float32Array {
   const h = heapOrThrow();
-  return h.withF32(X, (px) => h.withF32(G, (pg) => h.outF32(d.O * d.kh * d.kw, (pdw) => depthwiseGradFilterPtr(px, pg, pdw, d), out)));
+  return h.withF32(X, (px) => h.withF32(G, (pg) => h.outF32(d.O * d.kh * d.kw, (pdw) => depthwiseGradFilterPtr(px, pg, pdw, d, planes), out)));
 }

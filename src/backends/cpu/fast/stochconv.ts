@@ -57,7 +57,7 @@ export function stochasticForwardPtr(px: number, pw: number, py: number, s: Stoc
         const k = ks[c0 / cu];
         job.call(c0 === 0 ? k.fwd : k.fwdAcc, px + (((n * C + c0) * H + r) * W + q) * 4, W * 4, H * W * 4, pw + (o * T + c0 * kh * kw) * 4, S(ys), OW * 4, OH, OW);
       }
-      job.call(ks[0].copy2d, S(ys), 0, py + t * P * 4, 0, 1, P);
+      job.call(ks[0].copy3d, S(ys), 0, 0, py + t * P * 4, 0, 0, 1, 1, P);
     }
     job.endTask();
   }
@@ -106,7 +106,7 @@ export function stochasticGradInputPtr(pg: number, pw: number, pdx: number, s: S
   const job = new Job();
   for (let n = 0; n < N; n++) {
     job.call(k.fill, S(gp), 0, O * Hg * Wg * 4);
-    for (let o = 0; o < O; o++) job.call(k.copy2d, pg + (n * O + o) * P * 4, OW * 4, S(g00(o)), Wg * 4, OH, OW);
+    for (let o = 0; o < O; o++) job.call(k.copy3d, pg + (n * O + o) * P * 4, 0, OW * 4, S(g00(o)), 0, Wg * 4, 1, OH, OW);
     for (let b0 = 0; b0 < H; b0 += B) {
       const rows = Math.min(B, H - b0);
       let cleared = false;
@@ -124,7 +124,7 @@ export function stochasticGradInputPtr(pg: number, pw: number, pdx: number, s: S
       }
       for (let c = 0; c < C; c++) {
         const to = pdx + ((n * C + c) * H + b0) * W * 4;
-        if (cleared) job.call(k.copy2d, S(dxb + c * B * W * 4), 0, to, 0, 1, rows * W);
+        if (cleared) job.call(k.copy3d, S(dxb + c * B * W * 4), 0, 0, to, 0, 0, 1, 1, rows * W);
         else job.call(k.fill, to, 0, rows * W * 4);
       }
     }

@@ -51,7 +51,9 @@ describe.skipIf(!convSimdAvailable())('wasm SIMD depthwise conv', () => {
     fc.assert(
       fc.property(
         fc.record({
-          n: fc.integer({ min: 1, max: 2 }),
+          n: fc.integer({ min: 1, max: 5 }),
+          // images stacked per kernel call (undefined: the default, as many as fit)
+          planes: fc.option(fc.integer({ min: 1, max: 5 }), { nil: undefined }),
           c: fc.integer({ min: 1, max: 3 }),
           m: fc.integer({ min: 1, max: 2 }),
           h: fc.integer({ min: 1, max: 19 }),
@@ -78,9 +80,10 @@ describe.skipIf(!convSimdAvailable())('wasm SIMD depthwise conv', () => {
           const a: Conv2dAttrs = { stride: [p.sh, p.sw], padding, dilation: [p.dh, p.dw], groups: p.c };
           const xs = [p.n, p.c, p.h, p.w], ws = [O, 1, kh, kw], ys = [p.n, O, OH, OW];
           const x = rand(p.seed, p.n * p.c * p.h * p.w), w = rand(p.seed + 1, O * kh * kw), g = rand(p.seed + 2, p.n * O * OH * OW);
-          expectClose(depthwiseForwardF32(x, w, d), R.conv2dRefImpl([arg(f64(x), xs), arg(f64(w), ws)], a, out(ys)), 'forward');
-          expectClose(depthwiseGradInputF32(g, w, d), R.conv2dGradInputRefImpl([arg(f64(g), ys), arg(f64(w), ws)], { ...a, inputShape: xs }, out(xs)), 'input gradient');
-          expectClose(depthwiseGradFilterF32(x, g, d), R.conv2dGradFilterRefImpl([arg(f64(x), xs), arg(f64(g), ys)], { ...a, filterShape: ws }, out(ws)), 'filter gradient');
+          const planes = p.planes === undefined ? undefined : Math.min(p.planes, p.n);
+          expectClose(depthwiseForwardF32(x, w, d, undefined, planes), R.conv2dRefImpl([arg(f64(x), xs), arg(f64(w), ws)], a, out(ys)), 'forward');
+          expectClose(depthwiseGradInputF32(g, w, d, undefined, planes), R.conv2dGradInputRefImpl([arg(f64(g), ys), arg(f64(w), ws)], { ...a, inputShape: xs }, out(xs)), 'input gradient');
+          expectClose(depthwiseGradFilterF32(x, g, d, undefined, planes), R.conv2dGradFilterRefImpl([arg(f64(x), xs), arg(f64(g), ys)], { ...a, filterShape: ws }, out(ws)), 'filter gradient');
         },
       ),
       { numRuns: 150 },

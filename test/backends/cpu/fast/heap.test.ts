@@ -129,11 +129,11 @@ describe.skipIf(!heap)('pool jobs', () => {
   it('a kernel that traps is an error naming it, and the pool keeps working', () => {
     const k = kernels({ cn: 1, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1 });
     const job = new Job();
-    for (let t = 0; t < 4; t++) job.call(k.copy2d, 0, 0, 2 ** 31 + 2 ** 30, 0, 1, 64).endTask(); // past the memory's end
-    expect(() => job.run(0)).toThrow(/trapped.*copy2d/);
+    for (let t = 0; t < 4; t++) job.call(k.copy3d, 0, 0, 0, 2 ** 31 + 2 ** 30, 0, 0, 1, 1, 64).endTask(); // past the memory's end
+    expect(() => job.run(0)).toThrow(/trapped.*copy3d/);
     const x = onHeap(rand(1, 64));
     const y = onHeap(new Float32Array(64));
-    new Job().call(k.copy2d, x.ptr, 0, y.ptr, 0, 1, 64).run(0);
+    new Job().call(k.copy3d, x.ptr, 0, 0, y.ptr, 0, 0, 1, 1, 64).run(0);
     expect(heap!.view(y.ptr, 64)).toEqual(x.view);
     [x, y].forEach((r) => r.release());
   });
