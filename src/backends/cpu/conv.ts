@@ -24,6 +24,7 @@ import { col2im, im2col } from './conv_gemm.ts';
 import { type ConvGeometry, convGeometry, stochasticGeometry } from './conv_geom.ts';
 import * as R from './conv_ref.ts';
 import { depthwiseForwardF32, depthwiseGradFilterF32, depthwiseGradInputF32, depthwiseSimdOk } from './fast/dwconv.ts';
+import { pointwiseBatchedOk, pointwiseForwardF32, pointwiseGradFilterF32, pointwiseGradInputF32 } from './fast/pointwise.ts';
 import { wasmHeap } from './fast/heap.ts';
 import { sgemm } from './fast/sgemm.ts';
 import { stochasticForwardF32, stochasticGradFilterF32, stochasticGradInputF32, stochasticSimdOk } from './fast/stochconv.ts';
@@ -73,6 +74,7 @@ export function conv2dImpl([x, w]: readonly Arg[], a: Conv2dAttrs, out: OutSpec)
   if (!isF32([x, w], out)) return R.conv2dRefImpl([x, w], a, out);
   const p = convGeometry(x.shape, w.shape, out.shape, a);
   if (p.depthwise && depthwiseSimdOk(p)) return depthwiseForwardF32(f32(x), f32(w), p, into(out));
+  if (pointwiseBatchedOk(p)) return pointwiseForwardF32(f32(x), f32(w), p, into(out));
   const Y = outF32(out, false);
   const K = p.Cg * p.kh * p.kw, P = p.OH * p.OW;
   inHeap(f32(w), (wt) =>
@@ -92,6 +94,7 @@ export function conv2dGradInputImpl([ct, w]: readonly Arg[], a: Conv2dGradInputA
   if (!isF32([ct, w], out)) return R.conv2dGradInputRefImpl([ct, w], a, out);
   const p = convGeometry(a.inputShape, w.shape, ct.shape, a);
   if (p.depthwise && depthwiseSimdOk(p)) return depthwiseGradInputF32(f32(ct), f32(w), p, into(out));
+  if (pointwiseBatchedOk(p)) return pointwiseGradInputF32(f32(ct), f32(w), p, into(out));
   const DX = outF32(out, !p.pointwise);
   const K = p.Cg * p.kh * p.kw, P = p.OH * p.OW;
   inHeap(f32(w), (wt) =>
@@ -111,6 +114,7 @@ export function conv2dGradFilterImpl([x, ct]: readonly Arg[], a: Conv2dGradFilte
   if (!isF32([x, ct], out)) return R.conv2dGradFilterRefImpl([x, ct], a, out);
   const p = convGeometry(x.shape, a.filterShape, ct.shape, a);
   if (p.depthwise && depthwiseSimdOk(p)) return depthwiseGradFilterF32(f32(x), f32(ct), p, into(out));
+  if (pointwiseBatchedOk(p)) return pointwiseGradFilterF32(f32(x), f32(ct), p, into(out));
   const DW = outF32(out, true);
   const K = p.Cg * p.kh * p.kw, P = p.OH * p.OW;
   withCol(p.pointwise ? 0 : K * P, (colBuf) => {

@@ -1,5 +1,6 @@
 /**
- * The wasm SIMD depthwise and stochastic conv kernels (src/backends/cpu/fast/dwconv.ts, stochconv.ts) against the
+ * The wasm SIMD depthwise and stochastic conv kernels (src/backends/cpu/fast/dwconv.ts, stochconv.ts) and the
+ * batched 1×1 convs over small planes (pointwise.ts) against the
  * reference loops of conv_ref.ts, computed in float64 on the same float32 values: random shapes, column strides
  * 1–2 (the kernels' range) and row strides 1–3, kernels 1–5, dilations, paddings (TF 'same' asymmetric included),
  * channel multipliers, per-batch and per-image windows, bands of 1–7 rows; forward and both gradients.
@@ -12,6 +13,7 @@ import type { KernelArg, TypedArray } from '../../../../src/backends/backend.ts'
 import * as R from '../../../../src/backends/cpu/conv_ref.ts';
 import { convSimdAvailable } from '../../../../src/backends/cpu/fast/convsimd.ts';
 import { type DepthwiseGeom, depthwiseForwardF32, depthwiseGradFilterF32, depthwiseGradInputF32 } from '../../../../src/backends/cpu/fast/dwconv.ts';
+import { pointwiseBatchedOk, pointwiseForwardF32, pointwiseGradFilterF32, pointwiseGradInputF32 } from '../../../../src/backends/cpu/fast/pointwise.ts';
 import { type StochasticGeom, setStochasticBandRows, stochasticForwardF32, stochasticGradFilterF32, stochasticGradInputF32 } from '../../../../src/backends/cpu/fast/stochconv.ts';
 
 /** Deterministic float32 values in [−1, 1). */
@@ -138,6 +140,35 @@ describe.skipIf(!convSimdAvailable())('wasm SIMD stochastic conv', () => {
   });
 });
 
+describe.skipIf(!convSimdAvailable())('batched 1×1 conv over small planes', () => {
+  it('matches the reference: forward, input and filter gradients', () => {
+    fc.assert(
+      fc.property(
+        fc.record({ n: fc.integer({ min: 2, max: 5 }), c: fc.integer({ min: 1, max: 40 }), o: fc.integer({ min: 1, max: 40 }), h: fc.integer({ min: 1, max: 9 }), w: fc.integer({ min: 1, max: 9 }), seed: fc.nat(10000) }),
+        (p) => {
+          const d = { N: p.n, C: p.c, O: p.o, OH: p.h, OW: p.w, pointwise: true, groups: 1 };
+          expect(pointwiseBatchedOk(d)).toBe(true);
+          const a: Conv2dAttrs = { stride: [1, 1], padding: [0, 0, 0, 0], dilation: [1, 1], groups: 1 };
+          const xs = [p.n, p.c, p.h, p.w], ws = [p.o, p.c, 1, 1], ys = [p.n, p.o, p.h, p.w];
+          const x = rand(p.seed, p.n * p.c * p.h * p.w), w = rand(p.seed + 1, p.o * p.c), g = rand(p.seed + 2, p.n * p.o * p.h * p.w);
+          expectClose(pointwiseForwardF32(x, w, d), R.conv2dRefImpl([arg(f64(x), xs), arg(f64(w), ws)], a, out(ys)), 'forward');
+          expectClose(pointwiseGradInputF32(g, w, d), R.conv2dGradInputRefImpl([arg(f64(g), ys), arg(f64(w), ws)], { ...a, inputShape: xs }, out(xs)), 'input gradient');
+          expectClose(pointwiseGradFilterF32(x, g, d), R.conv2dGradFilterRefImpl([arg(f64(x), xs), arg(f64(g), ys)], { ...a, filterShape: ws }, out(ws)), 'filter gradient');
+        },
+      ),
+      { numRuns: 60 },
+    );
+  });
+  it('takes only 1×1 stride-1 unpadded single-group convs of more than one image with small planes', () => {
+    const d = { N: 2, C: 8, O: 8, OH: 4, OW: 4, pointwise: true, groups: 1 };
+    expect(pointwiseBatchedOk(d)).toBe(true);
+    expect(pointwiseBatchedOk({ ...d, N: 1 })).toBe(false);
+    expect(pointwiseBatchedOk({ ...d, groups: 2 })).toBe(false);
+    expect(pointwiseBatchedOk({ ...d, pointwise: false })).toBe(false);
+    expect(pointwiseBatchedOk({ ...d, OH: 16, OW: 16 })).toBe(false);
+  });
+});
+
 describe.skipIf(!convSimdAvailable())('dispatch: float32 public ops take the wasm path and agree with float64', () => {
   const grads = (f: (a: E.Tensor, b: E.Tensor) => E.Tensor, x: E.Tensor, w: E.Tensor) => {
     const [y, pullback] = E.vjp(([a, b]: E.Tensor[]) => f(a, b), [x, w]);
@@ -156,6 +187,9 @@ describe.skipIf(!convSimdAvailable())('dispatch: float32 public ops take the was
   };
   it('depthwise 5×5 stride 2, TF same padding, multiplier 2', () => {
     both((a, b) => E.conv2d(a, b, { stride: 2, padding: 'same', groups: 3 }), [2, 3, 17, 14], [6, 1, 5, 5]);
+  });
+  it('1×1 conv over 3×3 planes of 3 images (the batched path)', () => {
+    both((a, b) => E.conv2d(a, b, { stride: 1, padding: 0 }), [3, 20, 3, 3], [12, 20, 1, 1]);
   });
   it('stochastic conv per image, 3×3 stride 2', () => {
     const windows = E.sampleWindows(E.random.key(3), { batch: 2, channels: 4, inputSize: [40, 37], sliceSize: E.stochasticSliceSize([6, 7], [3, 3], 2), perImage: true });

@@ -1,0 +1,94 @@
+/**
+ * 1×1 convs (stride 1, no padding, one group) over small planes as ONE sgemm over all images instead of one per
+ * image: with P = OH·OW pixels per plane, the per-image products are O×P×C with P as small as 16 (the 4×4 planes of
+ * B0's last stages at 128 px), too thin for the sgemm's panels, and the filter gradient would write its whole O×C
+ * result once per image. Here the images' planes are first laid out channel-major ([N, C, P] → [C, N·P], one
+ * copy3d job on the pool's threads), so
+ *
+ *   forward      Y' = W · X'          (O × N·P, then back to [N, O, P])
+ *   input grad   X̄' = Wᵀ · Ȳ'         (C × N·P, then back to [N, C, P])
+ *   filter grad  W̄  = Ȳ' · X'ᵀ        (O × C, K = N·P)
+ *
+ * The relayouts cost a copy of each operand, which small planes keep small next to the product.
+ * `pointwiseBatchedOk` says when a call takes this path.
+ */
+import type { ConvGeometry } from '../conv_geom.ts';
+import { convSimdAvailable, kernels, simdHeap, tasksFor } from './convsimd.ts';
+import { Job } from './pool.ts';
+import { sgemmPtr } from './sgemm.ts';
+
+/** Planes with fewer pixels than this take the batched path. */
+const SMALL_PLANE = 256;
+
+type Geometry = Pick<ConvGeometry, 'N' | 'C' | 'O' | 'OH' | 'OW' | 'pointwise' | 'groups'>;
+
+export function pointwiseBatchedOk(p: Geometry): boolean {
+  return p.pointwise && p.groups === 1 && p.N > 1 && p.OH * p.OW < SMALL_PLANE && convSimdAvailable();
+}
+
+/** dst = src with its first two axes swapped: [A, B, P] → [B, A, P] (heap addresses), rows split over the pool. */
+function swap01(src: number, dst: number, A: number, B: number, P: number): void {
+  const copy3d = kernels({ cn: 1, kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1 }).copy3d;
+  const job = new Job();
+  for (const [b0, b1] of tasksFor(B)) job.call(copy3d, src + b0 * P * 4, B * P * 4, P * 4, dst + b0 * A * P * 4, P * 4, A * P * 4, A, b1 - b0, P).endTask();
+  job.run(0);
+}
+
+/** Runs `body` with `n` floats of heap scratch per size given. */
+function withScratch(sizes: readonly number[], body: (...ptrs: number[]) => void): void {
+  const h = simdHeap('pointwise conv');
+  const ptrs = sizes.map((n) => h.alloc(n * 4));
+  try {
+    body(...ptrs);
+  } finally {
+    ptrs.forEach((p) => h.release(p));
+  }
+}
+
+/** y (at py, [N, O, P]) = w (at pw, [O, C]) applied to x (at px, [N, C, P]). */
+export function pointwiseForwardPtr(px: number, pw: number, py: number, p: Geometry): void {
+  const { N, C, O } = p, P = p.OH * p.OW;
+  withScratch([C * N * P, O * N * P], (xc, yc) => {
+    swap01(px, xc, N, C, P);
+    sgemmPtr(false, false, O, N * P, C, 1, pw, C, xc, N * P, 0, yc, N * P);
+    swap01(yc, py, O, N, P);
+  });
+}
+
+/** x̄ (at pdx, [N, C, P]) = wᵀ (w at pw, [O, C]) applied to ȳ (at pg, [N, O, P]). */
+export function pointwiseGradInputPtr(pg: number, pw: number, pdx: number, p: Geometry): void {
+  const { N, C, O } = p, P = p.OH * p.OW;
+  withScratch([O * N * P, C * N * P], (gc, dxc) => {
+    swap01(pg, gc, N, O, P);
+    sgemmPtr(true, false, C, N * P, O, 1, pw, C, gc, N * P, 0, dxc, N * P);
+    swap01(dxc, pdx, C, N, P);
+  });
+}
+
+/** w̄ (at pdw, [O, C]) = Σ over images and pixels of ȳ (at pg, [N, O, P]) times x (at px, [N, C, P]). */
+export function pointwiseGradFilterPtr(px: number, pg: number, pdw: number, p: Geometry): void {
+  const { N, C, O } = p, P = p.OH * p.OW;
+  withScratch([C * N * P, O * N * P], (xc, gc) => {
+    swap01(px, xc, N, C, P);
+    swap01(pg, gc, N, O, P);
+    sgemmPtr(false, true, O, C, N * P, 1, gc, N * P, xc, N * P, 0, pdw, C);
+  });
+}
+
+const heap = () => simdHeap('pointwise conv');
+
+/** The typed-array forms (views of the heap are used in place, `out` too). */
+export function pointwiseForwardF32(X: Float32Array, Wt: Float32Array, p: Geometry, out?: Float32Array): Float32Array {
+  const h = heap();
+  return h.withF32(X, (px) => h.withF32(Wt, (pw) => h.outF32(p.N * p.O * p.OH * p.OW, (py) => pointwiseForwardPtr(px, pw, py, p), out)));
+}
+
+export function pointwiseGradInputF32(G: Float32Array, Wt: Float32Array, p: Geometry, out?: Float32Array): Float32Array {
+  const h = heap();
+  return h.withF32(G, (pg) => h.withF32(Wt, (pw) => h.outF32(p.N * p.C * p.OH * p.OW, (pdx) => pointwiseGradInputPtr(pg, pw, pdx, p), out)));
+}
+
+export function pointwiseGradFilterF32(X: Float32Array, G: Float32Array, p: Geometry, out?: Float32Array): Float32Array {
+  const h = heap();
+  return h.withF32(X, (px) => h.withF32(G, (pg) => h.outF32(p.O * p.C, (pdw) => pointwiseGradFilterPtr(px, pg, pdw, p), out)));
+}
