@@ -7,10 +7,9 @@
  * webgpu (WGSL on a WebGPU adapter through Dawn, src/backends/webgpu) > gpu.js webgl2 > webgl >
  * headlessgl > webasm > cpu. `gpuMode()` says which one runs, `gpuAdapter()` which WebGPU adapter.
  */
-import type { Backend, DType, Kernel, TypedArray } from '../backend.ts';
+import type { Backend, DType, FusedGroup, FusedKernel, Kernel, TypedArray } from '../backend.ts';
 import { type AdapterReport, type WebGpuStorage, downloadWebGpu, downloadWebGpuAsync, uploadWebGpu, webgpuDevice, webgpuKernels } from '../webgpu/index.ts';
 import { fuseWebGpu } from '../webgpu/fused.ts';
-import type { FusedGroup } from '../../jit/fused-group.ts';
 import { convGpuKernels } from './conv.ts';
 import { elementwiseGpuKernel, gpuExprs } from './elementwise.ts';
 import { layoutKernels } from './layout.ts';
@@ -40,7 +39,7 @@ interface Engine<S> {
   /** Kernels dispatched so far (webgpu), for the bench. */
   dispatches(): number;
   /** The jit fusion hook (Backend.fuse), where the mode has one. */
-  fuse?(group: FusedGroup): Kernel<S> | null;
+  fuse?(groups: readonly FusedGroup[]): (FusedKernel<S> | null)[];
 }
 
 export interface GpuBackend extends Backend<GpuBuffer | WebGpuStorage> {
@@ -148,7 +147,7 @@ function webgpuEngine(): Engine<WebGpuStorage> {
     destroy: () => {},
     adapter: dev.adapter,
     dispatches: () => dev.dispatches,
-    fuse: fuseWebGpu(() => dev) as (group: FusedGroup) => Kernel<WebGpuStorage> | null,
+    fuse: fuseWebGpu(() => dev) as Engine<WebGpuStorage>['fuse'],
   };
 }
 
@@ -182,7 +181,7 @@ export function createGpuBackend(opts: GpuBackendOptions = {}): GpuBackend {
     mode: () => start().mode,
     adapter: () => start().adapter,
     dispatches: () => start().dispatches(),
-    fuse: (group) => start().fuse?.(group) ?? null,
+    fuse: (groups) => start().fuse?.(groups) ?? groups.map(() => null),
     runtime: () => {
       const e = start();
       if (!('rt' in e)) throw new Error(`gpu backend: no gpu.js runtime in mode '${e.mode}'`);

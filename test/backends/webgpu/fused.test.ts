@@ -1,6 +1,6 @@
 /**
  * jit on webgpu: fused elementwise groups run as one generated WGSL kernel each (the backend's
- * `fuse` hook). Runs wherever a WebGPU adapter is present (lavapipe in CI), skipped with the
+ * `fuse` hook; `stats.fusedBy` counts them as 'wgsl'). Runs wherever a WebGPU adapter is present (lavapipe in CI), skipped with the
  * reason otherwise.
  *
  * Fusion cases: every elementwise primitive with its pullback traced together (the jit's own
@@ -69,7 +69,8 @@ describe.skipIf(!!reason)(`jit on webgpu: fused WGSL kernels${reason ? ` (skippe
       const got = jf(xs).map((t) => E.dataSync(t));
       const jitted = backend.dispatches() - d;
       const err = Math.max(...want.map((w, i) => worstRel(got[i], w)));
-      return { err, eager, jitted, fused: jf.lower(xs).stats.fusedLoops };
+      const { fusedLoops, declinedGroups } = jf.lower(xs).stats;
+      return { err, eager, jitted, fused: fusedLoops, declined: declinedGroups };
     });
   }
 
@@ -109,14 +110,15 @@ describe.skipIf(!!reason)(`jit on webgpu: fused WGSL kernels${reason ? ` (skippe
       const r = compare(f, xs);
       expect(r.err, name).toBeLessThanOrEqual(FUSED_TOL);
       expect(r.jitted, `${name}: dispatches (eager ${r.eager})`).toBe(1);
+      expect(r.fused, name).toBe(1);
     }
   });
 
-  it('float64 groups (which webgpu leaves to the CPU kernels) run op by op and equal eager', () => {
+  it('float64 groups (which webgpu leaves to the CPU kernels) are declined, run op by op and equal eager', () => {
     const x = dev([0.5, -1, 2, 3], [2, 2], 'float64');
     const r = compare(([a]) => [E.mul(E.exp(E.neg(a)), E.add(a, 1))], [x]);
     expect(r.err).toBeLessThanOrEqual(1e-12);
-    expect(r.fused).toBe(1);
+    expect([r.fused, r.declined]).toEqual([0, 1]);
   });
 
   it('a jitted B0 train step equals the eager cpu step, in fewer dispatches than eager webgpu', () => {
