@@ -12,6 +12,7 @@ import { type AdapterReport, type WebGpuStorage, downloadWebGpu, downloadWebGpuA
 import { fuseWebGpu } from '../webgpu/fused.ts';
 import { convGpuKernels } from './conv.ts';
 import { elementwiseGpuKernel, gpuExprs } from './elementwise.ts';
+import { fuseGpuJs } from './fused.ts';
 import { layoutKernels } from './layout.ts';
 import { reduceKernels } from './reduce.ts';
 import { type GpuBuffer, type GpuMode, GpuRuntime, bestMode, gpuModes, modeAvailable, modeUnavailableReason } from './runtime.ts';
@@ -36,7 +37,7 @@ interface Engine<S> {
   describe(): string;
   destroy(): void;
   readonly adapter: AdapterReport | null;
-  /** Kernels dispatched so far (webgpu), for the bench. */
+  /** Kernels dispatched (webgpu) or launched (gpu.js) so far, for tests and the bench. */
   dispatches(): number;
   /** The jit fusion hook (Backend.fuse), where the mode has one. */
   fuse?(groups: readonly FusedGroup[]): (FusedKernel<S> | null)[];
@@ -47,7 +48,7 @@ export interface GpuBackend extends Backend<GpuBuffer | WebGpuStorage> {
   mode(): GpuMode;
   /** The WebGPU adapter in webgpu mode, else null (initialises the backend). */
   adapter(): AdapterReport | null;
-  /** Kernel dispatches so far in webgpu mode (0 in the gpu.js modes). */
+  /** Kernels dispatched (webgpu) or launched (gpu.js; uploads excepted) so far. */
   dispatches(): number;
   /** The gpu.js runtime (initialises the backend; throws in webgpu mode). @internal */
   runtime(): GpuRuntime;
@@ -124,7 +125,8 @@ function gpujsEngine(mode: GpuMode): Engine<GpuBuffer> & { rt: GpuRuntime } {
     describe: () => `gpu (gpu.js ${mode} mode${rt.textures ? ', pipeline textures' : ''}, float32)`,
     destroy: () => rt.destroy(),
     adapter: null,
-    dispatches: () => 0,
+    dispatches: () => rt.launches,
+    fuse: fuseGpuJs(runtime),
   };
 }
 
