@@ -15,19 +15,9 @@ import * as E from '../../../src/index.ts';
 import { bind, toBackend } from '../../../src/autograd/trace.ts';
 import { type GpuBackend, type GpuMode, createGpuBackend } from '../../../src/backends/gpu/index.ts';
 import { modeUnavailableReason } from '../../../src/backends/gpu/runtime.ts';
+import { compareJit, onBackend, trainStep, worstRel } from '../../helpers/jit.ts';
 
 const TOL = 1e-6;
-
-function worstRel(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let scale = 0;
-  for (let i = 0; i < want.length; i++) if (Number.isFinite(want[i])) scale = Math.max(scale, Math.abs(want[i]));
-  let err = got.length === want.length ? 0 : Infinity;
-  for (let i = 0; i < want.length; i++) {
-    const e = Number.isFinite(want[i]) ? Math.abs(got[i] - want[i]) : Object.is(got[i], want[i]) ? 0 : Infinity;
-    err = Math.max(err, Number.isNaN(e) ? Infinity : e);
-  }
-  return err / (1 + scale);
-}
 
 const modes: GpuMode[] = ['headlessgl', 'webasm', 'cpu'];
 
@@ -36,34 +26,9 @@ describe.each(modes)('jit on gpu.js %s: fused kernels', (mode) => {
   const backend: GpuBackend = createGpuBackend({ name: `gpu-fused-${mode}`, mode });
   E.registerBackend(backend);
   afterAll(() => backend.destroy());
-  const on = <T>(f: () => T): T => {
-    const prev = E.getBackend();
-    E.setBackend(backend.name);
-    try {
-      return f();
-    } finally {
-      E.setBackend(prev.name);
-    }
-  };
   const dev = (values: ArrayLike<number>, shape: number[], dtype: E.DType = 'float32') =>
     E.fromArray(dtype === 'float64' ? Float64Array.from(values) : Float32Array.from(values), shape, backend as E.Backend<any>);
   const wave = (shape: number[], a = 1) => dev(Array.from({ length: shape.reduce((p, d) => p * d, 1) }, (_, i) => Math.sin(i * a) * 3), shape);
-
-  /** Eager and jitted `f` on the backend: the worst error, each one's launches and the jit's stats. */
-  function compare(f: (xs: E.Tensor[]) => E.Tensor[], xs: E.Tensor[]) {
-    return on(() => {
-      let d = backend.dispatches();
-      const want = f(xs).map((t) => E.dataSync(t));
-      const eager = backend.dispatches() - d;
-      const jf = E.jit(f);
-      jf(xs);
-      d = backend.dispatches();
-      const got = jf(xs).map((t) => E.dataSync(t));
-      const jitted = backend.dispatches() - d;
-      const err = Math.max(...want.map((w, i) => worstRel(got[i], w)));
-      return { err, eager, jitted, stats: jf.lower(xs).stats };
-    });
-  }
 
   it.skipIf(!!reason)(`chains with flat, scalar, strided and broadcastTo leaves are one launch each${reason ? ` (skipped: ${reason})` : ''}`, () => {
     const x = wave([2, 3, 5, 4]);
@@ -80,7 +45,7 @@ describe.each(modes)('jit on gpu.js %s: fused kernels', (mode) => {
       ['sqrt, abs, pow, div, minimum, sign', ([a, b]) => [E.div(E.pow(E.sqrt(E.abs(a)), 1.5), E.add(E.abs(E.minimum(b, E.sign(a))), 1))], [x, y], 8],
     ];
     for (const [name, f, xs, ops] of chains) {
-      const r = compare(f, xs);
+      const r = compareJit(backend, f, xs);
       expect(r.err, name).toBeLessThanOrEqual(TOL);
       expect(r.stats.fusedBy, name).toEqual({ 'gpu.js': 1 });
       expect(r.eager, `${name}: eager launches`).toBe(ops);
@@ -89,11 +54,11 @@ describe.each(modes)('jit on gpu.js %s: fused kernels', (mode) => {
   });
 
   it.skipIf(!!reason)(`declines float64 groups and groups of more than 8 leaves: they run op by op and equal eager${reason ? ` (skipped: ${reason})` : ''}`, () => {
-    const d = compare(([a]) => [E.mul(E.exp(E.neg(a)), E.add(a, 1))], [dev([0.5, -1, 2, 3], [2, 2], 'float64')]);
+    const d = compareJit(backend, ([a]) => [E.mul(E.exp(E.neg(a)), E.add(a, 1))], [dev([0.5, -1, 2, 3], [2, 2], 'float64')]);
     expect(d.err).toBe(0);
     expect([d.stats.fusedLoops, d.stats.declinedGroups]).toEqual([0, 1]);
     const xs = Array.from({ length: 9 }, (_, k) => wave([3, 4], k + 1));
-    const w = compare((ys) => [ys.slice(1).reduce((p, q) => E.add(p, E.mul(q, 0.5)), ys[0])], xs);
+    const w = compareJit(backend, (ys) => [ys.slice(1).reduce((p, q) => E.add(p, E.mul(q, 0.5)), ys[0])], xs);
     expect(w.err).toBeLessThanOrEqual(TOL);
     expect(w.stats.declinedGroups).toBe(1);
     expect(w.jitted).toBe(w.eager);
@@ -105,27 +70,17 @@ describe.skipIf(!!webasm)(`jit on gpu.js webasm: a B0 train step${webasm ? ` (sk
   it('equals the eager step on the same backend, with one launch per fused group', () => {
     const backend = createGpuBackend({ name: 'gpu-fused-b0', mode: 'webasm' });
     E.registerBackend(backend);
-    const prev = E.getBackend();
-    E.setBackend(backend.name);
     try {
       const model = E.nn.createModel('b0', { key: E.random.key(0), widthMult: 0.25, depthMult: 0.25, lowSize: 32 });
-      const step = (p: E.nn.Params, s: E.nn.State, x: E.Tensor, y: E.Tensor, k: E.random.Key) => {
-        const [[loss, st], g] = E.valueAndGrad(
-          (q: E.nn.Params) => {
-            const [logits, ns] = E.nn.apply(model.config, q, s, x, { training: true, key: k });
-            return [E.binaryCrossEntropyWithLogits(logits, y), ns] as [E.Tensor, E.nn.State];
-          },
-          { hasAux: true },
-        )(p);
-        return [loss, st, g] as const;
-      };
+      const step = trainStep(model);
       const mv = (t: E.Tensor) => toBackend(t, backend as E.Backend<any>);
       const args = [E.treeMap(mv, model.params), E.treeMap(mv, model.state), mv(E.random.normal(E.random.key(1), [2, 3, 32, 32])), mv(E.tensor([1, 0], [2, 1]))] as const;
-      const run = (f: typeof step) => {
-        const d = backend.dispatches();
-        const leaves = (E.treeLeaves(f(...args, E.random.key(7))) as E.Tensor[]).map((t) => E.dataSync(t));
-        return { leaves, launches: backend.dispatches() - d };
-      };
+      const run = (f: typeof step) =>
+        onBackend(backend as E.Backend<any>, () => {
+          const d = backend.dispatches();
+          const leaves = (E.treeLeaves(f(...args, E.random.key(7))) as E.Tensor[]).map((t) => E.dataSync(t));
+          return { leaves, launches: backend.dispatches() - d };
+        });
       const eager = run(step);
       const jstep = E.jit(step);
       run(jstep);
@@ -137,7 +92,6 @@ describe.skipIf(!!webasm)(`jit on gpu.js webasm: a B0 train step${webasm ? ` (sk
       expect(stats.fusedBy).toEqual({ 'gpu.js': stats.fusedLoops });
       expect(jitted.launches).toBe(eager.launches - (stats.fusedOps - stats.fusedLoops));
     } finally {
-      E.setBackend(prev.name);
       backend.destroy();
     }
   });

@@ -24,6 +24,7 @@ import { bind, toBackend } from '../../../src/autograd/trace.ts';
 import { type GpuBackend, createGpuBackend } from '../../../src/backends/gpu/index.ts';
 import { modeUnavailableReason } from '../../../src/backends/gpu/runtime.ts';
 import { isElementwise } from '../../../src/jit/fuse.ts';
+import { compareJit, onBackend, trainStep, worstRel } from '../../helpers/jit.ts';
 
 const reason = modeUnavailableReason('webgpu');
 if (reason) console.warn(`[webgpu jit] skipping: ${reason}`);
@@ -31,47 +32,17 @@ if (reason) console.warn(`[webgpu jit] skipping: ${reason}`);
 const FUSED_TOL = 1e-6;
 const STEP_TOL = 1e-4;
 
-function worstRel(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let scale = 0;
-  for (let i = 0; i < want.length; i++) if (Number.isFinite(want[i])) scale = Math.max(scale, Math.abs(want[i]));
-  let err = got.length === want.length ? 0 : Infinity;
-  for (let i = 0; i < want.length; i++) {
-    const e = Number.isFinite(want[i]) ? Math.abs(got[i] - want[i]) : Object.is(got[i], want[i]) ? 0 : Infinity;
-    err = Math.max(err, Number.isNaN(e) ? Infinity : e);
-  }
-  return err / (1 + scale);
-}
-
 describe.skipIf(!!reason)(`jit on webgpu: fused WGSL kernels${reason ? ` (skipped: ${reason})` : ''}`, () => {
   const backend: GpuBackend = createGpuBackend({ name: 'gpu-webgpu-jit', mode: 'webgpu' });
   E.registerBackend(backend);
   afterAll(() => backend.destroy());
-  const on = <T>(f: () => T): T => {
-    const prev = E.getBackend();
-    E.setBackend(backend.name);
-    try {
-      return f();
-    } finally {
-      E.setBackend(prev.name);
-    }
-  };
+  const on = <T>(f: () => T): T => onBackend(backend as E.Backend<any>, f);
   const dev = (values: ArrayLike<number>, shape: number[], dtype: 'float32' | 'float64' = 'float32') =>
     E.fromArray(dtype === 'float64' ? Float64Array.from(values) : Float32Array.from(values), shape, backend as E.Backend<any>);
 
-  /** Eager and jitted `f` on the device: the worst error, the dispatches of each and the jit's fused steps. */
   function compare(f: (xs: E.Tensor[]) => E.Tensor[], xs: E.Tensor[]) {
-    return on(() => {
-      let d = backend.dispatches();
-      const want = f(xs).map((t) => E.dataSync(t));
-      const eager = backend.dispatches() - d;
-      const jf = E.jit(f);
-      d = backend.dispatches();
-      const got = jf(xs).map((t) => E.dataSync(t));
-      const jitted = backend.dispatches() - d;
-      const err = Math.max(...want.map((w, i) => worstRel(got[i], w)));
-      const { fusedLoops, declinedGroups } = jf.lower(xs).stats;
-      return { err, eager, jitted, fused: fusedLoops, declined: declinedGroups };
-    });
+    const r = compareJit(backend, f, xs);
+    return { ...r, fused: r.stats.fusedLoops, declined: r.stats.declinedGroups };
   }
 
   it("every elementwise primitive's pullback: the fused kernels equal the ops one by one", () => {
@@ -123,21 +94,12 @@ describe.skipIf(!!reason)(`jit on webgpu: fused WGSL kernels${reason ? ` (skippe
 
   it('a jitted B0 train step equals the eager cpu step, in fewer dispatches than eager webgpu', () => {
     const model = E.nn.createModel('b0', { key: E.random.key(0), widthMult: 0.25, depthMult: 0.25, lowSize: 64 });
-    const step = (p: E.nn.Params, state: E.nn.State, x: E.Tensor, y: E.Tensor, k: E.random.Key) => {
-      const [[loss, st], g] = E.valueAndGrad(
-        (q: E.nn.Params) => {
-          const [logits, s] = E.nn.apply(model.config, q, state, x, { training: true, key: k });
-          return [E.binaryCrossEntropyWithLogits(logits, y), s] as [E.Tensor, E.nn.State];
-        },
-        { hasAux: true },
-      )(p);
-      return { loss, state: st, grads: g };
-    };
+    const step = trainStep(model);
     const run = (b: E.Backend<any>, f: typeof step) => {
       const mv = (t: E.Tensor) => toBackend(t, b);
       const args = [E.treeMap(mv, model.params), E.treeMap(mv, model.state), mv(E.random.normal(E.random.key(1), [4, 3, 64, 64])), mv(E.tensor([1, 0, 1, 0], [4, 1]))] as const;
       const d = backend.dispatches();
-      const out = f(...(args as unknown as [E.nn.Params, E.nn.State, E.Tensor, E.Tensor]), E.random.key(7));
+      const out = f(...args, E.random.key(7));
       const leaves = [out.loss, ...E.treeLeaves(out.grads), ...E.treeLeaves(out.state)] as E.Tensor[];
       return { leaves: leaves.map((t) => E.dataSync(t)), dispatches: backend.dispatches() - d };
     };
