@@ -1,8 +1,8 @@
 /**
  * `jit(f)`: a function transform in the family of grad/vjp (JAX's jit). The first call with a
  * given signature traces `f` on abstract tensors into a graph (src/jit/graph.ts), fuses its
- * elementwise chains into the backend's kernels (fuse.ts), plans its memory (plan.ts) and keeps the result; later calls with
- * the same signature run the compiled graph (execute.ts).
+ * elementwise chains into kernels of the backend's (fuse.ts), plans its memory (plan.ts) and keeps
+ * the result; later calls with the same signature run the compiled graph (execute.ts).
  *
  * Signature (the cache key): the arguments' tree structure, each tensor's shape and dtype, where
  * the keys sit, and every other (static) value — numbers, strings and booleans by value, other

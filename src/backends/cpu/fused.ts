@@ -27,9 +27,7 @@ function nodeLines(n: FusedNode, operands: readonly string[], name: string): str
   return [`const ${name} = ${sub(expr[1])};`];
 }
 
-const loopCache = new Map<string, Loop>();
-
-/** Nested loops over the group's loop shape; leaves with inner stride 0 are read once per row. */
+/** Nested loops over the group's loop shape; leaves with inner stride 0 are read once per row. (jit caches the kernels by group.) */
 function jsLoop(g: FusedGroup): Loop {
   const dims = g.loopShape.length ? g.loopShape : [1];
   const st = g.loopShape.length ? g.leaves.map((l) => l.strides) : g.leaves.map(() => [0]);
@@ -52,32 +50,24 @@ function jsLoop(g: FusedGroup): Loop {
   // A named function, so profiles say which ops a loop runs.
   const fn = `fused_${g.nodes.map((n) => n.prim).join('_').slice(0, 80)}`;
   const src = `return function ${fn}(out, ins) {\n${st.map((_, k) => `const I${k} = ins[${k}].storage;`).join(' ')}\n${lines.join('\n')}\n};`;
-  let loop = loopCache.get(src);
-  if (!loop) {
-    const helpers = Object.keys(lib).map((k) => `const ${k} = lib.${k};`).join('\n');
-    loop = new Function('lib', `${helpers}\n${src}`)(lib) as Loop;
-    loopCache.set(src, loop);
-  }
-  return loop;
+  const helpers = Object.keys(lib).map((k) => `const ${k} = lib.${k};`).join('\n');
+  return new Function('lib', `${helpers}\n${src}`)(lib) as Loop;
 }
 
-/** The CPU backend's `fuse`: a wasm SIMD kernel where fast/fused.ts compiles one, the JS loop otherwise and as its per-call fallback. */
+/**
+ * The CPU backend's `fuse`: a wasm SIMD kernel where fast/fused.ts compiles one, else the JS loop, which is also
+ * the wasm kernel's fallback per call (generated on first use).
+ */
 export function fuseCpu(groups: readonly FusedGroup[]): FusedKernel<TypedArray>[] {
   const wasm = compileWasmGroups(groups);
   return groups.map((g, i) => {
-    const loop = jsLoop(g);
     const w = wasm[i];
-    const kernel = w
-      ? (ins: readonly KernelArg<TypedArray>[], _: unknown, out: OutSpec) => {
-          const y = outputFor(out);
-          if (!w(y, ins)) loop(y, ins);
-          return y;
-        }
-      : (ins: readonly KernelArg<TypedArray>[], _: unknown, out: OutSpec) => {
-          const y = outputFor(out);
-          loop(y, ins);
-          return y;
-        };
+    let loop: Loop | undefined;
+    const kernel = (ins: readonly KernelArg<TypedArray>[], _: unknown, out: OutSpec) => {
+      const y = outputFor(out);
+      if (!w?.(y, ins)) (loop ??= jsLoop(g))(y, ins);
+      return y;
+    };
     return Object.assign(writesInto(kernel), { via: w ? 'wasm-simd' : 'js' });
   });
 }
