@@ -1,5 +1,9 @@
 /** Helpers of the jit tests that compare jitted against eager runs on one backend. */
+import * as fc from 'fast-check';
 import * as E from '../../src/index.ts';
+import type { CheckCase } from '../../src/autograd/registry.ts';
+import { bind } from '../../src/autograd/trace.ts';
+import { isElementwise } from '../../src/jit/fuse.ts';
 
 /** max |got − want| / (1 + max|want|), with non-finite values required to match exactly (length mismatch: Infinity). */
 export function worstRel(got: ArrayLike<number>, want: ArrayLike<number>): number {
@@ -55,4 +59,24 @@ export function trainStep(model: E.nn.Model) {
     )(p);
     return { loss, state: st, grads };
   };
+}
+
+/**
+ * Every elementwise primitive's forward and pullback (at ct = 0.5·y + 0.25) as one function, on `numRuns` cases
+ * of its gradient-check generator (fixed seeds): the chains a backward pass fuses.
+ */
+export function elementwisePullbacks(numRuns: number): { name: string; inputs: CheckCase['inputs']; f: (xs: E.Tensor[]) => E.Tensor[] }[] {
+  return E.listPrimitives()
+    .filter((p) => isElementwise(p.name) && p.vjp && p.check)
+    .flatMap((prim) =>
+      (fc.sample(prim.check!(fc), { numRuns, seed: 7 + prim.name.length }) as CheckCase[]).map((c) => ({
+        name: `${prim.name} ${JSON.stringify(c.inputs.map((x) => x.shape))}`,
+        inputs: c.inputs,
+        f: (ins: E.Tensor[]) => {
+          const [y, pullback] = E.vjp((a: E.Tensor[]) => bind(prim.name, a, c.attrs), ins);
+          const ct = E.add(E.mul(y, 0.5), 0.25);
+          return [y, ...(pullback(ct) as unknown as E.Tensor[])].filter((_, i) => !(i > 0 && c.constant?.includes(i - 1)));
+        },
+      })),
+    );
 }

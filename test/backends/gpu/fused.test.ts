@@ -15,7 +15,7 @@ import * as E from '../../../src/index.ts';
 import { bind, toBackend } from '../../../src/autograd/trace.ts';
 import { type GpuBackend, type GpuMode, createGpuBackend } from '../../../src/backends/gpu/index.ts';
 import { modeUnavailableReason } from '../../../src/backends/gpu/runtime.ts';
-import { compareJit, onBackend, trainStep, worstRel } from '../../helpers/jit.ts';
+import { compareJit, elementwisePullbacks, onBackend, trainStep, worstRel } from '../../helpers/jit.ts';
 
 const TOL = 1e-6;
 
@@ -29,6 +29,18 @@ describe.each(modes)('jit on gpu.js %s: fused kernels', (mode) => {
   const dev = (values: ArrayLike<number>, shape: number[], dtype: E.DType = 'float32') =>
     E.fromArray(dtype === 'float64' ? Float64Array.from(values) : Float32Array.from(values), shape, backend as E.Backend<any>);
   const wave = (shape: number[], a = 1) => dev(Array.from({ length: shape.reduce((p, d) => p * d, 1) }, (_, i) => Math.sin(i * a) * 3), shape);
+
+  it.skipIf(!!reason)(`every elementwise primitive's pullback: the fused kernels equal the ops one by one${reason ? ` (skipped: ${reason})` : ''}`, () => {
+    let fused = 0;
+    // GL compiles a shader per group and shape: fewer cases there.
+    for (const { name, inputs, f } of elementwisePullbacks(mode === 'headlessgl' ? 1 : 2)) {
+      const r = compareJit(backend, f, inputs.map((x) => dev(x.values, [...x.shape])));
+      fused += r.stats.fusedLoops;
+      expect(r.err, name).toBeLessThanOrEqual(TOL);
+      expect(r.jitted, name).toBe(r.eager - (r.stats.fusedOps - r.stats.fusedLoops));
+    }
+    expect(fused).toBeGreaterThan(10);
+  });
 
   it.skipIf(!!reason)(`chains with flat, scalar, strided and broadcastTo leaves are one launch each${reason ? ` (skipped: ${reason})` : ''}`, () => {
     const x = wave([2, 3, 5, 4]);

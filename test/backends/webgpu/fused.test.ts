@@ -15,16 +15,13 @@
  * relative per leaf; measured 1.07e-5, the same as eager webgpu vs cpu) and dispatches fewer
  * kernels than the eager webgpu step (the counts are printed).
  */
-import * as fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as E from '../../../src/index.ts';
-import type { CheckCase } from '../../../src/autograd/registry.ts';
 import { findBackend } from '../../../src/backends/backend.ts';
 import { bind, toBackend } from '../../../src/autograd/trace.ts';
 import { type GpuBackend, createGpuBackend } from '../../../src/backends/gpu/index.ts';
 import { modeUnavailableReason } from '../../../src/backends/gpu/runtime.ts';
-import { isElementwise } from '../../../src/jit/fuse.ts';
-import { compareJit, onBackend, trainStep, worstRel } from '../../helpers/jit.ts';
+import { compareJit, elementwisePullbacks, onBackend, trainStep, worstRel } from '../../helpers/jit.ts';
 
 const reason = modeUnavailableReason('webgpu');
 if (reason) console.warn(`[webgpu jit] skipping: ${reason}`);
@@ -47,20 +44,11 @@ describe.skipIf(!!reason)(`jit on webgpu: fused WGSL kernels${reason ? ` (skippe
 
   it("every elementwise primitive's pullback: the fused kernels equal the ops one by one", () => {
     let fusedSteps = 0;
-    for (const prim of E.listPrimitives().filter((p) => isElementwise(p.name) && p.vjp && p.check)) {
-      const cases = fc.sample(prim.check!(fc), { numRuns: 2, seed: 7 + prim.name.length });
-      for (const c of cases as CheckCase[]) {
-        const xs = c.inputs.map((x) => dev(x.values, [...x.shape]));
-        const f = (ins: E.Tensor[]) => {
-          const [y, pullback] = E.vjp((a: E.Tensor[]) => bind(prim.name, a, c.attrs), ins);
-          const ct = E.add(E.mul(y, 0.5), 0.25);
-          return [y, ...(pullback(ct) as unknown as E.Tensor[])].filter((_, i) => !(i > 0 && c.constant?.includes(i - 1)));
-        };
-        const r = compare(f, xs);
-        fusedSteps += r.fused;
-        expect(r.err, `${prim.name} ${JSON.stringify(c.inputs.map((x) => x.shape))}`).toBeLessThanOrEqual(FUSED_TOL);
-        expect(r.jitted, prim.name).toBeLessThanOrEqual(r.eager);
-      }
+    for (const { name, inputs, f } of elementwisePullbacks(2)) {
+      const r = compare(f, inputs.map((x) => dev(x.values, [...x.shape])));
+      fusedSteps += r.fused;
+      expect(r.err, name).toBeLessThanOrEqual(FUSED_TOL);
+      expect(r.jitted, name).toBeLessThanOrEqual(r.eager);
     }
     expect(fusedSteps).toBeGreaterThan(20);
   });
