@@ -44,10 +44,12 @@ export { writesInto } from './kernel.ts';
 /** An operand of a fused node: input `leaf` of the group, or the value of an earlier node. */
 export type FusedOperand = { readonly leaf: number } | { readonly node: number };
 
-/** One elementwise primitive of a fused group (a `broadcastTo` node passes its operand through). */
+/**
+ * One elementwise primitive of a fused group, without attributes: affine's fused SiLU (`act: 'silu'`) is a `silu`
+ * node of its own, and a `broadcastTo` node passes its operand through.
+ */
 export interface FusedNode {
   readonly prim: string;
-  readonly attrs: unknown;
   readonly args: readonly FusedOperand[];
 }
 

@@ -14,7 +14,7 @@ import type { Eqn, Graph } from './graph.ts';
 /** A unit of execution: one primitive, one fused group, or a reshape (a view of its input). */
 export type Step =
   | { readonly kind: 'prim'; readonly eqn: Eqn; readonly ins: readonly number[]; readonly out: number }
-  | { readonly kind: 'fused'; readonly group: FusedGroup; readonly kernel: FusedKernel; readonly ins: readonly number[]; readonly out: number }
+  | { readonly kind: 'fused'; readonly group: FusedGroup; readonly kernel: FusedKernel; readonly eqns: number; readonly ins: readonly number[]; readonly out: number }
   | { readonly kind: 'alias'; readonly ins: readonly number[]; readonly out: number };
 
 /** The elementwise primitives (the CPU backend's expression table lists them all). */
@@ -74,8 +74,9 @@ export function schedule(g: Graph, compile: CompileGroups | null): { steps: Step
   roots.forEach((r, i) => {
     const kernel = kernels[i];
     if (!kernel) return;
-    for (const m of groups.get(r)!) inGroup.add(m);
-    fusedAt.set(r, { kind: 'fused', group: described[i].group, kernel, ins: described[i].leaves, out: g.eqns[r].out });
+    const members = groups.get(r)!;
+    for (const m of members) inGroup.add(m);
+    fusedAt.set(r, { kind: 'fused', group: described[i].group, kernel, eqns: members.length, ins: described[i].leaves, out: g.eqns[r].out });
   });
   const steps: Step[] = [];
   g.eqns.forEach((e, i) => {

@@ -9,20 +9,26 @@ import type { Backend, FusedGroup, FusedKernel, FusedNode } from '../backends/ba
 import { broadcastStrides, collapseAxes } from '../tensor/shape.ts';
 import type { Graph } from './graph.ts';
 
-/** The description of the group of equations `members` (indices in evaluation order, the last one its output), and the variables its leaves are. */
+/**
+ * The description of the group of equations `members` (indices in evaluation order, the last one its output), and
+ * the variables its leaves are. An affine with its SiLU fused becomes an affine node and a silu node.
+ */
 export function describeGroup(g: Graph, members: readonly number[]): { group: FusedGroup; leaves: number[] } {
   const root = g.eqns[members[members.length - 1]];
   const out = g.vars[root.out];
-  const nodeOf = new Map(members.map((m, i) => [g.eqns[m].out, i]));
+  const nodeOf = new Map<number, number>();
   const leaves: number[] = [];
   const leafOf = (v: number) => {
     const k = leaves.indexOf(v);
     return k >= 0 ? k : leaves.push(v) - 1;
   };
-  const nodes: FusedNode[] = members.map((m) => {
+  const nodes: FusedNode[] = [];
+  for (const m of members) {
     const e = g.eqns[m];
-    return { prim: e.prim, attrs: e.attrs, args: e.ins.map((v) => (nodeOf.has(v) ? { node: nodeOf.get(v)! } : { leaf: leafOf(v) })) };
-  });
+    nodes.push({ prim: e.prim, args: e.ins.map((v) => (nodeOf.has(v) ? { node: nodeOf.get(v)! } : { leaf: leafOf(v) })) });
+    if (e.prim === 'affine' && (e.attrs as { act?: string } | undefined)?.act === 'silu') nodes.push({ prim: 'silu', args: [{ node: nodes.length - 1 }] });
+    nodeOf.set(e.out, nodes.length - 1);
+  }
   const c = collapseAxes(out.shape, leaves.map((v) => broadcastStrides(g.vars[v].shape, out.shape)));
   const ls = leaves.map((v, k) => ({ shape: g.vars[v].shape, dtype: g.vars[v].dtype, strides: c.strides[k] }));
   const key = JSON.stringify([out.shape, out.dtype, ls.map((l) => [l.shape, l.dtype]), nodes]);

@@ -215,7 +215,7 @@ function compile<A extends unknown[]>(f: (...a: A) => unknown, args: A, flat: Fl
       eqns: graph.eqns.length,
       steps: steps.length,
       fusedLoops: fused.length,
-      fusedOps: fused.reduce((p, s) => p + s.group.nodes.length, 0),
+      fusedOps: fused.reduce((p, s) => p + s.eqns, 0),
       fusedBy,
       declinedGroups: declined,
       ownOutputOps: [...new Set(steps.flatMap((s) => (s.kind !== 'alias' && plan?.placement[s.out].kind === 'owned' ? [s.kind === 'prim' ? s.eqn.prim : 'fused'] : [])))],

@@ -19,9 +19,6 @@ type Loop = (out: TypedArray, ins: readonly KernelArg<TypedArray>[]) => void;
 function nodeLines(n: FusedNode, operands: readonly string[], name: string): string[] {
   if (n.prim === 'broadcastTo') return [`const ${name} = ${operands[0]};`];
   const sub = (src: string) => src.replace(/\b[abc]\b/g, (v) => operands['abc'.indexOf(v)]);
-  if (n.prim === 'affine' && (n.attrs as { act?: string } | undefined)?.act === 'silu') {
-    return [`const ${name}z = ${sub('a * b + c')};`, `const ${name} = ${name}z * sigmoid(${name}z);`];
-  }
   const expr = elementwiseExprs[n.prim];
   if (!expr) throw new Error(`fused group: '${n.prim}' is not an elementwise primitive of the cpu backend`);
   return [`const ${name} = ${sub(expr[1])};`];

@@ -9,7 +9,7 @@
  * Declined (jit runs the ops one by one): float64 groups (their ops run on the CPU kernels), more than
  * MAX_LEAVES leaves (each is a texture unit on GL), broadcasts over more than RANK non-mergeable axes.
  */
-import type { FusedGroup, FusedKernel, FusedNode, KernelArg } from '../backend.ts';
+import type { FusedGroup, FusedKernel, KernelArg } from '../backend.ts';
 import { gpuExprs } from './elementwise.ts';
 import type { GpuBuffer, GpuRuntime, HelperSpec } from './runtime.ts';
 import { RANK, coalesce, sizeOf, stridedConstants } from './strides.ts';
@@ -17,8 +17,6 @@ import { RANK, coalesce, sizeOf, stridedConstants } from './strides.ts';
 /** Leaves a fused kernel takes (GLSL ES guarantees 8 texture units to a fragment shader). */
 const MAX_LEAVES = 8;
 const PARAMS = ['a', 'b', 'c'];
-
-const withSilu = (n: FusedNode) => n.prim === 'affine' && (n.attrs as { act?: string } | undefined)?.act === 'silu';
 
 function supported(g: FusedGroup): boolean {
   if (g.dtype !== 'float32' || g.leaves.some((l) => l.dtype !== 'float32') || g.leaves.length > MAX_LEAVES) return false;
@@ -28,7 +26,6 @@ function supported(g: FusedGroup): boolean {
 /** The helpers `op_<prim>` of the group's primitives. */
 function helpers(g: FusedGroup): HelperSpec[] {
   const prims = new Set(g.nodes.map((n) => n.prim).filter((p) => p !== 'broadcastTo'));
-  if (g.nodes.some(withSilu)) prims.add('silu');
   return [...prims].map((p) => {
     const [arity, body] = gpuExprs[p];
     const params = PARAMS.slice(0, arity);
@@ -46,7 +43,7 @@ function source(g: FusedGroup, read: readonly ('flat' | 'scalar' | 'strided')[])
   });
   g.nodes.forEach((n, j) => {
     const args = n.args.map((a) => ('leaf' in a ? `v${a.leaf}` : `t${a.node}`)).join(', ');
-    const value = n.prim === 'broadcastTo' ? args : withSilu(n) ? `op_silu(op_affine(${args}))` : `op_${n.prim}(${args})`;
+    const value = n.prim === 'broadcastTo' ? args : `op_${n.prim}(${args})`;
     lines.push(`const t${j} = ${value};`);
   });
   lines.push(`return t${g.nodes.length - 1};`);

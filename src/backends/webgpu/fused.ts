@@ -24,14 +24,10 @@ function supported(dev: WebGpuDevice, group: FusedGroup): boolean {
   return group.leaves.length + 2 <= dev.adapter.limits.maxStorageBuffersPerShaderStage;
 }
 
-/** An affine node with its SiLU fused (attrs.act). */
-export const withSilu = (m: FusedGroup['nodes'][number]): boolean => m.prim === 'affine' && (m.attrs as { act?: string } | undefined)?.act === 'silu';
-
 /** WGSL functions `op_<prim>` for the group's primitives. */
 function helpers(group: FusedGroup): string {
-  const prims = [...new Set(group.nodes.map((m) => m.prim).filter((p) => p !== 'broadcastTo'))];
-  if (group.nodes.some(withSilu)) prims.push('silu');
-  const fns = [...new Set(prims)].map((p) => {
+  const prims = new Set(group.nodes.map((m) => m.prim).filter((p) => p !== 'broadcastTo'));
+  const fns = [...prims].map((p) => {
     const [arity, body] = wgslExprs[p];
     return `fn op_${p}(${PARAMS.slice(0, arity).map((q) => `${q}: f32`).join(', ')}) -> f32 { ${body} }`;
   });
@@ -45,7 +41,6 @@ function body(group: FusedGroup, index: (k: number) => string): string {
   group.nodes.forEach((m, j) => {
     const args = m.args.map(ref).join(', ');
     if (m.prim === 'broadcastTo') lines.push(`  let t${j} = ${args};`);
-    else if (withSilu(m)) lines.push(`  let t${j} = op_silu(op_affine(${args}));`);
     else lines.push(`  let t${j} = op_${m.prim}(${args});`);
   });
   lines.push(`  return t${group.nodes.length - 1};`);

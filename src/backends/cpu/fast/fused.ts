@@ -37,17 +37,15 @@ const lane0 = (a: Expr): Expr => (f) => { a(f); f.simd(0x1f, 0); };
 /** The primitives with a vector form here (arity checked by the graph). */
 const VECTOR = new Set(['neg', 'abs', 'sqrt', 'sign', 'relu', 'sigmoid', 'silu', 'siluGrad', 'add', 'sub', 'mul', 'div', 'maximum', 'minimum', 'greater', 'greaterEqual', 'equal', 'where', 'affine', 'broadcastTo']);
 
-const actOf = (attrs: unknown) => (attrs as { act?: string } | undefined)?.act;
-
 export function fusable(g: FusedGroup): boolean {
   if (g.dtype !== 'float32' || g.leaves.length > MAX_LEAVES || g.leaves.some((l) => l.dtype !== 'float32')) return false;
-  if (!g.nodes.every((n) => VECTOR.has(n.prim) && (n.prim !== 'affine' || actOf(n.attrs) === undefined || actOf(n.attrs) === 'silu'))) return false;
+  if (!g.nodes.every((n) => VECTOR.has(n.prim))) return false;
   const r = g.loopShape.length;
   return r === 0 || g.leaves.every((l) => l.strides[r - 1] === 0 || l.strides[r - 1] === 1);
 }
 
 /** The vector value of one node from its operands' vectors. */
-function nodeValue(f: Fn, c: Consts, prim: string, act: string | undefined, [a, b, cc]: Expr[], t: number[]): Expr {
+function nodeValue(f: Fn, c: Consts, prim: string, [a, b, cc]: Expr[], t: number[]): Expr {
   const one = c.k(1), zero = c.k(0);
   switch (prim) {
     case 'broadcastTo': return a;
@@ -78,12 +76,7 @@ function nodeValue(f: Fn, c: Consts, prim: string, act: string | undefined, [a, 
     case 'greaterEqual': return vand(vge(a, b), one);
     case 'equal': return vand(veq(a, b), one);
     case 'where': return vbitselect(b, cc, vne(a, zero));
-    case 'affine': {
-      const z = vadd(vmul(a, b), cc);
-      if (act !== 'silu') return z;
-      f.set(t[3], z);
-      return vmul(get(t[3]), sig(f, c, get(t[3]), t));
-    }
+    case 'affine': return vadd(vmul(a, b), cc);
   }
   throw new Error(`fused: no vector form for '${prim}'`);
 }
@@ -125,7 +118,7 @@ function groupFn(name: string, g: FusedGroup): Fn {
     });
     g.nodes.forEach((n, i) => {
       const args = n.args.map((a) => ('leaf' in a ? get(xv[a.leaf]) : get(vals[a.node])));
-      f.set(vals[i], nodeValue(f, c, n.prim, actOf(n.attrs), args, t));
+      f.set(vals[i], nodeValue(f, c, n.prim, args, t));
     });
     const y = get(vals[vals.length - 1]);
     const at = add(get(ob), get(j));
