@@ -10,7 +10,6 @@
  * (src/autograd/registry.ts).
  */
 import type { Shape } from '../tensor/shape.ts';
-import type { FusedGroup } from '../jit/fused-group.ts';
 import { cpuBackend } from './cpu/index.ts';
 import { gpuBackend } from './gpu/index.ts';
 
@@ -42,24 +41,50 @@ export type Kernel<S = unknown, A = any> = ((inputs: readonly KernelArg<S>[], at
 
 export { writesInto } from './kernel.ts';
 
-/** An operand in a fused expression: a leaf (input `k` of the step) or the value of an earlier node. */
+/** An operand of a fused node: input `leaf` of the group, or the value of an earlier node. */
 export type FusedOperand = { readonly leaf: number } | { readonly node: number };
-/** One elementwise equation of a fused group (`broadcastTo` passes its operand through). */
+
+/**
+ * One elementwise primitive of a fused group, without attributes: affine's fused SiLU (`act: 'silu'`) is a `silu`
+ * node of its own, and a `broadcastTo` node passes its operand through.
+ */
 export interface FusedNode {
   readonly prim: string;
-  readonly act?: string;
   readonly args: readonly FusedOperand[];
 }
-/** A fused group's arithmetic, for a backend's code generator (jit's own fallback is a JS loop): nodes in order (the last is the result) over the collapsed output shape. */
-export interface FusedExpr {
-  readonly nodes: readonly FusedNode[];
-  readonly shape: readonly number[];
-  /** Per leaf, its element strides over `shape` (0 where broadcast). */
-  readonly strides: readonly (readonly number[])[];
-  readonly dtype: string;
+
+/** An input of a fused group, read at each output element's index with NumPy broadcasting. */
+export interface FusedLeaf {
+  readonly shape: Shape;
+  readonly dtype: DType;
+  /** Element strides over the group's `loopShape` (0 along broadcast axes). */
+  readonly strides: readonly number[];
 }
-/** A compiled alternative to the JS loop: runs and returns true, or returns false when it cannot take these buffers. */
-export type FusedKernel = (out: TypedArray, ins: readonly TypedArray[]) => boolean;
+
+/**
+ * A chain (a tree, in general) of elementwise primitives that jit runs as one kernel, described for a backend's code
+ * generator: its inputs (leaves), the expression over them and its output. Every node computes one value per output
+ * element, so intermediates never need storage.
+ */
+export interface FusedGroup {
+  readonly shape: Shape;
+  readonly dtype: DType;
+  /** `shape` with size-1 axes dropped and the axes every leaf walks contiguously merged (what a loop runs over). */
+  readonly loopShape: readonly number[];
+  /** The group's inputs, in kernel-argument order. */
+  readonly leaves: readonly FusedLeaf[];
+  /** The nodes in evaluation order; the last one is the output. */
+  readonly nodes: readonly FusedNode[];
+  /** Identifies the expression, shapes and dtypes: groups with equal keys compile to the same kernel. */
+  readonly key: string;
+}
+
+/**
+ * A fused group's kernel: an ordinary kernel over the group's leaves (attrs `{}`), marked `writesInto` where it
+ * writes into the caller's storage (jit then plans its output in the arena like any primitive's), and saying what
+ * it runs as ('wasm-simd', 'js', 'wgsl', 'gpu.js', …) for `Lowered.stats.fusedBy`.
+ */
+export type FusedKernel<S = unknown> = Kernel<S> & { readonly via: string };
 
 export interface Backend<S = unknown> {
   readonly name: string;
@@ -96,16 +121,12 @@ export interface Backend<S = unknown> {
    */
   pin?(storage: S, dtype: DType): S | undefined;
   /**
-   * Compiles jit's fused elementwise groups (one graph's, all at once) to the backend's own loops; an entry is
-   * undefined where it has none for that group (the JS loop runs then).
+   * The jit fusion hook: one kernel per fused elementwise group, or null for a group the backend declines (an op,
+   * a dtype or a binding limit it cannot serve), whose primitives jit then runs one by one. It receives the new
+   * groups of a compiled graph all at once, so a backend may build them into one module; jit caches the results
+   * by group key, per backend kernel table. Absent: no fusion.
    */
-  compileFused?(exprs: readonly FusedExpr[]): (FusedKernel | undefined)[];
-  /**
-   * The jit fusion hook: one kernel computing a fused elementwise group (its leaves in, its output
-   * out), or null to have the group's primitives run one by one. Backends with an arena run the
-   * jit's own fused loops instead.
-   */
-  fuse?(group: FusedGroup): Kernel<S> | null;
+  fuse?(groups: readonly FusedGroup[]): (FusedKernel<S> | null)[];
   /** Storage is symbolic (a jit trace's abstract values): host reads are errors. */
   readonly abstract?: boolean;
 }

@@ -5,17 +5,17 @@
  * slot through `OutSpec.into`, the others' results keep the storage they allocate (`Lowered.stats.ownOutputOps`
  * lists them). Views of the arena are re-made whenever the arena moves or its memory grows. Kernel arguments are
  * built once and only their storage fields change per call, so a steady-state call allocates little beyond its
- * outputs. Backends without the hook (gpu.js, webgpu) run the equations one by one and dispose each intermediate
- * after its last use; a fused group runs as the backend's own kernel where it has a `fuse` hook (fused-group.ts).
+ * outputs. Backends without the hook (gpu.js, webgpu) run the steps one by one and dispose each intermediate after
+ * its last use. Either way a fused group is one step whose kernel the backend compiled (`Backend.fuse`), run like a
+ * primitive's kernel with the group's leaves as inputs.
  */
 import { type Backend, type DType, type Kernel, type KernelArg, type TypedArray, findBackend } from '../backends/backend.ts';
-import { runKernel } from '../autograd/trace.ts';
+import { runKernel, toBackend } from '../autograd/trace.ts';
 import { type Key } from '../tensor/random.ts';
 import { Tensor, arrayFor } from '../tensor/tensor.ts';
 import type { Graph, KeySrc } from './graph.ts';
 import type { Step } from './fuse.ts';
 import type { MemoryPlan } from './plan.ts';
-import { runFused } from './fused-group.ts';
 
 /** The largest arena each backend has been asked for (the backend keeps one arena of that size). */
 const arenaSizes = new Map<Backend, number>();
@@ -37,7 +37,11 @@ function drawHosts(g: Graph, keys: readonly Key[], values: unknown[]): void {
   g.hosts.forEach((h, i) => (values[i] = h.compute(keyOf(h.from))));
 }
 
-const attrsFor = (step: Step & { kind: 'prim' }, hostValues: readonly unknown[]) => {
+/** A fused group's kernel takes no attributes. */
+const NO_ATTRS = Object.freeze({});
+
+const attrsFor = (step: Step, hostValues: readonly unknown[]) => {
+  if (step.kind !== 'prim') return NO_ATTRS;
   const { eqn } = step;
   if (!eqn.dynAttrs.length) return eqn.attrs;
   const a: Record<string, unknown> = { ...(eqn.attrs as object) };
@@ -83,6 +87,7 @@ export class ArenaExecutable {
     this.args = steps.map((s) => s.ins.map((v) => ({ storage: null, shape: g.vars[v].shape, dtype: g.vars[v].dtype })));
     this.specs = steps.map((s) => ({ shape: g.vars[s.out].shape, dtype: g.vars[s.out].dtype, into: null }));
     this.kernels = steps.map((s) => {
+      if (s.kind === 'fused') return s.kernel;
       if (s.kind !== 'prim') return null;
       const k = backend.kernels.get(s.eqn.prim);
       if (!k) throw new Error(`jit: no kernel for '${s.eqn.prim}' on backend '${backend.name}'`);
@@ -164,12 +169,6 @@ export class ArenaExecutable {
       return;
     }
     const out = st[s.out] as TypedArray;
-    if (s.kind === 'fused') {
-      const ins = this.args[i] as unknown as TypedArray[];
-      for (let k = 0; k < s.ins.length; k++) ins[k] = st[s.ins[k]] as TypedArray;
-      if (!s.fast?.(out, ins)) s.loop(out, ins);
-      return;
-    }
     const args = this.args[i];
     for (let k = 0; k < s.ins.length; k++) args[k].storage = st[s.ins[k]];
     const spec = this.specs[i];
@@ -200,8 +199,8 @@ function dropSchedule(g: Graph, steps: readonly Step[], plan: MemoryPlan): numbe
   return drop;
 }
 
-/** Runs a graph equation by equation on any backend (no arena), disposing intermediates after their last use. */
-export function runUnplanned(g: Graph, steps: readonly Step[], inputs: readonly Tensor[], keys: readonly Key[]): Tensor[] {
+/** Runs a graph step by step on `backend` (no arena), disposing intermediates after their last use. */
+export function runUnplanned(g: Graph, steps: readonly Step[], backend: Backend, inputs: readonly Tensor[], keys: readonly Key[]): Tensor[] {
   const hostValues: unknown[] = new Array(g.hosts.length);
   drawHosts(g, keys, hostValues);
   const vals: (Tensor | null)[] = g.vars.map((v) =>
@@ -220,11 +219,19 @@ export function runUnplanned(g: Graph, steps: readonly Step[], inputs: readonly 
     else if (s.kind === 'prim') {
       const [storage, backend] = runKernel(s.eqn.prim, s.ins.map((x) => vals[x]!), attrsFor(s, hostValues), { shape: v.shape, dtype: v.dtype });
       vals[s.out] = new Tensor(v.shape, v.dtype, storage, backend);
-    } else vals[s.out] = runFused(g, s, s.ins.map((x) => vals[x]!)); // the backend's fused kernel (Backend.fuse), else op by op
+    } else vals[s.out] = runGroup(s, v, s.ins.map((x) => vals[x]!), backend);
     for (const x of s.ins) {
       const t = vals[x]!;
       if (root[x] === x && last[x] === i && g.vars[x].src.kind === 'eqn') t.backend.dispose?.(t.storage);
     }
   });
   return vals as Tensor[];
+}
+
+/** A fused group's kernel on `backend` (leaves living elsewhere are moved there for the call). */
+function runGroup(s: Step & { kind: 'fused' }, v: { shape: readonly number[]; dtype: DType }, ins: readonly Tensor[], backend: Backend): Tensor {
+  const moved = ins.map((x) => toBackend(x, backend));
+  const storage = s.kernel(moved, NO_ATTRS, { shape: v.shape, dtype: v.dtype });
+  moved.forEach((m, k) => m !== ins[k] && backend.dispose?.(m.storage));
+  return new Tensor([...v.shape], v.dtype, storage, backend);
 }

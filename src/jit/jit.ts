@@ -1,8 +1,8 @@
 /**
  * `jit(f)`: a function transform in the family of grad/vjp (JAX's jit). The first call with a
  * given signature traces `f` on abstract tensors into a graph (src/jit/graph.ts), fuses its
- * elementwise chains (fuse.ts), plans its memory (plan.ts) and keeps the result; later calls with
- * the same signature run the compiled graph (execute.ts).
+ * elementwise chains into kernels of the backend's (fuse.ts), plans its memory (plan.ts) and keeps
+ * the result; later calls with the same signature run the compiled graph (execute.ts).
  *
  * Signature (the cache key): the arguments' tree structure, each tensor's shape and dtype, where
  * the keys sit, and every other (static) value — numbers, strings and booleans by value, other
@@ -10,13 +10,14 @@
  * shapes reuse the compiled graph, and draws from a key (windows, dropout masks) are recomputed
  * per call. The cache holds the `cacheSize` (default 8) most recently used signatures.
  */
-import { type Backend, getBackend } from '../backends/backend.ts';
+import { type Backend, type FusedGroup, getBackend } from '../backends/backend.ts';
 import { recording, withRecorder } from '../autograd/trace.ts';
 import { type Key, isKey, setKeyTracer } from '../tensor/random.ts';
 import { fmt } from '../tensor/shape.ts';
 import { Tensor, assertLive, markDonated } from '../tensor/tensor.ts';
 import { type Graph, type OutputLeaf, Tracer, pruneDead } from './graph.ts';
 import { type Step, schedule } from './fuse.ts';
+import { fusedKernels } from './fused-group.ts';
 import { type MemoryPlan, planMemory } from './plan.ts';
 import { ArenaExecutable, runUnplanned } from './execute.ts';
 
@@ -46,10 +47,14 @@ export interface Lowered {
   readonly stats: {
     readonly eqns: number;
     readonly steps: number;
+    /** Fused groups, each run as one kernel of the backend's (`Backend.fuse`). */
     readonly fusedLoops: number;
+    /** Equations inside those groups. */
     readonly fusedOps: number;
-    /** Fused loops the backend compiled to its own code (the CPU backend: wasm SIMD); the others run as JS loops. */
-    readonly nativeFusedLoops: number;
+    /** Fused groups by what runs them (the kernels' `via`: the CPU backend's 'wasm-simd' or 'js', 'wgsl', 'gpu.js'). */
+    readonly fusedBy: Readonly<Record<string, number>>;
+    /** Groups the backend declined: their equations run one by one. */
+    readonly declinedGroups: number;
     /** Primitives whose kernels allocate their own outputs (no `writesInto`): outside the arena. */
     readonly ownOutputOps: readonly string[];
     readonly compileMs: number;
@@ -73,6 +78,8 @@ interface Entry {
   readonly plan: MemoryPlan | null;
   readonly exec: ArenaExecutable | null;
   readonly backend: Backend;
+  /** The backend's kernel table when compiled (a restarted gpu backend has a new one, and the entry is recompiled). */
+  readonly table: unknown;
   readonly lowered: Lowered;
 }
 
@@ -180,18 +187,17 @@ function compile<A extends unknown[]>(f: (...a: A) => unknown, args: A, flat: Fl
   const { graph, shape } = trace(f, args, flat);
   const backend = flat.tensors[0]?.backend ?? getBackend();
   const arena = !!(backend.arena && backend.view);
-  // Backends without an arena fuse only if they compile fused groups themselves (Backend.fuse).
-  const steps = schedule(graph, (arena || !!backend.fuse) && opts.fuse !== false);
+  const fuse = opts.fuse !== false && backend.fuse ? (groups: readonly FusedGroup[]) => fusedKernels(backend, groups) : null;
+  const { steps, declined } = schedule(graph, fuse);
   const donate = flat.tensors.map((_, i) => (opts.donate ?? []).includes(flat.argOf[i]));
-  const plan = arena ? planMemory(graph, steps, donate, (p) => !!backend.kernels.get(p)?.writesInto) : null;
+  const writes = (s: Step & { kind: 'prim' | 'fused' }) => !!(s.kind === 'fused' ? s.kernel : backend.kernels.get(s.eqn.prim))?.writesInto;
+  const plan = arena ? planMemory(graph, steps, donate, writes) : null;
   const exec = plan ? new ArenaExecutable(graph, steps, plan, backend) : null;
   const inputBytes = flat.tensors.reduce((p, t) => p + bytes(t), 0);
   const constBytes = graph.vars.reduce((p, v) => p + (v.src.kind === 'const' ? bytes(v) : 0), 0);
-  const fused = steps.filter((s) => s.kind === 'fused');
-  if (plan && backend.compileFused && fused.length) {
-    const fast = backend.compileFused(fused.map((s) => s.expr));
-    fused.forEach((s, i) => (s.fast = fast[i]));
-  }
+  const fused = steps.flatMap((s) => (s.kind === 'fused' ? [s] : []));
+  const fusedBy: Record<string, number> = {};
+  for (const s of fused) fusedBy[s.kernel.via] = (fusedBy[s.kernel.via] ?? 0) + 1;
   const memory = plan ?? { placement: [], arenaBytes: 0, unplannedBytes: 0, intermediateBytes: 0, freshBytes: 0, donatedBytes: 0 };
   const lowered: Lowered = {
     signature: flat.sig,
@@ -209,14 +215,15 @@ function compile<A extends unknown[]>(f: (...a: A) => unknown, args: A, flat: Fl
       eqns: graph.eqns.length,
       steps: steps.length,
       fusedLoops: fused.length,
-      fusedOps: fused.reduce((p, s) => p + (s.kind === 'fused' ? s.ops.length : 0), 0),
-      nativeFusedLoops: fused.filter((s) => s.fast).length,
-      ownOutputOps: [...new Set(steps.flatMap((s) => (s.kind === 'prim' && plan?.placement[s.out].kind === 'owned' ? [s.eqn.prim] : [])))],
+      fusedOps: fused.reduce((p, s) => p + s.eqns, 0),
+      fusedBy,
+      declinedGroups: declined,
+      ownOutputOps: [...new Set(steps.flatMap((s) => (s.kind !== 'alias' && plan?.placement[s.out].kind === 'owned' ? [s.kind === 'prim' ? s.eqn.prim : 'fused'] : [])))],
       compileMs: performance.now() - t0,
       backend: backend.name,
     },
   };
-  return { graph, steps, plan, exec, backend, lowered, shape };
+  return { graph, steps, plan, exec, backend, table: backend.kernels, lowered, shape };
 }
 
 /**
@@ -232,6 +239,7 @@ export function jit<A extends unknown[], R>(f: (...args: A) => R, opts: JitOptio
   let compiles = 0;
   const entryFor = (args: A, flat: Flat) => {
     let e = cache.get(flat.sig);
+    if (e && e.table !== e.backend.kernels) e = undefined;
     if (e) {
       cache.delete(flat.sig);
     } else {
@@ -250,7 +258,7 @@ export function jit<A extends unknown[], R>(f: (...args: A) => R, opts: JitOptio
     if (flat.tensors.some((t) => t.node)) return f(...args);
     const e = entryFor(args, flat);
     checkDonation(flat, opts.donate ?? []);
-    const vals = e.exec ? e.exec.run(flat.tensors, flat.keys) : runUnplanned(e.graph, e.steps, flat.tensors, flat.keys);
+    const vals = e.exec ? e.exec.run(flat.tensors, flat.keys) : runUnplanned(e.graph, e.steps, e.backend, flat.tensors, flat.keys);
     const leaves = e.graph.outputs.map((o) => ('v' in o ? outputTensor(e, o.v, vals) : o.value));
     e.exec?.clear();
     for (const [i, t] of flat.tensors.entries()) if ((opts.donate ?? []).includes(flat.argOf[i])) markDonated(t, flat.paths[i]);

@@ -63,13 +63,13 @@ function inPlaceSafe(g: Graph, s: Step, r: number, root: readonly number[]): boo
   return elementwise && s.ins.every((v) => root[v] !== r || g.vars[v].size === size);
 }
 
-export function planMemory(g: Graph, steps: readonly Step[], donate: readonly boolean[], writesInto: (prim: string) => boolean): MemoryPlan {
+export function planMemory(g: Graph, steps: readonly Step[], donate: readonly boolean[], writesInto: (s: Step & { kind: 'prim' | 'fused' }) => boolean): MemoryPlan {
   const root = rootsOf(g, steps);
   const { def, last } = lifetimes(g, steps, root);
   const placement: Placement[] = g.vars.map((v) => (v.src.kind === 'eqn' ? { kind: 'fresh' } : { kind: 'given' }));
   steps.forEach((s) => {
     if (s.kind === 'alias') placement[s.out] = { kind: 'alias', of: s.ins[0] };
-    else if (s.kind === 'prim' && !writesInto(s.eqn.prim)) placement[s.out] = { kind: 'owned' };
+    else if (!writesInto(s)) placement[s.out] = { kind: 'owned' };
   });
   const outRoots = new Set<number>();
   for (const o of g.outputs) if ('v' in o && placement[root[o.v]].kind === 'fresh') outRoots.add(root[o.v]);

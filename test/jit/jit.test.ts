@@ -152,7 +152,7 @@ describe('steady state', () => {
 });
 
 describe('a backend without an arena (gpu.js webasm)', () => {
-  it('runs the graph op by op and matches eager on that backend', () => {
+  it('runs the graph step by step (fused groups as gpu.js kernels) and matches eager on that backend', () => {
     const backend = createGpuBackend({ name: 'gpu-jit-webasm', mode: 'webasm' });
     E.registerBackend(backend);
     const prev = E.getBackend();
@@ -164,9 +164,17 @@ describe('a backend without an arena (gpu.js webasm)', () => {
       const [v0, g0] = g(x, w);
       const jg = E.jit(g);
       const [v1, g1] = jg(x, w);
-      expect(jg.lower(x, w).stats.backend).toBe('gpu-jit-webasm');
+      const { stats } = jg.lower(x, w);
+      expect(stats.backend).toBe('gpu-jit-webasm');
+      expect(stats.fusedBy['gpu.js']).toBeGreaterThan(0);
       expect(E.item(v1)).toBeCloseTo(E.item(v0), 6);
       arr(g1).forEach((v, i) => expect(v).toBeCloseTo(arr(g0)[i], 6));
+      // A restarted backend has new kernels: the entry compiled for the old one is compiled again.
+      backend.destroy();
+      const [x2, w2] = [x, w].map((t) => E.fromArray(Float32Array.from(arr(t)), t.shape, backend as E.Backend<any>));
+      const [v2] = jg(x2, w2);
+      expect(jg.compiles).toBe(2);
+      expect(E.item(v2)).toBeCloseTo(E.item(v0), 6);
     } finally {
       E.setBackend(prev.name);
       backend.destroy();

@@ -15,23 +15,13 @@ import * as E from '../../src/index.ts';
 import type { CheckCase } from '../../src/autograd/registry.ts';
 import { forwardOnlyCases } from '../../src/autograd/checkgen.ts';
 import { bind } from '../../src/autograd/trace.ts';
+import { worstRel } from '../helpers/jit.ts';
 
 // Primitives without a gradient check get forward-only cases; float64 casts run on the CPU kernels by design.
 const forwardOnly = forwardOnlyCases;
 
 type DT = 'float32' | 'float64';
 const TOL: Record<DT, number> = { float64: 1e-12, float32: 1e-6 };
-
-function worst(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let scale = 0;
-  for (let i = 0; i < want.length; i++) if (Number.isFinite(want[i])) scale = Math.max(scale, Math.abs(want[i]));
-  let w = got.length === want.length ? 0 : Infinity;
-  for (let i = 0; i < want.length; i++) {
-    const e = Number.isFinite(want[i]) ? Math.abs(got[i] - want[i]) : Object.is(got[i], want[i]) ? 0 : Infinity;
-    w = Math.max(w, Number.isNaN(e) ? Infinity : e);
-  }
-  return w / (1 + scale);
-}
 
 /** The primitive and (when it has one) its pullback at `ct`, as one function of tensors. */
 const program = (name: string, attrs: unknown, grad: boolean) => (xs: E.Tensor[], ct: E.Tensor | null) => {
@@ -53,7 +43,7 @@ function compare(name: string, c: CheckCase, dtype: DT, grad: boolean, seed: num
     const got = jf(xs, ct);
     want.forEach((w, i) => {
       if (grad && i > 0 && c.constant?.includes(i - 1)) return;
-      err = Math.max(err, worst(E.dataSync(got[i]), E.dataSync(w)));
+      err = Math.max(err, worstRel(E.dataSync(got[i]), E.dataSync(w)));
     });
   }
   expect(jf.compiles).toBe(1);

@@ -4,7 +4,7 @@ import { writesInto } from '../kernel.ts';
 import { convKernels } from './conv.ts';
 import { elementwiseExprs, elementwiseKernel, fastElementwiseKernel } from './elementwise.ts';
 import * as L from './layout.ts';
-import { compileFused } from './fast/fused.ts';
+import { fuseCpu } from './fused.ts';
 import { type Region, wasmHeap } from './fast/heap.ts';
 import { matmulImpl } from './matmul.ts';
 import { maxImpl, momentsImpl, sumImpl } from './reduce.ts';
@@ -74,7 +74,7 @@ export const cpuBackend: Backend<TypedArray> = {
   kernels,
   arena,
   pin,
-  compileFused,
+  fuse: fuseCpu,
   view: (buffer, byteOffset, dtype, size) => (dtype === 'float64' ? new Float64Array(buffer, byteOffset, size) : new Float32Array(buffer, byteOffset, size)),
   describe: () => 'cpu (TypeScript kernels)',
 };

@@ -7,12 +7,12 @@
  * webgpu (WGSL on a WebGPU adapter through Dawn, src/backends/webgpu) > gpu.js webgl2 > webgl >
  * headlessgl > webasm > cpu. `gpuMode()` says which one runs, `gpuAdapter()` which WebGPU adapter.
  */
-import type { Backend, DType, Kernel, TypedArray } from '../backend.ts';
+import type { Backend, DType, FusedGroup, FusedKernel, Kernel, TypedArray } from '../backend.ts';
 import { type AdapterReport, type WebGpuStorage, downloadWebGpu, downloadWebGpuAsync, uploadWebGpu, webgpuDevice, webgpuKernels } from '../webgpu/index.ts';
 import { fuseWebGpu } from '../webgpu/fused.ts';
-import type { FusedGroup } from '../../jit/fused-group.ts';
 import { convGpuKernels } from './conv.ts';
 import { elementwiseGpuKernel, gpuExprs } from './elementwise.ts';
+import { fuseGpuJs } from './fused.ts';
 import { layoutKernels } from './layout.ts';
 import { reduceKernels } from './reduce.ts';
 import { type GpuBuffer, type GpuMode, GpuRuntime, bestMode, gpuModes, modeAvailable, modeUnavailableReason } from './runtime.ts';
@@ -37,10 +37,10 @@ interface Engine<S> {
   describe(): string;
   destroy(): void;
   readonly adapter: AdapterReport | null;
-  /** Kernels dispatched so far (webgpu), for the bench. */
+  /** Kernels dispatched (webgpu) or launched (gpu.js) so far, for tests and the bench. */
   dispatches(): number;
   /** The jit fusion hook (Backend.fuse), where the mode has one. */
-  fuse?(group: FusedGroup): Kernel<S> | null;
+  fuse?(groups: readonly FusedGroup[]): (FusedKernel<S> | null)[];
 }
 
 export interface GpuBackend extends Backend<GpuBuffer | WebGpuStorage> {
@@ -48,7 +48,7 @@ export interface GpuBackend extends Backend<GpuBuffer | WebGpuStorage> {
   mode(): GpuMode;
   /** The WebGPU adapter in webgpu mode, else null (initialises the backend). */
   adapter(): AdapterReport | null;
-  /** Kernel dispatches so far in webgpu mode (0 in the gpu.js modes). */
+  /** Kernels dispatched (webgpu) or launched (gpu.js; uploads excepted) so far. */
   dispatches(): number;
   /** The gpu.js runtime (initialises the backend; throws in webgpu mode). @internal */
   runtime(): GpuRuntime;
@@ -125,7 +125,8 @@ function gpujsEngine(mode: GpuMode): Engine<GpuBuffer> & { rt: GpuRuntime } {
     describe: () => `gpu (gpu.js ${mode} mode${rt.textures ? ', pipeline textures' : ''}, float32)`,
     destroy: () => rt.destroy(),
     adapter: null,
-    dispatches: () => 0,
+    dispatches: () => rt.launches,
+    fuse: fuseGpuJs(runtime),
   };
 }
 
@@ -148,7 +149,7 @@ function webgpuEngine(): Engine<WebGpuStorage> {
     destroy: () => {},
     adapter: dev.adapter,
     dispatches: () => dev.dispatches,
-    fuse: fuseWebGpu(() => dev) as (group: FusedGroup) => Kernel<WebGpuStorage> | null,
+    fuse: fuseWebGpu(() => dev) as Engine<WebGpuStorage>['fuse'],
   };
 }
 
@@ -182,7 +183,7 @@ export function createGpuBackend(opts: GpuBackendOptions = {}): GpuBackend {
     mode: () => start().mode,
     adapter: () => start().adapter,
     dispatches: () => start().dispatches(),
-    fuse: (group) => start().fuse?.(group) ?? null,
+    fuse: (groups) => start().fuse?.(groups) ?? groups.map(() => null),
     runtime: () => {
       const e = start();
       if (!('rt' in e)) throw new Error(`gpu backend: no gpu.js runtime in mode '${e.mode}'`);

@@ -30,7 +30,7 @@ export interface GpuTexture {
 export type KernelFn = ((...args: unknown[]) => unknown) & { destroy?(): void };
 interface GpuInstance {
   readonly mode: string;
-  createKernel(fn: Function, settings: object): KernelFn;
+  createKernel(fn: Function | string, settings: object): KernelFn;
   destroy(): void;
 }
 interface GpuModule {
@@ -101,8 +101,8 @@ const finalizer = new FinalizationRegistry<GpuTexture>((tex) => {
 });
 
 export interface KernelSpec {
-  /** The kernel: a named top-level function reading its sizes from `this.constants`. */
-  readonly fn: Function;
+  /** The kernel: a named top-level function (or its source) reading its sizes from `this.constants`. */
+  readonly fn: Function | string;
   readonly output: number;
   readonly constants: Record<string, number>;
   /** Helpers with explicit argument types (gpu.js cannot infer them across modes). */
@@ -138,6 +138,8 @@ export class GpuRuntime {
   private uploader: KernelFn | undefined;
   /** Kernels compiled so far (for tests and the bench). */
   compiled = 0;
+  /** Kernel launches so far (uploads excepted; for tests and the bench). */
+  launches = 0;
 
   constructor(readonly mode: GpuMode) {
     const { GPU } = loadGpuJs();
@@ -173,6 +175,7 @@ export class GpuRuntime {
   run(key: string, build: () => KernelSpec, args: readonly GpuBuffer[], size: number): GpuBuffer {
     if (size === 0) return new GpuBuffer(new Float32Array(0), 0);
     const k = this.kernel(key, build);
+    this.launches++;
     return this.wrap(k(...args.map((a) => a.value)), size);
   }
 

@@ -1,6 +1,6 @@
 /**
  * jit on webgpu: fused elementwise groups run as one generated WGSL kernel each (the backend's
- * `fuse` hook). Runs wherever a WebGPU adapter is present (lavapipe in CI), skipped with the
+ * `fuse` hook; `stats.fusedBy` counts them as 'wgsl'). Runs wherever a WebGPU adapter is present (lavapipe in CI), skipped with the
  * reason otherwise.
  *
  * Fusion cases: every elementwise primitive with its pullback traced together (the jit's own
@@ -15,15 +15,13 @@
  * relative per leaf; measured 1.07e-5, the same as eager webgpu vs cpu) and dispatches fewer
  * kernels than the eager webgpu step (the counts are printed).
  */
-import * as fc from 'fast-check';
 import { afterAll, describe, expect, it } from 'vitest';
 import * as E from '../../../src/index.ts';
-import type { CheckCase } from '../../../src/autograd/registry.ts';
 import { findBackend } from '../../../src/backends/backend.ts';
 import { bind, toBackend } from '../../../src/autograd/trace.ts';
 import { type GpuBackend, createGpuBackend } from '../../../src/backends/gpu/index.ts';
 import { modeUnavailableReason } from '../../../src/backends/gpu/runtime.ts';
-import { isElementwise } from '../../../src/jit/fuse.ts';
+import { compareJit, elementwisePullbacks, onBackend, trainStep, worstRel } from '../../helpers/jit.ts';
 
 const reason = modeUnavailableReason('webgpu');
 if (reason) console.warn(`[webgpu jit] skipping: ${reason}`);
@@ -31,64 +29,26 @@ if (reason) console.warn(`[webgpu jit] skipping: ${reason}`);
 const FUSED_TOL = 1e-6;
 const STEP_TOL = 1e-4;
 
-function worstRel(got: ArrayLike<number>, want: ArrayLike<number>): number {
-  let scale = 0;
-  for (let i = 0; i < want.length; i++) if (Number.isFinite(want[i])) scale = Math.max(scale, Math.abs(want[i]));
-  let err = got.length === want.length ? 0 : Infinity;
-  for (let i = 0; i < want.length; i++) {
-    const e = Number.isFinite(want[i]) ? Math.abs(got[i] - want[i]) : Object.is(got[i], want[i]) ? 0 : Infinity;
-    err = Math.max(err, Number.isNaN(e) ? Infinity : e);
-  }
-  return err / (1 + scale);
-}
-
 describe.skipIf(!!reason)(`jit on webgpu: fused WGSL kernels${reason ? ` (skipped: ${reason})` : ''}`, () => {
   const backend: GpuBackend = createGpuBackend({ name: 'gpu-webgpu-jit', mode: 'webgpu' });
   E.registerBackend(backend);
   afterAll(() => backend.destroy());
-  const on = <T>(f: () => T): T => {
-    const prev = E.getBackend();
-    E.setBackend(backend.name);
-    try {
-      return f();
-    } finally {
-      E.setBackend(prev.name);
-    }
-  };
+  const on = <T>(f: () => T): T => onBackend(backend as E.Backend<any>, f);
   const dev = (values: ArrayLike<number>, shape: number[], dtype: 'float32' | 'float64' = 'float32') =>
     E.fromArray(dtype === 'float64' ? Float64Array.from(values) : Float32Array.from(values), shape, backend as E.Backend<any>);
 
-  /** Eager and jitted `f` on the device: the worst error, the dispatches of each and the jit's fused steps. */
   function compare(f: (xs: E.Tensor[]) => E.Tensor[], xs: E.Tensor[]) {
-    return on(() => {
-      let d = backend.dispatches();
-      const want = f(xs).map((t) => E.dataSync(t));
-      const eager = backend.dispatches() - d;
-      const jf = E.jit(f);
-      d = backend.dispatches();
-      const got = jf(xs).map((t) => E.dataSync(t));
-      const jitted = backend.dispatches() - d;
-      const err = Math.max(...want.map((w, i) => worstRel(got[i], w)));
-      return { err, eager, jitted, fused: jf.lower(xs).stats.fusedLoops };
-    });
+    const r = compareJit(backend, f, xs);
+    return { ...r, fused: r.stats.fusedLoops, declined: r.stats.declinedGroups };
   }
 
   it("every elementwise primitive's pullback: the fused kernels equal the ops one by one", () => {
     let fusedSteps = 0;
-    for (const prim of E.listPrimitives().filter((p) => isElementwise(p.name) && p.vjp && p.check)) {
-      const cases = fc.sample(prim.check!(fc), { numRuns: 2, seed: 7 + prim.name.length });
-      for (const c of cases as CheckCase[]) {
-        const xs = c.inputs.map((x) => dev(x.values, [...x.shape]));
-        const f = (ins: E.Tensor[]) => {
-          const [y, pullback] = E.vjp((a: E.Tensor[]) => bind(prim.name, a, c.attrs), ins);
-          const ct = E.add(E.mul(y, 0.5), 0.25);
-          return [y, ...(pullback(ct) as unknown as E.Tensor[])].filter((_, i) => !(i > 0 && c.constant?.includes(i - 1)));
-        };
-        const r = compare(f, xs);
-        fusedSteps += r.fused;
-        expect(r.err, `${prim.name} ${JSON.stringify(c.inputs.map((x) => x.shape))}`).toBeLessThanOrEqual(FUSED_TOL);
-        expect(r.jitted, prim.name).toBeLessThanOrEqual(r.eager);
-      }
+    for (const { name, inputs, f } of elementwisePullbacks(2)) {
+      const r = compare(f, inputs.map((x) => dev(x.values, [...x.shape])));
+      fusedSteps += r.fused;
+      expect(r.err, name).toBeLessThanOrEqual(FUSED_TOL);
+      expect(r.jitted, name).toBeLessThanOrEqual(r.eager);
     }
     expect(fusedSteps).toBeGreaterThan(20);
   });
@@ -109,33 +69,25 @@ describe.skipIf(!!reason)(`jit on webgpu: fused WGSL kernels${reason ? ` (skippe
       const r = compare(f, xs);
       expect(r.err, name).toBeLessThanOrEqual(FUSED_TOL);
       expect(r.jitted, `${name}: dispatches (eager ${r.eager})`).toBe(1);
+      expect(r.fused, name).toBe(1);
     }
   });
 
-  it('float64 groups (which webgpu leaves to the CPU kernels) run op by op and equal eager', () => {
+  it('float64 groups (which webgpu leaves to the CPU kernels) are declined, run op by op and equal eager', () => {
     const x = dev([0.5, -1, 2, 3], [2, 2], 'float64');
     const r = compare(([a]) => [E.mul(E.exp(E.neg(a)), E.add(a, 1))], [x]);
     expect(r.err).toBeLessThanOrEqual(1e-12);
-    expect(r.fused).toBe(1);
+    expect([r.fused, r.declined]).toEqual([0, 1]);
   });
 
   it('a jitted B0 train step equals the eager cpu step, in fewer dispatches than eager webgpu', () => {
     const model = E.nn.createModel('b0', { key: E.random.key(0), widthMult: 0.25, depthMult: 0.25, lowSize: 64 });
-    const step = (p: E.nn.Params, state: E.nn.State, x: E.Tensor, y: E.Tensor, k: E.random.Key) => {
-      const [[loss, st], g] = E.valueAndGrad(
-        (q: E.nn.Params) => {
-          const [logits, s] = E.nn.apply(model.config, q, state, x, { training: true, key: k });
-          return [E.binaryCrossEntropyWithLogits(logits, y), s] as [E.Tensor, E.nn.State];
-        },
-        { hasAux: true },
-      )(p);
-      return { loss, state: st, grads: g };
-    };
+    const step = trainStep(model);
     const run = (b: E.Backend<any>, f: typeof step) => {
       const mv = (t: E.Tensor) => toBackend(t, b);
       const args = [E.treeMap(mv, model.params), E.treeMap(mv, model.state), mv(E.random.normal(E.random.key(1), [4, 3, 64, 64])), mv(E.tensor([1, 0, 1, 0], [4, 1]))] as const;
       const d = backend.dispatches();
-      const out = f(...(args as unknown as [E.nn.Params, E.nn.State, E.Tensor, E.Tensor]), E.random.key(7));
+      const out = f(...args, E.random.key(7));
       const leaves = [out.loss, ...E.treeLeaves(out.grads), ...E.treeLeaves(out.state)] as E.Tensor[];
       return { leaves: leaves.map((t) => E.dataSync(t)), dispatches: backend.dispatches() - d };
     };

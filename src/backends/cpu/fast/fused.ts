@@ -1,5 +1,5 @@
 /**
- * jit's fused elementwise groups as wasm SIMD loops over heap addresses (the CPU backend's `compileFused`). One
+ * jit's fused elementwise groups as wasm SIMD loops over heap addresses (behind the CPU backend's `fuse`). One
  * function per group, all of a graph's groups in one module loaded on every pool thread; sizes and strides are
  * literals (shapes are static in a compiled graph). A group runs over its collapsed output shape as rows of the
  * last axis: per row each leaf's offset comes from the row index (outer strides), leaves constant along the row
@@ -10,9 +10,9 @@
  * vector exp as the eager fast kernels (activations.ts), so a wasm group equals eager bit for bit on the plain
  * arithmetic and within the exp's 1–2 ulp elsewhere. Groups with an op that has no exact vector form here (exp,
  * log, tanh, pow, softplus), float64 groups, more than MAX_LEAVES leaves, and calls whose buffers are not all in
- * the heap (inputs and outputs the caller allocated) keep jit's JS loop.
+ * the heap (inputs and outputs the caller allocated) run the group's JS loop (../fused.ts).
  */
-import type { FusedExpr, FusedKernel, TypedArray } from '../../backend.ts';
+import type { FusedGroup, KernelArg, TypedArray } from '../../backend.ts';
 import { Consts, sig, siluGradV } from './activations.ts';
 import { wasmHeap } from './heap.ts';
 import { Job, type PoolKernel, loadKernels, poolThreads } from './pool.ts';
@@ -37,15 +37,15 @@ const lane0 = (a: Expr): Expr => (f) => { a(f); f.simd(0x1f, 0); };
 /** The primitives with a vector form here (arity checked by the graph). */
 const VECTOR = new Set(['neg', 'abs', 'sqrt', 'sign', 'relu', 'sigmoid', 'silu', 'siluGrad', 'add', 'sub', 'mul', 'div', 'maximum', 'minimum', 'greater', 'greaterEqual', 'equal', 'where', 'affine', 'broadcastTo']);
 
-export function fusable(e: FusedExpr): boolean {
-  if (e.dtype !== 'float32' || e.strides.length > MAX_LEAVES) return false;
-  if (!e.nodes.every((n) => VECTOR.has(n.prim) && (n.prim !== 'affine' || n.act === undefined || n.act === 'silu'))) return false;
-  const r = e.shape.length;
-  return r === 0 || e.strides.every((s) => s[r - 1] === 0 || s[r - 1] === 1);
+export function fusable(g: FusedGroup): boolean {
+  if (g.dtype !== 'float32' || g.leaves.length > MAX_LEAVES || g.leaves.some((l) => l.dtype !== 'float32')) return false;
+  if (!g.nodes.every((n) => VECTOR.has(n.prim))) return false;
+  const r = g.loopShape.length;
+  return r === 0 || g.leaves.every((l) => l.strides[r - 1] === 0 || l.strides[r - 1] === 1);
 }
 
 /** The vector value of one node from its operands' vectors. */
-function nodeValue(f: Fn, c: Consts, prim: string, act: string | undefined, [a, b, cc]: Expr[], t: number[]): Expr {
+function nodeValue(f: Fn, c: Consts, prim: string, [a, b, cc]: Expr[], t: number[]): Expr {
   const one = c.k(1), zero = c.k(0);
   switch (prim) {
     case 'broadcastTo': return a;
@@ -76,26 +76,21 @@ function nodeValue(f: Fn, c: Consts, prim: string, act: string | undefined, [a, 
     case 'greaterEqual': return vand(vge(a, b), one);
     case 'equal': return vand(veq(a, b), one);
     case 'where': return vbitselect(b, cc, vne(a, zero));
-    case 'affine': {
-      const z = vadd(vmul(a, b), cc);
-      if (act !== 'silu') return z;
-      f.set(t[3], z);
-      return vmul(get(t[3]), sig(f, c, get(t[3]), t));
-    }
+    case 'affine': return vadd(vmul(a, b), cc);
   }
   throw new Error(`fused: no vector form for '${prim}'`);
 }
 
 /** fn(leaf ptrs…, out, row0, row1): the group over rows [row0, row1) of its collapsed shape. */
-function groupFn(name: string, e: FusedExpr): Fn {
-  const L = e.strides.length;
+function groupFn(name: string, g: FusedGroup): Fn {
+  const L = g.leaves.length;
   const f = new Fn(name, Array.from({ length: L + 3 }, () => T.i32));
   const ptrs = f.params.slice(0, L), [out, r0, r1] = f.params.slice(L);
-  const dims = e.shape.length ? e.shape : [1];
-  const st = e.shape.length ? e.strides : e.strides.map(() => [0]);
+  const dims = g.loopShape.length ? g.loopShape : [1];
+  const st = g.loopShape.length ? g.leaves.map((l) => l.strides) : g.leaves.map(() => [0]);
   const r = dims.length, len = dims[r - 1];
   const row = f.local(T.i32), j = f.local(T.i32), ob = f.local(T.i32);
-  const base = ptrs.map(() => f.local(T.i32)), xv = ptrs.map(() => f.local(T.v128)), vals = e.nodes.map(() => f.local(T.v128));
+  const base = ptrs.map(() => f.local(T.i32)), xv = ptrs.map(() => f.local(T.v128)), vals = g.nodes.map(() => f.local(T.v128));
   const t = [f.local(T.v128), f.local(T.v128), f.local(T.v128), f.local(T.v128)];
   const c = new Consts(f);
   const start = f.code.length;
@@ -121,9 +116,9 @@ function groupFn(name: string, e: FusedExpr): Fn {
       const at = add(get(base[k]), get(j));
       f.set(xv[k], vec ? load('v128', at) : splat(load('f32', at)));
     });
-    e.nodes.forEach((n, i) => {
+    g.nodes.forEach((n, i) => {
       const args = n.args.map((a) => ('leaf' in a ? get(xv[a.leaf]) : get(vals[a.node])));
-      f.set(vals[i], nodeValue(f, c, n.prim, n.act, args, t));
+      f.set(vals[i], nodeValue(f, c, n.prim, args, t));
     });
     const y = get(vals[vals.length - 1]);
     const at = add(get(ob), get(j));
@@ -159,25 +154,28 @@ function runRows(k: PoolKernel, ptrs: number[], pout: number, rows: number, len:
   job.run(0);
 }
 
-/** The CPU backend's `compileFused`: wasm SIMD kernels for the groups `fusable` accepts. */
-export function compileFused(exprs: readonly FusedExpr[]): (FusedKernel | undefined)[] {
+/** Runs a group into `out` from its leaves and returns true, or returns false when a buffer is not in the heap. */
+export type WasmGroup = (out: TypedArray, ins: readonly KernelArg<TypedArray>[]) => boolean;
+
+/** wasm SIMD kernels for the groups `fusable` accepts (undefined for the others), all in one module. */
+export function compileWasmGroups(groups: readonly FusedGroup[]): (WasmGroup | undefined)[] {
+  const out: (WasmGroup | undefined)[] = groups.map(() => undefined);
   const h = wasmHeap();
-  if (!h) return exprs.map(() => undefined);
-  const which = exprs.map((e, i) => (fusable(e) ? i : -1)).filter((i) => i >= 0);
-  if (!which.length) return exprs.map(() => undefined);
+  if (!h) return out;
+  const which = groups.map((g, i) => (fusable(g) ? i : -1)).filter((i) => i >= 0);
+  if (!which.length) return out;
   const names = which.map((i) => `fused${i}`);
-  const mod = loadKernels(assemble({ functions: which.map((i, n) => groupFn(names[n], exprs[i])), memory: h.importSpec() }), names);
-  const out: (FusedKernel | undefined)[] = exprs.map(() => undefined);
+  const mod = loadKernels(assemble({ functions: which.map((i, n) => groupFn(names[n], groups[i])), memory: h.importSpec() }), names);
   which.forEach((i, n) => {
-    const e = exprs[i];
+    const shape = groups[i].loopShape;
     const k = mod[names[n]];
-    const len = e.shape.length ? e.shape[e.shape.length - 1] : 1;
-    const rows = e.shape.length ? e.shape.slice(0, -1).reduce((p, d) => p * d, 1) : 1;
-    const ptrs = new Array<number>(e.strides.length);
-    out[i] = (y: TypedArray, ins: readonly TypedArray[]) => {
+    const len = shape.length ? shape[shape.length - 1] : 1;
+    const rows = shape.length ? shape.slice(0, -1).reduce((p, d) => p * d, 1) : 1;
+    const ptrs = new Array<number>(groups[i].leaves.length);
+    out[i] = (y, ins) => {
       const py = h.ptrOf(y);
       if (py < 0) return false;
-      for (let q = 0; q < ins.length; q++) if ((ptrs[q] = h.ptrOf(ins[q])) < 0) return false;
+      for (let q = 0; q < ins.length; q++) if ((ptrs[q] = h.ptrOf(ins[q].storage)) < 0) return false;
       if (rows * len > 0) runRows(k, ptrs, py, rows, len);
       return true;
     };

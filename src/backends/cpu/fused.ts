@@ -1,0 +1,70 @@
+/**
+ * The CPU backend's jit fusion hook (`Backend.fuse`): a fused elementwise group becomes one loop over its output,
+ * so intermediates are never stored (tinygrad's lazy elementwise fusion, XLA's loop fusion). float32 groups whose
+ * ops have a vector form run as generated wasm SIMD loops over heap addresses (fast/fused.ts); every group also
+ * gets a generated JS loop, which runs where the wasm one cannot (float64, ops without a vector form, buffers
+ * outside the wasm heap). Shapes are static in a compiled graph, so each loop is generated with its sizes and
+ * strides as literals; the inner loop reads broadcast operands once per row. The kernels write into the caller's
+ * storage (jit's arena slots) and never decline a group.
+ */
+import type { FusedGroup, FusedKernel, FusedNode, KernelArg, OutSpec, TypedArray } from '../backend.ts';
+import { writesInto } from '../kernel.ts';
+import { elementwiseExprs, lib } from './elementwise.ts';
+import { compileWasmGroups } from './fast/fused.ts';
+import { outputFor } from './layout.ts';
+
+type Loop = (out: TypedArray, ins: readonly KernelArg<TypedArray>[]) => void;
+
+/** The statements computing node `name` from its operands' names. */
+function nodeLines(n: FusedNode, operands: readonly string[], name: string): string[] {
+  if (n.prim === 'broadcastTo') return [`const ${name} = ${operands[0]};`];
+  const sub = (src: string) => src.replace(/\b[abc]\b/g, (v) => operands['abc'.indexOf(v)]);
+  const expr = elementwiseExprs[n.prim];
+  if (!expr) throw new Error(`fused group: '${n.prim}' is not an elementwise primitive of the cpu backend`);
+  return [`const ${name} = ${sub(expr[1])};`];
+}
+
+/** Nested loops over the group's loop shape; leaves with inner stride 0 are read once per row. (jit caches the kernels by group.) */
+function jsLoop(g: FusedGroup): Loop {
+  const dims = g.loopShape.length ? g.loopShape : [1];
+  const st = g.loopShape.length ? g.leaves.map((l) => l.strides) : g.leaves.map(() => [0]);
+  const r = dims.length;
+  const inner = st.map((s) => s[r - 1]);
+  const lines = [`let o = 0;`];
+  for (let d = 0; d < r - 1; d++) lines.push(`for (let i${d} = 0; i${d} < ${dims[d]}; i${d}++) {`);
+  st.forEach((s, k) => {
+    const terms = s.slice(0, r - 1).map((x, d) => (x ? `i${d} * ${x}` : '')).filter(Boolean);
+    lines.push(`const b${k} = ${terms.join(' + ') || '0'};`);
+    if (inner[k] === 0) lines.push(`const v${k} = I${k}[b${k}];`);
+  });
+  lines.push(`for (let j = 0; j < ${dims[r - 1]}; j++) {`);
+  st.forEach((_, k) => {
+    if (inner[k] !== 0) lines.push(`const v${k} = I${k}[b${k} + ${inner[k] === 1 ? 'j' : `j * ${inner[k]}`}];`);
+  });
+  g.nodes.forEach((n, i) => lines.push(...nodeLines(n, n.args.map((a) => ('leaf' in a ? `v${a.leaf}` : `t${a.node}`)), `t${i}`)));
+  lines.push(`out[o++] = t${g.nodes.length - 1};`, '}');
+  for (let d = 0; d < r - 1; d++) lines.push('}');
+  // A named function, so profiles say which ops a loop runs.
+  const fn = `fused_${g.nodes.map((n) => n.prim).join('_').slice(0, 80)}`;
+  const src = `return function ${fn}(out, ins) {\n${st.map((_, k) => `const I${k} = ins[${k}].storage;`).join(' ')}\n${lines.join('\n')}\n};`;
+  const helpers = Object.keys(lib).map((k) => `const ${k} = lib.${k};`).join('\n');
+  return new Function('lib', `${helpers}\n${src}`)(lib) as Loop;
+}
+
+/**
+ * The CPU backend's `fuse`: a wasm SIMD kernel where fast/fused.ts compiles one, else the JS loop, which is also
+ * the wasm kernel's fallback per call (generated on first use).
+ */
+export function fuseCpu(groups: readonly FusedGroup[]): FusedKernel<TypedArray>[] {
+  const wasm = compileWasmGroups(groups);
+  return groups.map((g, i) => {
+    const w = wasm[i];
+    let loop: Loop | undefined;
+    const kernel = (ins: readonly KernelArg<TypedArray>[], _: unknown, out: OutSpec) => {
+      const y = outputFor(out);
+      if (!w?.(y, ins)) (loop ??= jsLoop(g))(y, ins);
+      return y;
+    };
+    return Object.assign(writesInto(kernel), { via: w ? 'wasm-simd' : 'js' });
+  });
+}
