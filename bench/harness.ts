@@ -46,5 +46,8 @@ export async function measure(fn: () => unknown | Promise<unknown>, opts: Measur
   return { medianMs: median, samples: lat.samplesCount ?? samples?.length ?? 0 };
 }
 
-export const matches = (filter: string | undefined, ...parts: string[]): boolean =>
-  !filter || parts.join(' ').toLowerCase().includes(filter.toLowerCase());
+/** Whether a row (its suite, name, backend, pass) is selected by `--filter`: a comma-separated list, any of which it contains. */
+export function matches(filter: string | undefined, ...parts: string[]): boolean {
+  const row = parts.join(' ').toLowerCase();
+  return !filter || filter.split(',').some((f) => f.trim() !== '' && row.includes(f.trim().toLowerCase()));
+}

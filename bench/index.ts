@@ -1,5 +1,6 @@
 /**
- * `npm run bench -- [--json] [--filter TEXT] [--suite NAME] [--quick] [--backend cpu|gpu]`
+ * `npm run bench -- [--json] [--filter TEXT[,TEXT…]] [--suite NAME] [--quick] [--backend cpu|gpu]`
+ * (--filter keeps the rows whose suite, name or backend contains any of the comma-separated texts)
  * Runs the registered suites and prints a table (or a JSON array of rows).
  */
 import { parseArgs } from 'node:util';
@@ -18,7 +19,7 @@ const { values } = parseArgs({
 });
 
 if (values.help) {
-  console.log(`usage: npm run bench -- [--json] [--filter TEXT] [--suite NAME] [--quick] [--backend cpu|gpu (models: ours and tfjs on the gpu)]\nsuites:\n${suites.map((s) => `  ${s.name.padEnd(12)} ${s.description}`).join('\n')}`);
+  console.log(`usage: npm run bench -- [--json] [--filter TEXT[,TEXT…] (rows containing any)] [--suite NAME] [--quick] [--backend cpu|gpu (models: ours and tfjs on the gpu)]\nsuites:\n${suites.map((s) => `  ${s.name.padEnd(12)} ${s.description}`).join('\n')}`);
   process.exit(0);
 }
 
