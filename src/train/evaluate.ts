@@ -104,7 +104,7 @@ export async function main(argv: string[]): Promise<number> {
   if (C > 1 && ds.right.classes.length !== C) return printUsage('evaluate', `the data has ${ds.right.classes.length} classes but the model was trained on ${C}`);
   const items: Item[] = ds.right.items.slice(0, limit);
   const reporter = consoleReporter({ quiet: Boolean(o.quiet) });
-  const loader = createLoader(items, { batchSize, lowSize: m.mc.lowSize, highSize: m.mc.highSize, augment: false, seed, workers, shuffle: false });
+  const loader = createLoader(items, { batchSize, sides: m.mc.sides, augment: false, seed, workers, shuffle: false });
   const t0 = performance.now();
   reporter.start('evaluate', items.length);
   let p: Predictions | null;

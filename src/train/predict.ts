@@ -59,7 +59,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   const names = images.map((f) => path.basename(f).replace(/\.(jpe?g|png)$/i, ''));
   const items: Item[] = images.map((f, i) => ({ path: path.resolve(f), name: names[i], label: 0, source: path.dirname(path.resolve(f)) }));
-  const loader = createLoader(items, { batchSize: batch, lowSize: m.mc.lowSize, highSize: m.mc.highSize, augment: false, seed, workers: 0, shuffle: false });
+  const loader = createLoader(items, { batchSize: batch, sides: m.mc.sides, augment: false, seed, workers: 0, shuffle: false });
   let p;
   try {
     p = await predictAll({ mc: m.mc, params: m.params, state: m.state, loader, tta, microBatch: batch, seed });

@@ -356,7 +356,7 @@ async function freshStart(su: Setup, io: RunIo, data: { dirs: string[]; ds: Data
 function introLines(su: Setup, split: Split, trainer: TrainerState | undefined): string[] {
   const { run, model } = su;
   const mc = model.config;
-  const sizes = mc.highSize !== null ? `${mc.lowSize} + ${mc.highSize} px` : `${mc.lowSize} px`;
+  const sizes = `${[mc.sides.low, mc.sides.high].filter((s) => s !== null).join(' + ')} px`;
   return [
     `${trainer ? 'resuming' : 'training'} ${mc.name} (${(parameterCount(model) / 1e6).toFixed(2)} M parameters; ${sizes}) on ${split.train.length} images, validating on ${split.val.length}; ` +
       `${run.epochs} epochs, batch ${run.batchSize} (micro ${run.microBatch}), ${run.optimizer} lr ${run.lr}, ${run.schedule} schedule${run.tta > 1 ? `, TTA ${run.tta}` : ''}; backend ${getBackend().name}`,
