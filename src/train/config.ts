@@ -4,12 +4,12 @@
  * three cannot drift apart. Layers, lowest first: defaults → `--preset paper` → config file → flags.
  * Every error here is a usage error: a value, not an exception.
  */
-import * as fs from 'node:fs';
 import * as E from 'fp-ts/lib/Either.js';
 import { optimizerNames, type OptimizerName } from './optim.ts';
 import { scheduleNames, type ScheduleName } from './schedule.ts';
 import { modelNames } from '../nn/archs.ts';
 import { SYNTHETIC_TRAIN_DEFAULTS } from '../data/synthetic.ts';
+import { readJsonFile, renderJsonFileError } from '../io/json.ts';
 import { type Option, bool, flagName, helpLine as optionHelpLine, int, num, oneOf, orNone, parseOption, showValue, shownDefault as optionDefault, str } from '../cli/options.ts';
 import { BACKEND, BATCH_SIZE, DATA, FORMAT, LIMIT, MICRO_BATCH, QUIET, SEED, TTA, WORKERS } from '../cli/shared.ts';
 
@@ -206,14 +206,9 @@ export function parseValue(key: Key, raw: string, where = ''): E.Either<UsageErr
 
 /** Reads and validates a JSON config file into a partial config. */
 export function readConfigFile(file: string): E.Either<UsageError, Partial<TrainConfig>> {
-  let json: unknown;
-  try {
-    json = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    return E.left(usage(err.code === 'ENOENT' ? `config file not found: ${file}` : `cannot read config file ${file}: ${err.message}`));
-  }
-  return parseConfigObject(json, `config file ${file}`);
+  const json = readJsonFile(file);
+  if (E.isLeft(json)) return E.left(usage(renderJsonFileError(json.left, 'config file')));
+  return parseConfigObject(json.right, `config file ${file}`);
 }
 
 /**

@@ -10,6 +10,7 @@ import { type TrainerState, TRAINER_FILE, loadWeights, readTrainerState, renderC
 import { type UsageError, usage } from './config.ts';
 import { checkModel } from './run.ts';
 import { usageExit } from '../cli/program.ts';
+import { readJsonFile } from '../io/json.ts';
 
 export interface Restored {
   readonly dir: string;
@@ -49,15 +50,9 @@ export async function restore(dir: string, backend: 'cpu' | 'gpu' = 'cpu'): Prom
   const template = createModel(spec.name, { ...spec.options, key: key(0) });
   const w = loadWeights(at, { params: template.params, state: template.state });
   if (E.isLeft(w)) return E.left(usage(`--checkpoint: ${renderCheckpointError(w.left)}`));
-  let classes: string[] | null = null;
-  const runConfig = path.join(path.dirname(at), 'config.json');
-  if (fs.existsSync(runConfig)) {
-    try {
-      classes = (JSON.parse(fs.readFileSync(runConfig, 'utf8')) as { data?: { classes?: string[] } }).data?.classes ?? null;
-    } catch {
-      classes = null;
-    }
-  }
+  // Class names from the run's config.json, when it is there and readable.
+  const runConfig = readJsonFile(path.join(path.dirname(at), 'config.json'));
+  const classes = E.isRight(runConfig) ? ((runConfig.right as { data?: { classes?: string[] } } | null)?.data?.classes ?? null) : null;
   const seed = typeof trainer.extra?.seed === 'number' ? (trainer.extra.seed as number) : 1337;
   return E.right({ dir: at, mc: template.config, params: w.right.params as Params, state: w.right.state as State, trainer, classes, seed });
 }

@@ -28,6 +28,7 @@ import type { LossSpec } from './losses.ts';
 import { Checkpointer, type LoopStart, type Outcome, initKey, optimizerFor, runLoop } from './loop.ts';
 import { RunLog } from './runlog.ts';
 import type { Reporter } from './report.ts';
+import { readJsonFile, renderJsonFileError } from '../io/json.ts';
 
 export interface RunError {
   readonly _tag: 'RunError';
@@ -206,12 +207,9 @@ async function te<A>(t: () => Promise<E.Either<DataError, A>>): Promise<E.Either
 export function resumeConfig(dir: string, cli: Partial<TrainConfig>, explicit: ReadonlySet<ConfigKey>): E.Either<UsageError, TrainConfig> {
   const file = path.join(dir, 'config.json');
   if (!fs.existsSync(file)) return E.left(usage(`--resume: ${dir} is not a run folder (no config.json)`));
-  let saved: TrainConfig;
-  try {
-    saved = (JSON.parse(fs.readFileSync(file, 'utf8')) as { config: TrainConfig }).config;
-  } catch (e) {
-    return E.left(usage(`--resume: cannot read ${file}: ${(e as Error).message}`));
-  }
+  const json = readJsonFile(file);
+  if (E.isLeft(json)) return E.left(usage(`--resume: ${renderJsonFileError(json.left, 'run config')}`));
+  const saved = (json.right as { config: TrainConfig }).config;
   for (const k of explicit) {
     if (RESUMABLE_KEYS.includes(k)) continue;
     if (JSON.stringify(cli[k]) !== JSON.stringify(saved[k])) {
