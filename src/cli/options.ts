@@ -5,7 +5,7 @@
  * commands take are declared once (src/cli/shared.ts) and spread into each table.
  */
 import { Command, Option as CommanderOption } from 'commander';
-import { UsageExit, parseArgs, program } from './program.ts';
+import { EXIT, UsageExit, cliMain, parseArgs, program } from './program.ts';
 
 // ---- parsers: a string to a value, or a ParseError saying what the value must be ------------------
 
@@ -103,6 +103,9 @@ export interface CommandSpec<T extends Options> {
   readonly helpLine?: (o: Option) => string;
 }
 
+/** A command's spec as written, its option table's types kept (what `commandMain` and the parsed values are typed from). */
+export const defineCommand = <T extends Options>(spec: CommandSpec<T>): CommandSpec<T> => spec;
+
 /** The commander program of a command: one commander option per table entry, its help text from the entry. */
 export function command<T extends Options>(spec: CommandSpec<T>): Command {
   const cmd = program(spec.name, spec.description);
@@ -149,3 +152,13 @@ const valueOf = (o: Option, raw: string): unknown => {
   if (!r.ok) throw new UsageExit(r.message);
   return r.value;
 };
+
+/**
+ * A command's main from its spec: the arguments parsed with its table (exit 0 after --help), then
+ * `body` with them; a UsageExit thrown anywhere is printed as a usage error (exit 2).
+ */
+export const commandMain = <T extends Options>(spec: CommandSpec<T>, body: (parsed: Parsed<T>, argv: readonly string[]) => Promise<number>) =>
+  cliMain(spec.name, async (argv) => {
+    const parsed = parseOptions(spec, argv);
+    return parsed ? body(parsed, argv) : EXIT.ok;
+  });

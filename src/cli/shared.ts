@@ -23,6 +23,8 @@ export const SEED = { flags: '--seed <n>', help: 'seed of the stochastic windows
 export const BATCH_SIZE = { flags: '--batch-size <n>', help: 'images per batch', parse: int(1), default: 16 } satisfies Option;
 export const MICRO_BATCH = { flags: '--micro-batch <n>', help: 'images per forward pass', parse: int(1), default: 16 } satisfies Option;
 export const WORKERS = { flags: '--workers <n>', help: 'image-decoding worker threads (0: main thread)', parse: int(0), default: 1 } satisfies Option;
+/** An output folder; each command says where it goes by default. */
+export const OUT = { flags: '--out <dir>', help: 'output folder', parse: str, default: null } satisfies Option;
 export const QUIET = { flags: '--quiet', help: 'no progress bar: one line per epoch (for logs)', parse: bool, default: false, boolean: true } satisfies Option;
 
 /** The positional image arguments of predict and explain. */

@@ -8,9 +8,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';
-import { EXIT, cliMain, runIfMain, usageExit } from '../cli/program.ts';
-import { type CommandSpec, type Options, int, parseOptions, str } from '../cli/options.ts';
-import { SEED } from '../cli/shared.ts';
+import { EXIT, runIfMain, usageExit } from '../cli/program.ts';
+import { commandMain, defineCommand, int, str } from '../cli/options.ts';
+import { OUT, SEED } from '../cli/shared.ts';
 import { LOG_FILE } from '../experiment/log.ts';
 import { findRuns, groupRuns } from './runs.ts';
 import { compareGroups, comparisonMarkdown, writeComparison } from './report.ts';
@@ -30,25 +30,21 @@ Examples:
 
 const stamp = () => new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-');
 
-export const COMPARE_OPTIONS = {
-  by: { flags: '--by <key>', help: 'group run folders by this key of their config.json', parse: str, default: null, derived: 'by folder' },
-  baseline: { flags: '--baseline <name>', help: 'the group the others are compared with', parse: str, default: null, derived: 'the first' },
-  out: { flags: '--out <dir>', help: 'output folder', parse: str, default: null, derived: 'DIR/comparison for one experiment folder, else runs/comparison-<time>' },
-  seed: { ...SEED, help: 'seed of the bootstrap resampling', default: 1337 },
-  reps: { flags: '--reps <n>', help: 'bootstrap resamples', parse: int(100), default: 10000 },
-} satisfies Options;
-
-export const COMPARE_COMMAND: CommandSpec<typeof COMPARE_OPTIONS> = {
+export const COMPARE_COMMAND = defineCommand({
   name: 'compare',
   description: 'Compare groups of training runs: spread of the validation AUC, Welch t-tests and bootstrap intervals against a baseline, plots.',
-  options: COMPARE_OPTIONS,
   args: [['<dirs...>', 'run folders, experiment folders, or folders of per-epoch CSVs']],
   after: HELP,
-};
+  options: {
+    by: { flags: '--by <key>', help: 'group run folders by this key of their config.json', parse: str, default: null, derived: 'by folder' },
+    baseline: { flags: '--baseline <name>', help: 'the group the others are compared with', parse: str, default: null, derived: 'the first' },
+    out: { ...OUT, derived: 'DIR/comparison for one experiment folder, else runs/comparison-<time>' },
+    seed: { ...SEED, help: 'seed of the bootstrap resampling', default: 1337 },
+    reps: { flags: '--reps <n>', help: 'bootstrap resamples', parse: int(100), default: 10000 },
+  },
+});
 
-export const main = cliMain('compare', async (argv) => {
-  const parsed = parseOptions(COMPARE_COMMAND, argv);
-  if (!parsed) return EXIT.ok;
+export const main = commandMain(COMPARE_COMMAND, async (parsed, argv) => {
   const o = parsed.values;
   const dirs = parsed.args;
   const runs = findRuns(dirs, o.by);

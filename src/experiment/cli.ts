@@ -6,8 +6,9 @@
  */
 import * as path from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';
-import { EXIT, cliMain, runIfMain, usageExit } from '../cli/program.ts';
-import { type CommandSpec, type Options, bool, int, parseOptions, str } from '../cli/options.ts';
+import { EXIT, runIfMain, usageExit } from '../cli/program.ts';
+import { bool, commandMain, defineCommand, int, str } from '../cli/options.ts';
+import { OUT } from '../cli/shared.ts';
 import { cellJobs, expandGrid, presetFile, presetNames, readExperimentFile } from './grid.ts';
 import { cellMetrics, cellState, checkCellConfig } from './cell.ts';
 import { ExperimentLog, LOG_FILE } from './log.ts';
@@ -34,25 +35,21 @@ Examples:
   npm run experiment -- --preset isic-sample --out /shared/exp/isic --queue redis://10.0.0.5:6379
   npm run compare -- runs/thesis-synthetic --by model --baseline b0`;
 
-export const EXPERIMENT_OPTIONS = {
-  out: { flags: '--out <dir>', help: 'experiment folder', parse: str, default: null, derived: 'runs/<name>' },
-  parallel: { flags: '--parallel <n>', help: 'runs at a time on this machine, each its own process', parse: int(1), default: 1 },
-  preset: { flags: '--preset <name>', help: `a committed experiment: ${presetNames().join(', ')}`, parse: str, default: null },
-  ...QUEUE_OPTIONS,
-  dryRun: { flags: '--dry-run', help: 'print the runs and their state, run nothing', parse: bool, default: false, boolean: true },
-} satisfies Options;
-
-export const EXPERIMENT_COMMAND: CommandSpec<typeof EXPERIMENT_OPTIONS> = {
+export const EXPERIMENT_COMMAND = defineCommand({
   name: 'experiment',
   description: 'Run a grid of training runs (variants × seeds …) and log them in one experiment folder.',
-  options: EXPERIMENT_OPTIONS,
   args: [['[file]', 'experiment file (JSON)']],
   after: HELP,
-};
+  options: {
+    out: { ...OUT, help: 'experiment folder', derived: 'runs/<name>' },
+    parallel: { flags: '--parallel <n>', help: 'runs at a time on this machine, each its own process', parse: int(1), default: 1 },
+    preset: { flags: '--preset <name>', help: `a committed experiment: ${presetNames().join(', ')}`, parse: str, default: null },
+    ...QUEUE_OPTIONS,
+    dryRun: { flags: '--dry-run', help: 'print the runs and their state, run nothing', parse: bool, default: false, boolean: true },
+  },
+});
 
-export const main = cliMain('experiment', async (argv) => {
-  const parsed = parseOptions(EXPERIMENT_COMMAND, argv);
-  if (!parsed) return EXIT.ok;
+export const main = commandMain(EXPERIMENT_COMMAND, async (parsed) => {
   const args = { ...parsed.values, file: parsed.args[0] ?? null };
   if (args.file && args.preset) usageExit('give an experiment file or --preset, not both');
   if (!args.file && !args.preset) usageExit('missing the experiment file (or --preset NAME)');

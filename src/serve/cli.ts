@@ -2,30 +2,26 @@
  * `npm run serve -- --checkpoint DIR [--port N] [--host ADDR] [--max-upload-mb N]`: the local web
  * demo of a trained model (see server.ts). Listens on 127.0.0.1 unless --host says otherwise.
  */
-import { EXIT, cliMain, runIfMain } from '../cli/program.ts';
-import { type CommandSpec, type Options, int, num, parseOptions, str } from '../cli/options.ts';
+import { EXIT, runIfMain } from '../cli/program.ts';
+import { commandMain, defineCommand, int, num, str } from '../cli/options.ts';
 import { BACKEND, CHECKPOINT, SEED } from '../cli/shared.ts';
 import { restoreFromFlags } from '../train/restore.ts';
 import { createServer } from './server.ts';
 
-export const SERVE_OPTIONS = {
-  checkpoint: CHECKPOINT,
-  port: { flags: '--port <n>', help: 'TCP port (0: any free port)', parse: int(0, 65535), default: 8080 },
-  host: { flags: '--host <addr>', help: 'address to listen on; 0.0.0.0 exposes the demo to the network', parse: str, default: '127.0.0.1' },
-  maxUploadMb: { flags: '--max-upload-mb <n>', help: 'largest accepted image in MiB', parse: num(0, Infinity, true), default: 20 },
-  seed: SEED,
-  backend: BACKEND,
-} satisfies Options;
-
-export const SERVE_COMMAND: CommandSpec<typeof SERVE_OPTIONS> = {
+export const SERVE_COMMAND = defineCommand({
   name: 'serve',
   description: 'Serve a trained model as a local web page and a JSON API (POST /api/predict).',
-  options: SERVE_OPTIONS,
-};
+  options: {
+    checkpoint: CHECKPOINT,
+    port: { flags: '--port <n>', help: 'TCP port (0: any free port)', parse: int(0, 65535), default: 8080 },
+    host: { flags: '--host <addr>', help: 'address to listen on; 0.0.0.0 exposes the demo to the network', parse: str, default: '127.0.0.1' },
+    maxUploadMb: { flags: '--max-upload-mb <n>', help: 'largest accepted image in MiB', parse: num(0, Infinity, true), default: 20 },
+    seed: SEED,
+    backend: BACKEND,
+  },
+});
 
-export const main = cliMain('serve', async (argv) => {
-  const parsed = parseOptions(SERVE_COMMAND, argv);
-  if (!parsed) return EXIT.ok;
+export const main = commandMain(SERVE_COMMAND, async (parsed) => {
   const { port, host, maxUploadMb, backend } = parsed.values;
   const m = await restoreFromFlags(parsed.values);
   const seed = m.seed;

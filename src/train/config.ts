@@ -11,7 +11,7 @@ import { modelNames } from '../nn/archs.ts';
 import { SYNTHETIC_TRAIN_DEFAULTS } from '../data/synthetic.ts';
 import { readJsonFile, renderJsonFileError } from '../io/json.ts';
 import { type Option, bool, flagName, helpLine as optionHelpLine, int, num, oneOf, orNone, parseOption, showValue, shownDefault as optionDefault, str } from '../cli/options.ts';
-import { BACKEND, BATCH_SIZE, DATA, FORMAT, LIMIT, MICRO_BATCH, QUIET, SEED, TTA, WORKERS } from '../cli/shared.ts';
+import { BACKEND, BATCH_SIZE, DATA, FORMAT, LIMIT, MICRO_BATCH, OUT, QUIET, SEED, TTA, WORKERS } from '../cli/shared.ts';
 
 export type LossName = 'bce' | 'focal' | 'ce';
 
@@ -153,7 +153,7 @@ export const FLAGS: readonly Flag[] = [
   flag({ key: 'baseline', flags: '--baseline <model>', help: 'after the run, train this model on the same data, split, epochs and optimizer (into <run folder>/baseline-<model>) and print both validation AUCs (none: off)', default: null, synthetic: 'b0', note: 'when --model is not given', parse: orNone(str) }),
   flag({ key: 'workers', ...WORKERS, resumable: true }),
   flag({ key: 'backend', ...BACKEND, resumable: true }),
-  flag({ key: 'out', flags: '--out <dir>', help: 'run folder', default: null, derived: 'runs/<model>-<timestamp>', parse: str }),
+  flag({ key: 'out', ...OUT, help: 'run folder', derived: 'runs/<model>-<timestamp>' }),
   flag({ key: 'resume', flags: '--resume <dir>', help: 'continue the run in this folder exactly where it stopped', default: null, parse: str, resumable: true }),
   flag({ key: 'initWeights', flags: '--init-weights <file>', help: 'start from these weights (safetensors: a checkpoint of ours or torchvision names)', default: null, parse: str }),
   flag({ key: 'preset', flags: '--preset <name>', help: '', default: null, parse: oneOf(['paper'] as const) }),

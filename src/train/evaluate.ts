@@ -8,9 +8,9 @@ import * as E from 'fp-ts/lib/Either.js';
 import { type Item, loadDataset } from '../data/readers.ts';
 import { createLoader } from '../data/loader.ts';
 import { renderDataError } from '../data/errors.ts';
-import { EXIT, cliMain, runIfMain, usageExit } from '../cli/program.ts';
-import { type CommandSpec, type Options, parseOptions, str } from '../cli/options.ts';
-import { BACKEND, BATCH_SIZE, CHECKPOINT, DATA, FORMAT, LIMIT, MICRO_BATCH, QUIET, SEED, TTA, WORKERS } from '../cli/shared.ts';
+import { EXIT, runIfMain, usageExit } from '../cli/program.ts';
+import { commandMain, defineCommand } from '../cli/options.ts';
+import { BACKEND, BATCH_SIZE, CHECKPOINT, DATA, FORMAT, LIMIT, MICRO_BATCH, OUT, QUIET, SEED, TTA, WORKERS } from '../cli/shared.ts';
 import { type Predictions, predictAll } from './step.ts';
 import { binaryMetrics, flatBinaryMetrics, multiclassMetrics } from './metrics.ts';
 import { predictionsCsv, rocFromPredictions, skippedCsv } from './runlog.ts';
@@ -20,22 +20,24 @@ import { writeEvaluationFigures } from '../inspect/figures.ts';
 import { consoleReporter } from './report.ts';
 import { restoreFromFlags } from './restore.ts';
 
-export const EVALUATE_OPTIONS = {
-  checkpoint: CHECKPOINT,
-  data: { ...DATA, help: 'labelled dataset folder (repeatable)', required: true },
-  format: FORMAT,
-  tta: TTA,
-  batchSize: { ...BATCH_SIZE, help: 'images decoded per batch' },
-  microBatch: MICRO_BATCH,
-  workers: WORKERS,
-  seed: SEED,
-  limit: { ...LIMIT, help: 'use only the first n images' },
-  backend: BACKEND,
-  out: { flags: '--out <dir>', help: 'output folder', parse: str, default: null, derived: '<checkpoint>/../eval-<timestamp>' },
-  quiet: { ...QUIET, help: 'no progress bar' },
-} satisfies Options;
-
-export const EVALUATE_COMMAND: CommandSpec<typeof EVALUATE_OPTIONS> = { name: 'evaluate', description: 'Evaluate a trained checkpoint on a labelled image set.', options: EVALUATE_OPTIONS };
+export const EVALUATE_COMMAND = defineCommand({
+  name: 'evaluate',
+  description: 'Evaluate a trained checkpoint on a labelled image set.',
+  options: {
+    checkpoint: CHECKPOINT,
+    data: { ...DATA, help: 'labelled dataset folder (repeatable)', required: true },
+    format: FORMAT,
+    tta: TTA,
+    batchSize: { ...BATCH_SIZE, help: 'images decoded per batch' },
+    microBatch: MICRO_BATCH,
+    workers: WORKERS,
+    seed: SEED,
+    limit: { ...LIMIT, help: 'use only the first n images' },
+    backend: BACKEND,
+    out: { ...OUT, derived: '<checkpoint>/../eval-<timestamp>' },
+    quiet: { ...QUIET, help: 'no progress bar' },
+  },
+});
 
 const f4 = (x: number) => (Number.isFinite(x) ? x.toFixed(4) : String(x));
 
@@ -61,9 +63,7 @@ function summarise(p: Predictions, C: number, classes: readonly string[], what: 
   };
 }
 
-export const main = cliMain('evaluate', async (argv) => {
-  const parsed = parseOptions(EVALUATE_COMMAND, argv);
-  if (!parsed) return EXIT.ok;
+export const main = commandMain(EVALUATE_COMMAND, async (parsed) => {
   const { tta, batchSize, microBatch, workers, limit, format, quiet, data: dirs, ...o } = parsed.values;
   const m = await restoreFromFlags(o);
   const seed = m.seed;

@@ -11,34 +11,30 @@ import { renderDataError } from '../data/errors.ts';
 import { type Explanation, explainInput, explanationPng, loadImageInput } from '../inspect/explain.ts';
 import { spatialLayers } from '../inspect/attribution.ts';
 import type { Model } from '../nn/model.ts';
-import { EXIT, cliMain, runIfMain, usageExit } from '../cli/program.ts';
-import { type CommandSpec, type Options, int, oneOf, parseOptions, str } from '../cli/options.ts';
-import { BACKEND, CHECKPOINT, IMAGES, SEED, TTA, existingImages } from '../cli/shared.ts';
+import { EXIT, runIfMain, usageExit } from '../cli/program.ts';
+import { commandMain, defineCommand, int, oneOf, str } from '../cli/options.ts';
+import { BACKEND, CHECKPOINT, IMAGES, OUT, SEED, TTA, existingImages } from '../cli/shared.ts';
 import { type Cell, csvText } from '../data/csv.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
 import { restoreFromFlags } from './restore.ts';
 
-export const EXPLAIN_OPTIONS = {
-  checkpoint: CHECKPOINT,
-  out: { flags: '--out <dir>', help: 'output folder', parse: str, default: null, derived: 'explain-<timestamp> beside the checkpoint' },
-  method: { flags: '--method <name>', help: 'gradcam or ig (integrated gradients)', parse: oneOf(['gradcam', 'ig'] as const), default: 'gradcam' },
-  layer: { flags: '--layer <name>', help: 'Grad-CAM layer, a row name of nn.summary', parse: str, default: null, derived: 'the last layer aligned with the image: head, or low.head for full-split' },
-  tta: { ...TTA, help: 'stochastic window draws averaged (probability and maps)' },
-  steps: { flags: '--steps <n>', help: 'integrated-gradients steps', parse: int(1), default: 32 },
-  seed: SEED,
-  backend: BACKEND,
-} satisfies Options;
-
-export const EXPLAIN_COMMAND: CommandSpec<typeof EXPLAIN_OPTIONS> = {
+export const EXPLAIN_COMMAND = defineCommand({
   name: 'explain',
   description: 'Show what a trained model looks at: Grad-CAM or integrated gradients per image, and window maps of stochastic models.',
-  options: EXPLAIN_OPTIONS,
   args: [IMAGES],
-};
+  options: {
+    checkpoint: CHECKPOINT,
+    out: { ...OUT, derived: 'explain-<timestamp> beside the checkpoint' },
+    method: { flags: '--method <name>', help: 'gradcam or ig (integrated gradients)', parse: oneOf(['gradcam', 'ig'] as const), default: 'gradcam' },
+    layer: { flags: '--layer <name>', help: 'Grad-CAM layer, a row name of nn.summary', parse: str, default: null, derived: 'the last layer aligned with the image: head, or low.head for full-split' },
+    tta: { ...TTA, help: 'stochastic window draws averaged (probability and maps)' },
+    steps: { flags: '--steps <n>', help: 'integrated-gradients steps', parse: int(1), default: 32 },
+    seed: SEED,
+    backend: BACKEND,
+  },
+});
 
-export const main = cliMain('explain', async (argv) => {
-  const parsed = parseOptions(EXPLAIN_COMMAND, argv);
-  if (!parsed) return EXIT.ok;
+export const main = commandMain(EXPLAIN_COMMAND, async (parsed) => {
   const { method, layer, tta, steps, out: outFlag } = parsed.values;
   if (layer !== null && method === 'ig') usageExit(`--layer is a Grad-CAM option; integrated gradients attribute to the input pixels`);
   const images = existingImages(parsed.args);

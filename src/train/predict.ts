@@ -6,32 +6,28 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { createLoader } from '../data/loader.ts';
 import type { Item } from '../data/readers.ts';
-import { EXIT, cliMain, runIfMain } from '../cli/program.ts';
-import { type CommandSpec, type Options, parseOptions, str } from '../cli/options.ts';
+import { EXIT, runIfMain } from '../cli/program.ts';
+import { commandMain, defineCommand, str } from '../cli/options.ts';
 import { BACKEND, BATCH_SIZE, CHECKPOINT, IMAGES, SEED, TTA, existingImages } from '../cli/shared.ts';
 import { predictAll } from './step.ts';
 import { predictionsCsv } from './runlog.ts';
 import { restoreFromFlags } from './restore.ts';
 
-export const PREDICT_OPTIONS = {
-  checkpoint: CHECKPOINT,
-  tta: TTA,
-  seed: SEED,
-  batchSize: { ...BATCH_SIZE, help: 'images per forward pass', default: 8 },
-  backend: BACKEND,
-  out: { flags: '--out <file>', help: 'write the CSV here', parse: str, default: null, derived: 'standard output' },
-} satisfies Options;
-
-export const PREDICT_COMMAND: CommandSpec<typeof PREDICT_OPTIONS> = {
+export const PREDICT_COMMAND = defineCommand({
   name: 'predict',
   description: 'Predict melanoma probabilities (or class probabilities) for images with a trained checkpoint.',
-  options: PREDICT_OPTIONS,
   args: [IMAGES],
-};
+  options: {
+    checkpoint: CHECKPOINT,
+    tta: TTA,
+    seed: SEED,
+    batchSize: { ...BATCH_SIZE, help: 'images per forward pass', default: 8 },
+    backend: BACKEND,
+    out: { flags: '--out <file>', help: 'write the CSV here', parse: str, default: null, derived: 'standard output' },
+  },
+});
 
-export const main = cliMain('predict', async (argv) => {
-  const parsed = parseOptions(PREDICT_COMMAND, argv);
-  if (!parsed) return EXIT.ok;
+export const main = commandMain(PREDICT_COMMAND, async (parsed) => {
   const { tta, batchSize: batch, out } = parsed.values;
   const images = existingImages(parsed.args);
   const m = await restoreFromFlags(parsed.values);
