@@ -14,7 +14,7 @@ const seen = new Map<number, number>();
 const bytesAt = (n: number) => {
   const t = performance.now();
   const b = microStepArenaBytes(model.config, spec, model.params, model.state, n);
-  console.log(`${name} ${low}${model.config.highSize ? `+${high}` : ''} micro-batch ${String(n).padStart(3)}: intermediates ${gib(b)} (compiled in ${((performance.now() - t) / 1000).toFixed(1)} s)`);
+  console.log(`${name} ${Object.values(model.config.sides).filter((s) => s !== null).join('+')} micro-batch ${String(n).padStart(3)}: intermediates ${gib(b)} (compiled in ${((performance.now() - t) / 1000).toFixed(1)} s)`);
   seen.set(n, b);
   return b;
 };

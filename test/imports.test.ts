@@ -84,7 +84,7 @@ const USES: Record<string, string> = {
     const sharp = (await import('sharp')).default;
     const file = path.join(tmp, 'a.png');
     await sharp(Buffer.alloc(8 * 8 * 3, 128), { raw: { width: 8, height: 8, channels: 3 } }).png().toFile(file);
-    const loader = m.createLoader([{ path: file, name: 'a', label: 1, source: tmp }], { batchSize: 1, lowSize: 4, highSize: null, augment: false, seed: 0, workers: 0 });
+    const loader = m.createLoader([{ path: file, name: 'a', label: 1, source: tmp }], { batchSize: 1, sides: { low: 4, high: null }, augment: false, seed: 0, workers: 0 });
     for await (const b of loader.epoch(0)) eq(b.low.shape.join(), '1,3,4,4');
     await loader.close();`,
   'src/inspect/index.ts': "eq(m.resizeBilinear([1, 1, 1, 1], 2, 2, 4, 4).length, 16);",

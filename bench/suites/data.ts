@@ -44,7 +44,7 @@ async function sources(): Promise<{ items: D.Item[]; source: string }> {
 
 /** Median wall time between consecutive batches once the pool is warm (the consumer does nothing). */
 async function perBatch(items: D.Item[], workers: number, batchSize: number, epochs: number): Promise<{ medianMs: number; samples: number; cpuMsPerImage: number }> {
-  const loader = D.createLoader(items, { batchSize, lowSize: 224, highSize: 1024, augment: true, seed: 1, workers, prefetch: 2, dropLast: true });
+  const loader = D.createLoader(items, { batchSize, sides: { low: 224, high: 1024 }, augment: true, seed: 1, workers, prefetch: 2, dropLast: true });
   try {
     for await (const _ of loader.epoch(0)) void _; // warm-up: worker start, JIT
     const times: number[] = [];

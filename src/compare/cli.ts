@@ -8,7 +8,9 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';
-import { EXIT, UsageExit, parseArgs, printUsage, program, runIfMain } from '../train/cliutil.ts';
+import { EXIT, runIfMain, usageExit } from '../cli/program.ts';
+import { commandMain, defineCommand, int, str } from '../cli/options.ts';
+import { OUT, SEED } from '../cli/shared.ts';
 import { LOG_FILE } from '../experiment/log.ts';
 import { findRuns, groupRuns } from './runs.ts';
 import { compareGroups, comparisonMarkdown, writeComparison } from './report.ts';
@@ -28,33 +30,29 @@ Examples:
 
 const stamp = () => new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-');
 
-export async function main(argv: string[]): Promise<number> {
-  const cmd = program('compare', 'Compare groups of training runs: spread of the validation AUC, Welch t-tests and bootstrap intervals against a baseline, plots.')
-    .argument('<dirs...>', 'run folders, experiment folders, or folders of per-epoch CSVs')
-    .option('--by <key>', 'group run folders by this key of their config.json (default: by folder)')
-    .option('--baseline <name>', 'the group the others are compared with (default: the first)')
-    .option('--out <dir>', `output folder (default: DIR/comparison for one experiment folder, else runs/comparison-<time>)`)
-    .option('--seed <n>', 'seed of the bootstrap resampling', '1337')
-    .option('--reps <n>', 'bootstrap resamples', '10000');
-  cmd.addHelpText('after', HELP);
-  let o: { by?: string; baseline?: string; out?: string; seed: string; reps: string };
-  try {
-    if (!parseArgs(cmd, argv)) return EXIT.ok;
-    o = cmd.opts();
-    for (const [flag, v, min] of [['--seed', o.seed, 0], ['--reps', o.reps, 100]] as const) {
-      if (!/^\d+$/.test(v) || Number(v) < min) throw new UsageExit(`invalid value '${v}' for ${flag}: must be an integer ≥ ${min}`);
-    }
-  } catch (e) {
-    if (e instanceof UsageExit) return printUsage('compare', e.message);
-    throw e;
-  }
-  const dirs = cmd.args as string[];
-  const runs = findRuns(dirs, o.by ?? null);
-  if (E.isLeft(runs)) return printUsage('compare', runs.left.message);
+export const COMPARE_COMMAND = defineCommand({
+  name: 'compare',
+  description: 'Compare groups of training runs: spread of the validation AUC, Welch t-tests and bootstrap intervals against a baseline, plots.',
+  args: [['<dirs...>', 'run folders, experiment folders, or folders of per-epoch CSVs']],
+  after: HELP,
+  options: {
+    by: { flags: '--by <key>', help: 'group run folders by this key of their config.json', parse: str, default: null, derived: 'by folder' },
+    baseline: { flags: '--baseline <name>', help: 'the group the others are compared with', parse: str, default: null, derived: 'the first' },
+    out: { ...OUT, derived: 'DIR/comparison for one experiment folder, else runs/comparison-<time>' },
+    seed: { ...SEED, help: 'seed of the bootstrap resampling', default: 1337 },
+    reps: { flags: '--reps <n>', help: 'bootstrap resamples', parse: int(100), default: 10000 },
+  },
+});
+
+export const main = commandMain(COMPARE_COMMAND, async (parsed, argv) => {
+  const o = parsed.values;
+  const dirs = parsed.args;
+  const runs = findRuns(dirs, o.by);
+  if (E.isLeft(runs)) return usageExit(runs.left.message);
   const groups = groupRuns(runs.right);
   const baseline = o.baseline ?? [...groups.keys()][0];
-  if (!groups.has(baseline)) return printUsage('compare', `--baseline: no group '${baseline}' (groups: ${[...groups.keys()].join(', ')})`);
-  const c = compareGroups(groups, baseline, { seed: Number(o.seed), reps: Number(o.reps) });
+  if (!groups.has(baseline)) return usageExit(`--baseline: no group '${baseline}' (groups: ${[...groups.keys()].join(', ')})`);
+  const c = compareGroups(groups, baseline, { seed: o.seed, reps: o.reps });
 
   const oneExperiment = dirs.length === 1 && fs.existsSync(path.join(dirs[0], LOG_FILE));
   const out = path.resolve(o.out ?? (oneExperiment ? path.join(dirs[0], 'comparison') : path.join('runs', `comparison-${stamp()}`)));
@@ -65,6 +63,6 @@ export async function main(argv: string[]): Promise<number> {
   process.stdout.write(comparisonMarkdown(c));
   process.stdout.write(`\nwrote ${files.map((f) => path.relative(process.cwd(), f)).join(', ')}\n`);
   return EXIT.ok;
-}
+});
 
 runIfMain(import.meta.url, main, 'compare');

@@ -10,6 +10,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';
 import { type EpochTable, readEpochTable, renderTableError } from './epochs.ts';
+import { readJsonFile } from '../io/json.ts';
 
 export interface RunRecord {
   /** The run folder or CSV file. */
@@ -48,12 +49,8 @@ const camel = (k: string) => k.replace(/-([a-z])/g, (_, c: string) => c.toUpperC
 
 function readRunConfig(dir: string): Record<string, unknown> | null {
   const f = path.join(dir, 'config.json');
-  if (!fs.existsSync(f)) return null;
-  try {
-    return (JSON.parse(fs.readFileSync(f, 'utf8')) as { config?: Record<string, unknown> }).config ?? null;
-  } catch {
-    return null;
-  }
+  const json = readJsonFile(f);
+  return E.isRight(json) ? ((json.right as { config?: Record<string, unknown> } | null)?.config ?? null) : null;
 }
 
 /** The runs under `paths`, grouped by folder or by a config key. */

@@ -223,11 +223,18 @@ export async function augmentPair(
   return { high, low };
 }
 
+/**
+ * The side of each view to make (null for a view not wanted; at least one is a number). With both,
+ * the low-res view is a resize of the high-res one (`augmentPair`); with one, that view is made from
+ * the image directly. A model's `config.sides` is such a record.
+ */
+export interface ImageSides {
+  readonly low: number | null;
+  readonly high: number | null;
+}
+
 export interface PipelineOptions {
-  /** Size of the low-res (or only) input. */
-  readonly lowSize: number;
-  /** Size of the high-res input of two-input models, or null for single-input models. */
-  readonly highSize: number | null;
+  readonly sides: ImageSides;
   readonly augment: boolean;
   readonly augmentOptions?: AugmentOptions;
   readonly kernel?: Kernel;
@@ -235,31 +242,43 @@ export interface PipelineOptions {
   readonly minSize?: number;
 }
 
+/** The normalised planar views, by the sides asked for (null where the side was null). */
 export interface Processed {
-  readonly low: Float32Array;
+  readonly low: Float32Array | null;
   readonly high: Float32Array | null;
   readonly params: AugmentParams | null;
 }
 
+/** Throws naming the caller unless the sides are positive integers, at least one given, and high ≥ low. */
+export function checkSides(who: string, sides: ImageSides): void {
+  const ok = (s: number | null) => s === null || (Number.isInteger(s) && s >= 1);
+  const { low, high } = sides;
+  if (!ok(low) || !ok(high) || (low === null && high === null) || (low !== null && high !== null && high < low)) {
+    throw new Error(`${who}: sides must be positive integers (or null), at least one given, high ≥ low; got low ${low}, high ${high}`);
+  }
+}
+
 /**
  * One image through the whole pipeline (what a loader worker runs): decode, shrink so the shorter
- * side is the working size, augment with the key (or not), make the paired views, normalise.
- * Call it with several keys for test-time augmentation.
+ * side is the working size (the largest view), augment with the key (or not), make the views,
+ * normalise. Call it with several keys for test-time augmentation.
  */
 export function processImage(path: string, k: Key | readonly [number, number], opts: PipelineOptions): TE.TaskEither<DataError, Processed> {
-  const work = opts.highSize ?? opts.lowSize;
+  checkSides('processImage', opts.sides);
+  const { low, high } = opts.sides;
+  const work = (high ?? low)!;
   const key = Array.isArray(k) ? keyFrom(k as [number, number]) : (k as Key);
   return pipe(
     decodeImage(path, { shortSide: work, minSize: opts.minSize, kernel: opts.kernel }),
     TE.chain((src) =>
       TE.tryCatch(async (): Promise<Processed> => {
         const params = opts.augment ? sampleAugment(key, src.width, src.height, opts.augmentOptions) : null;
-        if (opts.highSize === null) {
-          const only = params ? warp(src, params, opts.lowSize) : await resizeRaw(src, opts.lowSize, opts.lowSize, opts.kernel);
-          return { low: normalise(only), high: null, params };
+        if (low === null || high === null) {
+          const only = normalise(params ? warp(src, params, work) : await resizeRaw(src, work, work, opts.kernel));
+          return low === null ? { low: null, high: only, params } : { low: only, high: null, params };
         }
-        const { high, low } = await augmentPair(src, params, { highSize: opts.highSize, lowSize: opts.lowSize, kernel: opts.kernel });
-        return { low: normalise(low), high: normalise(high), params };
+        const views = await augmentPair(src, params, { highSize: high, lowSize: low, kernel: opts.kernel });
+        return { low: normalise(views.low), high: normalise(views.high), params };
       }, (e) => DataErrors.corruptImage(path, message(e))),
     ),
   );
@@ -268,7 +287,7 @@ export function processImage(path: string, k: Key | readonly [number, number], o
 /**
  * Test-time augmentation hook: `n` augmented views of one image, view i drawn with foldIn(key(seed), i),
  * so the views are the same on every run.
- * @example const views = await augmentedViews('a.jpg', 3, 0, { lowSize: 224, highSize: 1024, augment: true })();
+ * @example const views = await augmentedViews('a.jpg', 3, 0, { sides: { low: 224, high: 1024 }, augment: true })();
  */
 export function augmentedViews(path: string, n: number, seed: number, opts: PipelineOptions): TE.TaskEither<DataError, Processed[]> {
   const base = keyFrom([seed >>> 0, Math.floor(seed / 2 ** 32) >>> 0]);

@@ -16,16 +16,17 @@
  * Built-in data
  * - `ensureSynthetic({dir?, count, size, seed})` → TaskEither<DataError, folder> (labels.csv +
  *   images/*.png) in `.cache/synthetic-<seed>-<count>-<size>`. The class is a 3–5 px texture that
- *   only the full-resolution image shows: train with highSize = size (SYNTHETIC_TRAIN_DEFAULTS:
+ *   only the full-resolution image shows: train with the high-res side = size (SYNTHETIC_TRAIN_DEFAULTS:
  *   960 images of 256 px, high 256, low 32).
  *
  * Images and batches
  * - `decodeImage(path, {shortSide?, square?, minSize?})`, `sampleAugment(key, w, h)`,
  *   `augmentPair(src, params, {highSize, lowSize})` (low = resize of the augmented high view),
- *   `processImage(path, key, opts)` (one image through the pipeline), `augmentedViews(path, n, seed, opts)` (TTA),
+ *   `processImage(path, key, {sides: {low, high}, augment})` (one image through the pipeline), `augmentedViews(path, n, seed, opts)` (TTA),
  *   `preResize(dirIn, dirOut, {size: 1024, centerCropAbove: 3048, cropTo: 2048})`.
- * - `createLoader(items, {batchSize, lowSize, highSize | null, augment, seed, workers, prefetch,
- *   shuffle, balanced?, epoch})` → async iterable of { low [B,3,l,l], high? [B,3,h,h], labels,
+ * - `createLoader(items, {batchSize, sides: {low, high} (a model's config.sides; null: no such view),
+ *   augment, seed, workers, prefetch, shuffle, balanced?, epoch})` → async iterable of
+ *   { low? [B,3,l,l], high? [B,3,h,h], labels,
  *   names, skipped, index }, plus `loader.epoch(e)` and `close()`; `createPool(n)` shares worker threads
  *   between loaders (`pool` option).
  * - Errors: `DataError` (tagged union) and `renderDataError(e)` → one line for the CLI.
@@ -38,8 +39,8 @@
  * if (ds._tag === 'Left') throw new Error(E.datasets.renderDataError(ds.left));
  * const split = E.datasets.splitDataset(ds.right, { valFraction: 0.2, seed: 1337 });
  * if (split._tag === 'Left') throw new Error(E.datasets.renderDataError(split.left));
- * const loader = E.datasets.createLoader(split.right.train, { batchSize: 16, lowSize: 32, highSize: 256, augment: true, seed: 1, workers: 2 });
- * for await (const b of loader.epoch(0)) console.log(b.low.shape, b.high?.shape, b.labels);
+ * const loader = E.datasets.createLoader(split.right.train, { batchSize: 16, sides: { low: 32, high: 256 }, augment: true, seed: 1, workers: 2 });
+ * for await (const b of loader.epoch(0)) console.log(b.low?.shape, b.high?.shape, b.labels);
  * await loader.close();
  */
 export * from './errors.ts';

@@ -8,15 +8,14 @@ import { Worker } from 'node:worker_threads';
 import { type Key, foldIn, key, keyData, permutation, uniformArray } from '../tensor/random.ts';
 import { type Tensor, fromArray } from '../tensor/tensor.ts';
 import { type DataError, DataErrorException, DataErrors } from './errors.ts';
-import { type AugmentOptions, type Kernel, type PipelineOptions, type Processed, processImage } from './image.ts';
+import { type AugmentOptions, type ImageSides, type Kernel, type PipelineOptions, type Processed, checkSides, processImage } from './image.ts';
 import type { Item } from './readers.ts';
 import type { WorkerTask } from './worker.ts';
 
 export interface LoaderOptions {
   readonly batchSize: number;
-  readonly lowSize: number;
-  /** High-res input size for two-input models; null for single-input models. */
-  readonly highSize: number | null;
+  /** The views each batch carries, by side: a model's `config.sides`, or e.g. `{ low: 224, high: null }`. */
+  readonly sides: ImageSides;
   /** Random resized crop 0.6–1, flips, rotation ±180° (validation: false, unless reproducing the paper). */
   readonly augment: boolean;
   readonly seed: number;
@@ -34,7 +33,7 @@ export interface LoaderOptions {
   readonly dropLast?: boolean;
   /** Throw (DataErrorException) on the first unreadable image instead of skipping it. */
   readonly strict?: boolean;
-  /** Skip images whose shorter side is below this (e.g. highSize). */
+  /** Skip images whose shorter side is below this (e.g. the high-res side). */
   readonly minSize?: number;
   readonly kernel?: Kernel;
   readonly augmentOptions?: AugmentOptions;
@@ -45,10 +44,11 @@ export interface LoaderOptions {
   readonly pool?: WorkerPool;
 }
 
+/** One batch; `inputOf` from the nn module turns its views into a model's input. */
 export interface Batch {
-  /** [B, 3, lowSize, lowSize], ImageNet-normalised. */
-  readonly low: Tensor;
-  /** [B, 3, highSize, highSize] for two-input models. */
+  /** [B, 3, low, low], ImageNet-normalised, when `sides.low` is a number. */
+  readonly low?: Tensor;
+  /** [B, 3, high, high], ImageNet-normalised, when `sides.high` is a number. */
   readonly high?: Tensor;
   readonly labels: Float32Array;
   readonly names: string[];
@@ -77,7 +77,6 @@ interface Job {
   resolve(r: Result): void;
 }
 
-/** A fixed set of worker threads with a FIFO queue; a dead worker's task fails and it is replaced. */
 /** Worker threads that decode and augment for one or more loaders; `close()` stops them. */
 export interface WorkerPool {
   readonly size: number;
@@ -90,6 +89,7 @@ export const createPool = (size: number): WorkerPool => {
   return new Pool(size);
 };
 
+/** A fixed set of worker threads with a FIFO queue; a dead worker's task fails and it is replaced. */
 class Pool implements WorkerPool {
   private readonly slots: { worker: Worker; job: Job | null; id: number }[] = [];
   private readonly queue: Job[] = [];
@@ -106,11 +106,11 @@ class Pool implements WorkerPool {
     });
     const slot = { worker, job: null as Job | null, id: 0 };
     worker.unref();
-    worker.on('message', (m: { id: number; error?: DataError; low?: Float32Array; high?: Float32Array | null; params?: Processed['params'] }) => {
+    worker.on('message', (m: { id: number; error?: DataError; low?: Float32Array | null; high?: Float32Array | null; params?: Processed['params'] }) => {
       const job = slot.job;
       if (!job || m.id !== slot.id) return;
       slot.job = null;
-      job.resolve(m.error ? { ok: false, error: m.error } : { ok: true, value: { low: m.low!, high: m.high ?? null, params: m.params ?? null } });
+      job.resolve(m.error ? { ok: false, error: m.error } : { ok: true, value: { low: m.low ?? null, high: m.high ?? null, params: m.params ?? null } });
       this.pump();
     });
     worker.on('error', (e) => this.replace(slot, e));
@@ -190,29 +190,35 @@ export function epochOrder(items: readonly { label: number }[], opts: { seed: nu
   return Int32Array.from({ length: n }, (_, i) => i);
 }
 
+/** The views of one side stacked into [B, 3, side, side] (undefined when the side was not asked for). */
+function stackViews(side: number | null, views: readonly (Float32Array | null)[]): Tensor | undefined {
+  if (side === null) return undefined;
+  const len = 3 * side * side;
+  const out = new Float32Array(views.length * len);
+  views.forEach((v, i) => out.set(v!, i * len));
+  return fromArray(out, [views.length, 3, side, side]);
+}
+
 /** The augmentation key of the image at `position` in epoch `epoch`'s order. */
 export const sampleKey = (seed: number, epoch: number, position: number): Key => foldIn(foldIn(foldIn(key(seed), epoch), 2), position);
 
 /**
  * Creates a loader. Iterate it (epoch `opts.epoch`) or `loader.epoch(e)`; call `close()` at the end.
  * @example
- * const loader = createLoader(split.train, { batchSize: 16, lowSize: 64, highSize: 512, augment: true, seed: 1, workers: 2 });
- * for (let e = 0; e < 3; e++) for await (const b of loader.epoch(e)) step(b.low, b.high!, b.labels);
+ * const loader = createLoader(split.train, { batchSize: 16, sides: { low: 64, high: 512 }, augment: true, seed: 1, workers: 2 });
+ * for (let e = 0; e < 3; e++) for await (const b of loader.epoch(e)) step(b.low!, b.high!, b.labels);
  * await loader.close();
  */
 export function createLoader(items: readonly Item[], opts: LoaderOptions): Loader {
   if (!(opts.batchSize >= 1)) throw new Error(`createLoader: batchSize must be ≥ 1, got ${opts.batchSize}`);
-  if (!(opts.lowSize >= 1) || (opts.highSize !== null && !(opts.highSize >= opts.lowSize))) {
-    throw new Error(`createLoader: need lowSize ≥ 1 and highSize ≥ lowSize (or null), got ${opts.lowSize} / ${opts.highSize}`);
-  }
+  checkSides('createLoader', opts.sides);
   const workers = opts.workers ?? 1;
   const prefetch = Math.max(0, opts.prefetch ?? 2);
   const shared = opts.pool instanceof Pool ? opts.pool : null;
   if (opts.pool && !shared) throw new Error('createLoader: pool must come from createPool');
   const pool = shared ?? (workers > 0 ? new Pool(workers) : null);
   const pipeline: PipelineOptions = {
-    lowSize: opts.lowSize,
-    highSize: opts.highSize,
+    sides: opts.sides,
     augment: opts.augment,
     ...(opts.kernel ? { kernel: opts.kernel } : {}),
     ...(opts.minSize !== undefined ? { minSize: opts.minSize } : {}),
@@ -279,25 +285,15 @@ export function createLoader(items: readonly Item[], opts: LoaderOptions): Loade
             carried = skipped; // reported with the next non-empty batch
             continue;
           }
-          const B = okIdx.length;
-          const lowLen = 3 * opts.lowSize * opts.lowSize;
-          const low = new Float32Array(B * lowLen);
-          const high = opts.highSize !== null ? new Float32Array(B * 3 * opts.highSize * opts.highSize) : null;
-          const labels = new Float32Array(B);
-          const names: string[] = [];
-          okIdx.forEach((j, i) => {
-            const r = results[j] as { ok: true; value: Processed };
-            const it = items[order[start + j]];
-            low.set(r.value.low, i * lowLen);
-            if (high) high.set(r.value.high!, i * r.value.high!.length);
-            labels[i] = it.label;
-            names.push(it.name);
-          });
+          const values = okIdx.map((j) => (results[j] as { ok: true; value: Processed }).value);
+          const low = stackViews(opts.sides.low, values.map((v) => v.low));
+          const high = stackViews(opts.sides.high, values.map((v) => v.high));
+          const its = okIdx.map((j) => items[order[start + j]]);
           const batch: Batch = {
-            low: fromArray(low, [B, 3, opts.lowSize, opts.lowSize]),
-            ...(high ? { high: fromArray(high, [B, 3, opts.highSize!, opts.highSize!]) } : {}),
-            labels,
-            names,
+            ...(low ? { low } : {}),
+            ...(high ? { high } : {}),
+            labels: Float32Array.from(its, (it) => it.label),
+            names: its.map((it) => it.name),
             skipped,
             index,
           };

@@ -24,6 +24,6 @@ port.on('message', async (t: WorkerTask) => {
     return;
   }
   const { low, high, params } = r.right;
-  const transfer = [low.buffer as ArrayBuffer, ...(high ? [high.buffer as ArrayBuffer] : [])];
+  const transfer = [low, high].flatMap((v) => (v ? [v.buffer as ArrayBuffer] : []));
   port.postMessage({ id: t.id, low, high, params }, transfer);
 });

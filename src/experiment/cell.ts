@@ -14,6 +14,7 @@ import { aucSummary, readEpochTable } from '../compare/epochs.ts';
 import { parseConfigObject, resolveConfig } from '../train/config.ts';
 import { renderDataError } from '../data/errors.ts';
 import { syntheticSet } from '../train/run.ts';
+import { readJsonFile, renderJsonFileError } from '../io/json.ts';
 
 /** What a worker needs to run a cell: everything by value, the folder as an absolute path. */
 export interface CellJob {
@@ -61,12 +62,9 @@ const ROOT = path.resolve(path.dirname(CHILD), '../..');
 
 /** Where a cell's run stands, from its last checkpoint (the same stopping rules as the loop). */
 export function cellState(job: Pick<CellJob, 'dir' | 'epochs' | 'patience'>): CellState {
-  let t: { epoch: number; stepInEpoch: number; bestEpoch: number | null };
-  try {
-    t = JSON.parse(fs.readFileSync(path.join(job.dir, 'last', 'trainer.json'), 'utf8'));
-  } catch {
-    return { kind: 'new' };
-  }
+  const json = readJsonFile(path.join(job.dir, 'last', 'trainer.json'));
+  if (E.isLeft(json)) return { kind: 'new' };
+  const t = json.right as { epoch: number; stepInEpoch: number; bestEpoch: number | null };
   const endOfEpoch = t.stepInEpoch === 0;
   const stoppedEarly = job.patience !== null && t.bestEpoch !== null && t.epoch - t.bestEpoch >= job.patience;
   if (endOfEpoch && (t.epoch >= job.epochs || stoppedEarly)) return { kind: 'complete', epochsDone: t.epoch };
@@ -86,12 +84,9 @@ export function cellMetrics(dir: string): CellMetrics | null {
 export function checkCellConfig(job: Pick<CellJob, 'dir' | 'name' | 'config'>): string | null {
   const f = path.join(job.dir, CELL_FILE);
   if (!fs.existsSync(f)) return null;
-  let saved: Record<string, unknown>;
-  try {
-    saved = JSON.parse(fs.readFileSync(f, 'utf8')) as Record<string, unknown>;
-  } catch (e) {
-    return `${f}: ${(e as Error).message}`;
-  }
+  const json = readJsonFile(f);
+  if (E.isLeft(json)) return renderJsonFileError(json.left, 'cell file');
+  const saved = json.right as Record<string, unknown>;
   const keys = new Set([...Object.keys(saved), ...Object.keys(job.config)]);
   for (const k of keys) {
     if (JSON.stringify(saved[k]) !== JSON.stringify(job.config[k])) {

@@ -5,7 +5,7 @@
  * the next attempt to resume — never a second writer racing the retry.
  */
 import { main } from '../train/cli.ts';
-import { exitAfterFlush } from '../train/cliutil.ts';
+import { exitAfterFlush } from '../cli/program.ts';
 
 process.stdin.on('end', () => process.exit(137));
 process.stdin.resume();

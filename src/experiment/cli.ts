@@ -6,12 +6,14 @@
  */
 import * as path from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';
-import { EXIT, UsageExit, parseArgs, printUsage, program, runIfMain } from '../train/cliutil.ts';
+import { EXIT, runIfMain, usageExit } from '../cli/program.ts';
+import { bool, commandMain, defineCommand, int, str } from '../cli/options.ts';
+import { OUT } from '../cli/shared.ts';
 import { cellJobs, expandGrid, presetFile, presetNames, readExperimentFile } from './grid.ts';
 import { cellMetrics, cellState, checkCellConfig } from './cell.ts';
 import { ExperimentLog, LOG_FILE } from './log.ts';
 import { runLocal } from './local.ts';
-import { DEFAULT_QUEUE_NAME, checkRedisUrl, pingRedis, redactUrl, runOnQueue } from './queue.ts';
+import { QUEUE_OPTIONS, pingRedis, redactUrl, runOnQueue } from './queue.ts';
 
 const HELP = `
 The file: {"name": "…", "description": "…", "base": {config keys}, "grid": {key: [values], …}}
@@ -33,65 +35,36 @@ Examples:
   npm run experiment -- --preset isic-sample --out /shared/exp/isic --queue redis://10.0.0.5:6379
   npm run compare -- runs/thesis-synthetic --by model --baseline b0`;
 
-interface Args {
-  readonly file: string | null;
-  readonly out: string | null;
-  readonly parallel: number;
-  readonly preset: string | null;
-  readonly queue: string | null;
-  readonly queueName: string;
-  readonly dryRun: boolean;
-}
+export const EXPERIMENT_COMMAND = defineCommand({
+  name: 'experiment',
+  description: 'Run a grid of training runs (variants × seeds …) and log them in one experiment folder.',
+  args: [['[file]', 'experiment file (JSON)']],
+  after: HELP,
+  options: {
+    out: { ...OUT, help: 'experiment folder', derived: 'runs/<name>' },
+    parallel: { flags: '--parallel <n>', help: 'runs at a time on this machine, each its own process', parse: int(1), default: 1 },
+    preset: { flags: '--preset <name>', help: `a committed experiment: ${presetNames().join(', ')}`, parse: str, default: null },
+    ...QUEUE_OPTIONS,
+    dryRun: { flags: '--dry-run', help: 'print the runs and their state, run nothing', parse: bool, default: false, boolean: true },
+  },
+});
 
-const positiveInt = (flag: string) => (s: string): number => {
-  const n = Number(s);
-  if (!Number.isInteger(n) || n < 1) throw new UsageExit(`invalid value '${s}' for ${flag}: must be an integer ≥ 1`);
-  return n;
-};
-
-function parse(argv: readonly string[]): Args | null {
-  const cmd = program('experiment', 'Run a grid of training runs (variants × seeds …) and log them in one experiment folder.')
-    .argument('[file]', 'experiment file (JSON)')
-    .option('--out <dir>', 'experiment folder (default: runs/<name>)')
-    .option('--parallel <n>', 'runs at a time on this machine, each its own process', positiveInt('--parallel'), 1)
-    .option('--preset <name>', `a committed experiment: ${presetNames().join(', ')}`)
-    .option('--queue <url>', 'put the runs on a BullMQ queue at redis://HOST:PORT instead of running them here')
-    .option('--queue-name <name>', 'BullMQ queue name', DEFAULT_QUEUE_NAME)
-    .option('--dry-run', 'print the runs and their state, run nothing');
-  cmd.addHelpText('after', HELP);
-  if (!parseArgs(cmd, argv)) return null;
-  const o = cmd.opts<{ out?: string; parallel: number; preset?: string; queue?: string; queueName: string; dryRun?: boolean }>();
-  const file = (cmd.args[0] as string | undefined) ?? null;
-  if (file && o.preset) throw new UsageExit('give an experiment file or --preset, not both');
-  if (!file && !o.preset) throw new UsageExit('missing the experiment file (or --preset NAME)');
-  if (o.queue) {
-    const bad = checkRedisUrl(o.queue);
-    if (bad) throw new UsageExit(bad);
-  }
-  return { file, out: o.out ?? null, parallel: o.parallel, preset: o.preset ?? null, queue: o.queue ?? null, queueName: o.queueName, dryRun: Boolean(o.dryRun) };
-}
-
-export async function main(argv: string[]): Promise<number> {
-  let args: Args | null;
-  try {
-    args = parse(argv);
-  } catch (e) {
-    if (e instanceof UsageExit) return printUsage('experiment', e.message);
-    throw e;
-  }
-  if (!args) return EXIT.ok;
+export const main = commandMain(EXPERIMENT_COMMAND, async (parsed) => {
+  const args = { ...parsed.values, file: parsed.args[0] ?? null };
+  if (args.file && args.preset) usageExit('give an experiment file or --preset, not both');
+  if (!args.file && !args.preset) usageExit('missing the experiment file (or --preset NAME)');
   const fileE = args.preset ? presetFile(args.preset) : E.right(args.file!);
-  if (E.isLeft(fileE)) return printUsage('experiment', fileE.left.message);
+  if (E.isLeft(fileE)) return usageExit(fileE.left.message);
   const specE = readExperimentFile(fileE.right, args.preset ? `preset ${args.preset}` : fileE.right);
-  if (E.isLeft(specE)) return printUsage('experiment', specE.left.message);
+  if (E.isLeft(specE)) return usageExit(specE.left.message);
   const spec = specE.right;
   const cells = expandGrid(spec);
-  if (E.isLeft(cells)) return printUsage('experiment', cells.left.message);
+  if (E.isLeft(cells)) return usageExit(cells.left.message);
   const dir = path.resolve(args.out ?? path.join('runs', spec.name));
   const jobs = cellJobs(spec, cells.right, dir);
   for (const j of jobs) {
     const mismatch = checkCellConfig(j);
-    if (mismatch) return printUsage('experiment', mismatch);
+    if (mismatch) return usageExit(mismatch);
   }
   const states = jobs.map((j) => cellState(j));
   const todo = jobs.filter((_, i) => states[i].kind !== 'complete');
@@ -111,7 +84,7 @@ export async function main(argv: string[]): Promise<number> {
   }
   if (args.queue) {
     const unreachable = await pingRedis(args.queue);
-    if (unreachable) return printUsage('experiment', unreachable);
+    if (unreachable) return usageExit(unreachable);
   }
   const executor = args.queue ? { kind: 'queue' as const, queue: redactUrl(args.queue), queueName: args.queueName } : { kind: 'local' as const, parallel: args.parallel };
   const log = new ExperimentLog(dir, spec, cells.right, executor);
@@ -144,6 +117,6 @@ export async function main(argv: string[]): Promise<number> {
   if (c.complete) say(`compare: npm run compare -- ${path.relative(process.cwd(), dir) || '.'}${'model' in spec.grid ? ' --by model' : ''}`);
   if (stop) return EXIT.interrupted;
   return c.failed ? EXIT.failure : c.complete === jobs.length ? EXIT.ok : EXIT.interrupted;
-}
+});
 
 runIfMain(import.meta.url, main, 'experiment');

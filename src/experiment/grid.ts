@@ -14,6 +14,7 @@ import * as E from 'fp-ts/lib/Either.js';
 import { type Key, type TrainConfig, type UsageError, parseConfigEntry, resolveConfig, usage } from '../train/config.ts';
 import { checkModel, modelSpecFor } from '../train/run.ts';
 import type { CellJob } from './cell.ts';
+import { readJsonFile, renderJsonFileError } from '../io/json.ts';
 
 export interface ExperimentSpec {
   readonly name: string;
@@ -57,14 +58,9 @@ export function presetFile(name: string): E.Either<UsageError, string> {
 
 /** Reads an experiment file; `source` defaults to the file name. */
 export function readExperimentFile(file: string, source = file): E.Either<UsageError, ExperimentSpec> {
-  let json: unknown;
-  try {
-    json = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    return E.left(usage(err.code === 'ENOENT' ? `experiment file not found: ${file}` : `cannot read experiment file ${file}: ${err.message}`));
-  }
-  return parseExperiment(json, source, path.basename(file).replace(/\.json$/, ''));
+  const json = readJsonFile(file);
+  if (E.isLeft(json)) return E.left(usage(renderJsonFileError(json.left, 'experiment file')));
+  return parseExperiment(json.right, source, path.basename(file).replace(/\.json$/, ''));
 }
 
 const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);

@@ -6,9 +6,11 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import * as E from 'fp-ts/lib/Either.js';
 import { writeFileAtomic } from '../io/atomic.ts';
 import type { Cell, ExperimentSpec } from './grid.ts';
 import type { CellMetrics, CellResult } from './cell.ts';
+import { readJsonFile } from '../io/json.ts';
 
 export type RunStatus = 'pending' | 'queued' | 'running' | 'complete' | 'failed' | 'interrupted';
 
@@ -48,12 +50,8 @@ export class ExperimentLog {
   constructor(readonly dir: string, spec: ExperimentSpec, cells: readonly Cell[], executor: ExperimentLogFile['executor']) {
     this.file = path.join(dir, LOG_FILE);
     fs.mkdirSync(dir, { recursive: true });
-    let old: ExperimentLogFile | null = null;
-    try {
-      old = JSON.parse(fs.readFileSync(this.file, 'utf8')) as ExperimentLogFile;
-    } catch {
-      old = null;
-    }
+    const json = readJsonFile(this.file);
+    const old = E.isRight(json) ? (json.right as ExperimentLogFile | null) : null;
     const oldRuns = new Map((old?.runs ?? []).map((r) => [r.name, r]));
     const now = new Date().toISOString();
     this.data = {

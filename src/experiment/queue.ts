@@ -12,23 +12,30 @@ import { Job, Queue, UnrecoverableError, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { type CellJob, type CellResult, type RunningCell, cellMetrics, cellState, describeResult, prepareCell, runCell } from './cell.ts';
 import type { ExperimentLog } from './log.ts';
+import { type Options, fail, str } from '../cli/options.ts';
 
 export const DEFAULT_QUEUE_NAME = 'stochconv-experiments';
 /** Attempts per run: a worker killed mid-run costs one (the run then resumes elsewhere). */
 export const ATTEMPTS = 5;
 
-/** `redis://HOST:PORT` (optionally with a user, password and database), or a message saying what is wrong. */
-export function checkRedisUrl(url: string): string | null {
+/** Parses `redis://HOST:PORT` (optionally with a user, password and database); a ParseError says what is wrong. */
+export function redisUrl(url: string): string {
   let u: URL;
   try {
     u = new URL(url);
   } catch {
-    return `--queue: '${url}' is not a URL (expected redis://HOST:PORT)`;
+    return fail(`'${url}' is not a URL (expected redis://HOST:PORT)`);
   }
-  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') return `--queue: '${url}' must start with redis:// or rediss://`;
-  if (!u.hostname) return `--queue: '${url}' has no host (expected redis://HOST:PORT)`;
-  return null;
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') fail(`'${url}' must start with redis:// or rediss://`);
+  if (!u.hostname) fail(`'${url}' has no host (expected redis://HOST:PORT)`);
+  return url;
 }
+
+/** The queue options of `npm run experiment` (where --queue is optional) and `npm run worker`. */
+export const QUEUE_OPTIONS = {
+  queue: { flags: '--queue <url>', help: 'put the runs on a BullMQ queue at redis://HOST:PORT instead of running them here', parse: redisUrl, default: null },
+  queueName: { flags: '--queue-name <name>', help: 'BullMQ queue name', parse: str, default: DEFAULT_QUEUE_NAME },
+} satisfies Options;
 
 /** The URL as shown in output and logs: a password becomes '***'. */
 export function redactUrl(url: string): string {

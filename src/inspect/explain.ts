@@ -9,7 +9,7 @@ import { pipe } from 'fp-ts/lib/function.js';
 import type { DataError } from '../data/errors.ts';
 import { type RawImage, processImage, resizeRaw } from '../data/image.ts';
 import { type Model } from '../nn/model.ts';
-import { type Input, inputSides, layerImage } from '../nn/efficientnet.ts';
+import { type Input, inputOf, layerImage } from '../nn/efficientnet.ts';
 import * as o from '../tensor/ops.ts';
 import { key as makeKey } from '../tensor/random.ts';
 import { type Tensor, dataSync, tensor } from '../tensor/tensor.ts';
@@ -23,24 +23,20 @@ export type Method = 'gradcam' | 'ig';
 
 export interface ImageInput {
   readonly input: Input;
-  /** What the model sees, as 8-bit RGB: the low-res (or only) input, and the high-res one of two-input models. */
-  readonly low: RawImage;
+  /** What the model sees, as 8-bit RGB, by image (null for an image the model does not take). */
+  readonly low: RawImage | null;
   readonly high: RawImage | null;
 }
 
 /** An image file (or bytes) as the model's input, through the evaluation pipeline (no augmentation). */
 export function loadImageInput(file: string, mc: Model['config']): TE.TaskEither<DataError, ImageInput> {
   return pipe(
-    processImage(file, makeKey(0), { lowSize: mc.lowSize, highSize: mc.highSize, augment: false }),
+    processImage(file, makeKey(0), { sides: mc.sides, augment: false }),
     TE.map((p) => {
-      const t = (a: Float32Array, s: number) => tensor(a, [1, 3, s, s]);
-      const low = t(p.low, mc.lowSize);
-      const high = p.high ? t(p.high, mc.highSize!) : null;
-      return {
-        input: high ? { low, high } : low,
-        low: denormalise(p.low, mc.lowSize, mc.lowSize),
-        high: p.high ? denormalise(p.high, mc.highSize!, mc.highSize!) : null,
-      };
+      // Each view the pipeline made (one per non-null side), as f of its values and side.
+      const each = <T>(f: (a: Float32Array, s: number) => T) => ({ low: p.low && f(p.low, mc.sides.low!), high: p.high && f(p.high, mc.sides.high!) });
+      const raw = each((a, s) => denormalise(a, s, s));
+      return { input: inputOf(each((a, s) => tensor(a, [1, 3, s, s]))), low: raw.low, high: raw.high };
     }),
   );
 }
@@ -66,7 +62,7 @@ export interface Explanation {
   readonly probability: number;
   readonly classIndex: number;
   readonly passes: number;
-  /** The low-res (or only) input image and the heat map over it in [0, 1], or null when the layer has no image positions. */
+  /** The image the heat map lies over — the low-res input, or the only one (the high-res image of a pure-stochastic model) — and that map in [0, 1], or null when the layer has no image positions. */
   readonly image: RawImage;
   readonly heat: Float32Array | null;
   /** Stochastic models: the full-resolution image and the window map (Grad-CAM) or high-res attributions (IG) over it in [0, 1]. */
@@ -92,7 +88,8 @@ export function explainInput(model: Model, img: ImageInput, opts: ExplainOptions
   const stem = stochasticStemLayer(cfg);
   const passes = stem ? Math.max(1, opts.tta ?? 1) : 1;
   const keys = Array.from({ length: passes }, (_, p) => evalKey(opts.seed ?? 0, 0, p, 0));
-  const lowSide = img.low.width;
+  const image = (img.low ?? img.high)!;
+  const side = image.width;
   let heat: Float32Array | null = null;
   let highHeat: Float32Array | null = null;
   let topWindows: Explanation['topWindows'] = [];
@@ -103,7 +100,7 @@ export function explainInput(model: Model, img: ImageInput, opts: ExplainOptions
     layer = opts.layer ?? defaultLayer(cfg);
     const onImage = layerImage(cfg, layer) === 'low';
     if (onImage || !stem) {
-      const acc = new Float32Array(lowSide * lowSide);
+      const acc = new Float32Array(side * side);
       for (const k of keys) {
         const cam = gradCam(model, img.input, { layer, key: k });
         classIndex = cam.classIndex[0];
@@ -118,18 +115,19 @@ export function explainInput(model: Model, img: ImageInput, opts: ExplainOptions
       slice = wm.slice;
     }
   } else {
-    const lowAcc = new Float32Array(lowSide * lowSide);
-    const highSide = img.high?.width ?? 0;
-    const highAcc = img.high ? new Float32Array(highSide * highSide) : null;
+    const acc = new Float32Array(side * side);
+    // Two-input models: the high-res attributions get a map of their own.
+    const highSide = img.low && img.high ? img.high.width : 0;
+    const highAcc = highSide > 0 ? new Float32Array(highSide * highSide) : null;
     for (const k of keys) {
       const ig = integratedGradients(model, img.input, { key: k, steps: opts.steps });
       classIndex = ig.classIndex[0];
       const a = ig.attributions;
-      const lowA = a instanceof Object && 'low' in a ? (a as { low: Tensor }).low : (a as Tensor);
-      sumAbsChannels(lowA).forEach((v, i) => (lowAcc[i] += v / passes));
+      const onImage = a instanceof Object && 'low' in a ? (a as { low: Tensor }).low : (a as Tensor);
+      sumAbsChannels(onImage).forEach((v, i) => (acc[i] += v / passes));
       if (highAcc) sumAbsChannels((a as { high: Tensor }).high).forEach((v, i) => (highAcc[i] += v / passes));
     }
-    heat = normaliseMap(lowAcc).map;
+    heat = normaliseMap(acc).map;
     highHeat = highAcc ? normaliseMap(highAcc).map : null;
   }
   return {
@@ -142,10 +140,9 @@ export function explainInput(model: Model, img: ImageInput, opts: ExplainOptions
     ),
     classIndex,
     passes,
-    image: img.low,
+    image,
     heat,
-    // A model without a low-res path reads one image, the high-res one.
-    high: img.high ?? (inputSides(cfg).low === null ? img.low : null),
+    high: img.high,
     highHeat,
     topWindows,
     slice,

@@ -90,14 +90,8 @@ export interface ModelConfig extends BnOptions {
   readonly dropout: number;
   /** How many leading blocks each path has its own copy of (all of them when pooled features merge). */
   readonly ownBlocks: number;
-  /**
-   * The sides of the images the data pipeline feeds: `lowSize` for the first (or only) image,
-   * `highSize` for the second of two-input models (null otherwise). For a model whose one input is
-   * the high-res image (pure-stochastic) `lowSize` is that image's side; `inputSides` names each
-   * side by the image it belongs to.
-   */
-  readonly lowSize: number;
-  readonly highSize: number | null;
+  /** The default side of each image the model reads (null for an image it does not take). */
+  readonly sides: InputSides;
   /** Output side of the stochastic stem (null when there is none). */
   readonly stochOutSize: number | null;
   /** One window per (image, channel) rather than per channel for the whole batch. */
@@ -123,9 +117,9 @@ export interface BuildOptions {
   /** Dropout before the dense layer (default: the variant's) and the final drop-connect rate (0.2). */
   readonly dropout?: number;
   readonly dropConnectRate?: number;
-  /** Side of the (resized) low-res image; default the variant's resolution (224 for B0, 380 for B4). */
+  /** Side of the (resized) low-res image of models with a low-res path (others ignore it); default the variant's resolution (224 for B0, 380 for B4). */
   readonly lowSize?: number;
-  /** Side of the high-res image (models with a stochastic stem; default 1024; a model without a low-res path also takes `lowSize` for it). */
+  /** Side of the high-res image of models with a stochastic stem (others ignore it); default 1024. */
   readonly highSize?: number;
   /** Output side of the stochastic stem (default: the low-res stem's output, 112 for B0 and 190 for B4). */
   readonly stochOutSize?: number;
@@ -179,13 +173,23 @@ function buildBlocks(stages: readonly StageArgs[], at: { inCh: number; ownBlocks
   return blocks;
 }
 
-/** The image sides of a config: the low-res default is the variant's resolution, the high-res one 1024. */
-function defaultSides(spec: ArchSpec, variant: Variant, padding: PaddingMode, opts: BuildOptions) {
+/** The side of each image a model reads, by image; null for an image it does not take. */
+export interface InputSides {
+  readonly low: number | null;
+  readonly high: number | null;
+}
+
+/**
+ * The image sides of a config: the low-res default is the variant's resolution, the high-res one
+ * 1024; the stochastic stem's output defaults to the low-res stem's (or, without a low-res path, to
+ * half the variant's resolution).
+ */
+function defaultSides(spec: ArchSpec, variant: Variant, padding: PaddingMode, opts: BuildOptions): { sides: InputSides; stochOutSize: number | null } {
   const res = SCALING[variant].resolution;
-  const [low, high] = [hasInput(spec, 'low'), hasInput(spec, 'high')];
-  const lowSize = low ? (opts.lowSize ?? res) : (opts.highSize ?? opts.lowSize ?? 1024);
-  const stochOut = low ? convOutSize({ kernel: 3, stride: 2, padding }, lowSize) : Math.ceil(res / 2);
-  return { lowSize, highSize: low && high ? (opts.highSize ?? 1024) : null, stochOutSize: high ? (opts.stochOutSize ?? stochOut) : null };
+  const low = hasInput(spec, 'low') ? (opts.lowSize ?? res) : null;
+  const high = hasInput(spec, 'high') ? (opts.highSize ?? 1024) : null;
+  const stochOut = low !== null ? convOutSize({ kernel: 3, stride: 2, padding }, low) : Math.ceil(res / 2);
+  return { sides: { low, high }, stochOutSize: high !== null ? (opts.stochOutSize ?? stochOut) : null };
 }
 
 /**
@@ -231,13 +235,6 @@ export function buildConfig(name: string, variant: Variant, arch: Arch, opts: Bu
   return cfg;
 }
 
-/** The side of each image the model reads, by image (null for an image it does not take). */
-export function inputSides(cfg: ModelConfig): { low: number | null; high: number | null } {
-  const spec = layoutOf(cfg);
-  if (!hasInput(spec, 'low')) return { low: null, high: cfg.lowSize };
-  return { low: cfg.lowSize, high: hasInput(spec, 'high') ? cfg.highSize : null };
-}
-
 /**
  * The image whose positions a layer's spatial positions are: its path's input, and after the merge
  * the first path's (a trunk shared with a low-res path is aligned with the low-res image).
@@ -252,7 +249,7 @@ export function layerImage(cfg: ModelConfig, layer: string): 'low' | 'high' {
 export const stochSlice = (cfg: ModelConfig): number => (cfg.stochOutSize! - 1) * STOCH_STRIDE + STOCH_KERNEL;
 
 function checkSizes(cfg: ModelConfig): void {
-  const high = inputSides(cfg).high;
+  const high = cfg.sides.high;
   if (high !== null && stochSlice(cfg) > high) {
     throw new Error(`${cfg.name}: the stochastic stem's output ${cfg.stochOutSize} needs windows of ${stochSlice(cfg)} px but the high-res image is only ${high} px`);
   }
@@ -452,7 +449,7 @@ export function describeModel(cfg: ModelConfig, shapes: { low: Shape | null; hig
 
 /** Trainable parameters of a config, computed from the shapes alone (equals parameterCount of a model built from it). */
 export function configParameterCount(cfg: ModelConfig): number {
-  const { low, high } = inputSides(cfg);
+  const { low, high } = cfg.sides;
   const side = (s: number | null) => (s === null ? null : [1, cfg.inChannels, s, s]);
   return describeModel(cfg, { low: side(low), high: side(high) }).rows.reduce((p, r) => p + r.params, 0);
 }
@@ -464,6 +461,23 @@ export const MIN_LOW_SIZE = 32;
 
 export type Input = Tensor | { readonly low: Tensor; readonly high: Tensor };
 
+/**
+ * A model input from its images by name (the inverse of `checkInput`): `{ low, high }` when both
+ * are given, else the one that is (the low-res image of a plain model, the high-res one of a
+ * pure-stochastic model).
+ */
+export function inputOf<T>(images: { readonly low?: T | null; readonly high?: T | null }): T | { low: T; high: T } {
+  const { low, high } = images;
+  if (low != null && high != null) return { low, high };
+  const one = low ?? high;
+  if (one == null) throw new Error('inputOf: neither a low-res nor a high-res image');
+  return one;
+}
+
+/** A model input of the given sides, each image made by `make(side, image)`: e.g. `inputAt(cfg.sides, (s) => [1, 3, s, s])`. */
+export const inputAt = <T>(sides: InputSides, make: (side: number, image: 'low' | 'high') => T): T | { low: T; high: T } =>
+  inputOf({ low: sides.low === null ? null : make(sides.low, 'low'), high: sides.high === null ? null : make(sides.high, 'high') });
+
 /** Whether the model takes `{ low, high }` (a low-res and a high-res path) rather than one tensor. */
 export const isPair = (cfg: ModelConfig): boolean => layoutOf(cfg).paths.length === 2;
 
@@ -473,7 +487,7 @@ export const minSide = (cfg: ModelConfig, image: 'low' | 'high'): number => (ima
 /** A sentence naming what the model takes, for errors. */
 export function expectedInput(cfg: ModelConfig): string {
   const c = cfg.inChannels;
-  const { low, high } = inputSides(cfg);
+  const { low, high } = cfg.sides;
   if (low === null) return `a tensor (N, ${c}, H, W) of the high-res image (default ${high}×${high}, at least ${stochSlice(cfg)} px for the stochastic stem's ${cfg.stochOutSize}×${cfg.stochOutSize} output)`;
   if (high === null) return `a tensor (N, ${c}, H, W) (default ${low}×${low}, at least ${MIN_LOW_SIZE} px)`;
   const match = layoutOf(cfg).ownStages === 'all' ? `at least ${MIN_LOW_SIZE} px` : `its stem output must be ${cfg.stochOutSize}×${cfg.stochOutSize}, the stochastic stem's`;

@@ -6,7 +6,7 @@ export * from './init.ts';
 export * from './layers.ts';
 export * from './mbconv.ts';
 export * from './model.ts';
-export { type Variant, type ModelConfig, type BuildOptions, type Params, type State, type Input, type Scaling, type StageArgs, SCALING, B0_STAGES, variants, roundFilters, roundRepeats, buildConfig, checkInput, expectedInput, inputSides, configParameterCount } from './efficientnet.ts';
+export { type Variant, type ModelConfig, type BuildOptions, type Params, type State, type Input, type Scaling, type StageArgs, SCALING, B0_STAGES, variants, roundFilters, roundRepeats, buildConfig, checkInput, expectedInput, inputOf, inputAt, configParameterCount, type InputSides } from './efficientnet.ts';
 export { type Arch, type ArchSpec, type PathSpec, type ModelEntry, type ModelName, ARCHS, MODELS, archNames, modelNames } from './archs.ts';
 export * as efficientnet from './family.ts';
 export { fromTorchvision, toTorchvision } from './torchvision.ts';

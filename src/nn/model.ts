@@ -12,7 +12,7 @@ import type { Ctx } from './layers.ts';
 import { parseModelName } from './archs.ts';
 
 export { parseModelName };
-import { type BuildOptions, type Input, type ModelConfig, type Params, type State, applyEfficientNet, buildConfig, initEfficientNet, isPair } from './efficientnet.ts';
+import { type BuildOptions, type Input, type InputSides, type ModelConfig, type Params, type State, applyEfficientNet, buildConfig, initEfficientNet, isPair } from './efficientnet.ts';
 
 export interface Model {
   readonly config: ModelConfig;
@@ -56,15 +56,8 @@ export const predict = (model: Model, input: Input, key: Key = makeKey(0)): Tens
 /** 'pair' models take `{ low, high }`; 'single' ones one tensor (for pure-stochastic: the high-res image). */
 export const inputKind = (config: ModelConfig): 'single' | 'pair' => (isPair(config) ? 'pair' : 'single');
 
-/**
- * Default image sides of a named model as the data pipeline feeds them: `low` the side of the first
- * (or only) image — for pure-stochastic the high-res image, 1024 — and `high` the high-res side of
- * pair models, else null.
- */
-export function defaultSizes(name: string): { low: number; high: number | null } {
-  const c = modelConfig(name);
-  return { low: c.lowSize, high: c.highSize };
-}
+/** Default side of each image a named model reads (null for an image it does not take): `{ low: null, high: 1024 }` for b0-pure-stochastic. */
+export const defaultSizes = (name: string): InputSides => modelConfig(name).sides;
 
 /** Number of trainable scalars (BN running statistics are state, not counted — as in PyTorch). */
 export function parameterCount(model: Model | { readonly params: unknown } | Params): number {

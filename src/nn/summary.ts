@@ -7,7 +7,7 @@
  */
 import { type Shape, fmt } from '../tensor/shape.ts';
 import { modelNames } from './archs.ts';
-import { type ModelConfig, describeModel, inputSides, isPair, minSide, stochSlice } from './efficientnet.ts';
+import { type ModelConfig, describeModel, isPair, minSide, stochSlice } from './efficientnet.ts';
 import { type Model, modelConfig, parameterCount } from './model.ts';
 import { treeLeaves } from '../autograd/pytree.ts';
 import { type Network, isNetwork, networkSummary } from './combinators.ts';
@@ -42,7 +42,7 @@ export type SummaryInput = readonly number[] | { readonly low: readonly number[]
 /** The input shapes a summary describes: `input` checked against the model, or its default sides with N = 1. */
 function inputShapes(cfg: ModelConfig, input: SummaryInput | undefined): { low: Shape | null; high: Shape | null } {
   const c = cfg.inChannels;
-  const sides = inputSides(cfg);
+  const sides = cfg.sides;
   if (input === undefined) {
     const shape = (s: number | null) => (s === null ? null : [1, c, s, s]);
     return { low: shape(sides.low), high: shape(sides.high) };
@@ -132,7 +132,7 @@ export function modelTable(): string {
   const rows = modelNames.map((name) => {
     const cfg = modelConfig(name);
     const sum = configSummary(cfg);
-    const { low, high } = inputSides(cfg);
+    const { low, high } = cfg.sides;
     const inputs = low === null ? `${high}² (high-res only)` : high === null ? `${low}²` : `${low}² + ${high}²`;
     const stoch = cfg.stochOutSize ? `${cfg.stemCh} ch, ${stochSlice(cfg)}² windows → ${cfg.stochOutSize}²` : '—';
     return `| \`${name}\` | ${cfg.arch} | ${inputs} | ${stoch} | [N, ${cfg.numClasses}] | ${num(sum.totalParams)} | ${mega(sum.totalMacs)} |`;

@@ -66,17 +66,18 @@ export function baselineIntro(cfg: TrainConfig, outDir: string): string[] {
   const folder = `run folder: ${outDir} (the baseline in ${baselineFolder(outDir, base)})`;
   const mc = checkModel(modelSpecFor(cfg, 1));
   const bc = checkModel(modelSpecFor({ ...cfg, model: base }, 1));
-  const lowResBaseline = E.isRight(bc) && bc.right.highSize === null && bc.right.stochOutSize === null;
-  if (cfg.data.length > 0 || !lowResBaseline || E.isLeft(mc) || mc.right.highSize === null || mc.right.stochOutSize === null) {
+  const lowResBaseline = E.isRight(bc) && bc.right.sides.high === null;
+  if (cfg.data.length > 0 || !lowResBaseline || E.isLeft(mc) || mc.right.sides.low === null || mc.right.sides.high === null) {
     return [`This run trains ${cfg.model}, then the baseline ${base} on the same data, split, epochs and optimizer, and compares their validation AUC.`, folder];
   }
   const m = mc.right;
   const window = stochSlice(m);
+  const { low, high } = m.sides;
   return [
     `This run shows the paper's thesis on the built-in synthetic set, whose two classes differ only in a fine texture (period 3–5 px): ` +
-      `the ${cfg.syntheticSize}-px images show it, their ${m.lowSize}-px low-resolution view has lost it.`,
-    `It trains ${cfg.model}, which adds stochastic convolutions over ${window}-px windows of the ${m.highSize}-px image to the ${m.lowSize}-px view, ` +
-      `then the baseline ${base}, which sees only the ${m.lowSize}-px view, with the same data, epochs and optimizer: ` +
+      `the ${cfg.syntheticSize}-px images show it, their ${low}-px low-resolution view has lost it.`,
+    `It trains ${cfg.model}, which adds stochastic convolutions over ${window}-px windows of the ${high}-px image to the ${low}-px view, ` +
+      `then the baseline ${base}, which sees only the ${low}-px view, with the same data, epochs and optimizer: ` +
       `${cfg.model} should separate the classes, ${base}, with no texture to see, should stay well below it.`,
     folder,
   ];

@@ -14,6 +14,7 @@ import * as E from 'fp-ts/lib/Either.js';
 import { pipe } from 'fp-ts/lib/function.js';
 import { readTensors, saveTree, type Leaf } from '../io/safetensors.ts';
 import { fsyncDir, writeFileAtomic } from '../io/atomic.ts';
+import { readJsonFile, renderJsonFileError } from '../io/json.ts';
 import { keystr, treeMapWithPath } from '../autograd/pytree.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import type { OptState, OptimizerName } from './optim.ts';
@@ -136,13 +137,12 @@ export function resolveCheckpointDir(dir: string): string | null {
 export function readTrainerState(dir: string): E.Either<CheckpointError, TrainerState> {
   const at = resolveCheckpointDir(dir);
   if (!at) return E.left({ _tag: 'CheckpointMissing', dir: path.resolve(dir) });
-  try {
-    const t = JSON.parse(fs.readFileSync(path.join(at, TRAINER_FILE), 'utf8')) as TrainerState;
-    if (t.version !== 1 || typeof t.epoch !== 'number' || !t.model?.name) throw new Error('not a trainer state of version 1');
-    return E.right(t);
-  } catch (e) {
-    return E.left({ _tag: 'CheckpointCorrupt', dir: at, file: TRAINER_FILE, message: (e as Error).message });
-  }
+  const corrupt = (message: string): E.Either<CheckpointError, TrainerState> => E.left({ _tag: 'CheckpointCorrupt', dir: at, file: TRAINER_FILE, message });
+  const json = readJsonFile(path.join(at, TRAINER_FILE));
+  if (E.isLeft(json)) return corrupt(renderJsonFileError(json.left));
+  const t = json.right as TrainerState | null;
+  if (t?.version !== 1 || typeof t.epoch !== 'number' || !t.model?.name) return corrupt('not a trainer state of version 1');
+  return E.right(t);
 }
 
 /**

@@ -4,8 +4,9 @@
  * 2 usage error, 130 interrupted (a resumable checkpoint was saved).
  */
 import * as E from 'fp-ts/lib/Either.js';
-import { DEFAULTS, FLAGS, type Key, SYNTHETIC_DEFAULTS, type TrainConfig, helpLine, parseValue, resolveConfig } from './config.ts';
-import { EXIT, UsageExit, parseArgs, printUsage, program, runIfMain } from './cliutil.ts';
+import { DEFAULTS, FLAGS, type Key, SYNTHETIC_DEFAULTS, TRAIN_OPTIONS, type TrainConfig, helpLine, resolveConfig } from './config.ts';
+import { EXIT, UsageExit, printUsage, runIfMain } from '../cli/program.ts';
+import { type CommandSpec, command, parseOptions } from '../cli/options.ts';
 import { baselineConfig, baselineIntro, checkBaseline, comparisonLine, trainLeg } from './baseline.ts';
 import { type Reporter, consoleReporter } from './report.ts';
 import { type RunResult, type TrainError, resumeConfig, runFolder, train } from './run.ts';
@@ -38,42 +39,19 @@ Examples:
   npm run train -- --data /usr/share/datasets/fashion-mnist --epochs 6 --out runs/fmnist`;
 
 /** The command: flags from the table in config.ts, each with its default in the help. */
-export function trainCommand() {
-  const cmd = program('train', 'Train an EfficientNet / stochastic-convolution model on skin-lesion images.');
-  for (const f of FLAGS) {
-    const desc = helpLine(f);
-    if (f.repeatable) cmd.option(f.flags, desc, (v: string, prev: string[] | undefined) => [...(prev ?? []), v]);
-    else cmd.option(f.flags, desc);
-  }
-  cmd.addHelpText('after', DEFAULT_RUN);
-  return cmd;
-}
+export const TRAIN_COMMAND: CommandSpec<typeof TRAIN_OPTIONS> = {
+  name: 'train',
+  description: 'Train an EfficientNet / stochastic-convolution model on skin-lesion images.',
+  options: TRAIN_OPTIONS,
+  after: DEFAULT_RUN,
+  helpLine: (o) => helpLine(o as (typeof FLAGS)[number]),
+};
+export const trainCommand = () => command(TRAIN_COMMAND);
 
 /** Flags given on the command line, parsed and validated (usage errors thrown as UsageExit). */
 export function cliValues(argv: readonly string[]): { values: Partial<TrainConfig>; explicit: Set<Key> } | null {
-  const cmd = parseArgs(trainCommand(), argv);
-  if (!cmd) return null;
-  const raw = cmd.opts() as Record<string, unknown>;
-  const values: Record<string, unknown> = {};
-  const explicit = new Set<Key>();
-  for (const f of FLAGS) {
-    if (cmd.getOptionValueSource(f.key) !== 'cli') continue;
-    explicit.add(f.key);
-    const v = raw[f.key];
-    if (f.boolean) values[f.key] = v;
-    else if (f.repeatable) {
-      values[f.key] = (v as string[]).map((s) => {
-        const r = parseValue(f.key, s);
-        if (E.isLeft(r)) throw new UsageExit(r.left.message);
-        return r.right;
-      });
-    } else {
-      const r = parseValue(f.key, String(v));
-      if (E.isLeft(r)) throw new UsageExit(r.left.message);
-      values[f.key] = r.right;
-    }
-  }
-  return { values: values as Partial<TrainConfig>, explicit };
+  const p = parseOptions(TRAIN_COMMAND, argv);
+  return p && { values: p.given as Partial<TrainConfig>, explicit: new Set(Object.keys(p.given) as Key[]) };
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -4,12 +4,14 @@
  * three cannot drift apart. Layers, lowest first: defaults → `--preset paper` → config file → flags.
  * Every error here is a usage error: a value, not an exception.
  */
-import * as fs from 'node:fs';
 import * as E from 'fp-ts/lib/Either.js';
 import { optimizerNames, type OptimizerName } from './optim.ts';
 import { scheduleNames, type ScheduleName } from './schedule.ts';
 import { modelNames } from '../nn/archs.ts';
 import { SYNTHETIC_TRAIN_DEFAULTS } from '../data/synthetic.ts';
+import { readJsonFile, renderJsonFileError } from '../io/json.ts';
+import { type Option, bool, flagName, helpLine as optionHelpLine, int, num, oneOf, orNone, parseOption, showValue, shownDefault as optionDefault, str } from '../cli/options.ts';
+import { BACKEND, BATCH_SIZE, DATA, FORMAT, LIMIT, MICRO_BATCH, OUT, QUIET, SEED, TTA, WORKERS } from '../cli/shared.ts';
 
 export type LossName = 'bce' | 'focal' | 'ce';
 
@@ -76,40 +78,14 @@ export interface UsageError {
 }
 export const usage = (message: string): UsageError => ({ _tag: 'UsageError', message });
 
-class ParseError extends Error {}
-const fail = (m: string): never => {
-  throw new ParseError(m);
-};
-
-const int = (min: number) => (s: string): number => {
-  const n = Number(s);
-  if (s.trim() === '' || !Number.isInteger(n) || n < min) fail(`must be an integer ≥ ${min}`);
-  return n;
-};
-const num = (lo: number, hi = Infinity, openLo = false) => (s: string): number => {
-  const n = Number(s);
-  if (s.trim() === '' || !Number.isFinite(n) || n < lo || (openLo && n === lo) || n > hi) {
-    fail(`must be a number ${openLo ? '>' : '≥'} ${lo}${hi < Infinity ? ` and ≤ ${hi}` : ''}`);
-  }
-  return n;
-};
-const oneOf = <T extends string>(xs: readonly T[]) => (s: string): T => (xs.includes(s as T) ? (s as T) : fail(`must be one of ${xs.join(', ')}`));
-const orNone = <T>(p: (s: string) => T) => (s: string): T | null => (s === 'none' || s === 'null' ? null : p(s));
-const str = (s: string): string => (s.trim() === '' ? fail('must not be empty') : s);
-const bool = (s: string): boolean => (s === 'true' ? true : s === 'false' ? false : fail('must be true or false'));
-
-/** One command-line option: everything the parser, the config-file reader, `--help` and the presets know of it. */
-export interface Flag<K extends Key = Key> {
+/**
+ * One training option: a command-line option (flag, help, parser, default; src/cli/options.ts) with
+ * what the config-file reader and the presets know of it. The key is the config key.
+ */
+export interface Flag<K extends Key = Key> extends Option {
   readonly key: K;
-  /** e.g. '--img-size <px>'; boolean flags have no value. */
-  readonly flags: string;
-  readonly help: string;
-  /** Parses one command-line value (a repeatable flag: one occurrence). */
-  readonly parse: (s: string) => unknown;
   /** The value when nothing sets it; `null` for a setting derived elsewhere (then `derived` says from what). */
   readonly default: TrainConfig[K];
-  /** What a null (or empty) default stands for, as --help shows it (e.g. "the model's, 224 for b0"). */
-  readonly derived?: string;
   /** A default that depends on another setting: `{ on: 'optimizer', values: { sgd: 0.9 } }`. */
   readonly dependsOn?: { readonly on: Key; readonly values: Readonly<Record<string, TrainConfig[K]>> };
   /** The default of the no-data run on the built-in synthetic set, where it differs. */
@@ -118,8 +94,6 @@ export interface Flag<K extends Key = Key> {
   readonly paper?: true | TrainConfig[K];
   /** Words after the default in --help (after a comma). */
   readonly note?: string;
-  readonly repeatable?: boolean;
-  readonly boolean?: boolean;
   /** Can be changed when resuming a run. */
   readonly resumable?: boolean;
 }
@@ -139,8 +113,8 @@ const flag = <K extends Key>(f: Flag<K>): Flag => f as unknown as Flag;
  * AUC the run reports.
  */
 export const FLAGS: readonly Flag[] = [
-  flag({ key: 'data', flags: '--data <dir>', help: 'dataset folder (repeatable: folders are merged)', default: [], derived: 'the built-in synthetic set', parse: str, repeatable: true }),
-  flag({ key: 'format', flags: '--format <name>', help: 'force the dataset reader (isic2020, isic2019, …, folders)', default: null, derived: 'detected per folder', parse: str }),
+  flag({ key: 'data', ...DATA, derived: 'the built-in synthetic set' }),
+  flag({ key: 'format', ...FORMAT }),
   flag({ key: 'task', flags: '--task <task>', help: 'binary (melanoma vs other) or multiclass', default: 'binary', parse: oneOf(['binary', 'multiclass'] as const) }),
   flag({ key: 'model', flags: '--model <name>', help: `${modelNames.join(', ')}, or bN (N = 0…7) with any of their suffixes`, default: 'b0-full-split', parse: str }),
   flag({ key: 'imgSize', flags: '--img-size <px>', help: 'low-res input side (pure-stochastic: its backbone runs at the stem output of that side, ⌈px/2⌉)', default: null, derived: "the model's, 224 for b0", synthetic: SYNTHETIC_TRAIN_DEFAULTS.lowSize, paper: 224, parse: int(8) }),
@@ -150,8 +124,8 @@ export const FLAGS: readonly Flag[] = [
   flag({ key: 'bnMomentum', flags: '--bn-momentum <x>', help: 'batch-norm running-statistics momentum (PyTorch convention)', default: null, derived: "the model's, 0.01 (TensorFlow's 0.99)", synthetic: 0.1, parse: orNone(num(0, 1, true)) }),
   flag({ key: 'headInit', flags: '--head-init <init>', help: 'dense-layer init: zeros (logits start at 0) or efficientnet (official: ±1/√outputs, i.e. ±1 for one logit, which starts logits near ±20 and saturates a from-scratch run)', default: 'zeros', parse: oneOf(['efficientnet', 'zeros'] as const) }),
   flag({ key: 'epochs', flags: '--epochs <n>', help: 'epochs to train', default: 60, synthetic: 6, paper: true, parse: int(1), resumable: true }),
-  flag({ key: 'batchSize', flags: '--batch-size <n>', help: 'images per optimizer step', default: 100, synthetic: 16, paper: true, parse: int(1) }),
-  flag({ key: 'microBatch', flags: '--micro-batch <n>', help: 'images per forward/backward pass (gradients accumulated up to --batch-size)', default: 20, synthetic: 16, parse: int(1) }),
+  flag({ key: 'batchSize', ...BATCH_SIZE, help: 'images per optimizer step', default: 100, synthetic: 16, paper: true }),
+  flag({ key: 'microBatch', ...MICRO_BATCH, help: 'images per forward/backward pass (gradients accumulated up to --batch-size)', default: 20, synthetic: 16 }),
   flag({ key: 'optimizer', flags: '--optimizer <name>', help: optimizerNames.join(', '), default: 'rmsprop', synthetic: 'adam', paper: true, parse: oneOf(optimizerNames) }),
   flag({ key: 'lr', flags: '--lr <x>', help: 'base learning rate', default: 1e-3, paper: true, parse: num(0, Infinity, true) }),
   flag({ key: 'weightDecay', flags: '--weight-decay <x>', help: 'L2 penalty (AdamW: decoupled decay)', default: 0, dependsOn: { on: 'optimizer', values: { adamw: 1e-2 } }, paper: true, parse: num(0) }),
@@ -166,25 +140,25 @@ export const FLAGS: readonly Flag[] = [
   flag({ key: 'loss', flags: '--loss <name>', help: 'bce (binary), focal (binary or multiclass), ce (multiclass)', default: 'bce', dependsOn: { on: 'task', values: { multiclass: 'ce' } }, paper: true, parse: oneOf(['bce', 'focal', 'ce'] as const) }),
   flag({ key: 'focalGamma', flags: '--focal-gamma <x>', help: 'focal loss exponent', default: 2, parse: num(0) }),
   flag({ key: 'posWeight', flags: '--pos-weight <auto|x>', help: 'weight of the positive class in the loss (auto: negatives/positives; multiclass: inverse-frequency class weights)', default: 1, paper: true, parse: (s) => (s === 'auto' ? 'auto' : num(0, Infinity, true)(s)) }),
-  flag({ key: 'tta', flags: '--tta <n>', help: 'stochastic passes averaged at validation (stochastic models)', default: 1, parse: int(1), resumable: true }),
+  flag({ key: 'tta', ...TTA, help: 'stochastic passes averaged at validation (stochastic models)', resumable: true }),
   flag({ key: 'patience', flags: '--patience <n>', help: 'stop after n epochs without a better validation AUC (none: never)', default: null, derived: 'none', parse: orNone(int(1)), resumable: true }),
-  flag({ key: 'seed', flags: '--seed <n>', help: 'the seed every random choice derives from (split, init, order, augmentation, windows)', default: 1337, paper: true, parse: int(0) }),
+  flag({ key: 'seed', ...SEED, help: 'the seed every random choice derives from (split, init, order, augmentation, windows)', default: 1337, paper: true }),
   flag({ key: 'valFraction', flags: '--val-fraction <x>', help: 'fraction of each class held out for validation', default: 0.2, paper: true, parse: num(0, 1, true) }),
   flag({ key: 'valCsv', flags: '--val-csv <file>', help: 'CSV listing the validation images (overrides --val-fraction)', default: null, parse: str }),
   flag({ key: 'minResolution', flags: '--min-resolution <px>', help: 'drop images whose shorter side is smaller (the paper: 1000)', default: null, parse: orNone(int(1)) }),
   flag({ key: 'augment', flags: '--no-augment', help: 'turn off training augmentation (crop, flips, rotation)', default: true, synthetic: false, note: 'turn it on there with "augment": true in --config', parse: bool, boolean: true }),
-  flag({ key: 'limit', flags: '--limit <n>', help: 'use only the first n images of the dataset (quick runs)', default: null, derived: 'all', parse: orNone(int(2)) }),
+  flag({ key: 'limit', ...LIMIT }),
   flag({ key: 'syntheticCount', flags: '--synthetic-count <n>', help: 'images in the built-in synthetic set', default: SYNTHETIC_TRAIN_DEFAULTS.count, parse: int(4) }),
   flag({ key: 'syntheticSize', flags: '--synthetic-size <px>', help: 'side of the synthetic images', default: SYNTHETIC_TRAIN_DEFAULTS.size, parse: int(16) }),
   flag({ key: 'baseline', flags: '--baseline <model>', help: 'after the run, train this model on the same data, split, epochs and optimizer (into <run folder>/baseline-<model>) and print both validation AUCs (none: off)', default: null, synthetic: 'b0', note: 'when --model is not given', parse: orNone(str) }),
-  flag({ key: 'workers', flags: '--workers <n>', help: 'image-decoding worker threads (0: main thread)', default: 1, parse: int(0), resumable: true }),
-  flag({ key: 'backend', flags: '--backend <name>', help: 'cpu or gpu (WebGPU where an adapter is present, else gpu.js; STOCHCONV_GPU_MODE forces a mode)', default: 'cpu', parse: oneOf(['cpu', 'gpu'] as const), resumable: true }),
-  flag({ key: 'out', flags: '--out <dir>', help: 'run folder', default: null, derived: 'runs/<model>-<timestamp>', parse: str }),
+  flag({ key: 'workers', ...WORKERS, resumable: true }),
+  flag({ key: 'backend', ...BACKEND, resumable: true }),
+  flag({ key: 'out', ...OUT, help: 'run folder', derived: 'runs/<model>-<timestamp>' }),
   flag({ key: 'resume', flags: '--resume <dir>', help: 'continue the run in this folder exactly where it stopped', default: null, parse: str, resumable: true }),
   flag({ key: 'initWeights', flags: '--init-weights <file>', help: 'start from these weights (safetensors: a checkpoint of ours or torchvision names)', default: null, parse: str }),
   flag({ key: 'preset', flags: '--preset <name>', help: '', default: null, parse: oneOf(['paper'] as const) }),
   flag({ key: 'config', flags: '--config <file.json>', help: 'read settings from a JSON file with the same keys (flags override it)', default: null, parse: str }),
-  flag({ key: 'quiet', flags: '--quiet', help: 'no progress bar: one line per epoch (for logs)', default: false, parse: bool, boolean: true, resumable: true }),
+  flag({ key: 'quiet', ...QUIET, resumable: true }),
 ];
 
 const pick = (want: (f: Flag) => boolean, value: (f: Flag) => unknown): Record<string, unknown> =>
@@ -199,16 +173,14 @@ export const SYNTHETIC_DEFAULTS = pick((f) => f.synthetic !== undefined, (f) => 
 /** The paper's recipe (PAPER.md, "Data and training recipe"): the settings `--preset paper` pins. */
 export const PAPER_PRESET = pick((f) => f.paper !== undefined, (f) => (f.paper === true ? f.default : f.paper)) as Partial<TrainConfig>;
 
-/** How a value reads in --help. */
-export const showValue = (v: unknown): string => (v === null ? 'none' : v === true ? 'on' : v === false ? 'off' : Array.isArray(v) ? v.join(', ') : String(v));
+export { showValue };
 
-/** The "(default: …)" text of an option in --help, made from its table entry. */
+/** The "(default: …)" text of an option in --help, made from its table entry: the default, then what changes it. */
 export function shownDefault(f: Flag): string {
-  const unset = f.default === null || (Array.isArray(f.default) && f.default.length === 0);
   const dep = f.dependsOn ? ` (${Object.entries(f.dependsOn.values).map(([v, d]) => `${flagOf(f.dependsOn!.on)} ${v}: ${showValue(d)}`).join('; ')})` : '';
   const syn = f.synthetic !== undefined ? `; ${showValue(f.synthetic)} on the synthetic set` : '';
   const paper = f.paper !== undefined && f.paper !== true ? `; ${showValue(f.paper)} with --preset paper` : '';
-  return `${unset ? (f.derived ?? 'none') : showValue(f.default)}${dep}${syn}${paper}${f.note ? `, ${f.note}` : ''}`;
+  return `${optionDefault(f)}${dep}${syn}${paper}${f.note ? `, ${f.note}` : ''}`;
 }
 
 /** What `--preset paper` sets, in words made from the table. */
@@ -216,35 +188,27 @@ const presetHelp = (): string =>
   `paper: the paper's recipe, ${FLAGS.filter((f) => f.paper !== undefined).map((f) => `${flagName(f)} ${showValue(PAPER_PRESET[f.key])}`).join(', ')}`;
 
 /** The --help text of an option: its help and its default. */
-export const helpLine = (f: Flag): string => `${f.key === 'preset' ? presetHelp() : f.help} (default: ${shownDefault(f)})`;
+export const helpLine = (f: Flag): string => optionHelpLine({ ...f, help: f.key === 'preset' ? presetHelp() : f.help }, () => shownDefault(f));
+
+/** The table as the options of the train command, by key. */
+export const TRAIN_OPTIONS: Readonly<Record<Key, Flag>> = Object.fromEntries(FLAGS.map((f) => [f.key, f])) as Record<Key, Flag>;
 
 const kebab = (k: string) => k.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
-const flagName = (f: Flag) => f.flags.split(' ')[0];
 const byKey = new Map<string, Flag>(FLAGS.map((f) => [f.key, f]));
 /** Config-file keys: camelCase or the flag's kebab-case. */
 const byFileKey = new Map<string, Flag>(FLAGS.flatMap((f) => [[f.key, f], [kebab(f.key), f]] as [string, Flag][]));
 
 /** Parses one raw value for a key; a usage error names the flag and the value. */
 export function parseValue(key: Key, raw: string, where = ''): E.Either<UsageError, unknown> {
-  const f = byKey.get(key)!;
-  try {
-    return E.right(f.parse(raw));
-  } catch (e) {
-    if (e instanceof ParseError) return E.left(usage(`invalid value '${raw}' for ${flagName(f).replace('--no-', '--')}${where}: ${e.message}`));
-    throw e;
-  }
+  const r = parseOption(byKey.get(key)!, raw, where);
+  return r.ok ? E.right(r.value) : E.left(usage(r.message));
 }
 
 /** Reads and validates a JSON config file into a partial config. */
 export function readConfigFile(file: string): E.Either<UsageError, Partial<TrainConfig>> {
-  let json: unknown;
-  try {
-    json = JSON.parse(fs.readFileSync(file, 'utf8'));
-  } catch (e) {
-    const err = e as NodeJS.ErrnoException;
-    return E.left(usage(err.code === 'ENOENT' ? `config file not found: ${file}` : `cannot read config file ${file}: ${err.message}`));
-  }
-  return parseConfigObject(json, `config file ${file}`);
+  const json = readJsonFile(file);
+  if (E.isLeft(json)) return E.left(usage(renderJsonFileError(json.left, 'config file')));
+  return parseConfigObject(json.right, `config file ${file}`);
 }
 
 /**
@@ -320,4 +284,4 @@ export function resolveConfig(cli: Partial<TrainConfig>): E.Either<UsageError, T
 export const RESUMABLE_KEYS: readonly Key[] = FLAGS.filter((f) => f.resumable).map((f) => f.key);
 
 /** The flag spelling of a key (for messages). */
-export const flagOf = (k: Key): string => flagName(byKey.get(k)!).replace('--no-', '--');
+export const flagOf = (k: Key): string => flagName(byKey.get(k)!);

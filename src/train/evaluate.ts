@@ -8,8 +8,9 @@ import * as E from 'fp-ts/lib/Either.js';
 import { type Item, loadDataset } from '../data/readers.ts';
 import { createLoader } from '../data/loader.ts';
 import { renderDataError } from '../data/errors.ts';
-import { EXIT, UsageExit, parseArgs, printUsage, program, runIfMain } from './cliutil.ts';
-import { parseValue } from './config.ts';
+import { EXIT, runIfMain, usageExit } from '../cli/program.ts';
+import { commandMain, defineCommand } from '../cli/options.ts';
+import { BACKEND, BATCH_SIZE, CHECKPOINT, DATA, FORMAT, LIMIT, MICRO_BATCH, OUT, QUIET, SEED, TTA, WORKERS } from '../cli/shared.ts';
 import { type Predictions, predictAll } from './step.ts';
 import { binaryMetrics, flatBinaryMetrics, multiclassMetrics } from './metrics.ts';
 import { predictionsCsv, rocFromPredictions, skippedCsv } from './runlog.ts';
@@ -17,45 +18,26 @@ import { writeFileAtomic } from '../io/atomic.ts';
 import { rocSvg, writePng } from './plots.ts';
 import { writeEvaluationFigures } from '../inspect/figures.ts';
 import { consoleReporter } from './report.ts';
-import { restore } from './restore.ts';
+import { restoreFromFlags } from './restore.ts';
 
-export function evaluateCommand() {
-  return program('evaluate', 'Evaluate a trained checkpoint on a labelled image set.')
-    .requiredOption('--checkpoint <dir>', 'checkpoint folder, or a run folder (its best/ is used)')
-    .option('--data <dir>', 'labelled dataset folder (repeatable; required)', (v: string, p: string[] | undefined) => [...(p ?? []), v])
-    .option('--format <name>', 'force the dataset reader (default: detected per folder)')
-    .option('--tta <n>', 'stochastic passes averaged per image (default: 1)')
-    .option('--batch-size <n>', 'images decoded per batch (default: 16)')
-    .option('--micro-batch <n>', 'images per forward pass (default: 16)')
-    .option('--workers <n>', 'image-decoding worker threads (default: 1)')
-    .option('--seed <n>', "seed of the stochastic windows (default: the training run's)")
-    .option('--limit <n>', 'use only the first n images (default: all)')
-    .option('--backend <name>', 'cpu or gpu (default: cpu)')
-    .option('--out <dir>', 'output folder (default: <checkpoint>/../eval-<timestamp>)')
-    .option('--quiet', 'no progress bar (default: off)');
-}
-
-const num = (key: 'tta' | 'batchSize' | 'microBatch' | 'workers' | 'seed' | 'limit', raw: unknown, dflt: number): number => {
-  if (raw === undefined) return dflt;
-  const r = parseValue(key, String(raw));
-  if (E.isLeft(r) || r.right === null) throw new UsageExit(E.isLeft(r) ? r.left.message : `invalid value '${raw}'`);
-  return r.right as number;
-};
-
-/** The options as given and the numbers parsed from them; a usage error as the message to print. */
-function readOptions(argv: string[]): { o: Record<string, unknown>; tta: number; batchSize: number; microBatch: number; workers: number; limit: number } | null | string {
-  try {
-    const cmd = parseArgs(evaluateCommand(), argv);
-    if (!cmd) return null;
-    const o = cmd.opts() as Record<string, unknown>;
-    if (!o.data) throw new UsageExit(`required option '--data <dir>' not specified`);
-    if (o.backend !== undefined && o.backend !== 'cpu' && o.backend !== 'gpu') throw new UsageExit(`invalid value '${o.backend}' for --backend: must be one of cpu, gpu`);
-    return { o, tta: num('tta', o.tta, 1), batchSize: num('batchSize', o.batchSize, 16), microBatch: num('microBatch', o.microBatch, 16), workers: num('workers', o.workers, 1), limit: num('limit', o.limit, Infinity) };
-  } catch (e) {
-    if (e instanceof UsageExit) return e.message;
-    throw e;
-  }
-}
+export const EVALUATE_COMMAND = defineCommand({
+  name: 'evaluate',
+  description: 'Evaluate a trained checkpoint on a labelled image set.',
+  options: {
+    checkpoint: CHECKPOINT,
+    data: { ...DATA, help: 'labelled dataset folder (repeatable)', required: true },
+    format: FORMAT,
+    tta: TTA,
+    batchSize: { ...BATCH_SIZE, help: 'images decoded per batch' },
+    microBatch: MICRO_BATCH,
+    workers: WORKERS,
+    seed: SEED,
+    limit: { ...LIMIT, help: 'use only the first n images' },
+    backend: BACKEND,
+    out: { ...OUT, derived: '<checkpoint>/../eval-<timestamp>' },
+    quiet: { ...QUIET, help: 'no progress bar' },
+  },
+});
 
 const f4 = (x: number) => (Number.isFinite(x) ? x.toFixed(4) : String(x));
 
@@ -81,30 +63,19 @@ function summarise(p: Predictions, C: number, classes: readonly string[], what: 
   };
 }
 
-export async function main(argv: string[]): Promise<number> {
-  const opts = readOptions(argv);
-  if (opts === null) return EXIT.ok;
-  if (typeof opts === 'string') return printUsage('evaluate', opts);
-  const { o, tta, batchSize, microBatch, workers, limit } = opts;
-  const r = await restore(String(o.checkpoint), (o.backend as 'cpu' | 'gpu') ?? 'cpu');
-  if (E.isLeft(r)) return printUsage('evaluate', r.left.message);
-  const m = r.right;
-  let seed: number;
-  try {
-    seed = num('seed', o.seed, m.seed);
-  } catch (e) {
-    return printUsage('evaluate', (e as Error).message);
-  }
+export const main = commandMain(EVALUATE_COMMAND, async (parsed) => {
+  const { tta, batchSize, microBatch, workers, limit, format, quiet, data: dirs, ...o } = parsed.values;
+  const m = await restoreFromFlags(o);
+  const seed = m.seed;
   const C = m.mc.numClasses;
-  const dirs = o.data as string[];
-  for (const d of dirs) if (!fs.existsSync(d)) return printUsage('evaluate', `--data: folder not found: ${d}`);
-  const ds = await loadDataset(dirs, { task: C === 1 ? 'binary' : 'multiclass', ...(o.format ? { format: String(o.format) } : {}) })();
-  if (E.isLeft(ds)) return printUsage('evaluate', renderDataError(ds.left));
+  for (const d of dirs) if (!fs.existsSync(d)) return usageExit(`--data: folder not found: ${d}`);
+  const ds = await loadDataset(dirs, { task: C === 1 ? 'binary' : 'multiclass', ...(format ? { format } : {}) })();
+  if (E.isLeft(ds)) return usageExit(renderDataError(ds.left));
   const classes = m.classes ?? ds.right.classes;
-  if (C > 1 && ds.right.classes.length !== C) return printUsage('evaluate', `the data has ${ds.right.classes.length} classes but the model was trained on ${C}`);
-  const items: Item[] = ds.right.items.slice(0, limit);
-  const reporter = consoleReporter({ quiet: Boolean(o.quiet) });
-  const loader = createLoader(items, { batchSize, lowSize: m.mc.lowSize, highSize: m.mc.highSize, augment: false, seed, workers, shuffle: false });
+  if (C > 1 && ds.right.classes.length !== C) return usageExit(`the data has ${ds.right.classes.length} classes but the model was trained on ${C}`);
+  const items: Item[] = ds.right.items.slice(0, limit ?? undefined);
+  const reporter = consoleReporter({ quiet });
+  const loader = createLoader(items, { batchSize, sides: m.mc.sides, augment: false, seed, workers, shuffle: false });
   const t0 = performance.now();
   reporter.start('evaluate', items.length);
   let p: Predictions | null;
@@ -115,7 +86,7 @@ export async function main(argv: string[]): Promise<number> {
     await loader.close();
   }
   const secs = (performance.now() - t0) / 1000;
-  const out = path.resolve(String(o.out ?? path.join(path.dirname(m.dir), `eval-${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-')}`)));
+  const out = path.resolve(o.out ?? path.join(path.dirname(m.dir), `eval-${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-')}`));
   const { metrics, lines } = summarise(p!, C, classes, (n) => `evaluated ${n} in ${secs.toFixed(1)} s with ${m.mc.name} from ${m.dir}${C === 1 && tta > 1 ? `, TTA ${tta}` : ''}`);
   for (const l of lines) reporter.line(l);
   fs.mkdirSync(out, { recursive: true });
@@ -129,6 +100,6 @@ export async function main(argv: string[]): Promise<number> {
   if (p!.skipped.length) reporter.warn(`${p!.skipped.length} images could not be read (listed in skipped.csv)`);
   reporter.line(`outputs in ${out}`);
   return EXIT.ok;
-}
+});
 
 runIfMain(import.meta.url, main, 'evaluate');

@@ -8,72 +8,44 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';
 import { renderDataError } from '../data/errors.ts';
-import { type Explanation, type Method, explainInput, explanationPng, loadImageInput } from '../inspect/explain.ts';
+import { type Explanation, explainInput, explanationPng, loadImageInput } from '../inspect/explain.ts';
 import { spatialLayers } from '../inspect/attribution.ts';
 import type { Model } from '../nn/model.ts';
-import { EXIT, UsageExit, parseArgs, printUsage, program, runIfMain } from './cliutil.ts';
-import { parseValue } from './config.ts';
+import { EXIT, runIfMain, usageExit } from '../cli/program.ts';
+import { commandMain, defineCommand, int, oneOf, str } from '../cli/options.ts';
+import { BACKEND, CHECKPOINT, IMAGES, OUT, SEED, TTA, existingImages } from '../cli/shared.ts';
 import { type Cell, csvText } from '../data/csv.ts';
 import { writeFileAtomic } from '../io/atomic.ts';
-import { restore } from './restore.ts';
+import { restoreFromFlags } from './restore.ts';
 
-export function explainCommand() {
-  return program('explain', 'Show what a trained model looks at: Grad-CAM or integrated gradients per image, and window maps of stochastic models.')
-    .requiredOption('--checkpoint <dir>', 'checkpoint folder, or a run folder (its best/ is used)')
-    .argument('<images...>', 'image files (JPEG or PNG)')
-    .option('--out <dir>', 'output folder (default: explain-<timestamp> beside the checkpoint)')
-    .option('--method <name>', 'gradcam or ig (integrated gradients) (default: gradcam)')
-    .option('--layer <name>', "Grad-CAM layer, a row name of nn.summary (default: the last layer aligned with the image: head, or low.head for full-split)")
-    .option('--tta <n>', 'stochastic window draws averaged (probability and maps) (default: 1)')
-    .option('--steps <n>', 'integrated-gradients steps (default: 32)')
-    .option('--seed <n>', "seed of the stochastic windows (default: the training run's)")
-    .option('--backend <name>', 'cpu or gpu (default: cpu)');
-}
+export const EXPLAIN_COMMAND = defineCommand({
+  name: 'explain',
+  description: 'Show what a trained model looks at: Grad-CAM or integrated gradients per image, and window maps of stochastic models.',
+  args: [IMAGES],
+  options: {
+    checkpoint: CHECKPOINT,
+    out: { ...OUT, derived: 'explain-<timestamp> beside the checkpoint' },
+    method: { flags: '--method <name>', help: 'gradcam or ig (integrated gradients)', parse: oneOf(['gradcam', 'ig'] as const), default: 'gradcam' },
+    layer: { flags: '--layer <name>', help: 'Grad-CAM layer, a row name of nn.summary', parse: str, default: null, derived: 'the last layer aligned with the image: head, or low.head for full-split' },
+    tta: { ...TTA, help: 'stochastic window draws averaged (probability and maps)' },
+    steps: { flags: '--steps <n>', help: 'integrated-gradients steps', parse: int(1), default: 32 },
+    seed: SEED,
+    backend: BACKEND,
+  },
+});
 
-const count = (flag: string, raw: unknown, dflt: number): number => {
-  if (raw === undefined) return dflt;
-  const v = Number(raw);
-  if (!Number.isInteger(v) || v < 1) throw new UsageExit(`invalid value '${raw}' for ${flag}: must be a positive integer`);
-  return v;
-};
-
-export async function main(argv: string[]): Promise<number> {
-  let o: Record<string, unknown>;
-  let images: string[];
-  let tta: number, steps: number;
-  let method: Method;
-  try {
-    const cmd = parseArgs(explainCommand(), argv);
-    if (!cmd) return EXIT.ok;
-    o = cmd.opts();
-    images = cmd.args;
-    tta = count('--tta', o.tta, 1);
-    steps = count('--steps', o.steps, 32);
-    method = (o.method ?? 'gradcam') as Method;
-    if (method !== 'gradcam' && method !== 'ig') throw new UsageExit(`invalid value '${o.method}' for --method: must be one of gradcam, ig`);
-    if (o.layer !== undefined && method === 'ig') throw new UsageExit(`--layer is a Grad-CAM option; integrated gradients attribute to the input pixels`);
-    if (o.backend !== undefined && o.backend !== 'cpu' && o.backend !== 'gpu') throw new UsageExit(`invalid value '${o.backend}' for --backend: must be one of cpu, gpu`);
-    for (const f of images) if (!fs.existsSync(f) || !fs.statSync(f).isFile()) throw new UsageExit(`image not found: ${f}`);
-  } catch (e) {
-    if (e instanceof UsageExit) return printUsage('explain', e.message);
-    throw e;
-  }
-  const r = await restore(String(o.checkpoint), (o.backend as 'cpu' | 'gpu') ?? 'cpu');
-  if (E.isLeft(r)) return printUsage('explain', r.left.message);
-  const m = r.right;
+export const main = commandMain(EXPLAIN_COMMAND, async (parsed) => {
+  const { method, layer, tta, steps, out: outFlag } = parsed.values;
+  if (layer !== null && method === 'ig') usageExit(`--layer is a Grad-CAM option; integrated gradients attribute to the input pixels`);
+  const images = existingImages(parsed.args);
+  const m = await restoreFromFlags(parsed.values);
   const model: Model = { config: m.mc, params: m.params, state: m.state };
-  let seed = m.seed;
-  if (o.seed !== undefined) {
-    const s = parseValue('seed', String(o.seed));
-    if (E.isLeft(s)) return printUsage('explain', s.left.message);
-    seed = s.right as number;
-  }
-  const layer = o.layer === undefined ? undefined : String(o.layer);
-  if (layer !== undefined) {
+  const seed = m.seed;
+  if (layer !== null) {
     const names = spatialLayers(m.mc).map((l) => l.name);
-    if (!names.includes(layer)) return printUsage('explain', `--layer: no layer '${layer}' in ${m.mc.name}; layers: ${names.join(', ')}`);
+    if (!names.includes(layer)) usageExit(`--layer: no layer '${layer}' in ${m.mc.name}; layers: ${names.join(', ')}`);
   }
-  const out = path.resolve(String(o.out ?? path.join(path.dirname(m.dir), `explain-${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-')}`)));
+  const out = path.resolve(outFlag ?? path.join(path.dirname(m.dir), `explain-${new Date().toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', '-')}`));
   fs.mkdirSync(out, { recursive: true });
   const C = m.mc.numClasses;
   const rows: Cell[][] = [['image_name', 'probability', 'class', 'method', 'layer', 'passes', 'png']];
@@ -86,7 +58,7 @@ export async function main(argv: string[]): Promise<number> {
       failed++;
       continue;
     }
-    const e: Explanation = explainInput(model, img.right, { method, layer, tta, seed, steps });
+    const e: Explanation = explainInput(model, img.right, { method, layer: layer ?? undefined, tta, seed, steps });
     const className = m.classes && C > 1 ? m.classes[e.classIndex] : C === 1 ? (m.classes?.[1] ?? 'melanoma') : `class ${e.classIndex}`;
     const png = path.join(out, `${name}.png`);
     fs.writeFileSync(png, await explanationPng(e, { title: name, className }));
@@ -96,6 +68,6 @@ export async function main(argv: string[]): Promise<number> {
   writeFileAtomic(path.join(out, 'explain.csv'), csvText(rows));
   process.stdout.write(`outputs in ${out}\n`);
   return failed ? EXIT.failure : EXIT.ok;
-}
+});
 
 runIfMain(import.meta.url, main, 'explain');

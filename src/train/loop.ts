@@ -253,7 +253,7 @@ function openLoop(ctx: LoopContext, start: LoopStart): LoopEnv {
   const { cfg, mc } = ctx;
   // One pool of decoding threads shared by the train and validation loaders (each thread costs ~1 s to start).
   const pool = cfg.workers > 0 ? createPool(cfg.workers) : null;
-  const common = { lowSize: mc.lowSize, highSize: mc.highSize, seed: cfg.seed, workers: cfg.workers, prefetch: 2, batchSize: cfg.batchSize, ...(pool ? { pool } : {}) };
+  const common = { sides: mc.sides, seed: cfg.seed, workers: cfg.workers, prefetch: 2, batchSize: cfg.batchSize, ...(pool ? { pool } : {}) };
   // A last batch of one image is dropped (batch norm cannot normalise a single 1 × 1 value).
   const trainLoader = createLoader(ctx.train, { ...common, augment: cfg.augment, shuffle: true, dropLast: ctx.train.length % cfg.batchSize === 1 });
   const valLoader = createLoader(ctx.val, { ...common, augment: false, shuffle: false });

@@ -9,6 +9,8 @@ import { key } from '../tensor/random.ts';
 import { type TrainerState, TRAINER_FILE, loadWeights, readTrainerState, renderCheckpointError, resolveCheckpointDir } from './checkpoint.ts';
 import { type UsageError, usage } from './config.ts';
 import { checkModel } from './run.ts';
+import { usageExit } from '../cli/program.ts';
+import { readJsonFile } from '../io/json.ts';
 
 export interface Restored {
   readonly dir: string;
@@ -48,15 +50,19 @@ export async function restore(dir: string, backend: 'cpu' | 'gpu' = 'cpu'): Prom
   const template = createModel(spec.name, { ...spec.options, key: key(0) });
   const w = loadWeights(at, { params: template.params, state: template.state });
   if (E.isLeft(w)) return E.left(usage(`--checkpoint: ${renderCheckpointError(w.left)}`));
-  let classes: string[] | null = null;
-  const runConfig = path.join(path.dirname(at), 'config.json');
-  if (fs.existsSync(runConfig)) {
-    try {
-      classes = (JSON.parse(fs.readFileSync(runConfig, 'utf8')) as { data?: { classes?: string[] } }).data?.classes ?? null;
-    } catch {
-      classes = null;
-    }
-  }
+  // Class names from the run's config.json, when it is there and readable.
+  const runConfig = readJsonFile(path.join(path.dirname(at), 'config.json'));
+  const classes = E.isRight(runConfig) ? ((runConfig.right as { data?: { classes?: string[] } } | null)?.data?.classes ?? null) : null;
   const seed = typeof trainer.extra?.seed === 'number' ? (trainer.extra.seed as number) : 1337;
   return E.right({ dir: at, mc: template.config, params: w.right.params as Params, state: w.right.state as State, trainer, classes, seed });
+}
+
+/**
+ * The checkpoint a command's --checkpoint and --backend name, with the seed of its windows: --seed,
+ * else the run's. A usage error (no such folder, no checkpoint in it) is thrown for `cliMain`.
+ */
+export async function restoreFromFlags(o: { readonly checkpoint: string; readonly backend: 'cpu' | 'gpu'; readonly seed: number | null }): Promise<Restored> {
+  const r = await restore(o.checkpoint, o.backend);
+  if (E.isLeft(r)) return usageExit(r.left.message);
+  return { ...r.right, seed: o.seed ?? r.right.seed };
 }

@@ -28,6 +28,7 @@ import type { LossSpec } from './losses.ts';
 import { Checkpointer, type LoopStart, type Outcome, initKey, optimizerFor, runLoop } from './loop.ts';
 import { RunLog } from './runlog.ts';
 import type { Reporter } from './report.ts';
+import { readJsonFile, renderJsonFileError } from '../io/json.ts';
 
 export interface RunError {
   readonly _tag: 'RunError';
@@ -206,12 +207,9 @@ async function te<A>(t: () => Promise<E.Either<DataError, A>>): Promise<E.Either
 export function resumeConfig(dir: string, cli: Partial<TrainConfig>, explicit: ReadonlySet<ConfigKey>): E.Either<UsageError, TrainConfig> {
   const file = path.join(dir, 'config.json');
   if (!fs.existsSync(file)) return E.left(usage(`--resume: ${dir} is not a run folder (no config.json)`));
-  let saved: TrainConfig;
-  try {
-    saved = (JSON.parse(fs.readFileSync(file, 'utf8')) as { config: TrainConfig }).config;
-  } catch (e) {
-    return E.left(usage(`--resume: cannot read ${file}: ${(e as Error).message}`));
-  }
+  const json = readJsonFile(file);
+  if (E.isLeft(json)) return E.left(usage(`--resume: ${renderJsonFileError(json.left, 'run config')}`));
+  const saved = (json.right as { config: TrainConfig }).config;
   for (const k of explicit) {
     if (RESUMABLE_KEYS.includes(k)) continue;
     if (JSON.stringify(cli[k]) !== JSON.stringify(saved[k])) {
@@ -356,7 +354,7 @@ async function freshStart(su: Setup, io: RunIo, data: { dirs: string[]; ds: Data
 function introLines(su: Setup, split: Split, trainer: TrainerState | undefined): string[] {
   const { run, model } = su;
   const mc = model.config;
-  const sizes = mc.highSize !== null ? `${mc.lowSize} + ${mc.highSize} px` : `${mc.lowSize} px`;
+  const sizes = `${[mc.sides.low, mc.sides.high].filter((s) => s !== null).join(' + ')} px`;
   return [
     `${trainer ? 'resuming' : 'training'} ${mc.name} (${(parameterCount(model) / 1e6).toFixed(2)} M parameters; ${sizes}) on ${split.train.length} images, validating on ${split.val.length}; ` +
       `${run.epochs} epochs, batch ${run.batchSize} (micro ${run.microBatch}), ${run.optimizer} lr ${run.lr}, ${run.schedule} schedule${run.tta > 1 ? `, TTA ${run.tta}` : ''}; backend ${getBackend().name}`,

@@ -16,7 +16,7 @@ import { treeMap } from '../autograd/pytree.ts';
 import { valueAndGrad } from '../autograd/transforms.ts';
 import { type Jitted, jit, shapeOnly } from '../jit/jit.ts';
 import { apply } from '../nn/model.ts';
-import type { Input, ModelConfig, Params, State } from '../nn/efficientnet.ts';
+import { type Input, type ModelConfig, type Params, type State, inputAt, inputOf } from '../nn/efficientnet.ts';
 import type { Batch } from '../data/loader.ts';
 import { renderDataError } from '../data/errors.ts';
 import { type LossSpec, type TargetLossFn, makeTargetLoss, probabilities, targetsFor } from './losses.ts';
@@ -36,12 +36,15 @@ export const evalKey = (seed: number, batch: number, pass: number, chunk: number
 
 // ---- one step ------------------------------------------------------------------------------------
 
-/** The model's input from a batch (rows [from, from + n)). */
+/** The model's input from a batch (rows [from, from + n)) of a loader made with the model's sides. */
 export function batchInput(mc: ModelConfig, b: Batch, from = 0, n = b.labels.length): Input {
-  const take = (x: Tensor) => (from === 0 && n === x.shape[0] ? x : o.slice(x, [from, 0, 0, 0], [n, x.shape[1], x.shape[2], x.shape[3]]));
-  if (mc.highSize === null) return take(b.low);
-  if (!b.high) throw new Error(`${mc.name}: the loader gave no high-res images`);
-  return { low: take(b.low), high: take(b.high) };
+  const take = (image: 'low' | 'high') => {
+    const x = b[image];
+    if (mc.sides[image] === null) return null;
+    if (!x) throw new Error(`${mc.name}: the loader gave no ${image}-res images (make it with the model's sides)`);
+    return from === 0 && n === x.shape[0] ? x : o.slice(x, [from, 0, 0, 0], [n, x.shape[1], x.shape[2], x.shape[3]]);
+  };
+  return inputOf({ low: take('low'), high: take('high') });
 }
 
 export interface StepResult {
@@ -116,8 +119,7 @@ export const MICRO_BATCH_BUDGET_BYTES = 4 * 2 ** 30 - 256 * 2 ** 20;
 
 /** Live intermediate bytes of the compiled train micro-step at micro-batch `n` (traced on shapes only; the entry is kept for the run). */
 export function microStepArenaBytes(mc: ModelConfig, spec: LossSpec, params: Params, state: State, n: number): number {
-  const img = (s: number) => shapeOnly([n, 3, s, s], mc.dtype);
-  const input: Input = mc.highSize === null ? img(mc.lowSize) : { low: img(mc.lowSize), high: img(mc.highSize) };
+  const input = inputAt(mc.sides, (s) => shapeOnly([n, 3, s, s], mc.dtype));
   const targets = shapeOnly([n, spec.numClasses === 1 ? 1 : spec.numClasses], mc.dtype);
   return compiledStep(mc, spec).lower(params, state, input, targets, shapeOnly([], mc.dtype), makeKey(0)).memory.intermediateBytes;
 }

@@ -153,13 +153,13 @@ describe('augmentation', () => {
   });
   it('processImage: shapes, value range, determinism per key, no augmentation on request', async () => {
     const path = await writeImage(join(dir, 'p.png'), { w: 80, h: 64, seed: 3 });
-    const opts = { lowSize: 16, highSize: 64, augment: true } as const;
+    const opts = { sides: { low: 16, high: 64 }, augment: true } as const;
     const a = right(await D.processImage(path, key(7), opts)());
-    expect(a.low.length).toBe(3 * 16 * 16);
+    expect(a.low!.length).toBe(3 * 16 * 16);
     expect(a.high!.length).toBe(3 * 64 * 64);
     const lo = Math.min(...[0, 1, 2].map((c) => -D.IMAGENET_MEAN[c] / D.IMAGENET_STD[c]));
     const hi = Math.max(...[0, 1, 2].map((c) => (1 - D.IMAGENET_MEAN[c]) / D.IMAGENET_STD[c]));
-    for (const v of [...a.low, ...a.high!]) {
+    for (const v of [...a.low!, ...a.high!]) {
       expect(v).toBeGreaterThanOrEqual(lo - 1e-6);
       expect(v).toBeLessThanOrEqual(hi + 1e-6);
     }
@@ -172,8 +172,12 @@ describe('augmentation', () => {
     expect(views).toHaveLength(3);
     expect(views[1].high).not.toEqual(views[0].high);
     expect(right(await D.augmentedViews(path, 3, 5, opts)())[2].high).toEqual(views[2].high);
-    const single = right(await D.processImage(path, key(7), { lowSize: 24, highSize: null, augment: true })());
-    expect([single.low.length, single.high]).toEqual([3 * 24 * 24, null]);
+    const single = right(await D.processImage(path, key(7), { sides: { low: 24, high: null }, augment: true })());
+    expect([single.low!.length, single.high]).toEqual([3 * 24 * 24, null]);
+    // A high-res view alone (a pure-stochastic model's input) is the same warp, under its own name.
+    const highOnly = right(await D.processImage(path, key(7), { sides: { low: null, high: 24 }, augment: true })());
+    expect([highOnly.low, highOnly.high]).toEqual([null, single.low]);
+    expect(() => D.processImage(path, key(7), { sides: { low: null, high: null }, augment: true })).toThrow(/processImage: sides must be .* at least one given/);
   });
 });
 

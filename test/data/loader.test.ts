@@ -18,14 +18,14 @@ beforeAll(async () => {
   })));
 });
 
-const opts = { batchSize: 4, lowSize: 8, highSize: 24, augment: true, seed: 11 } as const;
+const opts = { batchSize: 4, sides: { low: 8, high: 24 }, augment: true, seed: 11 } as const;
 
 async function collect(loader: D.Loader, epoch = 0) {
   const out: { low: number[]; high: number[]; labels: number[]; names: string[]; skipped: string[] }[] = [];
   for await (const b of loader.epoch(epoch)) {
-    expect(b.low.shape).toEqual([b.names.length, 3, 8, 8]);
+    expect(b.low!.shape).toEqual([b.names.length, 3, 8, 8]);
     expect(b.high!.shape).toEqual([b.names.length, 3, 24, 24]);
-    out.push({ low: Array.from(dataSync(b.low)), high: Array.from(dataSync(b.high!)), labels: Array.from(b.labels), names: b.names, skipped: b.skipped.map((s) => s.name) });
+    out.push({ low: Array.from(dataSync(b.low!)), high: Array.from(dataSync(b.high!)), labels: Array.from(b.labels), names: b.names, skipped: b.skipped.map((s) => s.name) });
   }
   return out;
 }
@@ -89,13 +89,19 @@ describe('createLoader', () => {
     await loader.close();
   });
 
-  it('single-input mode, no augmentation', async () => {
-    const loader = D.createLoader(items.slice(0, 3), { batchSize: 3, lowSize: 12, highSize: null, augment: false, seed: 1, workers: 0 });
+  it('single-input mode (a low-res or a high-res view alone), no augmentation', async () => {
+    const loader = D.createLoader(items.slice(0, 3), { batchSize: 3, sides: { low: 12, high: null }, augment: false, seed: 1, workers: 0 });
     for await (const b of loader) {
-      expect(b.low.shape).toEqual([3, 3, 12, 12]);
+      expect(b.low!.shape).toEqual([3, 3, 12, 12]);
       expect(b.high).toBeUndefined();
     }
     expect(loader.numBatches).toBe(1);
+    const highOnly = D.createLoader(items.slice(0, 3), { batchSize: 3, sides: { low: null, high: 12 }, augment: false, seed: 1, workers: 0 });
+    for await (const b of highOnly) {
+      expect(b.high!.shape).toEqual([3, 3, 12, 12]);
+      expect(b.low).toBeUndefined();
+    }
+    expect(() => D.createLoader(items, { batchSize: 3, sides: { low: 16, high: 8 }, augment: false, seed: 1 })).toThrow(/createLoader: sides .* high ≥ low; got low 16, high 8/);
   });
 
   it('class-balanced sampling draws the classes about equally', () => {
@@ -115,10 +121,10 @@ describe('isic-sample loader (real images)', () => {
     if (ds._tag === 'Left') throw new Error(D.renderDataError(ds.left));
     const truth = new Map(ds.right.items.map((i) => [i.name, i.label]));
     const pick = [...ds.right.items.filter((i) => i.label === 1).slice(0, 2), ...ds.right.items.filter((i) => i.label === 0).slice(0, 2)];
-    const loader = D.createLoader(pick, { batchSize: 4, lowSize: 32, highSize: 128, augment: true, seed: 1, workers: 1 });
+    const loader = D.createLoader(pick, { batchSize: 4, sides: { low: 32, high: 128 }, augment: true, seed: 1, workers: 1 });
     for await (const b of loader) {
       expect(b.high!.shape).toEqual([4, 3, 128, 128]);
-      expect(b.low.shape).toEqual([4, 3, 32, 32]);
+      expect(b.low!.shape).toEqual([4, 3, 32, 32]);
       b.names.forEach((n, i) => expect(b.labels[i]).toBe(truth.get(n)));
       expect(Array.from(b.labels).sort()).toEqual([0, 0, 1, 1]);
       const hi = dataSync(b.high!);

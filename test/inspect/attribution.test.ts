@@ -3,6 +3,10 @@
  * a model whose logit depends on one region only peaks there; the channel weights equal spatially
  * averaged gradients from central differences (float64); IG's attributions sum to f(x) − f(x').
  */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import sharp from 'sharp';
 import { describe, expect, it } from 'vitest';
 import { type Tensor, add, dataSync, inspect, nn, random, tensor } from '../../src/index.ts';
 
@@ -44,10 +48,10 @@ describe('ctx.tap', () => {
       const pure = name.endsWith('pure-stochastic');
       const model = nn.createModel(name, { key: random.key(1), lowSize: 32, highSize: 64, widthMult: 0.25, depthMult: 0.25, ...(pure ? { highSize: 64, stochOutSize: 16 } : {}) });
       const x = (s: number) => random.uniform(random.key(2), [1, 3, s, s]);
-      const input = pure ? x(64) : model.config.highSize ? { low: x(32), high: x(64) } : x(32);
+      const input = nn.inputAt(model.config.sides, x);
       const seen: { name: string; shape: number[] }[] = [];
       nn.apply(model.config, model.params, model.state, input, { training: false, key: random.key(3), tap: (n, t) => (seen.push({ name: n, shape: [...t.shape] }), t) });
-      const rows = inspect.spatialLayers(model.config, pure ? [1, 3, 64, 64] : model.config.highSize ? { low: [1, 3, 32, 32], high: [1, 3, 64, 64] } : [1, 3, 32, 32]);
+      const rows = inspect.spatialLayers(model.config, nn.inputAt(model.config.sides, (s) => [1, 3, s, s]));
       const byName = (l: { name: string; shape: number[] }[]) => [...l].sort((p, q) => p.name.localeCompare(q.name));
       expect(byName(seen)).toEqual(byName(rows));
     }
@@ -93,7 +97,7 @@ describe('gradCam', () => {
     for (const [name, layer] of cases) {
       const model = tiny(name, 'float64', 32);
       const u = (k: number, s: number) => tensor(Float64Array.from(random.uniformArray(random.key(k), 3 * s * s), (v) => 2 * v - 1), [1, 3, s, s]);
-      const input = model.config.highSize ? { low: u(1, 32), high: u(2, 64) } : u(1, 32);
+      const input = model.config.sides.high ? { low: u(1, 32), high: u(2, 64) } : u(1, 32);
       const key = random.key(5);
       const cam = inspect.gradCam(model, input, { layer, key });
       const [, C, h, w] = cam.activation.shape;
@@ -137,7 +141,7 @@ describe('integratedGradients', () => {
     for (const name of ['b0', 'b0-full-split']) {
       const model = tiny(name, 'float64', 32);
       const u = (k: number, s: number) => tensor(Float64Array.from(random.uniformArray(random.key(k), 3 * s * s), (v) => 2 * v - 1), [1, 3, s, s]);
-      const input = model.config.highSize ? { low: u(1, 32), high: u(2, 64) } : u(1, 32);
+      const input = model.config.sides.high ? { low: u(1, 32), high: u(2, 64) } : u(1, 32);
       const err = (steps: number) => {
         const ig = inspect.integratedGradients(model, input, { steps, key: random.key(4) });
         const a = ig.attributions;
@@ -151,5 +155,26 @@ describe('integratedGradients', () => {
       expect(fine.e).toBeLessThan(2e-3 * fine.diff);
       expect(coarse.e / fine.e).toBeGreaterThan(8);
     }
+  });
+});
+
+describe('explaining one image file', () => {
+  it('names each view by its image: a pure-stochastic model has only a high-res one, and the heat map lies over it', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'explain-'));
+    const file = path.join(dir, 'a.png');
+    await sharp(Buffer.from(Array.from({ length: 80 * 80 * 3 }, (_, i) => (i * 37) % 256)), { raw: { width: 80, height: 80, channels: 3 } }).png().toFile(file);
+    const pair = tiny('b0-full-split', 'float32', 32);
+    const pairImg = await inspect.loadImageInput(file, pair.config)();
+    if (pairImg._tag === 'Left') throw new Error(pairImg.left._tag);
+    expect([pairImg.right.low?.width, pairImg.right.high?.width]).toEqual([32, 64]);
+    const pure = nn.createModel('b0-pure-stochastic', { key: random.key(7), highSize: 64, stochOutSize: 16, widthMult: 0.25, depthMult: 0.25 });
+    const img = await inspect.loadImageInput(file, pure.config)();
+    if (img._tag === 'Left') throw new Error(img.left._tag);
+    expect([img.right.low, img.right.high?.width]).toEqual([null, 64]);
+    const ig = inspect.explainInput(pure, img.right, { method: 'ig', steps: 2 });
+    expect([ig.image, ig.high, ig.heat?.length, ig.highHeat]).toEqual([img.right.high, img.right.high, 64 * 64, null]);
+    const cam = inspect.explainInput(pure, img.right);
+    expect([cam.image, cam.high, cam.highHeat?.length]).toEqual([img.right.high, img.right.high, 64 * 64]);
+    fs.rmSync(dir, { recursive: true, force: true });
   });
 });

@@ -61,7 +61,7 @@ describe.each(cases)('$name train step: jit vs eager', ({ name, opts }) => {
     const model = E.nn.createModel(name, { key, widthMult: 0.25, depthMult: 0.25, dtype, ...opts });
     const N = 3;
     const mk = (k: number, s: number) => E.random.uniform(E.random.key(k), [N, 3, s, s], 0, 1, { dtype });
-    const input: Input = model.config.highSize ? { low: mk(1, 32), high: mk(2, model.config.highSize) } : mk(1, 32);
+    const input: Input = model.config.sides.high ? { low: mk(1, 32), high: mk(2, model.config.sides.high) } : mk(1, 32);
     const y = E.tensor(dtype === 'float64' ? new Float64Array([1, 0, 1]) : new Float32Array([1, 0, 1]), [N, 1]);
     const step = makeStep(model);
     const jstep = E.jit(step);

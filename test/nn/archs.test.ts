@@ -44,9 +44,16 @@ describe('the registry', () => {
     expect(() => nn.modelConfig('b0-turbo')).toThrow(/unknown model 'b0-turbo'; models: b0, b1.*b2-stochastic-stem.*\(or bN-<architecture>: plain, stochastic-stem, stochastic-skip, full-split, pure-stochastic\)/);
   });
   it('the image sides are named by image: a pure-stochastic model reads only a high-res image', () => {
-    expect(nn.inputSides(nn.modelConfig('b0-pure-stochastic'))).toEqual({ low: null, high: 1024 });
-    expect(nn.inputSides(nn.modelConfig('b0-full-split', { lowSize: 64, highSize: 256 }))).toEqual({ low: 64, high: 256 });
-    expect(nn.inputSides(nn.modelConfig('b4'))).toEqual({ low: 380, high: null });
+    expect(nn.modelConfig('b0-pure-stochastic').sides).toEqual({ low: null, high: 1024 });
+    expect(nn.modelConfig('b0-full-split', { lowSize: 64, highSize: 256 }).sides).toEqual({ low: 64, high: 256 });
+    expect(nn.modelConfig('b4').sides).toEqual({ low: 380, high: null });
+    // A side option for an image the model does not read is ignored, not moved to the other image.
+    expect(nn.modelConfig('b0-pure-stochastic', { lowSize: 64 }).sides).toEqual({ low: null, high: 1024 });
+    expect(nn.modelConfig('b0', { highSize: 512 }).sides).toEqual({ low: 224, high: null });
+    // The input from images by name: the pair, or the one image there is.
+    expect(nn.inputOf({ low: 'l', high: 'h' })).toEqual({ low: 'l', high: 'h' });
+    expect([nn.inputOf({ low: null, high: 'h' }), nn.inputOf({ low: 'l' })]).toEqual(['h', 'l']);
+    expect(() => nn.inputOf({})).toThrow(/neither a low-res nor a high-res image/);
   });
   it('skipStages moves the merge of stochastic-skip: both copies own the first stages, the merged block takes twice the channels', () => {
     const cfg = nn.modelConfig('b0-stochastic-skip', { skipStages: 2 });

@@ -48,7 +48,7 @@ describe('compound scaling', () => {
     expect(nn.modelConfig('b4-stochastic-stem').stochOutSize).toBe(190);
     expect(nn.defaultSizes('b0-full-split')).toEqual({ low: 224, high: 1024 });
     expect(nn.defaultSizes('b4')).toEqual({ low: 380, high: null });
-    expect(nn.defaultSizes('b0-pure-stochastic')).toEqual({ low: 1024, high: null });
+    expect(nn.defaultSizes('b0-pure-stochastic')).toEqual({ low: null, high: 1024 });
   });
 });
 

@@ -76,7 +76,7 @@ describe('npm run train: tiny end-to-end runs', () => {
     const out = path.join(tmp, 'plain');
     const r = await runCli(trainMain, tiny('b0', out, ['--optimizer', 'adamw', '--schedule', 'cosine', '--clip', '1']));
     expect(r.code).toBe(0);
-    expect(JSON.parse(read(path.join(out, 'config.json'))).model.config.highSize).toBeNull();
+    expect(JSON.parse(read(path.join(out, 'config.json'))).model.config.sides.high).toBeNull();
     const ev = await runCli(evaluateMain, ['--checkpoint', out, '--data', data, '--workers', '0', '--quiet', '--out', path.join(tmp, 'eval')]);
     expect(ev.code).toBe(0);
     expect(ev.out).toMatch(/ROC AUC \d\.\d{4}/);
@@ -149,7 +149,7 @@ describe('model sizes from the flags', () => {
       if (E.isLeft(c)) throw new Error(c.left.message);
       const m = checkModel(modelSpecFor(c.right, 1));
       if (E.isLeft(m)) throw new Error(m.left.message);
-      return [m.right.stochOutSize, m.right.lowSize];
+      return [m.right.stochOutSize, m.right.sides.high];
     };
     expect(size(32, 256)).toEqual([16, 256]); // the synthetic set's 32 px: b0's stem output, 16 × 16
     expect(size(224, 1024)).toEqual([112, 1024]); // the paper's sizes

@@ -1,6 +1,6 @@
 /**
- * What the three commands (train, evaluate, predict) share: commander set up so that a usage error
- * is one line naming the problem with exit code 2 (never a stack trace), and the final exit.
+ * What every command shares: commander set up so that a usage error is one line naming the problem
+ * with exit code 2 (never a stack trace), and the final exit. Options: src/cli/options.ts.
  */
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -46,6 +46,23 @@ export function printUsage(name: string, message: string): number {
   process.stderr.write(`${name}: ${message} (see npm run ${name} -- --help)\n`);
   return EXIT.usage;
 }
+
+/** Ends a command with a usage error (caught and printed by `cliMain`). */
+export const usageExit = (message: string): never => {
+  throw new UsageExit(message);
+};
+
+/** A command's main: a UsageExit thrown anywhere in `body` is printed as a usage error (exit 2). */
+export const cliMain =
+  (name: string, body: (argv: string[]) => Promise<number>) =>
+  async (argv: string[]): Promise<number> => {
+    try {
+      return await body(argv);
+    } catch (e) {
+      if (e instanceof UsageExit) return printUsage(name, e.message);
+      throw e;
+    }
+  };
 
 /** Runs `main` when the file is the process's entry point, then exits with its code. */
 export function runIfMain(metaUrl: string, main: (argv: string[]) => Promise<number>, name: string): void {
