@@ -45,24 +45,26 @@ function withScratch(sizes: readonly number[], body: (...ptrs: number[]) => void
   }
 }
 
+/**
+ * out ([N, Co, P] at pout) = W · in ([N, Ci, P] at pin) for every image at once, with W at pw stored [O, C] as the
+ * conv's filter: W itself (Co = O, Ci = C) or, with `transW`, its transpose (Co = C, Ci = O).
+ */
+function channelProduct(pin: number, Ci: number, pw: number, transW: boolean, Co: number, pout: number, N: number, P: number): void {
+  withScratch([Ci * N * P, Co * N * P], (ic, oc) => {
+    swap01(pin, ic, N, Ci, P);
+    sgemmPtr(transW, false, Co, N * P, Ci, 1, pw, transW ? Co : Ci, ic, N * P, 0, oc, N * P);
+    swap01(oc, pout, Co, N, P);
+  });
+}
+
 /** y (at py, [N, O, P]) = w (at pw, [O, C]) applied to x (at px, [N, C, P]). */
 export function pointwiseForwardPtr(px: number, pw: number, py: number, p: Geometry): void {
-  const { N, C, O } = p, P = p.OH * p.OW;
-  withScratch([C * N * P, O * N * P], (xc, yc) => {
-    swap01(px, xc, N, C, P);
-    sgemmPtr(false, false, O, N * P, C, 1, pw, C, xc, N * P, 0, yc, N * P);
-    swap01(yc, py, O, N, P);
-  });
+  channelProduct(px, p.C, pw, false, p.O, py, p.N, p.OH * p.OW);
 }
 
 /** x̄ (at pdx, [N, C, P]) = wᵀ (w at pw, [O, C]) applied to ȳ (at pg, [N, O, P]). */
 export function pointwiseGradInputPtr(pg: number, pw: number, pdx: number, p: Geometry): void {
-  const { N, C, O } = p, P = p.OH * p.OW;
-  withScratch([O * N * P, C * N * P], (gc, dxc) => {
-    swap01(pg, gc, N, O, P);
-    sgemmPtr(true, false, C, N * P, O, 1, pw, C, gc, N * P, 0, dxc, N * P);
-    swap01(dxc, pdx, C, N, P);
-  });
+  channelProduct(pg, p.O, pw, true, p.C, pdx, p.N, p.OH * p.OW);
 }
 
 /** w̄ (at pdw, [O, C]) = Σ over images and pixels of ȳ (at pg, [N, O, P]) times x (at px, [N, C, P]). */
