@@ -16,6 +16,7 @@ import type { ConvGeometry } from '../conv_geom.ts';
 import { convSimdAvailable, kernels, simdHeap, tasksFor } from './convsimd.ts';
 import { Job } from './pool.ts';
 import { sgemmPtr } from './sgemm.ts';
+import type { RowEpilogue } from './activations.ts';
 
 /** Planes with fewer pixels than this take the batched path. */
 const SMALL_PLANE = 256;
@@ -45,12 +46,15 @@ function withScratch(sizes: readonly number[], body: (...ptrs: number[]) => void
   }
 }
 
-/** y (at py, [N, O, P]) = w (at pw, [O, C]) applied to x (at px, [N, C, P]). */
-export function pointwiseForwardPtr(px: number, pw: number, py: number, p: Geometry): void {
+/**
+ * y (at py, [N, O, P]) = w (at pw, [O, C]) applied to x (at px, [N, C, P]); `epi` (eval-mode batch norm folded
+ * into the conv) runs on the channel-major product's stripes, inside the sgemm's tasks, before it is laid out.
+ */
+export function pointwiseForwardPtr(px: number, pw: number, py: number, p: Geometry, epi?: RowEpilogue): void {
   const { N, C, O } = p, P = p.OH * p.OW;
   withScratch([C * N * P, O * N * P], (xc, yc) => {
     swap01(px, xc, N, C, P);
-    sgemmPtr(false, false, O, N * P, C, 1, pw, C, xc, N * P, 0, yc, N * P);
+    sgemmPtr(false, false, O, N * P, C, 1, pw, C, xc, N * P, 0, yc, N * P, epi);
     swap01(yc, py, O, N, P);
   });
 }
@@ -78,9 +82,9 @@ export function pointwiseGradFilterPtr(px: number, pg: number, pdw: number, p: G
 const heap = () => simdHeap('pointwise conv');
 
 /** The typed-array forms (views of the heap are used in place, `out` too). */
-export function pointwiseForwardF32(X: Float32Array, Wt: Float32Array, p: Geometry, out?: Float32Array): Float32Array {
+export function pointwiseForwardF32(X: Float32Array, Wt: Float32Array, p: Geometry, out?: Float32Array, epi?: RowEpilogue): Float32Array {
   const h = heap();
-  return h.withF32(X, (px) => h.withF32(Wt, (pw) => h.outF32(p.N * p.O * p.OH * p.OW, (py) => pointwiseForwardPtr(px, pw, py, p), out)));
+  return h.withF32(X, (px) => h.withF32(Wt, (pw) => h.outF32(p.N * p.O * p.OH * p.OW, (py) => pointwiseForwardPtr(px, pw, py, p, epi), out)));
 }
 
 export function pointwiseGradInputF32(G: Float32Array, Wt: Float32Array, p: Geometry, out?: Float32Array): Float32Array {
