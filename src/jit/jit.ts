@@ -192,9 +192,9 @@ function compile<A extends unknown[]>(f: (...a: A) => unknown, args: A, flat: Fl
   const t0 = performance.now();
   const traced = trace(f, args, flat);
   const backend = flat.tensors[0]?.backend ?? getBackend();
-  const { graph, folded } = opts.fold !== false && backend.kernels.has('conv2dAffine') ? foldConvAffine(traced.graph) : { graph: traced.graph, folded: 0 };
-  const arena = !!(backend.arena && backend.view);
   const fuse = opts.fuse !== false && backend.fuse ? (groups: readonly FusedGroup[]) => fusedKernels(backend, groups) : null;
+  const { graph, folded } = opts.fold !== false && backend.kernels.has('conv2dAffine') ? foldConvAffine(traced.graph, !!fuse) : { graph: traced.graph, folded: 0 };
+  const arena = !!(backend.arena && backend.view);
   const { steps, declined } = schedule(graph, fuse);
   const donate = flat.tensors.map((_, i) => (opts.donate ?? []).includes(flat.argOf[i]));
   const writes = (s: Step & { kind: 'prim' | 'fused' }) => !!(s.kind === 'fused' ? s.kernel : backend.kernels.get(s.eqn.prim))?.writesInto;

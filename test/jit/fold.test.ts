@@ -1,6 +1,7 @@
 /**
  * jit folds eval-mode batch norm into the conv before it (src/jit/fold.ts): a conv2d whose only reader is a
- * per-output-channel affine becomes one conv2dAffine step. B0 inference folds all 49 of its BNs and matches eager;
+ * per-output-channel affine becomes one conv2dAffine step. B0 inference folds 40 of its 49 BNs (the 9 before a
+ * residual add run inside the add's fused loop instead; all 49 fold with fusion off) and matches eager;
  * a training step folds none (BN reads the conv output for its statistics); a pair whose conv output has another
  * reader (a graph output, or the affine's own gradient) is left alone; gradients through a folded pair are exact;
  * the folded conv's result gets no storage.
@@ -42,15 +43,16 @@ describe('eval-mode batch norm folded into its conv', () => {
   it.each([
     ['float64', 1e-12],
     ['float32', 5e-6],
-  ] as const)('B0 inference (%s): all 49 BNs fold, and the logits match eager', (dtype, tol) => {
+  ] as const)('B0 inference (%s): 40 of 49 BNs fold (49 unfused), and the logits match eager', (dtype, tol) => {
     const { model, params, state, x } = b0(dtype);
     const infer = (p: E.nn.Params, s: E.nn.State, xx: E.Tensor) => E.nn.apply(model.config, p, s, xx, { training: false, key })[0];
     const want = E.dataSync(infer(params, state, x));
     const jf = E.jit(infer);
     const unfolded = E.jit(infer, { fold: false });
     const stats = jf.lower(params, state, x).stats;
-    expect(stats.foldedAffines).toBe(49);
-    expect(unfolded.lower(params, state, x).stats).toMatchObject({ foldedAffines: 0, eqns: stats.eqns + 49 });
+    expect(stats.foldedAffines).toBe(40);
+    expect(unfolded.lower(params, state, x).stats).toMatchObject({ foldedAffines: 0, eqns: stats.eqns + 40 });
+    expect(E.jit(infer, { fuse: false }).lower(params, state, x).stats.foldedAffines).toBe(49);
     expect(Math.max(...Array.from(want, Math.abs))).toBeGreaterThan(0.1);
     expect(worstRel(E.dataSync(jf(params, state, x)), want)).toBeLessThanOrEqual(tol);
     expect(worstRel(E.dataSync(unfolded(params, state, x)), want)).toBeLessThanOrEqual(tol);
@@ -97,7 +99,7 @@ describe('eval-mode batch norm folded into its conv', () => {
     const tracer = new Tracer();
     const [tx, tw] = [tracer.input(x, 0), tracer.input(w, 1)];
     tracer.graph.outputs = [{ v: tracer.varOf(withRecorder(tracer, () => E.affine(conv(tx, tw), a, b))) }];
-    const { graph, folded } = foldConvAffine(tracer.graph);
+    const { graph, folded } = foldConvAffine(tracer.graph, true);
     expect(folded).toBe(1);
     expect(graph.eqns.map((e) => e.prim)).toEqual(['conv2dAffine']);
     const { steps } = schedule(graph, null);

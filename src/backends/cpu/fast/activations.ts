@@ -328,10 +328,11 @@ export const epilogueFrom = (e: RowEpilogue, row: number): RowEpilogue => ({ sca
 
 /**
  * Appends to `job`'s current task the epilogue `e` over `rows` rows of `len` floats, `ld` floats apart, from byte
- * address `py` (in the heap, or in the running thread's scratch), in place.
+ * address `py` (in the heap, or in the running thread's scratch), in place; row r takes the scale and shift of row
+ * r mod `channels` (1: every row is one channel's, e.g. its planes of several images).
  */
-export function affineRows(job: Job, e: RowEpilogue, py: number | ScratchArg, rows: number, len: number, ld: number): void {
-  job.call(need().k[`affine_cc_${e.act ?? 'none'}`], py, e.scale, e.shift, py, rows, len, ld, 0, rows);
+export function affineRows(job: Job, e: RowEpilogue, py: number | ScratchArg, rows: number, len: number, ld: number, channels = rows): void {
+  job.call(need().k[`affine_cc_${e.act ?? 'none'}`], py, e.scale, e.shift, py, channels, len, ld, 0, rows);
 }
 
 /** out[c] = Σ_{n, hw} x[n, c, hw] (C floats). */

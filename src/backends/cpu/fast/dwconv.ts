@@ -82,7 +82,8 @@ export function depthwiseForwardPtr(px: number, pw: number, py: number, d: Depth
       for (let m = 0; m < M; m++) {
         const o = c * M + m;
         job.call(k.fwd, S(xp), Wp * 4, 0, pw + o * T * 4, S(ys), OW * 4, (ns - 1) * rs + OH, OW);
-        if (epi) affineRows(job, epilogueFrom(epi, o), S(ys), 1, ((ns - 1) * rs + OH) * OW, 0);
+        // The kept rows of each stacked plane only (the rows between planes are dropped).
+        if (epi) affineRows(job, epilogueFrom(epi, o), S(ys), ns, OH * OW, rs * OW, 1);
         job.call(k.copy3d, S(ys), rs * OW * 4, OW * 4, py + (n0 * O + o) * P * 4, O * P * 4, OW * 4, ns, OH, OW);
       }
     }
