@@ -1,10 +1,10 @@
 /**
  * conv2dAffine (a conv2d with eval-mode batch norm folded in: act(conv·a + b), a and b per output channel) on the CPU
  * backend: the fast kernel, which applies the affine (+ SiLU) as an epilogue of each conv path (the depthwise
- * staging stack, the sgemm's task stripes — im2col and grouped convs, 1×1 over large planes, an M-split call —
- * and the batched 1×1 product over small planes), against
+ * staging stack; the sgemm's task stripes of columns or rows — im2col and grouped convs, 1×1 over large planes, an
+ * M-split call; the batched 1×1 product over small planes), against
  *   - conv2d then affine through the same backend's kernels (the unfolded pair jit would otherwise run): the same
- *     float32 operations in the same order, so equal to within float32 rounding of the affine (measured: identical);
+ *     float32 operations in the same order, so exactly equal;
  *   - the reference (conv2d's float64 loops, then the affine and SiLU loops), on the same float32 values.
  * float64 takes the reference path and equals conv then affine exactly.
  */
@@ -44,6 +44,8 @@ const cases: Case[] = [
   { name: 'depthwise stride 3 (im2col)', x: [2, 4, 10, 10], w: [4, 1, 3, 3], stride: 3, pad: 1, groups: 4, path: 'sgemm' },
   { name: 'pointwise, small planes', x: [4, 24, 5, 5], w: [40, 24, 1, 1], path: 'pointwise-batched' },
   { name: 'pointwise, large planes', x: [2, 16, 20, 20], w: [37, 16, 1, 1], path: 'sgemm' },
+  // One image, many output channels over few pixels: the sgemm's tasks are stripes of rows.
+  { name: 'pointwise, one image (row stripes)', x: [1, 24, 5, 5], w: [600, 24, 1, 1], path: 'sgemm' },
 ];
 
 function rand(seed: number, n: number, lo = -1, hi = 1): Float32Array {
