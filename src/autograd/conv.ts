@@ -4,11 +4,14 @@
  * Conv and its gradients are bilinear, so each gradient is itself a primitive whose VJP is a conv
  * again (JAX's defbilinear): for y = conv(x, w), x̄ = convGradInput(ȳ, w), w̄ = convGradFilter(x, ȳ),
  * and since convGradInput is the adjoint of conv in x, its own VJP only needs conv and convGradFilter.
+ * conv2dAffine is a conv2d followed by a per-output-channel affine (+ SiLU): eval-mode batch norm folded into the
+ * conv, which jit substitutes for the pair (src/jit/fold.ts) so the kernels apply it while the output is in cache.
  */
 import type { DType } from '../backends/backend.ts';
 import type { Arbitrary } from 'fast-check';
 import { type Shape, fmt } from '../tensor/shape.ts';
 import type { Tensor } from '../tensor/tensor.ts';
+import * as o from '../tensor/ops.ts';
 import { dims, input, values } from './checkgen.ts';
 import type { CheckCase, Primitive } from './registry.ts';
 import { bind } from './trace.ts';
@@ -22,6 +25,10 @@ export interface Conv2dAttrs {
   readonly padding: Quad;
   readonly dilation: Pair;
   readonly groups: number;
+}
+export interface Conv2dAffineAttrs extends Conv2dAttrs {
+  /** SiLU applied after the affine (batch norm's fused activation). */
+  readonly act?: 'silu';
 }
 export interface Conv2dGradInputAttrs extends Conv2dAttrs {
   readonly inputShape: number[];
@@ -240,6 +247,50 @@ function convFamily<A>(name: string, shape: (op: string, x: Shape, w: Shape, a: 
 }
 
 export const { forward: conv2dPrim, gradInput: conv2dGradInputPrim, gradFilter: conv2dGradFilterPrim } = convFamily('conv2d', conv2dShape, baseConv, convCfg);
+
+/** Whether a tensor of `shape`, broadcast against a conv output `out` = [N, O, …], holds one value per output channel. */
+export function perChannel(shape: Shape, out: Shape): boolean {
+  if (shape.length > out.length) return false;
+  const s = [...new Array<number>(out.length - shape.length).fill(1), ...shape];
+  return s.every((d, i) => d === (i === 1 ? out[1] : 1));
+}
+
+// conv2dAffine(x, w, a, b) = act(conv2d(x, w)·a + b), a and b per output channel. With y = conv2d(x, w) (recomputed)
+// and g = ct, or ct·silu'(y·a + b) with the SiLU: x̄ = gradInput(g·a, w), w̄ = gradFilter(x, g·a), ā = g·y, b̄ = g.
+entry<Conv2dAffineAttrs>({
+  name: 'conv2dAffine',
+  infer: (xs, a) => {
+    if (xs.length !== 4) throw new Error(`conv2dAffine: expected 4 inputs (x, w, scale, shift), got ${xs.length}`);
+    if (a.act !== undefined && a.act !== 'silu') throw new Error(`conv2dAffine: unknown activation '${a.act as string}' (silu or none)`);
+    const shape = conv2dShape('conv2dAffine', xs[0].shape, xs[1].shape, a);
+    (['scale', 'shift'] as const).forEach((what, i) => {
+      const s = xs[2 + i].shape;
+      if (!perChannel(s, shape)) throw new Error(`conv2dAffine: ${what} has shape ${fmt(s)}; expected one value per output channel of ${fmt(shape)}, e.g. [1, ${shape[1]}, 1, 1]`);
+    });
+    const dtype = sameDtype('conv2dAffine', xs);
+    if (xs[2].dtype !== dtype || xs[3].dtype !== dtype) throw new Error(`conv2dAffine: dtypes ${xs.map((x) => x.dtype).join(', ')} differ; cast first`);
+    return { shape, dtype };
+  },
+  vjp: (ct, { inputs: [x, w, a, b], attrs, needs }) => {
+    const conv = baseConv(attrs);
+    const y = needs[2] || attrs.act === 'silu' ? conv2dPrim(x, w, conv) : null;
+    const g = attrs.act === 'silu' ? o.siluGrad(o.affine(y!, a, b), ct) : ct;
+    const ga = needs[0] || needs[1] ? o.mul(g, a) : null;
+    return [
+      needs[0] ? conv2dGradInputPrim(ga!, w, conv, x.shape) : null,
+      needs[1] ? conv2dGradFilterPrim(x, ga!, conv, w.shape) : null,
+      needs[2] ? o.mul(g, y!) : null,
+      needs[3] ? g : null,
+    ];
+  },
+  check: (fc) =>
+    fc.tuple(convCfg(fc), fc.boolean()).chain(([c, act]) => {
+      const ch = [1, c.out[1], 1, 1];
+      return fc
+        .tuple(tensorCase(fc, c.x), tensorCase(fc, c.w), tensorCase(fc, ch), tensorCase(fc, ch))
+        .map((inputs): CheckCase => ({ inputs, attrs: act ? { ...c.attrs, act: 'silu' } : c.attrs }));
+    }),
+});
 
 // ---- stochastic conv ---------------------------------------------------------------------------
 

@@ -1,8 +1,9 @@
 /**
  * `jit(f)`: a function transform in the family of grad/vjp (JAX's jit). The first call with a
- * given signature traces `f` on abstract tensors into a graph (src/jit/graph.ts), fuses its
- * elementwise chains into kernels of the backend's (fuse.ts), plans its memory (plan.ts) and keeps
- * the result; later calls with the same signature run the compiled graph (execute.ts).
+ * given signature traces `f` on abstract tensors into a graph (src/jit/graph.ts), folds eval-mode
+ * batch norm into the convs before it (fold.ts), fuses its elementwise chains into kernels of the
+ * backend's (fuse.ts), plans its memory (plan.ts) and keeps the result; later calls with the same
+ * signature run the compiled graph (execute.ts).
  *
  * Signature (the cache key): the arguments' tree structure, each tensor's shape and dtype, where
  * the keys sit, and every other (static) value — numbers, strings and booleans by value, other
@@ -17,6 +18,7 @@ import { fmt } from '../tensor/shape.ts';
 import { Tensor, assertLive, markDonated } from '../tensor/tensor.ts';
 import { type Graph, type OutputLeaf, Tracer, pruneDead } from './graph.ts';
 import { type Step, schedule } from './fuse.ts';
+import { foldConvAffine } from './fold.ts';
 import { fusedKernels } from './fused-group.ts';
 import { type MemoryPlan, planMemory } from './plan.ts';
 import { ArenaExecutable, runUnplanned } from './execute.ts';
@@ -32,6 +34,8 @@ export interface JitOptions {
   readonly cacheSize?: number;
   /** Fuse elementwise chains (default true; off is for comparisons). */
   readonly fuse?: boolean;
+  /** Fold conv2d → per-channel affine pairs (eval-mode batch norm) into conv2dAffine steps (default true; off is for comparisons). */
+  readonly fold?: boolean;
 }
 
 /** What a compiled signature costs and contains. */
@@ -55,6 +59,8 @@ export interface Lowered {
     readonly fusedBy: Readonly<Record<string, number>>;
     /** Groups the backend declined: their equations run one by one. */
     readonly declinedGroups: number;
+    /** conv2d → per-channel affine pairs (eval-mode batch norm, its SiLU included) run as one conv2dAffine step. */
+    readonly foldedAffines: number;
     /** Primitives whose kernels allocate their own outputs (no `writesInto`): outside the arena. */
     readonly ownOutputOps: readonly string[];
     readonly compileMs: number;
@@ -184,10 +190,11 @@ function trace<A extends unknown[]>(f: (...a: A) => unknown, args: A, flat: Flat
 
 function compile<A extends unknown[]>(f: (...a: A) => unknown, args: A, flat: Flat, opts: JitOptions): Entry & { shape: unknown } {
   const t0 = performance.now();
-  const { graph, shape } = trace(f, args, flat);
+  const traced = trace(f, args, flat);
   const backend = flat.tensors[0]?.backend ?? getBackend();
-  const arena = !!(backend.arena && backend.view);
   const fuse = opts.fuse !== false && backend.fuse ? (groups: readonly FusedGroup[]) => fusedKernels(backend, groups) : null;
+  const { graph, folded } = opts.fold !== false && backend.kernels.has('conv2dAffine') ? foldConvAffine(traced.graph, !!fuse) : { graph: traced.graph, folded: 0 };
+  const arena = !!(backend.arena && backend.view);
   const { steps, declined } = schedule(graph, fuse);
   const donate = flat.tensors.map((_, i) => (opts.donate ?? []).includes(flat.argOf[i]));
   const writes = (s: Step & { kind: 'prim' | 'fused' }) => !!(s.kind === 'fused' ? s.kernel : backend.kernels.get(s.eqn.prim))?.writesInto;
@@ -218,12 +225,13 @@ function compile<A extends unknown[]>(f: (...a: A) => unknown, args: A, flat: Fl
       fusedOps: fused.reduce((p, s) => p + s.eqns, 0),
       fusedBy,
       declinedGroups: declined,
+      foldedAffines: folded,
       ownOutputOps: [...new Set(steps.flatMap((s) => (s.kind !== 'alias' && plan?.placement[s.out].kind === 'owned' ? [s.kind === 'prim' ? s.eqn.prim : 'fused'] : [])))],
       compileMs: performance.now() - t0,
       backend: backend.name,
     },
   };
-  return { graph, steps, plan, exec, backend, table: backend.kernels, lowered, shape };
+  return { graph, steps, plan, exec, backend, table: backend.kernels, lowered, shape: traced.shape };
 }
 
 /**

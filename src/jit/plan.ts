@@ -20,6 +20,7 @@ export type Placement =
   | { readonly kind: 'arena'; readonly offset: number }
   | { readonly kind: 'fresh' } // reaches an output: a new array per call
   | { readonly kind: 'owned' } // from a kernel that allocates its own output (no `writesInto`)
+  | { readonly kind: 'none' } // computed by no step (inside a fused group, or rewritten away): no storage
   | { readonly kind: 'donated'; readonly input: number }; // writes into tensor input `input`'s buffer
 
 export interface MemoryPlan {
@@ -66,7 +67,7 @@ function inPlaceSafe(g: Graph, s: Step, r: number, root: readonly number[]): boo
 export function planMemory(g: Graph, steps: readonly Step[], donate: readonly boolean[], writesInto: (s: Step & { kind: 'prim' | 'fused' }) => boolean): MemoryPlan {
   const root = rootsOf(g, steps);
   const { def, last } = lifetimes(g, steps, root);
-  const placement: Placement[] = g.vars.map((v) => (v.src.kind === 'eqn' ? { kind: 'fresh' } : { kind: 'given' }));
+  const placement: Placement[] = g.vars.map((v) => (v.src.kind !== 'eqn' ? { kind: 'given' } : def[v.id] >= 0 ? { kind: 'fresh' } : { kind: 'none' }));
   steps.forEach((s) => {
     if (s.kind === 'alias') placement[s.out] = { kind: 'alias', of: s.ins[0] };
     else if (!writesInto(s)) placement[s.out] = { kind: 'owned' };

@@ -7,11 +7,16 @@
  *     the sgemm (fast/sgemm.ts), which reads it in place; a 1×1 stride-1 unpadded (pointwise) conv skips im2col
  *     and multiplies the input planes directly;
  *   - stochastic conv, column stride 1–2: the wasm SIMD window kernels of fast/stochconv.ts.
+ * conv2dAffine (a conv2d with eval-mode batch norm folded in) takes conv2d's fast path with an epilogue: the
+ * per-channel affine (+ SiLU) runs on each block of output while it is in cache — the depthwise kernels' staging
+ * stack before its copy-out, the sgemm's task stripe after its product, the batched 1×1 product before it is laid
+ * out — instead of as a second pass over the whole output.
  * All of them run on the pool's threads and write into `OutSpec.into` when given (jit's arena slots, views of the
  * wasm heap that the wasm kernels address in place). Tests compare them with the references (convReferenceKernels).
  */
 import type { Kernel, KernelArg, OutSpec, TypedArray } from '../backend.ts';
 import type {
+  Conv2dAffineAttrs,
   Conv2dAttrs,
   Conv2dGradFilterAttrs,
   Conv2dGradInputAttrs,
@@ -26,7 +31,8 @@ import * as R from './conv_ref.ts';
 import { depthwiseForwardF32, depthwiseGradFilterF32, depthwiseGradInputF32, depthwiseSimdOk } from './fast/dwconv.ts';
 import { pointwiseBatchedOk, pointwiseForwardF32, pointwiseGradFilterF32, pointwiseGradInputF32 } from './fast/pointwise.ts';
 import { wasmHeap } from './fast/heap.ts';
-import { sgemm } from './fast/sgemm.ts';
+import { sgemm, sgemmIsWasm } from './fast/sgemm.ts';
+import { type RowEpilogue, epilogueFrom, fusedAvailable } from './fast/activations.ts';
 import { stochasticForwardF32, stochasticGradFilterF32, stochasticGradInputF32, stochasticSimdOk } from './fast/stochconv.ts';
 
 type Arg = KernelArg<TypedArray>;
@@ -72,9 +78,24 @@ function eachGroup(p: ConvGeometry, f: (n: number, g: number, xOff: number) => v
 
 export function conv2dImpl([x, w]: readonly Arg[], a: Conv2dAttrs, out: OutSpec): TypedArray {
   if (!isF32([x, w], out)) return R.conv2dRefImpl([x, w], a, out);
+  return conv2dF32(x, w, convGeometry(x.shape, w.shape, out.shape, a), out);
+}
+
+const convThenAffine = R.convThenAffine(conv2dImpl);
+
+/** y = act(conv2d(x, w)·a + b) with a, b per output channel: conv2d's float32 fast paths with the affine as their epilogue. */
+export function conv2dAffineImpl(args: readonly Arg[], a: Conv2dAffineAttrs, out: OutSpec): TypedArray {
+  const [x, w, sc, sh] = args;
+  const h = wasmHeap();
+  if (!h || !isF32(args, out) || !fusedAvailable() || !sgemmIsWasm()) return convThenAffine(args, a, out);
   const p = convGeometry(x.shape, w.shape, out.shape, a);
-  if (p.depthwise && depthwiseSimdOk(p)) return depthwiseForwardF32(f32(x), f32(w), p, into(out));
-  if (pointwiseBatchedOk(p)) return pointwiseForwardF32(f32(x), f32(w), p, into(out));
+  return inHeap(f32(sc), (scale) => inHeap(f32(sh), (shift) => conv2dF32(x, w, p, out, { scale: h.ptrOf(scale), shift: h.ptrOf(shift), act: a.act })));
+}
+
+/** The float32 conv2d (then `epi` on each block of output, in the kernel's task that computed it). */
+function conv2dF32(x: Arg, w: Arg, p: ConvGeometry, out: OutSpec, epi?: RowEpilogue): TypedArray {
+  if (p.depthwise && depthwiseSimdOk(p)) return depthwiseForwardF32(f32(x), f32(w), p, into(out), undefined, epi);
+  if (pointwiseBatchedOk(p)) return pointwiseForwardF32(f32(x), f32(w), p, into(out), epi);
   const Y = outF32(out, false);
   const K = p.Cg * p.kh * p.kw, P = p.OH * p.OW;
   inHeap(f32(w), (wt) =>
@@ -83,7 +104,7 @@ export function conv2dImpl([x, w]: readonly Arg[], a: Conv2dAttrs, out: OutSpec)
         const col = p.pointwise ? f32(x) : colBuf;
         if (!p.pointwise) im2col(f32(x), xOff, p, col);
         // Y[n, g·Og + o, :] = W[g·Og + o, :] · col
-        sgemm(false, false, p.Og, P, K, 1, wt, g * p.Og * K, K, col, p.pointwise ? xOff : 0, P, 0, Y, (n * p.O + g * p.Og) * P, P);
+        sgemm(false, false, p.Og, P, K, 1, wt, g * p.Og * K, K, col, p.pointwise ? xOff : 0, P, 0, Y, (n * p.O + g * p.Og) * P, P, epi && epilogueFrom(epi, g * p.Og));
       });
     }),
   );
@@ -147,6 +168,7 @@ export function stochasticConv2dGradFilterImpl([x, ct]: readonly Arg[], a: Stoch
 
 export const convKernels: Record<string, Kernel<TypedArray, any>> = {
   conv2d: conv2dImpl,
+  conv2dAffine: conv2dAffineImpl,
   conv2dGradInput: conv2dGradInputImpl,
   conv2dGradFilter: conv2dGradFilterImpl,
   stochasticConv2d: stochasticConv2dImpl,
@@ -163,6 +185,7 @@ export const convKernels: Record<string, Kernel<TypedArray, any>> = {
 export const convReferenceKernels: Record<string, Kernel<TypedArray, any>> = {
   ...convKernels,
   conv2d: R.conv2dRefImpl,
+  conv2dAffine: R.conv2dAffineRefImpl,
   conv2dGradInput: R.conv2dGradInputRefImpl,
   conv2dGradFilter: R.conv2dGradFilterRefImpl,
   stochasticConv2d: R.stochasticConv2dRefImpl,

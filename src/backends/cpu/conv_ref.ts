@@ -3,8 +3,9 @@
  * (or one gradient entry) at a time, accumulated in float64. Slow and obviously correct; the fast
  * kernels in conv.ts (and every other backend) are tested against these.
  */
-import type { KernelArg, OutSpec, TypedArray } from '../backend.ts';
+import type { Kernel, KernelArg, OutSpec, TypedArray } from '../backend.ts';
 import type {
+  Conv2dAffineAttrs,
   Conv2dAttrs,
   Conv2dGradFilterAttrs,
   Conv2dGradInputAttrs,
@@ -17,6 +18,7 @@ import type {
 import { sizeOf } from '../../tensor/shape.ts';
 import { stochasticGeometry, windowOf } from './conv_geom.ts';
 import { outputFor, zeroedOutputFor } from './layout.ts';
+import { elementwiseExprs, elementwiseKernel } from './elementwise.ts';
 
 type Arg = KernelArg<TypedArray>;
 
@@ -57,6 +59,24 @@ export function conv2dRefImpl([x, w]: readonly Arg[], a: Conv2dAttrs, out: OutSp
   }
   return y;
 }
+
+const affineLoop = elementwiseKernel('affine', 3, elementwiseExprs.affine[1]);
+const siluLoop = elementwiseKernel('silu', 1, elementwiseExprs.silu[1]);
+
+/**
+ * conv2dAffine by its definition: the conv kernel `conv`, then act(y·a + b) as the elementwise loops of affine and
+ * SiLU, in place in the conv's output.
+ */
+export function convThenAffine(conv: Kernel<TypedArray, Conv2dAttrs>): Kernel<TypedArray, Conv2dAffineAttrs> {
+  return ([x, w, a, b], attrs, out) => {
+    const y = conv([x, w], attrs, out);
+    const z = affineLoop([{ storage: y, shape: out.shape, dtype: out.dtype }, a, b], {}, { ...out, into: y });
+    return attrs.act === 'silu' ? siluLoop([{ storage: z, shape: out.shape, dtype: out.dtype }], {}, { ...out, into: z }) : z;
+  };
+}
+
+/** y = act(conv2d(x, w)·a + b), a and b per output channel: the reference conv, then the affine. */
+export const conv2dAffineRefImpl = convThenAffine(conv2dRefImpl);
 
 /** x̄[n, c, iy, ix] = Σ over the outputs that read (iy, ix) of ȳ · w (the scatter form of the adjoint). */
 export function conv2dGradInputRefImpl([ct, w]: readonly Arg[], a: Conv2dGradInputAttrs, out: OutSpec): TypedArray {

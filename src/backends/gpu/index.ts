@@ -70,8 +70,8 @@ function resolveMode(requested: GpuMode | 'auto' | undefined): GpuMode {
 }
 
 /**
- * Kernels built from the others, staying on the device: affine with a fused SiLU (attrs.act) and
- * moments = [mean, mean((x − mean)²)].
+ * Kernels built from the others, staying on the device: affine with a fused SiLU (attrs.act),
+ * conv2dAffine = conv2d then that affine, and moments = [mean, mean((x − mean)²)].
  */
 function addComposites<S>(kernels: Map<string, Kernel<S>>, upload: (d: Float32Array) => S, dispose: (s: S) => void): void {
   const affine = kernels.get('affine')!;
@@ -82,6 +82,14 @@ function addComposites<S>(kernels: Map<string, Kernel<S>>, upload: (d: Float32Ar
     const y = silu([{ storage: z, shape: out.shape, dtype: out.dtype }], {}, out);
     dispose(z);
     return y;
+  });
+  const conv = kernels.get('conv2d')!;
+  const affineAct = kernels.get('affine')!;
+  kernels.set('conv2dAffine', (inputs, attrs: { act?: 'silu' }, out) => {
+    const y = conv(inputs.slice(0, 2), attrs, { shape: out.shape, dtype: out.dtype });
+    const z = affineAct([{ storage: y, shape: out.shape, dtype: out.dtype }, inputs[2], inputs[3]], { act: attrs.act }, out);
+    dispose(y);
+    return z;
   });
   kernels.set('moments', (inputs, attrs: { axes: number[]; keepdims: boolean }, out) => {
     const [x] = inputs;

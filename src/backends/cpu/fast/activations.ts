@@ -17,7 +17,7 @@ import {
   sub, vadd, vconst, vconstI, vandnot, vdiv, viadd, vishl, vlt, vmul, vneg, vpmax, vpmin, vsub, vzero, type Expr,
 } from './wasm.ts';
 import { type WasmHeap, wasmHeap } from './heap.ts';
-import { Job, type PoolKernel, loadKernels, poolThreads } from './pool.ts';
+import { Job, type PoolKernel, type ScratchArg, loadKernels, poolThreads } from './pool.ts';
 import type { Kernel, TypedArray } from '../../backend.ts';
 import { sizeOf } from '../../../tensor/shape.ts';
 
@@ -120,21 +120,23 @@ function mapFn(name: string, arity: number, body: (f: Fn, c: Consts, xs: Expr[],
 export type AffineMode = 'c' | 'f';
 
 /**
- * Planes p0..p1: y = act(x·a + b) (grad false), or y = ct·silu'(x·a + b) (grad true, then `a`, `b` are per channel
- * and the parameters are (x, a, b, ct, y, C, HW, p0, p1)); else (x, a, b, y, C, HW, p0, p1).
+ * Planes p0..p1 of HW floats, `stride` floats apart: y = act(x·a + b) (grad false), or y = ct·silu'(x·a + b) (grad
+ * true, then `a`, `b` are per channel and the parameters are (x, a, b, ct, y, C, HW, stride, p0, p1)); else
+ * (x, a, b, y, C, HW, stride, p0, p1). NCHW activations have stride = HW; a conv kernel's epilogue passes the rows
+ * of a block of its output (affineRows).
  */
 function affineFn(am: AffineMode, bm: AffineMode, act: 'silu' | 'none', grad: boolean): Fn {
   const name = grad ? 'affineSiluGrad' : `affine_${am}${bm}_${act}`;
-  const f = new Fn(name, Array.from({ length: grad ? 9 : 8 }, () => T.i32));
+  const f = new Fn(name, Array.from({ length: grad ? 10 : 9 }, () => T.i32));
   const [px, pa, pb] = f.params;
   const pct = grad ? f.params[3] : -1;
-  const [py, C, HW, p0, p1] = f.params.slice(grad ? 4 : 3);
+  const [py, C, HW, stride, p0, p1] = f.params.slice(grad ? 4 : 3);
   const p = f.local(T.i32), base = f.local(T.i32), ch = f.local(T.i32), va = f.local(T.v128), vb = f.local(T.v128);
   const t = [f.local(T.v128), f.local(T.v128), f.local(T.v128), f.local(T.v128)];
   const c = new Consts(f);
   const start = f.code.length;
   f.for(p, get(p0), get(p1), i32(1), () => {
-    f.set(base, mul(mul(get(p), get(HW)), i32(4)));
+    f.set(base, mul(mul(get(p), get(stride)), i32(4)));
     f.set(ch, mul(remU(get(p), get(C)), i32(4)));
     if (am === 'c') f.set(va, splat(load('f32', add(get(pa), get(ch)))));
     if (bm === 'c') f.set(vb, splat(load('f32', add(get(pb), get(ch)))));
@@ -298,7 +300,7 @@ export interface PlanesGeom {
 export function affinePtr(px: number, pa: number, pb: number, py: number, g: PlanesGeom, am: AffineMode, bm: AffineMode, act?: 'silu'): void {
   const k = need().k[`affine_${am}${bm}_${act ?? 'none'}`];
   const job = new Job();
-  for (const [p0, p1] of unitTasks(g.N * g.C, g.HW)) job.call(k, px, pa, pb, py, g.C, g.HW, p0, p1).endTask();
+  for (const [p0, p1] of unitTasks(g.N * g.C, g.HW)) job.call(k, px, pa, pb, py, g.C, g.HW, g.HW, p0, p1).endTask();
   job.run(0);
 }
 
@@ -306,8 +308,31 @@ export function affinePtr(px: number, pa: number, pb: number, py: number, g: Pla
 export function affineSiluGradPtr(px: number, pa: number, pb: number, pct: number, pout: number, g: PlanesGeom): void {
   const k = need().k.affineSiluGrad;
   const job = new Job();
-  for (const [p0, p1] of unitTasks(g.N * g.C, g.HW)) job.call(k, px, pa, pb, pct, pout, g.C, g.HW, p0, p1).endTask();
+  for (const [p0, p1] of unitTasks(g.N * g.C, g.HW)) job.call(k, px, pa, pb, pct, pout, g.C, g.HW, g.HW, p0, p1).endTask();
   job.run(0);
+}
+
+/**
+ * A per-row affine applied by a kernel to a block of its output while the block is in cache (batch norm folded
+ * into a conv): row r of the block becomes act(row·scale[r] + shift[r]). `scale` and `shift` are byte addresses in
+ * the heap of the values for the kernel's row 0 (its first output channel).
+ */
+export interface RowEpilogue {
+  readonly scale: number;
+  readonly shift: number;
+  readonly act?: 'silu';
+}
+
+/** The epilogue for the rows from `row` on (a kernel's sub-block that starts at output channel `row`). */
+export const epilogueFrom = (e: RowEpilogue, row: number): RowEpilogue => ({ scale: e.scale + 4 * row, shift: e.shift + 4 * row, act: e.act });
+
+/**
+ * Appends to `job`'s current task the epilogue `e` over `rows` rows of `len` floats, `ld` floats apart, from byte
+ * address `py` (in the heap, or in the running thread's scratch), in place; row r takes the scale and shift of row
+ * r mod `channels` (1: every row is one channel's, e.g. its planes of several images).
+ */
+export function affineRows(job: Job, e: RowEpilogue, py: number | ScratchArg, rows: number, len: number, ld: number, channels = rows): void {
+  job.call(need().k[`affine_cc_${e.act ?? 'none'}`], py, e.scale, e.shift, py, channels, len, ld, 0, rows);
 }
 
 /** out[c] = Σ_{n, hw} x[n, c, hw] (C floats). */

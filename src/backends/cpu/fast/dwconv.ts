@@ -15,6 +15,7 @@
 import { type Geom, SLACK, convSimdAvailable, ginColumnShift, ginPadding, kernels, paddedBytes, simdHeap, tasksFor } from './convsimd.ts';
 import type { ConvGeometry } from '../conv_geom.ts';
 import { Job, S } from './pool.ts';
+import { type RowEpilogue, affineRows, epilogueFrom } from './activations.ts';
 
 /** The fields of a conv's geometry record (../conv_geom.ts) these kernels read. */
 export type DepthwiseGeom = Pick<ConvGeometry, 'N' | 'C' | 'H' | 'W' | 'O' | 'OH' | 'OW' | 'kh' | 'kw' | 'stride' | 'dilation' | 'padding'>;
@@ -60,9 +61,10 @@ function* stacksOf(N: number, planes: number): Generator<[number, number]> {
 
 /**
  * y (at py) = depthwise conv(x at px, w at pw). `planes`: images stacked per kernel call (tests vary it; the
- * default fills STACK_FLOATS).
+ * default fills STACK_FLOATS). With `epi`, each channel's staging stack gets its affine (+ SiLU) before it is copied
+ * out (eval-mode batch norm folded into the conv).
  */
-export function depthwiseForwardPtr(px: number, pw: number, py: number, d: DepthwiseGeom, planes = stacking(d).planes): void {
+export function depthwiseForwardPtr(px: number, pw: number, py: number, d: DepthwiseGeom, planes = stacking(d).planes, epi?: RowEpilogue): void {
   const { N, C, H, W, O, OH, OW, kh, kw } = d;
   const [pt, , pl] = d.padding;
   const M = O / C, HW = H * W, P = OH * OW, T = kh * kw;
@@ -80,6 +82,8 @@ export function depthwiseForwardPtr(px: number, pw: number, py: number, d: Depth
       for (let m = 0; m < M; m++) {
         const o = c * M + m;
         job.call(k.fwd, S(xp), Wp * 4, 0, pw + o * T * 4, S(ys), OW * 4, (ns - 1) * rs + OH, OW);
+        // The kept rows of each stacked plane only (the rows between planes are dropped).
+        if (epi) affineRows(job, epilogueFrom(epi, o), S(ys), ns, OH * OW, rs * OW, 1);
         job.call(k.copy3d, S(ys), rs * OW * 4, OW * 4, py + (n0 * O + o) * P * 4, O * P * 4, OW * 4, ns, OH, OW);
       }
     }
@@ -164,10 +168,10 @@ export function depthwiseGradFilterPtr(px: number, pg: number, pdw: number, d: D
   job.run(gs + paddedBytes(planes * rs * OW * 4));
 }
 
-/** y = depthwise conv(x, w) (typed arrays; views of the heap are used in place, `out` too). */
-export function depthwiseForwardF32(X: Float32Array, Wt: Float32Array, d: DepthwiseGeom, out?: Float32Array, planes?: number): Float32Array {
+/** y = depthwise conv(x, w) (typed arrays; views of the heap are used in place, `out` too), then `epi` if given. */
+export function depthwiseForwardF32(X: Float32Array, Wt: Float32Array, d: DepthwiseGeom, out?: Float32Array, planes?: number, epi?: RowEpilogue): Float32Array {
   const h = heapOrThrow();
-  return h.withF32(X, (px) => h.withF32(Wt, (pw) => h.outF32(d.N * d.O * d.OH * d.OW, (py) => depthwiseForwardPtr(px, pw, py, d, planes), out)));
+  return h.withF32(X, (px) => h.withF32(Wt, (pw) => h.outF32(d.N * d.O * d.OH * d.OW, (py) => depthwiseForwardPtr(px, pw, py, d, planes, epi), out)));
 }
 
 /** x̄ = the depthwise conv's adjoint applied to ȳ. */

@@ -16,6 +16,7 @@ import type { ConvGeometry } from '../conv_geom.ts';
 import { convSimdAvailable, kernels, simdHeap, tasksFor } from './convsimd.ts';
 import { Job } from './pool.ts';
 import { sgemmPtr } from './sgemm.ts';
+import type { RowEpilogue } from './activations.ts';
 
 /** Planes with fewer pixels than this take the batched path. */
 const SMALL_PLANE = 256;
@@ -47,19 +48,23 @@ function withScratch(sizes: readonly number[], body: (...ptrs: number[]) => void
 
 /**
  * out ([N, Co, P] at pout) = W · in ([N, Ci, P] at pin) for every image at once, with W at pw stored [O, C] as the
- * conv's filter: W itself (Co = O, Ci = C) or, with `transW`, its transpose (Co = C, Ci = O).
+ * conv's filter: W itself (Co = O, Ci = C) or, with `transW`, its transpose (Co = C, Ci = O). `epi` runs on the
+ * channel-major product's stripes, inside the sgemm's tasks, before it is laid out.
  */
-function channelProduct(pin: number, Ci: number, pw: number, transW: boolean, Co: number, pout: number, N: number, P: number): void {
+function channelProduct(pin: number, Ci: number, pw: number, transW: boolean, Co: number, pout: number, N: number, P: number, epi?: RowEpilogue): void {
   withScratch([Ci * N * P, Co * N * P], (ic, oc) => {
     swap01(pin, ic, N, Ci, P);
-    sgemmPtr(transW, false, Co, N * P, Ci, 1, pw, transW ? Co : Ci, ic, N * P, 0, oc, N * P);
+    sgemmPtr(transW, false, Co, N * P, Ci, 1, pw, transW ? Co : Ci, ic, N * P, 0, oc, N * P, epi);
     swap01(oc, pout, Co, N, P);
   });
 }
 
-/** y (at py, [N, O, P]) = w (at pw, [O, C]) applied to x (at px, [N, C, P]). */
-export function pointwiseForwardPtr(px: number, pw: number, py: number, p: Geometry): void {
-  channelProduct(px, p.C, pw, false, p.O, py, p.N, p.OH * p.OW);
+/**
+ * y (at py, [N, O, P]) = w (at pw, [O, C]) applied to x (at px, [N, C, P]); `epi`: eval-mode batch norm folded into
+ * the conv.
+ */
+export function pointwiseForwardPtr(px: number, pw: number, py: number, p: Geometry, epi?: RowEpilogue): void {
+  channelProduct(px, p.C, pw, false, p.O, py, p.N, p.OH * p.OW, epi);
 }
 
 /** x̄ (at pdx, [N, C, P]) = wᵀ (w at pw, [O, C]) applied to ȳ (at pg, [N, O, P]). */
@@ -80,9 +85,9 @@ export function pointwiseGradFilterPtr(px: number, pg: number, pdw: number, p: G
 const heap = () => simdHeap('pointwise conv');
 
 /** The typed-array forms (views of the heap are used in place, `out` too). */
-export function pointwiseForwardF32(X: Float32Array, Wt: Float32Array, p: Geometry, out?: Float32Array): Float32Array {
+export function pointwiseForwardF32(X: Float32Array, Wt: Float32Array, p: Geometry, out?: Float32Array, epi?: RowEpilogue): Float32Array {
   const h = heap();
-  return h.withF32(X, (px) => h.withF32(Wt, (pw) => h.outF32(p.N * p.O * p.OH * p.OW, (py) => pointwiseForwardPtr(px, pw, py, p), out)));
+  return h.withF32(X, (px) => h.withF32(Wt, (pw) => h.outF32(p.N * p.O * p.OH * p.OW, (py) => pointwiseForwardPtr(px, pw, py, p, epi), out)));
 }
 
 export function pointwiseGradInputF32(G: Float32Array, Wt: Float32Array, p: Geometry, out?: Float32Array): Float32Array {

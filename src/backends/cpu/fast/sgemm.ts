@@ -5,12 +5,14 @@
  * `sgemmPtr` multiplies operands that already live in the heap, in place. `sgemm` takes typed arrays: operands
  * that are views of the heap are used in place; the others are copied into a temporary (a memcpy,
  * O(MK + KN + MN)), the product runs there (O(MNK)), and C is copied back. Tasks are stripes of C (columns, or
- * rows for tall products).
+ * rows for tall products). An optional epilogue (a per-row affine + SiLU: batch norm folded into a conv) runs on
+ * each stripe in the same task, right after its product, while the stripe is still in cache.
  */
 import { type PoolKernel, Job, loadKernels, poolThreads, poolWorkerTasks, setPoolThreads, stopPool } from './pool.ts';
 import { type WasmHeap, wasmHeap } from './heap.ts';
 import { gemm } from '../gemm_ref.ts';
 import { D, type GemmShape, hasRelaxedSimd, scratchBytes, sgemmModuleBytes } from './sgemm_wasm.ts';
+import { type RowEpilogue, affineRows, epilogueFrom } from './activations.ts';
 
 /** Above this many operand bytes a call is split in halves (recursively) so it always fits. */
 let maxCallBytes = 256 * 1024 * 1024;
@@ -105,7 +107,8 @@ function check(cond: boolean, msg: () => string): void {
  *
  * op(A) is M×K: A itself is M×K (transA false) or K×M (transA true), row i of the stored matrix at aOff + i·lda.
  * op(B) is K×N likewise with ldb; C is M×N with row stride ldc from cOff. beta = 0 means C is written without
- * being read (NaNs in C are ignored). Elements of C outside the M×N block (ldc > N) are left untouched.
+ * being read (NaNs in C are ignored). Elements of C outside the M×N block (ldc > N) are left untouched. With `epi`,
+ * row i of the result then becomes act(C[i, :]·scale[i] + shift[i]) (wasm only: scale and shift live in the heap).
  *
  * @example sgemm(false, false, 2, 2, 3, 1, a, 0, 3, b, 0, 2, 0, c, 0, 2) // c = a(2×3)·b(3×2)
  */
@@ -113,7 +116,7 @@ export function sgemm(
   transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
   A: Float32Array, aOff: number, lda: number,
   B: Float32Array, bOff: number, ldb: number,
-  beta: number, C: Float32Array, cOff: number, ldc: number,
+  beta: number, C: Float32Array, cOff: number, ldc: number, epi?: RowEpilogue,
 ): void {
   const [ar, ac] = transA ? [K, M] : [M, K];
   const [br, bc] = transB ? [N, K] : [K, N];
@@ -123,6 +126,8 @@ export function sgemm(
   check(ldc >= Math.max(1, N), () => `ldc=${ldc} < N=${N}`);
   if (M === 0 || N === 0) return;
   check(cOff >= 0 && cOff + (M - 1) * ldc + N <= C.length, () => `C (length ${C.length}) too short for ${M}×${N} at offset ${cOff}, ldc ${ldc}`);
+  const e = getEngine();
+  check(!epi || (!!e && K > 0 && alpha !== 0), () => 'an epilogue needs the wasm path (its operands live in the heap) and a product (K > 0, alpha ≠ 0)');
   if (K === 0 || alpha === 0) {
     for (let i = 0; i < M; i++) {
       const r = cOff + i * ldc;
@@ -133,21 +138,20 @@ export function sgemm(
   }
   check(aOff >= 0 && aOff + (ar - 1) * lda + ac <= A.length, () => `A (length ${A.length}) too short for ${ar}×${ac} at offset ${aOff}, lda ${lda}`);
   check(bOff >= 0 && bOff + (br - 1) * ldb + bc <= B.length, () => `B (length ${B.length}) too short for ${br}×${bc} at offset ${bOff}, ldb ${ldb}`);
-  const e = getEngine();
   if (!e) {
     sgemmTs(transA, transB, M, N, K, alpha, A, aOff, lda, B, bOff, ldb, beta, C, cOff, ldc);
     return;
   }
-  run(e, transA, transB, M, N, K, alpha, A, aOff, lda, B, bOff, ldb, beta, C, cOff, ldc);
+  run(e, transA, transB, M, N, K, alpha, A, aOff, lda, B, bOff, ldb, beta, C, cOff, ldc, epi);
 }
 
 /**
  * sgemm on operands in the wasm heap: A, B and C are byte addresses (heap.ts), lda/ldb/ldc row strides in floats,
- * with sgemm's semantics (C ← alpha·op(A)·op(B) + beta·C; beta = 0 never reads C).
+ * with sgemm's semantics (C ← alpha·op(A)·op(B) + beta·C; beta = 0 never reads C), then the epilogue if given.
  */
 export function sgemmPtr(
   transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
-  pA: number, lda: number, pB: number, ldb: number, beta: number, pC: number, ldc: number,
+  pA: number, lda: number, pB: number, ldb: number, beta: number, pC: number, ldc: number, epi?: RowEpilogue,
 ): void {
   const e = getEngine();
   if (!e) throw new Error('sgemmPtr: WebAssembly SIMD is not available (use sgemm on typed arrays)');
@@ -160,15 +164,20 @@ export function sgemmPtr(
       if (beta === 0) h.fill(0, r, r + N);
       else if (beta !== 1) for (let j = r; j < r + N; j++) h[j] *= beta;
     }
+    if (epi) {
+      const job = new Job();
+      affineRows(job, epi, pC, M, N, ldc);
+      job.endTask().run(0);
+    }
     return;
   }
-  gemmPtr(e, transA, transB, M, N, K, alpha, pA, lda, pB, ldb, beta, pC, ldc);
+  gemmPtr(e, transA, transB, M, N, K, alpha, pA, lda, pB, ldb, beta, pC, ldc, epi);
 }
 
 /** Splits C into stripes (tasks) and runs them on the pool. */
 function gemmPtr(
   e: Engine, transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
-  pA: number, lda: number, pB: number, ldb: number, beta: number, pC: number, ldc: number,
+  pA: number, lda: number, pB: number, ldb: number, beta: number, pC: number, ldc: number, epi?: RowEpilogue,
 ): void {
   // op(A)(i, k) at pA + i·rsA + k·csA; op(B)(k, j) at pB + k·rsB + j·csB (bytes).
   const rsA = transA ? 4 : 4 * lda;
@@ -216,7 +225,9 @@ function gemmPtr(
     i32[d + D.ldc / 4] = 4 * ldc;
     f32v[d + D.alpha / 4] = alpha;
     f32v[d + D.beta / 4] = beta;
-    job.call(e.gemm, at, { scratch: 0 }).endTask();
+    job.call(e.gemm, at, { scratch: 0 });
+    if (epi) affineRows(job, epilogueFrom(epi, m0), pC + 4 * (m0 * ldc + n0), m1 - m0, n1 - n0, ldc);
+    job.endTask();
   }
   job.run(e.scratch.total);
 }
@@ -224,12 +235,12 @@ function gemmPtr(
 function run(
   e: Engine, transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
   A: Float32Array, aOff: number, lda: number, B: Float32Array, bOff: number, ldb: number,
-  beta: number, C: Float32Array, cOff: number, ldc: number,
+  beta: number, C: Float32Array, cOff: number, ldc: number, epi?: RowEpilogue,
 ): void {
   const h = e.heap;
   const inA = h.ptrOf(A), inB = h.ptrOf(B), inC = h.ptrOf(C);
   if (inA >= 0 && inB >= 0 && inC >= 0) {
-    gemmPtr(e, transA, transB, M, N, K, alpha, inA + 4 * aOff, lda, inB + 4 * bOff, ldb, beta, inC + 4 * cOff, ldc);
+    gemmPtr(e, transA, transB, M, N, K, alpha, inA + 4 * aOff, lda, inB + 4 * bOff, ldb, beta, inC + 4 * cOff, ldc, epi);
     return;
   }
   // Stored shapes; operands outside the heap are copied in as one extent (keeping their leading dim) or compacted row by row.
@@ -240,12 +251,12 @@ function run(
     // Split the larger of M, N in halves: each half is an independent sgemm on sub-blocks.
     if (M >= N) {
       const hM = M >> 1;
-      run(e, transA, transB, hM, N, K, alpha, A, aOff, lda, B, bOff, ldb, beta, C, cOff, ldc);
-      run(e, transA, transB, M - hM, N, K, alpha, A, aOff + (transA ? hM : hM * lda), lda, B, bOff, ldb, beta, C, cOff + hM * ldc, ldc);
+      run(e, transA, transB, hM, N, K, alpha, A, aOff, lda, B, bOff, ldb, beta, C, cOff, ldc, epi);
+      run(e, transA, transB, M - hM, N, K, alpha, A, aOff + (transA ? hM : hM * lda), lda, B, bOff, ldb, beta, C, cOff + hM * ldc, ldc, epi && epilogueFrom(epi, hM));
     } else {
       const hN = N >> 1;
-      run(e, transA, transB, M, hN, K, alpha, A, aOff, lda, B, bOff, ldb, beta, C, cOff, ldc);
-      run(e, transA, transB, M, N - hN, K, alpha, A, aOff, lda, B, bOff + (transB ? hN * ldb : hN), ldb, beta, C, cOff + hN, ldc);
+      run(e, transA, transB, M, hN, K, alpha, A, aOff, lda, B, bOff, ldb, beta, C, cOff, ldc, epi);
+      run(e, transA, transB, M, N - hN, K, alpha, A, aOff, lda, B, bOff + (transB ? hN * ldb : hN), ldb, beta, C, cOff + hN, ldc, epi);
     }
     return;
   }
@@ -255,7 +266,7 @@ function run(
   if (N > 2 * w && M * K <= (K * w) >> 2) {
     for (let j = 0; j < N; j += w) {
       const n = Math.min(w, N - j);
-      run(e, transA, transB, M, n, K, alpha, A, aOff, lda, B, bOff + (transB ? j * ldb : j), ldb, beta, C, cOff + j, ldc);
+      run(e, transA, transB, M, n, K, alpha, A, aOff, lda, B, bOff + (transB ? j * ldb : j), ldb, beta, C, cOff + j, ldc, epi);
     }
     return;
   }
@@ -276,7 +287,7 @@ function run(
     if (inA < 0) copyIn(heap, pA >>> 2, ldA, A, aOff, ar, ac, lda);
     if (inB < 0) copyIn(heap, pB >>> 2, ldB, B, bOff, br, bc, ldb);
     if (inC < 0 && beta !== 0) copyIn(heap, pC >>> 2, N, C, cOff, M, N, ldc);
-    gemmPtr(e, transA, transB, M, N, K, alpha, pA, ldA, pB, ldB, beta, pC, ldC);
+    gemmPtr(e, transA, transB, M, N, K, alpha, pA, ldA, pB, ldB, beta, pC, ldC, epi);
     if (inC < 0) {
       const out = h.view(pC, M * N);
       if (ldc === N) C.set(out, cOff);

@@ -1,0 +1,82 @@
+/**
+ * Eval-mode batch norm folded into the conv before it (XLA's and TensorRT's conv + BN folding, done on the traced
+ * graph): a conv2d whose only reader is an affine with one scale and one shift per output channel — batch norm with
+ * its running statistics, y = x·γ/σ + (β − μγ/σ), `act` its fused SiLU — becomes one conv2dAffine equation. The
+ * backend's kernel applies the affine to each block of output while it is still in cache (the CPU conv kernels'
+ * epilogues), so the activation is written once instead of written, re-read and written again. Scale and shift
+ * stay inputs of the step, computed per call from the BN state, so the parameters are not baked in.
+ *
+ * Training-mode batch norm reads the conv output for its statistics too, and a gradient through an eval-mode affine
+ * reads it for the scale's cotangent: the conv output then has other readers and the pair is left alone.
+ *
+ * With fusion on, an affine whose one reader is an elementwise op of its shape (BN before a residual add) is left
+ * alone too: fusion runs it inside that op's loop, which reads the conv output once either way, so folding would
+ * save no pass — and could leave the consumer a loop of its own (a lone op, which runs unfused).
+ */
+import { perChannel } from '../autograd/conv.ts';
+import { shapesEqual } from '../tensor/shape.ts';
+import { isElementwise } from './fuse.ts';
+import type { Eqn, Graph } from './graph.ts';
+
+/** How many times each variable is read (a graph output counts as a reader), and an equation reading it. */
+function readers(g: Graph): { reads: number[]; reader: number[] } {
+  const reads = new Array<number>(g.vars.length).fill(0);
+  const reader = new Array<number>(g.vars.length).fill(-1);
+  g.eqns.forEach((e, i) => {
+    for (const v of e.ins) [reads[v], reader[v]] = [reads[v] + 1, i];
+  });
+  for (const o of g.outputs) if ('v' in o) reads[o.v]++;
+  return { reads, reader };
+}
+
+/** Whether the affine `e` would run inside its one reader's fused loop (an elementwise op of its shape). */
+function absorbed(g: Graph, e: Eqn, r: ReturnType<typeof readers>): boolean {
+  const next = r.reads[e.out] === 1 ? g.eqns[r.reader[e.out]] : undefined;
+  return !!next && isElementwise(next.prim) && shapesEqual(g.vars[next.out].shape, g.vars[e.out].shape);
+}
+
+/** The conv2d equation (index) whose result the affine `e` scales per output channel as its only reader, or -1. */
+function foldable(g: Graph, e: Eqn, reads: readonly number[]): number {
+  if (e.prim !== 'affine') return -1;
+  const [x, a, b] = e.ins;
+  const src = g.vars[x].src;
+  if (src.kind !== 'eqn' || src.eqn < 0 || reads[x] !== 1) return -1;
+  const conv = g.eqns[src.eqn];
+  const y = g.vars[x];
+  const ok =
+    conv.prim === 'conv2d' &&
+    !conv.dynAttrs.length &&
+    shapesEqual(g.vars[e.out].shape, y.shape) &&
+    [a, b].every((v) => perChannel(g.vars[v].shape, y.shape) && g.vars[v].dtype === y.dtype);
+  return ok ? src.eqn : -1;
+}
+
+/**
+ * The graph with every foldable conv2d → affine pair replaced by one conv2dAffine equation (at the affine's place,
+ * where the scale and shift are computed), and how many pairs were folded; `fusing`: the graph's elementwise ops
+ * will be fused (then affines an elementwise consumer absorbs stay). The conv's result variable keeps its id but no
+ * equation computes it any more (the memory plan gives it no storage).
+ */
+export function foldConvAffine(g: Graph, fusing: boolean): { graph: Graph; folded: number } {
+  const r = readers(g);
+  const replaced = new Map<number, Eqn>();
+  const dropped = new Set<number>();
+  g.eqns.forEach((e, i) => {
+    const c = foldable(g, e, r.reads);
+    if (c < 0 || (fusing && absorbed(g, e, r))) return;
+    const conv = g.eqns[c];
+    const act = (e.attrs as { act?: 'silu' } | undefined)?.act;
+    replaced.set(i, { prim: 'conv2dAffine', ins: [conv.ins[0], conv.ins[1], e.ins[1], e.ins[2]], attrs: act ? { ...(conv.attrs as object), act } : conv.attrs, out: e.out, dynAttrs: [] });
+    dropped.add(c);
+  });
+  if (!replaced.size) return { graph: g, folded: 0 };
+  const renum = new Map<number, number>();
+  const eqns: Eqn[] = [];
+  g.eqns.forEach((e, i) => {
+    if (dropped.has(i)) return;
+    renum.set(i, eqns.length);
+    eqns.push(replaced.get(i) ?? e);
+  });
+  const vars = g.vars.map((v) => (v.src.kind === 'eqn' ? { ...v, src: { kind: 'eqn' as const, eqn: renum.get(v.src.eqn) ?? -1 } } : v));
+  return { graph: { vars, eqns, hosts: g.hosts, outputs: g.outputs }, folded: replaced.size };
+}
