@@ -62,20 +62,39 @@ export interface FusedLeaf {
 }
 
 /**
+ * The reduction that ends a fused group: the expression's values are summed over some axes, and the sums are the
+ * group's output (the values themselves are never stored).
+ */
+export interface FusedReduce {
+  /** The output's shape (the sum's, with or without the summed axes kept as size 1). */
+  readonly shape: Shape;
+  /** Output element strides over the group's `loopShape`: 0 along the summed axes. */
+  readonly strides: readonly number[];
+}
+
+/**
  * A chain (a tree, in general) of elementwise primitives that jit runs as one kernel, described for a backend's code
- * generator: its inputs (leaves), the expression over them and its output. Every node computes one value per output
- * element, so intermediates never need storage.
+ * generator: its inputs (leaves), the expression over them and its output. Every node computes one value per element
+ * of `shape`, so intermediates never need storage. With `reduce`, the output is the sum of the last node's values
+ * over the axes `reduce` names (a `sum` fused with the elementwise work producing its input); a backend that has no
+ * code for that declines the group.
  */
 export interface FusedGroup {
+  /** The shape the nodes are evaluated over (the output's shape, unless the group reduces). */
   readonly shape: Shape;
   readonly dtype: DType;
-  /** `shape` with size-1 axes dropped and the axes every leaf walks contiguously merged (what a loop runs over). */
+  /**
+   * `shape` with size-1 axes dropped and the axes every leaf (and a reduction's output) walks contiguously merged
+   * (what a loop runs over).
+   */
   readonly loopShape: readonly number[];
   /** The group's inputs, in kernel-argument order. */
   readonly leaves: readonly FusedLeaf[];
   /** The nodes in evaluation order; the last one is the output. */
   readonly nodes: readonly FusedNode[];
-  /** Identifies the expression, shapes and dtypes: groups with equal keys compile to the same kernel. */
+  /** Present when the group sums its values (see `FusedReduce`). */
+  readonly reduce?: FusedReduce;
+  /** Identifies the expression, shapes, dtypes and reduction: groups with equal keys compile to the same kernel. */
   readonly key: string;
 }
 

@@ -2,8 +2,10 @@
  * Elementwise fusion: a chain (a tree, in general) of elementwise primitives and the broadcasts feeding them
  * becomes one kernel over the output, so intermediates are never stored (tinygrad's lazy elementwise fusion, XLA's
  * loop fusion). A producer joins its consumer's group when its only use is there, it is not an output, and it has
- * the group's shape (a broadcastTo joins as a strided read). Each group is described as a `FusedGroup` and
- * compiled by the backend (fused-group.ts); a group the backend declines stays its equations, one step each.
+ * the group's shape (a broadcastTo joins as a strided read). A `sum` whose input is an elementwise value read only
+ * there roots a group too: the elementwise work is evaluated inside the reduction loop and only the sums are stored
+ * (XLA's reduction fusion). Each group is described as a `FusedGroup` and compiled by the backend (fused-group.ts);
+ * a group the backend declines stays its equations, one step each.
  */
 import type { FusedGroup, FusedKernel } from '../backends/backend.ts';
 import { elementwiseExprs } from '../backends/cpu/elementwise.ts';
@@ -31,6 +33,13 @@ function useCounts(g: Graph): number[] {
   return uses;
 }
 
+/** Whether a `sum` fuses with its input's producer: an elementwise equation whose value only the sum reads. */
+function sumsFusable(g: Graph, sum: Eqn, uses: readonly number[], producer: (v: number) => number): boolean {
+  const v = sum.ins[0];
+  const p = producer(v);
+  return p >= 0 && uses[v] === 1 && isElementwise(g.eqns[p].prim) && !g.eqns[p].dynAttrs.length;
+}
+
 /** The groups of a graph: root equation → its members (equation indices, ascending; the root is last). */
 function findGroups(g: Graph): Map<number, number[]> {
   const uses = useCounts(g);
@@ -39,10 +48,17 @@ function findGroups(g: Graph): Map<number, number[]> {
   const groups = new Map<number, number[]>();
   for (let i = g.eqns.length - 1; i >= 0; i--) {
     const root = g.eqns[i];
-    if (absorbed[i] || !isElementwise(root.prim)) continue;
-    const shape = g.vars[root.out].shape;
+    if (absorbed[i]) continue;
+    const reduces = root.prim === 'sum' && sumsFusable(g, root, uses, producer);
+    if (!reduces && !isElementwise(root.prim)) continue;
+    const shape = g.vars[reduces ? root.ins[0] : root.out].shape;
     const members = [i];
-    for (let k = 0; k < members.length; k++) {
+    if (reduces) {
+      const p = producer(root.ins[0]);
+      absorbed[p] = true;
+      members.push(p);
+    }
+    for (let k = reduces ? 1 : 0; k < members.length; k++) {
       const m = g.eqns[members[k]];
       if (m.prim === 'broadcastTo') continue;
       for (const v of m.ins) {
@@ -61,23 +77,30 @@ function findGroups(g: Graph): Map<number, number[]> {
 }
 
 /**
- * The steps of a graph: with `compile`, its elementwise groups fused into the kernels `compile` gives (a declined
- * group's equations stay steps of their own, in graph order); without, one step per equation.
+ * The steps of a graph: with `compile`, its groups fused into the kernels `compile` gives (a declined group's
+ * equations stay steps of their own, in graph order; a declined reducing group still fuses its elementwise part,
+ * the sum then a step of its own); without, one step per equation. `declined` counts the groups whose equations
+ * all run one by one.
  */
 export function schedule(g: Graph, compile: CompileGroups | null): { steps: Step[]; declined: number } {
-  const groups = compile ? findGroups(g) : new Map<number, number[]>();
-  const roots = [...groups.keys()];
-  const described = roots.map((r) => describeGroup(g, groups.get(r)!));
-  const kernels = compile && roots.length ? compile(described.map((d) => d.group)) : [];
   const fusedAt = new Map<number, Step>();
   const inGroup = new Set<number>();
-  roots.forEach((r, i) => {
-    const kernel = kernels[i];
-    if (!kernel) return;
-    const members = groups.get(r)!;
-    for (const m of members) inGroup.add(m);
-    fusedAt.set(r, { kind: 'fused', group: described[i].group, kernel, eqns: members.length, ins: described[i].leaves, out: g.eqns[r].out });
-  });
+  /** Fuses groups (root, members) where the backend compiles them; returns the declined ones. */
+  const fuseGroups = (groups: readonly (readonly [number, number[]])[]) => {
+    if (!compile || !groups.length) return groups;
+    const described = groups.map(([, members]) => describeGroup(g, members));
+    const kernels = compile(described.map((d) => d.group));
+    return groups.filter(([root, members], i) => {
+      const kernel = kernels[i];
+      if (!kernel) return true;
+      for (const m of members) inGroup.add(m);
+      fusedAt.set(root, { kind: 'fused', group: described[i].group, kernel, eqns: members.length, ins: described[i].leaves, out: g.eqns[root].out });
+      return false;
+    });
+  };
+  const declined = fuseGroups(compile ? [...findGroups(g)] : []);
+  const elementwiseParts = declined.filter(([r, m]) => g.eqns[r].prim === 'sum' && m.length > 2).map(([, m]) => [m[m.length - 2], m.slice(0, -1)] as const);
+  const stillDeclined = fuseGroups(elementwiseParts).length + declined.length - elementwiseParts.length;
   const steps: Step[] = [];
   g.eqns.forEach((e, i) => {
     const fused = fusedAt.get(i);
@@ -86,5 +109,5 @@ export function schedule(g: Graph, compile: CompileGroups | null): { steps: Step
     else if (e.prim === 'reshape') steps.push({ kind: 'alias', ins: e.ins, out: e.out });
     else steps.push({ kind: 'prim', eqn: e, ins: e.ins, out: e.out });
   });
-  return { steps, declined: roots.length - fusedAt.size };
+  return { steps, declined: stillDeclined };
 }

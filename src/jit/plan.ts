@@ -58,7 +58,7 @@ function lifetimes(g: Graph, steps: readonly Step[], root: readonly number[]) {
 /** Whether step `s` may write its output over input buffer `r` (read at the same index it writes). */
 function inPlaceSafe(g: Graph, s: Step, r: number, root: readonly number[]): boolean {
   // siluGrad's fast kernel writes σ into its output before reading x: never in place.
-  const elementwise = s.kind === 'fused' || (s.kind === 'prim' && isElementwise(s.eqn.prim) && s.eqn.prim !== 'siluGrad');
+  const elementwise = (s.kind === 'fused' && !s.group.reduce) || (s.kind === 'prim' && isElementwise(s.eqn.prim) && s.eqn.prim !== 'siluGrad');
   const size = g.vars[s.out].size;
   return elementwise && s.ins.every((v) => root[v] !== r || g.vars[v].size === size);
 }
