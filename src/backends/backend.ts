@@ -62,14 +62,23 @@ export interface FusedLeaf {
 }
 
 /**
- * The reduction that ends a fused group: the expression's values are summed over some axes, and the sums are the
- * group's output (the values themselves are never stored).
+ * The reduction that ends a fused group: the expression's values are summed over some axes. The sums are the
+ * group's output and the values are never stored, unless `values` is set: then the kernel writes the values as its
+ * output (over the group's `shape`) and the sums into the storage its attrs name (`FusedSums`), in one pass.
  */
 export interface FusedReduce {
-  /** The output's shape (the sum's, with or without the summed axes kept as size 1). */
+  /** The sums' shape (the sum's output, with or without the summed axes kept as size 1). */
   readonly shape: Shape;
-  /** Output element strides over the group's `loopShape`: 0 along the summed axes. */
+  /** Sum element strides over the group's `loopShape`: 0 along the summed axes. */
   readonly strides: readonly number[];
+  /** The values are read elsewhere too: the kernel writes them (its output) as well as the sums. */
+  readonly values?: boolean;
+}
+
+/** The attrs of a fused kernel whose group writes its values and their sums (`FusedReduce.values`). */
+export interface FusedSums<S = unknown> {
+  /** Storage the sums are written into (the group's dtype, `FusedReduce.shape`). */
+  readonly sums: S;
 }
 
 /**
@@ -99,7 +108,8 @@ export interface FusedGroup {
 }
 
 /**
- * A fused group's kernel: an ordinary kernel over the group's leaves (attrs `{}`), marked `writesInto` where it
+ * A fused group's kernel: an ordinary kernel over the group's leaves (attrs `{}`, or `FusedSums` for a group that
+ * writes its values and their sums), marked `writesInto` where it
  * writes into the caller's storage (jit then plans its output in the arena like any primitive's), and saying what
  * it runs as ('wasm-simd', 'js', 'wgsl', 'gpu.js', …) for `Lowered.stats.fusedBy`.
  */

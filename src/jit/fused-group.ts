@@ -12,9 +12,10 @@ import type { Graph } from './graph.ts';
 /**
  * The description of the group of equations `members` (indices in evaluation order, the last one its output), and
  * the variables its leaves are. An affine with its SiLU fused becomes an affine node and a silu node. A group whose
- * last member is a `sum` reduces: its nodes are the other members, evaluated over the sum's input shape.
+ * last member is a `sum` reduces: its nodes are the other members, evaluated over the sum's input shape; with
+ * `values`, the group writes that input too (it has other readers).
  */
-export function describeGroup(g: Graph, members: readonly number[]): { group: FusedGroup; leaves: number[] } {
+export function describeGroup(g: Graph, members: readonly number[], values = false): { group: FusedGroup; leaves: number[] } {
   const last = g.eqns[members[members.length - 1]];
   const sum = last.prim === 'sum' ? last : null;
   const elementwise = sum ? members.slice(0, -1) : members;
@@ -37,7 +38,7 @@ export function describeGroup(g: Graph, members: readonly number[]): { group: Fu
   if (sum) strides.push(broadcastStrides(keptShape(out.shape, (sum.attrs as { axes: readonly number[] }).axes), out.shape));
   const c = collapseAxes(out.shape, strides);
   const ls = leaves.map((v, k) => ({ shape: g.vars[v].shape, dtype: g.vars[v].dtype, strides: c.strides[k] }));
-  const reduce = sum ? { shape: g.vars[sum.out].shape, strides: c.strides[leaves.length] } : undefined;
+  const reduce = sum ? { shape: g.vars[sum.out].shape, strides: c.strides[leaves.length], ...(values && { values }) } : undefined;
   const key = JSON.stringify([out.shape, g.vars[last.out].dtype, ls.map((l) => [l.shape, l.dtype]), nodes, reduce ?? null]);
   const group: FusedGroup = { shape: out.shape, dtype: g.vars[last.out].dtype, loopShape: c.shape, leaves: ls, nodes, key, ...(reduce && { reduce }) };
   return { group, leaves };

@@ -8,8 +8,9 @@
  *
  * A reducing group (`FusedGroup.reduce`) whose sums each cover whole rows of the inner axis (per-channel sums of
  * NCHW planes, per-plane sums, a full sum: `reduceLayout`) evaluates the same row code and adds the values into
- * float64 accumulators instead of storing them, in the order of eager's per-channel sum kernel; its tasks are whole
- * output elements, so the result does not depend on the thread count. Other layouts run the JS loop.
+ * float64 accumulators (storing them too where the group writes its values), in the order of eager's per-channel
+ * sum kernel; its tasks are whole output elements, so the result does not depend on the thread count. Other
+ * layouts run the JS loop.
  *
  * Every operation rounds to float32 as eager's kernels do, and SiLU / sigmoid / SiLU's gradient use the same
  * vector exp as the eager fast kernels (activations.ts), so a wasm group equals eager bit for bit on the plain
@@ -23,7 +24,7 @@ import { wasmHeap } from './heap.ts';
 import { Job, type PoolKernel, loadKernels, poolThreads } from './pool.ts';
 import { Fn, T, type Expr, add, assemble, extractLaneF64, f32ofD, f64add, f64ofF, get, i32, load, mul, shuffle, splat, vadd, vdiv, vmul, vsub, vzero } from './wasm.ts';
 
-/** Leaves a group may have (pool calls take 12 arguments: the leaves, the output and a row range). */
+/** Leaves a group may have (pool calls take 12 arguments: the leaves, the output and a row range; one fewer leaf for a group writing values and sums). */
 const MAX_LEAVES = 9;
 /** Elements per task when a group is split across threads (below two of them it runs on the calling thread). */
 const GRAIN = 1 << 16;
@@ -45,7 +46,7 @@ const VECTOR = new Set(['neg', 'abs', 'sqrt', 'sign', 'relu', 'sigmoid', 'silu',
 export function fusable(g: FusedGroup): boolean {
   if (g.dtype !== 'float32' || g.leaves.length > MAX_LEAVES || g.leaves.some((l) => l.dtype !== 'float32')) return false;
   if (!g.nodes.every((n) => VECTOR.has(n.prim))) return false;
-  if (g.reduce && !reduceLayout(g)) return false;
+  if (g.reduce && (!reduceLayout(g) || (g.reduce.values && g.leaves.length > MAX_LEAVES - 1))) return false;
   const r = g.loopShape.length;
   return r === 0 || g.leaves.every((l) => l.strides[r - 1] === 0 || l.strides[r - 1] === 1);
 }
@@ -180,32 +181,44 @@ export function reduceLayout(g: FusedGroup): { N: number; C: number } | null {
 }
 
 /**
- * fn(leaf ptrs…, out, c0, c1): output elements [c0, c1) of a reducing group of layout `N` × `C` rows
+ * fn(leaf ptrs…, [values,] out, c0, c1): output elements [c0, c1) of a reducing group of layout `N` × `C` rows
  * (`reduceLayout`), each the float64 sum of the values of its N rows, accumulated in the order of eager's
  * per-channel sum kernel (two f64x2 accumulators for the 4-lane part, one f64 for the row tails), so a group whose
  * values equal eager's stored input sums to eager's result bit for bit.
  */
 function reduceFn(name: string, g: FusedGroup, N: number, C: number): Fn {
   const L = g.leaves.length;
-  const f = new Fn(name, Array.from({ length: L + 3 }, () => T.i32));
-  const [out, c0, c1] = f.params.slice(L);
+  const values = !!g.reduce?.values;
+  const f = new Fn(name, Array.from({ length: L + (values ? 4 : 3) }, () => T.i32));
+  const [pv, out, c0, c1] = values ? f.params.slice(L) : [-1, ...f.params.slice(L)];
   const start = f.code.length;
   const e = rowEvaluator(f, g);
   const { row, j, len } = e;
-  const ch = f.local(T.i32), n = f.local(T.i32), y = f.local(T.v128), lo = f.local(T.v128), hi = f.local(T.v128), sum = f.local(F64);
+  const ch = f.local(T.i32), n = f.local(T.i32), y = f.local(T.v128), lo = f.local(T.v128), hi = f.local(T.v128), sum = f.local(F64), vb = f.local(T.i32);
+  // With `values`, each value is also stored at its index (row-major over the loop shape).
+  const value = (vec: boolean): Expr => {
+    f.set(y, e.value(vec));
+    if (values) {
+      const at = add(get(vb), get(j));
+      if (vec) f.store('v128', at, get(y));
+      else f.store('f32', at, lane0(get(y)));
+    }
+    return get(y);
+  };
   f.for(ch, get(c0), get(c1), i32(1), () => {
     f.set(lo, vzero);
     f.set(hi, vzero);
     f.set(sum, (h) => h.op(0x44, 0, 0, 0, 0, 0, 0, 0, 0)); // f64.const 0
     f.for(n, i32(0), i32(N), i32(1), () => {
       f.set(row, add(mul(get(n), i32(C)), get(ch)));
+      if (values) f.set(vb, add(get(pv), mul(get(row), i32(len * 4))));
       e.setRow();
       f.for(j, i32(0), i32(len * 4 - 12), i32(16), () => {
-        f.set(y, e.value(true));
+        f.set(y, value(true));
         f.set(lo, dadd(get(lo), promoteLow(get(y))));
         f.set(hi, dadd(get(hi), promoteLow(shuffle(get(y), get(y), [2, 3, 0, 1]))));
       });
-      f.for(j, get(j), i32(len * 4), i32(4), () => f.set(sum, f64add(get(sum), f64ofF(lane0(e.value(false))))));
+      f.for(j, get(j), i32(len * 4), i32(4), () => f.set(sum, f64add(get(sum), f64ofF(lane0(value(false))))));
     });
     f.set(lo, dadd(get(lo), get(hi)));
     f.store('f32', add(get(out), mul(get(ch), i32(4))), f32ofD(f64add(get(sum), f64add(extractLaneF64(get(lo), 0), extractLaneF64(get(lo), 1)))));
@@ -230,24 +243,27 @@ function runRows(k: PoolKernel, ptrs: number[], pout: number, rows: number, len:
   job.run(0);
 }
 
-/** Runs a group into `out` from its leaves and returns true, or returns false when a buffer is not in the heap. */
-export type WasmGroup = (out: TypedArray, ins: readonly KernelArg<TypedArray>[]) => boolean;
+/**
+ * Runs a group into `out` (its values, or a reducing group's sums) and `sums` (a group writing both) from its leaves
+ * and returns true, or returns false when a buffer is not in the heap.
+ */
+export type WasmGroup = (out: TypedArray, ins: readonly KernelArg<TypedArray>[], sums: TypedArray | null) => boolean;
 
 /**
  * Runs a reducing group's kernel over output elements [0, C) (each summing N rows of `len` floats), split into
  * tasks of whole output elements when large, so every sum is computed by one thread in one order.
  */
-function runReduce(k: PoolKernel, ptrs: number[], pout: number, N: number, C: number, len: number): void {
+function runReduce(k: PoolKernel, ptrs: number[], pout: number[], N: number, C: number, len: number): void {
   const n = N * C * len;
   if (n < 2 * GRAIN || poolThreads() === 1 || C === 1) {
-    k.run(...ptrs, pout, 0, C);
+    k.run(...ptrs, ...pout, 0, C);
     return;
   }
   const parts = Math.min(C, Math.ceil(n / GRAIN), 4 * poolThreads());
   const job = new Job();
   for (let i = 0; i < parts; i++) {
     const a = Math.floor((i * C) / parts), b = Math.floor(((i + 1) * C) / parts);
-    if (b > a) job.call(k, ...ptrs, pout, a, b).endTask();
+    if (b > a) job.call(k, ...ptrs, ...pout, a, b).endTask();
   }
   job.run(0);
 }
@@ -270,18 +286,34 @@ export function compileWasmGroups(groups: readonly FusedGroup[]): (WasmGroup | u
     const rows = shape.length ? shape.slice(0, -1).reduce((p, d) => p * d, 1) : 1;
     const ptrs = new Array<number>(groups[i].leaves.length);
     const layout = layouts[n];
-    const run = layout ? (py: number) => runReduce(k, ptrs, py, layout.N, layout.C, len) : (py: number) => rows * len > 0 && runRows(k, ptrs, py, rows, len);
-    out[i] = (y, ins) => {
+    if (!layout) {
+      out[i] = (y, ins) => {
+        for (let q = 0; q < ins.length; q++) if ((ptrs[q] = h.ptrOf(ins[q].storage)) < 0) return false;
+        const py = h.ptrOf(y);
+        if (py < 0) return false;
+        if (rows * len > 0) runRows(k, ptrs, py, rows, len);
+        return true;
+      };
+      return;
+    }
+    const pout: number[] = [];
+    out[i] = (y, ins, sums) => {
       for (let q = 0; q < ins.length; q++) if ((ptrs[q] = h.ptrOf(ins[q].storage)) < 0) return false;
-      const py = h.ptrOf(y);
-      if (py >= 0) run(py);
-      else if (!layout) return false;
-      else {
-        // A reduction's (small) output outside the heap: summed into heap scratch, then copied out.
-        const p = h.alloc(y.length * 4);
-        run(p);
-        y.set(h.view(p, y.length));
-        h.release(p);
+      pout.length = 0;
+      if (sums) {
+        const pv = h.ptrOf(y);
+        if (pv < 0) return false;
+        pout.push(pv);
+      }
+      const s = sums ?? y;
+      const ps = h.ptrOf(s);
+      // Sums outside the heap (a small output): summed into heap scratch, then copied out.
+      const scratch = ps < 0 ? h.alloc(s.length * 4) : -1;
+      pout.push(ps < 0 ? scratch : ps);
+      runReduce(k, ptrs, pout, layout.N, layout.C, len);
+      if (scratch >= 0) {
+        s.set(h.view(scratch, s.length));
+        h.release(scratch);
       }
       return true;
     };
