@@ -20,7 +20,7 @@
  */
 import type { FusedGroup, KernelArg, TypedArray } from '../../backend.ts';
 import { Consts, F64, dadd, promoteLow, sig, siluGradV } from './activations.ts';
-import { wasmHeap } from './heap.ts';
+import { type WasmHeap, wasmHeap } from './heap.ts';
 import { Job, type PoolKernel, loadKernels, poolThreads } from './pool.ts';
 import { Fn, T, type Expr, add, assemble, extractLaneF64, f32ofD, f64add, f64ofF, get, i32, load, mul, shuffle, splat, vadd, vdiv, vmul, vsub, vzero } from './wasm.ts';
 
@@ -227,18 +227,22 @@ function reduceFn(name: string, g: FusedGroup, N: number, C: number): Fn {
   return f;
 }
 
-/** Runs a group's kernel over `rows` rows of `len` floats, split into tasks when large. */
-function runRows(k: PoolKernel, ptrs: number[], pout: number, rows: number, len: number): void {
-  const n = rows * len;
-  if (n < 2 * GRAIN || poolThreads() === 1 || rows === 1) {
-    k.run(...ptrs, pout, 0, rows);
+/**
+ * Runs k(ptrs…, outs…, u0, u1) over units [0, units) of `per` elements each (an elementwise group's rows, a reducing
+ * group's output elements), split into tasks of whole units when large, so every sum is computed by one thread in
+ * one order whatever the thread count.
+ */
+function runUnits(k: PoolKernel, ptrs: readonly number[], outs: readonly number[], units: number, per: number): void {
+  const n = units * per;
+  if (n < 2 * GRAIN || poolThreads() === 1 || units === 1) {
+    k.run(...ptrs, ...outs, 0, units);
     return;
   }
-  const parts = Math.min(rows, Math.ceil(n / GRAIN), 4 * poolThreads());
+  const parts = Math.min(units, Math.ceil(n / GRAIN), 4 * poolThreads());
   const job = new Job();
   for (let i = 0; i < parts; i++) {
-    const a = Math.floor((i * rows) / parts), b = Math.floor(((i + 1) * rows) / parts);
-    if (b > a) job.call(k, ...ptrs, pout, a, b).endTask();
+    const a = Math.floor((i * units) / parts), b = Math.floor(((i + 1) * units) / parts);
+    if (b > a) job.call(k, ...ptrs, ...outs, a, b).endTask();
   }
   job.run(0);
 }
@@ -249,23 +253,48 @@ function runRows(k: PoolKernel, ptrs: number[], pout: number, rows: number, len:
  */
 export type WasmGroup = (out: TypedArray, ins: readonly KernelArg<TypedArray>[], sums: TypedArray | null) => boolean;
 
-/**
- * Runs a reducing group's kernel over output elements [0, C) (each summing N rows of `len` floats), split into
- * tasks of whole output elements when large, so every sum is computed by one thread in one order.
- */
-function runReduce(k: PoolKernel, ptrs: number[], pout: number[], N: number, C: number, len: number): void {
-  const n = N * C * len;
-  if (n < 2 * GRAIN || poolThreads() === 1 || C === 1) {
-    k.run(...ptrs, ...pout, 0, C);
-    return;
-  }
-  const parts = Math.min(C, Math.ceil(n / GRAIN), 4 * poolThreads());
-  const job = new Job();
-  for (let i = 0; i < parts; i++) {
-    const a = Math.floor((i * C) / parts), b = Math.floor(((i + 1) * C) / parts);
-    if (b > a) job.call(k, ...ptrs, ...pout, a, b).endTask();
-  }
-  job.run(0);
+/** The leaves' heap addresses into `ptrs`; false when one is not in the heap. */
+function leafPtrs(h: WasmHeap, ins: readonly KernelArg<TypedArray>[], ptrs: number[]): boolean {
+  for (let q = 0; q < ins.length; q++) if ((ptrs[q] = h.ptrOf(ins[q].storage)) < 0) return false;
+  return true;
+}
+
+/** An elementwise group's kernel `k` as a `WasmGroup`. */
+function bindRows(h: WasmHeap, k: PoolKernel, g: FusedGroup): WasmGroup {
+  const shape = g.loopShape;
+  const len = shape.length ? shape[shape.length - 1] : 1;
+  const rows = shape.length ? shape.slice(0, -1).reduce((p, d) => p * d, 1) : 1;
+  const ptrs = new Array<number>(g.leaves.length), outs = [0];
+  return (y, ins) => {
+    if (!leafPtrs(h, ins, ptrs) || (outs[0] = h.ptrOf(y)) < 0) return false;
+    if (rows * len > 0) runUnits(k, ptrs, outs, rows, len);
+    return true;
+  };
+}
+
+/** A reducing group's kernel `k` (layout N × C rows of `len`) as a `WasmGroup`; sums outside the heap (a small output) go through heap scratch. */
+function bindReduce(h: WasmHeap, k: PoolKernel, g: FusedGroup, { N, C }: { N: number; C: number }): WasmGroup {
+  const len = g.loopShape.length ? g.loopShape[g.loopShape.length - 1] : 1;
+  const ptrs = new Array<number>(g.leaves.length), outs: number[] = [];
+  return (y, ins, sums) => {
+    if (!leafPtrs(h, ins, ptrs)) return false;
+    outs.length = 0;
+    if (sums) {
+      const pv = h.ptrOf(y);
+      if (pv < 0) return false;
+      outs.push(pv);
+    }
+    const s = sums ?? y;
+    const ps = h.ptrOf(s);
+    const scratch = ps < 0 ? h.alloc(s.length * 4) : -1;
+    outs.push(ps < 0 ? scratch : ps);
+    runUnits(k, ptrs, outs, C, N * len);
+    if (scratch >= 0) {
+      s.set(h.view(scratch, s.length));
+      h.release(scratch);
+    }
+    return true;
+  };
 }
 
 /** wasm SIMD kernels for the groups `fusable` accepts (undefined for the others), all in one module. */
@@ -280,43 +309,8 @@ export function compileWasmGroups(groups: readonly FusedGroup[]): (WasmGroup | u
   const fns = which.map((i, n) => (layouts[n] ? reduceFn(names[n], groups[i], layouts[n]!.N, layouts[n]!.C) : groupFn(names[n], groups[i])));
   const mod = loadKernels(assemble({ functions: fns, memory: h.importSpec() }), names);
   which.forEach((i, n) => {
-    const shape = groups[i].loopShape;
-    const k = mod[names[n]];
-    const len = shape.length ? shape[shape.length - 1] : 1;
-    const rows = shape.length ? shape.slice(0, -1).reduce((p, d) => p * d, 1) : 1;
-    const ptrs = new Array<number>(groups[i].leaves.length);
     const layout = layouts[n];
-    if (!layout) {
-      out[i] = (y, ins) => {
-        for (let q = 0; q < ins.length; q++) if ((ptrs[q] = h.ptrOf(ins[q].storage)) < 0) return false;
-        const py = h.ptrOf(y);
-        if (py < 0) return false;
-        if (rows * len > 0) runRows(k, ptrs, py, rows, len);
-        return true;
-      };
-      return;
-    }
-    const pout: number[] = [];
-    out[i] = (y, ins, sums) => {
-      for (let q = 0; q < ins.length; q++) if ((ptrs[q] = h.ptrOf(ins[q].storage)) < 0) return false;
-      pout.length = 0;
-      if (sums) {
-        const pv = h.ptrOf(y);
-        if (pv < 0) return false;
-        pout.push(pv);
-      }
-      const s = sums ?? y;
-      const ps = h.ptrOf(s);
-      // Sums outside the heap (a small output): summed into heap scratch, then copied out.
-      const scratch = ps < 0 ? h.alloc(s.length * 4) : -1;
-      pout.push(ps < 0 ? scratch : ps);
-      runReduce(k, ptrs, pout, layout.N, layout.C, len);
-      if (scratch >= 0) {
-        s.set(h.view(scratch, s.length));
-        h.release(scratch);
-      }
-      return true;
-    };
+    out[i] = layout ? bindReduce(h, mod[names[n]], groups[i], layout) : bindRows(h, mod[names[n]], groups[i]);
   });
   return out;
 }
