@@ -97,4 +97,21 @@ describe('jit: sums fused with the elementwise work before them', () => {
     expect(worst(a, ea)).toBeLessThanOrEqual(1e-6);
     expect(worst(b, eb)).toBeLessThanOrEqual(1e-6);
   });
+
+  it('a backend without an arena runs fused sums step by step, the sums of a group writing both in storage of their own', () => {
+    const cpu = findBackend('cpu');
+    const backend: E.Backend<any> = { ...cpu, name: 'cpu-without-arena', arena: undefined, view: undefined };
+    E.registerBackend(backend);
+    const f = (x: E.Tensor, y: E.Tensor) => {
+      const p = E.mul(E.add(x, 1), y);
+      return [E.sum(p, [0], { keepdims: false }), E.mul(p, 3), E.sum(E.mul(x, y), [1], { keepdims: true })];
+    };
+    const [x, y] = [data(1, [5, 12], 'float64'), data(2, [5, 12], 'float64')];
+    const on = [x, y].map((t) => E.fromArray(E.dataSync(t), [...t.shape], backend)) as [E.Tensor, E.Tensor];
+    const jf = E.jit(f);
+    const { stats, memory } = jf.lower(...on);
+    expect([stats.backend, stats.fusedReductions, memory.arenaBytes]).toEqual(['cpu-without-arena', 2, 0]);
+    const got = jf(...on), want = f(x, y);
+    want.forEach((w, k) => expect(worst(got[k], w)).toBeLessThanOrEqual(1e-12));
+  });
 });
