@@ -150,8 +150,9 @@ export interface Backend<S = unknown> {
    */
   pin?(storage: S, dtype: DType): S | undefined;
   /**
-   * The jit fusion hook: one kernel per fused elementwise group, or null for a group the backend declines (an op,
-   * a dtype or a binding limit it cannot serve), whose primitives jit then runs one by one. It receives the new
+   * The jit fusion hook: one kernel per fused group (elementwise, or ending in a sum: `FusedGroup.reduce`), or null
+   * for a group the backend declines (an op, a dtype, a reduction or a binding limit it cannot serve), whose
+   * primitives jit then runs one by one (a declined group's elementwise part is offered again). It receives the new
    * groups of a compiled graph all at once, so a backend may build them into one module; jit caches the results
    * by group key, per backend kernel table. Absent: no fusion.
    */
