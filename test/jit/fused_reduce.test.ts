@@ -53,7 +53,7 @@ describe('jit: sums fused with the elementwise work before them', () => {
   describe.each(cases)('%s', (_, shape, sshape, axes, keepdims, wasm) => {
     it.each(exprs)('%s', (name, expr) => {
       for (const dtype of ['float32', 'float64'] as const) {
-        for (const [inArena, valuesToo] of [[true, false], [false, false], [true, true], [false, true]]) {
+        for (const [inArena, valuesToo] of [[true, false], [false, false], [true, true]]) {
           // neg after the sum keeps the sums off the outputs, so they land in the arena (the heap); with `valuesToo`
           // the summed values are read again (and the group writes them as well as their sums).
           const f = (x: E.Tensor, y: E.Tensor, s: E.Tensor) => {
