@@ -62,25 +62,54 @@ export interface FusedLeaf {
 }
 
 /**
+ * The reduction that ends a fused group: the expression's values are summed over some axes. The sums are the
+ * group's output and the values are never stored, unless `values` is set: then the kernel writes the values as its
+ * output (over the group's `shape`) and the sums into the storage its attrs name (`FusedSums`), in one pass.
+ */
+export interface FusedReduce {
+  /** The sums' shape (the sum's output, with or without the summed axes kept as size 1). */
+  readonly shape: Shape;
+  /** Sum element strides over the group's `loopShape`: 0 along the summed axes. */
+  readonly strides: readonly number[];
+  /** The values are read elsewhere too: the kernel writes them (its output) as well as the sums. */
+  readonly values?: boolean;
+}
+
+/** The attrs of a fused kernel whose group writes its values and their sums (`FusedReduce.values`). */
+export interface FusedSums<S = unknown> {
+  /** Storage the sums are written into (the group's dtype, `FusedReduce.shape`). */
+  readonly sums: S;
+}
+
+/**
  * A chain (a tree, in general) of elementwise primitives that jit runs as one kernel, described for a backend's code
- * generator: its inputs (leaves), the expression over them and its output. Every node computes one value per output
- * element, so intermediates never need storage.
+ * generator: its inputs (leaves), the expression over them and its output. Every node computes one value per element
+ * of `shape`, so intermediates never need storage. With `reduce`, the output is the sum of the last node's values
+ * over the axes `reduce` names (a `sum` fused with the elementwise work producing its input); a backend that has no
+ * code for that declines the group.
  */
 export interface FusedGroup {
+  /** The shape the nodes are evaluated over (the output's shape, unless the group reduces). */
   readonly shape: Shape;
   readonly dtype: DType;
-  /** `shape` with size-1 axes dropped and the axes every leaf walks contiguously merged (what a loop runs over). */
+  /**
+   * `shape` with size-1 axes dropped and the axes every leaf (and a reduction's output) walks contiguously merged
+   * (what a loop runs over).
+   */
   readonly loopShape: readonly number[];
   /** The group's inputs, in kernel-argument order. */
   readonly leaves: readonly FusedLeaf[];
   /** The nodes in evaluation order; the last one is the output. */
   readonly nodes: readonly FusedNode[];
-  /** Identifies the expression, shapes and dtypes: groups with equal keys compile to the same kernel. */
+  /** Present when the group sums its values (see `FusedReduce`). */
+  readonly reduce?: FusedReduce;
+  /** Identifies the expression, shapes, dtypes and reduction: groups with equal keys compile to the same kernel. */
   readonly key: string;
 }
 
 /**
- * A fused group's kernel: an ordinary kernel over the group's leaves (attrs `{}`), marked `writesInto` where it
+ * A fused group's kernel: an ordinary kernel over the group's leaves (attrs `{}`, or `FusedSums` for a group that
+ * writes its values and their sums), marked `writesInto` where it
  * writes into the caller's storage (jit then plans its output in the arena like any primitive's), and saying what
  * it runs as ('wasm-simd', 'js', 'wgsl', 'gpu.js', …) for `Lowered.stats.fusedBy`.
  */
@@ -121,8 +150,9 @@ export interface Backend<S = unknown> {
    */
   pin?(storage: S, dtype: DType): S | undefined;
   /**
-   * The jit fusion hook: one kernel per fused elementwise group, or null for a group the backend declines (an op,
-   * a dtype or a binding limit it cannot serve), whose primitives jit then runs one by one. It receives the new
+   * The jit fusion hook: one kernel per fused group (elementwise, or ending in a sum: `FusedGroup.reduce`), or null
+   * for a group the backend declines (an op, a dtype, a reduction or a binding limit it cannot serve), whose
+   * primitives jit then runs one by one (a declined group's elementwise part is offered again). It receives the new
    * groups of a compiled graph all at once, so a backend may build them into one module; jit caches the results
    * by group key, per backend kernel table. Absent: no fusion.
    */

@@ -7,7 +7,8 @@
  * built once and only their storage fields change per call, so a steady-state call allocates little beyond its
  * outputs. Backends without the hook (gpu.js, webgpu) run the steps one by one and dispose each intermediate after
  * its last use. Either way a fused group is one step whose kernel the backend compiled (`Backend.fuse`), run like a
- * primitive's kernel with the group's leaves as inputs.
+ * primitive's kernel with the group's leaves as inputs (a group that also writes sums gets their storage in its
+ * attrs).
  */
 import { type Backend, type DType, type Kernel, type KernelArg, type TypedArray, findBackend } from '../backends/backend.ts';
 import { runKernel, toBackend } from '../autograd/trace.ts';
@@ -61,6 +62,8 @@ export class ArenaExecutable {
   private readonly specs: { shape: readonly number[]; dtype: DType; into: unknown }[];
   private readonly kernels: (Kernel | null)[];
   private readonly hostValues: unknown[];
+  /** Per step: the attrs of a fused group that writes its values and their sums (the sums' storage set per call), else null. */
+  private readonly sumsAttrs: ({ sums: unknown } | null)[];
   /** The arena buffer and offset the views in `st` were made on. */
   private boundTo: ArrayBufferLike | null = null;
   private boundAt = -1;
@@ -86,6 +89,7 @@ export class ArenaExecutable {
     this.hostValues = new Array(g.hosts.length).fill(null);
     this.args = steps.map((s) => s.ins.map((v) => ({ storage: null, shape: g.vars[v].shape, dtype: g.vars[v].dtype })));
     this.specs = steps.map((s) => ({ shape: g.vars[s.out].shape, dtype: g.vars[s.out].dtype, into: null }));
+    this.sumsAttrs = steps.map((s) => (s.kind === 'fused' && s.sums !== undefined ? { sums: null } : null));
     this.kernels = steps.map((s) => {
       if (s.kind === 'fused') return s.kernel;
       if (s.kind !== 'prim') return null;
@@ -173,7 +177,9 @@ export class ArenaExecutable {
     for (let k = 0; k < s.ins.length; k++) args[k].storage = st[s.ins[k]];
     const spec = this.specs[i];
     spec.into = out ?? undefined;
-    const res = this.kernels[i]!(args as KernelArg[], attrsFor(s, this.hostValues), spec) as TypedArray;
+    const sums = this.sumsAttrs[i];
+    if (sums) sums.sums = st[(s as { sums: number }).sums];
+    const res = this.kernels[i]!(args as KernelArg[], sums ?? attrsFor(s, this.hostValues), spec) as TypedArray;
     if (!out) st[s.out] = res; // a kernel that allocates its own output
     else if (res !== out) {
       // A kernel marked writesInto that returned other storage: correct, but a copy.
@@ -219,7 +225,12 @@ export function runUnplanned(g: Graph, steps: readonly Step[], backend: Backend,
     else if (s.kind === 'prim') {
       const [storage, backend] = runKernel(s.eqn.prim, s.ins.map((x) => vals[x]!), attrsFor(s, hostValues), { shape: v.shape, dtype: v.dtype });
       vals[s.out] = new Tensor(v.shape, v.dtype, storage, backend);
-    } else vals[s.out] = runGroup(s, v, s.ins.map((x) => vals[x]!), backend);
+    } else {
+      const sums = s.sums === undefined ? null : g.vars[s.sums];
+      const sumsStorage = sums && backend.upload(arrayFor(sums.dtype, sums.size), sums.dtype);
+      vals[s.out] = runGroup(s, v, s.ins.map((x) => vals[x]!), backend, sumsStorage);
+      if (sums) vals[sums.id] = new Tensor([...sums.shape], sums.dtype, sumsStorage, backend);
+    }
     for (const x of s.ins) {
       const t = vals[x]!;
       if (root[x] === x && last[x] === i && g.vars[x].src.kind === 'eqn') t.backend.dispose?.(t.storage);
@@ -228,10 +239,13 @@ export function runUnplanned(g: Graph, steps: readonly Step[], backend: Backend,
   return vals as Tensor[];
 }
 
-/** A fused group's kernel on `backend` (leaves living elsewhere are moved there for the call). */
-function runGroup(s: Step & { kind: 'fused' }, v: { shape: readonly number[]; dtype: DType }, ins: readonly Tensor[], backend: Backend): Tensor {
+/**
+ * A fused group's kernel on `backend` (leaves living elsewhere are moved there for the call); `sums`: the storage a
+ * group that writes its values and their sums writes the sums into.
+ */
+function runGroup(s: Step & { kind: 'fused' }, v: { shape: readonly number[]; dtype: DType }, ins: readonly Tensor[], backend: Backend, sums: unknown): Tensor {
   const moved = ins.map((x) => toBackend(x, backend));
-  const storage = s.kernel(moved, NO_ATTRS, { shape: v.shape, dtype: v.dtype });
+  const storage = s.kernel(moved, sums === null ? NO_ATTRS : { sums }, { shape: v.shape, dtype: v.dtype });
   moved.forEach((m, k) => m !== ins[k] && backend.dispose?.(m.storage));
   return new Tensor([...v.shape], v.dtype, storage, backend);
 }

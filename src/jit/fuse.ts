@@ -2,8 +2,12 @@
  * Elementwise fusion: a chain (a tree, in general) of elementwise primitives and the broadcasts feeding them
  * becomes one kernel over the output, so intermediates are never stored (tinygrad's lazy elementwise fusion, XLA's
  * loop fusion). A producer joins its consumer's group when its only use is there, it is not an output, and it has
- * the group's shape (a broadcastTo joins as a strided read). Each group is described as a `FusedGroup` and
- * compiled by the backend (fused-group.ts); a group the backend declines stays its equations, one step each.
+ * the group's shape (a broadcastTo joins as a strided read). A `sum` whose input is an elementwise value read only
+ * there roots a group too: the elementwise work is evaluated inside the reduction loop and only the sums are stored
+ * (XLA's reduction fusion). A sum of an elementwise value that has other readers joins the group computing that
+ * value (or forms one with its lone producer), which then writes the value and its sums in one pass (XLA's
+ * multi-output fusion). Each group is described as a `FusedGroup` and compiled by the backend (fused-group.ts); a
+ * group the backend declines stays its equations, one step each.
  */
 import type { FusedGroup, FusedKernel } from '../backends/backend.ts';
 import { elementwiseExprs } from '../backends/cpu/elementwise.ts';
@@ -14,7 +18,16 @@ import type { Eqn, Graph } from './graph.ts';
 /** A unit of execution: one primitive, one fused group, or a reshape (a view of its input). */
 export type Step =
   | { readonly kind: 'prim'; readonly eqn: Eqn; readonly ins: readonly number[]; readonly out: number }
-  | { readonly kind: 'fused'; readonly group: FusedGroup; readonly kernel: FusedKernel; readonly eqns: number; readonly ins: readonly number[]; readonly out: number }
+  | {
+      readonly kind: 'fused';
+      readonly group: FusedGroup;
+      readonly kernel: FusedKernel;
+      readonly eqns: number;
+      readonly ins: readonly number[];
+      readonly out: number;
+      /** The variable the sums go to, for a group that writes its values (`out`) and their sums. */
+      readonly sums?: number;
+    }
   | { readonly kind: 'alias'; readonly ins: readonly number[]; readonly out: number };
 
 /** The elementwise primitives (the CPU backend's expression table lists them all). */
@@ -31,18 +44,40 @@ function useCounts(g: Graph): number[] {
   return uses;
 }
 
-/** The groups of a graph: root equation → its members (equation indices, ascending; the root is last). */
-function findGroups(g: Graph): Map<number, number[]> {
+/** Whether a `sum` fuses with its input's producer: an elementwise equation whose value only the sum reads. */
+function sumsFusable(g: Graph, sum: Eqn, uses: readonly number[], producer: (v: number) => number): boolean {
+  const v = sum.ins[0];
+  const p = producer(v);
+  return p >= 0 && uses[v] === 1 && isElementwise(g.eqns[p].prim) && !g.eqns[p].dynAttrs.length;
+}
+
+/** A group of equations: its members (equation indices, ascending), the one whose value it computes, and a sum of that value fused in. */
+interface Group {
+  readonly root: number;
+  readonly members: readonly number[];
+  /** A sum of the root's value (read elsewhere too) the group also computes: a member, after the root. */
+  readonly sum?: number;
+}
+
+/** The groups of a graph. */
+function findGroups(g: Graph): Group[] {
   const uses = useCounts(g);
   const producer = (v: number) => (g.vars[v].src.kind === 'eqn' ? (g.vars[v].src as { eqn: number }).eqn : -1);
   const absorbed = new Array<boolean>(g.eqns.length).fill(false);
   const groups = new Map<number, number[]>();
   for (let i = g.eqns.length - 1; i >= 0; i--) {
     const root = g.eqns[i];
-    if (absorbed[i] || !isElementwise(root.prim)) continue;
-    const shape = g.vars[root.out].shape;
+    if (absorbed[i]) continue;
+    const reduces = root.prim === 'sum' && sumsFusable(g, root, uses, producer);
+    if (!reduces && !isElementwise(root.prim)) continue;
+    const shape = g.vars[reduces ? root.ins[0] : root.out].shape;
     const members = [i];
-    for (let k = 0; k < members.length; k++) {
+    if (reduces) {
+      const p = producer(root.ins[0]);
+      absorbed[p] = true;
+      members.push(p);
+    }
+    for (let k = reduces ? 1 : 0; k < members.length; k++) {
       const m = g.eqns[members[k]];
       if (m.prim === 'broadcastTo') continue;
       for (const v of m.ins) {
@@ -57,27 +92,54 @@ function findGroups(g: Graph): Map<number, number[]> {
     }
     if (members.length > 1) groups.set(i, members.sort((a, b) => a - b));
   }
-  return groups;
+  // Sums of elementwise values that have other readers: each joins its value's group, or pairs with its producer.
+  const sums = new Map<number, number>();
+  g.eqns.forEach((e, i) => {
+    if (e.prim !== 'sum' || groups.has(i)) return;
+    const p = producer(e.ins[0]);
+    if (p < 0 || absorbed[p] || sums.has(p) || !isElementwise(g.eqns[p].prim) || g.eqns[p].dynAttrs.length) return;
+    sums.set(p, i);
+  });
+  const out: Group[] = [...groups].map(([root, members]) => {
+    const sum = sums.get(root);
+    return sum === undefined ? { root, members } : { root, members: [...members, sum], sum };
+  });
+  for (const [p, sum] of sums) if (!groups.has(p)) out.push({ root: p, members: [p, sum], sum });
+  return out;
 }
 
 /**
- * The steps of a graph: with `compile`, its elementwise groups fused into the kernels `compile` gives (a declined
- * group's equations stay steps of their own, in graph order); without, one step per equation.
+ * The steps of a graph: with `compile`, its groups fused into the kernels `compile` gives (a declined group's
+ * equations stay steps of their own, in graph order; a declined group with a sum still fuses its elementwise part,
+ * the sum then a step of its own); without, one step per equation. `declined` counts the groups whose equations
+ * all run one by one.
  */
 export function schedule(g: Graph, compile: CompileGroups | null): { steps: Step[]; declined: number } {
-  const groups = compile ? findGroups(g) : new Map<number, number[]>();
-  const roots = [...groups.keys()];
-  const described = roots.map((r) => describeGroup(g, groups.get(r)!));
-  const kernels = compile && roots.length ? compile(described.map((d) => d.group)) : [];
   const fusedAt = new Map<number, Step>();
   const inGroup = new Set<number>();
-  roots.forEach((r, i) => {
-    const kernel = kernels[i];
-    if (!kernel) return;
-    const members = groups.get(r)!;
-    for (const m of members) inGroup.add(m);
-    fusedAt.set(r, { kind: 'fused', group: described[i].group, kernel, eqns: members.length, ins: described[i].leaves, out: g.eqns[r].out });
+  /** Fuses the groups the backend compiles; returns the declined ones. */
+  const fuseGroups = (groups: readonly Group[]) => {
+    if (!compile || !groups.length) return groups;
+    const described = groups.map((gr) => describeGroup(g, gr.members, gr.sum !== undefined));
+    const kernels = compile(described.map((d) => d.group));
+    return groups.filter(({ root, members, sum }, i) => {
+      const kernel = kernels[i];
+      if (!kernel) return true;
+      for (const m of members) inGroup.add(m);
+      const { group, leaves } = described[i];
+      const out = g.eqns[root].out;
+      fusedAt.set(root, { kind: 'fused', group, kernel, eqns: members.length, ins: leaves, out, ...(sum !== undefined && { sums: g.eqns[sum].out }) });
+      return false;
+    });
+  };
+  const declined = fuseGroups(compile ? findGroups(g) : []);
+  const elementwiseParts = declined.flatMap(({ root, members, sum }): Group[] => {
+    const reduces = g.eqns[root].prim === 'sum';
+    if (!reduces && sum === undefined) return [];
+    const rest = members.filter((m) => m !== (reduces ? root : sum));
+    return rest.length > 1 ? [{ root: reduces ? rest[rest.length - 1] : root, members: rest }] : [];
   });
+  const stillDeclined = fuseGroups(elementwiseParts).length + declined.length - elementwiseParts.length;
   const steps: Step[] = [];
   g.eqns.forEach((e, i) => {
     const fused = fusedAt.get(i);
@@ -86,5 +148,5 @@ export function schedule(g: Graph, compile: CompileGroups | null): { steps: Step
     else if (e.prim === 'reshape') steps.push({ kind: 'alias', ins: e.ins, out: e.out });
     else steps.push({ kind: 'prim', eqn: e, ins: e.ins, out: e.out });
   });
-  return { steps, declined: roots.length - fusedAt.size };
+  return { steps, declined: stillDeclined };
 }

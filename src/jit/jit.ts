@@ -55,6 +55,8 @@ export interface Lowered {
     readonly fusedLoops: number;
     /** Equations inside those groups. */
     readonly fusedOps: number;
+    /** Those of the groups that end in a sum (its input never stored). */
+    readonly fusedReductions: number;
     /** Fused groups by what runs them (the kernels' `via`: the CPU backend's 'wasm-simd' or 'js', 'wgsl', 'gpu.js'). */
     readonly fusedBy: Readonly<Record<string, number>>;
     /** Groups the backend declined: their equations run one by one. */
@@ -223,6 +225,7 @@ function compile<A extends unknown[]>(f: (...a: A) => unknown, args: A, flat: Fl
       steps: steps.length,
       fusedLoops: fused.length,
       fusedOps: fused.reduce((p, s) => p + s.eqns, 0),
+      fusedReductions: fused.filter((s) => s.group.reduce).length,
       fusedBy,
       declinedGroups: declined,
       foldedAffines: folded,

@@ -50,6 +50,7 @@ function lifetimes(g: Graph, steps: readonly Step[], root: readonly number[]) {
   const last = new Array<number>(g.vars.length).fill(-1);
   steps.forEach((s, i) => {
     if (s.kind !== 'alias' && def[s.out] < 0) def[s.out] = i;
+    if (s.kind === 'fused' && s.sums !== undefined) def[s.sums] = i;
     for (const v of s.ins) last[root[v]] = Math.max(last[root[v]], i);
   });
   for (const o of g.outputs) if ('v' in o) last[root[o.v]] = steps.length;
@@ -59,7 +60,7 @@ function lifetimes(g: Graph, steps: readonly Step[], root: readonly number[]) {
 /** Whether step `s` may write its output over input buffer `r` (read at the same index it writes). */
 function inPlaceSafe(g: Graph, s: Step, r: number, root: readonly number[]): boolean {
   // siluGrad's fast kernel writes σ into its output before reading x: never in place.
-  const elementwise = s.kind === 'fused' || (s.kind === 'prim' && isElementwise(s.eqn.prim) && s.eqn.prim !== 'siluGrad');
+  const elementwise = (s.kind === 'fused' && !s.group.reduce) || (s.kind === 'prim' && isElementwise(s.eqn.prim) && s.eqn.prim !== 'siluGrad');
   const size = g.vars[s.out].size;
   return elementwise && s.ins.every((v) => root[v] !== r || g.vars[v].size === size);
 }

@@ -1,7 +1,8 @@
 /**
  * A whole train step jitted vs eager: B0 (small image, reduced width/depth so the suite stays
  * fast) and b0-full-split with per-image stochastic windows drawn from the key inside the step.
- * Values, new BN state and every gradient are compared.
+ * Values, new BN state and every gradient are compared, and every BN layer's backward has its
+ * Σ ct·x̂ fused with the product (no stored product).
  *
  * float64: ≤ 1e-12·(1 + max|eager|) per tensor (the same kernels and the same expression order).
  * Two keys per case: the second call must draw new windows and drop-connect masks from its key.
@@ -75,6 +76,9 @@ describe.each(cases)('$name train step: jit vs eager', ({ name, opts }) => {
     expect(jstep.compiles).toBe(1);
     const lowered = jstep.lower(model.params, model.state, input, y, E.random.key(0));
     expect(lowered.stats.fusedLoops).toBeGreaterThan(0);
+    // Every BN layer's backward sums Σ ct·x̂ over the product of the two, which only that sum reads: fused.
+    const bnLayers = treeLeaves(model.state).length / 2;
+    expect(lowered.stats.fusedReductions).toBeGreaterThanOrEqual(bnLayers);
     expect(lowered.stats.ownOutputOps).toEqual([]);
     expect(lowered.memory.arenaBytes).toBeLessThan(lowered.memory.unplannedBytes / 2);
   });

@@ -18,7 +18,9 @@ import { RANK, coalesce, sizeOf, stridedConstants } from './strides.ts';
 const MAX_LEAVES = 8;
 const PARAMS = ['a', 'b', 'c'];
 
+/** Whether the group can be one kernel here: elementwise (a reducing group runs as its ops), float32, GLSL bodies, few enough leaves. */
 function supported(g: FusedGroup): boolean {
+  if (g.reduce) return false;
   if (g.dtype !== 'float32' || g.leaves.some((l) => l.dtype !== 'float32') || g.leaves.length > MAX_LEAVES) return false;
   return g.nodes.every((n) => n.prim === 'broadcastTo' || n.prim in gpuExprs);
 }

@@ -16,8 +16,12 @@ import { compute, coords, offset } from './shader.ts';
 
 const PARAMS = ['a', 'b', 'c'];
 
-/** Whether the group can be one kernel here: float32 (float64 runs on the CPU kernels), WGSL bodies for every member, few enough leaves to bind. */
+/**
+ * Whether the group can be one kernel here: elementwise (a reducing group runs as its ops, the sum on the reduce
+ * kernel), float32 (float64 runs on the CPU kernels), WGSL bodies for every member, few enough leaves to bind.
+ */
 function supported(dev: WebGpuDevice, group: FusedGroup): boolean {
+  if (group.reduce) return false;
   if (group.dtype !== 'float32' || group.leaves.some((l) => l.dtype !== 'float32')) return false;
   if (group.nodes.some((m) => m.prim !== 'broadcastTo' && !(m.prim in wgslExprs))) return false;
   // The leaves, the output and the parameter buffer are storage bindings.

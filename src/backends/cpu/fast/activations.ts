@@ -69,11 +69,12 @@ function vexp(f: Fn, c: Consts, x: Expr, lx: number, lfx: number, ln: number): E
   return vmul(vadd(vadd(vmul(p, vmul(r, r)), r), k(1)), get(ln));
 }
 
-const F64 = 0x7c as T;
+/** The f64 value type. */
+export const F64 = 0x7c as T;
 /** f64x2.promote_low_f32x4 */
-const promoteLow = simdUn(0x5f);
+export const promoteLow = simdUn(0x5f);
 /** f64x2.add */
-const dadd = simdBin(0xf0);
+export const dadd = simdBin(0xf0);
 
 /** σ(v) on 4 lanes (tmp: three v128 locals for the exp). */
 export const sig = (f: Fn, c: Consts, v: Expr, t: number[]) => vandnot(vdiv(c.k(1), vadd(c.k(1), vexp(f, c, vneg(v), t[0], t[1], t[2]))), vlt(v, c.k(-88)));

@@ -6,6 +6,12 @@
  * (inner stride 0) are splatted once, the others read 4 floats at a time; the row's tail runs the same vector
  * code on one lane. Rows are split into tasks on the pool's threads when the group is large.
  *
+ * A reducing group (`FusedGroup.reduce`) whose sums each cover whole rows of the inner axis (per-channel sums of
+ * NCHW planes, per-plane sums, a full sum: `reduceLayout`) evaluates the same row code and adds the values into
+ * float64 accumulators (storing them too where the group writes its values), in the order of eager's per-channel
+ * sum kernel; its tasks are whole output elements, so the result does not depend on the thread count. Other
+ * layouts run the JS loop.
+ *
  * Every operation rounds to float32 as eager's kernels do, and SiLU / sigmoid / SiLU's gradient use the same
  * vector exp as the eager fast kernels (activations.ts), so a wasm group equals eager bit for bit on the plain
  * arithmetic and within the exp's 1–2 ulp elsewhere. Groups with an op that has no exact vector form here (exp,
@@ -13,12 +19,12 @@
  * the heap (inputs and outputs the caller allocated) run the group's JS loop (../fused.ts).
  */
 import type { FusedGroup, KernelArg, TypedArray } from '../../backend.ts';
-import { Consts, sig, siluGradV } from './activations.ts';
-import { wasmHeap } from './heap.ts';
+import { Consts, F64, dadd, promoteLow, sig, siluGradV } from './activations.ts';
+import { type WasmHeap, wasmHeap } from './heap.ts';
 import { Job, type PoolKernel, loadKernels, poolThreads } from './pool.ts';
-import { Fn, T, type Expr, add, assemble, get, i32, load, mul, splat, vadd, vdiv, vmul, vsub } from './wasm.ts';
+import { Fn, T, type Expr, add, assemble, extractLaneF64, f32ofD, f64add, f64ofF, get, i32, load, mul, shuffle, splat, vadd, vdiv, vmul, vsub, vzero } from './wasm.ts';
 
-/** Leaves a group may have (pool calls take 12 arguments: the leaves, the output and a row range). */
+/** Leaves a group may have (pool calls take 12 arguments: the leaves, the output and a row range; one fewer leaf for a group writing values and sums). */
 const MAX_LEAVES = 9;
 /** Elements per task when a group is split across threads (below two of them it runs on the calling thread). */
 const GRAIN = 1 << 16;
@@ -40,6 +46,7 @@ const VECTOR = new Set(['neg', 'abs', 'sqrt', 'sign', 'relu', 'sigmoid', 'silu',
 export function fusable(g: FusedGroup): boolean {
   if (g.dtype !== 'float32' || g.leaves.length > MAX_LEAVES || g.leaves.some((l) => l.dtype !== 'float32')) return false;
   if (!g.nodes.every((n) => VECTOR.has(n.prim))) return false;
+  if (g.reduce && (!reduceLayout(g) || (g.reduce.values && g.leaves.length > MAX_LEAVES - 1))) return false;
   const r = g.loopShape.length;
   return r === 0 || g.leaves.every((l) => l.strides[r - 1] === 0 || l.strides[r - 1] === 1);
 }
@@ -81,19 +88,21 @@ function nodeValue(f: Fn, c: Consts, prim: string, [a, b, cc]: Expr[], t: number
   throw new Error(`fused: no vector form for '${prim}'`);
 }
 
-/** fn(leaf ptrs…, out, row0, row1): the group over rows [row0, row1) of its collapsed shape. */
-function groupFn(name: string, g: FusedGroup): Fn {
-  const L = g.leaves.length;
-  const f = new Fn(name, Array.from({ length: L + 3 }, () => T.i32));
-  const ptrs = f.params.slice(0, L), [out, r0, r1] = f.params.slice(L);
+/**
+ * The group's expression along one row of its collapsed shape, in function `f` whose first parameters are the leaf
+ * pointers: `setRow()` computes the leaves' offsets for the row in local `row` (and splats the leaves constant
+ * along it); `value(vec)` loads the leaves at byte offset `j` of the row (4 lanes, or one splatted) and returns the
+ * last node's vector. `prologue` fills the vector constants (spliced in at the function's start by the caller).
+ */
+function rowEvaluator(f: Fn, g: FusedGroup) {
+  const ptrs = f.params.slice(0, g.leaves.length);
   const dims = g.loopShape.length ? g.loopShape : [1];
   const st = g.loopShape.length ? g.leaves.map((l) => l.strides) : g.leaves.map(() => [0]);
-  const r = dims.length, len = dims[r - 1];
-  const row = f.local(T.i32), j = f.local(T.i32), ob = f.local(T.i32);
+  const r = dims.length;
+  const row = f.local(T.i32), j = f.local(T.i32);
   const base = ptrs.map(() => f.local(T.i32)), xv = ptrs.map(() => f.local(T.v128)), vals = g.nodes.map(() => f.local(T.v128));
   const t = [f.local(T.v128), f.local(T.v128), f.local(T.v128), f.local(T.v128)];
   const c = new Consts(f);
-  const start = f.code.length;
   // Row index → offset along the outer axes (row-major over dims[0..r-2]).
   const outer = (k: number): Expr => {
     let sum: Expr = i32(0);
@@ -110,8 +119,13 @@ function groupFn(name: string, g: FusedGroup): Fn {
     }
     return sum;
   };
-  const body = (vec: boolean) => {
+  const setRow = () =>
     ptrs.forEach((p, k) => {
+      f.set(base[k], add(get(p), outer(k)));
+      if (st[k][r - 1] === 0) f.set(xv[k], splat(load('f32', get(base[k]))));
+    });
+  const value = (vec: boolean): Expr => {
+    ptrs.forEach((_, k) => {
       if (st[k][r - 1] === 0) return;
       const at = add(get(base[k]), get(j));
       f.set(xv[k], vec ? load('v128', at) : splat(load('f32', at)));
@@ -120,42 +134,168 @@ function groupFn(name: string, g: FusedGroup): Fn {
       const args = n.args.map((a) => ('leaf' in a ? get(xv[a.leaf]) : get(vals[a.node])));
       f.set(vals[i], nodeValue(f, c, n.prim, args, t));
     });
-    const y = get(vals[vals.length - 1]);
-    const at = add(get(ob), get(j));
-    if (vec) f.store('v128', at, y);
-    else f.store('f32', at, lane0(y));
+    return get(vals[vals.length - 1]);
   };
+  return { row, j, len: dims[r - 1], setRow, value, prologue: () => c.prologue() };
+}
+
+/** fn(leaf ptrs…, out, row0, row1): the group over rows [row0, row1) of its collapsed shape. */
+function groupFn(name: string, g: FusedGroup): Fn {
+  const L = g.leaves.length;
+  const f = new Fn(name, Array.from({ length: L + 3 }, () => T.i32));
+  const [out, r0, r1] = f.params.slice(L);
+  const start = f.code.length;
+  const e = rowEvaluator(f, g);
+  const { row, j, len } = e;
+  const ob = f.local(T.i32);
   f.for(row, get(r0), get(r1), i32(1), () => {
     f.set(ob, add(get(out), mul(get(row), i32(len * 4))));
-    ptrs.forEach((p, k) => {
-      f.set(base[k], add(get(p), outer(k)));
-      if (st[k][r - 1] === 0) f.set(xv[k], splat(load('f32', get(base[k]))));
-    });
-    f.for(j, i32(0), i32(len * 4 - 12), i32(16), () => body(true));
-    f.for(j, get(j), i32(len * 4), i32(4), () => body(false));
+    e.setRow();
+    f.for(j, i32(0), i32(len * 4 - 12), i32(16), () => f.store('v128', add(get(ob), get(j)), e.value(true)));
+    f.for(j, get(j), i32(len * 4), i32(4), () => f.store('f32', add(get(ob), get(j)), lane0(e.value(false))));
   });
-  f.code.splice(start, 0, ...c.prologue());
+  f.code.splice(start, 0, ...e.prologue());
   return f;
 }
 
-/** Runs a group's kernel over `rows` rows of `len` floats, split into tasks when large. */
-function runRows(k: PoolKernel, ptrs: number[], pout: number, rows: number, len: number): void {
-  const n = rows * len;
-  if (n < 2 * GRAIN || poolThreads() === 1 || rows === 1) {
-    k.run(...ptrs, pout, 0, rows);
+/**
+ * A reducing group's rows seen as N × C rows (row n·C + c) of its summed inner axis, output element c summing rows
+ * n·C + c over n: the per-channel sums of NCHW planes, per-plane sums, a full sum. Null for other layouts (a kept
+ * inner axis, or kept and summed outer axes interleaved otherwise).
+ */
+export function reduceLayout(g: FusedGroup): { N: number; C: number } | null {
+  const rs = g.reduce?.strides, dims = g.loopShape;
+  if (!rs) return null;
+  const r = dims.length;
+  if (r === 0) return { N: 1, C: 1 };
+  if (rs[r - 1] !== 0) return null;
+  // The outer axes: a leading run of summed ones (n), then kept ones numbering the outputs row-major (c).
+  let lead = 0;
+  while (lead < r - 1 && rs[lead] === 0) lead++;
+  let step = 1;
+  for (let d = r - 2; d >= lead; d--) {
+    if (rs[d] !== step) return null;
+    step *= dims[d];
+  }
+  return { N: dims.slice(0, lead).reduce((p, d) => p * d, 1), C: step };
+}
+
+/**
+ * fn(leaf ptrs…, [values,] out, c0, c1): output elements [c0, c1) of a reducing group of layout `N` × `C` rows
+ * (`reduceLayout`), each the float64 sum of the values of its N rows, accumulated in the order of eager's
+ * per-channel sum kernel (two f64x2 accumulators for the 4-lane part, one f64 for the row tails), so a group whose
+ * values equal eager's stored input sums to eager's result bit for bit.
+ */
+function reduceFn(name: string, g: FusedGroup, N: number, C: number): Fn {
+  const L = g.leaves.length;
+  const values = !!g.reduce?.values;
+  const f = new Fn(name, Array.from({ length: L + (values ? 4 : 3) }, () => T.i32));
+  const [pv, out, c0, c1] = values ? f.params.slice(L) : [-1, ...f.params.slice(L)];
+  const start = f.code.length;
+  const e = rowEvaluator(f, g);
+  const { row, j, len } = e;
+  const ch = f.local(T.i32), n = f.local(T.i32), y = f.local(T.v128), lo = f.local(T.v128), hi = f.local(T.v128), sum = f.local(F64), vb = f.local(T.i32);
+  // With `values`, each value is also stored at its index (row-major over the loop shape).
+  const value = (vec: boolean): Expr => {
+    f.set(y, e.value(vec));
+    if (values) {
+      const at = add(get(vb), get(j));
+      if (vec) f.store('v128', at, get(y));
+      else f.store('f32', at, lane0(get(y)));
+    }
+    return get(y);
+  };
+  f.for(ch, get(c0), get(c1), i32(1), () => {
+    f.set(lo, vzero);
+    f.set(hi, vzero);
+    f.set(sum, (h) => h.op(0x44, 0, 0, 0, 0, 0, 0, 0, 0)); // f64.const 0
+    f.for(n, i32(0), i32(N), i32(1), () => {
+      f.set(row, add(mul(get(n), i32(C)), get(ch)));
+      if (values) f.set(vb, add(get(pv), mul(get(row), i32(len * 4))));
+      e.setRow();
+      f.for(j, i32(0), i32(len * 4 - 12), i32(16), () => {
+        f.set(y, value(true));
+        f.set(lo, dadd(get(lo), promoteLow(get(y))));
+        f.set(hi, dadd(get(hi), promoteLow(shuffle(get(y), get(y), [2, 3, 0, 1]))));
+      });
+      f.for(j, get(j), i32(len * 4), i32(4), () => f.set(sum, f64add(get(sum), f64ofF(lane0(value(false))))));
+    });
+    f.set(lo, dadd(get(lo), get(hi)));
+    f.store('f32', add(get(out), mul(get(ch), i32(4))), f32ofD(f64add(get(sum), f64add(extractLaneF64(get(lo), 0), extractLaneF64(get(lo), 1)))));
+  });
+  f.code.splice(start, 0, ...e.prologue());
+  return f;
+}
+
+/**
+ * Runs k(ptrs…, outs…, u0, u1) over units [0, units) of `per` elements each (an elementwise group's rows, a reducing
+ * group's output elements), split into tasks of whole units when large, so every sum is computed by one thread in
+ * one order whatever the thread count.
+ */
+function runUnits(k: PoolKernel, ptrs: readonly number[], outs: readonly number[], units: number, per: number): void {
+  const n = units * per;
+  if (n < 2 * GRAIN || poolThreads() === 1 || units === 1) {
+    k.run(...ptrs, ...outs, 0, units);
     return;
   }
-  const parts = Math.min(rows, Math.ceil(n / GRAIN), 4 * poolThreads());
+  const parts = Math.min(units, Math.ceil(n / GRAIN), 4 * poolThreads());
   const job = new Job();
   for (let i = 0; i < parts; i++) {
-    const a = Math.floor((i * rows) / parts), b = Math.floor(((i + 1) * rows) / parts);
-    if (b > a) job.call(k, ...ptrs, pout, a, b).endTask();
+    const a = Math.floor((i * units) / parts), b = Math.floor(((i + 1) * units) / parts);
+    if (b > a) job.call(k, ...ptrs, ...outs, a, b).endTask();
   }
   job.run(0);
 }
 
-/** Runs a group into `out` from its leaves and returns true, or returns false when a buffer is not in the heap. */
-export type WasmGroup = (out: TypedArray, ins: readonly KernelArg<TypedArray>[]) => boolean;
+/**
+ * Runs a group into `out` (its values, or a reducing group's sums) and `sums` (a group writing both) from its leaves
+ * and returns true, or returns false when a buffer is not in the heap.
+ */
+export type WasmGroup = (out: TypedArray, ins: readonly KernelArg<TypedArray>[], sums: TypedArray | null) => boolean;
+
+/** The leaves' heap addresses into `ptrs`; false when one is not in the heap. */
+function leafPtrs(h: WasmHeap, ins: readonly KernelArg<TypedArray>[], ptrs: number[]): boolean {
+  for (let q = 0; q < ins.length; q++) if ((ptrs[q] = h.ptrOf(ins[q].storage)) < 0) return false;
+  return true;
+}
+
+/** An elementwise group's kernel `k` as a `WasmGroup`. */
+function bindRows(h: WasmHeap, k: PoolKernel, g: FusedGroup): WasmGroup {
+  const shape = g.loopShape;
+  const len = shape.length ? shape[shape.length - 1] : 1;
+  const rows = shape.length ? shape.slice(0, -1).reduce((p, d) => p * d, 1) : 1;
+  const ptrs = new Array<number>(g.leaves.length), outs = [0];
+  return (y, ins) => {
+    if (!leafPtrs(h, ins, ptrs) || (outs[0] = h.ptrOf(y)) < 0) return false;
+    if (rows * len > 0) runUnits(k, ptrs, outs, rows, len);
+    return true;
+  };
+}
+
+/** A reducing group's kernel `k` (layout N × C rows of `len`) as a `WasmGroup`; sums outside the heap (a small output) go through heap scratch. */
+function bindReduce(h: WasmHeap, k: PoolKernel, g: FusedGroup, { N, C }: { N: number; C: number }): WasmGroup {
+  const len = g.loopShape.length ? g.loopShape[g.loopShape.length - 1] : 1;
+  const ptrs = new Array<number>(g.leaves.length), outs: number[] = [];
+  return (y, ins, sums) => {
+    if (!leafPtrs(h, ins, ptrs)) return false;
+    outs.length = 0;
+    if (sums) {
+      const pv = h.ptrOf(y);
+      if (pv < 0) return false;
+      outs.push(pv);
+    }
+    const s = sums ?? y;
+    const ps = h.ptrOf(s);
+    const scratch = ps < 0 ? h.alloc(s.length * 4) : -1;
+    outs.push(ps < 0 ? scratch : ps);
+    runUnits(k, ptrs, outs, C, N * len);
+    if (scratch >= 0) {
+      s.set(h.view(scratch, s.length));
+      h.release(scratch);
+    }
+    return true;
+  };
+}
 
 /** wasm SIMD kernels for the groups `fusable` accepts (undefined for the others), all in one module. */
 export function compileWasmGroups(groups: readonly FusedGroup[]): (WasmGroup | undefined)[] {
@@ -165,20 +305,12 @@ export function compileWasmGroups(groups: readonly FusedGroup[]): (WasmGroup | u
   const which = groups.map((g, i) => (fusable(g) ? i : -1)).filter((i) => i >= 0);
   if (!which.length) return out;
   const names = which.map((i) => `fused${i}`);
-  const mod = loadKernels(assemble({ functions: which.map((i, n) => groupFn(names[n], groups[i])), memory: h.importSpec() }), names);
+  const layouts = which.map((i) => reduceLayout(groups[i]));
+  const fns = which.map((i, n) => (layouts[n] ? reduceFn(names[n], groups[i], layouts[n]!.N, layouts[n]!.C) : groupFn(names[n], groups[i])));
+  const mod = loadKernels(assemble({ functions: fns, memory: h.importSpec() }), names);
   which.forEach((i, n) => {
-    const shape = groups[i].loopShape;
-    const k = mod[names[n]];
-    const len = shape.length ? shape[shape.length - 1] : 1;
-    const rows = shape.length ? shape.slice(0, -1).reduce((p, d) => p * d, 1) : 1;
-    const ptrs = new Array<number>(groups[i].leaves.length);
-    out[i] = (y, ins) => {
-      const py = h.ptrOf(y);
-      if (py < 0) return false;
-      for (let q = 0; q < ins.length; q++) if ((ptrs[q] = h.ptrOf(ins[q].storage)) < 0) return false;
-      if (rows * len > 0) runRows(k, ptrs, py, rows, len);
-      return true;
-    };
+    const layout = layouts[n];
+    out[i] = layout ? bindReduce(h, mod[names[n]], groups[i], layout) : bindRows(h, mod[names[n]], groups[i]);
   });
   return out;
 }
