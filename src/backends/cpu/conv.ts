@@ -5,7 +5,8 @@
  *   - depthwise (one input channel per group), column stride 1–2: the wasm SIMD window kernels of fast/dwconv.ts;
  *   - every other conv (depthwise with wider strides included): per image and group, im2col into the wasm heap +
  *     the sgemm (fast/sgemm.ts), which reads it in place; a 1×1 stride-1 unpadded (pointwise) conv skips im2col
- *     and multiplies the input planes directly;
+ *     and multiplies the input planes directly, and over planes of fewer than 256 pixels (several images, one
+ *     group) runs as one sgemm over all images (fast/pointwise.ts);
  *   - stochastic conv, column stride 1–2: the wasm SIMD window kernels of fast/stochconv.ts.
  * conv2dAffine (a conv2d with eval-mode batch norm folded in) takes conv2d's fast path with an epilogue: the
  * per-channel affine (+ SiLU) runs on each block of output while it is in cache — the depthwise kernels' staging
