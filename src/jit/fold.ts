@@ -15,18 +15,14 @@
  */
 import { perChannel } from '../autograd/conv.ts';
 import { shapesEqual } from '../tensor/shape.ts';
-import { isElementwise } from './fuse.ts';
+import { isElementwise, useCounts } from './fuse.ts';
 import type { Eqn, Graph } from './graph.ts';
 
-/** How many times each variable is read (a graph output counts as a reader), and an equation reading it. */
+/** How many times each variable is read (useCounts), and the last equation reading it. */
 function readers(g: Graph): { reads: number[]; reader: number[] } {
-  const reads = new Array<number>(g.vars.length).fill(0);
   const reader = new Array<number>(g.vars.length).fill(-1);
-  g.eqns.forEach((e, i) => {
-    for (const v of e.ins) [reads[v], reader[v]] = [reads[v] + 1, i];
-  });
-  for (const o of g.outputs) if ('v' in o) reads[o.v]++;
-  return { reads, reader };
+  g.eqns.forEach((e, i) => e.ins.forEach((v) => (reader[v] = i)));
+  return { reads: useCounts(g), reader };
 }
 
 /** Whether the affine `e` would run inside its one reader's fused loop (an elementwise op of its shape). */

@@ -36,8 +36,8 @@ export const isElementwise = (prim: string): boolean => prim in elementwiseExprs
 /** Compiles groups on the graph's backend: a kernel per group, null where the backend declines it. */
 export type CompileGroups = (groups: readonly FusedGroup[]) => readonly (FusedKernel | null)[];
 
-/** How many times each variable is read (outputs count as a read that cannot fuse). */
-function useCounts(g: Graph): number[] {
+/** How many times each variable is read (an output counts twice: a read that nothing may fuse or fold away). */
+export function useCounts(g: Graph): number[] {
   const uses = new Array<number>(g.vars.length).fill(0);
   for (const e of g.eqns) for (const v of e.ins) uses[v]++;
   for (const o of g.outputs) if ('v' in o) uses[o.v] += 2;
