@@ -51,6 +51,17 @@ function sumsFusable(g: Graph, sum: Eqn, uses: readonly number[], producer: (v: 
   return p >= 0 && uses[v] === 1 && isElementwise(g.eqns[p].prim) && !g.eqns[p].dynAttrs.length;
 }
 
+/**
+ * Elements from which a lone elementwise equation (nothing to fuse it with) still runs as a group: the backend's
+ * group kernel (wasm SIMD on the CPU, threads when large) instead of the primitive's generic kernel. Below, the
+ * primitive's own loop is as fast as a kernel call.
+ */
+const LONE_MIN = 1 << 14;
+
+/** Whether a lone elementwise equation runs as a one-node group (`LONE_MIN`); a broadcastTo alone stays a copy. */
+const loneWorthAKernel = (g: Graph, i: number): boolean =>
+  g.eqns[i].prim !== 'broadcastTo' && !g.eqns[i].dynAttrs.length && g.vars[g.eqns[i].out].shape.reduce((a, b) => a * b, 1) >= LONE_MIN;
+
 /** A group of equations: its members (equation indices, ascending), the one whose value it computes, and a sum of that value fused in. */
 interface Group {
   readonly root: number;
@@ -90,7 +101,7 @@ function findGroups(g: Graph): Group[] {
         members.push(p);
       }
     }
-    if (members.length > 1) groups.set(i, members.sort((a, b) => a - b));
+    if (members.length > 1 || loneWorthAKernel(g, i)) groups.set(i, members.sort((a, b) => a - b));
   }
   // Sums of elementwise values that have other readers: each joins its value's group, or pairs with its producer.
   const sums = new Map<number, number>();

@@ -73,3 +73,20 @@ describe.skipIf(!heap)('wasm fused loops vs eager', () => {
     });
   });
 });
+
+describe.skipIf(!heap)('a lone elementwise op', () => {
+  // Squeeze-excitation's scale: x [N,C,H,W] times a per-(image, channel) gate, read by a transpose (no other
+  // elementwise op to fuse it with). Large enough, it runs as a one-node group on the backend's kernel.
+  const f = (x: E.Tensor, s: E.Tensor) => E.transpose(E.reshape(E.mul(x, s), [2, -1]), [1, 0]);
+  it('runs as a one-node wasm group from 2^14 elements, and equals eager bit for bit', () => {
+    const x = onHeap(data(4, [2, 16, 32, 32], 'float32')), s = onHeap(data(5, [2, 16, 1, 1], 'float32'));
+    const lowered = E.jit(f).lower(x, s);
+    expect(lowered.stats.fusedBy).toEqual({ 'wasm-simd': 1 });
+    expect(lowered.stats.fusedOps).toBe(1);
+    expect(worst(E.jit(f)(x, s), f(x, s))).toBe(0);
+  });
+  it('stays the primitive below 2^14 elements', () => {
+    const x = onHeap(data(4, [2, 16, 8, 8], 'float32')), s = onHeap(data(5, [2, 16, 1, 1], 'float32'));
+    expect(E.jit(f).lower(x, s).stats.fusedLoops).toBe(0);
+  });
+});
