@@ -102,7 +102,9 @@ describe.skipIf(!!webasm)(`jit on gpu.js webasm: a B0 train step${webasm ? ` (sk
       console.log(`[gpu.js jit] B0 (0.25×0.25, 2×32²) train step on webasm: ${eager.launches} launches eager, ${jitted.launches} jitted (${stats.fusedLoops} fused groups of ${stats.fusedOps} ops); worst leaf ${worst.toExponential(2)}`);
       expect(worst).toBeLessThanOrEqual(TOL);
       expect(stats.fusedBy).toEqual({ 'gpu.js': stats.fusedLoops });
-      expect(jitted.launches).toBe(eager.launches - (stats.fusedOps - stats.fusedLoops));
+      // A group of k ops saves k − 1 launches, or more where one of its ops takes several launches eagerly (such an
+      // op saves launches as a group even alone).
+      expect(jitted.launches).toBeLessThanOrEqual(eager.launches - (stats.fusedOps - stats.fusedLoops));
     } finally {
       backend.destroy();
     }
