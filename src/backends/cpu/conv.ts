@@ -3,8 +3,9 @@
  * ./index.ts). One geometry record per call (conv_geom.ts); one float64 TypeScript reference per op (conv_ref.ts,
  * which also serves float32 where no fast path applies) and one float32 fast path:
  *   - depthwise (one input channel per group), column stride 1–2: the wasm SIMD window kernels of fast/dwconv.ts;
- *   - every other conv (depthwise with wider strides included): per image and group, im2col into the wasm heap +
- *     the sgemm (fast/sgemm.ts), which reads it in place; a 1×1 stride-1 unpadded (pointwise) conv skips im2col
+ *   - every other conv (depthwise with wider strides included): im2col into the wasm heap, the matrices of several
+ *     images at once on the pool's threads (fast/im2col.ts), then per image and group the sgemm (fast/sgemm.ts),
+ *     which reads them in place; a 1×1 stride-1 unpadded (pointwise) conv skips im2col
  *     and multiplies the input planes directly, and over planes of fewer than 256 pixels (several images, one
  *     group) runs as one sgemm over all images (fast/pointwise.ts);
  *   - stochastic conv, column stride 1–2: the wasm SIMD window kernels of fast/stochconv.ts.
@@ -32,6 +33,7 @@ import * as R from './conv_ref.ts';
 import { depthwiseForwardF32, depthwiseGradFilterF32, depthwiseGradInputF32, depthwiseSimdOk } from './fast/dwconv.ts';
 import { pointwiseBatchedOk, pointwiseForwardF32, pointwiseGradFilterF32, pointwiseGradInputF32 } from './fast/pointwise.ts';
 import { wasmHeap } from './fast/heap.ts';
+import { im2colPtr } from './fast/im2col.ts';
 import { sgemm, sgemmIsWasm } from './fast/sgemm.ts';
 import { type RowEpilogue, epilogueFrom, fusedAvailable } from './fast/activations.ts';
 import { stochasticForwardF32, stochasticGradFilterF32, stochasticGradInputF32, stochasticSimdOk } from './fast/stochconv.ts';
@@ -72,6 +74,31 @@ function inHeap<R>(a: Float32Array, body: (v: Float32Array) => R): R {
   return h.withF32(a, (p) => body(h.view(p, a.length)));
 }
 
+/** Floats of im2col matrices built per job (at least one image's). */
+const COL_FLOATS = 1 << 22;
+
+/**
+ * Calls f(n, g, col, colOff) for each image and group with the group's im2col matrix at col[colOff…] — for a
+ * pointwise conv, the input itself at the group's first plane. With the wasm heap, the matrices of as many images as
+ * fit COL_FLOATS are built by one job on the pool's threads (fast/im2col.ts); without, one at a time here.
+ */
+function eachGroupCol(x: Arg, p: ConvGeometry, f: (n: number, g: number, col: Float32Array, colOff: number) => void): void {
+  const KP = p.Cg * p.kh * p.kw * p.OH * p.OW;
+  const h = wasmHeap();
+  if (p.pointwise) return eachGroup(p, (n, g, xOff) => f(n, g, f32(x), xOff));
+  if (!h) return withCol(KP, (col) => eachGroup(p, (n, g, xOff) => (im2col(f32(x), xOff, p, col), f(n, g, col, 0))));
+  const per = Math.max(1, Math.min(p.N, Math.floor(COL_FLOATS / (KP * p.groups))));
+  inHeap(f32(x), (xh) =>
+    withCol(per * p.groups * KP, (col) => {
+      for (let n0 = 0; n0 < p.N; n0 += per) {
+        const n1 = Math.min(p.N, n0 + per);
+        im2colPtr(h.ptrOf(xh), p, n0, n1, h.ptrOf(col));
+        for (let n = n0; n < n1; n++) for (let g = 0; g < p.groups; g++) f(n, g, col, ((n - n0) * p.groups + g) * KP);
+      }
+    }),
+  );
+}
+
 /** Calls f(n, g, xOff) for each image and group, with the offset of the group's first input plane. */
 function eachGroup(p: ConvGeometry, f: (n: number, g: number, xOff: number) => void): void {
   for (let n = 0; n < p.N; n++) for (let g = 0; g < p.groups; g++) f(n, g, (n * p.C + g * p.Cg) * p.H * p.W);
@@ -100,13 +127,9 @@ function conv2dF32(x: Arg, w: Arg, p: ConvGeometry, out: OutSpec, epi?: RowEpilo
   const Y = outF32(out, false);
   const K = p.Cg * p.kh * p.kw, P = p.OH * p.OW;
   inHeap(f32(w), (wt) =>
-    withCol(p.pointwise ? 0 : K * P, (colBuf) => {
-      eachGroup(p, (n, g, xOff) => {
-        const col = p.pointwise ? f32(x) : colBuf;
-        if (!p.pointwise) im2col(f32(x), xOff, p, col);
-        // Y[n, g·Og + o, :] = W[g·Og + o, :] · col
-        sgemm(false, false, p.Og, P, K, 1, wt, g * p.Og * K, K, col, p.pointwise ? xOff : 0, P, 0, Y, (n * p.O + g * p.Og) * P, P, epi && epilogueFrom(epi, g * p.Og));
-      });
+    eachGroupCol(x, p, (n, g, col, colOff) => {
+      // Y[n, g·Og + o, :] = W[g·Og + o, :] · col
+      sgemm(false, false, p.Og, P, K, 1, wt, g * p.Og * K, K, col, colOff, P, 0, Y, (n * p.O + g * p.Og) * P, P, epi && epilogueFrom(epi, g * p.Og));
     }),
   );
   return Y;
@@ -139,13 +162,9 @@ export function conv2dGradFilterImpl([x, ct]: readonly Arg[], a: Conv2dGradFilte
   if (pointwiseBatchedOk(p)) return pointwiseGradFilterF32(f32(x), f32(ct), p, into(out));
   const DW = outF32(out, true);
   const K = p.Cg * p.kh * p.kw, P = p.OH * p.OW;
-  withCol(p.pointwise ? 0 : K * P, (colBuf) => {
-    eachGroup(p, (n, g, xOff) => {
-      const col = p.pointwise ? f32(x) : colBuf;
-      if (!p.pointwise) im2col(f32(x), xOff, p, col);
-      // DW[g] += G[n, g] · colᵀ  (Og × K)
-      sgemm(false, true, p.Og, K, P, 1, f32(ct), (n * p.O + g * p.Og) * P, P, col, p.pointwise ? xOff : 0, P, 1, DW, g * p.Og * K, K);
-    });
+  eachGroupCol(x, p, (n, g, col, colOff) => {
+    // DW[g] += G[n, g] · colᵀ  (Og × K)
+    sgemm(false, true, p.Og, K, P, 1, f32(ct), (n * p.O + g * p.Og) * P, P, col, colOff, P, 1, DW, g * p.Og * K, K);
   });
   return DW;
 }

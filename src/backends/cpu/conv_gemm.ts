@@ -6,7 +6,7 @@ import type { TypedArray } from '../backend.ts';
 import type { ConvGeometry } from './conv_geom.ts';
 
 /** First and one-past-last output index whose tap `off + o·s` lies in [0, n). */
-function validRange(off: number, s: number, n: number, count: number): [number, number] {
+export function validRange(off: number, s: number, n: number, count: number): [number, number] {
   const lo = off >= 0 ? 0 : Math.min(count, Math.ceil(-off / s));
   const hi = off >= n ? 0 : Math.min(count, Math.floor((n - 1 - off) / s) + 1);
   return [lo, Math.max(lo, hi)];

@@ -19,7 +19,7 @@
  * the shared heap (heap.ts) and are loaded into the pool (pool.ts), so jobs of their calls run on every thread.
  */
 import {
-  Fn, T, type Expr, add, assemble, extractLane, fadd, get, i32, isplat, load, loadSplat, lt_s, mul, shuffle, sub, vadd, vand, vconstI4, vigt, vmul, vzero,
+  Fn, T, type Expr, add, assemble, eq, extractLane, fadd, get, i32, isplat, load, loadSplat, lt_s, mul, shrU, shuffle, sub, vadd, vand, vconstI4, vigt, vmul, vzero,
 } from './wasm.ts';
 import { SLACK, type WasmHeap, wasmHeap } from './heap.ts';
 import { type PoolKernel, loadKernels, poolThreads } from './pool.ts';
@@ -300,6 +300,33 @@ function copy3d(): Fn {
   return f;
 }
 
+/**
+ * gather(src, srcRow, srcCol, dst, dstRow, rows, cols): dst[r, j] = src[r·srcRow + j·srcCol] (strides in bytes, dst
+ * columns contiguous): 4 at a time for srcCol = 4, or 8 (the even lanes of two vectors: a stride-2 conv's im2col
+ * rows), one at a time otherwise.
+ */
+function gather(): Fn {
+  const f = new Fn('gather', [T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32]);
+  const [src, sr, sc, dst, dr, rows, cols] = f.params;
+  const r = f.local(T.i32), j = f.local(T.i32), a = f.local(T.i32), b = f.local(T.i32), end = f.local(T.i32);
+  f.set(end, mul(get(cols), i32(4)));
+  f.for(r, i32(0), get(rows), i32(1), () => {
+    f.set(a, add(get(src), mul(get(r), get(sr))));
+    f.set(b, add(get(dst), mul(get(r), get(dr))));
+    f.set(j, i32(0));
+    f.if(eq(get(sc), i32(4)), () => f.for(j, i32(0), sub(get(end), i32(15)), i32(16), () => f.store('v128', add(get(b), get(j)), load('v128', add(get(a), get(j))))));
+    // Two vectors hold 8 source floats, of which the even lanes are the next 4 outputs; the last block is left to
+    // the scalar loop so that no read goes past the row's last source float.
+    f.if(eq(get(sc), i32(8)), () =>
+      f.for(j, i32(0), sub(get(end), i32(16)), i32(16), () =>
+        f.store('v128', add(get(b), get(j)), shuffle(load('v128', add(get(a), add(get(j), get(j)))), load('v128', add(get(a), add(get(j), get(j))), 16), EVEN)),
+      ),
+    );
+    f.for(j, get(j), get(end), i32(4), () => f.store('f32', add(get(b), get(j)), load('f32', add(get(a), mul(shrU(get(j), i32(2)), get(sc))))));
+  });
+  return f;
+}
+
 /** fill(dst, value, bytes): memory.fill (bulk memory), for zeroing scratch planes and outputs. */
 function fill(): Fn {
   const f = new Fn('fill', [T.i32, T.i32, T.i32]);
@@ -309,8 +336,8 @@ function fill(): Fn {
   return f;
 }
 
-export type Kernels = Record<'copy3d' | 'fwd' | 'fwdAcc' | 'gin0' | 'gin1' | 'gwRow' | 'fill', PoolKernel>;
-const NAMES = ['fwd', 'fwdAcc', 'gin0', 'gin1', 'gwRow', 'copy3d', 'fill'] as const;
+export type Kernels = Record<'copy3d' | 'gather' | 'fwd' | 'fwdAcc' | 'gin0' | 'gin1' | 'gwRow' | 'fill', PoolKernel>;
+const NAMES = ['fwd', 'fwdAcc', 'gin0', 'gin1', 'gwRow', 'copy3d', 'gather', 'fill'] as const;
 
 /** First g column a gin block reads, relative to the block's base (see gin): the caller offsets gp by it. */
 export function ginColumnShift(g: Geom, phase: 0 | 1): number {
@@ -338,7 +365,7 @@ export function kernels(g: Geom): Kernels {
   const key = `${g.cn},${g.kh},${g.kw},${g.sh},${g.sw},${g.dh},${g.dw}`;
   let k = modules.get(key);
   if (!k) {
-    const bytes = assemble({ functions: [fwd(g, false), fwd(g, true), gin(g, 0), gin(g, 1), gwRow(g), copy3d(), fill()], memory: h.importSpec() });
+    const bytes = assemble({ functions: [fwd(g, false), fwd(g, true), gin(g, 0), gin(g, 1), gwRow(g), copy3d(), gather(), fill()], memory: h.importSpec() });
     k = loadKernels(bytes, NAMES) as Kernels;
     modules.set(key, k);
   }

@@ -178,6 +178,7 @@ export const sub = bin(0x6b);
 export const mul = bin(0x6c);
 export const and = bin(0x71);
 export const shl = bin(0x74);
+export const shrU = bin(0x76);
 export const eq = bin(0x46);
 export const ne = bin(0x47);
 export const lt_s = bin(0x48);

@@ -12,6 +12,11 @@ import type { Conv2dAttrs, StochasticConv2dAttrs } from '../../../../src/autogra
 import type { KernelArg, TypedArray } from '../../../../src/backends/backend.ts';
 import * as R from '../../../../src/backends/cpu/conv_ref.ts';
 import { convSimdAvailable } from '../../../../src/backends/cpu/fast/convsimd.ts';
+import { convKernels } from '../../../../src/backends/cpu/conv.ts';
+import { im2col } from '../../../../src/backends/cpu/conv_gemm.ts';
+import { convGeometry } from '../../../../src/backends/cpu/conv_geom.ts';
+import { wasmHeap } from '../../../../src/backends/cpu/fast/heap.ts';
+import { im2colPtr } from '../../../../src/backends/cpu/fast/im2col.ts';
 import { type DepthwiseGeom, depthwiseForwardF32, depthwiseGradFilterF32, depthwiseGradInputF32 } from '../../../../src/backends/cpu/fast/dwconv.ts';
 import { pointwiseBatchedOk, pointwiseForwardF32, pointwiseGradFilterF32, pointwiseGradInputF32 } from '../../../../src/backends/cpu/fast/pointwise.ts';
 import { type StochasticGeom, setStochasticBandRows, stochasticForwardF32, stochasticGradFilterF32, stochasticGradInputF32 } from '../../../../src/backends/cpu/fast/stochconv.ts';
@@ -166,6 +171,56 @@ describe.skipIf(!convSimdAvailable())('batched 1×1 conv over small planes', () 
     expect(pointwiseBatchedOk({ ...d, groups: 2 })).toBe(false);
     expect(pointwiseBatchedOk({ ...d, pointwise: false })).toBe(false);
     expect(pointwiseBatchedOk({ ...d, OH: 16, OW: 16 })).toBe(false);
+  });
+});
+
+describe.skipIf(!convSimdAvailable())('im2col on the pool', () => {
+  it('writes the TypeScript im2col matrices exactly, for column strides 1, 2 (vector gathers) and 3, groups and images', () => {
+    fc.assert(
+      fc.property(
+        fc.record({
+          n: fc.integer({ min: 1, max: 3 }), groups: fc.integer({ min: 1, max: 2 }), cg: fc.integer({ min: 1, max: 3 }), h: fc.integer({ min: 1, max: 23 }), w: fc.integer({ min: 1, max: 23 }),
+          kh: fc.integer({ min: 1, max: 4 }), kw: fc.integer({ min: 1, max: 4 }), sh: fc.integer({ min: 1, max: 3 }), sw: fc.integer({ min: 1, max: 3 }), dh: fc.integer({ min: 1, max: 2 }), dw: fc.integer({ min: 1, max: 2 }),
+          pad: fc.tuple(fc.nat(3), fc.nat(3), fc.nat(3), fc.nat(3)), seed: fc.nat(10000), per: fc.integer({ min: 1, max: 3 }),
+        }),
+        (q) => {
+          const C = q.groups * q.cg, O = q.groups * 2;
+          const OH = Math.floor((q.h + q.pad[0] + q.pad[1] - (q.kh - 1) * q.dh - 1) / q.sh) + 1;
+          const OW = Math.floor((q.w + q.pad[2] + q.pad[3] - (q.kw - 1) * q.dw - 1) / q.sw) + 1;
+          fc.pre(OH > 0 && OW > 0);
+          const p = convGeometry([q.n, C, q.h, q.w], [O, q.cg, q.kh, q.kw], [q.n, O, OH, OW], { stride: [q.sh, q.sw], padding: q.pad, dilation: [q.dh, q.dw], groups: q.groups });
+          const h = wasmHeap()!;
+          const KP = q.cg * q.kh * q.kw * OH * OW;
+          const x = h.reserve(q.n * C * q.h * q.w * 4), col = h.reserve(q.n * q.groups * KP * 4);
+          try {
+            x.f32().set(rand(q.seed, q.n * C * q.h * q.w));
+            col.f32().fill(NaN);
+            const n1 = Math.min(q.n, q.per);
+            im2colPtr(x.ptr, p, 0, n1, col.ptr);
+            const want = new Float32Array(KP);
+            for (let n = 0; n < n1; n++)
+              for (let g = 0; g < q.groups; g++) {
+                im2col(x.f32(), (n * C + g * q.cg) * q.h * q.w, p, want);
+                expect(col.f32().subarray((n * q.groups + g) * KP, (n * q.groups + g + 1) * KP)).toEqual(want);
+              }
+          } finally {
+            x.release();
+            col.release();
+          }
+        },
+      ),
+      { numRuns: 150 },
+    );
+  });
+  it('the conv-as-GEMM kernels that use it match the reference: forward and filter gradient, stride 2 with TF same padding', () => {
+    const xs = [3, 3, 29, 26], ws = [8, 3, 3, 3], a: Conv2dAttrs = { stride: [2, 2], padding: [0, 1, 0, 1], dilation: [1, 1], groups: 1 };
+    const ys = [3, 8, 15, 13];
+    const x = rand(5, 3 * 3 * 29 * 26), w = rand(6, 8 * 27), g = rand(7, 3 * 8 * 15 * 13);
+    const f = (t: Float32Array, shape: number[]) => ({ storage: t, shape, dtype: 'float32' as const });
+    const got = convKernels.conv2d([f(x, xs), f(w, ws)], a, { shape: ys, dtype: 'float32' }) as Float32Array;
+    expectClose(got, R.conv2dRefImpl([arg(f64(x), xs), arg(f64(w), ws)], a, out(ys)), 'forward');
+    const gw = convKernels.conv2dGradFilter([f(x, xs), f(g, ys)], { ...a, filterShape: ws }, { shape: ws, dtype: 'float32' }) as Float32Array;
+    expectClose(gw, R.conv2dGradFilterRefImpl([arg(f64(x), xs), arg(f64(g), ys)], { ...a, filterShape: ws }, out(ws)), 'filter gradient');
   });
 });
 
