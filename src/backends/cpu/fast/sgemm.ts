@@ -174,6 +174,21 @@ export function sgemmPtr(
   gemmPtr(e, transA, transB, M, N, K, alpha, pA, lda, pB, ldb, beta, pC, ldc, epi);
 }
 
+/**
+ * How an M×N×K product splits over T threads: stripes of columns when there are enough NR panels, else of rows;
+ * about 128 columns (rows) each so that re-packing A (B) per task stays under ~10%, in a multiple of T (3 equal
+ * tasks on 2 threads take as long as 4). Tiny products are one task.
+ */
+export function gemmTasks(M: number, N: number, K: number, MR: number, NR: number, threads: number): { byCols: boolean; panels: number; tasks: number } {
+  const T = 2 * M * N * K < 4e5 ? 1 : threads;
+  const colPanels = Math.ceil(N / NR);
+  const rowPanels = Math.ceil(M / MR);
+  const byCols = colPanels >= 4 * T || colPanels >= rowPanels;
+  const panels = byCols ? colPanels : rowPanels;
+  const tasks = T === 1 ? 1 : Math.min(panels, MAX_TASKS, T * Math.max(1, Math.round(Math.floor((byCols ? N : M) / 128) / T)));
+  return { byCols, panels, tasks };
+}
+
 /** Splits C into stripes (tasks) and runs them on the pool. */
 function gemmPtr(
   e: Engine, transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
@@ -185,15 +200,7 @@ function gemmPtr(
   const rsB = transB ? 4 : 4 * ldb;
   const csB = transB ? 4 * ldb : 4;
   const { MR, NR } = e.shape;
-  const flops = 2 * M * N * K;
-  // Tasks: stripes of columns when there are enough NR panels, else of rows; at least one per thread, and about
-  // 128 columns (rows) each so that re-packing A (B) per task stays under ~10%. Tiny products are one task.
-  const T = flops < 4e5 ? 1 : poolThreads();
-  const colPanels = Math.ceil(N / NR);
-  const rowPanels = Math.ceil(M / MR);
-  const byCols = colPanels >= 4 * T || colPanels >= rowPanels;
-  const panels = byCols ? colPanels : rowPanels;
-  const S = T === 1 ? 1 : Math.min(panels, MAX_TASKS, Math.max(T, Math.floor((byCols ? N : M) / 128)));
+  const { byCols, panels, tasks: S } = gemmTasks(M, N, K, MR, NR, poolThreads());
   const i32 = e.heap.i32();
   const f32v = e.heap.f32();
   const job = new Job();

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { availableParallelism } from 'node:os';
 import { gemm } from '../../../../src/backends/cpu/matmul.ts';
 import * as E from '../../../../src/index.ts';
-import { DEFAULT_SHAPE, reconfigureSgemm } from '../../../../src/backends/cpu/fast/sgemm.ts';
+import { DEFAULT_SHAPE, gemmTasks, reconfigureSgemm } from '../../../../src/backends/cpu/fast/sgemm.ts';
 import { setSgemmMaxCallBytes, setSgemmThreads, sgemm, sgemmIsWasm, sgemmThreads, sgemmWorkerTasks } from '../../../../src/backends/cpu/fast/index.ts';
 
 interface Case {
@@ -158,6 +158,22 @@ describe('sgemm (wasm SIMD)', () => {
     }
   });
 
+  it('splits a product into a multiple of the thread count of about-128-wide stripes, one task when tiny', () => {
+    const { MR, NR } = DEFAULT_SHAPE;
+    // B0's 7×7 stage at batch 8, one product over all images: 392 columns.
+    expect(gemmTasks(1152, 392, 192, MR, NR, 2)).toEqual({ byCols: true, panels: 49, tasks: 4 });
+    expect(gemmTasks(96, 12544, 16, MR, NR, 2).tasks).toBe(64);
+    expect(gemmTasks(1152, 392, 192, MR, NR, 3).tasks).toBe(3);
+    expect(gemmTasks(8, 8, 8, MR, NR, 2).tasks).toBe(1);
+    expect(gemmTasks(1152, 392, 192, MR, NR, 1).tasks).toBe(1);
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 4000 }), fc.integer({ min: 1, max: 4000 }), fc.integer({ min: 1, max: 512 }), fc.integer({ min: 2, max: 4 }), (M, N, K, T) => {
+        const s = gemmTasks(M, N, K, MR, NR, T);
+        expect(s.tasks).toBeLessThanOrEqual(s.panels);
+        if (s.tasks > 1 && s.tasks < s.panels && s.tasks < 64) expect(s.tasks % T).toBe(0);
+      }),
+    );
+  });
   it('beta = 0 ignores NaN in C; alpha = 0 or K = 0 only scales C', () => {
     const A = new Float32Array([1, 2, 3, 4]);
     const C = new Float32Array([NaN, NaN, NaN, NaN]);
