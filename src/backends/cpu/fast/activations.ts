@@ -17,7 +17,7 @@ import {
   sub, vadd, vconst, vconstI, vandnot, vdiv, viadd, vishl, vlt, vmul, vneg, vpmax, vpmin, vsub, vzero, type Expr,
 } from './wasm.ts';
 import { type WasmHeap, wasmHeap } from './heap.ts';
-import { Job, type PoolKernel, type ScratchArg, loadKernels, poolThreads } from './pool.ts';
+import { Job, type PoolKernel, type ScratchArg, loadKernels, poolThreads, taskCount } from './pool.ts';
 import type { Kernel, TypedArray } from '../../backend.ts';
 import { sizeOf } from '../../../tensor/shape.ts';
 
@@ -259,7 +259,7 @@ function mapJob(k: PoolKernel, ins: readonly number[], out: number, n: number): 
     return;
   }
   const job = new Job();
-  const parts = Math.min(Math.ceil(n / GRAIN), 4 * poolThreads());
+  const parts = taskCount(Math.ceil(n / GRAIN));
   for (let i = 0; i < parts; i++) {
     const a = Math.floor((i * n) / parts / 4) * 4, b = i === parts - 1 ? n : Math.floor(((i + 1) * n) / parts / 4) * 4;
     if (b > a) job.call(k, ...ins.map((p) => p + 4 * a), out + 4 * a, b - a).endTask();
@@ -269,7 +269,7 @@ function mapJob(k: PoolKernel, ins: readonly number[], out: number, n: number): 
 
 /** Splits [0, n) of units of `unit` elements into tasks of about GRAIN elements: (lo, hi) pairs. */
 function unitTasks(n: number, unit: number): [number, number][] {
-  const parts = poolThreads() === 1 ? 1 : Math.max(1, Math.min(n, Math.ceil((n * unit) / GRAIN), 4 * poolThreads()));
+  const parts = poolThreads() === 1 ? 1 : Math.max(1, Math.min(n, taskCount(Math.ceil((n * unit) / GRAIN))));
   return Array.from({ length: parts }, (_, i) => [Math.round((i * n) / parts), Math.round(((i + 1) * n) / parts)] as [number, number]).filter(([a, b]) => b > a);
 }
 

@@ -21,7 +21,7 @@
 import type { FusedGroup, KernelArg, TypedArray } from '../../backend.ts';
 import { Consts, F64, dadd, promoteLow, sig, siluGradV } from './activations.ts';
 import { type WasmHeap, wasmHeap } from './heap.ts';
-import { Job, type PoolKernel, loadKernels, poolThreads } from './pool.ts';
+import { Job, type PoolKernel, loadKernels, poolThreads, taskCount } from './pool.ts';
 import { Fn, T, type Expr, add, assemble, extractLaneF64, f32ofD, f64add, f64ofF, get, i32, load, mul, shuffle, splat, vadd, vdiv, vmul, vsub, vzero } from './wasm.ts';
 
 /** Leaves a group may have (pool calls take 12 arguments: the leaves, the output and a row range; one fewer leaf for a group writing values and sums). */
@@ -238,7 +238,7 @@ function runUnits(k: PoolKernel, ptrs: readonly number[], outs: readonly number[
     k.run(...ptrs, ...outs, 0, units);
     return;
   }
-  const parts = Math.min(units, Math.ceil(n / GRAIN), 4 * poolThreads());
+  const parts = Math.min(units, taskCount(Math.ceil(n / GRAIN)));
   const job = new Job();
   for (let i = 0; i < parts; i++) {
     const a = Math.floor((i * units) / parts), b = Math.floor(((i + 1) * units) / parts);

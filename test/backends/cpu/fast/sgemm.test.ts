@@ -5,6 +5,7 @@ import { availableParallelism } from 'node:os';
 import { gemm } from '../../../../src/backends/cpu/matmul.ts';
 import * as E from '../../../../src/index.ts';
 import { DEFAULT_SHAPE, gemmTasks, reconfigureSgemm } from '../../../../src/backends/cpu/fast/sgemm.ts';
+import { poolThreads, setPoolThreads, taskCount } from '../../../../src/backends/cpu/fast/pool.ts';
 import { setSgemmMaxCallBytes, setSgemmThreads, sgemm, sgemmIsWasm, sgemmThreads, sgemmWorkerTasks } from '../../../../src/backends/cpu/fast/index.ts';
 
 interface Case {
@@ -173,6 +174,14 @@ describe('sgemm (wasm SIMD)', () => {
         if (s.tasks > 1 && s.tasks < s.panels && s.tasks < 64) expect(s.tasks % T).toBe(0);
       }),
     );
+  });
+  it.skipIf(poolThreads() < 2)(`other jobs also take a multiple of the thread count of tasks, at most 4 per thread${poolThreads() < 2 ? ' (skipped: one thread here)' : ''}`, () => {
+    setPoolThreads(2);
+    try {
+      expect([1, 2, 3, 5, 8, 100].map(taskCount)).toEqual([2, 2, 4, 6, 8, 8]);
+    } finally {
+      setPoolThreads(Infinity);
+    }
   });
   it('beta = 0 ignores NaN in C; alpha = 0 or K = 0 only scales C', () => {
     const A = new Float32Array([1, 2, 3, 4]);
