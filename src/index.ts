@@ -5,7 +5,7 @@
 export * from './tensor/index.ts';
 export * from './tensor/conv.ts';
 export * from './autograd/index.ts';
-export { jit, shapeOnly, arenaBytes, type JitOptions, type Jitted, type Lowered } from './jit/index.ts';
+export { jit, shapeOnly, arenaBytes, formatProfile, type JitOptions, type Jitted, type Lowered, type Profile, type ProfileRow } from './jit/index.ts';
 export * as io from './io/index.ts';
 export * as nn from './nn/index.ts';
 // `data` is taken by the tensor download function E.data(t), so the data pipeline is E.datasets.

@@ -18,6 +18,9 @@ import type { Graph, KeySrc } from './graph.ts';
 import type { Step } from './fuse.ts';
 import type { MemoryPlan } from './plan.ts';
 
+/** Told each kernel step's index and wall time (ms) as a call runs (`Jitted.profile`). */
+export type StepObserver = (step: number, ms: number) => void;
+
 /** The largest arena each backend has been asked for (the backend keeps one arena of that size). */
 const arenaSizes = new Map<Backend, number>();
 
@@ -137,8 +140,8 @@ export class ArenaExecutable {
     binds++;
   }
 
-  /** Runs one call; returns the storage of every variable the outputs name. */
-  run(inputs: readonly Tensor[], keys: readonly Key[]): unknown[] {
+  /** Runs one call; returns the storage of every variable the outputs name. `observe` gets each kernel step's time. */
+  run(inputs: readonly Tensor[], keys: readonly Key[], observe?: StepObserver): unknown[] {
     const { graph: g, st, plan } = this;
     this.bindArena();
     drawHosts(g, keys, this.hostValues);
@@ -158,7 +161,11 @@ export class ArenaExecutable {
     }
     this.copies = 0;
     for (let i = 0; i < this.steps.length; i++) {
-      this.runStep(i);
+      if (observe && this.steps[i].kind !== 'alias') {
+        const t = performance.now();
+        this.runStep(i);
+        observe(i, performance.now() - t);
+      } else this.runStep(i);
       for (const v of this.dropAfter[i]) st[v] = null;
       if (this.steps[i].kind !== 'alias') this.bindArena();
     }
@@ -206,7 +213,7 @@ function dropSchedule(g: Graph, steps: readonly Step[], plan: MemoryPlan): numbe
 }
 
 /** Runs a graph step by step on `backend` (no arena), disposing intermediates after their last use. */
-export function runUnplanned(g: Graph, steps: readonly Step[], backend: Backend, inputs: readonly Tensor[], keys: readonly Key[]): Tensor[] {
+export function runUnplanned(g: Graph, steps: readonly Step[], backend: Backend, inputs: readonly Tensor[], keys: readonly Key[], observe?: StepObserver): Tensor[] {
   const hostValues: unknown[] = new Array(g.hosts.length);
   drawHosts(g, keys, hostValues);
   const vals: (Tensor | null)[] = g.vars.map((v) =>
@@ -221,6 +228,7 @@ export function runUnplanned(g: Graph, steps: readonly Step[], backend: Backend,
   steps.forEach((s, i) => {
     const v = g.vars[s.out];
     const x0 = vals[s.ins[0]];
+    const t = observe && s.kind !== 'alias' ? performance.now() : 0;
     if (s.kind === 'alias') vals[s.out] = new Tensor(v.shape, v.dtype, x0!.storage, x0!.backend);
     else if (s.kind === 'prim') {
       const [storage, backend] = runKernel(s.eqn.prim, s.ins.map((x) => vals[x]!), attrsFor(s, hostValues), { shape: v.shape, dtype: v.dtype });
@@ -231,6 +239,7 @@ export function runUnplanned(g: Graph, steps: readonly Step[], backend: Backend,
       vals[s.out] = runGroup(s, v, s.ins.map((x) => vals[x]!), backend, sumsStorage);
       if (sums) vals[sums.id] = new Tensor([...sums.shape], sums.dtype, sumsStorage, backend);
     }
+    if (observe && s.kind !== 'alias') observe(i, performance.now() - t);
     for (const x of s.ins) {
       const t = vals[x]!;
       if (root[x] === x && last[x] === i && g.vars[x].src.kind === 'eqn') t.backend.dispose?.(t.storage);

@@ -21,7 +21,8 @@ import { type Step, schedule } from './fuse.ts';
 import { foldConvAffine } from './fold.ts';
 import { fusedKernels } from './fused-group.ts';
 import { type MemoryPlan, planMemory } from './plan.ts';
-import { ArenaExecutable, runUnplanned } from './execute.ts';
+import { ArenaExecutable, type StepObserver, runUnplanned } from './execute.ts';
+import { type Profile, summarize } from './profile.ts';
 
 export interface JitOptions {
   /**
@@ -74,6 +75,11 @@ export interface Jitted<A extends unknown[], R> {
   (...args: A): R;
   /** Compiles (or finds) the entry for these arguments without running it. */
   lower(...args: A): Lowered;
+  /**
+   * Runs one call (compiling first if needed) with every step timed: its result, and where the time went per
+   * operation and per category (profile.ts; `formatProfile` prints it). Donation applies as to a plain call.
+   */
+  profile(...args: A): { result: R; profile: Profile };
   /** How many times `f` has been traced and compiled. */
   readonly compiles: number;
   /** Drops every compiled entry. */
@@ -262,20 +268,33 @@ export function jit<A extends unknown[], R>(f: (...args: A) => R, opts: JitOptio
     cache.set(flat.sig, e);
     return e;
   };
-  const call = (...args: A): R => {
-    if (recording()) return f(...args);
-    const flat = flattenArgs(args);
-    // Under grad/vjp the compiled graph would drop the autograd history: run f eagerly instead.
-    if (flat.tensors.some((t) => t.node)) return f(...args);
+  const run = (args: A, flat: Flat, observe?: StepObserver): R => {
     const e = entryFor(args, flat);
     checkDonation(flat, opts.donate ?? []);
-    const vals = e.exec ? e.exec.run(flat.tensors, flat.keys) : runUnplanned(e.graph, e.steps, e.backend, flat.tensors, flat.keys);
+    const vals = e.exec ? e.exec.run(flat.tensors, flat.keys, observe) : runUnplanned(e.graph, e.steps, e.backend, flat.tensors, flat.keys, observe);
     const leaves = e.graph.outputs.map((o) => ('v' in o ? outputTensor(e, o.v, vals) : o.value));
     e.exec?.clear();
     for (const [i, t] of flat.tensors.entries()) if ((opts.donate ?? []).includes(flat.argOf[i])) markDonated(t, flat.paths[i]);
     return rebuildOutput(e.shape, leaves) as R;
   };
+  const call = (...args: A): R => {
+    if (recording()) return f(...args);
+    const flat = flattenArgs(args);
+    // Under grad/vjp the compiled graph would drop the autograd history: run f eagerly instead.
+    if (flat.tensors.some((t) => t.node)) return f(...args);
+    return run(args, flat);
+  };
+  const profile = (...args: A): { result: R; profile: Profile } => {
+    const flat = flattenArgs(args);
+    if (recording() || flat.tensors.some((t) => t.node)) throw new Error('jit: profile runs the compiled graph; call it outside grad/vjp and other traces');
+    const e = entryFor(args, flat);
+    const times: [number, number][] = [];
+    const t0 = performance.now();
+    const result = run(args, flat, (i, ms) => times.push([i, ms]));
+    return { result, profile: summarize(e.graph, e.steps, times, performance.now() - t0) };
+  };
   const jitted = Object.assign(call, {
+    profile,
     lower: (...args: A) => entryFor(args, flattenArgs(args)).lowered,
     clear: () => cache.clear(),
   });

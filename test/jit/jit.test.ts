@@ -194,3 +194,38 @@ describe('composition', () => {
     expect(inner.compiles).toBe(0);
   });
 });
+
+describe('profile', () => {
+  // conv (3×3 dense), batch-norm-like affine + SiLU, a 1×1 conv, a depthwise conv, a sum: the categories a
+  // profile of a model step sorts its time into.
+  const f = (x: E.Tensor, w1: E.Tensor, w2: E.Tensor, w3: E.Tensor, s: E.Tensor) => {
+    const a = E.silu(E.add(E.mul(E.conv2d(x, w1, { padding: 1 }), s), 0.5));
+    return E.sum(E.conv2d(E.conv2d(a, w2), w3, { padding: 1, groups: 8 }));
+  };
+  const args = () =>
+    [[2, 3, 16, 16], [8, 3, 3, 3], [8, 8, 1, 1], [8, 1, 3, 3], [1, 8, 1, 1]].map((s, i) => E.random.normal(E.random.key(i), s)) as [E.Tensor, E.Tensor, E.Tensor, E.Tensor, E.Tensor];
+  it('times every kernel step of a call, by operation and by category, and returns the call’s result', () => {
+    const jf = E.jit(f);
+    const a = args();
+    const { result, profile } = jf.profile(...a);
+    expect(E.item(result)).toBe(E.item(jf(...a)));
+    const lowered = jf.lower(...a);
+    expect(profile.steps).toBeGreaterThan(0);
+    expect(profile.steps).toBeLessThanOrEqual(lowered.stats.steps);
+    expect(profile.rows.reduce((n, r) => n + r.calls, 0)).toBe(profile.steps);
+    expect(profile.rows.reduce((n, r) => n + r.share, 0)).toBeCloseTo(1, 6);
+    expect(profile.totalMs).toBeGreaterThanOrEqual(profile.stepsMs);
+    const labels = profile.rows.map((r) => r.label);
+    expect(labels).toEqual(expect.arrayContaining(['conv2d dense 3×3', 'conv2d pointwise 1×1', 'conv2d depthwise 3×3']));
+    expect(labels.some((l) => l.startsWith('fused ') && l.includes('silu'))).toBe(true);
+    expect(profile.categories.map((c) => c.label)).toEqual(expect.arrayContaining(['pointwise conv, forward', 'depthwise conv, forward', 'dense conv, forward']));
+    expect(E.formatProfile(profile)).toMatch(/^call [\d.]+ ms, \d+ steps [\d.]+ ms\nby category:\n/);
+  });
+  it('labels gradient convs by pass, and refuses to run under grad', () => {
+    const a = args();
+    const step = E.jit((x: E.Tensor, w1: E.Tensor, w2: E.Tensor, w3: E.Tensor, s: E.Tensor) => E.grad((w: E.Tensor) => f(x, w, w2, w3, s))(w1));
+    const cats = step.profile(...a).profile.categories.map((c) => c.label);
+    expect(cats).toEqual(expect.arrayContaining(['dense conv, filter gradient', 'depthwise conv, input gradient', 'pointwise conv, input gradient']));
+    expect(() => E.grad((x: E.Tensor) => E.jit(f).profile(x, ...a.slice(1) as [E.Tensor, E.Tensor, E.Tensor, E.Tensor]).result)(a[0])).toThrow(/profile runs the compiled graph/);
+  });
+});
