@@ -68,7 +68,11 @@ async function oursOn(compiled: boolean) {
   if (kind === 'inference' && !compiled) return time(() => E.dataSync(E.nn.predict(model, input)), reps);
   if (kind === 'inference') {
     const fwd = E.jit((p: E.nn.Params, s: E.nn.State, x: typeof input) => E.nn.apply(model.config, p, s, x, { training: false, key })[0]);
-    return timeCompiled(() => E.dataSync(fwd(model.params, model.state, input)), () => fwd.lower(model.params, model.state, input));
+    return timeCompiled(
+      () => E.dataSync(fwd(model.params, model.state, input)),
+      () => fwd.lower(model.params, model.state, input),
+      () => fwd.profile(model.params, model.state, input).profile,
+    );
   }
   const opt = rmsprop({ alpha: 0.99, eps: 1e-8 });
   if (compiled) return jitTrain(model, input, y, opt);
@@ -95,7 +99,7 @@ async function oursOn(compiled: boolean) {
 }
 
 /** Times a compiled workload: the first call (trace + compile + run) separately, then `reps` calls and the heap they allocate. */
-async function timeCompiled(fn: () => unknown, lower: () => E.Lowered): Promise<number[]> {
+async function timeCompiled(fn: () => unknown, lower: () => E.Lowered, profile?: () => E.Profile): Promise<number[]> {
   const t0 = performance.now();
   calls++;
   fn();
@@ -108,6 +112,12 @@ async function timeCompiled(fn: () => unknown, lower: () => E.Lowered): Promise<
   const n = Math.max(reps, 3);
   for (let i = 0; i < n; i++, calls++) fn();
   jitStats.heapBytesPerStep = Math.round((heap() - h0) / n);
+  if (profile) {
+    // One more call with every step timed: where the step's time goes, by category and largest operations.
+    const p = profile();
+    const brief = (r: E.ProfileRow) => ({ label: r.label, ms: +r.ms.toFixed(2), calls: r.calls });
+    jitStats.profile = { totalMs: +p.totalMs.toFixed(1), categories: p.categories.map(brief), top: p.rows.slice(0, 10).map(brief) };
+  }
   return ts;
 }
 
@@ -139,8 +149,13 @@ function jitTrain(model: E.nn.Model, input: E.nn.Input, y: E.Tensor, opt: Return
     if (n === 21) rssAt20 = process.memoryUsage().rss / 2 ** 20;
     return E.item(r.loss);
   };
+  const profiled = () => {
+    const { result: r, profile } = step.profile(params, state, slots, E.random.foldIn(key, 100 + n++));
+    [params, state, slots] = [r.params, r.state, r.slots];
+    return profile;
+  };
   // lower() after the first call finds the cached entry (the same signature).
-  return timeCompiled(run, () => step.lower(params, state, slots, key));
+  return timeCompiled(run, () => step.lower(params, state, slots, key), profiled);
 }
 
 async function tfjs(backend: 'cpu' | 'wasm' | 'webgpu') {

@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 """PyTorch CPU peer for `npm run bench -- --suite models`: torchvision efficientnet_b0 (one output)
 train step (forward, BCE-with-logits, backward, RMSprop update) and eval-mode inference.
-Prints one JSON object per line: {name, pass, medianMs, samples, peakRssMb}.
+Prints one JSON object per line: {name, pass, medianMs, samples, peakRssMb}; inference rows also carry one
+call's profile (torch.profiler self time per operator category, and the largest operators).
 Run with OMP_NUM_THREADS=2 (the bench sets it) and Debian's python3-torch + libopenblas0-pthread."""
 import json, resource, sys, time, statistics
 import torch, torchvision
@@ -21,6 +22,48 @@ def median_ms(fn, reps, warm=1):
 
 def rss_mb():
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+CONV = {'aten::mkldnn_convolution', 'aten::thnn_conv2d', 'aten::_slow_conv2d_forward', 'aten::_convolution', 'aten::convolution', 'aten::conv2d', 'aten::_conv_depthwise2d'}
+
+def category(name, shapes):
+    """The profile category of an operator (the same kinds of work as our jit profile's categories)."""
+    if name in CONV:
+        w = shapes[1] if len(shapes) > 1 and len(shapes[1]) == 4 else None
+        if not w:
+            return 'conv (other)'
+        if w[2] * w[3] == 1:
+            return 'pointwise conv'
+        return 'depthwise conv' if w[1] == 1 and shapes[0][1] > 1 else 'dense conv'
+    if 'batch_norm' in name:
+        return 'batch norm'
+    if name in ('aten::silu', 'aten::silu_', 'aten::sigmoid', 'aten::sigmoid_'):
+        return 'activations'
+    if name in ('aten::mul', 'aten::mul_', 'aten::add', 'aten::add_', 'aten::div', 'aten::div_'):
+        return 'elementwise'
+    if 'pool' in name or name in ('aten::mean', 'aten::sum'):
+        return 'reductions'
+    if name in ('aten::addmm', 'aten::linear', 'aten::mm', 'aten::matmul'):
+        return 'matmul'
+    return 'other'
+
+def profile(fn):
+    """One call under torch.profiler: self time per operator category and the largest operators (ms)."""
+    from torch.profiler import ProfilerActivity, profile as prof
+    with prof(activities=[ProfilerActivity.CPU], record_shapes=True) as p:
+        t = time.perf_counter(); fn(); total = (time.perf_counter() - t) * 1000
+    cats, ops = {}, {}
+    for e in p.key_averages(group_by_input_shape=True):
+        ms = e.self_cpu_time_total / 1000
+        if ms <= 0:
+            continue
+        c = category(e.key, e.input_shapes or [])
+        cats.setdefault(c, [0.0, 0])
+        cats[c][0] += ms; cats[c][1] += e.count
+        label = f'{e.key} {c}' if e.key in CONV else e.key
+        ops.setdefault(label, [0.0, 0])
+        ops[label][0] += ms; ops[label][1] += e.count
+    rows = lambda d: sorted(({'label': k, 'ms': round(v[0], 2), 'calls': v[1]} for k, v in d.items()), key=lambda r: -r['ms'])
+    return {'totalMs': round(total, 1), 'categories': rows(cats), 'top': rows(ops)[:10]}
 
 for batch, size in [(8, 224), (16, 128)]:
     name = f'{batch}x{size}'
@@ -45,4 +88,4 @@ for batch, size in [(8, 224), (16, 128)]:
         with torch.no_grad():
             model(x)
     m, n = median_ms(infer, 5 if quick else 10)
-    print(json.dumps({'name': f'b0/inference-{name}', 'pass': 'inference', 'medianMs': m, 'samples': n, 'peakRssMb': rss_mb()}), flush=True)
+    print(json.dumps({'name': f'b0/inference-{name}', 'pass': 'inference', 'medianMs': m, 'samples': n, 'peakRssMb': rss_mb(), 'profile': profile(infer)}), flush=True)

@@ -1,8 +1,10 @@
 /**
  * Model workloads: EfficientNet-B0 train steps and inference, and the paper's
  * full-split model, on this engine's CPU backend (eager: `cpu`; compiled by jit: `cpu-jit`, whose
- * rows also carry compileMs, firstCallMs and heapBytesPerStep) and — in the same run — on TensorFlow.js
- * (wasm, cpu) with the same architecture from tfjs layers, and PyTorch CPU when installed.
+ * rows also carry compileMs, firstCallMs, heapBytesPerStep and `profile`, one call's time per category of
+ * operation from `Jitted.profile`) and — in the same run — on TensorFlow.js (wasm, cpu) with the same
+ * architecture from tfjs layers, and PyTorch CPU when installed (its inference rows with a torch.profiler
+ * `profile` in the same categories).
  * With `--backend gpu`: this engine's gpu backend (its best mode: webgpu where an adapter is
  * present), eager and through jit (fused kernels), and TensorFlow.js's WebGPU backend on the same
  * adapter (rows 'gpu', 'gpu-jit' and 'tfjs-webgpu', each with its compute dispatches per step).
