@@ -222,6 +222,12 @@ export class WasmHeap {
     this.ownedBytes -= bytes;
     this.release(ptr);
   });
+  /**
+   * Each owned view's weight for the collector: an ArrayBuffer of the view's size, never touched (so it occupies
+   * address space, not memory). V8 counts ArrayBuffers as external memory and collects sooner as it grows; a view
+   * alone weighs ~100 bytes, and a loop that drops a 100 MB owned array per step would never prompt a collection.
+   */
+  private readonly weight = new WeakMap<Float32Array, ArrayBuffer>();
 
   /**
    * A Float32Array of `n` floats in this memory owned by the view itself: released when the view is
@@ -237,6 +243,7 @@ export class WasmHeap {
     const v = this.view(ptr, n);
     this.ownedBytes += bytes;
     this.disown.register(v, { ptr, bytes });
+    this.weight.set(v, new ArrayBuffer(bytes));
     return v;
   }
 
