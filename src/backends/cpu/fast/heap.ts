@@ -223,12 +223,12 @@ export class WasmHeap {
     this.release(ptr);
   });
   /**
-   * Each owned view's weight for the collector: a buffer of the view's size, never touched (allocated uninitialised,
-   * so it takes address space, not memory, and no time to clear). V8 counts ArrayBuffers as external memory and
+   * Each owned view's weight for the collector: a buffer of the view's size, never touched (in Node allocated
+   * uninitialised, so it takes address space, not memory, and no time to clear). V8 counts ArrayBuffers as external memory and
    * collects sooner as it grows; a view alone weighs ~100 bytes, and a loop that drops a 100 MB owned array per step
    * would never prompt a collection.
    */
-  private readonly weight = new WeakMap<Float32Array, Uint8Array>();
+  private readonly weight = new WeakMap<Float32Array, object>();
 
   /**
    * A Float32Array of `n` floats in this memory owned by the view itself: released when the view is
@@ -244,7 +244,7 @@ export class WasmHeap {
     const v = this.view(ptr, n);
     this.ownedBytes += bytes;
     this.disown.register(v, { ptr, bytes });
-    this.weight.set(v, Buffer.allocUnsafeSlow(bytes));
+    this.weight.set(v, typeof Buffer === 'function' ? Buffer.allocUnsafeSlow(bytes) : new ArrayBuffer(bytes));
     return v;
   }
 
