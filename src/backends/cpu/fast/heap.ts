@@ -235,12 +235,19 @@ export class WasmHeap {
    * garbage-collected (keep the view, not a subarray of it, for as long as the memory is used). For eager tensors'
    * storage, which the kernels then address in place, and which reuses memory this process has touched before
    * instead of fresh pages. Null with a non-shared memory (its growth would detach the view), and, when
-   * `budgeted`, once `ownedLimit` bytes of them are live.
+   * `budgeted`, once `ownedLimit` bytes of them are live or the memory is full.
    */
   owned(n: number, budgeted = true): Float32Array | null {
     const bytes = up(Math.max(n * 4, 1));
     if (!this.shared || (budgeted && this.ownedBytes + bytes > this.ownedLimit)) return null;
-    const ptr = this.alloc(bytes);
+    let ptr: number;
+    try {
+      ptr = this.alloc(bytes);
+    } catch (e) {
+      // A full memory (wasm32's 4 GiB) declines budgeted arrays: their callers have the JS heap.
+      if (budgeted) return null;
+      throw e;
+    }
     const v = this.view(ptr, n);
     this.ownedBytes += bytes;
     this.disown.register(v, { ptr, bytes });

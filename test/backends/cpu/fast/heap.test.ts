@@ -121,6 +121,13 @@ describe.skipIf(!heap?.shared)('owned heap arrays (eager storage)', () => {
   it('are declined by a non-shared memory, whose growth would detach them', () => {
     expect(new WasmHeap({ shared: false, initialPages: 1, maxPages: 64 }).owned(10)).toBeNull();
   });
+
+  it("past the memory's limit: budgeted ones are declined, unbudgeted ones name the limit", () => {
+    const h = new WasmHeap({ shared: true, initialPages: 1, maxPages: 4 });
+    expect(h.owned(100_000)).toBeNull();
+    expect(() => h.owned(100_000, false)).toThrow(/out of memory/);
+    expect(h.ownedBytes).toBe(0);
+  });
 });
 
 describe.skipIf(!heap)('pointer entry points equal the typed-array ones (bit for bit)', () => {
