@@ -39,7 +39,11 @@ export const isTensor = (x: unknown): x is Tensor => x instanceof Tensor;
 
 export { arrayFor };
 
-/** Wraps host data (taken as is, not copied) on the current backend. */
+/**
+ * Wraps host data on the current backend: taken as is, not copied, except that the CPU backend copies float32
+ * arrays of 1 MiB or more into its wasm heap (where its kernels read them in place). Either way the tensor is
+ * immutable: don't write to `data` afterwards.
+ */
 export function fromArray(data: TypedArray, shape: Shape, backend: Backend = getBackend()): Tensor {
   const dtype: DType = data instanceof Float64Array ? 'float64' : 'float32';
   return new Tensor([...shape], dtype, backend.upload(data, dtype), backend);

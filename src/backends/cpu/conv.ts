@@ -32,7 +32,7 @@ import { type ConvGeometry, convGeometry, stochasticGeometry } from './conv_geom
 import * as R from './conv_ref.ts';
 import { depthwiseForwardF32, depthwiseGradFilterF32, depthwiseGradInputF32, depthwiseSimdOk } from './fast/dwconv.ts';
 import { pointwiseBatchedOk, pointwiseForwardF32, pointwiseGradFilterF32, pointwiseGradInputF32 } from './fast/pointwise.ts';
-import { wasmHeap } from './fast/heap.ts';
+import { OWNED_MIN_FLOATS, wasmHeap } from './fast/heap.ts';
 import { im2colPtr } from './fast/im2col.ts';
 import { sgemm, sgemmIsWasm } from './fast/sgemm.ts';
 import { type RowEpilogue, epilogueFrom, fusedAvailable } from './fast/activations.ts';
@@ -171,19 +171,30 @@ export function conv2dGradFilterImpl([x, ct]: readonly Arg[], a: Conv2dGradFilte
 
 // ---- stochastic conv ---------------------------------------------------------------------------
 
+/**
+ * The stochastic kernels' float32 output: the caller's slot, else for a large output an array of the wasm heap owned
+ * by the tensor (heap.ts `owned`), written in place: no copy-out, and memory the process has touched before instead
+ * of fresh pages (the input gradient is as large as the high-resolution image, where page faults cost more than the
+ * kernel). Undefined: the kernel allocates.
+ */
+function heapOut(out: OutSpec): Float32Array | undefined {
+  const n = sizeOf(out.shape);
+  return into(out) ?? (n >= OWNED_MIN_FLOATS ? (wasmHeap()?.owned(n) ?? undefined) : undefined);
+}
+
 export function stochasticConv2dImpl([x, w]: readonly Arg[], a: StochasticConv2dAttrs, out: OutSpec): TypedArray {
   const s = stochasticGeometry(x.shape, w.shape, a);
-  return isF32([x, w], out) && stochasticSimdOk(s) ? stochasticForwardF32(f32(x), f32(w), s, into(out)) : R.stochasticConv2dRefImpl([x, w], a, out);
+  return isF32([x, w], out) && stochasticSimdOk(s) ? stochasticForwardF32(f32(x), f32(w), s, heapOut(out)) : R.stochasticConv2dRefImpl([x, w], a, out);
 }
 
 export function stochasticConv2dGradInputImpl([ct, w]: readonly Arg[], a: StochasticConv2dGradInputAttrs, out: OutSpec): TypedArray {
   const s = stochasticGeometry(a.inputShape, w.shape, a);
-  return isF32([ct, w], out) && stochasticSimdOk(s) ? stochasticGradInputF32(f32(ct), f32(w), s, into(out)) : R.stochasticConv2dGradInputRefImpl([ct, w], a, out);
+  return isF32([ct, w], out) && stochasticSimdOk(s) ? stochasticGradInputF32(f32(ct), f32(w), s, heapOut(out)) : R.stochasticConv2dGradInputRefImpl([ct, w], a, out);
 }
 
 export function stochasticConv2dGradFilterImpl([x, ct]: readonly Arg[], a: StochasticConv2dGradFilterAttrs, out: OutSpec): TypedArray {
   const s = stochasticGeometry(x.shape, a.filterShape, a);
-  return isF32([x, ct], out) && stochasticSimdOk(s) ? stochasticGradFilterF32(f32(x), f32(ct), s, into(out)) : R.stochasticConv2dGradFilterRefImpl([x, ct], a, out);
+  return isF32([x, ct], out) && stochasticSimdOk(s) ? stochasticGradFilterF32(f32(x), f32(ct), s, heapOut(out)) : R.stochasticConv2dGradFilterRefImpl([x, ct], a, out);
 }
 
 export const convKernels: Record<string, Kernel<TypedArray, any>> = {

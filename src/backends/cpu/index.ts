@@ -5,7 +5,7 @@ import { convKernels } from './conv.ts';
 import { elementwiseExprs, elementwiseKernel, fastElementwiseKernel } from './elementwise.ts';
 import * as L from './layout.ts';
 import { fuseCpu } from './fused.ts';
-import { type Region, wasmHeap } from './fast/heap.ts';
+import { OWNED_MIN_FLOATS, type Region, wasmHeap } from './fast/heap.ts';
 import { matmulImpl } from './matmul.ts';
 import { maxImpl, momentsImpl, sumImpl } from './reduce.ts';
 
@@ -51,25 +51,24 @@ function arena(bytes: number): { buffer: ArrayBufferLike; offset: number } {
   return { buffer: h.buffer(), offset: region.ptr };
 }
 
-/** Heap copies made by `pin`, released when their view is garbage-collected. */
-const unpin = new FinalizationRegistry<number>((ptr) => wasmHeap()?.release(ptr));
 /**
- * A float32 array's copy in the wasm heap. Only with a shared memory: a growth of a non-shared one would detach
- * the view a caller's tensor keeps.
+ * A float32 array's copy in the wasm heap, owned by the returned view (heap.ts `owned`); undefined when `s` is
+ * there already or the heap cannot hold owned arrays. jit pins donated buffers and constants (never declined);
+ * `upload` places large float32 tensors there, where the wasm kernels read them in place instead of copying
+ * them in for every call.
  */
-function pin(s: TypedArray, dtype: string): TypedArray | undefined {
+function inHeap(s: TypedArray, dtype: string, budgeted: boolean): TypedArray | undefined {
   const h = wasmHeap();
-  if (!h?.shared || dtype !== 'float32' || s.length === 0 || h.ptrOf(s) >= 0) return undefined;
-  const p = h.alloc(s.length * 4);
-  const v = h.view(p, s.length);
-  v.set(s);
-  unpin.register(v, p);
-  return v;
+  if (!h || dtype !== 'float32' || s.length === 0 || h.ptrOf(s) >= 0) return undefined;
+  const v = h.owned(s.length, budgeted);
+  v?.set(s);
+  return v ?? undefined;
 }
+const pin = (s: TypedArray, dtype: string) => inHeap(s, dtype, false);
 
 export const cpuBackend: Backend<TypedArray> = {
   name: 'cpu',
-  upload: (data) => data,
+  upload: (data, dtype) => (data.length >= OWNED_MIN_FLOATS && inHeap(data, dtype, true)) || data,
   download: (s) => s.slice(),
   kernels,
   arena,

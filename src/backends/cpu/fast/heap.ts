@@ -209,6 +209,52 @@ export class WasmHeap {
     return s;
   }
 
+  /** Live bytes of `owned` arrays (not yet garbage-collected). */
+  ownedBytes = 0;
+  /**
+   * At most this many bytes of budgeted `owned` arrays live at once. Their release waits for the garbage collector,
+   * which sees only a small view object per array (not the memory behind it), so in a loop that allocates little
+   * else on the JS heap they pile up; past the limit `owned` declines and the caller allocates on the JS heap, whose
+   * external-memory accounting then prompts the collection that frees them.
+   */
+  ownedLimit = 1 << 30;
+  private readonly disown = new FinalizationRegistry<{ ptr: number; bytes: number }>(({ ptr, bytes }) => {
+    this.ownedBytes -= bytes;
+    this.release(ptr);
+  });
+  /**
+   * Each owned view's weight for the collector: a buffer of the view's size, never touched (in Node allocated
+   * uninitialised, so it takes address space, not memory, and no time to clear). V8 counts ArrayBuffers as external memory and
+   * collects sooner as it grows; a view alone weighs ~100 bytes, and a loop that drops a 100 MB owned array per step
+   * would never prompt a collection.
+   */
+  private readonly weight = new WeakMap<Float32Array, object>();
+
+  /**
+   * A Float32Array of `n` floats in this memory owned by the view itself: released when the view is
+   * garbage-collected (keep the view, not a subarray of it, for as long as the memory is used). For eager tensors'
+   * storage, which the kernels then address in place, and which reuses memory this process has touched before
+   * instead of fresh pages. Null with a non-shared memory (its growth would detach the view), and, when
+   * `budgeted`, once `ownedLimit` bytes of them are live or the memory is full.
+   */
+  owned(n: number, budgeted = true): Float32Array | null {
+    const bytes = up(Math.max(n * 4, 1));
+    if (!this.shared || (budgeted && this.ownedBytes + bytes > this.ownedLimit)) return null;
+    let ptr: number;
+    try {
+      ptr = this.alloc(bytes);
+    } catch (e) {
+      // A full memory (wasm32's 4 GiB) declines budgeted arrays: their callers have the JS heap.
+      if (budgeted) return null;
+      throw e;
+    }
+    const v = this.view(ptr, n);
+    this.ownedBytes += bytes;
+    this.disown.register(v, { ptr, bytes });
+    this.weight.set(v, typeof Buffer === 'function' ? Buffer.allocUnsafeSlow(bytes) : new ArrayBuffer(bytes));
+    return v;
+  }
+
   /**
    * Runs `body` with `a` in this memory: `a`'s own address when it is a view of it, else a temporary copy (or,
    * with `copy` false, uninitialised room of its size, for outputs). Returns the address to `body`.
@@ -254,6 +300,12 @@ export class WasmHeap {
     }
   }
 }
+
+/**
+ * Float32 arrays of at least this many elements (1 MiB) are worth keeping in the heap as eager storage (`owned`):
+ * below it, fresh pages cost little next to the kernel, and the allocator's bookkeeping would not pay.
+ */
+export const OWNED_MIN_FLOATS = 1 << 18;
 
 let theHeap: WasmHeap | null | undefined;
 

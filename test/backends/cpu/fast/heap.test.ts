@@ -4,6 +4,8 @@
  * reuses and coalesces, the pointer API equals the copy API bit for bit, and depthwise / stochastic jobs run
  * tasks on worker threads. Also the fused memory-bound kernels (fast/activations.ts) against float64 formulas.
  */
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { WasmHeap, wasmHeap } from '../../../../src/backends/cpu/fast/heap.ts';
 import { Job, poolThreads, poolWorkerTasks } from '../../../../src/backends/cpu/fast/pool.ts';
@@ -80,6 +82,51 @@ describe.skipIf(!heap)('WasmHeap', () => {
     expect(h.allocatedBytes()).toBe(0);
     expect(() => h.alloc(300_000)).toThrow(/out of memory.*262144 bytes/);
     expect(() => h.release(12345)).toThrow(/not an allocated address/);
+  });
+});
+
+/** A full GC (node's --expose-gc, turned on for this check), then event-loop turns until `done` (the finalizers run there). */
+async function collectUntil(done: () => boolean): Promise<boolean> {
+  v8.setFlagsFromString('--expose-gc');
+  const gc = vm.runInNewContext('gc') as () => void;
+  for (let i = 0; i < 20 && !done(); i++) {
+    gc();
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  return done();
+}
+
+describe.skipIf(!heap?.shared)('owned heap arrays (eager storage)', () => {
+  it('live in the heap, count against the budget, and are released when collected', async () => {
+    const h = new WasmHeap({ shared: true, initialPages: 1, maxPages: 256 });
+    let v: Float32Array | null = h.owned(100_000);
+    expect(v).not.toBeNull();
+    expect(h.ptrOf(v!)).toBeGreaterThan(0);
+    expect(v!.length).toBe(100_000);
+    expect(h.ownedBytes).toBe(400_000);
+    expect(h.allocatedBytes()).toBe(400_000);
+    // Over the budget: declined (the caller allocates on the JS heap), unless unbudgeted (jit's pins).
+    h.ownedLimit = 500_000;
+    expect(h.owned(100_000)).toBeNull();
+    let pinned: Float32Array | null = h.owned(100_000, false);
+    expect(h.ptrOf(pinned!)).toBeGreaterThan(0);
+    expect(h.ownedBytes).toBe(800_000);
+    v = null;
+    pinned = null;
+    expect(await collectUntil(() => h.ownedBytes === 0)).toBe(true);
+    expect(h.allocatedBytes()).toBe(0);
+    expect(h.owned(100_000)).not.toBeNull();
+  });
+
+  it('are declined by a non-shared memory, whose growth would detach them', () => {
+    expect(new WasmHeap({ shared: false, initialPages: 1, maxPages: 64 }).owned(10)).toBeNull();
+  });
+
+  it("past the memory's limit: budgeted ones are declined, unbudgeted ones name the limit", () => {
+    const h = new WasmHeap({ shared: true, initialPages: 1, maxPages: 4 });
+    expect(h.owned(100_000)).toBeNull();
+    expect(() => h.owned(100_000, false)).toThrow(/out of memory/);
+    expect(h.ownedBytes).toBe(0);
   });
 });
 
