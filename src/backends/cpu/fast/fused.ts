@@ -234,15 +234,18 @@ function reduceFn(name: string, g: FusedGroup, N: number, C: number): Fn {
  */
 function runUnits(k: PoolKernel, ptrs: readonly number[], outs: readonly number[], units: number, per: number): void {
   const n = units * per;
+  const args = [...ptrs, ...outs, 0, units];
   if (n < 2 * GRAIN || poolThreads() === 1 || units === 1) {
-    k.run(...ptrs, ...outs, 0, units);
+    k.run.apply(null, args);
     return;
   }
   const parts = Math.min(units, Math.ceil(n / GRAIN), 4 * poolThreads());
   const job = new Job();
   for (let i = 0; i < parts; i++) {
     const a = Math.floor((i * units) / parts), b = Math.floor(((i + 1) * units) / parts);
-    if (b > a) job.call(k, ...ptrs, ...outs, a, b).endTask();
+    args[args.length - 2] = a;
+    args[args.length - 1] = b;
+    if (b > a) job.callWith(k, args).endTask();
   }
   job.run(0);
 }
