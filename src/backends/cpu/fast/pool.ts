@@ -110,7 +110,8 @@ interface ClaimEnv {
 }
 type ClaimLoop = (env: ClaimEnv, mods: Fn[][], slot: number, isWorker: boolean, C: number) => void;
 // The same source the workers run, compiled once here for the main thread.
-const claimLoop = new Function(`${RUN_TASK}\n${CLAIM_LOOP}\nreturn claimLoop;`)() as ClaimLoop;
+type RunTask = (i32: Int32Array, mods: Fn[][], slot: number, t: number, C: number) => void;
+const { claimLoop, runTask } = new Function(`${RUN_TASK}\n${CLAIM_LOOP}\nreturn { claimLoop, runTask };`)() as { claimLoop: ClaimLoop; runTask: RunTask };
 
 interface Pool {
   readonly heap: WasmHeap;
@@ -379,6 +380,16 @@ function runJob(p: Pool, words: Int32Array, starts: readonly number[], scratchBy
   for (let t = 0; t <= T; t++) i32[tab + t] = cw + starts[t] * CALL_WORDS;
   i32[C + TASKS] = tab * 4;
   for (let s = 0; s < p.scratch.length; s++) i32[C + SCRATCH + s] = p.scratch[s];
+  if (T === 1 || p.nthreads === 1) {
+    // This thread alone: run the tasks in order without publishing the job, so no worker can claim one (and
+    // no claim word, whose BigInt arithmetic allocates on every claim, is touched).
+    try {
+      for (let t = 0; t < T; t++) runTask(i32, p.mods, 0, t, C);
+    } catch {
+      throw trapped(p, words);
+    }
+    return;
+  }
   if (p.env.i32 !== i32) p.env = { i32, big: new BigInt64Array(i32.buffer, p.ctl, 1), ready: () => true };
   const big = p.env.big;
   Atomics.store(i32, C + DONE, 0);
@@ -386,11 +397,8 @@ function runJob(p: Pool, words: Int32Array, starts: readonly number[], scratchBy
   // Publish the job (everything above is written before this store), then wake the workers.
   p.tag = (p.tag + 1n) & 0xffffffffn;
   Atomics.store(big, 0, (p.tag << 32n) | (BigInt(T) << 16n));
-  const threaded = T > 1 && p.nthreads > 1;
-  if (threaded) {
-    Atomics.store(i32, C + SEQ, ++p.seq);
-    Atomics.notify(i32, C + SEQ, p.nthreads - 1);
-  }
+  Atomics.store(i32, C + SEQ, ++p.seq);
+  Atomics.notify(i32, C + SEQ, p.nthreads - 1);
   claimLoop(p.env, p.mods, 0, false, C);
   // Only tasks a worker has already claimed can be outstanding.
   let d: number;
@@ -402,9 +410,12 @@ function runJob(p: Pool, words: Int32Array, starts: readonly number[], scratchBy
     stopPool();
     throw new Error(`pool: a worker thread stopped in the middle of a task (${Atomics.load(i32, C + DONE)} of ${T} done); the pool now runs on one thread`);
   }
-  if (Atomics.load(i32, C + FAIL) !== 0) {
-    const names = new Set<string>();
-    for (let w = 0; w < words.length; w += CALL_WORDS) names.add(p.names[words[w]]?.[words[w + 1]] ?? `module ${words[w]} function ${words[w + 1]}`);
-    throw new Error(`pool: a wasm kernel trapped (out-of-bounds address or a bad argument) in a job calling ${[...names].join(', ')}`);
-  }
+  if (Atomics.load(i32, C + FAIL) !== 0) throw trapped(p, words);
+}
+
+/** The error for a job in which a kernel trapped, naming the functions it calls. */
+function trapped(p: Pool, words: Int32Array): Error {
+  const names = new Set<string>();
+  for (let w = 0; w < words.length; w += CALL_WORDS) names.add(p.names[words[w]]?.[words[w + 1]] ?? `module ${words[w]} function ${words[w + 1]}`);
+  return new Error(`pool: a wasm kernel trapped (out-of-bounds address or a bad argument) in a job calling ${[...names].join(', ')}`);
 }
