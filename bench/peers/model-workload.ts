@@ -50,7 +50,7 @@ const round1 = (x: number) => Math.round(x * 10) / 10;
 /** Memory after step 20, 100, 200, … of a steady run (`afterStep` is called after every train step). */
 const memoryAt: Record<number, { rssMb: number; wasmHeapMb?: number; wasmHighWaterMb?: number; wasmAllocatedMb?: number; arenaMb: number }> = {};
 function afterStep(step: number): void {
-  if (kind !== 'steady' || (step !== 20 && step % 100 !== 0)) return;
+  if (kind !== 'steady' || step <= 0 || (step !== 20 && step % 100 !== 0)) return;
   const h = wasmHeap();
   memoryAt[step] = {
     rssMb: round1(process.memoryUsage().rss / MB),
