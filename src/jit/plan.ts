@@ -91,7 +91,7 @@ export function planMemory(g: Graph, steps: readonly Step[], donate: readonly bo
  * time before the output is written (or by the step writing it, element by element). Outputs are served in the
  * order they are defined, each taking the free input read last: an input read before step s is free for every
  * output defined after s too, so serving the earliest-defined first leaves no output without a buffer that some
- * other order would have found one for. (Taking them in output order instead lets a late output, a parameter's
+ * other order would have found one for (outputs of one step aside). (Taking them in output order instead lets a late output, a parameter's
  * update, take the buffer of an early one's input, a batch-norm running mean, and leaves the early one fresh: a new
  * array per call that the next call must copy into the wasm heap again.)
  */
