@@ -1,4 +1,5 @@
 /** Shared bench plumbing: tinybench medians as uniform JSON rows. */
+import v8 from 'node:v8';
 import { Bench } from 'tinybench';
 
 export type Pass = 'forward' | 'forward+backward' | 'train-step' | 'inference' | 'throughput';
@@ -52,4 +53,19 @@ export async function measure(fn: () => unknown | Promise<unknown>, opts: Measur
 export function matches(filter: string | undefined, ...parts: string[]): boolean {
   const row = parts.join(' ').toLowerCase();
   return !filter || filter.split(',').some((f) => f.trim() !== '' && row.includes(f.trim().toLowerCase()));
+}
+
+/**
+ * Bytes `fn` allocated on the JS heap, garbage included: the growth of the used heap plus what each garbage
+ * collection during `fn` freed (v8.GCProfiler). A difference of `heapUsed` alone misses every collection in between.
+ */
+export function heapBytesAllocated(fn: () => void): number {
+  const profiler = new v8.GCProfiler();
+  profiler.start();
+  const before = v8.getHeapStatistics().used_heap_size;
+  fn();
+  const after = v8.getHeapStatistics().used_heap_size;
+  let freed = 0;
+  for (const gc of profiler.stop().statistics) freed += gc.beforeGC.heapStatistics.usedHeapSize - gc.afterGC.heapStatistics.usedHeapSize;
+  return after - before + freed;
 }

@@ -5,14 +5,19 @@
  * present) | cpu-jit | gpu-jit (the same step through jit: forward, backward and the optimizer
  * compiled as one graph, parameters and optimizer state donated) | tfjs-wasm | tfjs-cpu | tfjs-webgpu;
  * WORKLOAD: b0/train-step-8x224, b0/inference-16x128,
- * b0-full-split/train-step-8x224+1024, b0/steady-200 (200 train steps at 8×224: first/last medians and RSS).
+ * b0-full-split/train-step-8x224+1024, b0/steady-8x128 (REPS consecutive train steps: the medians of the first
+ * and last 20, and the memory after step 20, 100, 200, …: RSS, the wasm heap's size, high-water mark and bytes
+ * allocated, the jit arena; `rssGrowthLast100Pct` is the RSS growth over the last 100 steps).
  * Prints one JSON line: {medianMs, samples, peakRssMb, note, ...} (gpu, gpu-jit and tfjs-webgpu:
- * also the compute dispatches per step; gpu: the mode and the adapter).
+ * also the compute dispatches per step; gpu: the mode and the adapter). cpu-jit rows also carry the JS heap
+ * bytes allocated per steady-state step, garbage included (`heapBytesPerStep`).
  */
 import { performance } from 'node:perf_hooks';
 import * as E from '../../src/index.ts';
 import { rmsprop } from '../../src/train/optim.ts';
 import { loadTfjs } from './tfjs.ts';
+import { heapBytesAllocated } from '../harness.ts';
+import { wasmHeap } from '../../src/backends/cpu/fast/heap.ts';
 import { tfjsEfficientNetB0 } from './tfjs-efficientnet.ts';
 
 const [engine, workload, repsArg] = process.argv.slice(2);
@@ -40,7 +45,19 @@ async function time(fn: () => unknown | Promise<unknown>, n: number): Promise<nu
   return ts;
 }
 const peakRssMb = () => process.resourceUsage().maxRSS / 1024;
-let rssAt20 = 0;
+const MB = 2 ** 20;
+const round1 = (x: number) => Math.round(x * 10) / 10;
+/** Memory after step 20, 100, 200, … of a steady run (`afterStep` is called after every train step). */
+const memoryAt: Record<number, { rssMb: number; wasmHeapMb?: number; wasmHighWaterMb?: number; wasmAllocatedMb?: number; arenaMb: number }> = {};
+function afterStep(step: number): void {
+  if (kind !== 'steady' || step <= 0 || (step !== 20 && step % 100 !== 0)) return;
+  const h = wasmHeap();
+  memoryAt[step] = {
+    rssMb: round1(process.memoryUsage().rss / MB),
+    ...(h ? { wasmHeapMb: round1(h.byteLength / MB), wasmHighWaterMb: round1(h.highWater / MB), wasmAllocatedMb: round1(h.allocatedBytes() / MB) } : {}),
+    arenaMb: round1(E.arenaBytes() / MB),
+  };
+}
 /** cpu-jit extras: compile time of the first call and JS-heap bytes allocated per steady-state step. */
 const jitStats: Record<string, unknown> = {};
 
@@ -91,9 +108,9 @@ async function oursOn(compiled: boolean) {
     const [[loss, s], g] = lossGrad(params);
     [params, ostate] = opt.update(g, ostate, params, 1e-3);
     state = s;
-    step++;
-    if (step === 21) rssAt20 = process.memoryUsage().rss / 2 ** 20;
-    return E.item(loss);
+    const l = E.item(loss);
+    afterStep(step++); // the warm-up call is step 0
+    return l;
   };
   return time(trainStep, kind === 'steady' ? 200 : reps);
 }
@@ -106,12 +123,11 @@ async function timeCompiled(fn: () => unknown, lower: () => E.Lowered, profile?:
   jitStats.firstCallMs = performance.now() - t0;
   const l = lower();
   Object.assign(jitStats, { compileMs: l.stats.compileMs, arenaMb: l.memory.arenaBytes / 2 ** 20, intermediateMb: l.memory.intermediateBytes / 2 ** 20, unplannedMb: l.memory.unplannedBytes / 2 ** 20, fusedOps: l.stats.fusedOps, ownOutputOps: l.stats.ownOutputOps.join(' ') });
-  const heap = () => process.memoryUsage().heapUsed + process.memoryUsage().arrayBuffers;
   const ts = await time(fn, reps);
-  const h0 = heap();
-  const n = Math.max(reps, 3);
-  for (let i = 0; i < n; i++, calls++) fn();
-  jitStats.heapBytesPerStep = Math.round((heap() - h0) / n);
+  const n = Math.max(Math.min(reps, 20), 3);
+  jitStats.heapBytesPerStep = Math.round(heapBytesAllocated(() => {
+    for (let i = 0; i < n; i++, calls++) fn();
+  }) / n);
   if (profile) {
     // One more call with every step timed: where the step's time goes, by category and largest operations.
     const p = profile();
@@ -146,8 +162,9 @@ function jitTrain(model: E.nn.Model, input: E.nn.Input, y: E.Tensor, opt: Return
   const run = () => {
     const r = step(params, state, slots, E.random.foldIn(key, 100 + n++));
     [params, state, slots] = [r.params, r.state, r.slots];
-    if (n === 21) rssAt20 = process.memoryUsage().rss / 2 ** 20;
-    return E.item(r.loss);
+    const l = E.item(r.loss);
+    afterStep(n - 2); // n − 1 calls so far; the first (compiling) call and the warm-up are steps −1 and 0
+    return l;
   };
   const profiled = () => {
     const { result: r, profile } = step.profile(params, state, slots, E.random.foldIn(key, 100 + n++));
@@ -217,8 +234,10 @@ if (kind === 'steady') {
   const k = 20;
   out.firstMedianMs = median(ts.slice(0, k));
   out.lastMedianMs = median(ts.slice(-k));
-  out.rssMbAfter = process.memoryUsage().rss / 2 ** 20;
-  out.rssMbAt20 = rssAt20;
+  out.rssMbAfter = process.memoryUsage().rss / MB;
+  out.memoryAt = memoryAt;
+  const last = ts.length, before = memoryAt[last - 100];
+  if (before && memoryAt[last]) out.rssGrowthLast100Pct = round1(((memoryAt[last].rssMb - before.rssMb) / before.rssMb) * 100);
 }
 console.log(JSON.stringify(out));
 process.exit(0);

@@ -147,11 +147,12 @@ export class ArenaExecutable {
     drawHosts(g, keys, this.hostValues);
     const given = this.given;
     given.length = inputs.length;
-    inputs.forEach((t, i) => {
-      const s = storageOn(t, this.backend);
-      given[i] = (this.taken[i] && this.backend.pin?.(s, t.dtype)) || s;
-    });
-    for (const v of g.vars) {
+    for (let i = 0; i < inputs.length; i++) {
+      const s = storageOn(inputs[i], this.backend);
+      given[i] = (this.taken[i] && this.backend.pin?.(s, inputs[i].dtype)) || s;
+    }
+    for (let id = 0; id < g.vars.length; id++) {
+      const v = g.vars[id];
       const p = plan.placement[v.id];
       if (v.src.kind === 'input') st[v.id] = given[v.src.index];
       else if (v.src.kind === 'host') st[v.id] = storageOn(this.hostValues[v.src.node] as Tensor, this.backend);
@@ -166,7 +167,8 @@ export class ArenaExecutable {
         this.runStep(i);
         observe(i, performance.now() - t);
       } else this.runStep(i);
-      for (const v of this.dropAfter[i]) st[v] = null;
+      const drop = this.dropAfter[i];
+      for (let k = 0; k < drop.length; k++) st[drop[k]] = null;
       if (this.steps[i].kind !== 'alias') this.bindArena();
     }
     return st;

@@ -83,7 +83,7 @@ export class Tracer implements KeyTracer {
 
   private newVar(shape: Shape, dtype: DType, src: Source): number {
     const id = this.graph.vars.length;
-    this.graph.vars.push({ id, shape: [...shape], dtype, size: sizeOf(shape), src });
+    this.graph.vars.push({ id, shape: Object.freeze([...shape]), dtype, size: sizeOf(shape), src });
     return id;
   }
 

@@ -9,12 +9,13 @@
  * the keys sit, and every other (static) value — numbers, strings and booleans by value, other
  * objects (functions, configs) by identity. Tensors and keys are inputs: new values with the same
  * shapes reuse the compiled graph, and draws from a key (windows, dropout masks) are recomputed
- * per call. The cache holds the `cacheSize` (default 8) most recently used signatures.
+ * per call. The cache holds the `cacheSize` (default 8) most recently used signatures. A call whose
+ * arguments have the structure of the most recent entry's finds it without building the signature
+ * string (signature.ts), so a steady training loop pays nothing per parameter tensor to look it up.
  */
 import { type Backend, type FusedGroup, getBackend } from '../backends/backend.ts';
 import { recording, withRecorder } from '../autograd/trace.ts';
 import { type Key, isKey, setKeyTracer } from '../tensor/random.ts';
-import { fmt } from '../tensor/shape.ts';
 import { Tensor, assertLive, markDonated } from '../tensor/tensor.ts';
 import { type Graph, type OutputLeaf, Tracer, pruneDead } from './graph.ts';
 import { type Step, schedule } from './fuse.ts';
@@ -23,6 +24,7 @@ import { fusedKernels } from './fused-group.ts';
 import { type MemoryPlan, planMemory } from './plan.ts';
 import { ArenaExecutable, type StepObserver, runUnplanned } from './execute.ts';
 import { type Profile, summarize } from './profile.ts';
+import { type Flat, type Template, flattenArgs, gather, isRecord } from './signature.ts';
 
 export interface JitOptions {
   /**
@@ -95,54 +97,13 @@ interface Entry {
   /** The backend's kernel table when compiled (a restarted gpu backend has a new one, and the entry is recompiled). */
   readonly table: unknown;
   readonly lowered: Lowered;
-}
-
-/** The flattened arguments: tensors and keys in order, their paths, and the signature string. */
-interface Flat {
-  readonly tensors: Tensor[];
-  readonly keys: Key[];
-  readonly paths: string[];
-  /** Argument index of each tensor. */
-  readonly argOf: number[];
-  readonly sig: string;
-}
-
-const objectIds = new WeakMap<object, number>();
-let nextObjectId = 1;
-const idOf = (x: object) => {
-  let id = objectIds.get(x);
-  if (id === undefined) objectIds.set(x, (id = nextObjectId++));
-  return id;
-};
-
-const isRecord = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && Object.getPrototypeOf(x) === Object.prototype;
-
-function flattenArgs(args: readonly unknown[]): Flat {
-  const f: Flat = { tensors: [], keys: [], paths: [], argOf: [], sig: '' };
-  let arg = 0;
-  const walk = (x: unknown, path: string): string => {
-    if (x instanceof Tensor) {
-      f.tensors.push(x);
-      f.paths.push(path);
-      f.argOf.push(arg);
-      return `T${fmt(x.shape)}${x.dtype === 'float64' ? 'd' : 'f'}`;
-    }
-    if (isKey(x)) {
-      f.keys.push(x);
-      return 'K';
-    }
-    if (Array.isArray(x)) return `[${x.map((v, i) => walk(v, `${path}[${i}]`)).join(',')}]`;
-    if (isRecord(x)) return `{${Object.keys(x).sort().map((k) => `${k}:${walk(x[k], `${path}.${k}`)}`).join(',')}}`;
-    if (ArrayBuffer.isView(x)) throw new Error(`jit: argument ${path} is a ${x.constructor.name}; pass a tensor (typed arrays would be baked into the compiled graph)`);
-    if (typeof x === 'object' && x !== null) return `#${idOf(x)}`;
-    if (typeof x === 'function') return `#${idOf(x)}`;
-    return JSON.stringify(x) ?? String(x);
-  };
-  const parts = args.map((a, i) => {
-    arg = i;
-    return walk(a, `argument ${i}`);
-  });
-  return { ...f, sig: parts.join(';') };
+  /** The arguments' structure, for finding this entry again without building the signature (signature.ts). */
+  readonly template: Template;
+  /** Each tensor argument's path (for error messages) and whether its argument is donated. */
+  readonly paths: readonly string[];
+  readonly donated: readonly boolean[];
+  /** The traced output tree. */
+  readonly shape: unknown;
 }
 
 /** Rebuilds `x` with tensors and keys replaced in order (the inverse of flattenArgs's walk). */
@@ -170,11 +131,23 @@ function outputLeaves(y: unknown, tracer: Tracer): OutputLeaf[] {
   return out;
 }
 
+/** The sorted keys of each record of the traced output trees (they are rebuilt on every call). */
+const outputKeys = new WeakMap<object, readonly string[]>();
+const sortedKeys = (y: Record<string, unknown>): readonly string[] => {
+  let ks = outputKeys.get(y);
+  if (!ks) outputKeys.set(y, (ks = Object.keys(y).sort()));
+  return ks;
+};
+
 /** Rebuilds the output tree with the call's values in place of the traced leaves. */
 function rebuildOutput(y: unknown, leaves: readonly unknown[], at = { i: 0 }): unknown {
   if (y instanceof Tensor || isKey(y)) return leaves[at.i++];
   if (Array.isArray(y)) return y.map((v) => rebuildOutput(v, leaves, at));
-  if (isRecord(y)) return Object.fromEntries(Object.keys(y).sort().map((k) => [k, rebuildOutput(y[k], leaves, at)]));
+  if (isRecord(y)) {
+    const out: Record<string, unknown> = {};
+    for (const k of sortedKeys(y)) out[k] = rebuildOutput(y[k], leaves, at);
+    return out;
+  }
   return leaves[at.i++];
 }
 
@@ -196,7 +169,7 @@ function trace<A extends unknown[]>(f: (...a: A) => unknown, args: A, flat: Flat
   return { graph: pruneDead(tracer.graph), shape: y };
 }
 
-function compile<A extends unknown[]>(f: (...a: A) => unknown, args: A, flat: Flat, opts: JitOptions): Entry & { shape: unknown } {
+function compile<A extends unknown[]>(f: (...a: A) => unknown, args: A, flat: Flat, opts: JitOptions): Entry {
   const t0 = performance.now();
   const traced = trace(f, args, flat);
   const backend = flat.tensors[0]?.backend ?? getBackend();
@@ -240,7 +213,7 @@ function compile<A extends unknown[]>(f: (...a: A) => unknown, args: A, flat: Fl
       backend: backend.name,
     },
   };
-  return { graph, steps, plan, exec, backend, table: backend.kernels, lowered, shape: traced.shape };
+  return { graph, steps, plan, exec, backend, table: backend.kernels, lowered, template: flat.template, paths: flat.paths, donated: donate, shape: traced.shape };
 }
 
 /**
@@ -252,7 +225,9 @@ function compile<A extends unknown[]>(f: (...a: A) => unknown, args: A, flat: Fl
 export function jit<A extends unknown[], R>(f: (...args: A) => R, opts: JitOptions = {}): Jitted<A, R> {
   const cacheSize = opts.cacheSize ?? 8;
   if (!(Number.isInteger(cacheSize) && cacheSize >= 1)) throw new Error(`jit: cacheSize must be a positive integer, got ${cacheSize}`);
-  const cache = new Map<string, Entry & { shape: unknown }>();
+  const cache = new Map<string, Entry>();
+  /** The most recently used entry (the last in `cache`'s order): a call with its structure skips the signature. */
+  let mru: Entry | undefined;
   let compiles = 0;
   const entryFor = (args: A, flat: Flat) => {
     let e = cache.get(flat.sig);
@@ -266,23 +241,28 @@ export function jit<A extends unknown[], R>(f: (...args: A) => R, opts: JitOptio
       if (cache.size >= cacheSize) cache.delete(cache.keys().next().value!);
     }
     cache.set(flat.sig, e);
+    mru = e;
     return e;
   };
-  const run = (args: A, flat: Flat, observe?: StepObserver): R => {
-    const e = entryFor(args, flat);
-    checkDonation(flat, opts.donate ?? []);
-    const vals = e.exec ? e.exec.run(flat.tensors, flat.keys, observe) : runUnplanned(e.graph, e.steps, e.backend, flat.tensors, flat.keys, observe);
+  /** Runs entry `e` on the call's tensors and keys (`observe` gets each step's time). */
+  const runEntry = (e: Entry, tensors: Tensor[], keys: Key[], observe?: StepObserver): R => {
+    checkDonation(e, tensors);
+    const vals = e.exec ? e.exec.run(tensors, keys, observe) : runUnplanned(e.graph, e.steps, e.backend, tensors, keys, observe);
     const leaves = e.graph.outputs.map((o) => ('v' in o ? outputTensor(e, o.v, vals) : o.value));
     e.exec?.clear();
-    for (const [i, t] of flat.tensors.entries()) if ((opts.donate ?? []).includes(flat.argOf[i])) markDonated(t, flat.paths[i]);
+    for (let i = 0; i < tensors.length; i++) if (e.donated[i]) markDonated(tensors[i], e.paths[i]);
     return rebuildOutput(e.shape, leaves) as R;
   };
   const call = (...args: A): R => {
     if (recording()) return f(...args);
-    const flat = flattenArgs(args);
+    let tensors: Tensor[] = [];
+    let keys: Key[] = [];
+    const same = mru !== undefined && mru.table === mru.backend.kernels && gather(mru.template, args, tensors, keys);
+    const flat = same ? null : flattenArgs(args);
+    if (flat) ({ tensors, keys } = flat);
     // Under grad/vjp the compiled graph would drop the autograd history: run f eagerly instead.
-    if (flat.tensors.some((t) => t.node)) return f(...args);
-    return run(args, flat);
+    if (tensors.some((t) => t.node)) return f(...args);
+    return runEntry(flat ? entryFor(args, flat) : mru!, tensors, keys);
   };
   const profile = (...args: A): { result: R; profile: Profile } => {
     const flat = flattenArgs(args);
@@ -290,13 +270,16 @@ export function jit<A extends unknown[], R>(f: (...args: A) => R, opts: JitOptio
     const e = entryFor(args, flat);
     const times: [number, number][] = [];
     const t0 = performance.now();
-    const result = run(args, flat, (i, ms) => times.push([i, ms]));
+    const result = runEntry(e, flat.tensors, flat.keys, (i, ms) => times.push([i, ms]));
     return { result, profile: summarize(e.graph, e.steps, times, performance.now() - t0) };
   };
   const jitted = Object.assign(call, {
     profile,
     lower: (...args: A) => entryFor(args, flattenArgs(args)).lowered,
-    clear: () => cache.clear(),
+    clear: () => {
+      cache.clear();
+      mru = undefined;
+    },
   });
   Object.defineProperty(jitted, 'compiles', { get: () => compiles });
   return jitted as unknown as Jitted<A, R>;
@@ -319,19 +302,41 @@ class NoValues {}
 export const shapeOnly = (shape: readonly number[], dtype: Tensor['dtype'] = 'float32', backend: Backend = getBackend()): Tensor =>
   new Tensor([...shape], dtype, new NoValues(), backend);
 
+/** Per storage object, the call that last saw it donated: finds a buffer passed twice without a map per call. */
+const donatedIn = new WeakMap<object, number>();
+let checks = 0;
+
 /** Every tensor argument must be live and have values, and a donated buffer must not also be passed elsewhere. */
-function checkDonation(flat: Flat, donate: readonly number[]): void {
-  const seen = new Map<unknown, string>();
-  flat.tensors.forEach((t, i) => {
+function checkDonation(e: Entry, tensors: readonly Tensor[]): void {
+  const stamp = ++checks;
+  let shared = false;
+  for (let i = 0; i < tensors.length; i++) {
+    const t = tensors[i];
     assertLive(t, 'jit');
-    if (t.storage instanceof NoValues) throw new Error(`jit: ${flat.paths[i]} is a shapeOnly tensor (for lower()); pass one with values`);
-    if (!donate.includes(flat.argOf[i])) return;
+    if (t.storage instanceof NoValues) throw new Error(`jit: ${e.paths[i]} is a shapeOnly tensor (for lower()); pass one with values`);
+    if (!e.donated[i]) continue;
+    const s = t.storage;
+    if (typeof s !== 'object' || s === null || donatedIn.get(s) === stamp) shared = true;
+    else donatedIn.set(s, stamp);
+  }
+  for (let i = 0; i < tensors.length && !shared; i++) {
+    const s = tensors[i].storage;
+    if (!e.donated[i] && typeof s === 'object' && s !== null && donatedIn.get(s) === stamp) shared = true;
+  }
+  if (shared) throwShared(e, tensors);
+}
+
+/** Names the arguments that share a donated buffer. */
+function throwShared(e: Entry, tensors: readonly Tensor[]): void {
+  const seen = new Map<unknown, string>();
+  tensors.forEach((t, i) => {
+    if (!e.donated[i]) return;
     const other = seen.get(t.storage);
-    if (other !== undefined) throw new Error(`jit: donated ${flat.paths[i]} shares its buffer with ${other}`);
-    seen.set(t.storage, flat.paths[i]);
+    if (other !== undefined) throw new Error(`jit: donated ${e.paths[i]} shares its buffer with ${other}`);
+    seen.set(t.storage, e.paths[i]);
   });
-  flat.tensors.forEach((t, i) => {
+  tensors.forEach((t, i) => {
     const d = seen.get(t.storage);
-    if (d !== undefined && d !== flat.paths[i]) throw new Error(`jit: ${flat.paths[i]} shares its buffer with donated ${d}`);
+    if (d !== undefined && d !== e.paths[i]) throw new Error(`jit: ${e.paths[i]} shares its buffer with donated ${d}`);
   });
 }

@@ -75,20 +75,7 @@ export function planMemory(g: Graph, steps: readonly Step[], donate: readonly bo
   });
   const outRoots = new Set<number>();
   for (const o of g.outputs) if ('v' in o && placement[root[o.v]].kind === 'fresh') outRoots.add(root[o.v]);
-  // Donated inputs whose buffers outputs may take: same dtype and size, not themselves returned.
-  const free = g.vars.filter((v) => v.src.kind === 'input' && donate[(v.src as { index: number }).index] && !g.outputs.some((o) => 'v' in o && root[o.v] === v.id));
-  let freshBytes = 0;
-  let donatedBytes = 0;
-  for (const r of outRoots) {
-    const v = g.vars[r];
-    const s = def[r];
-    const k = free.findIndex((d) => d.dtype === v.dtype && d.size === v.size && (last[d.id] < s || (last[d.id] === s && inPlaceSafe(g, steps[s], d.id, root))));
-    if (k >= 0) {
-      placement[r] = { kind: 'donated', input: (free[k].src as { index: number }).index };
-      free.splice(k, 1);
-      donatedBytes += v.size * bytesOf(v.dtype);
-    } else freshBytes += v.size * bytesOf(v.dtype);
-  }
+  const { freshBytes, donatedBytes } = assignDonated(g, steps, donate, root, def, last, outRoots, placement);
   const item = (v: (typeof g.vars)[number]) => ({ id: v.id, bytes: align(v.size * bytesOf(v.dtype)), from: def[v.id], to: Math.max(last[v.id], def[v.id]) });
   const interior = g.vars.filter((v) => !outRoots.has(v.id) && def[v.id] >= 0 && root[v.id] === v.id);
   const items = interior.filter((v) => placement[v.id].kind === 'fresh');
@@ -97,6 +84,46 @@ export function planMemory(g: Graph, steps: readonly Step[], donate: readonly bo
   const owned = interior.filter((v) => placement[v.id].kind === 'owned');
   const intermediateBytes = owned.length ? placeAll([...items, ...owned].map(item), [...placement]) : arenaBytes;
   return { placement, arenaBytes, unplannedBytes, intermediateBytes, freshBytes, donatedBytes };
+}
+
+/**
+ * Gives outputs the buffers of donated inputs: same dtype and size, not themselves returned, and read for the last
+ * time before the output is written (or by the step writing it, element by element). Outputs are served in the
+ * order they are defined, each taking the free input read last: an input read before step s is free for every
+ * output defined after s too, so serving the earliest-defined first leaves no output without a buffer that some
+ * other order would have found one for (outputs of one step aside). (Taking them in output order instead lets a late output, a parameter's
+ * update, take the buffer of an early one's input, a batch-norm running mean, and leaves the early one fresh: a new
+ * array per call that the next call must copy into the wasm heap again.)
+ */
+function assignDonated(
+  g: Graph,
+  steps: readonly Step[],
+  donate: readonly boolean[],
+  root: readonly number[],
+  def: readonly number[],
+  last: readonly number[],
+  outRoots: ReadonlySet<number>,
+  placement: Placement[],
+): { freshBytes: number; donatedBytes: number } {
+  const returned = new Set(g.outputs.flatMap((o) => ('v' in o ? [root[o.v]] : [])));
+  const free = g.vars.filter((v) => v.src.kind === 'input' && donate[(v.src as { index: number }).index] && !returned.has(v.id));
+  let freshBytes = 0;
+  let donatedBytes = 0;
+  for (const r of [...outRoots].sort((a, b) => def[a] - def[b])) {
+    const v = g.vars[r];
+    const s = def[r];
+    let k = -1;
+    free.forEach((d, i) => {
+      if (d.dtype !== v.dtype || d.size !== v.size || (k >= 0 && last[d.id] <= last[free[k].id])) return;
+      if (last[d.id] < s || (last[d.id] === s && inPlaceSafe(g, steps[s], d.id, root))) k = i;
+    });
+    if (k >= 0) {
+      placement[r] = { kind: 'donated', input: (free[k].src as { index: number }).index };
+      free.splice(k, 1);
+      donatedBytes += v.size * bytesOf(v.dtype);
+    } else freshBytes += v.size * bytesOf(v.dtype);
+  }
+  return { freshBytes, donatedBytes };
 }
 
 const align = (n: number) => Math.ceil(n / ALIGN) * ALIGN;

@@ -54,19 +54,22 @@ export const keyFrom = ([a, b]: readonly [number, number]): Key => Object.freeze
 const rotl = (x: number, r: number) => ((x << r) | (x >>> (32 - r))) >>> 0;
 const R = [13, 15, 26, 6, 17, 29, 16, 24];
 
+const keyWord = (i: number, k0: number, k1: number, k2: number) => (i === 0 ? k0 : i === 1 ? k1 : k2);
+
 /** Threefry-2x32 with 20 rounds: two 32-bit words from a key and a two-word counter. */
 export function threefry(k: Key, c0: number, c1: number, out: Uint32Array = new Uint32Array(2)): Uint32Array {
-  const ks = [k.k0 >>> 0, k.k1 >>> 0, (0x1bd11bda ^ k.k0 ^ k.k1) >>> 0];
-  let x0 = (c0 + ks[0]) >>> 0;
-  let x1 = (c1 + ks[1]) >>> 0;
+  // The key schedule k0, k1, k2 (in locals, not an array: this runs once per drawn number).
+  const k0 = k.k0 >>> 0, k1 = k.k1 >>> 0, k2 = (0x1bd11bda ^ k0 ^ k1) >>> 0;
+  let x0 = (c0 + k0) >>> 0;
+  let x1 = (c1 + k1) >>> 0;
   for (let g = 0; g < 5; g++) {
     const base = (g & 1) * 4;
     for (let r = 0; r < 4; r++) {
       x0 = (x0 + x1) >>> 0;
       x1 = rotl(x1, R[base + r]) ^ x0;
     }
-    x0 = (x0 + ks[(g + 1) % 3]) >>> 0;
-    x1 = (x1 + ks[(g + 2) % 3] + g + 1) >>> 0;
+    x0 = (x0 + keyWord((g + 1) % 3, k0, k1, k2)) >>> 0;
+    x1 = (x1 + keyWord((g + 2) % 3, k0, k1, k2) + g + 1) >>> 0;
   }
   out[0] = x0;
   out[1] = x1;

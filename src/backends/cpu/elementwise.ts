@@ -66,14 +66,38 @@ function makeLoop(name: string, arity: number, expr: string): Loop {
  */
 export function elementwiseKernel(name: string, arity: number, expr: string) {
   const loops = { float32: makeLoop(name, arity, expr), float64: makeLoop(name, arity, expr) };
+  const storages: TypedArray[] = [];
   return (inputs: readonly KernelArg<TypedArray>[], _attrs: unknown, spec: OutSpec): TypedArray => {
     const n = sizeOf(spec.shape);
     const out = outputFor(spec);
     if (n === 0) return out;
-    const c = collapseAxes(spec.shape, inputs.map((x) => broadcastStrides(x.shape, spec.shape)));
-    loops[spec.dtype](out, inputs.map((x) => x.storage), c.shape, c.strides);
+    const c = loopGeometry(inputs, spec.shape);
+    for (let i = 0; i < inputs.length; i++) storages[i] = inputs[i].storage;
+    storages.length = inputs.length;
+    loops[spec.dtype](out, storages, c.shape, c.strides);
+    storages.fill(null as unknown as TypedArray); // hold no buffer past the call
     return out;
   };
+}
+
+interface LoopGeometry {
+  readonly ins: readonly (readonly number[])[];
+  readonly shape: number[];
+  readonly strides: number[][];
+}
+/**
+ * The collapsed loop for the output shape, kept per (frozen) output shape array with the input shape arrays it was
+ * made for: a compiled graph passes the same arrays on every call, so its steps skip the stride arithmetic.
+ */
+const geometries = new WeakMap<readonly number[], LoopGeometry>();
+function loopGeometry(inputs: readonly KernelArg<TypedArray>[], shape: readonly number[]): LoopGeometry {
+  let g = geometries.get(shape);
+  let same = g !== undefined && g.ins.length === inputs.length;
+  for (let i = 0; same && i < inputs.length; i++) same = g!.ins[i] === inputs[i].shape;
+  if (same) return g!;
+  g = { ins: inputs.map((x) => x.shape), ...collapseAxes(shape, inputs.map((x) => broadcastStrides(x.shape, shape))) };
+  if (Object.isFrozen(shape) && inputs.every((x) => Object.isFrozen(x.shape))) geometries.set(shape, g);
+  return g;
 }
 
 /** An affine operand's layout relative to NCHW output planes: the output's shape ('f') or one value per channel ('c'). */

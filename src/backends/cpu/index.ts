@@ -37,18 +37,21 @@ for (const [name, k] of Object.entries(table)) kernels.set(name, writesInto(k));
  */
 let region: Region | null = null;
 let plain: ArrayBuffer | null = null;
+/** The last answer, returned again while it holds (a compiled graph asks after every step). */
+let placed: { buffer: ArrayBufferLike; offset: number } = { buffer: new ArrayBuffer(0), offset: 0 };
 function arena(bytes: number): { buffer: ArrayBufferLike; offset: number } {
   const h = wasmHeap();
   if (!h) {
     if (!plain || plain.byteLength < bytes) plain = new ArrayBuffer(bytes);
-    return { buffer: plain, offset: 0 };
+    return placed.buffer === plain ? placed : (placed = { buffer: plain, offset: 0 });
   }
   if (!region || region.bytes < bytes) {
     region?.release();
     region = null;
     region = h.reserve(bytes);
   }
-  return { buffer: h.buffer(), offset: region.ptr };
+  const buffer = h.buffer();
+  return placed.buffer === buffer && placed.offset === region.ptr ? placed : (placed = { buffer, offset: region.ptr });
 }
 
 /**

@@ -262,7 +262,7 @@ function mapJob(k: PoolKernel, ins: readonly number[], out: number, n: number): 
   const parts = taskCount(Math.ceil(n / GRAIN));
   for (let i = 0; i < parts; i++) {
     const a = Math.floor((i * n) / parts / 4) * 4, b = i === parts - 1 ? n : Math.floor(((i + 1) * n) / parts / 4) * 4;
-    if (b > a) job.call(k, ...ins.map((p) => p + 4 * a), out + 4 * a, b - a).endTask();
+    if (b > a) job.callWith(k, [...ins.map((p) => p + 4 * a), out + 4 * a, b - a]).endTask();
   }
   job.run(0);
 }

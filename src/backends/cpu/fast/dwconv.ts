@@ -54,11 +54,6 @@ function stacking(d: DepthwiseGeom): { Hs: number; Wp: number; planes: number } 
 
 const heapOrThrow = () => simdHeap('depthwise');
 
-/** The stacks of one channel: first image and image count of each (the last may be shorter). */
-function* stacksOf(N: number, planes: number): Generator<[number, number]> {
-  for (let n0 = 0; n0 < N; n0 += planes) yield [n0, Math.min(planes, N - n0)];
-}
-
 /**
  * y (at py) = depthwise conv(x at px, w at pw). `planes`: images stacked per kernel call (tests vary it; the
  * default fills STACK_FLOATS). With `epi`, each channel's staging stack gets its affine (+ SiLU) before it is copied
@@ -73,18 +68,20 @@ export function depthwiseForwardPtr(px: number, pw: number, py: number, d: Depth
   const k = kernels(geom(d));
   const xp = SLACK, ys = xp + paddedBytes(planes * Hs * Wp * 4);
   const chunks = Math.ceil(N / planes);
+  // Scratch arguments made once per job (the calls below number thousands).
+  const sx = S(xp), sxIn = S(xp + (pt * Wp + pl) * 4), sy = S(ys);
   const job = new Job();
   for (const [u0, u1] of tasksFor(C * chunks)) {
-    job.call(k.fill, S(xp), 0, planes * Hs * Wp * 4);
+    job.call(k.fill, sx, 0, planes * Hs * Wp * 4);
     for (let u = u0; u < u1; u++) {
       const c = Math.floor(u / chunks), n0 = (u % chunks) * planes, ns = Math.min(planes, N - n0);
-      job.call(k.copy3d, px + (n0 * C + c) * HW * 4, C * HW * 4, W * 4, S(xp + (pt * Wp + pl) * 4), Hs * Wp * 4, Wp * 4, ns, H, W);
+      job.call(k.copy3d, px + (n0 * C + c) * HW * 4, C * HW * 4, W * 4, sxIn, Hs * Wp * 4, Wp * 4, ns, H, W);
       for (let m = 0; m < M; m++) {
         const o = c * M + m;
-        job.call(k.fwd, S(xp), Wp * 4, 0, pw + o * T * 4, S(ys), OW * 4, (ns - 1) * rs + OH, OW);
+        job.call(k.fwd, sx, Wp * 4, 0, pw + o * T * 4, sy, OW * 4, (ns - 1) * rs + OH, OW);
         // The kept rows of each stacked plane only (the rows between planes are dropped).
-        if (epi) affineRows(job, epilogueFrom(epi, o), S(ys), ns, OH * OW, rs * OW, 1);
-        job.call(k.copy3d, S(ys), rs * OW * 4, OW * 4, py + (n0 * O + o) * P * 4, O * P * 4, OW * 4, ns, OH, OW);
+        if (epi) affineRows(job, epilogueFrom(epi, o), sy, ns, OH * OW, rs * OW, 1);
+        job.call(k.copy3d, sy, rs * OW * 4, OW * 4, py + (n0 * O + o) * P * 4, O * P * 4, OW * 4, ns, OH, OW);
       }
     }
     job.endTask();
@@ -115,18 +112,19 @@ export function depthwiseGradInputPtr(pg: number, pw: number, pdx: number, d: De
   const gp = SLACK, dxs = gp + paddedBytes(Hg(planes) * Wg * 4);
   const g00 = gp + (pad.top * Wg + pad.left) * 4; // g(0, 0) of the first plane in the stack
   const chunks = Math.ceil(N / planes);
+  const sgp = S(gp), sdx = S(dxs), sg00 = S(g00), sgBase = S(g00 + base * 4);
   const job = new Job();
   for (const [u0, u1] of tasksFor(C * chunks)) {
-    job.call(k.fill, S(gp), 0, Hg(planes) * Wg * 4);
+    job.call(k.fill, sgp, 0, Hg(planes) * Wg * 4);
     for (let u = u0; u < u1; u++) {
       const c = Math.floor(u / chunks), n0 = (u % chunks) * planes, ns = Math.min(planes, N - n0);
-      job.call(k.fill, S(dxs), 0, dxRows(ns) * W * 4);
+      job.call(k.fill, sdx, 0, dxRows(ns) * W * 4);
       for (let m = 0; m < M; m++) {
         const o = c * M + m;
-        job.call(k.copy3d, pg + (n0 * O + o) * P * 4, O * P * 4, OW * 4, S(g00), Gs * Wg * 4, Wg * 4, ns, OH, OW);
-        job.call(gin, S(g00 + base * 4), Wg * 4, pw + o * T * 4, S(dxs), W * 4, HW * 4, pt, pt + dxRows(ns), W);
+        job.call(k.copy3d, pg + (n0 * O + o) * P * 4, O * P * 4, OW * 4, sg00, Gs * Wg * 4, Wg * 4, ns, OH, OW);
+        job.call(gin, sgBase, Wg * 4, pw + o * T * 4, sdx, W * 4, HW * 4, pt, pt + dxRows(ns), W);
       }
-      job.call(k.copy3d, S(dxs), xr * W * 4, W * 4, pdx + (n0 * C + c) * HW * 4, C * HW * 4, W * 4, ns, H, W);
+      job.call(k.copy3d, sdx, xr * W * 4, W * 4, pdx + (n0 * C + c) * HW * 4, C * HW * 4, W * 4, ns, H, W);
     }
     job.endTask();
   }
@@ -149,17 +147,21 @@ export function depthwiseGradFilterPtr(px: number, pg: number, pdw: number, d: D
   const k = kernels(geom(d));
   heapOrThrow().f32().fill(0, pdw >>> 2, (pdw >>> 2) + O * T);
   const xp = SLACK, gs = xp + paddedBytes(planes * Hs * Wp * 4);
+  const sx = S(xp), sxIn = S(xp + (pt * Wp + pl) * 4), sg = S(gs);
+  const sxRow = Array.from({ length: kh }, (_, ky) => S(xp + ky * dh * Wp * 4));
   const job = new Job();
   for (const [c0, c1] of tasksFor(C)) {
-    job.call(k.fill, S(xp), 0, planes * Hs * Wp * 4);
-    job.call(k.fill, S(gs), 0, planes * rs * OW * 4);
+    job.call(k.fill, sx, 0, planes * Hs * Wp * 4);
+    job.call(k.fill, sg, 0, planes * rs * OW * 4);
     for (let c = c0; c < c1; c++) {
-      for (const [n0, ns] of stacksOf(N, planes)) {
-        job.call(k.copy3d, px + (n0 * C + c) * HW * 4, C * HW * 4, W * 4, S(xp + (pt * Wp + pl) * 4), Hs * Wp * 4, Wp * 4, ns, H, W);
+      // The stacks of this channel: images [n0, n0 + ns).
+      for (let n0 = 0; n0 < N; n0 += planes) {
+        const ns = Math.min(planes, N - n0);
+        job.call(k.copy3d, px + (n0 * C + c) * HW * 4, C * HW * 4, W * 4, sxIn, Hs * Wp * 4, Wp * 4, ns, H, W);
         for (let m = 0; m < M; m++) {
           const o = c * M + m;
-          job.call(k.copy3d, pg + (n0 * O + o) * P * 4, O * P * 4, OW * 4, S(gs), rs * OW * 4, OW * 4, ns, OH, OW);
-          for (let ky = 0; ky < kh; ky++) job.call(k.gwRow, S(xp + ky * dh * Wp * 4), sh * Wp * 4, S(gs), OW * 4, (ns - 1) * rs + OH, OW, pdw + (o * T + ky * kw) * 4);
+          job.call(k.copy3d, pg + (n0 * O + o) * P * 4, O * P * 4, OW * 4, sg, rs * OW * 4, OW * 4, ns, OH, OW);
+          for (let ky = 0; ky < kh; ky++) job.call(k.gwRow, sxRow[ky], sh * Wp * 4, sg, OW * 4, (ns - 1) * rs + OH, OW, pdw + (o * T + ky * kw) * 4);
         }
       }
     }

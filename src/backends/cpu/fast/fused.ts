@@ -228,21 +228,26 @@ function reduceFn(name: string, g: FusedGroup, N: number, C: number): Fn {
 }
 
 /**
- * Runs k(ptrs…, outs…, u0, u1) over units [0, units) of `per` elements each (an elementwise group's rows, a reducing
+ * Runs k(args…, u0, u1) over units [0, units) of `per` elements each (an elementwise group's rows, a reducing
  * group's output elements), split into tasks of whole units when large, so every sum is computed by one thread in
- * one order whatever the thread count.
+ * one order whatever the thread count. `args`: the leaves' and outputs' addresses, then two slots this fills with
+ * each task's unit range (the caller's array, reused call after call).
  */
-function runUnits(k: PoolKernel, ptrs: readonly number[], outs: readonly number[], units: number, per: number): void {
+function runUnits(k: PoolKernel, args: number[], units: number, per: number): void {
   const n = units * per;
+  const lo = args.length - 2, hi = args.length - 1;
   if (n < 2 * GRAIN || poolThreads() === 1 || units === 1) {
-    k.run(...ptrs, ...outs, 0, units);
+    args[lo] = 0;
+    args[hi] = units;
+    k.run.apply(null, args);
     return;
   }
   const parts = Math.min(units, taskCount(Math.ceil(n / GRAIN)));
   const job = new Job();
   for (let i = 0; i < parts; i++) {
-    const a = Math.floor((i * units) / parts), b = Math.floor(((i + 1) * units) / parts);
-    if (b > a) job.call(k, ...ptrs, ...outs, a, b).endTask();
+    args[lo] = Math.floor((i * units) / parts);
+    args[hi] = Math.floor(((i + 1) * units) / parts);
+    if (args[hi] > args[lo]) job.callWith(k, args).endTask();
   }
   job.run(0);
 }
@@ -264,10 +269,11 @@ function bindRows(h: WasmHeap, k: PoolKernel, g: FusedGroup): WasmGroup {
   const shape = g.loopShape;
   const len = shape.length ? shape[shape.length - 1] : 1;
   const rows = shape.length ? shape.slice(0, -1).reduce((p, d) => p * d, 1) : 1;
-  const ptrs = new Array<number>(g.leaves.length), outs = [0];
+  const L = g.leaves.length;
+  const args = new Array<number>(L + 3).fill(0); // leaves, output, unit range
   return (y, ins) => {
-    if (!leafPtrs(h, ins, ptrs) || (outs[0] = h.ptrOf(y)) < 0) return false;
-    if (rows * len > 0) runUnits(k, ptrs, outs, rows, len);
+    if (!leafPtrs(h, ins, args) || (args[L] = h.ptrOf(y)) < 0) return false;
+    if (rows * len > 0) runUnits(k, args, rows, len);
     return true;
   };
 }
@@ -275,20 +281,18 @@ function bindRows(h: WasmHeap, k: PoolKernel, g: FusedGroup): WasmGroup {
 /** A reducing group's kernel `k` (layout N × C rows of `len`) as a `WasmGroup`; sums outside the heap (a small output) go through heap scratch. */
 function bindReduce(h: WasmHeap, k: PoolKernel, g: FusedGroup, { N, C }: { N: number; C: number }): WasmGroup {
   const len = g.loopShape.length ? g.loopShape[g.loopShape.length - 1] : 1;
-  const ptrs = new Array<number>(g.leaves.length), outs: number[] = [];
+  const L = g.leaves.length;
+  // Leaves, [values,] sums, unit range: one array per form (with and without the values), reused.
+  const forms = [new Array<number>(L + 3).fill(0), new Array<number>(L + 4).fill(0)];
   return (y, ins, sums) => {
-    if (!leafPtrs(h, ins, ptrs)) return false;
-    outs.length = 0;
-    if (sums) {
-      const pv = h.ptrOf(y);
-      if (pv < 0) return false;
-      outs.push(pv);
-    }
+    const args = forms[sums ? 1 : 0];
+    if (!leafPtrs(h, ins, args)) return false;
+    if (sums && (args[L] = h.ptrOf(y)) < 0) return false;
     const s = sums ?? y;
     const ps = h.ptrOf(s);
     const scratch = ps < 0 ? h.alloc(s.length * 4) : -1;
-    outs.push(ps < 0 ? scratch : ps);
-    runUnits(k, ptrs, outs, C, N * len);
+    args[sums ? L + 1 : L] = ps < 0 ? scratch : ps;
+    runUnits(k, args, C, N * len);
     if (scratch >= 0) {
       s.set(h.view(scratch, s.length));
       h.release(scratch);

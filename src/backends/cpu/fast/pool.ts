@@ -110,7 +110,8 @@ interface ClaimEnv {
 }
 type ClaimLoop = (env: ClaimEnv, mods: Fn[][], slot: number, isWorker: boolean, C: number) => void;
 // The same source the workers run, compiled once here for the main thread.
-const claimLoop = new Function(`${RUN_TASK}\n${CLAIM_LOOP}\nreturn claimLoop;`)() as ClaimLoop;
+type RunTask = (i32: Int32Array, mods: Fn[][], slot: number, t: number, C: number) => void;
+const { claimLoop, runTask } = new Function(`${RUN_TASK}\n${CLAIM_LOOP}\nreturn { claimLoop, runTask };`)() as { claimLoop: ClaimLoop; runTask: RunTask };
 
 interface Pool {
   readonly heap: WasmHeap;
@@ -128,6 +129,8 @@ interface Pool {
   cmd: { ptr: number; bytes: number };
   seq: number;
   tag: bigint;
+  /** The main thread's view of the control block (re-made when the heap grows). */
+  env: ClaimEnv;
 }
 
 let pool: Pool | null | undefined;
@@ -143,7 +146,7 @@ function createPool(): Pool | null {
   if (!heap) return null;
   const ctl = heap.alloc(CTL_WORDS * 4);
   heap.i32().fill(0, ctl >>> 2, (ctl >>> 2) + CTL_WORDS);
-  const p: Pool = { heap, ctl, mods: [], names: [], ports: [], workers: [], nthreads: 1, scratchBytes: 0, scratch: [], cmd: { ptr: heap.alloc(64), bytes: 64 }, seq: 0, tag: 0n };
+  const p: Pool = { heap, ctl, mods: [], names: [], ports: [], workers: [], nthreads: 1, scratchBytes: 0, scratch: [], cmd: { ptr: heap.alloc(64), bytes: 64 }, seq: 0, tag: 0n, env: { i32: new Int32Array(0), big: new BigInt64Array(0), ready: () => true } };
   const want = wantedThreads();
   if (heap.shared && want > 1) startWorkers(p, want - 1);
   return p;
@@ -252,41 +255,87 @@ export function stopPool(): void {
 export interface ScratchArg {
   readonly scratch: number;
 }
+/**
+ * `S(offset)`: a scratch offset as a call argument. Make it once per job and pass it to each call (an object passed
+ * on allocates nothing; a number tag would be a double that optimised code boxes anew at every call).
+ */
 export const S = (offset: number): ScratchArg => ({ scratch: offset });
+/** A kernel call's argument: an i32 (or u32: a byte address), or an offset into the running thread's scratch. */
+export type CallArg = number | ScratchArg;
+
+/** Writes argument `a` at word `at` (0 when absent); returns 1 when it is a scratch offset. */
+function put(w: Int32Array, at: number, a: CallArg | undefined): number {
+  if (a === undefined) {
+    w[at] = 0;
+    return 0;
+  }
+  if (typeof a === 'number') {
+    w[at] = a;
+    return 0;
+  }
+  w[at] = a.scratch;
+  return 1;
+}
+
+/**
+ * Command buffers of jobs that have run, for the next jobs to build theirs in. A step of a compiled graph runs
+ * hundreds of jobs, some of thousands of calls (megabytes of commands): allocating each job's buffer anew would
+ * churn tens of megabytes of ArrayBuffers per step through the process's allocator.
+ */
+const spareWords: Int32Array[] = [];
+const SPARE_BUFFERS = 4;
+const NO_WORDS = new Int32Array(0);
 
 /**
  * A job under construction: `call` appends a kernel call to the current task, `endTask` closes it. `run` needs
  * each thread's scratch to hold `scratchBytes`. A job with one task, or on a pool of one thread, runs on the
- * calling thread alone.
+ * calling thread alone. A job runs once: `run` hands its command buffer on to later jobs. `call` allocates nothing
+ * (positional arguments; scratch offsets made once per job), so a job may hold thousands of calls.
  */
 export class Job {
-  private words = new Int32Array(CALL_WORDS * 64);
+  private words: Int32Array = spareWords.pop() ?? new Int32Array(CALL_WORDS * 64);
   private n = 0;
   private readonly starts: number[] = [0];
+  private spent = false;
 
-  call(k: PoolKernel, ...args: (number | ScratchArg)[]): this {
+  /** Appends k(a0, a1, …) to the current task. */
+  call(k: PoolKernel, a0?: CallArg, a1?: CallArg, a2?: CallArg, a3?: CallArg, a4?: CallArg, a5?: CallArg, a6?: CallArg, a7?: CallArg, a8?: CallArg, a9?: CallArg, a10?: CallArg, a11?: CallArg): this {
+    const nargs = +(a0 !== undefined) + +(a1 !== undefined) + +(a2 !== undefined) + +(a3 !== undefined) + +(a4 !== undefined) + +(a5 !== undefined) +
+      +(a6 !== undefined) + +(a7 !== undefined) + +(a8 !== undefined) + +(a9 !== undefined) + +(a10 !== undefined) + +(a11 !== undefined);
+    const w = this.slot(k, nargs);
+    const at = this.n * CALL_WORDS + 4;
+    w[at - 1] =
+      put(w, at, a0) | (put(w, at + 1, a1) << 1) | (put(w, at + 2, a2) << 2) | (put(w, at + 3, a3) << 3) | (put(w, at + 4, a4) << 4) | (put(w, at + 5, a5) << 5) |
+      (put(w, at + 6, a6) << 6) | (put(w, at + 7, a7) << 7) | (put(w, at + 8, a8) << 8) | (put(w, at + 9, a9) << 9) | (put(w, at + 10, a10) << 10) | (put(w, at + 11, a11) << 11);
+    this.n++;
+    return this;
+  }
+
+  /** Appends k(...args) to the current task (arguments from an array). */
+  callWith(k: PoolKernel, args: readonly CallArg[]): this {
     if (args.length > MAX_ARGS) throw new Error(`pool: ${k.name} called with ${args.length} arguments (at most ${MAX_ARGS})`);
+    const w = this.slot(k, args.length);
+    const at = this.n * CALL_WORDS + 4;
+    let mask = 0;
+    for (let i = 0; i < MAX_ARGS; i++) mask |= put(w, at + i, args[i]) << i;
+    w[at - 1] = mask;
+    this.n++;
+    return this;
+  }
+
+  /** Room for the next call (the buffer grown when full), its module, function and argument count written. */
+  private slot(k: PoolKernel, nargs: number): Int32Array {
+    if (this.spent) throw new Error(`pool: ${k.name} added to a job that has already run`);
     if ((this.n + 1) * CALL_WORDS > this.words.length) {
       const w = new Int32Array(this.words.length * 2);
-      w.set(this.words);
+      w.set(this.words.subarray(0, this.n * CALL_WORDS));
       this.words = w;
     }
     const o = this.n * CALL_WORDS;
-    let mask = 0;
     this.words[o] = k.mod;
     this.words[o + 1] = k.fn;
-    this.words[o + 2] = args.length;
-    for (let i = 0; i < args.length; i++) {
-      const a = args[i];
-      if (typeof a === 'number') this.words[o + 4 + i] = a;
-      else {
-        this.words[o + 4 + i] = a.scratch;
-        mask |= 1 << i;
-      }
-    }
-    this.words[o + 3] = mask;
-    this.n++;
-    return this;
+    this.words[o + 2] = nargs;
+    return this.words;
   }
 
   endTask(): this {
@@ -299,13 +348,20 @@ export class Job {
   }
 
   run(scratchBytes = 0): void {
+    if (this.spent) throw new Error('pool: a job runs once');
     this.endTask();
-    const T = this.starts.length - 1;
-    if (T === 0) return;
-    if (T > MAX_TASKS) throw new Error(`pool: a job of ${T} tasks (at most ${MAX_TASKS})`);
-    const p = getPool();
-    if (!p) throw new Error('pool: WebAssembly SIMD is not available');
-    runJob(p, this.words.subarray(0, this.n * CALL_WORDS), this.starts, scratchBytes);
+    this.spent = true;
+    try {
+      const T = this.starts.length - 1;
+      if (T === 0) return;
+      if (T > MAX_TASKS) throw new Error(`pool: a job of ${T} tasks (at most ${MAX_TASKS})`);
+      const p = getPool();
+      if (!p) throw new Error('pool: WebAssembly SIMD is not available');
+      runJob(p, this.words.subarray(0, this.n * CALL_WORDS), this.starts, scratchBytes);
+    } finally {
+      if (spareWords.length < SPARE_BUFFERS) spareWords.push(this.words);
+      this.words = NO_WORDS;
+    }
   }
 }
 
@@ -333,18 +389,26 @@ function runJob(p: Pool, words: Int32Array, starts: readonly number[], scratchBy
   for (let t = 0; t <= T; t++) i32[tab + t] = cw + starts[t] * CALL_WORDS;
   i32[C + TASKS] = tab * 4;
   for (let s = 0; s < p.scratch.length; s++) i32[C + SCRATCH + s] = p.scratch[s];
-  const big = new BigInt64Array(i32.buffer, p.ctl, 1);
+  if (T === 1 || p.nthreads === 1) {
+    // This thread alone: run the tasks in order without publishing the job, so no worker can claim one (and
+    // no claim word, whose BigInt arithmetic allocates on every claim, is touched).
+    try {
+      for (let t = 0; t < T; t++) runTask(i32, p.mods, 0, t, C);
+    } catch {
+      throw trapped(p, words);
+    }
+    return;
+  }
+  if (p.env.i32 !== i32) p.env = { i32, big: new BigInt64Array(i32.buffer, p.ctl, 1), ready: () => true };
+  const big = p.env.big;
   Atomics.store(i32, C + DONE, 0);
   Atomics.store(i32, C + FAIL, 0);
   // Publish the job (everything above is written before this store), then wake the workers.
   p.tag = (p.tag + 1n) & 0xffffffffn;
   Atomics.store(big, 0, (p.tag << 32n) | (BigInt(T) << 16n));
-  const threaded = T > 1 && p.nthreads > 1;
-  if (threaded) {
-    Atomics.store(i32, C + SEQ, ++p.seq);
-    Atomics.notify(i32, C + SEQ, p.nthreads - 1);
-  }
-  claimLoop({ i32, big, ready: () => true }, p.mods, 0, false, C);
+  Atomics.store(i32, C + SEQ, ++p.seq);
+  Atomics.notify(i32, C + SEQ, p.nthreads - 1);
+  claimLoop(p.env, p.mods, 0, false, C);
   // Only tasks a worker has already claimed can be outstanding.
   let d: number;
   let idle = 0;
@@ -355,9 +419,12 @@ function runJob(p: Pool, words: Int32Array, starts: readonly number[], scratchBy
     stopPool();
     throw new Error(`pool: a worker thread stopped in the middle of a task (${Atomics.load(i32, C + DONE)} of ${T} done); the pool now runs on one thread`);
   }
-  if (Atomics.load(i32, C + FAIL) !== 0) {
-    const names = new Set<string>();
-    for (let w = 0; w < words.length; w += CALL_WORDS) names.add(p.names[words[w]]?.[words[w + 1]] ?? `module ${words[w]} function ${words[w + 1]}`);
-    throw new Error(`pool: a wasm kernel trapped (out-of-bounds address or a bad argument) in a job calling ${[...names].join(', ')}`);
-  }
+  if (Atomics.load(i32, C + FAIL) !== 0) throw trapped(p, words);
+}
+
+/** The error for a job in which a kernel trapped, naming the functions it calls. */
+function trapped(p: Pool, words: Int32Array): Error {
+  const names = new Set<string>();
+  for (let w = 0; w < words.length; w += CALL_WORDS) names.add(p.names[words[w]]?.[words[w + 1]] ?? `module ${words[w]} function ${words[w + 1]}`);
+  return new Error(`pool: a wasm kernel trapped (out-of-bounds address or a bad argument) in a job calling ${[...names].join(', ')}`);
 }

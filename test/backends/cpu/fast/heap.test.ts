@@ -8,7 +8,8 @@ import v8 from 'node:v8';
 import vm from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { WasmHeap, wasmHeap } from '../../../../src/backends/cpu/fast/heap.ts';
-import { Job, poolThreads, poolWorkerTasks } from '../../../../src/backends/cpu/fast/pool.ts';
+import { Job, S, poolThreads, poolWorkerTasks } from '../../../../src/backends/cpu/fast/pool.ts';
+import { heapBytesAllocated } from '../../../../bench/harness.ts';
 import { kernels } from '../../../../src/backends/cpu/fast/convsimd.ts';
 import { sgemm } from '../../../../src/backends/cpu/fast/sgemm.ts';
 import { type DepthwiseGeom, depthwiseForwardF32, depthwiseGradFilterF32, depthwiseGradInputF32, depthwiseForwardPtr } from '../../../../src/backends/cpu/fast/dwconv.ts';
@@ -183,6 +184,31 @@ describe.skipIf(!heap)('pool jobs', () => {
     new Job().call(k.copy3d, x.ptr, 0, 0, y.ptr, 0, 0, 1, 1, 64).run(0);
     expect(heap!.view(y.ptr, 64)).toEqual(x.view);
     [x, y].forEach((r) => r.release());
+  });
+  it('calls take scratch offsets and argument arrays; a job runs once', () => {
+    const k = kernels({ cn: 1, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1 });
+    const x = onHeap(rand(2, 64));
+    const y = onHeap(new Float32Array(64));
+    const z = onHeap(new Float32Array(64));
+    const s = S(256);
+    const job = new Job().call(k.copy3d, x.ptr, 0, 0, s, 0, 0, 1, 1, 64).call(k.copy3d, s, 0, 0, y.ptr, 0, 0, 1, 1, 64);
+    job.callWith(k.copy3d, [y.ptr, 0, 0, z.ptr, 0, 0, 1, 1, 64]).run(512);
+    expect(heap!.view(z.ptr, 64)).toEqual(x.view);
+    expect(() => job.run(0)).toThrow(/runs once/);
+    expect(() => job.call(k.copy3d, 0)).toThrow(/already run/);
+    [x, y, z].forEach((r) => r.release());
+  });
+  it('building a job allocates nothing on the JS heap per call (kernels issue thousands per job)', () => {
+    const k = kernels({ cn: 1, kh: 3, kw: 3, sh: 1, sw: 1, dh: 1, dw: 1 });
+    const s = S(0);
+    const build = () => {
+      const job = new Job();
+      for (let i = 0; i < 20_000; i++) job.call(k.copy3d, s, 64, 256, 4096 + i * 4, 64, 256, 1, 4, 16);
+      return job;
+    };
+    build();
+    // A rest-argument array per call was ≥ 88 bytes (1.7 MB here); what remains is the job's own objects.
+    expect(heapBytesAllocated(build)).toBeLessThan(20_000);
   });
 });
 
