@@ -291,10 +291,21 @@ export function processDecoded(path: string, src: RawImage, k: Key | readonly [n
  * normalise. Call it with several keys for test-time augmentation.
  */
 export function processImage(path: string, k: Key | readonly [number, number], opts: PipelineOptions): TE.TaskEither<DataError, Processed> {
+  return pipe(
+    processWithSource(path, undefined, k, opts),
+    TE.map((r) => r.processed),
+  );
+}
+
+/**
+ * `processImage` starting from `source` when given (a decode kept by an image cache), else from the
+ * file; also gives the decoded image (what a cache keeps).
+ */
+export function processWithSource(path: string, source: RawImage | undefined, k: Key | readonly [number, number], opts: PipelineOptions): TE.TaskEither<DataError, { processed: Processed; source: RawImage }> {
   checkSides('processImage', opts.sides);
   return pipe(
-    decodeImage(path, decodeOptionsFor(opts)),
-    TE.chain((src) => processDecoded(path, src, k, opts)),
+    source ? TE.right(source) : decodeImage(path, decodeOptionsFor(opts)),
+    TE.chain((src) => pipe(processDecoded(path, src, k, opts), TE.map((processed) => ({ processed, source: src })))),
   );
 }
 

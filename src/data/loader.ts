@@ -6,11 +6,11 @@
  * crashes mid-epoch.
  */
 import { Worker } from 'node:worker_threads';
+import * as E from 'fp-ts/lib/Either.js';
 import { type Key, foldIn, key, keyData, permutation, uniformArray } from '../tensor/random.ts';
 import { type Tensor, fromArray } from '../tensor/tensor.ts';
 import { type DataError, DataErrorException, DataErrors } from './errors.ts';
-import * as E from 'fp-ts/lib/Either.js';
-import { type AugmentOptions, type ImageSides, type Kernel, type PipelineOptions, type Processed, type RawImage, checkSides, decodeImage, decodeOptionsFor, processDecoded } from './image.ts';
+import { type AugmentOptions, type ImageSides, type Kernel, type PipelineOptions, type Processed, type RawImage, checkSides, decodeOptionsFor, processWithSource } from './image.ts';
 import type { ImageCache } from './imagecache.ts';
 import type { Item } from './readers.ts';
 import type { WorkerTask } from './worker.ts';
@@ -247,10 +247,9 @@ export function createLoader(items: readonly Item[], opts: LoaderOptions): Loade
     if (pool) return pool.run(task, gen);
     const p = inlineChain.then(async (): Promise<Result> => {
       if (abandoned.has(gen) || closed) return { ok: false, error: DataErrors.io(task.path, 'read', 'cancelled') };
-      const src = task.source ? E.right(task.source) : await decodeImage(task.path, decodeOptionsFor(task.opts))();
-      const r = E.isRight(src) ? await processDecoded(task.path, src.right, task.key, task.opts)() : src;
+      const r = await processWithSource(task.path, task.source, task.key, task.opts)();
       if (E.isLeft(r)) return { ok: false, error: r.left };
-      return { ok: true, value: r.right, ...(task.keepSource && E.isRight(src) ? { source: src.right } : {}) };
+      return { ok: true, value: r.right.processed, ...(task.keepSource ? { source: r.right.source } : {}) };
     });
     inlineChain = p;
     return p;

@@ -6,7 +6,7 @@
 import { parentPort } from 'node:worker_threads';
 import * as E from 'fp-ts/lib/Either.js';
 import sharp from 'sharp';
-import { type PipelineOptions, type RawImage, decodeImage, decodeOptionsFor, processDecoded } from './image.ts';
+import { type PipelineOptions, type RawImage, processWithSource } from './image.ts';
 
 /** A task as posted by the pool. */
 export interface WorkerTask {
@@ -27,15 +27,15 @@ sharp.cache(false);
 const port = parentPort;
 if (!port) throw new Error('data/worker.ts must run in a worker thread');
 port.on('message', async (t: WorkerTask) => {
-  const src = t.source ? E.right(t.source) : await decodeImage(t.path, decodeOptionsFor(t.opts))();
-  const r = E.isRight(src) ? await processDecoded(t.path, src.right, t.key, t.opts)() : src;
+  const r = await processWithSource(t.path, t.source, t.key, t.opts)();
   if (E.isLeft(r)) {
     port.postMessage({ id: t.id, error: r.left });
     return;
   }
-  const { low, high, params } = r.right;
+  const { low, high, params } = r.right.processed;
   // The decoded image as an own buffer (sharp's may be a view into a pooled one), transferred.
-  const source = t.keepSource && !t.source && E.isRight(src) ? { ...src.right, data: src.right.data.slice() } : undefined;
+  const src = r.right.source;
+  const source = t.keepSource && !t.source ? { ...src, data: src.data.slice() } : undefined;
   const transfer = [low, high, source?.data].flatMap((v) => (v ? [v.buffer as ArrayBuffer] : []));
   port.postMessage({ id: t.id, low, high, params, source }, transfer);
 });
