@@ -258,29 +258,54 @@ export function checkSides(who: string, sides: ImageSides): void {
   }
 }
 
+/** How `processImage` decodes a file for `opts`: shrunk so the shorter side is the working size (the largest view). */
+export function decodeOptionsFor(opts: PipelineOptions): DecodeOptions {
+  const { low, high } = opts.sides;
+  return { shortSide: (high ?? low)!, minSize: opts.minSize, kernel: opts.kernel };
+}
+
+/**
+ * The rest of the pipeline after decoding: augment `src` (as `decodeImage(path, decodeOptionsFor(opts))`
+ * gave it) with the key (or not), make the views, normalise. `src` is only read, so a decoded image
+ * kept in memory gives the same views as a fresh decode. `path` names the file in errors.
+ */
+export function processDecoded(path: string, src: RawImage, k: Key | readonly [number, number], opts: PipelineOptions): TE.TaskEither<DataError, Processed> {
+  checkSides('processImage', opts.sides);
+  const { low, high } = opts.sides;
+  const work = (high ?? low)!;
+  const key = Array.isArray(k) ? keyFrom(k as [number, number]) : (k as Key);
+  return TE.tryCatch(async (): Promise<Processed> => {
+    const params = opts.augment ? sampleAugment(key, src.width, src.height, opts.augmentOptions) : null;
+    if (low === null || high === null) {
+      const only = normalise(params ? warp(src, params, work) : await resizeRaw(src, work, work, opts.kernel));
+      return low === null ? { low: null, high: only, params } : { low: only, high: null, params };
+    }
+    const views = await augmentPair(src, params, { highSize: high, lowSize: low, kernel: opts.kernel });
+    return { low: normalise(views.low), high: normalise(views.high), params };
+  }, (e) => DataErrors.corruptImage(path, message(e)));
+}
+
 /**
  * One image through the whole pipeline (what a loader worker runs): decode, shrink so the shorter
  * side is the working size (the largest view), augment with the key (or not), make the views,
  * normalise. Call it with several keys for test-time augmentation.
  */
 export function processImage(path: string, k: Key | readonly [number, number], opts: PipelineOptions): TE.TaskEither<DataError, Processed> {
-  checkSides('processImage', opts.sides);
-  const { low, high } = opts.sides;
-  const work = (high ?? low)!;
-  const key = Array.isArray(k) ? keyFrom(k as [number, number]) : (k as Key);
   return pipe(
-    decodeImage(path, { shortSide: work, minSize: opts.minSize, kernel: opts.kernel }),
-    TE.chain((src) =>
-      TE.tryCatch(async (): Promise<Processed> => {
-        const params = opts.augment ? sampleAugment(key, src.width, src.height, opts.augmentOptions) : null;
-        if (low === null || high === null) {
-          const only = normalise(params ? warp(src, params, work) : await resizeRaw(src, work, work, opts.kernel));
-          return low === null ? { low: null, high: only, params } : { low: only, high: null, params };
-        }
-        const views = await augmentPair(src, params, { highSize: high, lowSize: low, kernel: opts.kernel });
-        return { low: normalise(views.low), high: normalise(views.high), params };
-      }, (e) => DataErrors.corruptImage(path, message(e))),
-    ),
+    processWithSource(path, undefined, k, opts),
+    TE.map((r) => r.processed),
+  );
+}
+
+/**
+ * `processImage` starting from `source` when given (a decode kept by an image cache), else from the
+ * file; also gives the decoded image (what a cache keeps).
+ */
+export function processWithSource(path: string, source: RawImage | undefined, k: Key | readonly [number, number], opts: PipelineOptions): TE.TaskEither<DataError, { processed: Processed; source: RawImage }> {
+  checkSides('processImage', opts.sides);
+  return pipe(
+    source ? TE.right(source) : decodeImage(path, decodeOptionsFor(opts)),
+    TE.chain((src) => pipe(processDecoded(path, src, k, opts), TE.map((processed) => ({ processed, source: src })))),
   );
 }
 

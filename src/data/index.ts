@@ -28,7 +28,8 @@
  *   augment, seed, workers, prefetch, shuffle, balanced?, epoch})` → async iterable of
  *   { low? [B,3,l,l], high? [B,3,h,h], labels,
  *   names, skipped, index }, plus `loader.epoch(e)` and `close()`; `createPool(n)` shares worker threads
- *   between loaders (`pool` option).
+ *   between loaders (`pool` option); `createImageCache(maxBytes)` keeps decoded images between
+ *   epochs (`cache` option; `cache.stats` counts hits and misses).
  * - Errors: `DataError` (tagged union) and `renderDataError(e)` → one line for the CLI.
  *
  * @example
@@ -49,6 +50,7 @@ export * from './readers.ts';
 export * from './split.ts';
 export * from './image.ts';
 export * from './loader.ts';
+export * from './imagecache.ts';
 export * from './synthetic.ts';
 export * from './preresize.ts';
 export * from './idx.ts';

@@ -1,14 +1,17 @@
 /**
  * Batches of tensors from image items: seeded shuffling (or class-balanced sampling), decoding and
  * augmentation in a pool of worker threads that works `prefetch` batches ahead of the consumer.
- * Unreadable images are skipped and reported per batch (or thrown with `strict`); nothing crashes
- * mid-epoch.
+ * With an image cache, each file is decoded once (at the working size) and later epochs only
+ * augment. Unreadable images are skipped and reported per batch (or thrown with `strict`); nothing
+ * crashes mid-epoch.
  */
 import { Worker } from 'node:worker_threads';
+import * as E from 'fp-ts/lib/Either.js';
 import { type Key, foldIn, key, keyData, permutation, uniformArray } from '../tensor/random.ts';
 import { type Tensor, fromArray } from '../tensor/tensor.ts';
 import { type DataError, DataErrorException, DataErrors } from './errors.ts';
-import { type AugmentOptions, type ImageSides, type Kernel, type PipelineOptions, type Processed, checkSides, processImage } from './image.ts';
+import { type AugmentOptions, type ImageSides, type Kernel, type PipelineOptions, type Processed, type RawImage, checkSides, decodeOptionsFor, processWithSource } from './image.ts';
+import type { ImageCache } from './imagecache.ts';
 import type { Item } from './readers.ts';
 import type { WorkerTask } from './worker.ts';
 
@@ -42,6 +45,11 @@ export interface LoaderOptions {
    * costs ~1 s of CPU to start (tsx). When given, `workers` is ignored and `close()` leaves it running.
    */
   readonly pool?: WorkerPool;
+  /**
+   * Decoded images kept between epochs (`createImageCache`; share one between a run's loaders).
+   * Batches are the same with or without it.
+   */
+  readonly cache?: ImageCache;
 }
 
 /** One batch; `inputOf` from the nn module turns its views into a model's input. */
@@ -69,7 +77,8 @@ export interface Loader extends AsyncIterable<Batch> {
   close(): Promise<void>;
 }
 
-type Result = { ok: true; value: Processed } | { ok: false; error: DataError };
+/** A processed image, with the decoded source when the task asked for it (`keepSource`). */
+type Result = { ok: true; value: Processed; source?: RawImage } | { ok: false; error: DataError };
 
 interface Job {
   readonly task: Omit<WorkerTask, 'id'>;
@@ -106,11 +115,13 @@ class Pool implements WorkerPool {
     });
     const slot = { worker, job: null as Job | null, id: 0 };
     worker.unref();
-    worker.on('message', (m: { id: number; error?: DataError; low?: Float32Array | null; high?: Float32Array | null; params?: Processed['params'] }) => {
+    type Message = { id: number; error?: DataError; low?: Float32Array | null; high?: Float32Array | null; params?: Processed['params']; source?: RawImage };
+    worker.on('message', (m: Message) => {
       const job = slot.job;
       if (!job || m.id !== slot.id) return;
       slot.job = null;
-      job.resolve(m.error ? { ok: false, error: m.error } : { ok: true, value: { low: m.low ?? null, high: m.high ?? null, params: m.params ?? null } });
+      const value = { low: m.low ?? null, high: m.high ?? null, params: m.params ?? null };
+      job.resolve(m.error ? { ok: false, error: m.error } : { ok: true, value, ...(m.source ? { source: m.source } : {}) });
       this.pump();
     });
     worker.on('error', (e) => this.replace(slot, e));
@@ -232,15 +243,27 @@ export function createLoader(items: readonly Item[], opts: LoaderOptions): Loade
   // Inline mode runs one image at a time on this thread (sharp still uses its own threads).
   let inlineChain: Promise<unknown> = Promise.resolve();
   const abandoned = new Set<number>();
-  const runOne = (task: Omit<WorkerTask, 'id'>, gen: number): Promise<Result> => {
+  const runTask = (task: Omit<WorkerTask, 'id'>, gen: number): Promise<Result> => {
     if (pool) return pool.run(task, gen);
     const p = inlineChain.then(async (): Promise<Result> => {
       if (abandoned.has(gen) || closed) return { ok: false, error: DataErrors.io(task.path, 'read', 'cancelled') };
-      const r = await processImage(task.path, task.key, task.opts)();
-      return r._tag === 'Left' ? { ok: false, error: r.left } : { ok: true, value: r.right };
+      const r = await processWithSource(task.path, task.source, task.key, task.opts)();
+      if (E.isLeft(r)) return { ok: false, error: r.left };
+      return { ok: true, value: r.right.processed, ...(task.keepSource ? { source: r.right.source } : {}) };
     });
     inlineChain = p;
     return p;
+  };
+  // The image cache's key: the file and how it is decoded (two loaders may share a cache).
+  const decodeKey = JSON.stringify(decodeOptionsFor(pipeline));
+  const runOne = async (path: string, key: readonly [number, number], gen: number): Promise<Result> => {
+    const cache = opts.cache;
+    if (!cache) return runTask({ path, key, opts: pipeline }, gen);
+    const ck = `${decodeKey}${path}`;
+    const source = cache.get(ck);
+    const r = await runTask({ path, key, opts: pipeline, ...(source ? { source } : { keepSource: cache.accepting }) }, gen);
+    if (r.ok && r.source) cache.put(ck, r.source);
+    return r;
   };
 
   const epoch = (e: number): AsyncIterable<Batch> => ({
@@ -256,7 +279,7 @@ export function createLoader(items: readonly Item[], opts: LoaderOptions): Loade
         const jobs: Promise<Result>[] = [];
         for (let pos = start; pos < end; pos++) {
           const it = items[order[pos]];
-          jobs.push(runOne({ path: it.path, key: keyData(sampleKey(opts.seed, e, pos)), opts: pipeline }, gen));
+          jobs.push(runOne(it.path, keyData(sampleKey(opts.seed, e, pos)), gen));
         }
         pending.set(b, Promise.all(jobs));
       };

@@ -65,8 +65,8 @@ export function oneHot(labels: Int32Array, classes: number): Tensor {
 
 /**
  * The training step of `net` under `optimizer`: `gradStep` (compiled with `jit` unless
- * `jit: false`; both give the same numbers), then one optimizer update, run eagerly because it
- * takes host numbers (the learning rate and the step count, which change every step).
+ * `jit: false`; both give the same numbers), then one eager optimizer update (`compiledUpdate`
+ * would be faster but rounds its fused loops' float32 arithmetic an ulp apart from eager's).
  */
 export function makeStep(net: Network, optimizer: Optimizer, opts: { jit?: boolean; classes?: number } = {}): Step {
   const grad = opts.jit === false ? gradStep(net) : jit(gradStep(net));

@@ -61,6 +61,8 @@ export interface TrainConfig {
   /** A model trained after the run with the same data, split and recipe, for comparison (null: none). */
   readonly baseline: string | null;
   readonly workers: number;
+  /** MiB of decoded images kept in memory between epochs (0: off). */
+  readonly imageCache: number;
   readonly backend: 'cpu' | 'gpu';
   readonly out: string | null;
   readonly resume: string | null;
@@ -152,6 +154,7 @@ export const FLAGS: readonly Flag[] = [
   flag({ key: 'syntheticSize', flags: '--synthetic-size <px>', help: 'side of the synthetic images', default: SYNTHETIC_TRAIN_DEFAULTS.size, parse: int(16) }),
   flag({ key: 'baseline', flags: '--baseline <model>', help: 'after the run, train this model on the same data, split, epochs and optimizer (into <run folder>/baseline-<model>) and print both validation AUCs (none: off)', default: null, synthetic: 'b0', note: 'when --model is not given', parse: orNone(str) }),
   flag({ key: 'workers', ...WORKERS, resumable: true }),
+  flag({ key: 'imageCache', flags: '--image-cache <MiB>', help: 'decoded images kept in memory between epochs, shrunk to the largest input side, so later epochs only augment (0: off)', default: 512, parse: int(0), resumable: true }),
   flag({ key: 'backend', ...BACKEND, resumable: true }),
   flag({ key: 'out', ...OUT, help: 'run folder', derived: 'runs/<model>-<timestamp>' }),
   flag({ key: 'resume', flags: '--resume <dir>', help: 'continue the run in this folder exactly where it stopped', default: null, parse: str, resumable: true }),

@@ -17,6 +17,7 @@ import * as E from 'fp-ts/lib/Either.js';
 import { keyData } from '../tensor/random.ts';
 import type { ModelConfig, Params, State } from '../nn/efficientnet.ts';
 import { createLoader, createPool, type Batch, type Loader, type WorkerPool } from '../data/loader.ts';
+import { createImageCache } from '../data/imagecache.ts';
 import type { Item } from '../data/readers.ts';
 import { skippedRecord } from '../data/split.ts';
 import { parseCsv, csvRecord } from '../data/csv.ts';
@@ -253,7 +254,9 @@ function openLoop(ctx: LoopContext, start: LoopStart): LoopEnv {
   const { cfg, mc } = ctx;
   // One pool of decoding threads shared by the train and validation loaders (each thread costs ~1 s to start).
   const pool = cfg.workers > 0 ? createPool(cfg.workers) : null;
-  const common = { sides: mc.sides, seed: cfg.seed, workers: cfg.workers, prefetch: 2, batchSize: cfg.batchSize, ...(pool ? { pool } : {}) };
+  // One cache of decoded images for both loaders (their images differ; the budget is the run's).
+  const cache = cfg.imageCache > 0 ? createImageCache(cfg.imageCache * 2 ** 20) : null;
+  const common = { sides: mc.sides, seed: cfg.seed, workers: cfg.workers, prefetch: 2, batchSize: cfg.batchSize, ...(pool ? { pool } : {}), ...(cache ? { cache } : {}) };
   // A last batch of one image is dropped (batch norm cannot normalise a single 1 × 1 value).
   const trainLoader = createLoader(ctx.train, { ...common, augment: cfg.augment, shuffle: true, dropLast: ctx.train.length % cfg.batchSize === 1 });
   const valLoader = createLoader(ctx.val, { ...common, augment: false, shuffle: false });

@@ -8,6 +8,7 @@
 import * as o from '../tensor/ops.ts';
 import { type Tensor, data, item } from '../tensor/tensor.ts';
 import { flatten, unflatten } from '../autograd/pytree.ts';
+import { jit } from '../jit/jit.ts';
 
 export type OptimizerName = 'rmsprop' | 'adam' | 'adamw' | 'sgd';
 export const optimizerNames: readonly OptimizerName[] = ['rmsprop', 'adam', 'adamw', 'sgd'];
@@ -39,8 +40,23 @@ export interface OptState {
   readonly slots: { readonly [slot: string]: unknown };
 }
 
+/** A number, or a scalar tensor (what a compiled update passes in place of the step's host scalars). */
+export type Scalar = number | Tensor;
+
+/**
+ * The math of one optimizer: its slot names, the step's host scalars (the learning rate and what
+ * depends on the step count, computed in float64 like PyTorch's Python floats), and the rule for
+ * one leaf. `flags` are step-dependent booleans that change the rule's structure (SGD's first step).
+ */
+export interface UpdateRule {
+  readonly slots: readonly string[];
+  scalars(step: number, lr: number): { readonly values: Readonly<Record<string, number>>; readonly flags: Readonly<Record<string, boolean>> };
+  leaf(g: Tensor, x: Tensor, s: readonly Tensor[], v: Readonly<Record<string, Scalar>>, flags: Readonly<Record<string, boolean>>): [Tensor, Tensor[]];
+}
+
 export interface Optimizer {
   readonly config: OptimizerConfig;
+  readonly rule: UpdateRule;
   init(params: unknown): OptState;
   /** One step at learning rate `lr`: new parameters and state; nothing is mutated. */
   update<P>(grads: P, state: OptState, params: P, lr: number): [P, OptState];
@@ -80,6 +96,24 @@ function step<P>(
   return [unflatten<P>(def, newP), Object.fromEntries(slotNames.map((n, k) => [n, unflatten(def, newS[k])]))];
 }
 
+/** The new parameters and slots of one step of `rule` with the given scalars (numbers eagerly, scalar tensors when compiled). */
+const applyRule = <P>(rule: UpdateRule, grads: P, slots: OptState['slots'], params: P, v: Readonly<Record<string, Scalar>>, flags: Readonly<Record<string, boolean>>) =>
+  step(grads, params, rule.slots, slots, (g, x, s) => rule.leaf(g, x, s, v, flags));
+
+/** An optimizer from its rule: `update` applies it eagerly with the step's host scalars. */
+function optimizer(name: OptimizerName, config: OptimizerConfig, rule: UpdateRule): Optimizer {
+  return {
+    config,
+    rule,
+    init: (params) => ({ name, step: 0, slots: Object.fromEntries(rule.slots.map((n) => [n, zerosTree(params)])) }),
+    update(grads, state, params, lr) {
+      const { values, flags } = rule.scalars(state.step, lr);
+      const [p, slots] = applyRule(rule, grads, state.slots, params, values, flags);
+      return [p, { name, step: state.step + 1, slots }];
+    },
+  };
+}
+
 const need = (ok: boolean, msg: string) => {
   if (!ok) throw new Error(msg);
 };
@@ -97,29 +131,26 @@ export function rmsprop(cfg: Omit<OptimizerConfig, 'name'> = {}): Optimizer {
   need(alpha >= 0 && alpha < 1, `rmsprop: alpha must be in [0, 1), got ${alpha}`);
   need(eps >= 0 && wd >= 0 && mom >= 0, `rmsprop: eps, weightDecay and momentum must be ≥ 0`);
   const names = ['square_avg', ...(mom > 0 ? ['momentum_buffer'] : []), ...(centered ? ['grad_avg'] : [])];
-  return {
-    config: { ...cfg, name: 'rmsprop', alpha, eps, weightDecay: wd, momentum: mom, centered },
-    init: (params) => ({ name: 'rmsprop', step: 0, slots: Object.fromEntries(names.map((n) => [n, zerosTree(params)])) }),
-    update(grads, state, params, lr) {
-      const [p, slots] = step(grads, params, names, state.slots, (g, x, s) => {
-        if (wd !== 0) g = o.add(g, o.mul(x, wd));
-        const v = o.add(o.mul(s[0], alpha), o.mul(o.mul(g, g), 1 - alpha));
-        const out: Tensor[] = [v];
-        let gAvg: Tensor | undefined;
-        if (centered) gAvg = o.add(o.mul(s[names.indexOf('grad_avg')], alpha), o.mul(g, 1 - alpha));
-        const den = o.add(o.sqrt(gAvg ? o.sub(v, o.mul(gAvg, gAvg)) : v), eps);
-        let nx: Tensor;
-        if (mom > 0) {
-          const b = o.add(o.mul(s[1], mom), o.div(g, den));
-          out.push(b);
-          nx = o.sub(x, o.mul(b, lr));
-        } else nx = o.sub(x, o.mul(o.div(g, den), lr));
-        if (gAvg) out.push(gAvg);
-        return [nx, out];
-      });
-      return [p, { name: 'rmsprop', step: state.step + 1, slots }];
+  return optimizer('rmsprop', { ...cfg, name: 'rmsprop', alpha, eps, weightDecay: wd, momentum: mom, centered }, {
+    slots: names,
+    scalars: (_step, lr) => ({ values: { lr }, flags: {} }),
+    leaf(g, x, s, { lr }) {
+      if (wd !== 0) g = o.add(g, o.mul(x, wd));
+      const v = o.add(o.mul(s[0], alpha), o.mul(o.mul(g, g), 1 - alpha));
+      const out: Tensor[] = [v];
+      let gAvg: Tensor | undefined;
+      if (centered) gAvg = o.add(o.mul(s[names.indexOf('grad_avg')], alpha), o.mul(g, 1 - alpha));
+      const den = o.add(o.sqrt(gAvg ? o.sub(v, o.mul(gAvg, gAvg)) : v), eps);
+      let nx: Tensor;
+      if (mom > 0) {
+        const b = o.add(o.mul(s[1], mom), o.div(g, den));
+        out.push(b);
+        nx = o.sub(x, o.mul(b, lr));
+      } else nx = o.sub(x, o.mul(o.div(g, den), lr));
+      if (gAvg) out.push(gAvg);
+      return [nx, out];
     },
-  };
+  });
 }
 
 /**
@@ -132,25 +163,22 @@ function adamLike(name: 'adam' | 'adamw', cfg: Omit<OptimizerConfig, 'name'>): O
   const wd = cfg.weightDecay ?? (name === 'adamw' ? 1e-2 : 0);
   need(b1 >= 0 && b1 < 1 && b2 >= 0 && b2 < 1, `${name}: betas must be in [0, 1), got [${b1}, ${b2}]`);
   need(eps >= 0 && wd >= 0, `${name}: eps and weightDecay must be ≥ 0`);
-  const names = ['exp_avg', 'exp_avg_sq'];
-  return {
-    config: { ...cfg, name, betas: [b1, b2], eps, weightDecay: wd },
-    init: (params) => ({ name, step: 0, slots: Object.fromEntries(names.map((n) => [n, zerosTree(params)])) }),
-    update(grads, state, params, lr) {
-      const t = state.step + 1;
-      const bc1 = 1 - b1 ** t;
-      const bc2 = Math.sqrt(1 - b2 ** t);
-      const [p, slots] = step(grads, params, names, state.slots, (g, x, [m0, v0]) => {
-        if (name === 'adam' && wd !== 0) g = o.add(g, o.mul(x, wd));
-        if (name === 'adamw' && wd !== 0) x = o.mul(x, 1 - lr * wd);
-        const m = o.add(o.mul(m0, b1), o.mul(g, 1 - b1));
-        const v = o.add(o.mul(v0, b2), o.mul(o.mul(g, g), 1 - b2));
-        const den = o.add(o.div(o.sqrt(v), bc2), eps);
-        return [o.sub(x, o.mul(o.div(m, den), lr / bc1)), [m, v]];
-      });
-      return [p, { name, step: t, slots }];
+  return optimizer(name, { ...cfg, name, betas: [b1, b2], eps, weightDecay: wd }, {
+    slots: ['exp_avg', 'exp_avg_sq'],
+    scalars(step, lr) {
+      const t = step + 1;
+      // decay: AdamW's 1 − lr·λ; stepSize: lr / (1 − β₁ᵗ); bc2: √(1 − β₂ᵗ).
+      return { values: { decay: 1 - lr * wd, stepSize: lr / (1 - b1 ** t), bc2: Math.sqrt(1 - b2 ** t) }, flags: {} };
     },
-  };
+    leaf(g, x, [m0, v0], { decay, stepSize, bc2 }) {
+      if (name === 'adam' && wd !== 0) g = o.add(g, o.mul(x, wd));
+      if (name === 'adamw' && wd !== 0) x = o.mul(x, decay);
+      const m = o.add(o.mul(m0, b1), o.mul(g, 1 - b1));
+      const v = o.add(o.mul(v0, b2), o.mul(o.mul(g, g), 1 - b2));
+      const den = o.add(o.div(o.sqrt(v), bc2), eps);
+      return [o.sub(x, o.mul(o.div(m, den), stepSize)), [m, v]];
+    },
+  });
 }
 export const adam = (cfg: Omit<OptimizerConfig, 'name'> = {}): Optimizer => adamLike('adam', cfg);
 export const adamw = (cfg: Omit<OptimizerConfig, 'name'> = {}): Optimizer => adamLike('adamw', cfg);
@@ -166,22 +194,47 @@ export function sgd(cfg: Omit<OptimizerConfig, 'name'> = {}): Optimizer {
   const nesterov = cfg.nesterov ?? false;
   need(mom >= 0 && wd >= 0, 'sgd: momentum and weightDecay must be ≥ 0');
   need(!nesterov || (mom > 0 && damp === 0), 'sgd: Nesterov momentum requires momentum > 0 and dampening 0');
-  const names = mom > 0 ? ['momentum_buffer'] : [];
-  return {
-    config: { ...cfg, name: 'sgd', momentum: mom, dampening: damp, weightDecay: wd, nesterov },
-    init: (params) => ({ name: 'sgd', step: 0, slots: Object.fromEntries(names.map((n) => [n, zerosTree(params)])) }),
-    update(grads, state, params, lr) {
-      const first = state.step === 0;
-      const [p, slots] = step(grads, params, names, state.slots, (g, x, s) => {
-        if (wd !== 0) g = o.add(g, o.mul(x, wd));
-        if (mom === 0) return [o.sub(x, o.mul(g, lr)), []];
-        const b = first ? g : o.add(o.mul(s[0], mom), o.mul(g, 1 - damp));
-        const d = nesterov ? o.add(g, o.mul(b, mom)) : b;
-        return [o.sub(x, o.mul(d, lr)), [b]];
-      });
-      return [p, { name: 'sgd', step: state.step + 1, slots }];
+  return optimizer('sgd', { ...cfg, name: 'sgd', momentum: mom, dampening: damp, weightDecay: wd, nesterov }, {
+    slots: mom > 0 ? ['momentum_buffer'] : [],
+    scalars: (step, lr) => ({ values: { lr }, flags: { first: step === 0 } }),
+    leaf(g, x, s, { lr }, { first }) {
+      if (wd !== 0) g = o.add(g, o.mul(x, wd));
+      if (mom === 0) return [o.sub(x, o.mul(g, lr)), []];
+      const b = first ? g : o.add(o.mul(s[0], mom), o.mul(g, 1 - damp));
+      const d = nesterov ? o.add(g, o.mul(b, mom)) : b;
+      return [o.sub(x, o.mul(d, lr)), [b]];
     },
+  });
+}
+
+/**
+ * `optimizer.update` compiled with `jit`: the whole step over every leaf runs as one graph (its
+ * elementwise chains fused), instead of ~10 eager ops per leaf each allocating a full-size array.
+ * The step's host scalars go in as scalar tensors of the parameters' dtype, so the learning rate
+ * and step count change without recompiling and the arithmetic is the eager update's; a flag
+ * (SGD's first step) compiles one more entry. Parameters of mixed dtypes fall back to the eager
+ * update. Made once per optimizer.
+ */
+/** A compiled update; `compiles` counts its traces (one per parameter tree and flag set). */
+export type CompiledUpdate = Optimizer['update'] & { readonly compiles: number };
+const compiledUpdates = new WeakMap<Optimizer, CompiledUpdate>();
+export function compiledUpdate(opt: Optimizer): CompiledUpdate {
+  const known = compiledUpdates.get(opt);
+  if (known) return known;
+  const { rule } = opt;
+  const f = jit((grads: unknown, slots: OptState['slots'], params: unknown, v: Record<string, Tensor>, flags: Record<string, boolean>) => applyRule(rule, grads, slots, params, v, flags));
+  const update = <P>(grads: P, state: OptState, params: P, lr: number): [P, OptState] => {
+    const leaves = flatten(params)[0] as Tensor[];
+    const dtype = leaves[0]?.dtype;
+    if (!dtype || leaves.some((l) => l.dtype !== dtype)) return opt.update(grads, state, params, lr);
+    const { values, flags } = rule.scalars(state.step, lr);
+    const v = Object.fromEntries(Object.entries(values).map(([k, x]) => [k, o.full([], x, dtype)]));
+    const [p, slots] = f(grads, state.slots, params, v, flags) as [P, Record<string, unknown>];
+    return [p, { name: state.name, step: state.step + 1, slots }];
   };
+  const compiled = Object.defineProperty(update, 'compiles', { get: () => f.compiles }) as CompiledUpdate;
+  compiledUpdates.set(opt, compiled);
+  return compiled;
 }
 
 /** The optimizer named in a config. */

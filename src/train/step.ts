@@ -20,7 +20,7 @@ import { type Input, type ModelConfig, type Params, type State, inputAt, inputOf
 import type { Batch } from '../data/loader.ts';
 import { renderDataError } from '../data/errors.ts';
 import { type LossSpec, type TargetLossFn, makeTargetLoss, probabilities, targetsFor } from './losses.ts';
-import { clipByGlobalNorm, type OptState, type Optimizer } from './optim.ts';
+import { clipByGlobalNorm, compiledUpdate, type OptState, type Optimizer } from './optim.ts';
 
 // ---- keys ----------------------------------------------------------------------------------------
 
@@ -140,9 +140,9 @@ export function fitMicroBatch(bytesAt: (n: number) => number, micro: number, bud
 
 /**
  * One optimizer step over a batch with gradient accumulation over micro-batches. Each
- * micro-batch's forward and backward pass runs compiled (`jit`, unless `jit: false`); the
- * accumulation, clipping and the optimizer update run eagerly (they take host numbers: the
- * learning rate, the step count, the global norm). The logits and the loss are read back
+ * micro-batch's forward and backward pass runs compiled (`jit`, unless `jit: false`), and so does
+ * the optimizer update (`compiledUpdate`: the learning rate and step-count terms go in as scalar
+ * tensors); the accumulation and clipping run eagerly. The logits and the loss are read back
  * asynchronously (`data`), so a device backend does not block the thread.
  */
 export async function trainStep(args: {
@@ -180,7 +180,8 @@ export async function trainStep(args: {
   }
   let gradNorm: number | null = null;
   if (args.clip !== null) [grads, gradNorm] = await clipByGlobalNorm(grads!, args.clip);
-  const [params, opt] = args.optimizer.update(grads!, args.opt, args.params, args.lr);
+  const update = args.jit === false ? args.optimizer.update : compiledUpdate(args.optimizer);
+  const [params, opt] = update(grads!, args.opt, args.params, args.lr);
   return { params, state, opt, lossSum, logits, gradNorm };
 }
 

@@ -135,3 +135,41 @@ describe('isic-sample loader (real images)', () => {
     await loader.close();
   });
 });
+
+describe('image cache', () => {
+  // The 48×40 fixtures decode shrunk to the working side (the high view, 24): 29×24 RGB.
+  const decodedBytes = 29 * 24 * 3;
+
+  it('decodes each file once at the working size; later epochs hit the cache and give the same batches', async () => {
+    const reference = D.createLoader(items, { ...opts, workers: 0 });
+    const want = [await collect(reference, 0), await collect(reference, 1)];
+    await reference.close();
+    for (const workers of [0, 1]) {
+      const cache = D.createImageCache(2 ** 20);
+      const loader = D.createLoader(items, { ...opts, workers, cache });
+      expect(await collect(loader, 0)).toEqual(want[0]);
+      expect(cache.stats).toMatchObject({ hits: 0, misses: 10, entries: 10, bytes: 10 * decodedBytes });
+      expect(await collect(loader, 1)).toEqual(want[1]);
+      expect(cache.stats).toMatchObject({ hits: 10, misses: 10, entries: 10 });
+      await loader.close();
+    }
+  });
+
+  it('keeps images up to its byte budget (none at 0) and a loader of another working size does not reuse them', async () => {
+    const cache = D.createImageCache(4 * decodedBytes + 1);
+    const loader = D.createLoader(items, { ...opts, workers: 1, cache });
+    await collect(loader, 0);
+    expect(cache.stats).toMatchObject({ entries: 4, bytes: 4 * decodedBytes });
+    expect(cache.accepting).toBe(false);
+    await collect(loader, 1);
+    expect(cache.stats.hits).toBe(4);
+    await loader.close();
+    const other = D.createLoader(items.slice(0, 2), { ...opts, sides: { low: 8, high: 16 }, workers: 0, cache });
+    for await (const b of other) expect(b.high!.shape).toEqual([2, 3, 16, 16]);
+    expect(cache.stats.hits).toBe(4);
+    const none = D.createImageCache(0);
+    await collect(D.createLoader(items.slice(0, 4), { ...opts, workers: 0, cache: none }));
+    expect(none.stats).toMatchObject({ entries: 0, bytes: 0, misses: 4 });
+    expect(() => D.createImageCache(-1)).toThrow(/maxBytes/);
+  });
+});
