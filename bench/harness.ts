@@ -58,6 +58,8 @@ export function matches(filter: string | undefined, ...parts: string[]): boolean
 /**
  * Bytes `fn` allocated on the JS heap, garbage included: the growth of the used heap plus what each garbage
  * collection during `fn` freed (v8.GCProfiler). A difference of `heapUsed` alone misses every collection in between.
+ * An upper bound: garbage left before `fn` that a collection during it frees counts too (take the least of a few
+ * measurements where that matters).
  */
 export function heapBytesAllocated(fn: () => void): number {
   const profiler = new v8.GCProfiler();

@@ -20,10 +20,15 @@ const MAX_THREADS = 8;
 const MAX_ARGS = 12;
 /** Words per call: module, function, argument count, scratch mask, arguments. */
 export const CALL_WORDS = 4 + MAX_ARGS;
-/** Tasks per job at most (16 bits of the claim word). */
+/** Tasks per job at most (the claim word counts them in 16 bits). */
 export const MAX_TASKS = 4096;
 
-// Control block (Int32 word offsets from its base; the claim word is a BigInt64 at offset 0).
+// Control block (Int32 word offsets from its base).
+// The claim word: the job's generation (16 bits) above the next unclaimed task (16 bits). A claim is a
+// compare-exchange of the whole word, so it succeeds only in the job whose generation the claimer read, after the
+// claimer's readiness check for that job; plain numbers, so claiming allocates nothing.
+const CLAIM = 0;
+const NTASKS = 1; // tasks in the current job (written before the claim word that publishes it)
 const SEQ = 2; // job sequence (workers sleep on it)
 const DONE = 3; // tasks finished in the current job
 const FAIL = 4; // a task trapped
@@ -55,12 +60,13 @@ const RUN_TASK = `function runTask(i32, mods, slot, t, C) {
  */
 const CLAIM_LOOP = `function claimLoop(env, mods, slot, isWorker, C) {
   for (;;) {
-    const v = Atomics.load(env.big, 0);
-    const next = Number(v & 0xffffn);
-    const n = Number((v >> 16n) & 0xffffn);
+    const v = Atomics.load(env.i32, C + ${CLAIM});
+    const next = v & 0xffff;
+    // Read after the claim word: a newer job's count can only pair with an older claim word whose exchange fails.
+    const n = Atomics.load(env.i32, C + ${NTASKS});
     if (next >= n) return;
     if (isWorker && !env.ready()) return;
-    if (Atomics.compareExchange(env.big, 0, v, v + 1n) !== v) continue;
+    if (Atomics.compareExchange(env.i32, C + ${CLAIM}, v, v + 1) !== v) continue;
     const i32 = env.i32;
     try { runTask(i32, mods, slot, next, C); } catch (e) { Atomics.store(i32, C + ${FAIL}, 1); }
     if (isWorker) Atomics.add(i32, C + ${WORKER_TASKS}, 1);
@@ -86,7 +92,6 @@ function load(need) {
 }
 const env = {
   i32: new Int32Array(memory.buffer),
-  big: new BigInt64Array(memory.buffer, ctl, 1),
   ready() {
     if (env.i32.buffer !== memory.buffer) env.i32 = new Int32Array(memory.buffer);
     return load(Atomics.load(env.i32, C + ${NMOD}));
@@ -105,7 +110,6 @@ for (;;) {
 type Fn = (...a: number[]) => void;
 interface ClaimEnv {
   i32: Int32Array;
-  big: BigInt64Array;
   ready(): boolean;
 }
 type ClaimLoop = (env: ClaimEnv, mods: Fn[][], slot: number, isWorker: boolean, C: number) => void;
@@ -128,7 +132,8 @@ interface Pool {
   /** The command and task buffers of the last job (kept, grown when a job needs more). */
   cmd: { ptr: number; bytes: number };
   seq: number;
-  tag: bigint;
+  /** The last published job's generation (16 bits). */
+  gen: number;
   /** The main thread's view of the control block (re-made when the heap grows). */
   env: ClaimEnv;
 }
@@ -146,7 +151,7 @@ function createPool(): Pool | null {
   if (!heap) return null;
   const ctl = heap.alloc(CTL_WORDS * 4);
   heap.i32().fill(0, ctl >>> 2, (ctl >>> 2) + CTL_WORDS);
-  const p: Pool = { heap, ctl, mods: [], names: [], ports: [], workers: [], nthreads: 1, scratchBytes: 0, scratch: [], cmd: { ptr: heap.alloc(64), bytes: 64 }, seq: 0, tag: 0n, env: { i32: new Int32Array(0), big: new BigInt64Array(0), ready: () => true } };
+  const p: Pool = { heap, ctl, mods: [], names: [], ports: [], workers: [], nthreads: 1, scratchBytes: 0, scratch: [], cmd: { ptr: heap.alloc(64), bytes: 64 }, seq: 0, gen: 0, env: { i32: new Int32Array(0), ready: () => true } };
   const want = wantedThreads();
   if (heap.shared && want > 1) startWorkers(p, want - 1);
   return p;
@@ -390,8 +395,7 @@ function runJob(p: Pool, words: Int32Array, starts: readonly number[], scratchBy
   i32[C + TASKS] = tab * 4;
   for (let s = 0; s < p.scratch.length; s++) i32[C + SCRATCH + s] = p.scratch[s];
   if (T === 1 || p.nthreads === 1) {
-    // This thread alone: run the tasks in order without publishing the job, so no worker can claim one (and
-    // no claim word, whose BigInt arithmetic allocates on every claim, is touched).
+    // This thread alone: run the tasks in order without publishing the job, so no worker can claim one.
     try {
       for (let t = 0; t < T; t++) runTask(i32, p.mods, 0, t, C);
     } catch {
@@ -399,13 +403,13 @@ function runJob(p: Pool, words: Int32Array, starts: readonly number[], scratchBy
     }
     return;
   }
-  if (p.env.i32 !== i32) p.env = { i32, big: new BigInt64Array(i32.buffer, p.ctl, 1), ready: () => true };
-  const big = p.env.big;
+  if (p.env.i32 !== i32) p.env = { i32, ready: () => true };
   Atomics.store(i32, C + DONE, 0);
   Atomics.store(i32, C + FAIL, 0);
+  Atomics.store(i32, C + NTASKS, T);
   // Publish the job (everything above is written before this store), then wake the workers.
-  p.tag = (p.tag + 1n) & 0xffffffffn;
-  Atomics.store(big, 0, (p.tag << 32n) | (BigInt(T) << 16n));
+  p.gen = (p.gen + 1) & 0xffff;
+  Atomics.store(i32, C + CLAIM, p.gen << 16);
   Atomics.store(i32, C + SEQ, ++p.seq);
   Atomics.notify(i32, C + SEQ, p.nthreads - 1);
   claimLoop(p.env, p.mods, 0, false, C);
