@@ -60,7 +60,7 @@ const LONE_MIN = 1 << 14;
 
 /** Whether a lone elementwise equation runs as a one-node group (`LONE_MIN`); a broadcastTo alone stays a copy. */
 const loneWorthAKernel = (g: Graph, i: number): boolean =>
-  g.eqns[i].prim !== 'broadcastTo' && !g.eqns[i].dynAttrs.length && g.vars[g.eqns[i].out].shape.reduce((a, b) => a * b, 1) >= LONE_MIN;
+  g.eqns[i].prim !== 'broadcastTo' && !g.eqns[i].dynAttrs.length && g.vars[g.eqns[i].out].size >= LONE_MIN;
 
 /** A group of equations: its members (equation indices, ascending), the one whose value it computes, and a sum of that value fused in. */
 interface Group {

@@ -207,6 +207,10 @@ export function sgd(cfg: Omit<OptimizerConfig, 'name'> = {}): Optimizer {
   });
 }
 
+/** A compiled update; `compiles` counts its traces (one per parameter tree and flag set). */
+export type CompiledUpdate = Optimizer['update'] & { readonly compiles: number };
+const compiledUpdates = new WeakMap<Optimizer, CompiledUpdate>();
+
 /**
  * `optimizer.update` compiled with `jit`: the whole step over every leaf runs as one graph (its
  * elementwise chains fused), instead of ~10 eager ops per leaf each allocating a full-size array.
@@ -215,9 +219,6 @@ export function sgd(cfg: Omit<OptimizerConfig, 'name'> = {}): Optimizer {
  * (SGD's first step) compiles one more entry. Parameters of mixed dtypes fall back to the eager
  * update. Made once per optimizer.
  */
-/** A compiled update; `compiles` counts its traces (one per parameter tree and flag set). */
-export type CompiledUpdate = Optimizer['update'] & { readonly compiles: number };
-const compiledUpdates = new WeakMap<Optimizer, CompiledUpdate>();
 export function compiledUpdate(opt: Optimizer): CompiledUpdate {
   const known = compiledUpdates.get(opt);
   if (known) return known;

@@ -9,6 +9,7 @@ import * as E from '../../src/index.ts';
 import { rmsprop } from '../../src/train/optim.ts';
 import { wasmHeap } from '../../src/backends/cpu/fast/heap.ts';
 import { heapBytesAllocated } from '../../bench/harness.ts';
+import { trainStep } from '../helpers/jit.ts';
 
 const heap = wasmHeap();
 
@@ -19,15 +20,10 @@ describe.skipIf(!heap)('a jitted B0 train step (batch norm, RMSprop, donated sta
     const x = E.random.normal(E.random.foldIn(key, 1), [2, 3, 32, 32]);
     const y = E.tensor([1, 0], [2, 1]);
     const opt = rmsprop({ alpha: 0.99, eps: 1e-8 });
+    const grads = trainStep(model);
     const step = E.jit(
       (p: E.nn.Params, s: E.nn.State, slots: unknown, k: E.random.Key) => {
-        const [[loss, ns], g] = E.valueAndGrad(
-          (q: E.nn.Params) => {
-            const [logits, st] = E.nn.apply(model.config, q, s, x, { training: true, key: k });
-            return [E.binaryCrossEntropyWithLogits(logits, y), st] as [E.Tensor, E.nn.State];
-          },
-          { hasAux: true },
-        )(p);
+        const { loss, state: ns, grads: g } = grads(p, s, x, y, k);
         const [np, os] = opt.update(g, { name: 'rmsprop', step: 0, slots: slots as never }, p, 1e-3);
         return { loss, params: np, state: ns, slots: os.slots };
       },
