@@ -333,7 +333,8 @@ export const epilogueFrom = (e: RowEpilogue, row: number): RowEpilogue => ({ sca
  * r mod `channels` (1: every row is one channel's, e.g. its planes of several images).
  */
 export function affineRows(job: Job, e: RowEpilogue, py: number | ScratchArg, rows: number, len: number, ld: number, channels = rows): void {
-  job.call(need().k[`affine_cc_${e.act ?? 'none'}`], py, e.scale, e.shift, py, channels, len, ld, 0, rows);
+  const k = need().k;
+  job.call(e.act === 'silu' ? k.affine_cc_silu : k.affine_cc_none, py, e.scale, e.shift, py, channels, len, ld, 0, rows);
 }
 
 /** out[c] = Σ_{n, hw} x[n, c, hw] (C floats). */
