@@ -102,8 +102,8 @@ interface Entry {
   /** Each tensor argument's path (for error messages) and whether its argument is donated. */
   readonly paths: readonly string[];
   readonly donated: readonly boolean[];
-  /** The traced output tree. */
-  readonly shape: unknown;
+  /** Builds the output tree of a call. */
+  readonly output: OutputBuilder;
 }
 
 /** Rebuilds `x` with tensors and keys replaced in order (the inverse of flattenArgs's walk). */
@@ -131,24 +131,26 @@ function outputLeaves(y: unknown, tracer: Tracer): OutputLeaf[] {
   return out;
 }
 
-/** The sorted keys of each record of the traced output trees (they are rebuilt on every call). */
-const outputKeys = new WeakMap<object, readonly string[]>();
-const sortedKeys = (y: Record<string, unknown>): readonly string[] => {
-  let ks = outputKeys.get(y);
-  if (!ks) outputKeys.set(y, (ks = Object.keys(y).sort()));
-  return ks;
-};
+/** Builds a call's output tree from its leaves (in `outputLeaves`'s order), starting at leaf `at.i`. */
+type OutputBuilder = (leaves: readonly unknown[], at: { i: number }) => unknown;
 
-/** Rebuilds the output tree with the call's values in place of the traced leaves. */
-function rebuildOutput(y: unknown, leaves: readonly unknown[], at = { i: 0 }): unknown {
-  if (y instanceof Tensor || isKey(y)) return leaves[at.i++];
-  if (Array.isArray(y)) return y.map((v) => rebuildOutput(v, leaves, at));
-  if (isRecord(y)) {
-    const out: Record<string, unknown> = {};
-    for (const k of sortedKeys(y)) out[k] = rebuildOutput(y[k], leaves, at);
-    return out;
+/**
+ * The builder of the traced output tree `y`, made once per compiled entry: the tree's shape (arrays, records with
+ * their keys sorted) is settled at trace time, so a call only creates the new containers.
+ */
+function outputBuilder(y: unknown): OutputBuilder {
+  if (y instanceof Tensor || isKey(y) || !(Array.isArray(y) || isRecord(y))) return (leaves, at) => leaves[at.i++];
+  if (Array.isArray(y)) {
+    const items = y.map(outputBuilder);
+    return (leaves, at) => items.map((b) => b(leaves, at));
   }
-  return leaves[at.i++];
+  const keys = Object.keys(y).sort();
+  const values = keys.map((k) => outputBuilder(y[k]));
+  return (leaves, at) => {
+    const out: Record<string, unknown> = {};
+    for (let k = 0; k < keys.length; k++) out[keys[k]] = values[k](leaves, at);
+    return out;
+  };
 }
 
 const bytes = (t: { size: number; dtype: string }) => t.size * (t.dtype === 'float64' ? 8 : 4);
@@ -213,7 +215,7 @@ function compile<A extends unknown[]>(f: (...a: A) => unknown, args: A, flat: Fl
       backend: backend.name,
     },
   };
-  return { graph, steps, plan, exec, backend, table: backend.kernels, lowered, template: flat.template, paths: flat.paths, donated: donate, shape: traced.shape };
+  return { graph, steps, plan, exec, backend, table: backend.kernels, lowered, template: flat.template, paths: flat.paths, donated: donate, output: outputBuilder(traced.shape) };
 }
 
 /**
@@ -251,7 +253,7 @@ export function jit<A extends unknown[], R>(f: (...args: A) => R, opts: JitOptio
     const leaves = e.graph.outputs.map((o) => ('v' in o ? outputTensor(e, o.v, vals) : o.value));
     e.exec?.clear();
     for (let i = 0; i < tensors.length; i++) if (e.donated[i]) markDonated(tensors[i], e.paths[i]);
-    return rebuildOutput(e.shape, leaves) as R;
+    return e.output(leaves, { i: 0 }) as R;
   };
   const call = (...args: A): R => {
     if (recording()) return f(...args);

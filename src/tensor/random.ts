@@ -32,13 +32,17 @@ export function setKeyTracer(t: KeyTracer | null): KeyTracer | null {
 /** @internal `compute(k)`, recorded by the jit tracer when one is active. */
 export const drawFrom = <T>(k: Key, compute: (k: Key) => T): T => (keyTracer ? keyTracer.draw(k, compute) : compute(k));
 
+const isWord = (v: unknown): boolean => typeof v === 'number' && v >>> 0 === v;
+
 /** Whether `x` is a key: a plain record of exactly two unsigned 32-bit words k0 and k1 (how jit tells keys from static records). */
 export function isKey(x: unknown): x is Key {
   if (typeof x !== 'object' || x === null || Object.getPrototypeOf(x) !== Object.prototype) return false;
-  const ks = Object.keys(x);
   const r = x as Record<string, unknown>;
-  const word = (v: unknown) => typeof v === 'number' && v >>> 0 === v;
-  return ks.length === 2 && 'k0' in r && 'k1' in r && word(r.k0) && word(r.k1);
+  // The cheap tests first: records of parameters pass through here, and listing their keys would allocate.
+  if (!isWord(r.k0) || !isWord(r.k1)) return false;
+  let n = 0;
+  for (const k in r) if (Object.hasOwn(r, k) && ++n > 2) return false;
+  return n === 2;
 }
 
 /** A key from an integer seed. */

@@ -94,18 +94,18 @@ export function broadcastStrides(shape: Shape, out: Shape): number[] {
  * both axes) and drops size-1 axes. Every backend's strided loops start from this.
  */
 export function collapseAxes(shape: Shape, strides: readonly ArrayLike<number>[]): { shape: number[]; strides: number[][] } {
+  // Plain loops (no closures): kernels call this on every run.
   const s: number[] = [];
-  const st: number[][] = strides.map(() => []);
+  const st: number[][] = [];
+  for (let k = 0; k < strides.length; k++) st.push([]);
   for (let i = 0; i < shape.length; i++) {
     if (shape[i] === 1) continue;
     const last = s.length - 1;
-    if (last >= 0 && strides.every((x, k) => st[k][last] === x[i] * shape[i])) {
-      s[last] *= shape[i];
-      strides.forEach((x, k) => (st[k][last] = x[i]));
-    } else {
-      s.push(shape[i]);
-      strides.forEach((x, k) => st[k].push(x[i]));
-    }
+    let merge = last >= 0;
+    for (let k = 0; merge && k < strides.length; k++) merge = st[k][last] === strides[k][i] * shape[i];
+    if (merge) s[last] *= shape[i];
+    else s.push(shape[i]);
+    for (let k = 0; k < strides.length; k++) st[k][s.length - 1] = strides[k][i];
   }
   return { shape: s, strides: st };
 }

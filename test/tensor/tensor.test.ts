@@ -1,6 +1,8 @@
 import * as fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import * as E from '../../src/index.ts';
+import { isKey } from '../../src/tensor/random.ts';
+import { collapseAxes } from '../../src/tensor/shape.ts';
 
 const arr = (t: E.Tensor) => Array.from(E.dataSync(t));
 const close = (a: ArrayLike<number>, b: ArrayLike<number>, tol = 1e-6) => {
@@ -183,6 +185,34 @@ describe('random keys', () => {
     expect(Math.abs(p.reduce((s, v) => s + v, 0) / p.length - 0.3)).toBeLessThan(0.02);
     const perm = Array.from(E.random.permutation(E.random.key(6), 10)).sort((x, y) => x - y);
     expect(perm).toEqual([...Array(10).keys()]);
+  });
+  it('are told from other records: exactly k0 and k1, both unsigned 32-bit words', () => {
+    expect(isKey(E.random.key(7))).toBe(true);
+    expect(isKey({ k0: 0, k1: 2 ** 32 - 1 })).toBe(true);
+    for (const x of [{ k0: 1 }, { k0: 1, k1: 2, k2: 3 }, { k0: -1, k1: 2 }, { k0: 1.5, k1: 2 }, { k0: 1, k1: 2 ** 32 }, { k0: '1', k1: 2 }, [1, 2], null, 3, { w: E.zeros([2]) }])
+      expect(isKey(x), JSON.stringify(x)).toBe(false);
+    expect(isKey(Object.assign(Object.create({ k2: 0 }), { k0: 1, k1: 2 }))).toBe(false); // not a plain record
+  });
+});
+
+describe('collapseAxes', () => {
+  it('merges axes contiguous for every operand and drops size-1 axes, covering the same offsets', () => {
+    const offsets = (shape: readonly number[], strides: readonly number[]): number[] => {
+      let out = [0];
+      shape.forEach((n, i) => (out = out.flatMap((o) => Array.from({ length: n }, (_, j) => o + j * strides[i]))));
+      return out;
+    };
+    fc.assert(
+      fc.property(fc.array(fc.integer({ min: 1, max: 3 }), { minLength: 0, maxLength: 4 }), fc.array(fc.boolean(), { minLength: 4, maxLength: 4 }), (shape, bcast) => {
+        const dense = shape.map((_, i) => shape.slice(i + 1).reduce((p, n) => p * n, 1));
+        const broadcast = dense.map((s, i) => (bcast[i] ? 0 : s));
+        const c = collapseAxes(shape, [dense, broadcast]);
+        expect(c.shape.every((n) => n > 1)).toBe(true);
+        expect(offsets(c.shape, c.strides[0])).toEqual(offsets(shape, dense));
+        expect(offsets(c.shape, c.strides[1])).toEqual(offsets(shape, broadcast));
+      }),
+    );
+    expect(collapseAxes([2, 1, 3, 4], [[12, 12, 4, 1], [0, 0, 4, 1]])).toEqual({ shape: [2, 12], strides: [[12, 1], [0, 1]] });
   });
 });
 

@@ -25,14 +25,12 @@ export interface ConvGeometry {
 }
 
 export function convGeometry(x: readonly number[], w: readonly number[], y: readonly number[], a: Conv2dAttrs): ConvGeometry {
-  const [N, C, H, W] = x;
-  const [O, Cg, kh, kw] = w;
-  const [, , OH, OW] = y;
-  const [sh, sw] = a.stride;
-  const [pt, pb, pl, pr] = a.padding;
-  const pointwise = kh === 1 && kw === 1 && sh === 1 && sw === 1 && pt + pb + pl + pr === 0;
+  // Indexed reads, not destructuring: compiled graphs call this for every conv step, and unoptimised
+  // destructuring allocates an iterator per pattern.
+  const C = x[1], O = w[0], Cg = w[1], kh = w[2], kw = w[3], p = a.padding;
+  const pointwise = kh === 1 && kw === 1 && a.stride[0] === 1 && a.stride[1] === 1 && p[0] + p[1] + p[2] + p[3] === 0;
   return {
-    N, C, H, W, O, Cg, kh, kw, OH, OW, groups: a.groups, Og: O / a.groups,
+    N: x[0], C, H: x[2], W: x[3], O, Cg, kh, kw, OH: y[2], OW: y[3], groups: a.groups, Og: O / a.groups,
     stride: a.stride, dilation: a.dilation, padding: a.padding,
     depthwise: Cg === 1 && a.groups === C && a.groups > 1 && !pointwise,
     pointwise,

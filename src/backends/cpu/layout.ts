@@ -27,7 +27,7 @@ export function copyStrided(
     dst[dstOff] = src[srcOff];
     return;
   }
-  const [ss, ds] = c.strides;
+  const ss = c.strides[0], ds = c.strides[1];
   const n = sizeOf(c.shape);
   const last = c.shape[rank - 1];
   const ls = ss[rank - 1];
@@ -36,7 +36,8 @@ export function copyStrided(
   let s = srcOff;
   let d = dstOff;
   for (let done = 0; done < n; done += last) {
-    if (ls === 1 && ld === 1) dst.set(src.subarray(s, s + last), d);
+    // A subarray per row allocates: short rows are copied by the loop below.
+    if (ls === 1 && ld === 1 && last >= 256) dst.set(src.subarray(s, s + last), d);
     else if (ls === 0 && ld === 1) dst.fill(src[s], d, d + last);
     else for (let j = 0; j < last; j++) dst[d + j * ld] = src[s + j * ls];
     for (let k = rank - 2; k >= 0; k--) {
