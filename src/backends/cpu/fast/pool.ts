@@ -288,8 +288,11 @@ function put(w: Int32Array, at: number, a: CallArg | undefined): number {
  * churn tens of megabytes of ArrayBuffers per step through the process's allocator.
  */
 const spareWords: Int32Array[] = [];
+/** Task start lists of jobs that have run, likewise reused. */
+const spareStarts: number[][] = [];
 const SPARE_BUFFERS = 4;
 const NO_WORDS = new Int32Array(0);
+const NO_STARTS: number[] = [0];
 
 /**
  * A job under construction: `call` appends a kernel call to the current task, `endTask` closes it. `run` needs
@@ -300,7 +303,7 @@ const NO_WORDS = new Int32Array(0);
 export class Job {
   private words: Int32Array = spareWords.pop() ?? new Int32Array(CALL_WORDS * 64);
   private n = 0;
-  private readonly starts: number[] = [0];
+  private starts: number[] = spareStarts.pop() ?? [0];
   private spent = false;
 
   /** Appends k(a0, a1, …) to the current task. */
@@ -344,6 +347,7 @@ export class Job {
   }
 
   endTask(): this {
+    if (this.spent) throw new Error('pool: endTask on a job that has already run');
     if (this.starts[this.starts.length - 1] !== this.n) this.starts.push(this.n);
     return this;
   }
@@ -362,10 +366,15 @@ export class Job {
       if (T > MAX_TASKS) throw new Error(`pool: a job of ${T} tasks (at most ${MAX_TASKS})`);
       const p = getPool();
       if (!p) throw new Error('pool: WebAssembly SIMD is not available');
-      runJob(p, this.words.subarray(0, this.n * CALL_WORDS), this.starts, scratchBytes);
+      runJob(p, this.words, this.n * CALL_WORDS, this.starts, scratchBytes);
     } finally {
       if (spareWords.length < SPARE_BUFFERS) spareWords.push(this.words);
       this.words = NO_WORDS;
+      if (spareStarts.length < SPARE_BUFFERS) {
+        this.starts.length = 1;
+        spareStarts.push(this.starts);
+      }
+      this.starts = NO_STARTS;
     }
   }
 }
@@ -377,11 +386,12 @@ function ensureScratch(p: Pool, bytes: number): void {
   p.scratch = Array.from({ length: 1 + p.workers.length }, () => p.heap.alloc(p.scratchBytes));
 }
 
-function runJob(p: Pool, words: Int32Array, starts: readonly number[], scratchBytes: number): void {
+/** Runs the job whose calls are `words[0, len)`, task t being calls [starts[t], starts[t + 1]). */
+function runJob(p: Pool, words: Int32Array, len: number, starts: readonly number[], scratchBytes: number): void {
   const h = p.heap;
   ensureScratch(p, scratchBytes);
   const T = starts.length - 1;
-  const need = words.length * 4 + (T + 1) * 4;
+  const need = len * 4 + (T + 1) * 4;
   if (need > p.cmd.bytes) {
     h.release(p.cmd.ptr);
     p.cmd = { ptr: h.alloc(need * 2), bytes: need * 2 };
@@ -389,8 +399,10 @@ function runJob(p: Pool, words: Int32Array, starts: readonly number[], scratchBy
   const C = p.ctl >>> 2;
   const i32 = h.i32();
   const cw = p.cmd.ptr >>> 2;
-  i32.set(words, cw);
-  const tab = cw + words.length;
+  // A subarray would allocate on every job: short command lists are copied word by word.
+  if (len > 4096) i32.set(words.subarray(0, len), cw);
+  else for (let i = 0; i < len; i++) i32[cw + i] = words[i];
+  const tab = cw + len;
   for (let t = 0; t <= T; t++) i32[tab + t] = cw + starts[t] * CALL_WORDS;
   i32[C + TASKS] = tab * 4;
   for (let s = 0; s < p.scratch.length; s++) i32[C + SCRATCH + s] = p.scratch[s];
@@ -399,7 +411,7 @@ function runJob(p: Pool, words: Int32Array, starts: readonly number[], scratchBy
     try {
       for (let t = 0; t < T; t++) runTask(i32, p.mods, 0, t, C);
     } catch {
-      throw trapped(p, words);
+      throw trapped(p, words, len);
     }
     return;
   }
@@ -423,12 +435,12 @@ function runJob(p: Pool, words: Int32Array, starts: readonly number[], scratchBy
     stopPool();
     throw new Error(`pool: a worker thread stopped in the middle of a task (${Atomics.load(i32, C + DONE)} of ${T} done); the pool now runs on one thread`);
   }
-  if (Atomics.load(i32, C + FAIL) !== 0) throw trapped(p, words);
+  if (Atomics.load(i32, C + FAIL) !== 0) throw trapped(p, words, len);
 }
 
 /** The error for a job in which a kernel trapped, naming the functions it calls. */
-function trapped(p: Pool, words: Int32Array): Error {
+function trapped(p: Pool, words: Int32Array, len: number): Error {
   const names = new Set<string>();
-  for (let w = 0; w < words.length; w += CALL_WORDS) names.add(p.names[words[w]]?.[words[w + 1]] ?? `module ${words[w]} function ${words[w + 1]}`);
+  for (let w = 0; w < len; w += CALL_WORDS) names.add(p.names[words[w]]?.[words[w + 1]] ?? `module ${words[w]} function ${words[w + 1]}`);
   return new Error(`pool: a wasm kernel trapped (out-of-bounds address or a bad argument) in a job calling ${[...names].join(', ')}`);
 }

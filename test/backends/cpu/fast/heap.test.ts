@@ -196,6 +196,7 @@ describe.skipIf(!heap)('pool jobs', () => {
     expect(heap!.view(z.ptr, 64)).toEqual(x.view);
     expect(() => job.run(0)).toThrow(/runs once/);
     expect(() => job.call(k.copy3d, 0)).toThrow(/already run/);
+    expect(() => job.endTask()).toThrow(/already run/);
     [x, y, z].forEach((r) => r.release());
   });
   it('building a job allocates nothing on the JS heap per call (kernels issue thousands per job)', () => {
@@ -225,10 +226,11 @@ describe.skipIf(!heap || poolThreads() < 2)(`claiming tasks on several threads${
           job.run(0);
         }
       };
-      jobs(200);
-      // Measured ~350 bytes per job of 8 tasks (the job's own objects); a BigInt claim word cost ~2 KB.
-      const perJob = Math.min(...[0, 1, 2].map(() => heapBytesAllocated(() => jobs(1000)) / 1000));
-      expect(perJob).toBeLessThan(1000);
+      jobs(3000); // until the building and claiming code is optimised (unoptimised code allocates more)
+      // Measured 56 bytes per job of 8 tasks (the Job object: its command words and task starts are reused); a
+      // subarray of the words and a fresh starts list per job made it ~350, a BigInt claim word ~2 KB.
+      const perJob = Math.min(...[0, 1, 2, 3, 4].map(() => heapBytesAllocated(() => jobs(1000)) / 1000));
+      expect(perJob).toBeLessThan(256);
     } finally {
       heap!.release(p);
     }
