@@ -5,8 +5,9 @@ export type Shape = readonly number[];
 export const fmt = (s: Shape): string => `[${s.join(',')}]`;
 
 export const sizeOf = (s: Shape): number => {
+  // An indexed loop: for-of allocates an iterator until the caller is optimised, and this runs per tensor.
   let n = 1;
-  for (const d of s) n *= d;
+  for (let i = 0; i < s.length; i++) n *= s[i];
   return n;
 };
 
