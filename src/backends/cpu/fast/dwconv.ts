@@ -16,6 +16,7 @@ import { type Geom, SLACK, convSimdAvailable, ginColumnShift, ginPadding, kernel
 import type { ConvGeometry } from '../conv_geom.ts';
 import { Job, S } from './pool.ts';
 import { type RowEpilogue, affineRows, epilogueFrom } from './activations.ts';
+import { type LaneGeom, laneGeomOk, laneKernel, laneScratchBytes } from './dwlanes.ts';
 
 /** The fields of a conv's geometry record (../conv_geom.ts) these kernels read. */
 export type DepthwiseGeom = Pick<ConvGeometry, 'N' | 'C' | 'H' | 'W' | 'O' | 'OH' | 'OW' | 'kh' | 'kw' | 'stride' | 'dilation' | 'padding'>;
@@ -59,7 +60,27 @@ const heapOrThrow = () => simdHeap('depthwise');
  * default fills STACK_FLOATS). With `epi`, each channel's staging stack gets its affine (+ SiLU) before it is copied
  * out (eval-mode batch norm folded into the conv).
  */
-export function depthwiseForwardPtr(px: number, pw: number, py: number, d: DepthwiseGeom, planes = stacking(d).planes, epi?: RowEpilogue): void {
+export function depthwiseForwardPtr(px: number, pw: number, py: number, d: DepthwiseGeom, planes?: number, epi?: RowEpilogue): void {
+  const lg = laneGeom(d);
+  if (planes === undefined && laneGeomOk(lg)) depthwiseLanes(px, pw, py, d, lg, epi);
+  else depthwiseStacked(px, pw, py, d, planes ?? stacking(d).planes, epi);
+}
+
+const laneGeom = (d: DepthwiseGeom): LaneGeom => ({
+  H: d.H, W: d.W, OH: d.OH, OW: d.OW, kh: d.kh, kw: d.kw, sh: d.stride[0], sw: d.stride[1], dh: d.dilation[0], dw: d.dilation[1], pt: d.padding[0], pl: d.padding[2],
+});
+
+/** Small planes: four output channels per vector (dwlanes.ts), tasks are ranges of channel groups over every image. */
+export function depthwiseLanes(px: number, pw: number, py: number, d: DepthwiseGeom, lg = laneGeom(d), epi?: RowEpilogue): void {
+  const k = laneKernel(lg, epi ? (epi.act === 'silu' ? 'silu' : 'affine') : 'none');
+  const scr = S(SLACK);
+  const job = new Job();
+  for (const [g0, g1] of tasksFor(Math.ceil(d.O / 4))) job.call(k, px, pw, epi?.scale ?? 0, epi?.shift ?? 0, py, d.C, d.O, d.N, g0, g1, scr).endTask();
+  job.run(SLACK + paddedBytes(laneScratchBytes(lg)));
+}
+
+/** Planes stacked per kernel call, swept by the row kernels of convsimd.ts. */
+function depthwiseStacked(px: number, pw: number, py: number, d: DepthwiseGeom, planes: number, epi?: RowEpilogue): void {
   const { N, C, H, W, O, OH, OW, kh, kw } = d;
   const [pt, , pl] = d.padding;
   const M = O / C, HW = H * W, P = OH * OW, T = kh * kw;

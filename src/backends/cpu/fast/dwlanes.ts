@@ -1,0 +1,240 @@
+/**
+ * Depthwise conv2d over small planes (the 4×4 to 16×16 of EfficientNet's last stages) with four output channels in
+ * the four lanes of a vector, generated per plane geometry, the affine (+ SiLU) epilogue applied in registers.
+ *
+ * A plane of 16 or 64 floats is too narrow for dwconv.ts's row kernels (a 4-wide row is a single vector, with
+ * most of its taps in the padding), and too small for their calls to pay off. Here one call sweeps channel groups
+ * g0..g1 (output channels 4g..4g+3) over every image: the four input planes are transposed into the running
+ * thread's scratch (pixel-major, a vector per pixel: xT[p] = the four channels' values at p), then every output
+ * pixel sums its taps as full-width multiply-adds with the channels' own weights in the lanes. The plane size, kernel,
+ * strides, dilations and padding are compile-time constants, so only the taps that fall inside the plane are
+ * emitted (a 4×4 plane under a 5×5 kernel with padding 2 has 196 of its 400 taps inside) and there are no bounds
+ * tests. Four output pixels at a time are transposed back (lanes = pixels) and stored into their four planes.
+ *
+ * The last group of a channel count that is not a multiple of 4 fills its spare lanes with the last channel's
+ * planes and writes them to a dump area in the scratch, so every group runs the same code.
+ */
+import { Fn, T, type Expr, add, assemble, extractLane, get, i32, load, mul, shuffle, sub, vadd, vmul, vzero, lt_s, min_s } from './wasm.ts';
+import { Consts, sig } from './activations.ts';
+import { wasmHeap } from './heap.ts';
+import { type PoolKernel, loadKernels } from './pool.ts';
+
+/** A geometry the lane kernels are generated for (all compile-time constants of the code). */
+export interface LaneGeom {
+  readonly H: number;
+  readonly W: number;
+  readonly OH: number;
+  readonly OW: number;
+  readonly kh: number;
+  readonly kw: number;
+  readonly sh: number;
+  readonly sw: number;
+  readonly dh: number;
+  readonly dw: number;
+  /** Padding above and left (below and right only bound OH, OW). */
+  readonly pt: number;
+  readonly pl: number;
+}
+
+/** What the kernel does to each sum before it is stored: nothing, y·scale + shift, or SiLU of that. */
+export type LaneEpilogue = 'none' | 'affine' | 'silu';
+
+/** Pixels in a plane this path takes at most (larger planes are sums over rows the row kernels already do well). */
+export const LANE_PLANE_MAX = 256;
+/** Emitted multiply-adds per four channels at most (the code is fully unrolled over the plane). */
+const LANE_MACS_MAX = 3000;
+
+/** Whether a geometry is small enough for this path (its code stays within LANE_MACS_MAX multiply-adds). */
+export function laneGeomOk(g: LaneGeom): boolean {
+  return g.H * g.W <= LANE_PLANE_MAX && g.OH * g.OW <= LANE_PLANE_MAX && emittedMacs(g) <= LANE_MACS_MAX;
+}
+
+/** Scratch bytes a call needs: the dump plane, the transposed weights, scale and shift, the transposed input. */
+export const laneScratchBytes = (g: LaneGeom): number => 16 * (g.OH * g.OW + g.kh * g.kw + 2 + g.H * g.W);
+
+/** 4×4 transpose of the vectors in locals a (rows) into locals b (b[i] lane j = a[j] lane i). */
+function transpose(f: Fn, a: readonly number[], t: readonly number[], b: readonly number[]): void {
+  f.set(t[0], shuffle(get(a[0]), get(a[1]), [0, 4, 1, 5]));
+  f.set(t[1], shuffle(get(a[0]), get(a[1]), [2, 6, 3, 7]));
+  f.set(t[2], shuffle(get(a[2]), get(a[3]), [0, 4, 1, 5]));
+  f.set(t[3], shuffle(get(a[2]), get(a[3]), [2, 6, 3, 7]));
+  f.set(b[0], shuffle(get(t[0]), get(t[2]), [0, 1, 4, 5]));
+  f.set(b[1], shuffle(get(t[0]), get(t[2]), [2, 3, 6, 7]));
+  f.set(b[2], shuffle(get(t[1]), get(t[3]), [0, 1, 4, 5]));
+  f.set(b[3], shuffle(get(t[1]), get(t[3]), [2, 3, 6, 7]));
+}
+
+const divU = (a: Expr, b: Expr): Expr => (f) => {
+  a(f);
+  b(f);
+  f.op(0x6e); // i32.div_u
+};
+
+/**
+ * dwLanes(x, w, scale, shift, y, C, O, N, g0, g1, scratch): output channel groups g0..g1 of every image; x is N·C
+ * planes of H·W floats, y N·O planes of OH·OW, output channel o reads input plane ⌊o / (O / C)⌋ and w[o] (kh·kw
+ * floats); scale and shift (O floats each) are read by the 'affine' and 'silu' variants only.
+ */
+function laneFn(g: LaneGeom, epi: LaneEpilogue): Fn {
+  const f = new Fn('dwLanes', Array.from({ length: 11 }, () => T.i32));
+  const [x, w, sc, sh, y, C, O, N, g0, g1, scr] = f.params;
+  const HW = g.H * g.W, P = g.OH * g.OW, TAPS = g.kh * g.kw;
+  const gi = f.local(T.i32), n = f.local(T.i32), o = f.local(T.i32), M = f.local(T.i32), last = f.local(T.i32);
+  const dump = f.local(T.i32), wT = f.local(T.i32), ss = f.local(T.i32), xT = f.local(T.i32);
+  const px = [0, 1, 2, 3].map(() => f.local(T.i32)), py = [0, 1, 2, 3].map(() => f.local(T.i32)), ystep = [0, 1, 2, 3].map(() => f.local(T.i32));
+  const ol = f.local(T.i32), wo = f.local(T.i32);
+  const a = [0, 1, 2, 3].map(() => f.local(T.v128)), t = [0, 1, 2, 3].map(() => f.local(T.v128)), b = [0, 1, 2, 3].map(() => f.local(T.v128));
+  const wv = f.local(T.v128), vsc = f.local(T.v128), vsh = f.local(T.v128);
+  const st = [0, 1, 2, 3].map(() => f.local(T.v128));
+  const c = new Consts(f);
+  const start = f.code.length;
+
+  f.set(dump, get(scr));
+  f.set(wT, add(get(scr), i32(16 * P)));
+  f.set(ss, add(get(wT), i32(16 * TAPS)));
+  f.set(xT, add(get(ss), i32(32)));
+  f.set(M, divU(get(O), get(C)));
+  f.set(last, sub(get(O), i32(1)));
+  f.for(gi, get(g0), get(g1), i32(1), () => {
+    f.set(o, mul(get(gi), i32(4)));
+    // Per lane: its channel (the last one for a spare lane), transposed weights, affine, plane pointers.
+    for (let l = 0; l < 4; l++) {
+      f.set(ol, min_s(add(get(o), i32(l)), get(last)));
+      f.set(wo, add(get(w), mul(get(ol), i32(4 * TAPS))));
+      for (let tp = 0; tp < TAPS; tp++) f.store('f32', get(wT), load('f32', get(wo), 4 * tp), 16 * tp + 4 * l);
+      if (epi !== 'none') {
+        f.store('f32', get(ss), load('f32', add(get(sc), mul(get(ol), i32(4)))), 4 * l);
+        f.store('f32', get(ss), load('f32', add(get(sh), mul(get(ol), i32(4)))), 16 + 4 * l);
+      }
+      f.set(px[l], add(get(x), mul(divU(get(ol), get(M)), i32(4 * HW))));
+      f.if(lt_s(add(get(o), i32(l)), get(O)), () => {
+        f.set(py[l], add(get(y), mul(get(ol), i32(4 * P))));
+        f.set(ystep[l], mul(get(O), i32(4 * P)));
+      }, () => {
+        f.set(py[l], get(dump));
+        f.set(ystep[l], i32(0));
+      });
+    }
+    if (epi !== 'none') {
+      f.set(vsc, load('v128', get(ss)));
+      f.set(vsh, load('v128', get(ss), 16));
+    }
+    f.for(n, i32(0), get(N), i32(1), () => {
+      transposeIn(f, g, px, xT, a, t, b);
+      sweep(f, g, epi, wT, xT, py, a, t, b, wv, vsc, vsh, st, c);
+      for (let l = 0; l < 4; l++) {
+        f.set(px[l], add(get(px[l]), mul(get(C), i32(4 * HW))));
+        f.set(py[l], add(get(py[l]), get(ystep[l])));
+      }
+    });
+  });
+  f.code.splice(start, 0, ...c.prologue());
+  return f;
+}
+
+/** xT[p] = (x0[p], x1[p], x2[p], x3[p]) for the four lanes' input planes: four pixels per 4×4 transpose, then one by one. */
+function transposeIn(f: Fn, g: LaneGeom, px: readonly number[], xT: number, a: readonly number[], t: readonly number[], b: readonly number[]): void {
+  const HW = g.H * g.W;
+  for (let q = 0; q + 4 <= HW; q += 4) {
+    for (let l = 0; l < 4; l++) f.set(a[l], load('v128', get(px[l]), 4 * q));
+    transpose(f, a, t, b);
+    for (let i = 0; i < 4; i++) f.store('v128', get(xT), get(b[i]), 16 * (q + i));
+  }
+  for (let p = HW & ~3; p < HW; p++) for (let l = 0; l < 4; l++) f.store('f32', get(xT), load('f32', get(px[l]), 4 * p), 16 * p + 4 * l);
+}
+
+/**
+ * Runs of consecutive output rows whose taps fall inside the plane in the same kernel rows (the top and bottom rows
+ * under the padding, then the interior rows): one loop each, the row's code unrolled over its columns.
+ */
+function rowRuns(g: LaneGeom): { r0: number; r1: number; kys: number[] }[] {
+  const runs: { r0: number; r1: number; kys: number[] }[] = [];
+  for (let oi = 0; oi < g.OH; oi++) {
+    const kys = Array.from({ length: g.kh }, (_, ky) => ky).filter((ky) => {
+      const iy = oi * g.sh - g.pt + ky * g.dh;
+      return iy >= 0 && iy < g.H;
+    });
+    const last = runs[runs.length - 1];
+    if (last && last.kys.join() === kys.join()) last.r1 = oi + 1;
+    else runs.push({ r0: oi, r1: oi + 1, kys });
+  }
+  return runs;
+}
+
+/** The taps (ky, kx) of output column oj inside the plane, for the kernel rows `kys`. */
+function columnTaps(g: LaneGeom, oj: number, kys: readonly number[]): { tap: number; off: number }[] {
+  const out: { tap: number; off: number }[] = [];
+  for (const ky of kys) {
+    for (let kx = 0; kx < g.kw; kx++) {
+      const ix = oj * g.sw - g.pl + kx * g.dw;
+      if (ix >= 0 && ix < g.W) out.push({ tap: ky * g.kw + kx, off: ky * g.dh * g.W + ix });
+    }
+  }
+  return out;
+}
+
+/** Multiply-adds of the emitted code (one row per run), the size limit's measure. */
+const emittedMacs = (g: LaneGeom): number =>
+  rowRuns(g).reduce((s, r) => s + Array.from({ length: g.OW }, (_, oj) => columnTaps(g, oj, r.kys).length).reduce((u, v) => u + v, 0), 0);
+
+/**
+ * Every output pixel: per run of rows a loop, per row four columns at a time (the sums of their taps, each weight
+ * vector loaded once for the four, the epilogue, the transpose back, the stores).
+ */
+function sweep(
+  f: Fn, g: LaneGeom, epi: LaneEpilogue, wT: number, xT: number, py: readonly number[],
+  acc: readonly number[], t: readonly number[], b: readonly number[], wv: number, vsc: number, vsh: number, st: number[], c: Consts,
+): void {
+  const ri = f.local(T.i32), xb = f.local(T.i32), yr = f.local(T.i32);
+  for (const run of rowRuns(g)) {
+    f.for(ri, i32(run.r0), i32(run.r1), i32(1), () => {
+      // xb: the input row under kernel row 0 of output row ri (the padding rows above are never read).
+      f.set(xb, add(get(xT), mul(sub(mul(get(ri), i32(g.sh)), i32(g.pt)), i32(16 * g.W))));
+      f.set(yr, mul(get(ri), i32(4 * g.OW)));
+      for (let j0 = 0; j0 < g.OW; j0 += 4) {
+        const cols = Array.from({ length: Math.min(4, g.OW - j0) }, (_, i) => j0 + i);
+        const taps = cols.map((oj) => new Map(columnTaps(g, oj, run.kys).map((e) => [e.tap, e.off])));
+        const used = [...new Set(taps.flatMap((m) => [...m.keys()]))].sort((u, v) => u - v);
+        const started = cols.map(() => false);
+        for (const tp of used) {
+          f.set(wv, load('v128', get(wT), 16 * tp));
+          cols.forEach((_, i) => {
+            const off = taps[i].get(tp);
+            if (off === undefined) return;
+            const prod = vmul(get(wv), load('v128', get(xb), 16 * off));
+            f.set(acc[i], started[i] ? vadd(get(acc[i]), prod) : prod);
+            started[i] = true;
+          });
+        }
+        for (let i = 0; i < 4; i++) {
+          if (i >= cols.length || !started[i]) f.set(acc[i], vzero);
+          if (i >= cols.length || epi === 'none') continue;
+          f.set(acc[i], vadd(vmul(get(acc[i]), get(vsc)), get(vsh)));
+          if (epi === 'silu') f.set(acc[i], vmul(get(acc[i]), sig(f, c, get(acc[i]), st)));
+        }
+        transpose(f, acc, t, b);
+        for (let l = 0; l < 4; l++) {
+          const at = add(get(py[l]), get(yr));
+          if (cols.length === 4) f.store('v128', at, get(b[l]), 4 * j0);
+          else for (let i = 0; i < cols.length; i++) f.store('f32', at, extractLane(get(b[l]), i), 4 * (j0 + i));
+        }
+      }
+    });
+  }
+}
+
+const modules = new Map<string, PoolKernel>();
+
+/** The lane kernel for a geometry and epilogue, generated, compiled and loaded into the pool once. */
+export function laneKernel(g: LaneGeom, epi: LaneEpilogue): PoolKernel {
+  const h = wasmHeap();
+  if (!h) throw new Error('dwlanes: WebAssembly SIMD is not available');
+  const key = `${g.H},${g.W},${g.OH},${g.OW},${g.kh},${g.kw},${g.sh},${g.sw},${g.dh},${g.dw},${g.pt},${g.pl},${epi}`;
+  let k = modules.get(key);
+  if (!k) {
+    const bytes = assemble({ functions: [laneFn(g, epi)], memory: h.importSpec() });
+    k = loadKernels(bytes, ['dwLanes']).dwLanes;
+    modules.set(key, k);
+  }
+  return k;
+}
