@@ -40,7 +40,7 @@ export interface LaneGeom {
 export type LaneEpilogue = 'none' | 'affine' | 'silu';
 
 /** Pixels in a plane this path takes at most (larger planes are sums over rows the row kernels already do well). */
-export const LANE_PLANE_MAX = 256;
+export const LANE_PLANE_MAX = 4096;
 /** Emitted multiply-adds per four channels at most (the code is fully unrolled over the plane). */
 const LANE_MACS_MAX = 3000;
 
