@@ -61,17 +61,20 @@ const heapOrThrow = () => simdHeap('depthwise');
  * out (eval-mode batch norm folded into the conv).
  */
 export function depthwiseForwardPtr(px: number, pw: number, py: number, d: DepthwiseGeom, planes?: number, epi?: RowEpilogue): void {
-  const lg = laneGeom(d);
-  if (planes === undefined && laneGeomOk(lg)) depthwiseLanes(px, pw, py, d, lg, epi);
+  if (planes === undefined && depthwiseUsesLanes(d)) depthwiseLanes(px, pw, py, d, epi);
   else depthwiseStacked(px, pw, py, d, planes ?? stacking(d).planes, epi);
 }
+
+/** Whether the forward takes the four-channels-per-vector kernels of dwlanes.ts (planes up to 64×64). */
+export const depthwiseUsesLanes = (d: DepthwiseGeom): boolean => laneGeomOk(laneGeom(d));
 
 const laneGeom = (d: DepthwiseGeom): LaneGeom => ({
   H: d.H, W: d.W, OH: d.OH, OW: d.OW, kh: d.kh, kw: d.kw, sh: d.stride[0], sw: d.stride[1], dh: d.dilation[0], dw: d.dilation[1], pt: d.padding[0], pl: d.padding[2],
 });
 
 /** Small planes: four output channels per vector (dwlanes.ts), tasks are ranges of channel groups over every image. */
-export function depthwiseLanes(px: number, pw: number, py: number, d: DepthwiseGeom, lg = laneGeom(d), epi?: RowEpilogue): void {
+export function depthwiseLanes(px: number, pw: number, py: number, d: DepthwiseGeom, epi?: RowEpilogue): void {
+  const lg = laneGeom(d);
   const k = laneKernel(lg, epi ? (epi.act === 'silu' ? 'silu' : 'affine') : 'none');
   const scr = S(SLACK);
   const job = new Job();

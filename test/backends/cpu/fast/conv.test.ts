@@ -17,7 +17,7 @@ import { im2col } from '../../../../src/backends/cpu/conv_gemm.ts';
 import { convGeometry } from '../../../../src/backends/cpu/conv_geom.ts';
 import { OWNED_MIN_FLOATS, wasmHeap } from '../../../../src/backends/cpu/fast/heap.ts';
 import { im2colPtr } from '../../../../src/backends/cpu/fast/im2col.ts';
-import { type DepthwiseGeom, depthwiseForwardF32, depthwiseGradFilterF32, depthwiseGradInputF32 } from '../../../../src/backends/cpu/fast/dwconv.ts';
+import { type DepthwiseGeom, depthwiseForwardF32, depthwiseGradFilterF32, depthwiseGradInputF32, depthwiseLanes, depthwiseUsesLanes } from '../../../../src/backends/cpu/fast/dwconv.ts';
 import { pointwiseBatchedOk, pointwiseForwardF32, pointwiseGradFilterF32, pointwiseGradInputF32 } from '../../../../src/backends/cpu/fast/pointwise.ts';
 import { type StochasticGeom, setStochasticBandRows, stochasticForwardF32, stochasticGradFilterF32, stochasticGradInputF32 } from '../../../../src/backends/cpu/fast/stochconv.ts';
 
@@ -95,6 +95,86 @@ describe.skipIf(!convSimdAvailable())('wasm SIMD depthwise conv', () => {
       ),
       { numRuns: 150 },
     );
+  });
+});
+
+/** act(y·a + b) in float64, a and b per channel of NCHW planes of `P` floats (SiLU: z·σ(z)). */
+function affineRef(y: ArrayLike<number>, a: Float32Array, b: Float32Array, P: number, silu: boolean): Float64Array {
+  return Float64Array.from(y, (v, i) => {
+    const c = Math.floor(i / P) % a.length, z = v * a[c] + b[c];
+    return silu ? z / (1 + Math.exp(-z)) : z;
+  });
+}
+
+describe.skipIf(!convSimdAvailable())('wasm SIMD depthwise conv, four channels per vector (small planes)', () => {
+  it('matches the reference with and without the affine / SiLU epilogue, for any channel count, and writes nothing else', () => {
+    const h = wasmHeap()!;
+    fc.assert(
+      fc.property(
+        fc.record({
+          n: fc.integer({ min: 1, max: 3 }),
+          c: fc.integer({ min: 1, max: 11 }),
+          m: fc.constantFrom(1, 1, 2),
+          h: fc.integer({ min: 1, max: 13 }),
+          w: fc.integer({ min: 1, max: 13 }),
+          k: fc.constantFrom(3, 5),
+          kw2: fc.option(fc.constantFrom(1, 3, 5), { nil: undefined }),
+          sh: fc.integer({ min: 1, max: 2 }),
+          sw: fc.integer({ min: 1, max: 2 }),
+          dil: fc.constantFrom(1, 1, 2),
+          pad: fc.oneof(fc.constant<'same'>('same'), fc.tuple(fc.nat(3), fc.nat(3), fc.nat(3), fc.nat(3))),
+          epi: fc.constantFrom('none', 'affine', 'silu'),
+          seed: fc.nat(10000),
+        }),
+        (p) => {
+          const kh = p.k, kw = p.kw2 ?? p.k;
+          const padding: [number, number, number, number] = p.pad === 'same' ? [...sameSplit(p.h, kh, p.sh, p.dil), ...sameSplit(p.w, kw, p.sw, p.dil)] : p.pad;
+          const OH = Math.floor((p.h + padding[0] + padding[1] - p.dil * (kh - 1) - 1) / p.sh) + 1;
+          const OW = Math.floor((p.w + padding[2] + padding[3] - p.dil * (kw - 1) - 1) / p.sw) + 1;
+          fc.pre(OH >= 1 && OW >= 1);
+          const O = p.c * p.m, P = OH * OW, ny = p.n * O * P;
+          const d: DepthwiseGeom = { N: p.n, C: p.c, H: p.h, W: p.w, O, OH, OW, kh, kw, stride: [p.sh, p.sw], dilation: [p.dil, p.dil], padding };
+          expect(depthwiseUsesLanes(d)).toBe(true);
+          const a: Conv2dAttrs = { stride: [p.sh, p.sw], padding, dilation: [p.dil, p.dil], groups: p.c };
+          const xs = [p.n, p.c, p.h, p.w], ws = [O, 1, kh, kw];
+          const x = rand(p.seed, p.n * p.c * p.h * p.w), w = rand(p.seed + 1, O * kh * kw);
+          const sc = Float32Array.from(rand(p.seed + 2, O), (v) => 1 + v / 2), sf = rand(p.seed + 3, O);
+          // The output between guard bands of NaN: the spare lanes of the last group of channels must not reach them.
+          const G = 64;
+          const px = h.alloc(x.length * 4), pw = h.alloc(w.length * 4), ps = h.alloc(O * 4), pb = h.alloc(O * 4), py = h.alloc((ny + 2 * G) * 4);
+          try {
+            h.view(px, x.length).set(x);
+            h.view(pw, w.length).set(w);
+            h.view(ps, O).set(sc);
+            h.view(pb, O).set(sf);
+            h.view(py, ny + 2 * G).fill(Number.NaN);
+            const epi = p.epi === 'none' ? undefined : { scale: ps, shift: pb, act: p.epi === 'silu' ? ('silu' as const) : undefined };
+            depthwiseLanes(px, pw, py + 4 * G, d, epi);
+            const all = h.view(py, ny + 2 * G);
+            expect(all.subarray(0, G).every(Number.isNaN) && all.subarray(G + ny).every(Number.isNaN), 'guard bands').toBe(true);
+            const conv = R.conv2dRefImpl([arg(f64(x), xs), arg(f64(w), ws)], a, out([p.n, O, OH, OW]));
+            const want = p.epi === 'none' ? conv : affineRef(conv, sc, sf, P, p.epi === 'silu');
+            // Sums of ≤ 25 products of size ≤ 1, scaled by ≤ 1.5: measured worst 2.3e-7 relative (400 runs).
+            expectClose(all.slice(G, G + ny), want, p.epi, 2e-6);
+          } finally {
+            for (const q of [px, pw, ps, pb, py]) h.release(q);
+          }
+        },
+      ),
+      { numRuns: 120 },
+    );
+  });
+
+  it("takes EfficientNet's 4×4 to 64×64 planes and leaves 112×112 to the stacked row kernels", () => {
+    const geom = (H: number, k: number, s: number): DepthwiseGeom => {
+      const p = (k - 1) >> 1, OH = Math.floor((H + 2 * p - k) / s) + 1;
+      return { N: 8, C: 96, H, W: H, O: 96, OH, OW: OH, kh: k, kw: k, stride: [s, s], dilation: [1, 1], padding: [p, p, p, p] };
+    };
+    for (const [H, k, s] of [[4, 5, 1], [4, 3, 1], [7, 5, 1], [8, 5, 1], [8, 5, 2], [16, 3, 2], [16, 5, 1], [14, 5, 1], [32, 3, 1], [32, 5, 2], [64, 3, 2], [64, 3, 1]]) {
+      expect(depthwiseUsesLanes(geom(H, k, s)), `${H}×${H} k${k}/${s}`).toBe(true);
+    }
+    expect(depthwiseUsesLanes(geom(112, 3, 1))).toBe(false);
+    expect(depthwiseUsesLanes(geom(112, 3, 2))).toBe(false);
   });
 });
 
