@@ -1,6 +1,6 @@
 /**
- * Depthwise conv2d over small planes (the 4×4 to 16×16 of EfficientNet's last stages) with four output channels in
- * the four lanes of a vector, generated per plane geometry, the affine (+ SiLU) epilogue applied in registers.
+ * Depthwise conv2d over small planes (EfficientNet's 4×4 to 32×32) with four output channels in the four lanes of a
+ * vector, generated per plane geometry, the affine (+ SiLU) epilogue applied in registers.
  *
  * A plane of 16 or 64 floats is too narrow for dwconv.ts's row kernels (a 4-wide row is a single vector, with
  * most of its taps in the padding), and too small for their calls to pay off. Here one call sweeps channel groups
@@ -9,7 +9,9 @@
  * pixel sums its taps as full-width multiply-adds with the channels' own weights in the lanes. The plane size, kernel,
  * strides, dilations and padding are compile-time constants, so only the taps that fall inside the plane are
  * emitted (a 4×4 plane under a 5×5 kernel with padding 2 has 196 of its 400 taps inside) and there are no bounds
- * tests. Four output pixels at a time are transposed back (lanes = pixels) and stored into their four planes.
+ * tests: rows with the same taps inside (the interior rows, each padded edge row) run one loop, the row's code
+ * unrolled over its columns. Four output pixels at a time are transposed back (lanes = pixels) and stored into
+ * their four planes.
  *
  * The last group of a channel count that is not a multiple of 4 fills its spare lanes with the last channel's
  * planes and writes them to a dump area in the scratch, so every group runs the same code.
@@ -39,14 +41,19 @@ export interface LaneGeom {
 /** What the kernel does to each sum before it is stored: nothing, y·scale + shift, or SiLU of that. */
 export type LaneEpilogue = 'none' | 'affine' | 'silu';
 
-/** Pixels in a plane this path takes at most (larger planes are sums over rows the row kernels already do well). */
-export const LANE_PLANE_MAX = 4096;
+/**
+ * Pixels of an input and of an output plane this path takes at most: measured against the stacked row kernels
+ * (dwconv.ts, one thread): 1.4–7× on EfficientNet's planes up to 32×32 (and 64×64 → 32×32 at stride 2), on par
+ * at 56×56 and 64×64 at stride 1 (where a row kernel's vectors are all full), behind at 112×112.
+ */
+const LANE_IN_MAX = 4096;
+const LANE_OUT_MAX = 1024;
 /** Emitted multiply-adds per four channels at most (the code is fully unrolled over the plane). */
 const LANE_MACS_MAX = 3000;
 
 /** Whether a geometry is small enough for this path (its code stays within LANE_MACS_MAX multiply-adds). */
 export function laneGeomOk(g: LaneGeom): boolean {
-  return g.H * g.W <= LANE_PLANE_MAX && g.OH * g.OW <= LANE_PLANE_MAX && emittedMacs(g) <= LANE_MACS_MAX;
+  return g.H * g.W <= LANE_IN_MAX && g.OH * g.OW <= LANE_OUT_MAX && emittedMacs(g) <= LANE_MACS_MAX;
 }
 
 /** Scratch bytes a call needs: the dump plane, the transposed weights, scale and shift, the transposed input. */
@@ -132,14 +139,32 @@ function laneFn(g: LaneGeom, epi: LaneEpilogue): Fn {
   return f;
 }
 
-/** xT[p] = (x0[p], x1[p], x2[p], x3[p]) for the four lanes' input planes: four pixels per 4×4 transpose, then one by one. */
+/** Pixels per turn of the input transpose's loop (planes of up to this many pixels are transposed unrolled). */
+const TRANSPOSE_TURN = 32;
+
+/**
+ * xT[p] = (x0[p], x1[p], x2[p], x3[p]) for the four lanes' input planes: four pixels per 4×4 transpose, in a loop of
+ * TRANSPOSE_TURN pixels a turn over large planes (the code stays small), then the last pixels one by one.
+ */
 function transposeIn(f: Fn, g: LaneGeom, px: readonly number[], xT: number, a: readonly number[], t: readonly number[], b: readonly number[]): void {
   const HW = g.H * g.W;
-  for (let q = 0; q + 4 <= HW; q += 4) {
-    for (let l = 0; l < 4; l++) f.set(a[l], load('v128', get(px[l]), 4 * q));
-    transpose(f, a, t, b);
-    for (let i = 0; i < 4; i++) f.store('v128', get(xT), get(b[i]), 16 * (q + i));
+  const quads = (src: Expr[], dst: Expr, q0: number, q1: number) => {
+    for (let q = q0; q + 4 <= q1; q += 4) {
+      for (let l = 0; l < 4; l++) f.set(a[l], load('v128', src[l], 4 * q));
+      transpose(f, a, t, b);
+      for (let i = 0; i < 4; i++) f.store('v128', dst, get(b[i]), 16 * (q + i));
+    }
+  };
+  let done = 0;
+  if (HW > TRANSPOSE_TURN) {
+    done = HW - (HW % TRANSPOSE_TURN);
+    const qo = f.local(T.i32), xo = f.local(T.i32);
+    f.for(qo, i32(0), i32(4 * done), i32(4 * TRANSPOSE_TURN), () => {
+      f.set(xo, add(get(xT), mul(get(qo), i32(4))));
+      quads(px.map((p) => add(get(p), get(qo))), get(xo), 0, TRANSPOSE_TURN);
+    });
   }
+  quads(px.map((p) => get(p)), get(xT), done, HW);
   for (let p = HW & ~3; p < HW; p++) for (let l = 0; l < 4; l++) f.store('f32', get(xT), load('f32', get(px[l]), 4 * p), 16 * p + 4 * l);
 }
 
