@@ -1,6 +1,8 @@
 /**
  * Depthwise conv2d (groups = C, any channel multiplier M, output channel o reads input plane ⌊o / M⌋) on float32,
- * forward and both gradients, with the wasm SIMD window kernels of convsimd.ts, on the pool's threads.
+ * forward and both gradients, with the wasm SIMD window kernels of convsimd.ts, on the pool's threads. The forward
+ * over planes up to 128×128 (every depthwise layer of EfficientNet) takes the four-channels-per-vector kernels of
+ * dwlanes.ts instead (`depthwiseLanes`); what follows describes the row kernels' way.
  *
  * `...Ptr(…)` take byte addresses in the wasm heap (heap.ts) and write the output there; the `...F32` entry points
  * take typed arrays and use views of the heap in place (others are copied in, and the result out). Work goes
@@ -12,7 +14,7 @@
  *
  * `depthwiseSimdOk` says whether a call can take this path (float32, wasm SIMD, column stride 1 or 2).
  */
-import { type Geom, SLACK, convSimdAvailable, ginColumnShift, ginPadding, kernels, paddedBytes, simdHeap, tasksFor } from './convsimd.ts';
+import { type Geom, SLACK, convSimdAvailable, ginColumnShift, ginPadding, kernels, paddedBytes, ranges, simdHeap, tasksFor } from './convsimd.ts';
 import type { ConvGeometry } from '../conv_geom.ts';
 import { Job, S } from './pool.ts';
 import { type RowEpilogue, affineRows, epilogueFrom } from './activations.ts';
@@ -56,29 +58,42 @@ function stacking(d: DepthwiseGeom): { Hs: number; Wp: number; planes: number } 
 const heapOrThrow = () => simdHeap('depthwise');
 
 /**
- * y (at py) = depthwise conv(x at px, w at pw). `planes`: images stacked per kernel call (tests vary it; the
- * default fills STACK_FLOATS). With `epi`, each channel's staging stack gets its affine (+ SiLU) before it is copied
- * out (eval-mode batch norm folded into the conv).
+ * y (at py) = depthwise conv(x at px, w at pw). With `epi`, act(y·scale + shift) per output channel (eval-mode batch
+ * norm folded into the conv), applied in registers (lane kernels) or on each channel's staging stack before it is
+ * copied out (row kernels). `planes`: images stacked per row-kernel call; given (tests vary it), the row kernels
+ * run whatever the plane size; absent, planes up to 128×128 take the lane kernels and larger ones the row kernels
+ * with stacks that fill STACK_FLOATS.
  */
 export function depthwiseForwardPtr(px: number, pw: number, py: number, d: DepthwiseGeom, planes?: number, epi?: RowEpilogue): void {
   if (planes === undefined && depthwiseUsesLanes(d)) depthwiseLanes(px, pw, py, d, epi);
   else depthwiseStacked(px, pw, py, d, planes ?? stacking(d).planes, epi);
 }
 
-/** Whether the forward takes the four-channels-per-vector kernels of dwlanes.ts (planes up to 64×64). */
+/** Whether the forward takes the four-channels-per-vector kernels of dwlanes.ts (planes up to 128×128). */
 export const depthwiseUsesLanes = (d: DepthwiseGeom): boolean => laneGeomOk(laneGeom(d));
 
 const laneGeom = (d: DepthwiseGeom): LaneGeom => ({
   H: d.H, W: d.W, OH: d.OH, OW: d.OW, kh: d.kh, kw: d.kw, sh: d.stride[0], sw: d.stride[1], dh: d.dilation[0], dw: d.dilation[1], pt: d.padding[0], pl: d.padding[2],
 });
 
-/** Small planes: four output channels per vector (dwlanes.ts), tasks are ranges of channel groups over every image. */
+/**
+ * y (at py) = depthwise conv(x at px, w at pw), then `epi`, four output channels per vector (dwlanes.ts). Tasks are
+ * ranges of channel groups over every image, or (fewer groups than tasks) one group over a range of images.
+ */
 export function depthwiseLanes(px: number, pw: number, py: number, d: DepthwiseGeom, epi?: RowEpilogue): void {
   const lg = laneGeom(d);
   const k = laneKernel(lg, epi ? (epi.act === 'silu' ? 'silu' : 'affine') : 'none');
-  const scr = S(SLACK);
+  const scr = S(SLACK), sc = epi?.scale ?? 0, sh = epi?.shift ?? 0;
+  const G = Math.ceil(d.O / 4), parts = tasksFor(G * d.N).length;
   const job = new Job();
-  for (const [g0, g1] of tasksFor(Math.ceil(d.O / 4))) job.call(k, px, pw, epi?.scale ?? 0, epi?.shift ?? 0, py, d.C, d.O, d.N, g0, g1, scr).endTask();
+  if (G >= parts) {
+    for (const [g0, g1] of tasksFor(G)) job.call(k, px, pw, sc, sh, py, d.C, d.O, d.N, g0, g1, scr).endTask();
+  } else {
+    const xImage = d.C * d.H * d.W * 4, yImage = d.O * d.OH * d.OW * 4;
+    for (const [n0, n1] of ranges(d.N, Math.ceil(parts / G))) {
+      for (let g = 0; g < G; g++) job.call(k, px + n0 * xImage, pw, sc, sh, py + n0 * yImage, d.C, d.O, n1 - n0, g, g + 1, scr).endTask();
+    }
+  }
   job.run(SLACK + paddedBytes(laneScratchBytes(lg)));
 }
 

@@ -165,15 +165,15 @@ describe.skipIf(!convSimdAvailable())('wasm SIMD depthwise conv, four channels p
     );
   });
 
-  it("takes EfficientNet's 4×4 to 32×32 output planes (64×64 input at stride 2) and leaves larger ones to the stacked row kernels", () => {
+  it("takes every depthwise layer of EfficientNet-B0 (4×4 to 112×112) and leaves larger planes or code to the row kernels", () => {
     const geom = (H: number, k: number, s: number): DepthwiseGeom => {
       const p = (k - 1) >> 1, OH = Math.floor((H + 2 * p - k) / s) + 1;
       return { N: 8, C: 96, H, W: H, O: 96, OH, OW: OH, kh: k, kw: k, stride: [s, s], dilation: [1, 1], padding: [p, p, p, p] };
     };
-    for (const [H, k, s] of [[4, 5, 1], [4, 3, 1], [7, 5, 1], [8, 5, 1], [8, 5, 2], [16, 3, 2], [16, 5, 1], [14, 5, 1], [32, 3, 1], [32, 5, 2], [64, 3, 2]]) {
-      expect(depthwiseUsesLanes(geom(H, k, s)), `${H}×${H} k${k}/${s}`).toBe(true);
-    }
-    for (const [H, k, s] of [[64, 3, 1], [56, 3, 1], [112, 3, 1], [112, 3, 2]]) expect(depthwiseUsesLanes(geom(H, k, s)), `${H}×${H} k${k}/${s}`).toBe(false);
+    const b0 = [[4, 5, 1], [4, 3, 1], [7, 5, 1], [7, 3, 1], [8, 5, 1], [8, 3, 1], [8, 5, 2], [14, 5, 1], [14, 5, 2], [14, 3, 1], [16, 5, 1], [16, 3, 2], [28, 5, 1], [28, 3, 2], [32, 3, 1], [32, 5, 2], [56, 3, 1], [56, 5, 2], [64, 3, 1], [64, 3, 2], [112, 3, 1], [112, 3, 2]];
+    for (const [H, k, s] of b0) expect(depthwiseUsesLanes(geom(H, k, s)), `${H}×${H} k${k}/${s}`).toBe(true);
+    // A plane beyond 128×128; code beyond the size limit (a 75×75 plane under a 5×5 kernel).
+    for (const [H, k, s] of [[150, 3, 2], [75, 5, 1]]) expect(depthwiseUsesLanes(geom(H, k, s)), `${H}×${H} k${k}/${s}`).toBe(false);
   });
 });
 
