@@ -99,6 +99,7 @@ function laneFn(g: LaneGeom, epi: LaneEpilogue): Fn {
   const a = [0, 1, 2, 3].map(() => f.local(T.v128)), t = [0, 1, 2, 3].map(() => f.local(T.v128)), b = [0, 1, 2, 3].map(() => f.local(T.v128));
   const wv = f.local(T.v128), vsc = f.local(T.v128), vsh = f.local(T.v128);
   const st = [0, 1, 2, 3].map(() => f.local(T.v128));
+  const L: GroupLocals = { wT, py, acc: a, t, b, xr: Array.from({ length: XREGS }, () => f.local(T.v128)), wv, vsc, vsh, st };
   const c = new Consts(f);
   const start = f.code.length;
 
@@ -134,7 +135,7 @@ function laneFn(g: LaneGeom, epi: LaneEpilogue): Fn {
     }
     f.for(n, i32(0), get(N), i32(1), () => {
       transposeIn(f, g, px, xT, a, t, b);
-      sweep(f, g, epi, wT, xT, py, a, t, b, wv, vsc, vsh, st, c);
+      sweep(f, g, epi, xT, L, c);
       for (let l = 0; l < 4; l++) {
         f.set(px[l], add(get(px[l]), mul(get(C), i32(4 * HW))));
         f.set(py[l], add(get(py[l]), get(ystep[l])));
@@ -204,9 +205,24 @@ function columnTaps(g: LaneGeom, oj: number, kys: readonly number[]): { tap: num
   return out;
 }
 
-/** Multiply-adds of the emitted code (one row per run), the size limit's measure. */
+/** Whether the four columns from j0 all have every tap of the kernel rows `kys` inside the plane (an interior group). */
+const interior = (g: LaneGeom, j0: number, kys: readonly number[]): boolean =>
+  j0 + 4 <= g.OW && [0, 1, 2, 3].every((i) => columnTaps(g, j0 + i, kys).length === kys.length * g.kw);
+
+/** The column groups of a row: edge groups unrolled, and a range [ja, jb) of interior groups run as one loop. */
+function columnPlan(g: LaneGeom, kys: readonly number[]): { ja: number; jb: number } {
+  const inner = Array.from({ length: Math.ceil(g.OW / 4) }, (_, q) => 4 * q).filter((j0) => interior(g, j0, kys));
+  // Interior groups are contiguous (the padding is at the ends); a loop pays from two groups on.
+  return inner.length >= 2 ? { ja: inner[0], jb: inner[inner.length - 1] + 4 } : { ja: 0, jb: 0 };
+}
+
+/** Multiply-adds of the emitted code (one row per run, one interior column group per row), the size limit's measure. */
 const emittedMacs = (g: LaneGeom): number =>
-  rowRuns(g).reduce((s, r) => s + Array.from({ length: g.OW }, (_, oj) => columnTaps(g, oj, r.kys).length).reduce((u, v) => u + v, 0), 0);
+  rowRuns(g).reduce((s, r) => {
+    const { ja, jb } = columnPlan(g, r.kys);
+    const cols = Array.from({ length: g.OW }, (_, oj) => oj).filter((oj) => oj < ja || oj >= jb - (jb > ja ? 4 : 0));
+    return s + cols.reduce((u, oj) => u + columnTaps(g, oj, r.kys).length, 0);
+  }, 0);
 
 /**
  * Input pixels of a kernel row that four output columns read, held in locals (4 + kw − 1 at stride 1, 4·sw + kw − 2
@@ -214,59 +230,82 @@ const emittedMacs = (g: LaneGeom): number =>
  */
 const XREGS = 12;
 
+/** The locals a column group's code works in. */
+interface GroupLocals {
+  readonly wT: number;
+  readonly py: readonly number[];
+  readonly acc: readonly number[];
+  readonly t: readonly number[];
+  readonly b: readonly number[];
+  readonly xr: readonly number[];
+  readonly wv: number;
+  readonly vsc: number;
+  readonly vsh: number;
+  readonly st: number[];
+}
+
 /**
- * Every output pixel: per run of rows a loop, per row four columns at a time (the sums of their taps, each weight
- * vector and input pixel loaded once for the four, the epilogue, the transpose back, the stores).
+ * Output columns j0..j0+3 (fewer at the row's end) of a row whose kernel rows inside the plane are `kys`: the sums of
+ * their taps (each weight vector and input pixel loaded once for the four), the epilogue, the transpose back, the
+ * stores. Input pixel (ky, ix) is at xp + 16·(ky·dh·W + ix); output column j of lane l at py[l] + yo + 4·j.
  */
-function sweep(
-  f: Fn, g: LaneGeom, epi: LaneEpilogue, wT: number, xT: number, py: readonly number[],
-  acc: readonly number[], t: readonly number[], b: readonly number[], wv: number, vsc: number, vsh: number, st: number[], c: Consts,
-): void {
-  const ri = f.local(T.i32), xb = f.local(T.i32), yr = f.local(T.i32);
-  const xr = Array.from({ length: XREGS }, () => f.local(T.v128));
+function columnGroup(f: Fn, g: LaneGeom, epi: LaneEpilogue, L: GroupLocals, c: Consts, kys: readonly number[], j0: number, xp: number, yo: number): void {
+  const { acc, wv, xr } = L;
+  const cols = Array.from({ length: Math.min(4, g.OW - j0) }, (_, i) => j0 + i);
+  const taps = cols.map((oj) => new Map(columnTaps(g, oj, kys).map((e) => [e.tap, e.off])));
+  const started = cols.map(() => false);
+  for (const ky of kys) {
+    const rowTaps = Array.from({ length: g.kw }, (_, kx) => ky * g.kw + kx).filter((tp) => taps.some((m) => m.has(tp)));
+    const offs = [...new Set(rowTaps.flatMap((tp) => taps.flatMap((m) => (m.has(tp) ? [m.get(tp)!] : []))))];
+    // From memory where the row reads more than XREGS pixels.
+    const reg = offs.length <= xr.length;
+    if (reg) offs.forEach((o, m) => f.set(xr[m], load('v128', get(xp), 16 * o)));
+    for (const tp of rowTaps) {
+      f.set(wv, load('v128', get(L.wT), 16 * tp));
+      cols.forEach((_, i) => {
+        const off = taps[i].get(tp);
+        if (off === undefined) return;
+        const prod = vmul(get(wv), reg ? get(xr[offs.indexOf(off)]) : load('v128', get(xp), 16 * off));
+        f.set(acc[i], started[i] ? vadd(get(acc[i]), prod) : prod);
+        started[i] = true;
+      });
+    }
+  }
+  for (let i = 0; i < 4; i++) {
+    if (i >= cols.length || !started[i]) f.set(acc[i], vzero);
+    if (i >= cols.length || epi === 'none') continue;
+    f.set(acc[i], vadd(vmul(get(acc[i]), get(L.vsc)), get(L.vsh)));
+    if (epi === 'silu') f.set(acc[i], vmul(get(acc[i]), sig(f, c, get(acc[i]), L.st)));
+  }
+  transpose(f, acc, L.t, L.b);
+  for (let l = 0; l < 4; l++) {
+    const at = add(get(L.py[l]), get(yo));
+    if (cols.length === 4) f.store('v128', at, get(L.b[l]), 4 * j0);
+    else for (let i = 0; i < cols.length; i++) f.store('f32', at, extractLane(get(L.b[l]), i), 4 * (j0 + i));
+  }
+}
+
+/**
+ * Every output pixel: per run of rows (the same kernel rows inside the plane) a loop; in a row, the edge column
+ * groups unrolled and the interior ones one loop, whose code is the first interior group's with the pointers moved.
+ */
+function sweep(f: Fn, g: LaneGeom, epi: LaneEpilogue, xT: number, L: GroupLocals, c: Consts): void {
+  const ri = f.local(T.i32), xb = f.local(T.i32), yr = f.local(T.i32), j = f.local(T.i32), xj = f.local(T.i32), yj = f.local(T.i32);
   for (const run of rowRuns(g)) {
+    const { ja, jb } = columnPlan(g, run.kys);
     f.for(ri, i32(run.r0), i32(run.r1), i32(1), () => {
       // xb: the input row under kernel row 0 of output row ri (the padding rows above are never read).
       f.set(xb, add(get(xT), mul(sub(mul(get(ri), i32(g.sh)), i32(g.pt)), i32(16 * g.W))));
       f.set(yr, mul(get(ri), i32(4 * g.OW)));
-      for (let j0 = 0; j0 < g.OW; j0 += 4) {
-        const cols = Array.from({ length: Math.min(4, g.OW - j0) }, (_, i) => j0 + i);
-        const taps = cols.map((oj) => new Map(columnTaps(g, oj, run.kys).map((e) => [e.tap, e.off])));
-        const used = [...new Set(taps.flatMap((m) => [...m.keys()]))].sort((u, v) => u - v);
-        const started = cols.map(() => false);
-        const mac = (i: number, X: Expr) => {
-          const prod = vmul(get(wv), X);
-          f.set(acc[i], started[i] ? vadd(get(acc[i]), prod) : prod);
-          started[i] = true;
-        };
-        for (const ky of run.kys) {
-          // The kernel row's input pixels, each loaded once for the four columns (from memory where there are more
-          // than XREGS of them).
-          const rowTaps = used.filter((tp) => Math.floor(tp / g.kw) === ky);
-          const offs = [...new Set(rowTaps.flatMap((tp) => taps.flatMap((m) => (m.has(tp) ? [m.get(tp)!] : []))))];
-          const reg = offs.length <= xr.length;
-          if (reg) offs.forEach((o, m) => f.set(xr[m], load('v128', get(xb), 16 * o)));
-          for (const tp of rowTaps) {
-            f.set(wv, load('v128', get(wT), 16 * tp));
-            cols.forEach((_, i) => {
-              const off = taps[i].get(tp);
-              if (off !== undefined) mac(i, reg ? get(xr[offs.indexOf(off)]) : load('v128', get(xb), 16 * off));
-            });
-          }
-        }
-        for (let i = 0; i < 4; i++) {
-          if (i >= cols.length || !started[i]) f.set(acc[i], vzero);
-          if (i >= cols.length || epi === 'none') continue;
-          f.set(acc[i], vadd(vmul(get(acc[i]), get(vsc)), get(vsh)));
-          if (epi === 'silu') f.set(acc[i], vmul(get(acc[i]), sig(f, c, get(acc[i]), st)));
-        }
-        transpose(f, acc, t, b);
-        for (let l = 0; l < 4; l++) {
-          const at = add(get(py[l]), get(yr));
-          if (cols.length === 4) f.store('v128', at, get(b[l]), 4 * j0);
-          else for (let i = 0; i < cols.length; i++) f.store('f32', at, extractLane(get(b[l]), i), 4 * (j0 + i));
-        }
+      for (let j0 = 0; j0 < ja; j0 += 4) columnGroup(f, g, epi, L, c, run.kys, j0, xb, yr);
+      if (jb > ja) {
+        f.for(j, i32(0), i32(jb - ja), i32(4), () => {
+          f.set(xj, add(get(xb), mul(get(j), i32(16 * g.sw))));
+          f.set(yj, add(get(yr), mul(get(j), i32(4))));
+          columnGroup(f, g, epi, L, c, run.kys, ja, xj, yj);
+        });
       }
+      for (let j0 = jb; j0 < g.OW; j0 += 4) columnGroup(f, g, epi, L, c, run.kys, j0, xb, yr);
     });
   }
 }
