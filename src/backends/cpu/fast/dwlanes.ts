@@ -49,8 +49,8 @@ export type LaneEpilogue = 'none' | 'affine' | 'silu';
  */
 const LANE_PLANE_MAX = 128 * 128;
 /**
- * Multiply-adds of the emitted code at most (the code of one row per run of rows, unrolled over its columns): about
- * 40 KB of wasm. B0's largest is 2546 (a 28×28 plane, 5×5); larger planes (or kernels) take the row kernels.
+ * Multiply-adds of the emitted code at most (per run of rows, the edge column groups and one interior group): about
+ * 40 KB of wasm. 5×5 kernels need about 1000, 7×7 up to 2700; 9×9 and larger kernels take the row kernels.
  */
 const LANE_MACS_MAX = 3000;
 
