@@ -129,11 +129,53 @@ function depthwiseStacked(px: number, pw: number, py: number, d: DepthwiseGeom, 
 }
 
 /**
- * x̄ (at pdx) = the depthwise conv's adjoint applied to ȳ (at pg): a gather per input plane over its M output
- * channels. ȳ planes stack `Gs` rows apart with the zero rows each one's gather reads between them, and x̄ rows
- * Gs·sh apart, so every kept x̄ row reads only its own ȳ plane.
+ * x̄ (at pdx) = the depthwise conv's adjoint applied to ȳ (at pg): by the lane kernels where it is a forward conv
+ * (gradInputAsForward), else by the gather kernels. `planes`: as in the forward (given, the gather kernels run).
  */
-export function depthwiseGradInputPtr(pg: number, pw: number, pdx: number, d: DepthwiseGeom, planes = stacking(d).planes): void {
+export function depthwiseGradInputPtr(pg: number, pw: number, pdx: number, d: DepthwiseGeom, planes?: number): void {
+  const t = planes === undefined ? gradInputAsForward(d) : null;
+  if (t) gradInputLanes(pg, pw, pdx, d, t);
+  else gradInputGather(pg, pw, pdx, d, planes ?? stacking(d).planes);
+}
+
+/**
+ * The input gradient as a forward conv where the lane kernels take it: at stride 1 with one output channel per
+ * input channel, x̄ = ȳ convolved with the kernel turned by 180°, padded by (k − 1)·d − p above and left (negative:
+ * rows and columns of ȳ that no x̄ reads). Null elsewhere.
+ */
+function gradInputAsForward(d: DepthwiseGeom): DepthwiseGeom | null {
+  if (d.O !== d.C || d.stride[0] !== 1 || d.stride[1] !== 1) return null;
+  const [pt, , pl] = d.padding;
+  const top = (d.kh - 1) * d.dilation[0] - pt, left = (d.kw - 1) * d.dilation[1] - pl;
+  const t: DepthwiseGeom = {
+    ...d, H: d.OH, W: d.OW, OH: d.H, OW: d.W,
+    padding: [top, d.H - d.OH + pt, left, d.W - d.OW + pl],
+  };
+  return depthwiseUsesLanes(t) ? t : null;
+}
+
+/** Whether the input gradient takes the lane kernels (stride 1, multiplier 1, planes they take). */
+export const depthwiseGradInputUsesLanes = (d: DepthwiseGeom): boolean => gradInputAsForward(d) !== null;
+
+/** x̄ = the lane forward of ȳ (geometry `t` from gradInputAsForward) with each channel's kernel turned by 180°. */
+function gradInputLanes(pg: number, pw: number, pdx: number, d: DepthwiseGeom, t: DepthwiseGeom): void {
+  const h = heapOrThrow(), T = d.kh * d.kw;
+  const pf = h.alloc(d.O * T * 4);
+  try {
+    const f32 = h.f32(), w = pw >>> 2, wf = pf >>> 2;
+    for (let o = 0; o < d.O; o++) for (let i = 0; i < T; i++) f32[wf + o * T + i] = f32[w + o * T + T - 1 - i];
+    depthwiseLanes(pg, pf, pdx, t);
+  } finally {
+    h.release(pf);
+  }
+}
+
+/**
+ * x̄ by the gather kernels of convsimd.ts: a gather per input plane over its M output channels. ȳ planes stack `Gs`
+ * rows apart with the zero rows each one's gather reads between them, and x̄ rows Gs·sh apart, so every kept x̄ row
+ * reads only its own ȳ plane.
+ */
+function gradInputGather(pg: number, pw: number, pdx: number, d: DepthwiseGeom, planes: number): void {
   const { N, C, H, W, O, OH, OW, kh, kw } = d;
   const [pt, , pl] = d.padding;
   const M = O / C, HW = H * W, P = OH * OW, T = kh * kw;
