@@ -10,9 +10,9 @@
  * pixel sums its taps as full-width multiply-adds with the channels' own weights in the lanes. The plane size, kernel,
  * strides, dilations and padding are compile-time constants, so only the taps that fall inside the plane are
  * emitted (a 4×4 plane under a 5×5 kernel with padding 2 has 196 of its 400 taps inside) and there are no bounds
- * tests: rows with the same taps inside (the interior rows, each padded edge row) run one loop, the row's code
- * unrolled over its columns. Four output pixels at a time are transposed back (lanes = pixels) and stored into
- * their four planes.
+ * tests: rows with the same taps inside (the interior rows, each padded edge row) run one loop, and in a row the
+ * edge column groups are unrolled and the interior ones run one loop. Four output pixels at a time are transposed
+ * back (lanes = pixels) and stored into their four planes.
  *
  * The last group of a channel count that is not a multiple of 4 fills its spare lanes with the last channel's
  * planes and writes them to a dump area in the scratch, so every group runs the same code.
@@ -121,6 +121,7 @@ function laneFn(g: LaneGeom, epi: LaneEpilogue): Fn {
         f.store('f32', get(ss), load('f32', add(get(sh), mul(get(ol), i32(4)))), 16 + 4 * l);
       }
       f.set(px[l], add(get(x), mul(divU(get(ol), get(M)), i32(4 * HW))));
+      // A spare lane writes to the dump plane, which stays put from image to image.
       f.if(lt_s(add(get(o), i32(l)), get(O)), () => {
         f.set(py[l], add(get(y), mul(get(ol), i32(4 * P))));
         f.set(ystep[l], mul(get(O), i32(4 * P)));
