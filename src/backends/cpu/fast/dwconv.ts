@@ -18,7 +18,7 @@ import { type Geom, SLACK, convSimdAvailable, ginColumnShift, ginPadding, kernel
 import type { ConvGeometry } from '../conv_geom.ts';
 import { Job, S } from './pool.ts';
 import { type RowEpilogue, affineRows, epilogueFrom } from './activations.ts';
-import { type LaneGeom, laneGeomOk, laneKernel, laneScratchBytes } from './dwlanes.ts';
+import { type LaneGeom, laneGeomOk, laneGradFilterScratchBytes, laneKernel, laneScratchBytes } from './dwlanes.ts';
 
 /** The fields of a conv's geometry record (../conv_geom.ts) these kernels read. */
 export type DepthwiseGeom = Pick<ConvGeometry, 'N' | 'C' | 'H' | 'W' | 'O' | 'OH' | 'OW' | 'kh' | 'kw' | 'stride' | 'dilation' | 'padding'>;
@@ -213,11 +213,27 @@ function gradInputGather(pg: number, pw: number, pdx: number, d: DepthwiseGeom, 
 }
 
 /**
- * w̄[o, ky, kx] (at pdw) = Σ_n Σ_{i, j} ȳ[n, o, i, j] · x_padded[n, ⌊o/M⌋, i·sh + ky·dh, j·sw + kx·dw]. Tasks own
- * channels (each sums into its filter rows); ȳ planes stack with zero rows where the dropped outputs lie, so those
- * rows add nothing (unless the input holds ±∞ or NaN there, which then spreads to more taps than in the reference).
+ * w̄[o, ky, kx] (at pdw) = Σ_n Σ_{i, j} ȳ[n, o, i, j] · x_padded[n, ⌊o/M⌋, i·sh + ky·dh, j·sw + kx·dw]: by the lane
+ * kernels where the forward takes them (tasks are ranges of channel groups, each over every image), else by the
+ * row kernels. `planes`: as in the forward (given, the row kernels run).
  */
-export function depthwiseGradFilterPtr(px: number, pg: number, pdw: number, d: DepthwiseGeom, planes = stacking(d).planes): void {
+export function depthwiseGradFilterPtr(px: number, pg: number, pdw: number, d: DepthwiseGeom, planes?: number): void {
+  if (planes === undefined && depthwiseUsesLanes(d)) {
+    const lg = laneGeom(d), k = laneKernel(lg, 'gradFilter'), scr = S(SLACK);
+    const job = new Job();
+    for (const [g0, g1] of tasksFor(Math.ceil(d.O / 4))) job.call(k, px, pg, pdw, d.C, d.O, d.N, g0, g1, scr).endTask();
+    job.run(SLACK + paddedBytes(laneGradFilterScratchBytes(lg)));
+  } else {
+    gradFilterRows(px, pg, pdw, d, planes ?? stacking(d).planes);
+  }
+}
+
+/**
+ * w̄ by the gwRow kernels of convsimd.ts. Tasks own channels (each sums into its filter rows); ȳ planes stack with
+ * zero rows where the dropped outputs lie, so those rows add nothing (unless the input holds ±∞ or NaN there, which
+ * then spreads to more taps than in the reference).
+ */
+function gradFilterRows(px: number, pg: number, pdw: number, d: DepthwiseGeom, planes: number): void {
   const { N, C, H, W, O, OH, OW, kh, kw } = d;
   const [pt, , pl] = d.padding;
   const [sh] = d.stride;

@@ -135,8 +135,8 @@ function laneFn(g: LaneGeom, epi: LaneEpilogue): Fn {
       f.set(vsh, load('v128', get(ss), 16));
     }
     f.for(n, i32(0), get(N), i32(1), () => {
-      transposeIn(f, g, px, xT, a, t, b);
-      sweep(f, g, epi, xT, L, c);
+      transposeIn(f, g.H * g.W, px, xT, a, t, b);
+      sweep(f, g, xT, (kys, j0, xp, yo) => columnGroup(f, g, epi, L, c, kys, j0, xp, yo));
       for (let l = 0; l < 4; l++) {
         f.set(px[l], add(get(px[l]), mul(get(C), i32(4 * HW))));
         f.set(py[l], add(get(py[l]), get(ystep[l])));
@@ -151,11 +151,10 @@ function laneFn(g: LaneGeom, epi: LaneEpilogue): Fn {
 const TRANSPOSE_TURN = 32;
 
 /**
- * xT[p] = (x0[p], x1[p], x2[p], x3[p]) for the four lanes' input planes: four pixels per 4×4 transpose, in a loop of
+ * xT[p] = (x0[p], x1[p], x2[p], x3[p]) for four planes of HW pixels: four pixels per 4×4 transpose, in a loop of
  * TRANSPOSE_TURN pixels a turn over large planes (the code stays small), then the last pixels one by one.
  */
-function transposeIn(f: Fn, g: LaneGeom, px: readonly number[], xT: number, a: readonly number[], t: readonly number[], b: readonly number[]): void {
-  const HW = g.H * g.W;
+function transposeIn(f: Fn, HW: number, px: readonly number[], xT: number, a: readonly number[], t: readonly number[], b: readonly number[]): void {
   const quads = (src: Expr[], dst: Expr, q0: number, q1: number) => {
     for (let q = q0; q + 4 <= q1; q += 4) {
       for (let l = 0; l < 4; l++) f.set(a[l], load('v128', src[l], 4 * q));
@@ -257,16 +256,13 @@ function columnGroup(f: Fn, g: LaneGeom, epi: LaneEpilogue, L: GroupLocals, c: C
   const started = cols.map(() => false);
   for (const ky of kys) {
     const rowTaps = Array.from({ length: g.kw }, (_, kx) => ky * g.kw + kx).filter((tp) => taps.some((m) => m.has(tp)));
-    const offs = [...new Set(rowTaps.flatMap((tp) => taps.flatMap((m) => (m.has(tp) ? [m.get(tp)!] : []))))];
-    // From memory where the row reads more than XREGS pixels.
-    const reg = offs.length <= xr.length;
-    if (reg) offs.forEach((o, m) => f.set(xr[m], load('v128', get(xp), 16 * o)));
+    const at = rowPixels(f, xr, xp, [...new Set(rowTaps.flatMap((tp) => taps.flatMap((m) => (m.has(tp) ? [m.get(tp)!] : []))))]);
     for (const tp of rowTaps) {
       f.set(wv, load('v128', get(L.wT), 16 * tp));
       cols.forEach((_, i) => {
         const off = taps[i].get(tp);
         if (off === undefined) return;
-        const prod = vmul(get(wv), reg ? get(xr[offs.indexOf(off)]) : load('v128', get(xp), 16 * off));
+        const prod = vmul(get(wv), at(off));
         f.set(acc[i], started[i] ? vadd(get(acc[i]), prod) : prod);
         started[i] = true;
       });
@@ -290,7 +286,7 @@ function columnGroup(f: Fn, g: LaneGeom, epi: LaneEpilogue, L: GroupLocals, c: C
  * Every output pixel: per run of rows (the same kernel rows inside the plane) a loop; in a row, the edge column
  * groups unrolled and the interior ones one loop, whose code is the first interior group's with the pointers moved.
  */
-function sweep(f: Fn, g: LaneGeom, epi: LaneEpilogue, xT: number, L: GroupLocals, c: Consts): void {
+function sweep(f: Fn, g: LaneGeom, xT: number, group: (kys: readonly number[], j0: number, xp: number, yo: number) => void): void {
   const ri = f.local(T.i32), xb = f.local(T.i32), yr = f.local(T.i32), j = f.local(T.i32), xj = f.local(T.i32), yj = f.local(T.i32);
   for (const run of rowRuns(g)) {
     const { ja, jb } = columnPlan(g, run.kys);
@@ -298,30 +294,108 @@ function sweep(f: Fn, g: LaneGeom, epi: LaneEpilogue, xT: number, L: GroupLocals
       // xb: the input row under kernel row 0 of output row ri (the padding rows above are never read).
       f.set(xb, add(get(xT), mul(sub(mul(get(ri), i32(g.sh)), i32(g.pt)), i32(16 * g.W))));
       f.set(yr, mul(get(ri), i32(4 * g.OW)));
-      for (let j0 = 0; j0 < ja; j0 += 4) columnGroup(f, g, epi, L, c, run.kys, j0, xb, yr);
+      for (let j0 = 0; j0 < ja; j0 += 4) group(run.kys, j0, xb, yr);
       if (jb > ja) {
         f.for(j, i32(0), i32(jb - ja), i32(4), () => {
           f.set(xj, add(get(xb), mul(get(j), i32(16 * g.sw))));
           f.set(yj, add(get(yr), mul(get(j), i32(4))));
-          columnGroup(f, g, epi, L, c, run.kys, ja, xj, yj);
+          group(run.kys, ja, xj, yj);
         });
       }
-      for (let j0 = jb; j0 < g.OW; j0 += 4) columnGroup(f, g, epi, L, c, run.kys, j0, xb, yr);
+      for (let j0 = jb; j0 < g.OW; j0 += 4) group(run.kys, j0, xb, yr);
     });
   }
 }
 
+/**
+ * The kernel row ky's input pixels that output columns j0.. read, loaded into the locals xr (or, past XREGS of
+ * them, left in memory): `at(off)` reads input pixel `off` (relative to xp) either way.
+ */
+function rowPixels(f: Fn, xr: readonly number[], xp: number, offs: readonly number[]): (off: number) => Expr {
+  const reg = offs.length <= xr.length;
+  if (reg) offs.forEach((o, m) => f.set(xr[m], load('v128', get(xp), 16 * o)));
+  return (off) => (reg ? get(xr[offs.indexOf(off)]) : load('v128', get(xp), 16 * off));
+}
+
+/**
+ * dwLanesGradFilter(x, g, wbar, C, O, N, g0, g1, scratch): for output channel groups g0..g1, w̄[o, tap] = Σ over
+ * every image and output pixel of ȳ[n, o, p] · x[n, ⌊o / (O / C)⌋, the tap's input pixel of p] (written, not added
+ * to). The forward's sweep with the roles turned: ȳ is transposed too, each column group's four ȳ vectors are held
+ * while every tap's running sum (a vector per tap in the scratch, lanes = channels) takes their products.
+ */
+function gradFilterFn(g: LaneGeom): Fn {
+  const f = new Fn('dwLanesGradFilter', Array.from({ length: 9 }, () => T.i32));
+  const [x, gy, wbar, C, O, N, g0, g1, scr] = f.params;
+  const HW = g.H * g.W, P = g.OH * g.OW, TAPS = g.kh * g.kw;
+  const gi = f.local(T.i32), n = f.local(T.i32), o = f.local(T.i32), M = f.local(T.i32), ol = f.local(T.i32);
+  const sum = f.local(T.i32), xT = f.local(T.i32), gT = f.local(T.i32), gp = f.local(T.i32);
+  const px = [0, 1, 2, 3].map(() => f.local(T.i32)), pg = [0, 1, 2, 3].map(() => f.local(T.i32));
+  const a = [0, 1, 2, 3].map(() => f.local(T.v128)), t = [0, 1, 2, 3].map(() => f.local(T.v128)), b = [0, 1, 2, 3].map(() => f.local(T.v128));
+  const sv = f.local(T.v128), xr = Array.from({ length: XREGS }, () => f.local(T.v128));
+  f.set(sum, get(scr));
+  f.set(xT, add(get(sum), i32(16 * TAPS)));
+  f.set(gT, add(get(xT), i32(16 * HW)));
+  f.set(M, divU(get(O), get(C)));
+  f.for(gi, get(g0), get(g1), i32(1), () => {
+    f.set(o, mul(get(gi), i32(4)));
+    for (let tp = 0; tp < TAPS; tp++) f.store('v128', get(sum), vzero, 16 * tp);
+    for (let l = 0; l < 4; l++) {
+      f.set(ol, min_s(add(get(o), i32(l)), sub(get(O), i32(1))));
+      f.set(px[l], add(get(x), mul(divU(get(ol), get(M)), i32(4 * HW))));
+      f.set(pg[l], add(get(gy), mul(get(ol), i32(4 * P))));
+    }
+    f.for(n, i32(0), get(N), i32(1), () => {
+      transposeIn(f, HW, px, xT, a, t, b);
+      transposeIn(f, P, pg, gT, a, t, b);
+      sweep(f, g, xT, (kys, j0, xp, yo) => {
+        // The group's ȳ vectors (yo: the forward's output offset, 4 bytes a pixel; gT holds 16).
+        const cols = Array.from({ length: Math.min(4, g.OW - j0) }, (_, i) => j0 + i);
+        f.set(gp, add(get(gT), mul(get(yo), i32(4))));
+        cols.forEach((oj, i) => f.set(a[i], load('v128', get(gp), 16 * oj)));
+        const taps = cols.map((oj) => new Map(columnTaps(g, oj, kys).map((e) => [e.tap, e.off])));
+        for (const ky of kys) {
+          const rowTaps = Array.from({ length: g.kw }, (_, kx) => ky * g.kw + kx).filter((tp) => taps.some((m) => m.has(tp)));
+          const at = rowPixels(f, xr, xp, [...new Set(rowTaps.flatMap((tp) => taps.flatMap((m) => (m.has(tp) ? [m.get(tp)!] : []))))]);
+          for (const tp of rowTaps) {
+            f.set(sv, load('v128', get(sum), 16 * tp));
+            cols.forEach((_, i) => {
+              const off = taps[i].get(tp);
+              if (off !== undefined) f.set(sv, vadd(get(sv), vmul(get(a[i]), at(off))));
+            });
+            f.store('v128', get(sum), get(sv), 16 * tp);
+          }
+        }
+      });
+      for (let l = 0; l < 4; l++) {
+        f.set(px[l], add(get(px[l]), mul(get(C), i32(4 * HW))));
+        f.set(pg[l], add(get(pg[l]), mul(get(O), i32(4 * P))));
+      }
+    });
+    // Lane l of tap sum tp is w̄[o + l, tp]; spare lanes are not written.
+    for (let l = 0; l < 4; l++) {
+      f.if(lt_s(add(get(o), i32(l)), get(O)), () => {
+        f.set(ol, add(get(wbar), mul(add(get(o), i32(l)), i32(4 * TAPS))));
+        for (let tp = 0; tp < TAPS; tp++) f.store('f32', get(ol), extractLane(load('v128', get(sum), 16 * tp), l), 4 * tp);
+      });
+    }
+  });
+  return f;
+}
+
+/** Scratch bytes a filter-gradient call needs: the tap sums, the transposed input and ȳ planes. */
+export const laneGradFilterScratchBytes = (g: LaneGeom): number => 16 * (g.kh * g.kw + g.H * g.W + g.OH * g.OW);
+
 const modules = new Map<string, PoolKernel>();
 
-/** The lane kernel for a geometry and epilogue, generated, compiled and loaded into the pool once. */
-export function laneKernel(g: LaneGeom, epi: LaneEpilogue): PoolKernel {
+/** The lane kernel for a geometry and epilogue (or the filter gradient), generated, compiled and loaded into the pool once. */
+export function laneKernel(g: LaneGeom, kind: LaneEpilogue | 'gradFilter'): PoolKernel {
   const h = wasmHeap();
   if (!h) throw new Error('dwlanes: WebAssembly SIMD is not available');
-  const key = `${g.H},${g.W},${g.OH},${g.OW},${g.kh},${g.kw},${g.sh},${g.sw},${g.dh},${g.dw},${g.pt},${g.pl},${epi}`;
+  const key = `${g.H},${g.W},${g.OH},${g.OW},${g.kh},${g.kw},${g.sh},${g.sw},${g.dh},${g.dw},${g.pt},${g.pl},${kind}`;
   let k = modules.get(key);
   if (!k) {
-    const bytes = assemble({ functions: [laneFn(g, epi)], memory: h.importSpec() });
-    k = loadKernels(bytes, ['dwLanes']).dwLanes;
+    const fn = kind === 'gradFilter' ? gradFilterFn(g) : laneFn(g, kind);
+    k = loadKernels(assemble({ functions: [fn], memory: h.importSpec() }), [fn.name])[fn.name];
     modules.set(key, k);
   }
   return k;
