@@ -77,12 +77,13 @@ const laneGeom = (d: DepthwiseGeom): LaneGeom => ({
 });
 
 /**
- * y (at py) = depthwise conv(x at px, w at pw), then `epi`, four output channels per vector (dwlanes.ts). Tasks are
+ * y (at py) = depthwise conv(x at px, w at pw), then `epi` (or, `flipped`, with every kernel turned by 180° and no
+ * epilogue), four output channels per vector (dwlanes.ts). Tasks are
  * ranges of channel groups over every image, or (fewer groups than tasks) one group over a range of images.
  */
-export function depthwiseLanes(px: number, pw: number, py: number, d: DepthwiseGeom, epi?: RowEpilogue): void {
+export function depthwiseLanes(px: number, pw: number, py: number, d: DepthwiseGeom, epi?: RowEpilogue, flipped = false): void {
   const lg = laneGeom(d);
-  const k = laneKernel(lg, epi ? (epi.act === 'silu' ? 'silu' : 'affine') : 'none');
+  const k = laneKernel(lg, flipped ? 'flipped' : epi ? (epi.act === 'silu' ? 'silu' : 'affine') : 'none');
   const scr = S(SLACK), sc = epi?.scale ?? 0, sh = epi?.shift ?? 0;
   const G = Math.ceil(d.O / 4), parts = tasksFor(G * d.N).length;
   const job = new Job();
@@ -134,7 +135,8 @@ function depthwiseStacked(px: number, pw: number, py: number, d: DepthwiseGeom, 
  */
 export function depthwiseGradInputPtr(pg: number, pw: number, pdx: number, d: DepthwiseGeom, planes?: number): void {
   const t = planes === undefined ? gradInputAsForward(d) : null;
-  if (t) gradInputLanes(pg, pw, pdx, d, t);
+  // x̄ = the lane forward of ȳ (geometry t) with each channel's kernel turned by 180°.
+  if (t) depthwiseLanes(pg, pw, pdx, t, undefined, true);
   else gradInputGather(pg, pw, pdx, d, planes ?? stacking(d).planes);
 }
 
@@ -156,19 +158,6 @@ function gradInputAsForward(d: DepthwiseGeom): DepthwiseGeom | null {
 
 /** Whether the input gradient takes the lane kernels (stride 1, multiplier 1, planes they take). */
 export const depthwiseGradInputUsesLanes = (d: DepthwiseGeom): boolean => gradInputAsForward(d) !== null;
-
-/** x̄ = the lane forward of ȳ (geometry `t` from gradInputAsForward) with each channel's kernel turned by 180°. */
-function gradInputLanes(pg: number, pw: number, pdx: number, d: DepthwiseGeom, t: DepthwiseGeom): void {
-  const h = heapOrThrow(), T = d.kh * d.kw;
-  const pf = h.alloc(d.O * T * 4);
-  try {
-    const f32 = h.f32(), w = pw >>> 2, wf = pf >>> 2;
-    for (let o = 0; o < d.O; o++) for (let i = 0; i < T; i++) f32[wf + o * T + i] = f32[w + o * T + T - 1 - i];
-    depthwiseLanes(pg, pf, pdx, t);
-  } finally {
-    h.release(pf);
-  }
-}
 
 /**
  * x̄ by the gather kernels of convsimd.ts: a gather per input plane over its M output channels. ȳ planes stack `Gs`

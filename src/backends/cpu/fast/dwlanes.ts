@@ -41,6 +41,8 @@ export interface LaneGeom {
 
 /** What the kernel does to each sum before it is stored: nothing, y·scale + shift, or SiLU of that. */
 export type LaneEpilogue = 'none' | 'affine' | 'silu';
+/** A lane kernel: the forward with an epilogue, the forward with every kernel turned by 180° (an input gradient), the filter gradient. */
+export type LaneKind = LaneEpilogue | 'flipped' | 'gradFilter';
 
 /**
  * Pixels of an input or output plane this path takes at most: the transposed input plane (16 bytes a pixel, in the
@@ -86,9 +88,10 @@ const divU = (a: Expr, b: Expr): Expr => (f) => {
 /**
  * dwLanes(x, w, scale, shift, y, C, O, N, g0, g1, scratch): output channel groups g0..g1 of every image; x is N·C
  * planes of H·W floats, y N·O planes of OH·OW, output channel o reads input plane ⌊o / (O / C)⌋ and w[o] (kh·kw
- * floats); scale and shift (O floats each) are read by the 'affine' and 'silu' variants only.
+ * floats, read back to front when `flipped`); scale and shift (O floats each) are read by the 'affine' and 'silu'
+ * variants only.
  */
-function laneFn(g: LaneGeom, epi: LaneEpilogue): Fn {
+function laneFn(g: LaneGeom, epi: LaneEpilogue, flipped: boolean): Fn {
   const f = new Fn('dwLanes', Array.from({ length: 11 }, () => T.i32));
   const [x, w, sc, sh, y, C, O, N, g0, g1, scr] = f.params;
   const HW = g.H * g.W, P = g.OH * g.OW, TAPS = g.kh * g.kw;
@@ -115,7 +118,7 @@ function laneFn(g: LaneGeom, epi: LaneEpilogue): Fn {
     for (let l = 0; l < 4; l++) {
       f.set(ol, min_s(add(get(o), i32(l)), get(last)));
       f.set(wo, add(get(w), mul(get(ol), i32(4 * TAPS))));
-      for (let tp = 0; tp < TAPS; tp++) f.store('f32', get(wT), load('f32', get(wo), 4 * tp), 16 * tp + 4 * l);
+      for (let tp = 0; tp < TAPS; tp++) f.store('f32', get(wT), load('f32', get(wo), 4 * (flipped ? TAPS - 1 - tp : tp)), 16 * tp + 4 * l);
       if (epi !== 'none') {
         f.store('f32', get(ss), load('f32', add(get(sc), mul(get(ol), i32(4)))), 4 * l);
         f.store('f32', get(ss), load('f32', add(get(sh), mul(get(ol), i32(4)))), 16 + 4 * l);
@@ -387,14 +390,14 @@ export const laneGradFilterScratchBytes = (g: LaneGeom): number => 16 * (g.kh * 
 
 const modules = new Map<string, PoolKernel>();
 
-/** The lane kernel for a geometry and epilogue (or the filter gradient), generated, compiled and loaded into the pool once. */
-export function laneKernel(g: LaneGeom, kind: LaneEpilogue | 'gradFilter'): PoolKernel {
+/** The lane kernel of a kind for a geometry, generated, compiled and loaded into the pool once. */
+export function laneKernel(g: LaneGeom, kind: LaneKind): PoolKernel {
   const h = wasmHeap();
   if (!h) throw new Error('dwlanes: WebAssembly SIMD is not available');
   const key = `${g.H},${g.W},${g.OH},${g.OW},${g.kh},${g.kw},${g.sh},${g.sw},${g.dh},${g.dw},${g.pt},${g.pl},${kind}`;
   let k = modules.get(key);
   if (!k) {
-    const fn = kind === 'gradFilter' ? gradFilterFn(g) : laneFn(g, kind);
+    const fn = kind === 'gradFilter' ? gradFilterFn(g) : kind === 'flipped' ? laneFn(g, 'none', true) : laneFn(g, kind, false);
     k = loadKernels(assemble({ functions: [fn], memory: h.importSpec() }), [fn.name])[fn.name];
     modules.set(key, k);
   }
