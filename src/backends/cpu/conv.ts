@@ -2,8 +2,8 @@
  * The CPU kernels of the convolution family, keyed by primitive name (spread into the CPU backend's kernel map in
  * ./index.ts). One geometry record per call (conv_geom.ts); one float64 TypeScript reference per op (conv_ref.ts,
  * which also serves float32 where no fast path applies) and one float32 fast path:
- *   - depthwise (one input channel per group), column stride 1–2: the wasm SIMD kernels of fast/dwconv.ts (the
- *     forward four channels per vector over planes up to 128×128, fast/dwlanes.ts; row kernels otherwise);
+ *   - depthwise (one input channel per group), column stride 1–2: the wasm SIMD kernels of fast/dwconv.ts (four
+ *     channels per vector over planes up to 128×128, fast/dwlanes.ts; row kernels otherwise);
  *   - every other conv (depthwise with wider strides included): im2col into the wasm heap, the matrices of several
  *     images at once on the pool's threads (fast/im2col.ts), then per image and group the sgemm (fast/sgemm.ts),
  *     which reads them in place; a 1×1 stride-1 unpadded (pointwise) conv skips im2col

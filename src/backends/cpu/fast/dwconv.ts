@@ -1,8 +1,9 @@
 /**
  * Depthwise conv2d (groups = C, any channel multiplier M, output channel o reads input plane ⌊o / M⌋) on float32,
- * forward and both gradients, with the wasm SIMD window kernels of convsimd.ts, on the pool's threads. The forward
- * over planes up to 128×128 (every depthwise layer of EfficientNet) takes the four-channels-per-vector kernels of
- * dwlanes.ts instead (`depthwiseLanes`); what follows describes the row kernels' way.
+ * forward and both gradients, with the wasm SIMD window kernels of convsimd.ts, on the pool's threads. Over planes
+ * up to 128×128 (every depthwise layer of EfficientNet) the forward, the filter gradient and (stride 1, multiplier
+ * 1) the input gradient take the four-channels-per-vector kernels of dwlanes.ts instead; what follows describes
+ * the row kernels' way.
  *
  * `...Ptr(…)` take byte addresses in the wasm heap (heap.ts) and write the output there; the `...F32` entry points
  * take typed arrays and use views of the heap in place (others are copied in, and the result out). Work goes
@@ -78,8 +79,8 @@ const laneGeom = (d: DepthwiseGeom): LaneGeom => ({
 
 /**
  * y (at py) = depthwise conv(x at px, w at pw), then `epi` (or, `flipped`, with every kernel turned by 180° and no
- * epilogue), four output channels per vector (dwlanes.ts). Tasks are
- * ranges of channel groups over every image, or (fewer groups than tasks) one group over a range of images.
+ * epilogue), four output channels per vector (dwlanes.ts). Tasks are ranges of channel groups over every image, or
+ * (fewer groups than tasks) one group over a range of images.
  */
 export function depthwiseLanes(px: number, pw: number, py: number, d: DepthwiseGeom, epi?: RowEpilogue, flipped = false): void {
   const lg = laneGeom(d);

@@ -16,6 +16,10 @@
  *
  * The last group of a channel count that is not a multiple of 4 fills its spare lanes with the last channel's
  * planes and writes them to a dump area in the scratch, so every group runs the same code.
+ *
+ * The same sweep serves the gradients: the input gradient at stride 1 is the forward of ȳ with each kernel read
+ * back to front ('flipped'), and the filter gradient (gradFilterFn) transposes ȳ too and sums each tap's products
+ * over every image and pixel with the channels in the lanes.
  */
 import { Fn, T, type Expr, add, assemble, extractLane, get, i32, load, mul, shuffle, sub, vadd, vmul, vzero, lt_s, min_s } from './wasm.ts';
 import { Consts, sig } from './activations.ts';
