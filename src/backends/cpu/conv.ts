@@ -2,7 +2,8 @@
  * The CPU kernels of the convolution family, keyed by primitive name (spread into the CPU backend's kernel map in
  * ./index.ts). One geometry record per call (conv_geom.ts); one float64 TypeScript reference per op (conv_ref.ts,
  * which also serves float32 where no fast path applies) and one float32 fast path:
- *   - depthwise (one input channel per group), column stride 1–2: the wasm SIMD window kernels of fast/dwconv.ts;
+ *   - depthwise (one input channel per group), column stride 1–2: the wasm SIMD kernels of fast/dwconv.ts (four
+ *     channels per vector over planes up to 128×128, fast/dwlanes.ts; row kernels otherwise);
  *   - every other conv (depthwise with wider strides included): im2col into the wasm heap, the matrices of several
  *     images at once on the pool's threads (fast/im2col.ts), then per image and group the sgemm (fast/sgemm.ts),
  *     which reads them in place; a 1×1 stride-1 unpadded (pointwise) conv skips im2col
@@ -10,8 +11,8 @@
  *     group) runs as one sgemm over all images (fast/pointwise.ts);
  *   - stochastic conv, column stride 1–2: the wasm SIMD window kernels of fast/stochconv.ts.
  * conv2dAffine (a conv2d with eval-mode batch norm folded in) takes conv2d's fast path with an epilogue: the
- * per-channel affine (+ SiLU) runs on each block of output while it is in cache — the depthwise kernels' staging
- * stack before its copy-out, the sgemm's task stripe after its product, the batched 1×1 product before it is laid
+ * per-channel affine (+ SiLU) runs on each block of output while it is in cache — the depthwise lane kernels'
+ * registers (the row kernels' staging stack before its copy-out), the sgemm's task stripe after its product, the batched 1×1 product before it is laid
  * out — instead of as a second pass over the whole output.
  * All of them run on the pool's threads and write into `OutSpec.into` when given (jit's arena slots, views of the
  * wasm heap that the wasm kernels address in place). Tests compare them with the references (convReferenceKernels).

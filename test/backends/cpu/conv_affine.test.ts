@@ -1,7 +1,7 @@
 /**
  * conv2dAffine (a conv2d with eval-mode batch norm folded in: act(conv·a + b), a and b per output channel) on the CPU
- * backend: the fast kernel, which applies the affine (+ SiLU) as an epilogue of each conv path (the depthwise
- * staging stack; the sgemm's task stripes of columns or rows — im2col and grouped convs, 1×1 over large planes, an
+ * backend: the fast kernel, which applies the affine (+ SiLU) as an epilogue of each conv path (the depthwise lane
+ * kernels' registers, or the row kernels' staging stack past 128×128 planes; the sgemm's task stripes of columns or rows — im2col and grouped convs, 1×1 over large planes, an
  * M-split call; the batched 1×1 product over small planes), against
  *   - conv2d then affine through the same backend's kernels (the unfolded pair jit would otherwise run): the same
  *     float32 operations in the same order, so exactly equal;
@@ -15,7 +15,7 @@ import { type KernelArg, type OutSpec, type TypedArray, findBackend } from '../.
 import { bind } from '../../../src/autograd/trace.ts';
 import { convKernels, convReferenceKernels } from '../../../src/backends/cpu/conv.ts';
 import { convGeometry } from '../../../src/backends/cpu/conv_geom.ts';
-import { depthwiseSimdOk } from '../../../src/backends/cpu/fast/dwconv.ts';
+import { depthwiseSimdOk, depthwiseUsesLanes } from '../../../src/backends/cpu/fast/dwconv.ts';
 import { wasmHeap } from '../../../src/backends/cpu/fast/heap.ts';
 import { pointwiseBatchedOk } from '../../../src/backends/cpu/fast/pointwise.ts';
 import { setSgemmMaxCallBytes } from '../../../src/backends/cpu/fast/sgemm.ts';
@@ -46,6 +46,8 @@ const cases: Case[] = [
   { name: 'pointwise, large planes', x: [2, 16, 20, 20], w: [37, 16, 1, 1], path: 'sgemm' },
   // One image, many output channels over few pixels: the sgemm's tasks are stripes of rows.
   { name: 'pointwise, one image (row stripes)', x: [1, 24, 5, 5], w: [600, 24, 1, 1], path: 'sgemm' },
+  // Planes beyond the lane kernels' 128×128: the stacked row kernels, the epilogue on their staging stack.
+  { name: 'depthwise, planes past 128×128', x: [1, 2, 131, 130], w: [2, 1, 3, 3], pad: 1, groups: 2, path: 'depthwise' },
 ];
 
 function rand(seed: number, n: number, lo = -1, hi = 1): Float32Array {
@@ -88,6 +90,7 @@ describe('conv2dAffine on the CPU backend', () => {
       const p = convGeometry(c.x, c.w, out.shape, attrs);
       const path: Path = p.depthwise && depthwiseSimdOk(p) ? 'depthwise' : pointwiseBatchedOk(p) ? 'pointwise-batched' : 'sgemm';
       if (heap) expect(path, c.name).toBe(c.path);
+      if (heap && path === 'depthwise') expect(depthwiseUsesLanes(p), c.name).toBe(!c.name.includes('past 128'));
     }
   });
 

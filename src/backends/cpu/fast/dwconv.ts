@@ -1,6 +1,9 @@
 /**
  * Depthwise conv2d (groups = C, any channel multiplier M, output channel o reads input plane ⌊o / M⌋) on float32,
- * forward and both gradients, with the wasm SIMD window kernels of convsimd.ts, on the pool's threads.
+ * forward and both gradients, with the wasm SIMD window kernels of convsimd.ts, on the pool's threads. Over planes
+ * up to 128×128 (every depthwise layer of EfficientNet) the forward, the filter gradient and (stride 1, multiplier
+ * 1) the input gradient take the four-channels-per-vector kernels of dwlanes.ts instead; what follows describes
+ * the row kernels' way.
  *
  * `...Ptr(…)` take byte addresses in the wasm heap (heap.ts) and write the output there; the `...F32` entry points
  * take typed arrays and use views of the heap in place (others are copied in, and the result out). Work goes
@@ -12,10 +15,11 @@
  *
  * `depthwiseSimdOk` says whether a call can take this path (float32, wasm SIMD, column stride 1 or 2).
  */
-import { type Geom, SLACK, convSimdAvailable, ginColumnShift, ginPadding, kernels, paddedBytes, simdHeap, tasksFor } from './convsimd.ts';
+import { type Geom, SLACK, convSimdAvailable, ginColumnShift, ginPadding, kernels, paddedBytes, ranges, simdHeap, tasksFor } from './convsimd.ts';
 import type { ConvGeometry } from '../conv_geom.ts';
 import { Job, S } from './pool.ts';
 import { type RowEpilogue, affineRows, epilogueFrom } from './activations.ts';
+import { type LaneGeom, laneGeomOk, laneGradFilterScratchBytes, laneKernel, laneScratchBytes } from './dwlanes.ts';
 
 /** The fields of a conv's geometry record (../conv_geom.ts) these kernels read. */
 export type DepthwiseGeom = Pick<ConvGeometry, 'N' | 'C' | 'H' | 'W' | 'O' | 'OH' | 'OW' | 'kh' | 'kw' | 'stride' | 'dilation' | 'padding'>;
@@ -55,11 +59,48 @@ function stacking(d: DepthwiseGeom): { Hs: number; Wp: number; planes: number } 
 const heapOrThrow = () => simdHeap('depthwise');
 
 /**
- * y (at py) = depthwise conv(x at px, w at pw). `planes`: images stacked per kernel call (tests vary it; the
- * default fills STACK_FLOATS). With `epi`, each channel's staging stack gets its affine (+ SiLU) before it is copied
- * out (eval-mode batch norm folded into the conv).
+ * y (at py) = depthwise conv(x at px, w at pw). With `epi`, act(y·scale + shift) per output channel (eval-mode batch
+ * norm folded into the conv), applied in registers (lane kernels) or on each channel's staging stack before it is
+ * copied out (row kernels). `planes`: images stacked per row-kernel call; given (tests vary it), the row kernels
+ * run whatever the plane size; absent, planes up to 128×128 take the lane kernels and larger ones the row kernels
+ * with stacks that fill STACK_FLOATS.
  */
-export function depthwiseForwardPtr(px: number, pw: number, py: number, d: DepthwiseGeom, planes = stacking(d).planes, epi?: RowEpilogue): void {
+export function depthwiseForwardPtr(px: number, pw: number, py: number, d: DepthwiseGeom, planes?: number, epi?: RowEpilogue): void {
+  if (planes === undefined && depthwiseUsesLanes(d)) depthwiseLanes(px, pw, py, d, epi);
+  else depthwiseStacked(px, pw, py, d, planes ?? stacking(d).planes, epi);
+}
+
+/** Whether the forward takes the four-channels-per-vector kernels of dwlanes.ts (planes up to 128×128). */
+export const depthwiseUsesLanes = (d: DepthwiseGeom): boolean => laneGeomOk(laneGeom(d));
+
+const laneGeom = (d: DepthwiseGeom): LaneGeom => ({
+  H: d.H, W: d.W, OH: d.OH, OW: d.OW, kh: d.kh, kw: d.kw, sh: d.stride[0], sw: d.stride[1], dh: d.dilation[0], dw: d.dilation[1], pt: d.padding[0], pl: d.padding[2],
+});
+
+/**
+ * y (at py) = depthwise conv(x at px, w at pw), then `epi` (or, `flipped`, with every kernel turned by 180° and no
+ * epilogue), four output channels per vector (dwlanes.ts). Tasks are ranges of channel groups over every image, or
+ * (fewer groups than tasks) one group over a range of images.
+ */
+export function depthwiseLanes(px: number, pw: number, py: number, d: DepthwiseGeom, epi?: RowEpilogue, flipped = false): void {
+  const lg = laneGeom(d);
+  const k = laneKernel(lg, flipped ? 'flipped' : epi ? (epi.act === 'silu' ? 'silu' : 'affine') : 'none');
+  const scr = S(SLACK), sc = epi?.scale ?? 0, sh = epi?.shift ?? 0;
+  const G = Math.ceil(d.O / 4), parts = tasksFor(G * d.N).length;
+  const job = new Job();
+  if (G >= parts) {
+    for (const [g0, g1] of tasksFor(G)) job.call(k, px, pw, sc, sh, py, d.C, d.O, d.N, g0, g1, scr).endTask();
+  } else {
+    const xImage = d.C * d.H * d.W * 4, yImage = d.O * d.OH * d.OW * 4;
+    for (const [n0, n1] of ranges(d.N, Math.ceil(parts / G))) {
+      for (let g = 0; g < G; g++) job.call(k, px + n0 * xImage, pw, sc, sh, py + n0 * yImage, d.C, d.O, n1 - n0, g, g + 1, scr).endTask();
+    }
+  }
+  job.run(SLACK + paddedBytes(laneScratchBytes(lg)));
+}
+
+/** Planes stacked per kernel call, swept by the row kernels of convsimd.ts. */
+function depthwiseStacked(px: number, pw: number, py: number, d: DepthwiseGeom, planes: number, epi?: RowEpilogue): void {
   const { N, C, H, W, O, OH, OW, kh, kw } = d;
   const [pt, , pl] = d.padding;
   const M = O / C, HW = H * W, P = OH * OW, T = kh * kw;
@@ -90,11 +131,41 @@ export function depthwiseForwardPtr(px: number, pw: number, py: number, d: Depth
 }
 
 /**
- * x̄ (at pdx) = the depthwise conv's adjoint applied to ȳ (at pg): a gather per input plane over its M output
- * channels. ȳ planes stack `Gs` rows apart with the zero rows each one's gather reads between them, and x̄ rows
- * Gs·sh apart, so every kept x̄ row reads only its own ȳ plane.
+ * x̄ (at pdx) = the depthwise conv's adjoint applied to ȳ (at pg): by the lane kernels where it is a forward conv
+ * (gradInputAsForward), else by the gather kernels. `planes`: as in the forward (given, the gather kernels run).
  */
-export function depthwiseGradInputPtr(pg: number, pw: number, pdx: number, d: DepthwiseGeom, planes = stacking(d).planes): void {
+export function depthwiseGradInputPtr(pg: number, pw: number, pdx: number, d: DepthwiseGeom, planes?: number): void {
+  const t = planes === undefined ? gradInputAsForward(d) : null;
+  // x̄ = the lane forward of ȳ (geometry t) with each channel's kernel turned by 180°.
+  if (t) depthwiseLanes(pg, pw, pdx, t, undefined, true);
+  else gradInputGather(pg, pw, pdx, d, planes ?? stacking(d).planes);
+}
+
+/**
+ * The input gradient as a forward conv where the lane kernels take it: at stride 1 with one output channel per
+ * input channel, x̄ = ȳ convolved with the kernel turned by 180°, padded by (k − 1)·d − p above and left (negative:
+ * rows and columns of ȳ that no x̄ reads). Null elsewhere.
+ */
+function gradInputAsForward(d: DepthwiseGeom): DepthwiseGeom | null {
+  if (d.O !== d.C || d.stride[0] !== 1 || d.stride[1] !== 1) return null;
+  const [pt, , pl] = d.padding;
+  const top = (d.kh - 1) * d.dilation[0] - pt, left = (d.kw - 1) * d.dilation[1] - pl;
+  const t: DepthwiseGeom = {
+    ...d, H: d.OH, W: d.OW, OH: d.H, OW: d.W,
+    padding: [top, d.H - d.OH + pt, left, d.W - d.OW + pl],
+  };
+  return depthwiseUsesLanes(t) ? t : null;
+}
+
+/** Whether the input gradient takes the lane kernels (stride 1, multiplier 1, planes they take). */
+export const depthwiseGradInputUsesLanes = (d: DepthwiseGeom): boolean => gradInputAsForward(d) !== null;
+
+/**
+ * x̄ by the gather kernels of convsimd.ts: a gather per input plane over its M output channels. ȳ planes stack `Gs`
+ * rows apart with the zero rows each one's gather reads between them, and x̄ rows Gs·sh apart, so every kept x̄ row
+ * reads only its own ȳ plane.
+ */
+function gradInputGather(pg: number, pw: number, pdx: number, d: DepthwiseGeom, planes: number): void {
   const { N, C, H, W, O, OH, OW, kh, kw } = d;
   const [pt, , pl] = d.padding;
   const M = O / C, HW = H * W, P = OH * OW, T = kh * kw;
@@ -132,11 +203,27 @@ export function depthwiseGradInputPtr(pg: number, pw: number, pdx: number, d: De
 }
 
 /**
- * w̄[o, ky, kx] (at pdw) = Σ_n Σ_{i, j} ȳ[n, o, i, j] · x_padded[n, ⌊o/M⌋, i·sh + ky·dh, j·sw + kx·dw]. Tasks own
- * channels (each sums into its filter rows); ȳ planes stack with zero rows where the dropped outputs lie, so those
- * rows add nothing (unless the input holds ±∞ or NaN there, which then spreads to more taps than in the reference).
+ * w̄[o, ky, kx] (at pdw) = Σ_n Σ_{i, j} ȳ[n, o, i, j] · x_padded[n, ⌊o/M⌋, i·sh + ky·dh, j·sw + kx·dw]: by the lane
+ * kernels where the forward takes them (tasks are ranges of channel groups, each over every image), else by the
+ * row kernels. `planes`: as in the forward (given, the row kernels run).
  */
-export function depthwiseGradFilterPtr(px: number, pg: number, pdw: number, d: DepthwiseGeom, planes = stacking(d).planes): void {
+export function depthwiseGradFilterPtr(px: number, pg: number, pdw: number, d: DepthwiseGeom, planes?: number): void {
+  if (planes === undefined && depthwiseUsesLanes(d)) {
+    const lg = laneGeom(d), k = laneKernel(lg, 'gradFilter'), scr = S(SLACK);
+    const job = new Job();
+    for (const [g0, g1] of tasksFor(Math.ceil(d.O / 4))) job.call(k, px, pg, pdw, d.C, d.O, d.N, g0, g1, scr).endTask();
+    job.run(SLACK + paddedBytes(laneGradFilterScratchBytes(lg)));
+  } else {
+    gradFilterRows(px, pg, pdw, d, planes ?? stacking(d).planes);
+  }
+}
+
+/**
+ * w̄ by the gwRow kernels of convsimd.ts. Tasks own channels (each sums into its filter rows); ȳ planes stack with
+ * zero rows where the dropped outputs lie, so those rows add nothing (unless the input holds ±∞ or NaN there, which
+ * then spreads to more taps than in the reference).
+ */
+function gradFilterRows(px: number, pg: number, pdw: number, d: DepthwiseGeom, planes: number): void {
   const { N, C, H, W, O, OH, OW, kh, kw } = d;
   const [pt, , pl] = d.padding;
   const [sh] = d.stride;
