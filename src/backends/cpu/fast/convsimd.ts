@@ -49,7 +49,7 @@ const VF = 2;
  * Emits the tap vectors of one input row: X(v, kx) = x[p + (4v + j)·sw + kx·dw] for lanes j = 0..3, with loads shared
  * between taps (stride 2: two loads and an even/odd shuffle per tap column).
  */
-function rowTaps(f: Fn, p: number, g: Geom, nv: number, tmp: Map<number, number>, use: (v: number, kx: number, X: Expr) => void): void {
+export function rowTaps(f: Fn, p: number, g: Geom, nv: number, tmp: Map<number, number>, use: (v: number, kx: number, X: Expr) => void): void {
   const loaded = new Map<number, number>();
   const ld = (off: number): Expr => {
     let l = loaded.get(off);
@@ -75,7 +75,7 @@ function rowTaps(f: Fn, p: number, g: Geom, nv: number, tmp: Map<number, number>
 }
 
 /** Sets mask[v] to the lanes of block vector v below `rem` (all ones = keep). */
-function masks(f: Fn, rem: Expr, per: number, n: number): number[] {
+export function masks(f: Fn, rem: Expr, per: number, n: number): number[] {
   const r = f.local(T.v128);
   f.set(r, isplat(rem));
   const m: number[] = [];
