@@ -1,7 +1,8 @@
 /**
  * Direct window convolutions in WebAssembly SIMD, generated at run time per geometry (taps, strides, dilations),
  * for the convs where no two output channels share an im2col matrix: depthwise (dwconv.ts) and the stochastic
- * conv (stochconv.ts). Three kernels, all on float32 planes in wasm memory, strides in bytes:
+ * conv's input gradient (stochconv.ts; its forward and filter gradient, stochsimd.ts, build on `rowTaps` and
+ * `masks`). Three kernels, all on float32 planes in wasm memory, strides in bytes:
  *
  *   fwd   y[i, j] (+)= Σ_{c, ky, kx} w[c, ky, kx] · x[c, i·sh + ky·dh, j·sw + kx·dw]
  *         4·V outputs of a row at once; a stride-2 row is read as two vectors and split into even / odd lanes

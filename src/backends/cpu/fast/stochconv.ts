@@ -46,7 +46,7 @@ const heapOrThrow = () => simdHeap('stochastic conv');
 
 /** The (image, channel) pairs in image-major order, split into tasks: the threads work through one image at a time. */
 const pairTasks = (s: StochasticGeom): [number, number][] => ranges(s.N * s.O, Math.min(MAX_PAIR_TASKS, Math.ceil((s.N * s.O) / PAIRS_PER_TASK)));
-/** Windows per task at least (each is ~10⁵ multiply-adds at the stem's size), and tasks per job at most. */
+/** Windows per task at least (each is ~3·10⁵ multiply-adds at the stem's size), and tasks per job at most. */
 const PAIRS_PER_TASK = 4;
 const MAX_PAIR_TASKS = 1024;
 
