@@ -31,10 +31,12 @@ export interface TapGeom {
 
 /**
  * Output rows per block in fwd / gw (input rows shared between them when sh < kh) and vectors of 4 outputs per
- * block row: the fastest measured on the 3×3 stride-2 stem (1024² image, 225² windows) among R ∈ 1–3, V ∈ 1–4.
- * fwd's sums live in few registers, so one row of one vector leaves the most for the weights and the taps.
+ * block row: the fastest measured on the 3×3 stride-2 stem (1024² image, random 225² windows, 2 threads) among
+ * R ∈ 1–4, V ∈ 1–4. The windows come from DRAM, each row of a 1024-wide image on its own page, where the
+ * prefetchers start cold: two output rows keep more rows' misses in flight (with windows in cache one row of
+ * fwd was faster); one vector per row leaves the registers to the weights and gw's kh·kw sums.
  */
-const R_FWD = 1;
+const R_FWD = 2;
 const VF = 1;
 const R_GW = 2;
 const VG = 1;
