@@ -6,10 +6,11 @@
  *
  * `...Ptr(…)` take byte addresses in the wasm heap (heap.ts); the `...F32` entry points take typed arrays and use
  * views of the heap in place (others are copied in, and the result out).
- *   - forward and filter gradient: one kernel call per (image, channel) window, which it reads in place once,
- *     plane by plane; tasks are ranges of those pairs in image-major order, so both threads work in the same image,
- *     whose windows overlap (the last-level cache serves the overlap). The filter gradient's calls write per-window
- *     sums, added over the images afterwards;
+ *   - forward and filter gradient: kernel calls per (image, channel) window, which they read in place, plane by
+ *     plane; tasks in image-major order, so both threads work in the same image, whose windows overlap. The
+ *     forward goes through each image in bands of input rows that stay in L2, each window's call computing the
+ *     output rows that start in the band; the filter gradient takes a window per call and writes its sums, added
+ *     over the images afterwards;
  *   - input gradient: per image (a task), in bands of input rows that stay in L2: a gather over each window's
  *     rows of the x̄ band (all C planes per pass), the band cleared before and copied out after, so x̄ is written
  *     once; bands no window touches are zero-filled.
@@ -33,11 +34,11 @@ const geom = (s: StochasticGeom, cn: number): Geom => ({ cn, kh: s.kh, kw: s.kw,
 /** The kernels of each channel chunk (looked up once per call, not per band). */
 const chunkKernels = (s: StochasticGeom, cu: number) => Array.from({ length: Math.ceil(s.C / cu) }, (_, i) => kernels(geom(s, Math.min(cu, s.C - i * cu))));
 
-/** Input rows per band: about 128 KiB of all C planes (plus the kh − 1 rows the last outputs reach into). */
+/** Input rows per band of the input gradient: about 128 KiB of all C planes (plus the kh − 1 rows the last outputs reach into). */
 const bandRows = (s: StochasticGeom) => bandOverride ?? Math.max(8, Math.min(s.H, Math.floor(32768 / (s.C * s.W))));
 let bandOverride: number | undefined;
 
-/** Fixes the band height (tests use tiny bands so windows straddle them); undefined restores the default. */
+/** Fixes the band height of the forward and the input gradient (tests use tiny bands so windows straddle them); undefined restores the defaults. */
 export function setStochasticBandRows(rows: number | undefined): void {
   bandOverride = rows === undefined ? undefined : Math.max(1, Math.floor(rows));
 }
@@ -58,18 +59,52 @@ const windowAt = (px: number, s: StochasticGeom, n: number, o: number): number =
 
 const tapKernels = (s: StochasticGeom) => stochKernels({ kh: s.kh, kw: s.kw, sh: s.stride[0], sw: s.stride[1] as 1 | 2 });
 
+/** Output rows [i0, i1) of a window at row r whose first input rows lie in input rows [b0, b1). */
+function rowsIn(s: StochasticGeom, r: number, b0: number, b1: number): [number, number] {
+  const sh = s.stride[0];
+  return [Math.max(0, Math.ceil((b0 - r) / sh)), Math.min(s.outSize[0], Math.ceil((b1 - r) / sh))];
+}
+
+/**
+ * Input rows per band of the forward: all C planes of a band (~384 KiB) stay in L2 while the windows that cross it
+ * read it, so overlapping windows of an image share one read of it from memory (measured ~5 % faster than a pass
+ * per window on the stem).
+ */
+const fwdBandRows = (s: StochasticGeom) => bandOverride ?? Math.max(8, Math.floor(98304 / (s.C * s.W)));
+
+/**
+ * Per image, band after band of input rows, every window's output rows whose first input row is in the band (a
+ * task per band or run of bands, image-major); a one-band image takes a call per window.
+ */
 export function stochasticForwardPtr(px: number, pw: number, py: number, s: StochasticGeom): void {
-  const { C, H, W, O, kh, kw } = s;
+  const { N, C, H, W, O, kh, kw } = s;
   const [OH, OW] = s.outSize;
+  const sh = s.stride[0];
   const P = OH * OW, T = C * kh * kw;
   const k = tapKernels(s);
+  const B = fwdBandRows(s);
   const job = new Job();
-  for (const [t0, t1] of pairTasks(s)) {
-    for (let t = t0; t < t1; t++) {
-      const o = t % O;
-      job.call(k.fwd, windowAt(px, s, (t - o) / O, o), W * 4, H * W * 4, C, pw + o * T * 4, py + t * P * 4, OW * 4, OH, OW);
+  if (B >= H) {
+    for (const [t0, t1] of pairTasks(s)) {
+      for (let t = t0; t < t1; t++) {
+        const o = t % O;
+        job.call(k.fwd, windowAt(px, s, (t - o) / O, o), W * 4, H * W * 4, C, pw + o * T * 4, py + t * P * 4, OW * 4, OH, OW);
+      }
+      job.endTask();
     }
-    job.endTask();
+  } else {
+    const nb = Math.ceil(H / B);
+    for (const [u0, u1] of ranges(N * nb, Math.min(MAX_PAIR_TASKS, N * nb))) {
+      for (let u = u0; u < u1; u++) {
+        const n = Math.floor(u / nb), b0 = (u % nb) * B;
+        for (let o = 0; o < O; o++) {
+          const [r, q] = windowOf(s, n, o);
+          const [i0, i1] = rowsIn(s, r, b0, b0 + B);
+          if (i0 < i1) job.call(k.fwd, px + ((n * C * H + r + sh * i0) * W + q) * 4, W * 4, H * W * 4, C, pw + o * T * 4, py + ((n * O + o) * P + i0 * OW) * 4, OW * 4, i1 - i0, OW);
+        }
+      }
+      job.endTask();
+    }
   }
   job.run(0);
 }
