@@ -1,7 +1,8 @@
 /**
  * Direct window convolutions in WebAssembly SIMD, generated at run time per geometry (taps, strides, dilations),
  * for the convs where no two output channels share an im2col matrix: depthwise (dwconv.ts) and the stochastic
- * conv (stochconv.ts). Three kernels, all on float32 planes in wasm memory, strides in bytes:
+ * conv's input gradient (stochconv.ts; its forward and filter gradient, stochsimd.ts, build on `rowTaps` and
+ * `masks`). Three kernels, all on float32 planes in wasm memory, strides in bytes:
  *
  *   fwd   y[i, j] (+)= Σ_{c, ky, kx} w[c, ky, kx] · x[c, i·sh + ky·dh, j·sw + kx·dw]
  *         4·V outputs of a row at once; a stride-2 row is read as two vectors and split into even / odd lanes
@@ -49,7 +50,7 @@ const VF = 2;
  * Emits the tap vectors of one input row: X(v, kx) = x[p + (4v + j)·sw + kx·dw] for lanes j = 0..3, with loads shared
  * between taps (stride 2: two loads and an even/odd shuffle per tap column).
  */
-function rowTaps(f: Fn, p: number, g: Geom, nv: number, tmp: Map<number, number>, use: (v: number, kx: number, X: Expr) => void): void {
+export function rowTaps(f: Fn, p: number, g: Geom, nv: number, tmp: Map<number, number>, use: (v: number, kx: number, X: Expr) => void): void {
   const loaded = new Map<number, number>();
   const ld = (off: number): Expr => {
     let l = loaded.get(off);
@@ -75,7 +76,7 @@ function rowTaps(f: Fn, p: number, g: Geom, nv: number, tmp: Map<number, number>
 }
 
 /** Sets mask[v] to the lanes of block vector v below `rem` (all ones = keep). */
-function masks(f: Fn, rem: Expr, per: number, n: number): number[] {
+export function masks(f: Fn, rem: Expr, per: number, n: number): number[] {
   const r = f.local(T.v128);
   f.set(r, isplat(rem));
   const m: number[] = [];
