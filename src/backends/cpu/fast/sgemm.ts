@@ -5,13 +5,13 @@
  * `sgemmPtr` multiplies operands that already live in the heap, in place. `sgemm` takes typed arrays: operands
  * that are views of the heap are used in place; the others are copied into a temporary (a memcpy,
  * O(MK + KN + MN)), the product runs there (O(MNK)), and C is copied back. Tasks are stripes of C (columns, or
- * rows for tall products). An optional epilogue (a per-row affine + SiLU: batch norm folded into a conv) runs on
- * each stripe in the same task, right after its product, while the stripe is still in cache.
+ * rows for tall products). An optional epilogue (a per-row affine + SiLU: batch norm folded into a conv) is applied
+ * by the micro-kernel as it stores the final sums (sgemm_wasm.ts), so C is written once.
  */
 import { type PoolKernel, Job, loadKernels, poolThreads, poolWorkerTasks, setPoolThreads, stopPool } from './pool.ts';
 import { type WasmHeap, wasmHeap } from './heap.ts';
 import { gemm } from '../gemm_ref.ts';
-import { D, type GemmShape, hasRelaxedSimd, scratchBytes, sgemmModuleBytes } from './sgemm_wasm.ts';
+import { D, EPI_MODE, type GemmShape, hasRelaxedSimd, scratchBytes, sgemmModuleBytes } from './sgemm_wasm.ts';
 import { type RowEpilogue, affineRows, epilogueFrom } from './activations.ts';
 
 /** Above this many operand bytes a call is split in halves (recursively) so it always fits. */
@@ -232,9 +232,10 @@ function gemmPtr(
     i32[d + D.ldc / 4] = 4 * ldc;
     f32v[d + D.alpha / 4] = alpha;
     f32v[d + D.beta / 4] = beta;
-    job.call(e.gemm, at, { scratch: 0 });
-    if (epi) affineRows(job, epilogueFrom(epi, m0), pC + 4 * (m0 * ldc + n0), m1 - m0, n1 - n0, ldc);
-    job.endTask();
+    i32[d + D.epi / 4] = epi ? EPI_MODE[epi.act ?? 'affine'] : 0;
+    i32[d + D.scale / 4] = epi ? epi.scale + 4 * m0 : 0;
+    i32[d + D.shift / 4] = epi ? epi.shift + 4 * m0 : 0;
+    job.call(e.gemm, at, { scratch: 0 }).endTask();
   }
   job.run(e.scratch.total);
 }
