@@ -6,7 +6,8 @@ import { gemm } from '../../../../src/backends/cpu/matmul.ts';
 import * as E from '../../../../src/index.ts';
 import { DEFAULT_SHAPE, gemmTasks, reconfigureSgemm } from '../../../../src/backends/cpu/fast/sgemm.ts';
 import { poolThreads, setPoolThreads, taskCount } from '../../../../src/backends/cpu/fast/pool.ts';
-import { setSgemmMaxCallBytes, setSgemmThreads, sgemm, sgemmIsWasm, sgemmThreads, sgemmWorkerTasks } from '../../../../src/backends/cpu/fast/index.ts';
+import { setSgemmMaxCallBytes, setSgemmThreads, sgemm, sgemmIsWasm, sgemmPtr, sgemmThreads, sgemmWorkerTasks, wasmHeap } from '../../../../src/backends/cpu/fast/index.ts';
+import { affineF32 } from '../../../../src/backends/cpu/fast/activations.ts';
 
 interface Case {
   transA: boolean;
@@ -215,6 +216,103 @@ describe('cpu matmul float32 through sgemm', () => {
       let err = 0;
       for (let i = 0; i < y32.length; i++) err = Math.max(err, Math.abs(y32[i] - y64[i]));
       expect(err).toBeLessThan(1e-4);
+    }
+  });
+});
+
+describe('sgemm with a per-row epilogue (batch norm folded into a conv, then SiLU)', () => {
+  const sig64 = (z: number) => (z >= 0 ? 1 / (1 + Math.exp(-z)) : Math.exp(z) / (1 + Math.exp(z)));
+  interface EpiCase {
+    M: number;
+    N: number;
+    K: number;
+    transA: boolean;
+    beta: number;
+    silu: boolean;
+    inHeap: boolean;
+    seed: number;
+  }
+
+  /**
+   * C ← act((alpha·op(A)·B + beta·C)·scale[i] + shift[i]) against float64: the product's bound as in checkCase, times
+   * the affine's |scale| and SiLU's slope (≤ 1.1), plus SiLU's own 4e−7 relative error (activations.test).
+   */
+  function checkEpi(c: EpiCase): void {
+    const { M, N, K, transA, beta, silu } = c;
+    const rnd = lcg(c.seed);
+    const alpha = 0.75;
+    const h = wasmHeap()!;
+    const A = Float32Array.from({ length: M * K }, rnd);
+    const B = Float32Array.from({ length: K * N }, rnd);
+    const C0 = Float32Array.from({ length: M * N }, rnd);
+    const sc = Float32Array.from({ length: M }, () => 4 * rnd());
+    const sh = Float32Array.from({ length: M }, () => 3 * rnd());
+    const P = new Float64Array(M * N), Q = new Float64Array(M * N);
+    gemm(A, 0, transA ? 1 : K, transA ? M : 1, B, 0, N, 1, P, 0, M, N, K);
+    gemm(A.map(Math.abs), 0, transA ? 1 : K, transA ? M : 1, B.map(Math.abs), 0, N, 1, Q, 0, M, N, K);
+    const got = h.withF32(sc, (ps) =>
+      h.withF32(sh, (pb) => {
+        const epi = { scale: ps, shift: pb, act: silu ? ('silu' as const) : undefined };
+        if (!c.inHeap) {
+          const C = C0.slice();
+          sgemm(transA, false, M, N, K, alpha, A, 0, transA ? M : K, B, 0, N, beta, C, 0, N, epi);
+          return C;
+        }
+        return h.withF32(A, (pA) => h.withF32(B, (pB) => h.withF32(C0, (pC) => (sgemmPtr(transA, false, M, N, K, alpha, pA, transA ? M : K, pB, N, beta, pC, N, epi), h.view(pC, M * N).slice()))));
+      }),
+    );
+    for (let i = 0; i < M; i++) {
+      for (let j = 0; j < N; j++) {
+        const at = i * N + j;
+        const z = (alpha * P[at] + (beta === 0 ? 0 : beta * C0[at])) * sc[i] + sh[i];
+        const want = silu ? z * sig64(z) : z;
+        const tolC = 1e-6 * (K + 4) * (alpha * Q[at] + Math.abs(beta * C0[at])) + 1e-6;
+        const tol = 1.1 * (Math.abs(sc[i]) * tolC + 1e-6 * Math.abs(z)) + 4e-7 * Math.abs(want) + 1e-30;
+        if (!(Math.abs(got[at] - want) <= tol)) throw new Error(`C[${i},${j}] = ${got[at]}, want ${want} (tol ${tol}) in ${JSON.stringify(c)}`);
+      }
+    }
+  }
+
+  const arbEpi: fc.Arbitrary<EpiCase> = fc.record({
+    M: size,
+    N: size,
+    // over KC = 256 now and then: the epilogue must wait for the last k block
+    K: fc.oneof(size, fc.integer({ min: 250, max: 600 })),
+    transA: fc.boolean(),
+    beta: scalar,
+    silu: fc.boolean(),
+    inHeap: fc.boolean(),
+    seed: fc.integer({ min: 1, max: 1 << 30 }),
+  });
+
+  it('matches the float64 formula on random shapes: ragged tiles, several k blocks, beta, typed arrays and heap operands', () => {
+    fc.assert(fc.property(arbEpi, (c) => checkEpi(c)), { numRuns: 120 });
+    // B0's shapes: a 1×1 expand conv and the stem (K = 27), one image's product, threaded.
+    checkEpi({ M: 96, N: 4096, K: 16, transA: false, beta: 0, silu: true, inHeap: true, seed: 1 });
+    checkEpi({ M: 32, N: 4099, K: 27, transA: false, beta: 0, silu: true, inHeap: false, seed: 2 });
+  });
+
+  it('holds with tiny cache blocks (many k blocks, MC and NC edges) and another micro-tile', () => {
+    try {
+      for (const blocking of [{ MR: 4, NR: 8, MC: 8, KC: 5, NC: 24 }, { MR: 6, NR: 8, MC: 12, KC: 8, NC: 16 }]) {
+        reconfigureSgemm(blocking);
+        fc.assert(fc.property(arbEpi, (c) => checkEpi({ ...c, K: Math.min(c.K, 40) })), { numRuns: 40 });
+      }
+    } finally {
+      reconfigureSgemm(DEFAULT_SHAPE);
+    }
+  });
+
+  it('is bit-identical to the product followed by the activations module’s affine (the same float32 operations)', () => {
+    const M = 13, N = 531, K = 300, h = wasmHeap()!;
+    const r = lcg(9);
+    const A = Float32Array.from({ length: M * K }, r), B = Float32Array.from({ length: K * N }, r);
+    const sc = Float32Array.from({ length: M }, r), sh = Float32Array.from({ length: M }, r);
+    for (const act of [undefined, 'silu'] as const) {
+      const fused = new Float32Array(M * N), plain = new Float32Array(M * N);
+      h.withF32(sc, (ps) => h.withF32(sh, (pb) => sgemm(false, false, M, N, K, 1, A, 0, K, B, 0, N, 0, fused, 0, N, { scale: ps, shift: pb, act })));
+      sgemm(false, false, M, N, K, 1, A, 0, K, B, 0, N, 0, plain, 0, N);
+      expect(fused).toEqual(affineF32(plain, sc, sh, { N: 1, C: M, HW: N }, 'c', 'c', act));
     }
   });
 });
