@@ -5,8 +5,8 @@
  * (BN statistics, bias and broadcast gradients) accumulated in float64.
  *
  * sigmoid(x) = 1 / (1 + e^(−x)) and silu(x) = x / (1 + e^(−x)), with e^(−x) on 4 lanes by range reduction, a
- * degree-5 polynomial and 2ⁿ built in the exponent bits (vexpNeg; error bound at `sig`); the reference loops call
- * Math.exp per element (~20 ns each here).
+ * degree-5 polynomial and 2ⁿ built in the exponent bits (vmath.ts; error bounds at `sig`, `siluV`); the reference
+ * loops call Math.exp per element (~20 ns each here).
  *
  * Layouts: "planes" are NCHW activations seen as N·C planes of HW floats, plane p in channel p mod C. An affine
  * operand is per channel ('c': one float per channel) or full ('f': the activation's shape).
