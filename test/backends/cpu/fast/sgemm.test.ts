@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { availableParallelism } from 'node:os';
 import { gemm } from '../../../../src/backends/cpu/matmul.ts';
 import * as E from '../../../../src/index.ts';
-import { DEFAULT_SHAPE, gemmTasks, reconfigureSgemm } from '../../../../src/backends/cpu/fast/sgemm.ts';
+import { DEFAULT_SHAPE, gemmTasks, reconfigureSgemm, sgemmBatchPtr } from '../../../../src/backends/cpu/fast/sgemm.ts';
 import { poolThreads, setPoolThreads, taskCount } from '../../../../src/backends/cpu/fast/pool.ts';
 import { setSgemmMaxCallBytes, setSgemmThreads, sgemm, sgemmIsWasm, sgemmPtr, sgemmThreads, sgemmWorkerTasks, wasmHeap } from '../../../../src/backends/cpu/fast/index.ts';
 import { affineF32 } from '../../../../src/backends/cpu/fast/activations.ts';
@@ -314,5 +314,40 @@ describe('sgemm with a per-row epilogue (batch norm folded into a conv, then SiL
       sgemm(false, false, M, N, K, 1, A, 0, K, B, 0, N, 0, plain, 0, N);
       expect(fused).toEqual(affineF32(plain, sc, sh, { N: 1, C: M, HW: N }, 'c', 'c', act));
     }
+  });
+});
+
+describe('sgemmBatchPtr (one job over a batch of products)', () => {
+  it('equals one sgemmPtr per product, bit for bit: shared or strided A, epilogue, batches over one job’s stripes', () => {
+    const h = wasmHeap()!;
+    // [M, N, K, count, strideA]: per-image convs (A shared), B0's expand at 32×32, many tiny products (several jobs).
+    const shapes: [number, number, number, number, boolean][] = [[13, 300, 27, 5, false], [144, 1024, 24, 4, false], [7, 9, 5, 600, true], [33, 65, 290, 3, true]];
+    for (const [M, N, K, count, ownA] of shapes) {
+      const r = lcg(M + N + K);
+      const sA = ownA ? M * K + 3 : 0, sB = K * N + 5, sC = M * N + 7;
+      const A = Float32Array.from({ length: ownA ? count * sA : M * K }, r), B = Float32Array.from({ length: count * sB }, r);
+      const sc = Float32Array.from({ length: M }, r), sh = Float32Array.from({ length: M }, r);
+      h.withF32(A, (pA) => h.withF32(B, (pB) => h.withF32(sc, (ps) => h.withF32(sh, (pb) => {
+        for (const epi of [undefined, { scale: ps, shift: pb, act: 'silu' as const }]) {
+          const C0 = Float32Array.from({ length: count * sC }, r);
+          const one = h.withF32(C0, (pC) => {
+            for (let b = 0; b < count; b++) sgemmPtr(false, false, M, N, K, 0.5, pA + 4 * b * sA, K, pB + 4 * b * sB, N, 1.5, pC + 4 * b * sC, N, epi);
+            return h.view(pC, C0.length).slice();
+          });
+          const all = h.withF32(C0, (pC) => {
+            sgemmBatchPtr(false, false, M, N, K, 0.5, pA, K, pB, N, 1.5, pC, N, { count, strideA: sA, strideB: sB, strideC: sC }, epi);
+            return h.view(pC, C0.length).slice();
+          });
+          expect(all, `${M}×${N}×${K} ×${count}`).toEqual(one);
+          // Gaps between the products' C blocks are untouched.
+          for (let b = 0; b < count; b++) for (let t = M * N; t < sC; t++) expect(all[b * sC + t]).toBe(C0[b * sC + t]);
+        }
+      }))));
+    }
+  });
+
+  it('names a bad batch', () => {
+    expect(() => sgemmBatchPtr(false, false, 2, 2, 2, 1, 0, 2, 0, 2, 0, 0, 2, { count: -1, strideA: 0, strideB: 4, strideC: 4 })).toThrow(/sgemmBatchPtr: batch count -1/);
+    expect(() => sgemmBatchPtr(false, false, 2, 2, 0, 1, 0, 2, 0, 2, 0, 0, 2, { count: 2, strideA: 0, strideB: 4, strideC: 4 })).toThrow(/sgemmBatchPtr: K = 0/);
   });
 });
