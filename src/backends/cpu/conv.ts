@@ -172,6 +172,13 @@ export function conv2dGradInputImpl([ct, w]: readonly Arg[], a: Conv2dGradInputA
   if (pointwiseBatchedOk(p)) return pointwiseGradInputF32(f32(ct), f32(w), p, into(out));
   const DX = outF32(out, !p.pointwise);
   const K = p.Cg * p.kh * p.kw, P = p.OH * p.OW;
+  const h = wasmHeap();
+  if (h && p.pointwise && p.groups === 1 && p.O > 0 && h.ptrOf(DX) >= 0) {
+    // DX[n] = Wᵀ · G[n] for every image in one job (as the forward's batched products).
+    const batch = { count: p.N, strideA: 0, strideB: p.O * P, strideC: p.C * P };
+    inHeap(f32(w), (wt) => inHeap(f32(ct), (g) => sgemmBatchPtr(true, false, p.C, P, p.O, 1, h.ptrOf(wt), p.C, h.ptrOf(g), P, 0, h.ptrOf(DX), P, batch)));
+    return DX;
+  }
   inHeap(f32(w), (wt) =>
     withCol(p.pointwise ? 0 : K * P, (colBuf) => {
       eachGroup(p, (n, g, xOff) => {
