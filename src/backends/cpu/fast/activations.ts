@@ -19,6 +19,10 @@ import { type WasmHeap, wasmHeap } from './heap.ts';
 import { Job, type PoolKernel, type ScratchArg, loadKernels, poolThreads, taskCount } from './pool.ts';
 import type { Kernel, TypedArray } from '../../backend.ts';
 import { sizeOf } from '../../../tensor/shape.ts';
+import { Consts, sig, siluGradV, siluV } from './vmath.ts';
+
+/** The vector math emitters (vmath.ts), for the kernels that build on this module's. */
+export { Consts, sig, siluGradV, siluV };
 
 /** Elements per task of a threaded elementwise kernel (below two of them a call runs on one thread). */
 const GRAIN = 1 << 16;
@@ -29,10 +33,6 @@ export const F64 = 0x7c as T;
 export const promoteLow = simdUn(0x5f);
 /** f64x2.add */
 export const dadd = simdBin(0xf0);
-
-import { Consts, sig, siluGradV, siluV } from './vmath.ts';
-
-export { Consts, sig, siluGradV, siluV };
 
 /**
  * A loop over `count` floats from byte offset `base` (a local) of every stream: `body(loads)` gives the output
