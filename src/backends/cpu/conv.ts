@@ -6,7 +6,7 @@
  *   - every other conv (depthwise with wider strides included): im2col into the wasm heap, the matrices of several
  *     images at once on the pool's threads (fast/im2col.ts), then the sgemm (fast/sgemm.ts), which reads them in
  *     place: with one group and the output in the heap (jit's arena), every image's product in one job
- *     (sgemmBatchPtr), else per image and group; a 1×1 stride-1 unpadded (pointwise) conv skips im2col and
+ *     (sgemmBatchPtr; the filter gradient's sum over images with sgemmSumPtr), else per image and group; a 1×1 stride-1 unpadded (pointwise) conv skips im2col and
  *     multiplies the input planes directly, and over planes of fewer than 256 pixels (several images, one group)
  *     runs as one sgemm over the images laid side by side (fast/pointwise.ts);
  *   - stochastic conv, column stride 1–2: the wasm SIMD window kernels of fast/stochconv.ts.
@@ -35,7 +35,7 @@ import { depthwiseForwardF32, depthwiseGradFilterF32, depthwiseGradInputF32, dep
 import { pointwiseBatchedOk, pointwiseForwardF32, pointwiseGradFilterF32, pointwiseGradInputF32 } from './fast/pointwise.ts';
 import { OWNED_MIN_FLOATS, wasmHeap } from './fast/heap.ts';
 import { im2colPtr } from './fast/im2col.ts';
-import { sgemm, sgemmBatchPtr, sgemmIsWasm } from './fast/sgemm.ts';
+import { sgemm, sgemmBatchPtr, sgemmIsWasm, sgemmSumPtr } from './fast/sgemm.ts';
 import { type RowEpilogue, epilogueFrom, fusedAvailable } from './fast/activations.ts';
 import { stochasticForwardF32, stochasticGradFilterF32, stochasticGradInputF32, stochasticSimdOk } from './fast/stochconv.ts';
 
@@ -199,6 +199,17 @@ export function conv2dGradFilterImpl([x, ct]: readonly Arg[], a: Conv2dGradFilte
   if (pointwiseBatchedOk(p)) return pointwiseGradFilterF32(f32(x), f32(ct), p, into(out));
   const DW = outF32(out, true);
   const K = p.Cg * p.kh * p.kw, P = p.OH * p.OW;
+  const h = wasmHeap();
+  if (h && p.groups === 1 && P > 0 && h.ptrOf(DW) >= 0) {
+    // DW += Σ_n G[n] · col[n]ᵀ over a chunk of images in one job (the same sums, in the same order, as per image).
+    inHeap(f32(ct), (g) =>
+      eachColChunk(x, p, (n0, n1, col, colOff) => {
+        const parts = { count: n1 - n0, strideA: p.O * P, strideB: K * P };
+        sgemmSumPtr(false, true, p.O, K, P, 1, h.ptrOf(g) + 4 * n0 * p.O * P, P, h.ptrOf(col) + 4 * colOff, P, 1, h.ptrOf(DW), K, parts);
+      }),
+    );
+    return DW;
+  }
   eachGroupCol(x, p, (n, g, col, colOff) => {
     // DW[g] += G[n, g] · colᵀ  (Og × K)
     sgemm(false, true, p.Og, K, P, 1, f32(ct), (n * p.O + g * p.Og) * P, P, col, colOff, P, 1, DW, g * p.Og * K, K);

@@ -202,6 +202,31 @@ export function sgemmBatchPtr(
   gemmPtr(e, transA, transB, M, N, K, alpha, pA, lda, pB, ldb, beta, pC, ldc, epi, batch);
 }
 
+/** Products summed into one C: operand p at its first one's address + p·stride (floats). */
+export interface GemmParts {
+  readonly count: number;
+  readonly strideA: number;
+  readonly strideB: number;
+}
+
+/**
+ * C ← alpha·Σ_p op(A_p)·op(B_p) + beta·C (heap addresses, sgemmPtr's semantics), the products of `parts` summed in
+ * one job: each stripe of C runs the k blocks of every part in turn. Bit-identical to one sgemmPtr per part with
+ * beta = 1 after the first (e.g. a conv's filter gradient, summed over images), without a wait per part.
+ */
+export function sgemmSumPtr(
+  transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+  pA: number, lda: number, pB: number, ldb: number, beta: number, pC: number, ldc: number, parts: GemmParts,
+): void {
+  const e = getEngine();
+  if (!e) throw new Error('sgemmSumPtr: WebAssembly SIMD is not available (use sgemm on typed arrays)');
+  check(parts.count >= 1 && Number.isInteger(parts.count), () => `sgemmSumPtr: parts count ${parts.count} must be a positive integer`);
+  check(K > 0 && alpha !== 0, () => `sgemmSumPtr: K = ${K}, alpha = ${alpha}: the parts need a product (use sgemmPtr)`);
+  check(M >= 0 && N >= 0 && ldc >= N && lda >= (transA ? M : K) && ldb >= (transB ? K : N), () => `sgemmSumPtr: bad sizes M=${M} N=${N} K=${K} lda=${lda} ldb=${ldb} ldc=${ldc}`);
+  if (M === 0 || N === 0) return;
+  gemmPtr(e, transA, transB, M, N, K, alpha, pA, lda, pB, ldb, beta, pC, ldc, undefined, ONE, parts);
+}
+
 /**
  * How an M×N×K product splits over T threads: stripes of columns when there are enough NR panels, else of rows;
  * about 128 columns (rows) each so that re-packing A (B) per task stays under ~10%, in a multiple of T (3 equal
@@ -218,6 +243,7 @@ export function gemmTasks(M: number, N: number, K: number, MR: number, NR: numbe
 }
 
 const ONE: GemmBatch = { count: 1, strideA: 0, strideB: 0, strideC: 0 };
+const ONE_PART: GemmParts = { count: 1, strideA: 0, strideB: 0 };
 
 /**
  * Splits C into stripes (tasks) and runs them on the pool: each product of the batch in as many stripes as alone
@@ -227,6 +253,7 @@ const ONE: GemmBatch = { count: 1, strideA: 0, strideB: 0, strideC: 0 };
 function gemmPtr(
   e: Engine, transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
   pA: number, lda: number, pB: number, ldb: number, beta: number, pC: number, ldc: number, epi?: RowEpilogue, batch: GemmBatch = ONE,
+  parts: GemmParts = ONE_PART,
 ): void {
   // op(A)(i, k) at pA + i·rsA + k·csA; op(B)(k, j) at pB + k·rsB + j·csB (bytes).
   const rsA = transA ? 4 : 4 * lda;
@@ -234,7 +261,7 @@ function gemmPtr(
   const rsB = transB ? 4 : 4 * ldb;
   const csB = transB ? 4 * ldb : 4;
   const { MR, NR } = e.shape;
-  const { byCols, panels, tasks } = gemmTasks(M, N, K, MR, NR, poolThreads());
+  const { byCols, panels, tasks } = gemmTasks(M, N, K * parts.count, MR, NR, poolThreads());
   const S = batch.count === 1 ? tasks : Math.min(tasks, Math.max(1, Math.floor(MAX_TASKS / batch.count)));
   const i32 = e.heap.i32();
   const f32v = e.heap.f32();
@@ -274,6 +301,9 @@ function gemmPtr(
         i32[d + D.epi / 4] = epi ? EPI_MODE[epi.act ?? 'affine'] : 0;
         i32[d + D.scale / 4] = epi ? epi.scale + 4 * m0 : 0;
         i32[d + D.shift / 4] = epi ? epi.shift + 4 * m0 : 0;
+        i32[d + D.parts / 4] = parts.count;
+        i32[d + D.partA / 4] = 4 * parts.strideA;
+        i32[d + D.partB / 4] = 4 * parts.strideB;
         job.call(e.gemm, at, { scratch: 0 }).endTask();
       }
     }

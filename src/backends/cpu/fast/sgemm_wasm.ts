@@ -43,7 +43,9 @@ export const D = {
   alpha: 44, beta: 48,
   /** Epilogue: 0 none, 1 per-row affine, 2 affine + SiLU (EPI_MODE); byte addresses of row 0's scale and shift. */
   epi: 52, scale: 56, shift: 60,
-  size: 64,
+  /** C ← alpha·Σ_p op(A_p)·op(B_p) + beta·C over `parts` products, A_p at A + p·partA and B_p at B + p·partB (bytes). */
+  parts: 64, partA: 68, partB: 72,
+  size: 80,
 } as const;
 
 /** The epilogues the micro-kernel can apply to C as it stores its last k block, by descriptor code. */
@@ -309,7 +311,7 @@ function driver(g: GemmShape): Fn {
   const L = (t: T = T.i32) => f.local(t);
   const M = L(), N = L(), K = L(), A = L(), rsA = L(), csA = L(), B = L(), rsB = L(), csB = L(), C = L(), ldc = L();
   const alpha = L(T.f32), beta = L(T.f32), betaEff = L(T.f32);
-  const epi = L(), sc = L(), sh = L(), mode = L();
+  const epi = L(), sc = L(), sh = L(), mode = L(), parts = L(), partA = L(), partB = L(), pt = L(), Ap = L(), Bp = L();
   const pA = L(), pB = L(), tile = L();
   const jc = L(), nc = L(), pc = L(), kc = L(), ic = L(), mc = L(), jr = L(), ir = L();
   const fields: [number, number][] = [[M, D.M], [N, D.N], [K, D.K], [A, D.A], [rsA, D.rsA], [csA, D.csA], [B, D.B], [rsB, D.rsB], [csB, D.csB], [C, D.C], [ldc, D.ldc]];
@@ -322,44 +324,54 @@ function driver(g: GemmShape): Fn {
   f.set(epi, load('i32', get(d), D.epi));
   f.set(sc, load('i32', get(d), D.scale));
   f.set(sh, load('i32', get(d), D.shift));
+  f.set(parts, load('i32', get(d), D.parts));
+  f.set(partA, load('i32', get(d), D.partA));
+  f.set(partB, load('i32', get(d), D.partB));
   f.for(jc, i32(0), get(N), i32(NC), () => {
     f.set(nc, min_s(i32(NC), sub(get(N), get(jc))));
-    f.for(pc, i32(0), get(K), i32(KC), () => {
-      f.set(kc, min_s(i32(KC), sub(get(K), get(pc))));
-      f.call(FN_PACK_B, add(add(get(B), mul(get(pc), get(rsB))), mul(get(jc), get(csB))), get(rsB), get(csB), get(kc), get(nc), get(pB));
-      f.set(betaEff, (h) => {
-        // select(beta, 1, pc == 0)
-        get(beta)(h);
-        f32(1)(h);
-        eq(get(pc), i32(0))(h);
-        h.op(0x1b);
-      });
-      // The epilogue runs as the last k block is stored: select(epi, 0, pc + kc ≥ K).
-      f.set(mode, (h) => {
-        get(epi)(h);
-        i32(0)(h);
-        ge_s(add(get(pc), get(kc)), get(K))(h);
-        h.op(0x1b);
-      });
-      f.for(ic, i32(0), get(M), i32(MC), () => {
-        f.set(mc, min_s(i32(MC), sub(get(M), get(ic))));
-        f.call(FN_PACK_A, add(add(get(A), mul(get(ic), get(rsA))), mul(get(pc), get(csA))), get(rsA), get(csA), get(mc), get(kc), get(alpha), get(pA));
-        f.for(jr, i32(0), get(nc), i32(NR), () => {
-          f.for(ir, i32(0), get(mc), i32(MR), () => {
-            const args: Expr[] = [
-              add(get(pA), mul(mul(get(ir), get(kc)), i32(4))),
-              add(get(pB), mul(mul(get(jr), get(kc)), i32(4))),
-              get(kc),
-              add(add(get(C), mul(add(get(ic), get(ir)), get(ldc))), mul(add(get(jc), get(jr)), i32(4))),
-              get(ldc),
-              min_s(i32(MR), sub(get(mc), get(ir))),
-              min_s(i32(NR), sub(get(nc), get(jr))),
-              get(betaEff),
-              get(tile),
-            ];
-            const rowAt = (p: number) => add(get(p), mul(add(get(ic), get(ir)), i32(4)));
-            const withEpi = (e: GemmEpilogue) => () => f.call(FN_KERNEL_EPI[e], ...args, rowAt(sc), rowAt(sh));
-            f.if(eq(get(mode), i32(0)), () => f.call(FN_KERNEL, ...args), () => f.if(eq(get(mode), i32(EPI_MODE.affine)), withEpi('affine'), withEpi('silu')));
+    // The k blocks of every part in turn: the same sums, in the same order, as one call per part with beta = 1 after the first.
+    f.for(pt, i32(0), get(parts), i32(1), () => {
+      f.set(Ap, add(get(A), mul(get(pt), get(partA))));
+      f.set(Bp, add(get(B), mul(get(pt), get(partB))));
+      f.for(pc, i32(0), get(K), i32(KC), () => {
+        f.set(kc, min_s(i32(KC), sub(get(K), get(pc))));
+        f.call(FN_PACK_B, add(add(get(Bp), mul(get(pc), get(rsB))), mul(get(jc), get(csB))), get(rsB), get(csB), get(kc), get(nc), get(pB));
+        f.set(betaEff, (h) => {
+          // select(beta, 1, first block of the first part)
+          get(beta)(h);
+          f32(1)(h);
+          eq(add(get(pt), get(pc)), i32(0))(h);
+          h.op(0x1b);
+        });
+        // The epilogue runs as the last k block of the last part is stored: select(epi, 0, that block).
+        f.set(mode, (h) => {
+          get(epi)(h);
+          i32(0)(h);
+          eq(add(get(pt), i32(1)), get(parts))(h);
+          ge_s(add(get(pc), get(kc)), get(K))(h);
+          h.op(0x71); // i32.and
+          h.op(0x1b);
+        });
+        f.for(ic, i32(0), get(M), i32(MC), () => {
+          f.set(mc, min_s(i32(MC), sub(get(M), get(ic))));
+          f.call(FN_PACK_A, add(add(get(Ap), mul(get(ic), get(rsA))), mul(get(pc), get(csA))), get(rsA), get(csA), get(mc), get(kc), get(alpha), get(pA));
+          f.for(jr, i32(0), get(nc), i32(NR), () => {
+            f.for(ir, i32(0), get(mc), i32(MR), () => {
+              const args: Expr[] = [
+                add(get(pA), mul(mul(get(ir), get(kc)), i32(4))),
+                add(get(pB), mul(mul(get(jr), get(kc)), i32(4))),
+                get(kc),
+                add(add(get(C), mul(add(get(ic), get(ir)), get(ldc))), mul(add(get(jc), get(jr)), i32(4))),
+                get(ldc),
+                min_s(i32(MR), sub(get(mc), get(ir))),
+                min_s(i32(NR), sub(get(nc), get(jr))),
+                get(betaEff),
+                get(tile),
+              ];
+              const rowAt = (p: number) => add(get(p), mul(add(get(ic), get(ir)), i32(4)));
+              const withEpi = (e: GemmEpilogue) => () => f.call(FN_KERNEL_EPI[e], ...args, rowAt(sc), rowAt(sh));
+              f.if(eq(get(mode), i32(0)), () => f.call(FN_KERNEL, ...args), () => f.if(eq(get(mode), i32(EPI_MODE.affine)), withEpi('affine'), withEpi('silu')));
+            });
           });
         });
       });

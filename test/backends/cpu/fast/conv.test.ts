@@ -310,8 +310,8 @@ describe.skipIf(!convSimdAvailable() || !wasmHeap()?.shared)('eager stochastic c
   }
 });
 
-describe.skipIf(!wasmHeap())('sgemm convs writing into the heap (jit arena): every image in one batched job', () => {
-  it('forward (im2col and 1×1 over large planes) and the 1×1 input gradient match the reference', () => {
+describe.skipIf(!wasmHeap())('sgemm convs writing into the heap (jit arena): every image in one job', () => {
+  it('forward and filter gradient (im2col and 1×1 over large planes), the 1×1 input gradient: match the reference', () => {
     const h = wasmHeap()!;
     const f32 = (storage: Float32Array, shape: number[]): KernelArg<TypedArray> => ({ storage, shape, dtype: 'float32' });
     // [N, C, H, W], [O, C, k, k], stride, pad: the stem's shape (small), a 1×1 over 16×16 planes (not the small-plane path), ragged columns.
@@ -327,6 +327,12 @@ describe.skipIf(!wasmHeap())('sgemm convs writing into the heap (jit arena): eve
       expect(y).toBe(into);
       expectClose(y, R.conv2dRefImpl([arg(f64(x), xs), arg(f64(w), ws)], a, out(ys)), `forward ${xs}`);
       slot.release();
+      const wslot = h.reserve(w.length * 4);
+      const winto = wslot.f32();
+      const dw = convKernels.conv2dGradFilter([f32(x, xs), f32(g, ys)], { ...a, filterShape: ws }, { shape: ws, dtype: 'float32', into: winto });
+      expect(dw).toBe(winto);
+      expectClose(dw, R.conv2dGradFilterRefImpl([arg(f64(x), xs), arg(f64(g), ys)], { ...a, filterShape: ws }, out(ws)), `filter gradient ${xs}`);
+      wslot.release();
       if (ws[2] !== 1) continue;
       const dslot = h.reserve(x.length * 4);
       const dinto = dslot.f32();

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { availableParallelism } from 'node:os';
 import { gemm } from '../../../../src/backends/cpu/matmul.ts';
 import * as E from '../../../../src/index.ts';
-import { DEFAULT_SHAPE, gemmTasks, reconfigureSgemm, sgemmBatchPtr } from '../../../../src/backends/cpu/fast/sgemm.ts';
+import { DEFAULT_SHAPE, gemmTasks, reconfigureSgemm, sgemmBatchPtr, sgemmSumPtr } from '../../../../src/backends/cpu/fast/sgemm.ts';
 import { poolThreads, setPoolThreads, taskCount } from '../../../../src/backends/cpu/fast/pool.ts';
 import { setSgemmMaxCallBytes, setSgemmThreads, sgemm, sgemmIsWasm, sgemmPtr, sgemmThreads, sgemmWorkerTasks, wasmHeap } from '../../../../src/backends/cpu/fast/index.ts';
 import { affineF32 } from '../../../../src/backends/cpu/fast/activations.ts';
@@ -349,5 +349,43 @@ describe('sgemmBatchPtr (one job over a batch of products)', () => {
   it('names a bad batch', () => {
     expect(() => sgemmBatchPtr(false, false, 2, 2, 2, 1, 0, 2, 0, 2, 0, 0, 2, { count: -1, strideA: 0, strideB: 4, strideC: 4 })).toThrow(/sgemmBatchPtr: batch count -1/);
     expect(() => sgemmBatchPtr(false, false, 2, 2, 0, 1, 0, 2, 0, 2, 0, 0, 2, { count: 2, strideA: 0, strideB: 4, strideC: 4 })).toThrow(/sgemmBatchPtr: K = 0/);
+  });
+});
+
+describe('sgemmSumPtr (products summed into one C in one job)', () => {
+  /** Σ_p op(A_p)·op(B_p) against one sgemmPtr per part (beta = 1 after the first): bit for bit. */
+  function checkSum(M: number, N: number, K: number, count: number, transA: boolean, transB: boolean, beta: number, seed: number): void {
+    const h = wasmHeap()!;
+    const r = lcg(seed);
+    const sA = M * K + 1, sB = K * N + 2;
+    const A = Float32Array.from({ length: count * sA }, r), B = Float32Array.from({ length: count * sB }, r), C0 = Float32Array.from({ length: M * N }, r);
+    const [lda, ldb] = [transA ? M : K, transB ? K : N];
+    h.withF32(A, (pA) => h.withF32(B, (pB) => {
+      const one = h.withF32(C0, (pC) => {
+        for (let q = 0; q < count; q++) sgemmPtr(transA, transB, M, N, K, 0.5, pA + 4 * q * sA, lda, pB + 4 * q * sB, ldb, q === 0 ? beta : 1, pC, N);
+        return h.view(pC, M * N).slice();
+      });
+      const all = h.withF32(C0, (pC) => (sgemmSumPtr(transA, transB, M, N, K, 0.5, pA, lda, pB, ldb, beta, pC, N, { count, strideA: sA, strideB: sB }), h.view(pC, M * N).slice()));
+      expect(all, `${M}×${N}×${K} ×${count} ${transA} ${transB} beta ${beta}`).toEqual(one);
+    }));
+  }
+
+  it('equals one sgemmPtr per part, bit for bit (a conv filter gradient summed over images; k blocks; ragged tiles)', () => {
+    fc.assert(
+      fc.property(size, size, fc.oneof(size, fc.integer({ min: 250, max: 520 })), fc.integer({ min: 1, max: 6 }), fc.boolean(), fc.boolean(), scalar, fc.integer({ min: 1, max: 1 << 30 }), (M, N, K, count, tA, tB, beta, seed) =>
+        checkSum(M, N, K, count, tA, tB, beta, seed),
+      ),
+      { numRuns: 60 },
+    );
+    checkSum(96, 16, 4096, 4, false, true, 1, 3); // B0's [96,16] 1×1 filter gradient at 64×64, 4 images
+  });
+
+  it('holds with tiny cache blocks', () => {
+    try {
+      reconfigureSgemm({ MR: 4, NR: 8, MC: 8, KC: 5, NC: 24 });
+      fc.assert(fc.property(size, size, size, fc.integer({ min: 1, max: 4 }), fc.boolean(), fc.integer({ min: 1, max: 1 << 30 }), (M, N, K, count, tB, seed) => checkSum(M, N, K, count, false, tB, 0, seed)), { numRuns: 30 });
+    } finally {
+      reconfigureSgemm(DEFAULT_SHAPE);
+    }
   });
 });
