@@ -263,6 +263,7 @@ function gemmPtr(
   const { MR, NR } = e.shape;
   const { byCols, panels, tasks } = gemmTasks(M, N, K * parts.count, MR, NR, poolThreads());
   const S = batch.count === 1 ? tasks : Math.min(tasks, Math.max(1, Math.floor(MAX_TASKS / batch.count)));
+  const stripes = stripesOf(M, N, S, panels, byCols, MR, NR);
   const i32 = e.heap.i32();
   const f32v = e.heap.f32();
   const perJob = Math.max(1, Math.floor(MAX_DESC / S));
@@ -271,20 +272,8 @@ function gemmPtr(
     let at = e.desc;
     for (let b = b0; b < Math.min(batch.count, b0 + perJob); b++) {
       const a = pA + 4 * b * batch.strideA, bb = pB + 4 * b * batch.strideB, c = pC + 4 * b * batch.strideC;
-      let start = 0;
-      for (let t = 0; t < S; t++, at += D.size) {
-        const end = Math.round(((t + 1) * panels) / S);
-        const lo = start;
-        start = end;
+      for (const [m0, m1, n0, n1] of stripes) {
         const d = at >>> 2;
-        let m0 = 0, m1 = M, n0 = 0, n1 = N;
-        if (byCols) {
-          n0 = lo * NR;
-          n1 = Math.min(N, end * NR);
-        } else {
-          m0 = lo * MR;
-          m1 = Math.min(M, end * MR);
-        }
         i32[d + D.M / 4] = m1 - m0;
         i32[d + D.N / 4] = n1 - n0;
         i32[d + D.K / 4] = K;
@@ -305,10 +294,19 @@ function gemmPtr(
         i32[d + D.partA / 4] = 4 * parts.strideA;
         i32[d + D.partB / 4] = 4 * parts.strideB;
         job.call(e.gemm, at, { scratch: 0 }).endTask();
+        at += D.size;
       }
     }
     job.run(e.scratch.total);
   }
+}
+
+/** The S stripes of an M×N product, [m0, m1, n0, n1] each: `panels` NR-wide column panels (MR-high row panels) shared out evenly. */
+function stripesOf(M: number, N: number, S: number, panels: number, byCols: boolean, MR: number, NR: number): [number, number, number, number][] {
+  return Array.from({ length: S }, (_, t) => {
+    const lo = Math.round((t * panels) / S), hi = Math.round(((t + 1) * panels) / S);
+    return byCols ? [0, M, lo * NR, Math.min(N, hi * NR)] : [lo * MR, Math.min(M, hi * MR), 0, N];
+  });
 }
 
 function run(
