@@ -6,9 +6,10 @@
  *   - every other conv (depthwise with wider strides included): im2col into the wasm heap, the matrices of several
  *     images at once on the pool's threads (fast/im2col.ts), then the sgemm (fast/sgemm.ts), which reads them in
  *     place: with one group and the output in the heap (jit's arena), every image's product in one job
- *     (sgemmBatchPtr; the filter gradient's sum over images with sgemmSumPtr), else per image and group; a 1×1 stride-1 unpadded (pointwise) conv skips im2col and
- *     multiplies the input planes directly, and over planes of fewer than 256 pixels (several images, one group)
- *     runs as one sgemm over the images laid side by side (fast/pointwise.ts);
+ *     (sgemmBatchPtr; the filter gradient's sum over images with sgemmSumPtr), else per image and group; a 1×1
+ *     stride-1 unpadded (pointwise) conv skips im2col and multiplies the input planes directly, and over planes of
+ *     fewer than 256 pixels (several images, one group) runs as one sgemm over the images laid side by side
+ *     (fast/pointwise.ts);
  *   - stochastic conv, column stride 1–2: the wasm SIMD window kernels of fast/stochconv.ts.
  * conv2dAffine (a conv2d with eval-mode batch norm folded in) takes conv2d's fast path with an epilogue: the
  * per-channel affine (+ SiLU) runs on each block of output while it is in cache — the depthwise kernels' staging
@@ -200,7 +201,7 @@ export function conv2dGradFilterImpl([x, ct]: readonly Arg[], a: Conv2dGradFilte
   const DW = outF32(out, true);
   const K = p.Cg * p.kh * p.kw, P = p.OH * p.OW;
   const h = wasmHeap();
-  if (h && p.groups === 1 && P > 0 && h.ptrOf(DW) >= 0) {
+  if (h && p.groups === 1 && p.N > 0 && P > 0 && h.ptrOf(DW) >= 0) {
     // DW += Σ_n G[n] · col[n]ᵀ over a chunk of images in one job (the same sums, in the same order, as per image).
     inHeap(f32(ct), (g) =>
       eachColChunk(x, p, (n0, n1, col, colOff) => {
