@@ -5,15 +5,18 @@
  *   - depthwise (one input channel per group), column stride 1–2: the wasm SIMD kernels of fast/dwconv.ts (four
  *     channels per vector over planes up to 128×128, fast/dwlanes.ts; row kernels otherwise);
  *   - every other conv (depthwise with wider strides included): im2col into the wasm heap, the matrices of several
- *     images at once on the pool's threads (fast/im2col.ts), then per image and group the sgemm (fast/sgemm.ts),
- *     which reads them in place; a 1×1 stride-1 unpadded (pointwise) conv skips im2col
- *     and multiplies the input planes directly, and over planes of fewer than 256 pixels (several images, one
- *     group) runs as one sgemm over all images (fast/pointwise.ts);
+ *     images at once on the pool's threads (fast/im2col.ts), then the sgemm (fast/sgemm.ts), which reads them in
+ *     place: with one group and the output in the heap (jit's arena), every image's product in one job
+ *     (sgemmBatchPtr; the filter gradient's sum over images with sgemmSumPtr), else per image and group; a 1×1
+ *     stride-1 unpadded (pointwise) conv skips im2col and multiplies the input planes directly, and over planes of
+ *     fewer than 256 pixels (several images, one group) runs as one sgemm over the images laid side by side
+ *     (fast/pointwise.ts);
  *   - stochastic conv, column stride 1–2: the wasm SIMD window kernels of fast/stochconv.ts.
  * conv2dAffine (a conv2d with eval-mode batch norm folded in) takes conv2d's fast path with an epilogue: the
  * per-channel affine (+ SiLU) runs on each block of output while it is in cache — the depthwise lane kernels'
- * registers (the row kernels' staging stack before its copy-out), the sgemm's task stripe after its product, the batched 1×1 product before it is laid
- * out — instead of as a second pass over the whole output.
+ * registers (the row kernels' staging stack before its copy-out), the sgemm's micro-tiles as they leave the
+ * registers (the batched 1×1 product's too, before it is laid out) — instead of as a second pass over the whole
+ * output.
  * All of them run on the pool's threads and write into `OutSpec.into` when given (jit's arena slots, views of the
  * wasm heap that the wasm kernels address in place). Tests compare them with the references (convReferenceKernels).
  */
@@ -35,7 +38,7 @@ import { depthwiseForwardF32, depthwiseGradFilterF32, depthwiseGradInputF32, dep
 import { pointwiseBatchedOk, pointwiseForwardF32, pointwiseGradFilterF32, pointwiseGradInputF32 } from './fast/pointwise.ts';
 import { OWNED_MIN_FLOATS, wasmHeap } from './fast/heap.ts';
 import { im2colPtr } from './fast/im2col.ts';
-import { sgemm, sgemmIsWasm } from './fast/sgemm.ts';
+import { sgemm, sgemmBatchPtr, sgemmIsWasm, sgemmSumPtr } from './fast/sgemm.ts';
 import { type RowEpilogue, epilogueFrom, fusedAvailable } from './fast/activations.ts';
 import { stochasticForwardF32, stochasticGradFilterF32, stochasticGradInputF32, stochasticSimdOk } from './fast/stochconv.ts';
 
@@ -79,25 +82,42 @@ function inHeap<R>(a: Float32Array, body: (v: Float32Array) => R): R {
 const COL_FLOATS = 1 << 22;
 
 /**
- * Calls f(n, g, col, colOff) for each image and group with the group's im2col matrix at col[colOff…] — for a
- * pointwise conv, the input itself at the group's first plane. With the wasm heap, the matrices of as many images as
- * fit COL_FLOATS are built by one job on the pool's threads (fast/im2col.ts); without, one at a time here.
+ * Calls f(n0, n1, col, colOff) for chunks of images [n0, n1) whose im2col matrices lie in col from colOff on,
+ * image n's group g at colOff + ((n − n0)·groups + g)·KP (KP = Cg·kh·kw·OH·OW floats). For a pointwise conv the
+ * matrices are the input planes themselves: one chunk, the input (a view of the heap when there is one). With the
+ * wasm heap, the matrices of as many images as fit COL_FLOATS are built by one job on the pool's threads
+ * (fast/im2col.ts); without, one image at a time here.
  */
-function eachGroupCol(x: Arg, p: ConvGeometry, f: (n: number, g: number, col: Float32Array, colOff: number) => void): void {
+function eachColChunk(x: Arg, p: ConvGeometry, f: (n0: number, n1: number, col: Float32Array, colOff: number) => void): void {
   const KP = p.Cg * p.kh * p.kw * p.OH * p.OW;
   const h = wasmHeap();
-  if (p.pointwise) return eachGroup(p, (n, g, xOff) => f(n, g, f32(x), xOff));
-  if (!h) return withCol(KP, (col) => eachGroup(p, (n, g, xOff) => (im2col(f32(x), xOff, p, col), f(n, g, col, 0))));
+  if (p.pointwise) return h ? inHeap(f32(x), (xh) => f(0, p.N, xh, 0)) : f(0, p.N, f32(x), 0);
+  if (!h) {
+    return withCol(p.groups * KP, (col) => {
+      for (let n = 0; n < p.N; n++) {
+        for (let g = 0; g < p.groups; g++) im2col(f32(x), (n * p.C + g * p.Cg) * p.H * p.W, p, col, g * KP);
+        f(n, n + 1, col, 0);
+      }
+    });
+  }
   const per = Math.max(1, Math.min(p.N, Math.floor(COL_FLOATS / (KP * p.groups))));
   inHeap(f32(x), (xh) =>
     withCol(per * p.groups * KP, (col) => {
       for (let n0 = 0; n0 < p.N; n0 += per) {
         const n1 = Math.min(p.N, n0 + per);
         im2colPtr(h.ptrOf(xh), p, n0, n1, h.ptrOf(col));
-        for (let n = n0; n < n1; n++) for (let g = 0; g < p.groups; g++) f(n, g, col, ((n - n0) * p.groups + g) * KP);
+        f(n0, n1, col, 0);
       }
     }),
   );
+}
+
+/** Calls f(n, g, col, colOff) for each image and group with the group's im2col matrix at col[colOff…] (eachColChunk). */
+function eachGroupCol(x: Arg, p: ConvGeometry, f: (n: number, g: number, col: Float32Array, colOff: number) => void): void {
+  const KP = p.Cg * p.kh * p.kw * p.OH * p.OW;
+  eachColChunk(x, p, (n0, n1, col, colOff) => {
+    for (let n = n0; n < n1; n++) for (let g = 0; g < p.groups; g++) f(n, g, col, colOff + ((n - n0) * p.groups + g) * KP);
+  });
 }
 
 /** Calls f(n, g, xOff) for each image and group, with the offset of the group's first input plane. */
@@ -127,10 +147,22 @@ function conv2dF32(x: Arg, w: Arg, p: ConvGeometry, out: OutSpec, epi?: RowEpilo
   if (pointwiseBatchedOk(p)) return pointwiseForwardF32(f32(x), f32(w), p, into(out), epi);
   const Y = outF32(out, false);
   const K = p.Cg * p.kh * p.kw, P = p.OH * p.OW;
+  const h = wasmHeap();
   inHeap(f32(w), (wt) =>
-    eachGroupCol(x, p, (n, g, col, colOff) => {
-      // Y[n, g·Og + o, :] = W[g·Og + o, :] · col
-      sgemm(false, false, p.Og, P, K, 1, wt, g * p.Og * K, K, col, colOff, P, 0, Y, (n * p.O + g * p.Og) * P, P, epi && epilogueFrom(epi, g * p.Og));
+    eachColChunk(x, p, (n0, n1, col, colOff) => {
+      if (h && p.groups === 1 && K > 0 && h.ptrOf(Y) >= 0 && h.ptrOf(col) >= 0) {
+        // Y[n] = W · col[n] for the whole chunk: one job over every image's stripes.
+        const batch = { count: n1 - n0, strideA: 0, strideB: K * P, strideC: p.O * P };
+        sgemmBatchPtr(false, false, p.O, P, K, 1, h.ptrOf(wt), K, h.ptrOf(col) + 4 * colOff, P, 0, h.ptrOf(Y) + 4 * n0 * p.O * P, P, batch, epi);
+        return;
+      }
+      for (let n = n0; n < n1; n++) {
+        for (let g = 0; g < p.groups; g++) {
+          // Y[n, g·Og + o, :] = W[g·Og + o, :] · col
+          const at = colOff + ((n - n0) * p.groups + g) * K * P;
+          sgemm(false, false, p.Og, P, K, 1, wt, g * p.Og * K, K, col, at, P, 0, Y, (n * p.O + g * p.Og) * P, P, epi && epilogueFrom(epi, g * p.Og));
+        }
+      }
     }),
   );
   return Y;
@@ -143,6 +175,13 @@ export function conv2dGradInputImpl([ct, w]: readonly Arg[], a: Conv2dGradInputA
   if (pointwiseBatchedOk(p)) return pointwiseGradInputF32(f32(ct), f32(w), p, into(out));
   const DX = outF32(out, !p.pointwise);
   const K = p.Cg * p.kh * p.kw, P = p.OH * p.OW;
+  const h = wasmHeap();
+  if (h && p.pointwise && p.groups === 1 && p.O > 0 && h.ptrOf(DX) >= 0) {
+    // DX[n] = Wᵀ · G[n] for every image in one job (as the forward's batched products).
+    const batch = { count: p.N, strideA: 0, strideB: p.O * P, strideC: p.C * P };
+    inHeap(f32(w), (wt) => inHeap(f32(ct), (g) => sgemmBatchPtr(true, false, p.C, P, p.O, 1, h.ptrOf(wt), p.C, h.ptrOf(g), P, 0, h.ptrOf(DX), P, batch)));
+    return DX;
+  }
   inHeap(f32(w), (wt) =>
     withCol(p.pointwise ? 0 : K * P, (colBuf) => {
       eachGroup(p, (n, g, xOff) => {
@@ -163,6 +202,17 @@ export function conv2dGradFilterImpl([x, ct]: readonly Arg[], a: Conv2dGradFilte
   if (pointwiseBatchedOk(p)) return pointwiseGradFilterF32(f32(x), f32(ct), p, into(out));
   const DW = outF32(out, true);
   const K = p.Cg * p.kh * p.kw, P = p.OH * p.OW;
+  const h = wasmHeap();
+  if (h && p.groups === 1 && p.N > 0 && P > 0 && h.ptrOf(DW) >= 0) {
+    // DW += Σ_n G[n] · col[n]ᵀ over a chunk of images in one job (the same sums, in the same order, as per image).
+    inHeap(f32(ct), (g) =>
+      eachColChunk(x, p, (n0, n1, col, colOff) => {
+        const parts = { count: n1 - n0, strideA: p.O * P, strideB: K * P };
+        sgemmSumPtr(false, true, p.O, K, P, 1, h.ptrOf(g) + 4 * n0 * p.O * P, P, h.ptrOf(col) + 4 * colOff, P, 1, h.ptrOf(DW), K, parts);
+      }),
+    );
+    return DW;
+  }
   eachGroupCol(x, p, (n, g, col, colOff) => {
     // DW[g] += G[n, g] · colᵀ  (Og × K)
     sgemm(false, true, p.Og, K, P, 1, f32(ct), (n * p.O + g * p.Og) * P, P, col, colOff, P, 1, DW, g * p.Og * K, K);

@@ -4,70 +4,28 @@
  * SiLU's gradient (alone, or fused with the affine that recomputes its input), and per-channel sums and moments
  * (BN statistics, bias and broadcast gradients) accumulated in float64.
  *
- * exp is evaluated on 4 lanes with Cephes' expf (range reduction x = n·ln2 + r, a degree-6 polynomial for eʳ, 2ⁿ
- * built in the exponent bits), about 1–2 ulp; the reference loops call Math.exp per element (~20 ns each here).
- * sigmoid(x) = 1 / (1 + e^(−x)), silu(x) = x · sigmoid(x); e^(−x) is evaluated on −x clamped to [−87.3, 88.3], and
- * sigmoid is exactly 0 below x = −88 (the true value is a denormal < 6e−39); NaN stays NaN.
+ * sigmoid(x) = 1 / (1 + e^(−x)) and silu(x) = x / (1 + e^(−x)), with e^(−x) on 4 lanes by range reduction, a
+ * degree-5 polynomial and 2ⁿ built in the exponent bits (vmath.ts; error bounds at `sig`, `siluV`); the reference
+ * loops call Math.exp per element (~20 ns each here).
  *
  * Layouts: "planes" are NCHW activations seen as N·C planes of HW floats, plane p in channel p mod C. An affine
  * operand is per channel ('c': one float per channel) or full ('f': the activation's shape).
  */
 import {
   Fn, T, add, assemble, extractLane, extractLaneF64, f32ofD, f64add, f64div, f64ofF, f64ofI, get, i32, load, mul, remU, shuffle, simdBin, simdUn, splat,
-  sub, vadd, vconst, vconstI, vandnot, vdiv, viadd, vishl, vlt, vmul, vneg, vpmax, vpmin, vsub, vzero, type Expr,
+  sub, vadd, vmul, vsub, vzero, type Expr,
 } from './wasm.ts';
 import { type WasmHeap, wasmHeap } from './heap.ts';
 import { Job, type PoolKernel, type ScratchArg, loadKernels, poolThreads, taskCount } from './pool.ts';
 import type { Kernel, TypedArray } from '../../backend.ts';
 import { sizeOf } from '../../../tensor/shape.ts';
+import { Consts, sig, siluGradV, siluV } from './vmath.ts';
+
+/** The vector math emitters (vmath.ts), for the kernels that build on this module's. */
+export { Consts, sig, siluGradV, siluV };
 
 /** Elements per task of a threaded elementwise kernel (below two of them a call runs on one thread). */
 const GRAIN = 1 << 16;
-
-/**
- * Vector constants live in locals set before the loop (V8 does not hoist `f32x4.splat` out of wasm loops).
- * `k(x)` returns a read of the local holding splat(x); `prologue` holds the code that fills them.
- */
-export class Consts {
-  private readonly locals = new Map<number, number>();
-  private readonly ints = new Map<number, number>();
-  constructor(private readonly f: Fn) {}
-  k = (x: number): Expr => {
-    let l = this.locals.get(x);
-    if (l === undefined) this.locals.set(x, (l = this.f.local(T.v128)));
-    return get(l);
-  };
-  ki = (x: number): Expr => {
-    let l = this.ints.get(x);
-    if (l === undefined) this.ints.set(x, (l = this.f.local(T.v128)));
-    return get(l);
-  };
-  prologue(): number[] {
-    const g = new Fn('', []);
-    for (const [x, l] of this.locals) g.set(l, vconst(x));
-    for (const [x, l] of this.ints) g.set(l, vconstI(x));
-    return g.code;
-  }
-}
-
-/** e^x on 4 lanes (Cephes expf). Locals: lx (x, then r), lfx (x·log2e + magic, then n), ln (2ⁿ). */
-function vexp(f: Fn, c: Consts, x: Expr, lx: number, lfx: number, ln: number): Expr {
-  const { k } = c;
-  // n = round(x·log2 e) by the 1.5·2²³ trick: the float's low mantissa bits then hold n (cheaper in V8 than
-  // f32x4.nearest + i32x4.trunc_sat).
-  const MAGIC = 12582912;
-  f.set(lx, vpmin(vpmax(x, k(-87.3)), k(88.3)));
-  f.set(lfx, vadd(vmul(get(lx), k(Math.LOG2E)), k(MAGIC)));
-  f.set(ln, vishl(viadd(get(lfx), c.ki(127 - 0x4b400000)), i32(23)));
-  f.set(lfx, vsub(get(lfx), k(MAGIC)));
-  // r = x − n·C1 − n·C2 with ln2 split for exactness
-  f.set(lx, vsub(vsub(get(lx), vmul(get(lfx), k(0.693359375))), vmul(get(lfx), k(-2.12194440e-4))));
-  const r = get(lx);
-  let p: Expr = k(1.9875691500e-4);
-  for (const cf of [1.3981999507e-3, 8.3334519073e-3, 4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1]) p = vadd(vmul(p, r), k(cf));
-  // y = p·r² + r + 1, times 2ⁿ (the i32 lanes reinterpreted as f32)
-  return vmul(vadd(vadd(vmul(p, vmul(r, r)), r), k(1)), get(ln));
-}
 
 /** The f64 value type. */
 export const F64 = 0x7c as T;
@@ -75,14 +33,6 @@ export const F64 = 0x7c as T;
 export const promoteLow = simdUn(0x5f);
 /** f64x2.add */
 export const dadd = simdBin(0xf0);
-
-/** σ(v) on 4 lanes (tmp: three v128 locals for the exp). */
-export const sig = (f: Fn, c: Consts, v: Expr, t: number[]) => vandnot(vdiv(c.k(1), vadd(c.k(1), vexp(f, c, vneg(v), t[0], t[1], t[2]))), vlt(v, c.k(-88)));
-/** silu'(v)·ct = ct·σ(1 + v(1 − σ)) (vs: a local for σ). */
-export const siluGradV = (f: Fn, c: Consts, v: Expr, ct: Expr, t: number[], vs: number): Expr => {
-  f.set(vs, sig(f, c, v, t));
-  return vmul(ct, vmul(get(vs), vadd(c.k(1), vmul(v, vsub(c.k(1), get(vs))))));
-};
 
 /**
  * A loop over `count` floats from byte offset `base` (a local) of every stream: `body(loads)` gives the output
@@ -151,7 +101,7 @@ function affineFn(am: AffineMode, bm: AffineMode, act: 'silu' | 'none', grad: bo
       }
       if (act === 'none') return z;
       f.set(t[3], z);
-      return vmul(get(t[3]), sig(f, c, get(t[3]), t));
+      return siluV(f, c, get(t[3]), t);
     });
   });
   f.code.splice(start, 0, ...c.prologue());
@@ -224,7 +174,7 @@ function kernelsOf(h: WasmHeap): Record<Name, PoolKernel> {
     mapFn('sigmoid', 1, (f, c, [x], t) => sig(f, c, x, t)),
     mapFn('silu', 1, (f, c, [x], t) => {
       f.set(t[3], x);
-      return vmul(get(t[3]), sig(f, c, get(t[3]), t));
+      return siluV(f, c, get(t[3]), t);
     }),
     mapFn('siluGrad', 2, (f, c, [x, ct], t) => siluGradV(f, c, x, ct, t, f.local(T.v128))),
   ];

@@ -22,7 +22,7 @@
  * over every image and pixel with the channels in the lanes.
  */
 import { Fn, T, type Expr, add, assemble, extractLane, get, i32, load, mul, shuffle, sub, vadd, vmul, vzero, lt_s, min_s } from './wasm.ts';
-import { Consts, sig } from './activations.ts';
+import { Consts, siluV } from './activations.ts';
 import { wasmHeap } from './heap.ts';
 import { type PoolKernel, loadKernels } from './pool.ts';
 
@@ -279,7 +279,7 @@ function columnGroup(f: Fn, g: LaneGeom, epi: LaneEpilogue, L: GroupLocals, c: C
     if (i >= cols.length || !started[i]) f.set(acc[i], vzero);
     if (i >= cols.length || epi === 'none') continue;
     f.set(acc[i], vadd(vmul(get(acc[i]), get(L.vsc)), get(L.vsh)));
-    if (epi === 'silu') f.set(acc[i], vmul(get(acc[i]), sig(f, c, get(acc[i]), L.st)));
+    if (epi === 'silu') f.set(acc[i], siluV(f, c, get(acc[i]), L.st));
   }
   transpose(f, acc, L.t, L.b);
   for (let l = 0; l < 4; l++) {

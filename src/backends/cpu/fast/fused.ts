@@ -19,7 +19,7 @@
  * the heap (inputs and outputs the caller allocated) run the group's JS loop (../fused.ts).
  */
 import type { FusedGroup, KernelArg, TypedArray } from '../../backend.ts';
-import { Consts, F64, dadd, promoteLow, sig, siluGradV } from './activations.ts';
+import { Consts, F64, dadd, promoteLow, sig, siluGradV, siluV } from './activations.ts';
 import { type WasmHeap, wasmHeap } from './heap.ts';
 import { Job, type PoolKernel, loadKernels, poolThreads, taskCount } from './pool.ts';
 import { Fn, T, type Expr, add, assemble, extractLaneF64, f32ofD, f64add, f64ofF, get, i32, load, mul, shuffle, splat, vadd, vdiv, vmul, vsub, vzero } from './wasm.ts';
@@ -70,7 +70,7 @@ function nodeValue(f: Fn, c: Consts, prim: string, [a, b, cc]: Expr[], t: number
     case 'sigmoid': return sig(f, c, a, t);
     case 'silu': {
       f.set(t[3], a);
-      return vmul(get(t[3]), sig(f, c, get(t[3]), t));
+      return siluV(f, c, get(t[3]), t);
     }
     case 'siluGrad': return siluGradV(f, c, a, b, t, f.local(T.v128));
     case 'add': return vadd(a, b);

@@ -15,20 +15,23 @@
  * sgemm(transA, transB, M, N, K, alpha, A, aOff, lda, B, bOff, ldb, beta, C, cOff, ldc)
  *   C ← alpha·op(A)·op(B) + beta·C, row-major BLAS semantics: op(A) is M×K (A stored M×K, or K×M when transA),
  *   op(B) is K×N (B stored K×N, or N×K when transB), C is M×N; lda/ldb/ldc are the row strides of the stored
- *   matrices; beta = 0 never reads C. `sgemmPtr` is the same on heap addresses. Falls back to TS without wasm SIMD.
+ *   matrices; beta = 0 never reads C. `sgemmPtr` is the same on heap addresses, `sgemmBatchPtr` on a batch of
+ *   products of one shape in one job, `sgemmSumPtr` on products summed into one C in one job. An optional per-row epilogue act(C·scale + shift) is applied as C is stored.
+ *   Falls back to TS without wasm SIMD.
  *
  * For a conv as GEMM (NCHW, one image n, P = OH·OW, K = C·kh·kw):
  *   forward      y(O, P)  = w(O, K)·col(K, P)     sgemm(false, false, O, P, K, 1, w, 0, K, col, 0, P, 0, y, n·O·P, P)
  *   grad input   col(K, P) = wᵀ·ct(O, P)          sgemm(true, false, K, P, O, 1, w, 0, K, ct, n·O·P, P, 0, col, 0, P)
  *   grad filter  dw(O, K) += ct(O, P)·colᵀ        sgemm(false, true, O, K, P, 1, ct, n·O·P, P, col, 0, P, 1, dw, 0, K)
- * (pointwise: col is x itself at offset n·C·H·W.)
+ * (pointwise: col is x itself at offset n·C·H·W); with one group the images' products run as one sgemmBatchPtr
+ * (forward, 1×1 input gradient) or sgemmSumPtr (filter gradient).
  *
  * Memory-bound kernels (activations.ts): silu / sigmoid / siluGrad, the BN affine (+ SiLU) over NCHW planes with
  * per-channel or full operands, its fused SiLU gradient, per-channel sums and moments (float64 accumulation).
  */
 export { SLACK, type Region, WasmHeap, wasmHeap } from './heap.ts';
 export { Job, type PoolKernel, S, loadKernels, poolThreads, poolWorkerTasks, setPoolThreads } from './pool.ts';
-export { sgemm, sgemmPtr, sgemmTs, sgemmThreads, sgemmIsWasm, sgemmWorkerTasks, setSgemmThreads, setSgemmMaxCallBytes } from './sgemm.ts';
+export { type GemmBatch, type GemmParts, sgemm, sgemmBatchPtr, sgemmPtr, sgemmSumPtr, sgemmTs, sgemmThreads, sgemmIsWasm, sgemmWorkerTasks, setSgemmThreads, setSgemmMaxCallBytes } from './sgemm.ts';
 export {
   type AffineMode, type PlanesGeom, affineF32, affinePtr, affineSiluGradF32, affineSiluGradPtr, channelMomentsF32, channelMomentsPtr,
   channelSumF32, channelSumPtr, fastActivationKernel, fusedAvailable, sigmoidF32, sigmoidPtr, siluF32, siluGradF32, siluGradPtr, siluPtr,

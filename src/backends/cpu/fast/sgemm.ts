@@ -5,19 +5,21 @@
  * `sgemmPtr` multiplies operands that already live in the heap, in place. `sgemm` takes typed arrays: operands
  * that are views of the heap are used in place; the others are copied into a temporary (a memcpy,
  * O(MK + KN + MN)), the product runs there (O(MNK)), and C is copied back. Tasks are stripes of C (columns, or
- * rows for tall products). An optional epilogue (a per-row affine + SiLU: batch norm folded into a conv) runs on
- * each stripe in the same task, right after its product, while the stripe is still in cache.
+ * rows for tall products). An optional epilogue (a per-row affine + SiLU: batch norm folded into a conv) is applied
+ * by the micro-kernel as it stores the final sums (sgemm_wasm.ts), so C is written once.
  */
 import { type PoolKernel, Job, loadKernels, poolThreads, poolWorkerTasks, setPoolThreads, stopPool } from './pool.ts';
 import { type WasmHeap, wasmHeap } from './heap.ts';
 import { gemm } from '../gemm_ref.ts';
-import { D, type GemmShape, hasRelaxedSimd, scratchBytes, sgemmModuleBytes } from './sgemm_wasm.ts';
+import { D, EPI_MODE, type GemmShape, hasRelaxedSimd, scratchBytes, sgemmModuleBytes } from './sgemm_wasm.ts';
 import { type RowEpilogue, affineRows, epilogueFrom } from './activations.ts';
 
 /** Above this many operand bytes a call is split in halves (recursively) so it always fits. */
 let maxCallBytes = 256 * 1024 * 1024;
 /** Stripes of C per product at most. */
 const MAX_TASKS = 64;
+/** Task descriptors, i.e. stripes in one job over all the products of a batch. */
+const MAX_DESC = 512;
 /** Target bytes of B + C per column chunk of a wide product (about a quarter of a 2 MiB L2). */
 const CHUNK_BYTES = 512 * 1024;
 
@@ -26,7 +28,7 @@ interface Engine {
   readonly gemm: PoolKernel;
   readonly shape: GemmShape;
   readonly scratch: ReturnType<typeof scratchBytes>;
-  /** Task descriptors (MAX_TASKS × D.size bytes). */
+  /** Task descriptors (MAX_DESC × D.size bytes). */
   readonly desc: number;
 }
 
@@ -45,7 +47,7 @@ function createEngine(blocking: Omit<GemmShape, 'fma'> = DEFAULT_SHAPE): Engine 
   if (!heap) return null;
   const shape: GemmShape = { ...blocking, fma: hasRelaxedSimd() };
   const { gemm } = loadKernels(sgemmModuleBytes(shape, heap.importSpec()), ['gemm']);
-  return { heap, gemm, shape, scratch: scratchBytes(shape), desc: heap.alloc(MAX_TASKS * D.size) };
+  return { heap, gemm, shape, scratch: scratchBytes(shape), desc: heap.alloc(MAX_DESC * D.size) };
 }
 
 /** Rebuilds the engine with another blocking (for tuning runs). */
@@ -174,6 +176,57 @@ export function sgemmPtr(
   gemmPtr(e, transA, transB, M, N, K, alpha, pA, lda, pB, ldb, beta, pC, ldc, epi);
 }
 
+/** A batch of products of one shape: operand b of each at its first one's address + b·stride (floats). */
+export interface GemmBatch {
+  readonly count: number;
+  readonly strideA: number;
+  readonly strideB: number;
+  readonly strideC: number;
+}
+
+/**
+ * sgemmPtr on `batch.count` products of one shape at once (e.g. one per image of a conv: the filter shared,
+ * strideA = 0), all their stripes of C in one job on the pool's threads: one wait for the whole batch instead of one
+ * per product, and the threads stay busy across products. Products must not overlap in C.
+ */
+export function sgemmBatchPtr(
+  transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+  pA: number, lda: number, pB: number, ldb: number, beta: number, pC: number, ldc: number, batch: GemmBatch, epi?: RowEpilogue,
+): void {
+  const e = getEngine();
+  if (!e) throw new Error('sgemmBatchPtr: WebAssembly SIMD is not available (use sgemm on typed arrays)');
+  check(batch.count >= 0 && Number.isInteger(batch.count), () => `sgemmBatchPtr: batch count ${batch.count} must be a non-negative integer`);
+  check(K > 0 && alpha !== 0, () => `sgemmBatchPtr: K = ${K}, alpha = ${alpha}: a batch needs a product (use sgemmPtr per product)`);
+  check(M >= 0 && N >= 0 && ldc >= N && lda >= (transA ? M : K) && ldb >= (transB ? K : N), () => `sgemmBatchPtr: bad sizes M=${M} N=${N} K=${K} lda=${lda} ldb=${ldb} ldc=${ldc}`);
+  if (M === 0 || N === 0 || batch.count === 0) return;
+  gemmPtr(e, transA, transB, M, N, K, alpha, pA, lda, pB, ldb, beta, pC, ldc, epi, batch);
+}
+
+/** Products summed into one C: operand p at its first one's address + p·stride (floats). */
+export interface GemmParts {
+  readonly count: number;
+  readonly strideA: number;
+  readonly strideB: number;
+}
+
+/**
+ * C ← alpha·Σ_p op(A_p)·op(B_p) + beta·C (heap addresses, sgemmPtr's semantics), the products of `parts` summed in
+ * one job: each stripe of C runs the k blocks of every part in turn. Bit-identical to one sgemmPtr per part with
+ * beta = 1 after the first (e.g. a conv's filter gradient, summed over images), without a wait per part.
+ */
+export function sgemmSumPtr(
+  transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
+  pA: number, lda: number, pB: number, ldb: number, beta: number, pC: number, ldc: number, parts: GemmParts,
+): void {
+  const e = getEngine();
+  if (!e) throw new Error('sgemmSumPtr: WebAssembly SIMD is not available (use sgemm on typed arrays)');
+  check(parts.count >= 1 && Number.isInteger(parts.count), () => `sgemmSumPtr: parts count ${parts.count} must be a positive integer`);
+  check(K > 0 && alpha !== 0, () => `sgemmSumPtr: K = ${K}, alpha = ${alpha}: the parts need a product (use sgemmPtr)`);
+  check(M >= 0 && N >= 0 && ldc >= N && lda >= (transA ? M : K) && ldb >= (transB ? K : N), () => `sgemmSumPtr: bad sizes M=${M} N=${N} K=${K} lda=${lda} ldb=${ldb} ldc=${ldc}`);
+  if (M === 0 || N === 0) return;
+  gemmPtr(e, transA, transB, M, N, K, alpha, pA, lda, pB, ldb, beta, pC, ldc, undefined, ONE, parts);
+}
+
 /**
  * How an M×N×K product splits over T threads: stripes of columns when there are enough NR panels, else of rows;
  * about 128 columns (rows) each so that re-packing A (B) per task stays under ~10%, in a multiple of T (3 equal
@@ -189,10 +242,18 @@ export function gemmTasks(M: number, N: number, K: number, MR: number, NR: numbe
   return { byCols, panels, tasks };
 }
 
-/** Splits C into stripes (tasks) and runs them on the pool. */
+const ONE: GemmBatch = { count: 1, strideA: 0, strideB: 0, strideC: 0 };
+const ONE_PART: GemmParts = { count: 1, strideA: 0, strideB: 0 };
+
+/**
+ * Splits C into stripes (tasks) and runs them on the pool: each product of the batch in as many stripes as alone
+ * (gemmTasks), fewer when the batch is large (at most MAX_TASKS in all, at least one per product), in jobs of at most
+ * MAX_DESC stripes.
+ */
 function gemmPtr(
   e: Engine, transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
-  pA: number, lda: number, pB: number, ldb: number, beta: number, pC: number, ldc: number, epi?: RowEpilogue,
+  pA: number, lda: number, pB: number, ldb: number, beta: number, pC: number, ldc: number, epi?: RowEpilogue, batch: GemmBatch = ONE,
+  parts: GemmParts = ONE_PART,
 ): void {
   // op(A)(i, k) at pA + i·rsA + k·csA; op(B)(k, j) at pB + k·rsB + j·csB (bytes).
   const rsA = transA ? 4 : 4 * lda;
@@ -200,43 +261,52 @@ function gemmPtr(
   const rsB = transB ? 4 : 4 * ldb;
   const csB = transB ? 4 * ldb : 4;
   const { MR, NR } = e.shape;
-  const { byCols, panels, tasks: S } = gemmTasks(M, N, K, MR, NR, poolThreads());
+  const { byCols, panels, tasks } = gemmTasks(M, N, K * parts.count, MR, NR, poolThreads());
+  const S = batch.count === 1 ? tasks : Math.min(tasks, Math.max(1, Math.floor(MAX_TASKS / batch.count)));
+  const stripes = stripesOf(M, N, S, panels, byCols, MR, NR);
   const i32 = e.heap.i32();
   const f32v = e.heap.f32();
-  const job = new Job();
-  let start = 0;
-  for (let t = 0; t < S; t++) {
-    const end = Math.round(((t + 1) * panels) / S);
-    const lo = start;
-    start = end;
-    const at = e.desc + t * D.size;
-    const d = at >>> 2;
-    let m0 = 0, m1 = M, n0 = 0, n1 = N;
-    if (byCols) {
-      n0 = lo * NR;
-      n1 = Math.min(N, end * NR);
-    } else {
-      m0 = lo * MR;
-      m1 = Math.min(M, end * MR);
+  const perJob = Math.max(1, Math.floor(MAX_DESC / S));
+  for (let b0 = 0; b0 < batch.count; b0 += perJob) {
+    const job = new Job();
+    let at = e.desc;
+    for (let b = b0; b < Math.min(batch.count, b0 + perJob); b++) {
+      const a = pA + 4 * b * batch.strideA, bb = pB + 4 * b * batch.strideB, c = pC + 4 * b * batch.strideC;
+      for (const [m0, m1, n0, n1] of stripes) {
+        const d = at >>> 2;
+        i32[d + D.M / 4] = m1 - m0;
+        i32[d + D.N / 4] = n1 - n0;
+        i32[d + D.K / 4] = K;
+        i32[d + D.A / 4] = a + m0 * rsA;
+        i32[d + D.rsA / 4] = rsA;
+        i32[d + D.csA / 4] = csA;
+        i32[d + D.B / 4] = bb + n0 * csB;
+        i32[d + D.rsB / 4] = rsB;
+        i32[d + D.csB / 4] = csB;
+        i32[d + D.C / 4] = c + 4 * (m0 * ldc + n0);
+        i32[d + D.ldc / 4] = 4 * ldc;
+        f32v[d + D.alpha / 4] = alpha;
+        f32v[d + D.beta / 4] = beta;
+        i32[d + D.epi / 4] = epi ? EPI_MODE[epi.act ?? 'affine'] : 0;
+        i32[d + D.scale / 4] = epi ? epi.scale + 4 * m0 : 0;
+        i32[d + D.shift / 4] = epi ? epi.shift + 4 * m0 : 0;
+        i32[d + D.parts / 4] = parts.count;
+        i32[d + D.partA / 4] = 4 * parts.strideA;
+        i32[d + D.partB / 4] = 4 * parts.strideB;
+        job.call(e.gemm, at, { scratch: 0 }).endTask();
+        at += D.size;
+      }
     }
-    i32[d + D.M / 4] = m1 - m0;
-    i32[d + D.N / 4] = n1 - n0;
-    i32[d + D.K / 4] = K;
-    i32[d + D.A / 4] = pA + m0 * rsA;
-    i32[d + D.rsA / 4] = rsA;
-    i32[d + D.csA / 4] = csA;
-    i32[d + D.B / 4] = pB + n0 * csB;
-    i32[d + D.rsB / 4] = rsB;
-    i32[d + D.csB / 4] = csB;
-    i32[d + D.C / 4] = pC + 4 * (m0 * ldc + n0);
-    i32[d + D.ldc / 4] = 4 * ldc;
-    f32v[d + D.alpha / 4] = alpha;
-    f32v[d + D.beta / 4] = beta;
-    job.call(e.gemm, at, { scratch: 0 });
-    if (epi) affineRows(job, epilogueFrom(epi, m0), pC + 4 * (m0 * ldc + n0), m1 - m0, n1 - n0, ldc);
-    job.endTask();
+    job.run(e.scratch.total);
   }
-  job.run(e.scratch.total);
+}
+
+/** The S stripes of an M×N product, [m0, m1, n0, n1] each: `panels` NR-wide column panels (MR-high row panels) shared out evenly. */
+function stripesOf(M: number, N: number, S: number, panels: number, byCols: boolean, MR: number, NR: number): [number, number, number, number][] {
+  return Array.from({ length: S }, (_, t) => {
+    const lo = Math.round((t * panels) / S), hi = Math.round(((t + 1) * panels) / S);
+    return byCols ? [0, M, lo * NR, Math.min(N, hi * NR)] : [lo * MR, Math.min(M, hi * MR), 0, N];
+  });
 }
 
 function run(

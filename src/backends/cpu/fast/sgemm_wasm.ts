@@ -10,10 +10,13 @@
  *
  * Strides are in bytes; op(A)(i, k) sits at A + i·rsA + k·csA and op(B)(k, j) at B + k·rsB + j·csB, so the
  * transposes are just strides given to the packing routines. alpha is folded into the packed A; beta is applied
- * by the micro-kernel on the first k block (beta = 0 never reads C, as BLAS requires).
+ * by the micro-kernel on the first k block (beta = 0 never reads C, as BLAS requires). An optional per-row epilogue
+ * (a folded batch norm's scale and shift, then SiLU) is applied by the micro-kernel to the final sums of the last k
+ * block as it stores them, so C is written once, while its tile is in registers.
  */
+import { Consts, siluV } from './vmath.ts';
 import {
-  Fn, T, add, assemble, eq, f32, feq, fadd, fmul, ge_s, get, i32, load, loadSplat, lt_s, min_s, mul, ne, sub, vadd, vmadd, vmul, splat, vzero,
+  Fn, T, add, assemble, eq, f32, feq, fadd, fmul, ge_s, get, i32, load, loadSplat, lt_s, min_s, mul, sub, vadd, vmadd, vmul, splat, vzero,
   type Expr, wasmApi,
 } from './wasm.ts';
 
@@ -38,12 +41,22 @@ export const D = {
   B: 24, rsB: 28, csB: 32,
   C: 36, ldc: 40,
   alpha: 44, beta: 48,
-  size: 64,
+  /** Epilogue: 0 none, 1 per-row affine, 2 affine + SiLU (EPI_MODE); byte addresses of row 0's scale and shift. */
+  epi: 52, scale: 56, shift: 60,
+  /** C ← alpha·Σ_p op(A_p)·op(B_p) + beta·C over `parts` products, A_p at A + p·partA and B_p at B + p·partB (bytes). */
+  parts: 64, partA: 68, partB: 72,
+  size: 80,
 } as const;
+
+/** The epilogues the micro-kernel can apply to C as it stores its last k block, by descriptor code. */
+export const EPI_MODE = { affine: 1, silu: 2 } as const;
+export type GemmEpilogue = keyof typeof EPI_MODE;
 
 const FN_PACK_A = 0;
 const FN_PACK_B = 1;
 const FN_KERNEL = 2;
+/** The kernels with an epilogue follow the driver (index 3): kernel_affine, kernel_silu. */
+const FN_KERNEL_EPI: Record<GemmEpilogue, number> = { affine: 4, silu: 5 };
 
 /** packA(src, rs, cs, mc, kc, alpha, dst): MR-high panels, panel p at dst + p·kc·MR·4, k-major inside. */
 function packA(g: GemmShape): Fn {
@@ -126,12 +139,14 @@ function packB(g: GemmShape): Fn {
 /**
  * kernel(pa, pb, kc, c, ldc, mr, nr, beta, tile): C[0:mr, 0:nr] = acc + beta·C (beta = 0: C = acc), where
  * acc = Σ_k pa[k]ᵀ·pb[k] over packed panels. Ragged tiles go through `tile` (MR×NR scratch).
+ * With `epi`, kernel_<epi>(…, tile, sc, sh) stores act((acc + beta·C)·sc[r] + sh[r]) in row r instead, from the
+ * registers (the driver calls it for the last k block).
  * (Reading B rows in place instead of packing them was measured: no gain at B0 shapes, a loss at large K.)
  */
-function kernel(g: GemmShape): Fn {
+function kernel(g: GemmShape, epi?: GemmEpilogue): Fn {
   const { MR, NR, fma } = g;
   const NV = NR / 4;
-  const f = new Fn('kernel', [T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.f32, T.i32]);
+  const f = new Fn(epi ? `kernel_${epi}` : 'kernel', [T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.f32, T.i32, ...(epi ? [T.i32, T.i32] : [])]);
   const [pa, pb, kc, c, ldc, mr, nr, beta, tile] = f.params;
   const acc: number[][] = [];
   for (let r = 0; r < MR; r++) acc.push(Array.from({ length: NV }, () => f.local(T.v128)));
@@ -181,6 +196,10 @@ function kernel(g: GemmShape): Fn {
     eq(get(nr), i32(NR))(h);
     h.op(0x71); // i32.and
   };
+  if (epi) {
+    storeWithEpilogue(f, g, epi, acc, { c, ldc, mr, nr, beta, tile, sc: f.params[9], sh: f.params[10], vb, full });
+    return f;
+  }
   f.if(full, () => {
     f.set(row, get(c));
     f.if(feq(get(beta), f32(0)), () => {
@@ -215,6 +234,73 @@ function kernel(g: GemmShape): Fn {
   return f;
 }
 
+/**
+ * The stores of kernel_<epi>: each vector v of C (acc, plus beta·C when beta ≠ 0) becomes act(v·sc[r] + sh[r]) on
+ * its way out of the registers. A ragged tile is staged in `tile`: zeroed, the live part of C copied in (beta ≠ 0),
+ * the whole tile computed as vectors (the rows past mr reuse row mr − 1's scale and shift), the live part copied out.
+ */
+function storeWithEpilogue(
+  f: Fn, g: GemmShape, epi: GemmEpilogue, acc: readonly (readonly number[])[],
+  l: { c: number; ldc: number; mr: number; nr: number; beta: number; tile: number; sc: number; sh: number; vb: number; full: Expr },
+): void {
+  const { MR, NR } = g;
+  const NV = NR / 4;
+  const cs = new Consts(f);
+  const t = [f.local(T.v128), f.local(T.v128), f.local(T.v128)];
+  const vs = f.local(T.v128), vh = f.local(T.v128), z = f.local(T.v128);
+  const row = f.local(T.i32), i = f.local(T.i32), j = f.local(T.i32);
+  // Constants are set here, after the k loop, so they are not live across it.
+  const start = f.code.length;
+  const rowParams = (r: Expr) => {
+    f.set(vs, splat(load('f32', add(get(l.sc), mul(r, i32(4))))));
+    f.set(vh, splat(load('f32', add(get(l.sh), mul(r, i32(4))))));
+  };
+  const fin = (x: Expr): Expr => {
+    if (epi === 'affine') return vadd(vmul(x, get(vs)), get(vh));
+    f.set(z, vadd(vmul(x, get(vs)), get(vh)));
+    return siluV(f, cs, get(z), t);
+  };
+  const withBeta = (a: number, cv: Expr): Expr => vadd(get(a), vmul(get(l.vb), cv));
+  f.if(l.full, () => {
+    const rows = (readC: boolean) => {
+      f.set(row, get(l.c));
+      for (let r = 0; r < MR; r++) {
+        rowParams(i32(r));
+        for (let v = 0; v < NV; v++) {
+          const y = fin(readC ? withBeta(acc[r][v], load('v128', get(row), v * 16)) : get(acc[r][v]));
+          f.store('v128', get(row), y, v * 16);
+        }
+        if (r < MR - 1) f.set(row, add(get(row), get(l.ldc)));
+      }
+    };
+    f.if(feq(get(l.beta), f32(0)), () => rows(false), () => rows(true));
+  }, () => {
+    // The live mr×nr part of C ↔ tile, element by element.
+    const liveCopy = (toTile: boolean) => {
+      f.set(row, get(l.c));
+      f.for(i, i32(0), get(l.mr), i32(1), () => {
+        f.for(j, i32(0), get(l.nr), i32(1), () => {
+          const tAddr = add(get(l.tile), mul(add(mul(get(i), i32(NR)), get(j)), i32(4)));
+          const cAddr = add(get(row), mul(get(j), i32(4)));
+          f.store('f32', toTile ? tAddr : cAddr, load('f32', toTile ? cAddr : tAddr));
+        });
+        f.set(row, add(get(row), get(l.ldc)));
+      });
+    };
+    for (let q = 0; q < MR * NV; q++) f.store('v128', get(l.tile), vzero, q * 16);
+    f.if(feq(get(l.beta), f32(0)), () => {}, () => liveCopy(true));
+    for (let r = 0; r < MR; r++) {
+      rowParams(min_s(i32(r), sub(get(l.mr), i32(1))));
+      for (let v = 0; v < NV; v++) {
+        const off = (r * NR + v * 4) * 4;
+        f.store('v128', get(l.tile), fin(withBeta(acc[r][v], load('v128', get(l.tile), off))), off);
+      }
+    }
+    liveCopy(false);
+  });
+  f.code.splice(start, 0, ...cs.prologue());
+}
+
 /** gemm(d, scratch): the block loops over one task (a stripe of C) described at byte address d; `scratch` is the
  * calling thread's packing area (scratchBytes(g).total bytes). */
 function driver(g: GemmShape): Fn {
@@ -225,6 +311,7 @@ function driver(g: GemmShape): Fn {
   const L = (t: T = T.i32) => f.local(t);
   const M = L(), N = L(), K = L(), A = L(), rsA = L(), csA = L(), B = L(), rsB = L(), csB = L(), C = L(), ldc = L();
   const alpha = L(T.f32), beta = L(T.f32), betaEff = L(T.f32);
+  const epi = L(), sc = L(), sh = L(), mode = L(), parts = L(), partA = L(), partB = L(), pt = L(), Ap = L(), Bp = L();
   const pA = L(), pB = L(), tile = L();
   const jc = L(), nc = L(), pc = L(), kc = L(), ic = L(), mc = L(), jr = L(), ir = L();
   const fields: [number, number][] = [[M, D.M], [N, D.N], [K, D.K], [A, D.A], [rsA, D.rsA], [csA, D.csA], [B, D.B], [rsB, D.rsB], [csB, D.csB], [C, D.C], [ldc, D.ldc]];
@@ -234,35 +321,57 @@ function driver(g: GemmShape): Fn {
   f.set(tile, add(get(scratch), i32(sb.packA + sb.packB)));
   f.set(alpha, load('f32', get(d), D.alpha));
   f.set(beta, load('f32', get(d), D.beta));
+  f.set(epi, load('i32', get(d), D.epi));
+  f.set(sc, load('i32', get(d), D.scale));
+  f.set(sh, load('i32', get(d), D.shift));
+  f.set(parts, load('i32', get(d), D.parts));
+  f.set(partA, load('i32', get(d), D.partA));
+  f.set(partB, load('i32', get(d), D.partB));
   f.for(jc, i32(0), get(N), i32(NC), () => {
     f.set(nc, min_s(i32(NC), sub(get(N), get(jc))));
-    f.for(pc, i32(0), get(K), i32(KC), () => {
-      f.set(kc, min_s(i32(KC), sub(get(K), get(pc))));
-      f.call(FN_PACK_B, add(add(get(B), mul(get(pc), get(rsB))), mul(get(jc), get(csB))), get(rsB), get(csB), get(kc), get(nc), get(pB));
-      f.set(betaEff, (h) => {
-        // select(beta, 1, pc == 0)
-        get(beta)(h);
-        f32(1)(h);
-        eq(get(pc), i32(0))(h);
-        h.op(0x1b);
-      });
-      f.for(ic, i32(0), get(M), i32(MC), () => {
-        f.set(mc, min_s(i32(MC), sub(get(M), get(ic))));
-        f.call(FN_PACK_A, add(add(get(A), mul(get(ic), get(rsA))), mul(get(pc), get(csA))), get(rsA), get(csA), get(mc), get(kc), get(alpha), get(pA));
-        f.for(jr, i32(0), get(nc), i32(NR), () => {
-          f.for(ir, i32(0), get(mc), i32(MR), () => {
-            f.call(
-              FN_KERNEL,
-              add(get(pA), mul(mul(get(ir), get(kc)), i32(4))),
-              add(get(pB), mul(mul(get(jr), get(kc)), i32(4))),
-              get(kc),
-              add(add(get(C), mul(add(get(ic), get(ir)), get(ldc))), mul(add(get(jc), get(jr)), i32(4))),
-              get(ldc),
-              min_s(i32(MR), sub(get(mc), get(ir))),
-              min_s(i32(NR), sub(get(nc), get(jr))),
-              get(betaEff),
-              get(tile),
-            );
+    // The k blocks of every part in turn: the same sums, in the same order, as one call per part with beta = 1 after the first.
+    f.for(pt, i32(0), get(parts), i32(1), () => {
+      f.set(Ap, add(get(A), mul(get(pt), get(partA))));
+      f.set(Bp, add(get(B), mul(get(pt), get(partB))));
+      f.for(pc, i32(0), get(K), i32(KC), () => {
+        f.set(kc, min_s(i32(KC), sub(get(K), get(pc))));
+        f.call(FN_PACK_B, add(add(get(Bp), mul(get(pc), get(rsB))), mul(get(jc), get(csB))), get(rsB), get(csB), get(kc), get(nc), get(pB));
+        f.set(betaEff, (h) => {
+          // select(beta, 1, first block of the first part)
+          get(beta)(h);
+          f32(1)(h);
+          eq(add(get(pt), get(pc)), i32(0))(h);
+          h.op(0x1b);
+        });
+        // The epilogue runs as the last k block of the last part is stored: select(epi, 0, that block).
+        f.set(mode, (h) => {
+          get(epi)(h);
+          i32(0)(h);
+          eq(add(get(pt), i32(1)), get(parts))(h);
+          ge_s(add(get(pc), get(kc)), get(K))(h);
+          h.op(0x71); // i32.and
+          h.op(0x1b);
+        });
+        f.for(ic, i32(0), get(M), i32(MC), () => {
+          f.set(mc, min_s(i32(MC), sub(get(M), get(ic))));
+          f.call(FN_PACK_A, add(add(get(Ap), mul(get(ic), get(rsA))), mul(get(pc), get(csA))), get(rsA), get(csA), get(mc), get(kc), get(alpha), get(pA));
+          f.for(jr, i32(0), get(nc), i32(NR), () => {
+            f.for(ir, i32(0), get(mc), i32(MR), () => {
+              const args: Expr[] = [
+                add(get(pA), mul(mul(get(ir), get(kc)), i32(4))),
+                add(get(pB), mul(mul(get(jr), get(kc)), i32(4))),
+                get(kc),
+                add(add(get(C), mul(add(get(ic), get(ir)), get(ldc))), mul(add(get(jc), get(jr)), i32(4))),
+                get(ldc),
+                min_s(i32(MR), sub(get(mc), get(ir))),
+                min_s(i32(NR), sub(get(nc), get(jr))),
+                get(betaEff),
+                get(tile),
+              ];
+              const rowAt = (p: number) => add(get(p), mul(add(get(ic), get(ir)), i32(4)));
+              const withEpi = (e: GemmEpilogue) => () => f.call(FN_KERNEL_EPI[e], ...args, rowAt(sc), rowAt(sh));
+              f.if(eq(get(mode), i32(0)), () => f.call(FN_KERNEL, ...args), () => f.if(eq(get(mode), i32(EPI_MODE.affine)), withEpi('affine'), withEpi('silu')));
+            });
           });
         });
       });
@@ -281,7 +390,7 @@ export function scratchBytes(g: GemmShape): { packA: number; packB: number; tile
 
 export function sgemmModuleBytes(g: GemmShape, memory: { initial: number; maximum: number; shared: boolean }): Uint8Array {
   if (g.NR % 4 !== 0 || g.MC % g.MR !== 0 || g.NC % g.NR !== 0) throw new Error(`sgemm: bad blocking ${JSON.stringify(g)}`);
-  return assemble({ functions: [packA(g), packB(g), kernel(g), driver(g)], memory });
+  return assemble({ functions: [packA(g), packB(g), kernel(g), driver(g), kernel(g, 'affine'), kernel(g, 'silu')], memory });
 }
 
 /** Whether this engine validates relaxed-SIMD f32x4.relaxed_madd (Node ≥ 22 ships it; Node 20 needs a flag). */

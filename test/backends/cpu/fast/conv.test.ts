@@ -515,3 +515,37 @@ describe.skipIf(!convSimdAvailable() || !wasmHeap()?.shared)('eager stochastic c
     });
   }
 });
+
+describe.skipIf(!wasmHeap())('sgemm convs writing into the heap (jit arena): every image in one job', () => {
+  it('forward and filter gradient (im2col and 1×1 over large planes), the 1×1 input gradient: match the reference', () => {
+    const h = wasmHeap()!;
+    const f32 = (storage: Float32Array, shape: number[]): KernelArg<TypedArray> => ({ storage, shape, dtype: 'float32' });
+    // [N, C, H, W], [O, C, k, k], stride, pad: the stem's shape (small), a 1×1 over 16×16 planes (not the small-plane path), ragged columns.
+    const cases: [number[], number[], number, number][] = [[[3, 3, 17, 17], [5, 3, 3, 3], 2, 1], [[3, 7, 16, 16], [11, 7, 1, 1], 1, 0], [[2, 5, 17, 15], [9, 5, 1, 1], 1, 0]];
+    for (const [xs, ws, s, pd] of cases) {
+      const a: Conv2dAttrs = { stride: [s, s], padding: [pd, pd, pd, pd], dilation: [1, 1], groups: 1 };
+      const OH = Math.floor((xs[2] + 2 * pd - ws[2]) / s) + 1, OW = Math.floor((xs[3] + 2 * pd - ws[3]) / s) + 1;
+      const ys = [xs[0], ws[0], OH, OW];
+      const x = rand(1, xs.reduce((p, d) => p * d)), w = rand(2, ws.reduce((p, d) => p * d)), g = rand(3, ys.reduce((p, d) => p * d));
+      const slot = h.reserve(g.length * 4);
+      const into = slot.f32();
+      const y = convKernels.conv2d([f32(x, xs), f32(w, ws)], a, { shape: ys, dtype: 'float32', into });
+      expect(y).toBe(into);
+      expectClose(y, R.conv2dRefImpl([arg(f64(x), xs), arg(f64(w), ws)], a, out(ys)), `forward ${xs}`);
+      slot.release();
+      const wslot = h.reserve(w.length * 4);
+      const winto = wslot.f32();
+      const dw = convKernels.conv2dGradFilter([f32(x, xs), f32(g, ys)], { ...a, filterShape: ws }, { shape: ws, dtype: 'float32', into: winto });
+      expect(dw).toBe(winto);
+      expectClose(dw, R.conv2dGradFilterRefImpl([arg(f64(x), xs), arg(f64(g), ys)], { ...a, filterShape: ws }, out(ws)), `filter gradient ${xs}`);
+      wslot.release();
+      if (ws[2] !== 1) continue;
+      const dslot = h.reserve(x.length * 4);
+      const dinto = dslot.f32();
+      const dx = convKernels.conv2dGradInput([f32(g, ys), f32(w, ws)], { ...a, inputShape: xs }, { shape: xs, dtype: 'float32', into: dinto });
+      expect(dx).toBe(dinto);
+      expectClose(dx, R.conv2dGradInputRefImpl([arg(f64(g), ys), arg(f64(w), ws)], { ...a, inputShape: xs }, out(xs)), `input gradient ${xs}`);
+      dslot.release();
+    }
+  });
+});

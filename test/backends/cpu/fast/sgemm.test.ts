@@ -4,9 +4,10 @@ import fc from 'fast-check';
 import { availableParallelism } from 'node:os';
 import { gemm } from '../../../../src/backends/cpu/matmul.ts';
 import * as E from '../../../../src/index.ts';
-import { DEFAULT_SHAPE, gemmTasks, reconfigureSgemm } from '../../../../src/backends/cpu/fast/sgemm.ts';
+import { DEFAULT_SHAPE, gemmTasks, reconfigureSgemm, sgemmBatchPtr, sgemmSumPtr } from '../../../../src/backends/cpu/fast/sgemm.ts';
 import { poolThreads, setPoolThreads, taskCount } from '../../../../src/backends/cpu/fast/pool.ts';
-import { setSgemmMaxCallBytes, setSgemmThreads, sgemm, sgemmIsWasm, sgemmThreads, sgemmWorkerTasks } from '../../../../src/backends/cpu/fast/index.ts';
+import { setSgemmMaxCallBytes, setSgemmThreads, sgemm, sgemmIsWasm, sgemmPtr, sgemmThreads, sgemmWorkerTasks, wasmHeap } from '../../../../src/backends/cpu/fast/index.ts';
+import { affineF32 } from '../../../../src/backends/cpu/fast/activations.ts';
 
 interface Case {
   transA: boolean;
@@ -215,6 +216,177 @@ describe('cpu matmul float32 through sgemm', () => {
       let err = 0;
       for (let i = 0; i < y32.length; i++) err = Math.max(err, Math.abs(y32[i] - y64[i]));
       expect(err).toBeLessThan(1e-4);
+    }
+  });
+});
+
+describe('sgemm with a per-row epilogue (batch norm folded into a conv, then SiLU)', () => {
+  const sig64 = (z: number) => (z >= 0 ? 1 / (1 + Math.exp(-z)) : Math.exp(z) / (1 + Math.exp(z)));
+  interface EpiCase {
+    M: number;
+    N: number;
+    K: number;
+    transA: boolean;
+    beta: number;
+    silu: boolean;
+    inHeap: boolean;
+    seed: number;
+  }
+
+  /**
+   * C ← act((alpha·op(A)·B + beta·C)·scale[i] + shift[i]) against float64: the product's bound as in checkCase, times
+   * the affine's |scale| and SiLU's slope (≤ 1.1), plus SiLU's own relative error, 1.7e−7·(1 + |z|) (vmath.ts), with margin.
+   */
+  function checkEpi(c: EpiCase): void {
+    const { M, N, K, transA, beta, silu } = c;
+    const rnd = lcg(c.seed);
+    const alpha = 0.75;
+    const h = wasmHeap()!;
+    const A = Float32Array.from({ length: M * K }, rnd);
+    const B = Float32Array.from({ length: K * N }, rnd);
+    const C0 = Float32Array.from({ length: M * N }, rnd);
+    const sc = Float32Array.from({ length: M }, () => 4 * rnd());
+    const sh = Float32Array.from({ length: M }, () => 3 * rnd());
+    const P = new Float64Array(M * N), Q = new Float64Array(M * N);
+    gemm(A, 0, transA ? 1 : K, transA ? M : 1, B, 0, N, 1, P, 0, M, N, K);
+    gemm(A.map(Math.abs), 0, transA ? 1 : K, transA ? M : 1, B.map(Math.abs), 0, N, 1, Q, 0, M, N, K);
+    const got = h.withF32(sc, (ps) =>
+      h.withF32(sh, (pb) => {
+        const epi = { scale: ps, shift: pb, act: silu ? ('silu' as const) : undefined };
+        if (!c.inHeap) {
+          const C = C0.slice();
+          sgemm(transA, false, M, N, K, alpha, A, 0, transA ? M : K, B, 0, N, beta, C, 0, N, epi);
+          return C;
+        }
+        return h.withF32(A, (pA) => h.withF32(B, (pB) => h.withF32(C0, (pC) => (sgemmPtr(transA, false, M, N, K, alpha, pA, transA ? M : K, pB, N, beta, pC, N, epi), h.view(pC, M * N).slice()))));
+      }),
+    );
+    for (let i = 0; i < M; i++) {
+      for (let j = 0; j < N; j++) {
+        const at = i * N + j;
+        const z = (alpha * P[at] + (beta === 0 ? 0 : beta * C0[at])) * sc[i] + sh[i];
+        const want = silu ? z * sig64(z) : z;
+        const tolC = 1e-6 * (K + 4) * (alpha * Q[at] + Math.abs(beta * C0[at])) + 1e-6;
+        const tol = 1.1 * (Math.abs(sc[i]) * tolC + 1e-6 * Math.abs(z)) + 4e-7 * (1 + Math.abs(z)) * Math.abs(want) + 1e-30;
+        if (!(Math.abs(got[at] - want) <= tol)) throw new Error(`C[${i},${j}] = ${got[at]}, want ${want} (tol ${tol}) in ${JSON.stringify(c)}`);
+      }
+    }
+  }
+
+  const arbEpi: fc.Arbitrary<EpiCase> = fc.record({
+    M: size,
+    N: size,
+    // over KC = 256 now and then: the epilogue must wait for the last k block
+    K: fc.oneof(size, fc.integer({ min: 250, max: 600 })),
+    transA: fc.boolean(),
+    beta: scalar,
+    silu: fc.boolean(),
+    inHeap: fc.boolean(),
+    seed: fc.integer({ min: 1, max: 1 << 30 }),
+  });
+
+  it('matches the float64 formula on random shapes: ragged tiles, several k blocks, beta, typed arrays and heap operands', () => {
+    fc.assert(fc.property(arbEpi, (c) => checkEpi(c)), { numRuns: 120 });
+    // B0's shapes: a 1×1 expand conv and the stem (K = 27), one image's product, threaded.
+    checkEpi({ M: 96, N: 4096, K: 16, transA: false, beta: 0, silu: true, inHeap: true, seed: 1 });
+    checkEpi({ M: 32, N: 4099, K: 27, transA: false, beta: 0, silu: true, inHeap: false, seed: 2 });
+  });
+
+  it('holds with tiny cache blocks (many k blocks, MC and NC edges) and another micro-tile', () => {
+    try {
+      for (const blocking of [{ MR: 4, NR: 8, MC: 8, KC: 5, NC: 24 }, { MR: 6, NR: 8, MC: 12, KC: 8, NC: 16 }]) {
+        reconfigureSgemm(blocking);
+        fc.assert(fc.property(arbEpi, (c) => checkEpi({ ...c, K: Math.min(c.K, 40) })), { numRuns: 40 });
+      }
+    } finally {
+      reconfigureSgemm(DEFAULT_SHAPE);
+    }
+  });
+
+  it('is bit-identical to the product followed by the activations module’s affine (the same float32 operations)', () => {
+    const M = 13, N = 531, K = 300, h = wasmHeap()!;
+    const r = lcg(9);
+    const A = Float32Array.from({ length: M * K }, r), B = Float32Array.from({ length: K * N }, r);
+    const sc = Float32Array.from({ length: M }, r), sh = Float32Array.from({ length: M }, r);
+    for (const act of [undefined, 'silu'] as const) {
+      const fused = new Float32Array(M * N), plain = new Float32Array(M * N);
+      h.withF32(sc, (ps) => h.withF32(sh, (pb) => sgemm(false, false, M, N, K, 1, A, 0, K, B, 0, N, 0, fused, 0, N, { scale: ps, shift: pb, act })));
+      sgemm(false, false, M, N, K, 1, A, 0, K, B, 0, N, 0, plain, 0, N);
+      expect(fused).toEqual(affineF32(plain, sc, sh, { N: 1, C: M, HW: N }, 'c', 'c', act));
+    }
+  });
+});
+
+describe('sgemmBatchPtr (one job over a batch of products)', () => {
+  it('equals one sgemmPtr per product, bit for bit: shared or strided A, epilogue, batches over one job’s stripes', () => {
+    const h = wasmHeap()!;
+    // [M, N, K, count, strideA]: per-image convs (A shared), B0's expand at 32×32, many tiny products (several jobs).
+    const shapes: [number, number, number, number, boolean][] = [[13, 300, 27, 5, false], [144, 1024, 24, 4, false], [7, 9, 5, 600, true], [33, 65, 290, 3, true]];
+    for (const [M, N, K, count, ownA] of shapes) {
+      const r = lcg(M + N + K);
+      const sA = ownA ? M * K + 3 : 0, sB = K * N + 5, sC = M * N + 7;
+      const A = Float32Array.from({ length: ownA ? count * sA : M * K }, r), B = Float32Array.from({ length: count * sB }, r);
+      const sc = Float32Array.from({ length: M }, r), sh = Float32Array.from({ length: M }, r);
+      h.withF32(A, (pA) => h.withF32(B, (pB) => h.withF32(sc, (ps) => h.withF32(sh, (pb) => {
+        for (const epi of [undefined, { scale: ps, shift: pb, act: 'silu' as const }]) {
+          const C0 = Float32Array.from({ length: count * sC }, r);
+          const one = h.withF32(C0, (pC) => {
+            for (let b = 0; b < count; b++) sgemmPtr(false, false, M, N, K, 0.5, pA + 4 * b * sA, K, pB + 4 * b * sB, N, 1.5, pC + 4 * b * sC, N, epi);
+            return h.view(pC, C0.length).slice();
+          });
+          const all = h.withF32(C0, (pC) => {
+            sgemmBatchPtr(false, false, M, N, K, 0.5, pA, K, pB, N, 1.5, pC, N, { count, strideA: sA, strideB: sB, strideC: sC }, epi);
+            return h.view(pC, C0.length).slice();
+          });
+          // Bit for bit (Object.is per element: a plain loop, toEqual is slow on 10⁵ floats); the gaps between the
+          // products' C blocks keep C0.
+          const bad = all.findIndex((v, i) => !Object.is(v, one[i]) || (i % sC >= M * N && !Object.is(v, C0[i])));
+          expect(bad, `${M}×${N}×${K} ×${count}: first mismatch`).toBe(-1);
+        }
+      }))));
+    }
+  });
+
+  it('names a bad batch', () => {
+    expect(() => sgemmBatchPtr(false, false, 2, 2, 2, 1, 0, 2, 0, 2, 0, 0, 2, { count: -1, strideA: 0, strideB: 4, strideC: 4 })).toThrow(/sgemmBatchPtr: batch count -1/);
+    expect(() => sgemmBatchPtr(false, false, 2, 2, 0, 1, 0, 2, 0, 2, 0, 0, 2, { count: 2, strideA: 0, strideB: 4, strideC: 4 })).toThrow(/sgemmBatchPtr: K = 0/);
+  });
+});
+
+describe('sgemmSumPtr (products summed into one C in one job)', () => {
+  /** Σ_p op(A_p)·op(B_p) against one sgemmPtr per part (beta = 1 after the first): bit for bit. */
+  function checkSum(M: number, N: number, K: number, count: number, transA: boolean, transB: boolean, beta: number, seed: number): void {
+    const h = wasmHeap()!;
+    const r = lcg(seed);
+    const sA = M * K + 1, sB = K * N + 2;
+    const A = Float32Array.from({ length: count * sA }, r), B = Float32Array.from({ length: count * sB }, r), C0 = Float32Array.from({ length: M * N }, r);
+    const [lda, ldb] = [transA ? M : K, transB ? K : N];
+    h.withF32(A, (pA) => h.withF32(B, (pB) => {
+      const one = h.withF32(C0, (pC) => {
+        for (let q = 0; q < count; q++) sgemmPtr(transA, transB, M, N, K, 0.5, pA + 4 * q * sA, lda, pB + 4 * q * sB, ldb, q === 0 ? beta : 1, pC, N);
+        return h.view(pC, M * N).slice();
+      });
+      const all = h.withF32(C0, (pC) => (sgemmSumPtr(transA, transB, M, N, K, 0.5, pA, lda, pB, ldb, beta, pC, N, { count, strideA: sA, strideB: sB }), h.view(pC, M * N).slice()));
+      expect(all.findIndex((v, i) => !Object.is(v, one[i])), `${M}×${N}×${K} ×${count} ${transA} ${transB} beta ${beta}: first mismatch`).toBe(-1);
+    }));
+  }
+
+  it('equals one sgemmPtr per part, bit for bit (a conv filter gradient summed over images; k blocks; ragged tiles)', () => {
+    fc.assert(
+      fc.property(size, size, fc.oneof(size, fc.integer({ min: 250, max: 520 })), fc.integer({ min: 1, max: 6 }), fc.boolean(), fc.boolean(), scalar, fc.integer({ min: 1, max: 1 << 30 }), (M, N, K, count, tA, tB, beta, seed) =>
+        checkSum(M, N, K, count, tA, tB, beta, seed),
+      ),
+      { numRuns: 60 },
+    );
+    checkSum(96, 16, 4096, 4, false, true, 1, 3); // B0's [96,16] 1×1 filter gradient at 64×64, 4 images
+  });
+
+  it('holds with tiny cache blocks', () => {
+    try {
+      reconfigureSgemm({ MR: 4, NR: 8, MC: 8, KC: 5, NC: 24 });
+      fc.assert(fc.property(size, size, size, fc.integer({ min: 1, max: 4 }), fc.boolean(), fc.integer({ min: 1, max: 1 << 30 }), (M, N, K, count, tB, seed) => checkSum(M, N, K, count, false, tB, 0, seed)), { numRuns: 30 });
+    } finally {
+      reconfigureSgemm(DEFAULT_SHAPE);
     }
   });
 });
