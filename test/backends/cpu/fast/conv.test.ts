@@ -106,37 +106,50 @@ function affineRef(y: ArrayLike<number>, a: Float32Array, b: Float32Array, P: nu
   });
 }
 
+/** A depthwise case for the lane kernels: channels (× multiplier m), plane, kernel (uneven widths too), strides, dilation, padding. */
+const laneCase = (maxC: number) =>
+  fc.record({
+    n: fc.integer({ min: 1, max: 3 }),
+    c: fc.integer({ min: 1, max: maxC }),
+    m: fc.constantFrom(1, 1, 2),
+    h: fc.integer({ min: 1, max: 13 }),
+    // wide enough for interior column groups run as a loop (two or more, stride 2 included)
+    w: fc.integer({ min: 1, max: 27 }),
+    k: fc.constantFrom(3, 5),
+    kw2: fc.option(fc.constantFrom(1, 3, 5), { nil: undefined }),
+    sh: fc.integer({ min: 1, max: 2 }),
+    sw: fc.integer({ min: 1, max: 2 }),
+    dil: fc.constantFrom(1, 1, 2),
+    pad: fc.oneof(fc.constant<'same'>('same'), fc.tuple(fc.nat(3), fc.nat(3), fc.nat(3), fc.nat(3))),
+    seed: fc.nat(10000),
+  });
+type LaneCase = typeof laneCase extends (n: number) => fc.Arbitrary<infer T> ? T : never;
+
+/** The case's geometry and conv attributes (fc.pre rejects an empty output). */
+function laneGeom(p: LaneCase): { d: DepthwiseGeom; a: Conv2dAttrs } {
+  const kh = p.k, kw = p.kw2 ?? p.k;
+  const padding: [number, number, number, number] = p.pad === 'same' ? [...sameSplit(p.h, kh, p.sh, p.dil), ...sameSplit(p.w, kw, p.sw, p.dil)] : p.pad;
+  const OH = Math.floor((p.h + padding[0] + padding[1] - p.dil * (kh - 1) - 1) / p.sh) + 1;
+  const OW = Math.floor((p.w + padding[2] + padding[3] - p.dil * (kw - 1) - 1) / p.sw) + 1;
+  fc.pre(OH >= 1 && OW >= 1);
+  const stride: [number, number] = [p.sh, p.sw], dilation: [number, number] = [p.dil, p.dil];
+  return {
+    d: { N: p.n, C: p.c, H: p.h, W: p.w, O: p.c * p.m, OH, OW, kh, kw, stride, dilation, padding },
+    a: { stride, padding, dilation, groups: p.c },
+  };
+}
+
 describe.skipIf(!convSimdAvailable())('wasm SIMD depthwise conv, four channels per vector (lane kernels)', () => {
   it('matches the reference with and without the affine / SiLU epilogue, for any channel count, and writes nothing else', () => {
     const h = wasmHeap()!;
     fc.assert(
       fc.property(
-        fc.record({
-          n: fc.integer({ min: 1, max: 3 }),
-          c: fc.integer({ min: 1, max: 11 }),
-          m: fc.constantFrom(1, 1, 2),
-          h: fc.integer({ min: 1, max: 13 }),
-          // wide enough for interior column groups run as a loop (two or more, stride 2 included)
-          w: fc.integer({ min: 1, max: 27 }),
-          k: fc.constantFrom(3, 5),
-          kw2: fc.option(fc.constantFrom(1, 3, 5), { nil: undefined }),
-          sh: fc.integer({ min: 1, max: 2 }),
-          sw: fc.integer({ min: 1, max: 2 }),
-          dil: fc.constantFrom(1, 1, 2),
-          pad: fc.oneof(fc.constant<'same'>('same'), fc.tuple(fc.nat(3), fc.nat(3), fc.nat(3), fc.nat(3))),
-          epi: fc.constantFrom('none', 'affine', 'silu'),
-          seed: fc.nat(10000),
-        }),
-        (p) => {
-          const kh = p.k, kw = p.kw2 ?? p.k;
-          const padding: [number, number, number, number] = p.pad === 'same' ? [...sameSplit(p.h, kh, p.sh, p.dil), ...sameSplit(p.w, kw, p.sw, p.dil)] : p.pad;
-          const OH = Math.floor((p.h + padding[0] + padding[1] - p.dil * (kh - 1) - 1) / p.sh) + 1;
-          const OW = Math.floor((p.w + padding[2] + padding[3] - p.dil * (kw - 1) - 1) / p.sw) + 1;
-          fc.pre(OH >= 1 && OW >= 1);
-          const O = p.c * p.m, P = OH * OW, ny = p.n * O * P;
-          const d: DepthwiseGeom = { N: p.n, C: p.c, H: p.h, W: p.w, O, OH, OW, kh, kw, stride: [p.sh, p.sw], dilation: [p.dil, p.dil], padding };
+        laneCase(11),
+        fc.constantFrom('none', 'affine', 'silu'),
+        (p, epiKind) => {
+          const { d, a } = laneGeom(p);
+          const { O, OH, OW, kh, kw } = d, P = OH * OW, ny = p.n * O * P;
           expect(depthwiseUsesLanes(d)).toBe(true);
-          const a: Conv2dAttrs = { stride: [p.sh, p.sw], padding, dilation: [p.dil, p.dil], groups: p.c };
           const xs = [p.n, p.c, p.h, p.w], ws = [O, 1, kh, kw];
           const x = rand(p.seed, p.n * p.c * p.h * p.w), w = rand(p.seed + 1, O * kh * kw);
           const sc = Float32Array.from(rand(p.seed + 2, O), (v) => 1 + v / 2), sf = rand(p.seed + 3, O);
@@ -149,14 +162,14 @@ describe.skipIf(!convSimdAvailable())('wasm SIMD depthwise conv, four channels p
             h.view(ps, O).set(sc);
             h.view(pb, O).set(sf);
             h.view(py, ny + 2 * G).fill(Number.NaN);
-            const epi = p.epi === 'none' ? undefined : { scale: ps, shift: pb, act: p.epi === 'silu' ? ('silu' as const) : undefined };
+            const epi = epiKind === 'none' ? undefined : { scale: ps, shift: pb, act: epiKind === 'silu' ? ('silu' as const) : undefined };
             depthwiseLanes(px, pw, py + 4 * G, d, epi);
             const all = h.view(py, ny + 2 * G);
             expect(all.subarray(0, G).every(Number.isNaN) && all.subarray(G + ny).every(Number.isNaN), 'guard bands').toBe(true);
             const conv = R.conv2dRefImpl([arg(f64(x), xs), arg(f64(w), ws)], a, out([p.n, O, OH, OW]));
-            const want = p.epi === 'none' ? conv : affineRef(conv, sc, sf, P, p.epi === 'silu');
+            const want = epiKind === 'none' ? conv : affineRef(conv, sc, sf, P, epiKind === 'silu');
             // Sums of ≤ 25 products of size ≤ 1, scaled by ≤ 1.5: measured worst 2.3e-7 relative (400 runs).
-            expectClose(all.slice(G, G + ny), want, p.epi, 2e-6);
+            expectClose(all.slice(G, G + ny), want, epiKind, 2e-6);
           } finally {
             for (const q of [px, pw, ps, pb, py]) h.release(q);
           }
@@ -205,30 +218,11 @@ describe.skipIf(!convSimdAvailable())('wasm SIMD depthwise conv, four channels p
   it('give the filter gradient (sums over every image and pixel, lanes = channels), any channel count, multiplier and stride', () => {
     fc.assert(
       fc.property(
-        fc.record({
-          n: fc.integer({ min: 1, max: 3 }),
-          c: fc.integer({ min: 1, max: 9 }),
-          m: fc.constantFrom(1, 1, 2),
-          h: fc.integer({ min: 1, max: 13 }),
-          w: fc.integer({ min: 1, max: 27 }),
-          k: fc.constantFrom(3, 5),
-          kw2: fc.option(fc.constantFrom(1, 3, 5), { nil: undefined }),
-          sh: fc.integer({ min: 1, max: 2 }),
-          sw: fc.integer({ min: 1, max: 2 }),
-          dil: fc.constantFrom(1, 1, 2),
-          pad: fc.oneof(fc.constant<'same'>('same'), fc.tuple(fc.nat(3), fc.nat(3), fc.nat(3), fc.nat(3))),
-          seed: fc.nat(10000),
-        }),
+        laneCase(9),
         (p) => {
-          const kh = p.k, kw = p.kw2 ?? p.k;
-          const padding: [number, number, number, number] = p.pad === 'same' ? [...sameSplit(p.h, kh, p.sh, p.dil), ...sameSplit(p.w, kw, p.sw, p.dil)] : p.pad;
-          const OH = Math.floor((p.h + padding[0] + padding[1] - p.dil * (kh - 1) - 1) / p.sh) + 1;
-          const OW = Math.floor((p.w + padding[2] + padding[3] - p.dil * (kw - 1) - 1) / p.sw) + 1;
-          fc.pre(OH >= 1 && OW >= 1);
-          const O = p.c * p.m;
-          const d: DepthwiseGeom = { N: p.n, C: p.c, H: p.h, W: p.w, O, OH, OW, kh, kw, stride: [p.sh, p.sw], dilation: [p.dil, p.dil], padding };
+          const { d, a } = laneGeom(p);
+          const { O, OH, OW, kh, kw } = d;
           expect(depthwiseUsesLanes(d)).toBe(true);
-          const a: Conv2dAttrs = { stride: [p.sh, p.sw], padding, dilation: [p.dil, p.dil], groups: p.c };
           const xs = [p.n, p.c, p.h, p.w], ws = [O, 1, kh, kw], ys = [p.n, O, OH, OW];
           const x = rand(p.seed, p.n * p.c * p.h * p.w), g = rand(p.seed + 2, p.n * O * OH * OW);
           // Sums of up to 3·13·27 products of size ≤ 1 in float32: measured worst 9.9e-7 relative (300 runs).
