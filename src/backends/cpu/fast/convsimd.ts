@@ -388,6 +388,15 @@ export const tasksFor = (n: number): [number, number][] => ranges(n, 4 * poolThr
 
 /** Splits [0, n) into `parts` contiguous ranges (fewer when n is small), for a job's tasks. */
 export function ranges(n: number, parts: number): [number, number][] {
-  const k = Math.max(1, Math.min(n, parts));
-  return Array.from({ length: k }, (_, i) => [Math.round((i * n) / k), Math.round(((i + 1) * n) / k)] as [number, number]);
+  const k = rangeCount(n, parts);
+  return Array.from({ length: k }, (_, i) => [rangeAt(i, n, k), rangeAt(i + 1, n, k)] as [number, number]);
 }
+
+/**
+ * `ranges` without the arrays, for the per-call paths of compiled steps: `rangeCount(n, parts)` ranges, range i
+ * being [rangeAt(i, n, k), rangeAt(i + 1, n, k)).
+ */
+export const rangeCount = (n: number, parts: number): number => Math.max(1, Math.min(n, parts));
+export const rangeAt = (i: number, n: number, k: number): number => Math.round((i * n) / k);
+/** How many ranges `tasksFor(n)` makes. */
+export const taskCountFor = (n: number): number => rangeCount(n, 4 * poolThreads());

@@ -15,7 +15,7 @@
  *
  * `depthwiseSimdOk` says whether a call can take this path (float32, wasm SIMD, column stride 1 or 2).
  */
-import { type Geom, SLACK, convSimdAvailable, ginColumnShift, ginPadding, kernels, paddedBytes, ranges, simdHeap, tasksFor } from './convsimd.ts';
+import { type Geom, SLACK, convSimdAvailable, ginColumnShift, ginPadding, kernels, paddedBytes, rangeAt, rangeCount, simdHeap, taskCountFor, tasksFor } from './convsimd.ts';
 import type { ConvGeometry } from '../conv_geom.ts';
 import { Job, S } from './pool.ts';
 import { type RowEpilogue, affineRows, epilogueFrom } from './activations.ts';
@@ -86,13 +86,16 @@ export function depthwiseLanes(px: number, pw: number, py: number, d: DepthwiseG
   const lg = laneGeom(d);
   const k = laneKernel(lg, flipped ? 'flipped' : epi ? (epi.act === 'silu' ? 'silu' : 'affine') : 'none');
   const scr = S(SLACK), sc = epi?.scale ?? 0, sh = epi?.shift ?? 0;
-  const G = Math.ceil(d.O / 4), parts = tasksFor(G * d.N).length;
+  const G = Math.ceil(d.O / 4), parts = taskCountFor(G * d.N);
   const job = new Job();
   if (G >= parts) {
-    for (const [g0, g1] of tasksFor(G)) job.call(k, px, pw, sc, sh, py, d.C, d.O, d.N, g0, g1, scr).endTask();
+    const kg = taskCountFor(G);
+    for (let i = 0; i < kg; i++) job.call(k, px, pw, sc, sh, py, d.C, d.O, d.N, rangeAt(i, G, kg), rangeAt(i + 1, G, kg), scr).endTask();
   } else {
     const xImage = d.C * d.H * d.W * 4, yImage = d.O * d.OH * d.OW * 4;
-    for (const [n0, n1] of ranges(d.N, Math.ceil(parts / G))) {
+    const kn = rangeCount(d.N, Math.ceil(parts / G));
+    for (let i = 0; i < kn; i++) {
+      const n0 = rangeAt(i, d.N, kn), n1 = rangeAt(i + 1, d.N, kn);
       for (let g = 0; g < G; g++) job.call(k, px + n0 * xImage, pw, sc, sh, py + n0 * yImage, d.C, d.O, n1 - n0, g, g + 1, scr).endTask();
     }
   }
@@ -211,7 +214,8 @@ export function depthwiseGradFilterPtr(px: number, pg: number, pdw: number, d: D
   if (planes === undefined && depthwiseUsesLanes(d)) {
     const lg = laneGeom(d), k = laneKernel(lg, 'gradFilter'), scr = S(SLACK);
     const job = new Job();
-    for (const [g0, g1] of tasksFor(Math.ceil(d.O / 4))) job.call(k, px, pg, pdw, d.C, d.O, d.N, g0, g1, scr).endTask();
+    const G = Math.ceil(d.O / 4), kg = taskCountFor(G);
+    for (let i = 0; i < kg; i++) job.call(k, px, pg, pdw, d.C, d.O, d.N, rangeAt(i, G, kg), rangeAt(i + 1, G, kg), scr).endTask();
     job.run(SLACK + paddedBytes(laneGradFilterScratchBytes(lg)));
   } else {
     gradFilterRows(px, pg, pdw, d, planes ?? stacking(d).planes);

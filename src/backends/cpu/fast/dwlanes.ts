@@ -62,8 +62,17 @@ const LANE_MACS_MAX = 3000;
 
 /** Whether a geometry fits this path (plane sizes within LANE_PLANE_MAX, code within LANE_MACS_MAX). */
 export function laneGeomOk(g: LaneGeom): boolean {
-  return g.H * g.W <= LANE_PLANE_MAX && g.OH * g.OW <= LANE_PLANE_MAX && emittedMacs(g) <= LANE_MACS_MAX;
+  if (g.H * g.W > LANE_PLANE_MAX || g.OH * g.OW > LANE_PLANE_MAX) return false;
+  // The code-size measure walks every output row and column: once per geometry (a compiled step asks per call).
+  const key = geomKey(g);
+  let ok = fits.get(key);
+  if (ok === undefined) fits.set(key, (ok = emittedMacs(g) <= LANE_MACS_MAX));
+  return ok;
 }
+
+/** Whether each geometry seen so far (by geomKey) fits LANE_MACS_MAX. */
+const fits = new Map<string, boolean>();
+const geomKey = (g: LaneGeom): string => `${g.H},${g.W},${g.OH},${g.OW},${g.kh},${g.kw},${g.sh},${g.sw},${g.dh},${g.dw},${g.pt},${g.pl}`;
 
 /** Bytes of the dump plane (one output plane, rounded up to whole vectors) at the start of the scratch. */
 const dumpBytes = (g: LaneGeom): number => 16 * Math.ceil((g.OH * g.OW) / 4);
@@ -398,7 +407,7 @@ const modules = new Map<string, PoolKernel>();
 export function laneKernel(g: LaneGeom, kind: LaneKind): PoolKernel {
   const h = wasmHeap();
   if (!h) throw new Error('dwlanes: WebAssembly SIMD is not available');
-  const key = `${g.H},${g.W},${g.OH},${g.OW},${g.kh},${g.kw},${g.sh},${g.sw},${g.dh},${g.dw},${g.pt},${g.pl},${kind}`;
+  const key = `${geomKey(g)},${kind}`;
   let k = modules.get(key);
   if (!k) {
     const fn = kind === 'gradFilter' ? gradFilterFn(g) : kind === 'flipped' ? laneFn(g, 'none', true) : laneFn(g, kind, false);

@@ -13,8 +13,8 @@
  * `pointwiseBatchedOk` says when a call takes this path.
  */
 import type { ConvGeometry } from '../conv_geom.ts';
-import { convSimdAvailable, kernels, simdHeap, tasksFor } from './convsimd.ts';
-import { Job } from './pool.ts';
+import { convSimdAvailable, kernels, rangeAt, simdHeap, taskCountFor } from './convsimd.ts';
+import { Job, type PoolKernel } from './pool.ts';
 import { sgemmPtr } from './sgemm.ts';
 import type { RowEpilogue } from './activations.ts';
 
@@ -28,10 +28,17 @@ export function pointwiseBatchedOk(p: Geometry): boolean {
 }
 
 /** dst = src with its first two axes swapped: [A, B, P] → [B, A, P] (heap addresses), rows split over the pool. */
+/** The copy kernel swap01 uses (looked up once). */
+let copy3d: PoolKernel | undefined;
+
 function swap01(src: number, dst: number, A: number, B: number, P: number): void {
-  const copy3d = kernels({ cn: 1, kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1 }).copy3d;
+  copy3d ??= kernels({ cn: 1, kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1 }).copy3d;
   const job = new Job();
-  for (const [b0, b1] of tasksFor(B)) job.call(copy3d, src + b0 * P * 4, B * P * 4, P * 4, dst + b0 * A * P * 4, P * 4, A * P * 4, A, b1 - b0, P).endTask();
+  const k = taskCountFor(B);
+  for (let i = 0; i < k; i++) {
+    const b0 = rangeAt(i, B, k), b1 = rangeAt(i + 1, B, k);
+    job.call(copy3d, src + b0 * P * 4, B * P * 4, P * 4, dst + b0 * A * P * 4, P * 4, A * P * 4, A, b1 - b0, P).endTask();
+  }
   job.run(0);
 }
 

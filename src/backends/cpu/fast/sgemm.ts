@@ -8,7 +8,7 @@
  * rows for tall products). An optional epilogue (a per-row affine + SiLU: batch norm folded into a conv) is applied
  * by the micro-kernel as it stores the final sums (sgemm_wasm.ts), so C is written once.
  */
-import { type PoolKernel, Job, loadKernels, poolThreads, poolWorkerTasks, setPoolThreads, stopPool } from './pool.ts';
+import { type PoolKernel, Job, S as scratchAt, loadKernels, poolThreads, poolWorkerTasks, setPoolThreads, stopPool } from './pool.ts';
 import { type WasmHeap, wasmHeap } from './heap.ts';
 import { gemm } from '../gemm_ref.ts';
 import { D, EPI_MODE, type GemmShape, hasRelaxedSimd, scratchBytes, sgemmModuleBytes } from './sgemm_wasm.ts';
@@ -263,7 +263,7 @@ function gemmPtr(
   const { MR, NR } = e.shape;
   const { byCols, panels, tasks } = gemmTasks(M, N, K * parts.count, MR, NR, poolThreads());
   const S = batch.count === 1 ? tasks : Math.min(tasks, Math.max(1, Math.floor(MAX_TASKS / batch.count)));
-  const stripes = stripesOf(M, N, S, panels, byCols, MR, NR);
+  const st = stripesOf(M, N, S, panels, byCols, MR, NR);
   const i32 = e.heap.i32();
   const f32v = e.heap.f32();
   const perJob = Math.max(1, Math.floor(MAX_DESC / S));
@@ -272,7 +272,8 @@ function gemmPtr(
     let at = e.desc;
     for (let b = b0; b < Math.min(batch.count, b0 + perJob); b++) {
       const a = pA + 4 * b * batch.strideA, bb = pB + 4 * b * batch.strideB, c = pC + 4 * b * batch.strideC;
-      for (const [m0, m1, n0, n1] of stripes) {
+      for (let t = 0; t < S; t++) {
+        const m0 = st[4 * t], m1 = st[4 * t + 1], n0 = st[4 * t + 2], n1 = st[4 * t + 3];
         const d = at >>> 2;
         i32[d + D.M / 4] = m1 - m0;
         i32[d + D.N / 4] = n1 - n0;
@@ -293,7 +294,7 @@ function gemmPtr(
         i32[d + D.parts / 4] = parts.count;
         i32[d + D.partA / 4] = 4 * parts.strideA;
         i32[d + D.partB / 4] = 4 * parts.strideB;
-        job.call(e.gemm, at, { scratch: 0 }).endTask();
+        job.call(e.gemm, at, SCRATCH).endTask();
         at += D.size;
       }
     }
@@ -301,12 +302,24 @@ function gemmPtr(
   }
 }
 
-/** The S stripes of an M×N product, [m0, m1, n0, n1] each: `panels` NR-wide column panels (MR-high row panels) shared out evenly. */
-function stripesOf(M: number, N: number, S: number, panels: number, byCols: boolean, MR: number, NR: number): [number, number, number, number][] {
-  return Array.from({ length: S }, (_, t) => {
+/** The descriptors' scratch argument (made once: a call per stripe would allocate it anew). */
+const SCRATCH = scratchAt(0);
+/** stripesOf's answer, reused by every call (gemmPtr reads it before the next call). */
+const stripeWords = new Int32Array(4 * MAX_TASKS);
+
+/**
+ * The S stripes of an M×N product, [m0, m1, n0, n1] at words 4t…4t+3: `panels` NR-wide column panels (MR-high row
+ * panels) shared out evenly. Written into one reused array: a compiled step multiplies hundreds of times.
+ */
+function stripesOf(M: number, N: number, S: number, panels: number, byCols: boolean, MR: number, NR: number): Int32Array {
+  for (let t = 0; t < S; t++) {
     const lo = Math.round((t * panels) / S), hi = Math.round(((t + 1) * panels) / S);
-    return byCols ? [0, M, lo * NR, Math.min(N, hi * NR)] : [lo * MR, Math.min(M, hi * MR), 0, N];
-  });
+    stripeWords[4 * t] = byCols ? 0 : lo * MR;
+    stripeWords[4 * t + 1] = byCols ? M : Math.min(M, hi * MR);
+    stripeWords[4 * t + 2] = byCols ? lo * NR : 0;
+    stripeWords[4 * t + 3] = byCols ? Math.min(N, hi * NR) : N;
+  }
+  return stripeWords;
 }
 
 function run(
