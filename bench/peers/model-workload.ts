@@ -35,9 +35,18 @@ let calls = 0;
 /** One turn of the event loop (untimed), as a training loop that awaits its data makes: finalizers run there. */
 const turn = () => new Promise<void>((r) => setImmediate(r));
 
+/**
+ * Untimed calls before the timed ones. One was not enough: on 2 cores the optimising compiler's thread competes with
+ * the kernels' threads, and B0's 8×224 jitted step measured 413 or 656 ms in two runs of the same tree, the slower
+ * run also allocating 2.5× the JS heap per step (code not yet optimised).
+ */
+const WARM_UP = 3;
+
 async function time(fn: () => unknown | Promise<unknown>, n: number): Promise<number[]> {
-  calls++;
-  await fn(); // warm-up
+  for (let i = 0; i < WARM_UP; i++) {
+    calls++;
+    await fn();
+  }
   const ts: number[] = [];
   for (let i = 0; i < n; i++) {
     await turn();
@@ -113,7 +122,7 @@ async function oursOn(compiled: boolean) {
     [params, ostate] = opt.update(g, ostate, params, 1e-3);
     state = s;
     const l = E.item(loss);
-    afterStep(step++); // the warm-up call is step 0
+    afterStep(step++ - WARM_UP + 1); // the last warm-up call is step 0
     return l;
   };
   return time(trainStep, kind === 'steady' ? 200 : reps);
@@ -167,7 +176,7 @@ function jitTrain(model: E.nn.Model, input: E.nn.Input, y: E.Tensor, opt: Return
     const r = step(params, state, slots, E.random.foldIn(key, 100 + n++));
     [params, state, slots] = [r.params, r.state, r.slots];
     const l = E.item(r.loss);
-    afterStep(n - 2); // n − 1 calls so far; the first (compiling) call and the warm-up are steps −1 and 0
+    afterStep(n - 1 - WARM_UP); // n − 1 calls so far; the first (compiling) call and the warm-ups are steps ≤ 0
     return l;
   };
   const profiled = () => {

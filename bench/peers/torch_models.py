@@ -12,7 +12,7 @@ torch.set_num_threads(int(__import__('os').environ.get('OMP_NUM_THREADS', '2')))
 quick = '--quick' in sys.argv
 only = [a.split('=', 1)[1] for a in sys.argv if a.startswith('--only=')]
 
-def median_ms(fn, reps, warm=1):
+def median_ms(fn, reps, warm=3):  # untimed calls first, as bench/peers/model-workload.ts (WARM_UP)
     for _ in range(warm):
         fn()
     ts = []
