@@ -13,8 +13,8 @@
  * layouts run the JS loop.
  *
  * Every operation rounds to float32 as eager's kernels do, and SiLU / sigmoid / SiLU's gradient use the same
- * vector exp as the eager fast kernels (activations.ts), so a wasm group equals eager bit for bit on the plain
- * arithmetic and within the exp's 1–2 ulp elsewhere. Groups with an op that has no exact vector form here (exp,
+ * vector emitters as the eager fast kernels (vmath.ts, through activations.ts), so a wasm group equals eager bit for
+ * bit on the plain arithmetic and within those emitters' documented error bounds elsewhere. Groups with an op that has no exact vector form here (exp,
  * log, tanh, pow, softplus), float64 groups, more than MAX_LEAVES leaves, and calls whose buffers are not all in
  * the heap (inputs and outputs the caller allocated) run the group's JS loop (../fused.ts).
  */
