@@ -383,20 +383,17 @@ export function simdHeap(what: string): WasmHeap {
 /** Heap bytes to reserve for `bytes` of scratch: with SLACK for the reads past its end, rounded up to 64. */
 export const paddedBytes = (bytes: number): number => Math.ceil((bytes + SLACK) / 64) * 64;
 
-/** Tasks for a job over n units: small enough ranges that a thread the scheduler delays leaves little for the others. */
-export const tasksFor = (n: number): [number, number][] => ranges(n, 4 * poolThreads());
-
-/** Splits [0, n) into `parts` contiguous ranges (fewer when n is small), for a job's tasks. */
-export function ranges(n: number, parts: number): [number, number][] {
-  const k = rangeCount(n, parts);
-  return Array.from({ length: k }, (_, i) => [rangeAt(i, n, k), rangeAt(i + 1, n, k)] as [number, number]);
+/**
+ * Calls f(lo, hi) for each of `parts` contiguous ranges splitting [0, n) (fewer when n is small, one when n is 0),
+ * for a job's tasks. No arrays: compiled steps build hundreds of jobs per call.
+ */
+export function forRanges(n: number, parts: number, f: (lo: number, hi: number) => void): void {
+  const k = Math.max(1, Math.min(n, parts));
+  for (let i = 0; i < k; i++) f(Math.round((i * n) / k), Math.round(((i + 1) * n) / k));
 }
 
-/**
- * `ranges` without the arrays, for the per-call paths of compiled steps: `rangeCount(n, parts)` ranges, range i
- * being [rangeAt(i, n, k), rangeAt(i + 1, n, k)).
- */
-export const rangeCount = (n: number, parts: number): number => Math.max(1, Math.min(n, parts));
-export const rangeAt = (i: number, n: number, k: number): number => Math.round((i * n) / k);
-/** How many ranges `tasksFor(n)` makes. */
-export const taskCountFor = (n: number): number => rangeCount(n, 4 * poolThreads());
+/** Tasks for a job over n units: small enough ranges that a thread the scheduler delays leaves little for the others. */
+const TASKS_PER_THREAD = 4;
+export const forTasks = (n: number, f: (lo: number, hi: number) => void): void => forRanges(n, TASKS_PER_THREAD * poolThreads(), f);
+/** How many ranges `forTasks(n, …)` makes. */
+export const taskCountFor = (n: number): number => Math.max(1, Math.min(n, TASKS_PER_THREAD * poolThreads()));

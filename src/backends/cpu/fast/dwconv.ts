@@ -15,7 +15,7 @@
  *
  * `depthwiseSimdOk` says whether a call can take this path (float32, wasm SIMD, column stride 1 or 2).
  */
-import { type Geom, SLACK, convSimdAvailable, ginColumnShift, ginPadding, kernels, paddedBytes, rangeAt, rangeCount, simdHeap, taskCountFor, tasksFor } from './convsimd.ts';
+import { type Geom, SLACK, convSimdAvailable, forRanges, forTasks, ginColumnShift, ginPadding, kernels, paddedBytes, simdHeap, taskCountFor } from './convsimd.ts';
 import type { ConvGeometry } from '../conv_geom.ts';
 import { Job, S } from './pool.ts';
 import { type RowEpilogue, affineRows, epilogueFrom } from './activations.ts';
@@ -89,15 +89,12 @@ export function depthwiseLanes(px: number, pw: number, py: number, d: DepthwiseG
   const G = Math.ceil(d.O / 4), parts = taskCountFor(G * d.N);
   const job = new Job();
   if (G >= parts) {
-    const kg = taskCountFor(G);
-    for (let i = 0; i < kg; i++) job.call(k, px, pw, sc, sh, py, d.C, d.O, d.N, rangeAt(i, G, kg), rangeAt(i + 1, G, kg), scr).endTask();
+    forTasks(G, (g0, g1) => job.call(k, px, pw, sc, sh, py, d.C, d.O, d.N, g0, g1, scr).endTask());
   } else {
     const xImage = d.C * d.H * d.W * 4, yImage = d.O * d.OH * d.OW * 4;
-    const kn = rangeCount(d.N, Math.ceil(parts / G));
-    for (let i = 0; i < kn; i++) {
-      const n0 = rangeAt(i, d.N, kn), n1 = rangeAt(i + 1, d.N, kn);
+    forRanges(d.N, Math.ceil(parts / G), (n0, n1) => {
       for (let g = 0; g < G; g++) job.call(k, px + n0 * xImage, pw, sc, sh, py + n0 * yImage, d.C, d.O, n1 - n0, g, g + 1, scr).endTask();
-    }
+    });
   }
   job.run(SLACK + paddedBytes(laneScratchBytes(lg)));
 }
@@ -115,7 +112,7 @@ function depthwiseStacked(px: number, pw: number, py: number, d: DepthwiseGeom, 
   // Scratch arguments made once per job (the calls below number thousands).
   const sx = S(xp), sxIn = S(xp + (pt * Wp + pl) * 4), sy = S(ys);
   const job = new Job();
-  for (const [u0, u1] of tasksFor(C * chunks)) {
+  forTasks(C * chunks, (u0, u1) => {
     job.call(k.fill, sx, 0, planes * Hs * Wp * 4);
     for (let u = u0; u < u1; u++) {
       const c = Math.floor(u / chunks), n0 = (u % chunks) * planes, ns = Math.min(planes, N - n0);
@@ -129,7 +126,7 @@ function depthwiseStacked(px: number, pw: number, py: number, d: DepthwiseGeom, 
       }
     }
     job.endTask();
-  }
+  });
   job.run(ys + paddedBytes(((planes - 1) * rs + OH) * OW * 4));
 }
 
@@ -188,7 +185,7 @@ function gradInputGather(pg: number, pw: number, pdx: number, d: DepthwiseGeom, 
   const chunks = Math.ceil(N / planes);
   const sgp = S(gp), sdx = S(dxs), sg00 = S(g00), sgBase = S(g00 + base * 4);
   const job = new Job();
-  for (const [u0, u1] of tasksFor(C * chunks)) {
+  forTasks(C * chunks, (u0, u1) => {
     job.call(k.fill, sgp, 0, Hg(planes) * Wg * 4);
     for (let u = u0; u < u1; u++) {
       const c = Math.floor(u / chunks), n0 = (u % chunks) * planes, ns = Math.min(planes, N - n0);
@@ -201,7 +198,7 @@ function gradInputGather(pg: number, pw: number, pdx: number, d: DepthwiseGeom, 
       job.call(k.copy3d, sdx, xr * W * 4, W * 4, pdx + (n0 * C + c) * HW * 4, C * HW * 4, W * 4, ns, H, W);
     }
     job.endTask();
-  }
+  });
   job.run(dxs + paddedBytes(dxRows(planes) * W * 4));
 }
 
@@ -214,8 +211,7 @@ export function depthwiseGradFilterPtr(px: number, pg: number, pdw: number, d: D
   if (planes === undefined && depthwiseUsesLanes(d)) {
     const lg = laneGeom(d), k = laneKernel(lg, 'gradFilter'), scr = S(SLACK);
     const job = new Job();
-    const G = Math.ceil(d.O / 4), kg = taskCountFor(G);
-    for (let i = 0; i < kg; i++) job.call(k, px, pg, pdw, d.C, d.O, d.N, rangeAt(i, G, kg), rangeAt(i + 1, G, kg), scr).endTask();
+    forTasks(Math.ceil(d.O / 4), (g0, g1) => job.call(k, px, pg, pdw, d.C, d.O, d.N, g0, g1, scr).endTask());
     job.run(SLACK + paddedBytes(laneGradFilterScratchBytes(lg)));
   } else {
     gradFilterRows(px, pg, pdw, d, planes ?? stacking(d).planes);
@@ -241,7 +237,7 @@ function gradFilterRows(px: number, pg: number, pdw: number, d: DepthwiseGeom, p
   const sx = S(xp), sxIn = S(xp + (pt * Wp + pl) * 4), sg = S(gs);
   const sxRow = Array.from({ length: kh }, (_, ky) => S(xp + ky * dh * Wp * 4));
   const job = new Job();
-  for (const [c0, c1] of tasksFor(C)) {
+  forTasks(C, (c0, c1) => {
     job.call(k.fill, sx, 0, planes * Hs * Wp * 4);
     job.call(k.fill, sg, 0, planes * rs * OW * 4);
     for (let c = c0; c < c1; c++) {
@@ -257,7 +253,7 @@ function gradFilterRows(px: number, pg: number, pdw: number, d: DepthwiseGeom, p
       }
     }
     job.endTask();
-  }
+  });
   job.run(gs + paddedBytes(planes * rs * OW * 4));
 }
 

@@ -16,7 +16,7 @@
  *     once; bands no window touches are zero-filled.
  * Windows are validated by the primitive's shape rule (autograd/conv.ts) before any kernel runs.
  */
-import { type Geom, SLACK, convSimdAvailable, ginColumnShift, ginPadding, kernels, paddedBytes, ranges, simdHeap } from './convsimd.ts';
+import { type Geom, SLACK, convSimdAvailable, forRanges, ginColumnShift, ginPadding, kernels, paddedBytes, simdHeap } from './convsimd.ts';
 import { stochKernels } from './stochsimd.ts';
 import { type StochasticGeometry, windowOf } from '../conv_geom.ts';
 import { Job, S } from './pool.ts';
@@ -45,8 +45,9 @@ export function setStochasticBandRows(rows: number | undefined): void {
 
 const heapOrThrow = () => simdHeap('stochastic conv');
 
-/** The (image, channel) pairs in image-major order, split into tasks: the threads work through one image at a time. */
-const pairTasks = (s: StochasticGeom): [number, number][] => ranges(s.N * s.O, Math.min(MAX_PAIR_TASKS, Math.ceil((s.N * s.O) / PAIRS_PER_TASK)));
+/** Calls f(t0, t1) for the tasks of the (image, channel) pairs t = n·O + o, image-major: the threads work through one image at a time. */
+const forPairTasks = (s: StochasticGeom, f: (t0: number, t1: number) => void): void =>
+  forRanges(s.N * s.O, Math.min(MAX_PAIR_TASKS, Math.ceil((s.N * s.O) / PAIRS_PER_TASK)), f);
 /** Windows per task at least (each is ~3·10⁵ multiply-adds at the stem's size), and tasks per job at most. */
 const PAIRS_PER_TASK = 4;
 const MAX_PAIR_TASKS = 1024;
@@ -85,16 +86,16 @@ export function stochasticForwardPtr(px: number, pw: number, py: number, s: Stoc
   const B = fwdBandRows(s);
   const job = new Job();
   if (B >= H) {
-    for (const [t0, t1] of pairTasks(s)) {
+    forPairTasks(s, (t0, t1) => {
       for (let t = t0; t < t1; t++) {
         const o = t % O;
         job.call(k.fwd, windowAt(px, s, (t - o) / O, o), W * 4, H * W * 4, C, pw + o * T * 4, py + t * P * 4, OW * 4, OH, OW);
       }
       job.endTask();
-    }
+    });
   } else {
     const nb = Math.ceil(H / B);
-    for (const [u0, u1] of ranges(N * nb, Math.min(MAX_PAIR_TASKS, N * nb))) {
+    forRanges(N * nb, Math.min(MAX_PAIR_TASKS, N * nb), (u0, u1) => {
       for (let u = u0; u < u1; u++) {
         const n = Math.floor(u / nb), b0 = (u % nb) * B;
         for (let o = 0; o < O; o++) {
@@ -104,7 +105,7 @@ export function stochasticForwardPtr(px: number, pw: number, py: number, s: Stoc
         }
       }
       job.endTask();
-    }
+    });
   }
   job.run(0);
 }
@@ -122,13 +123,13 @@ export function stochasticGradFilterPtr(px: number, pg: number, pdw: number, s: 
   const part = N === 1 ? pdw : h.alloc(N * O * T * 4);
   try {
     const job = new Job();
-    for (const [t0, t1] of pairTasks(s)) {
+    forPairTasks(s, (t0, t1) => {
       for (let t = t0; t < t1; t++) {
         const o = t % O;
         job.call(k.gw, windowAt(px, s, (t - o) / O, o), W * 4, H * W * 4, C, pg + t * P * 4, OW * 4, OH, OW, part + t * T * 4);
       }
       job.endTask();
-    }
+    });
     job.run(0);
     if (N > 1) {
       const m = h.f32(), p0 = part >>> 2, d0 = pdw >>> 2, OT = O * T;
