@@ -21,9 +21,6 @@ import type { Kernel, TypedArray } from '../../backend.ts';
 import { sizeOf } from '../../../tensor/shape.ts';
 import { Consts, sig, siluGradV, siluV } from './vmath.ts';
 
-/** The vector math emitters (vmath.ts), for the kernels that build on this module's. */
-export { Consts, sig, siluGradV, siluV };
-
 /** Elements per task of a threaded elementwise kernel (below two of them a call runs on one thread). */
 const GRAIN = 1 << 16;
 

@@ -22,7 +22,7 @@
  * over every image and pixel with the channels in the lanes.
  */
 import { Fn, T, type Expr, add, assemble, extractLane, get, i32, load, mul, shuffle, sub, vadd, vmul, vzero, lt_s, min_s } from './wasm.ts';
-import { Consts, siluV } from './activations.ts';
+import { Consts, siluV } from './vmath.ts';
 import { wasmHeap } from './heap.ts';
 import { type PoolKernel, loadKernels } from './pool.ts';
 

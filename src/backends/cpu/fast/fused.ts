@@ -13,13 +13,14 @@
  * layouts run the JS loop.
  *
  * Every operation rounds to float32 as eager's kernels do, and SiLU / sigmoid / SiLU's gradient use the same
- * vector emitters as the eager fast kernels (vmath.ts, through activations.ts), so a wasm group equals eager bit for
- * bit on the plain arithmetic and within those emitters' documented error bounds elsewhere. Groups with an op that has no exact vector form here (exp,
- * log, tanh, pow, softplus), float64 groups, more than MAX_LEAVES leaves, and calls whose buffers are not all in
- * the heap (inputs and outputs the caller allocated) run the group's JS loop (../fused.ts).
+ * vector emitters as the eager fast kernels (vmath.ts), so a wasm group equals eager bit for bit on the plain
+ * arithmetic and within those emitters' documented error bounds elsewhere. Groups with an op that has no exact
+ * vector form here (exp, log, tanh, pow, softplus), float64 groups, more than MAX_LEAVES leaves, and calls whose
+ * buffers are not all in the heap (inputs and outputs the caller allocated) run the group's JS loop (../fused.ts).
  */
 import type { FusedGroup, KernelArg, TypedArray } from '../../backend.ts';
-import { Consts, F64, dadd, promoteLow, sig, siluGradV, siluV } from './activations.ts';
+import { F64, dadd, promoteLow } from './activations.ts';
+import { Consts, sig, siluGradV, siluV } from './vmath.ts';
 import { type WasmHeap, wasmHeap } from './heap.ts';
 import { Job, type PoolKernel, loadKernels, poolThreads, taskCount } from './pool.ts';
 import { Fn, T, type Expr, add, assemble, extractLaneF64, f32ofD, f64add, f64ofF, get, i32, load, mul, shuffle, splat, vadd, vdiv, vmul, vsub, vzero } from './wasm.ts';
