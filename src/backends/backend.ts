@@ -37,9 +37,15 @@ export interface OutSpec {
 export type Kernel<S = unknown, A = any> = ((inputs: readonly KernelArg<S>[], attrs: A, out: OutSpec) => S) & {
   /** The kernel honours `OutSpec.into` (set with `writesInto`); jit plans arena slots only for such kernels. */
   readonly writesInto?: boolean;
+  /**
+   * Given storage in `attrs.sums` (`FusedSums`: [N, O] of the output's dtype), the kernel also writes the sum over
+   * each plane of its NCHW output there (set with `writesSums`): jit then runs a `sum` over axes [2, 3] of a
+   * depthwise conv's output inside the conv's step (the CPU kernels add the values up as they store them).
+   */
+  readonly writesSums?: boolean;
 };
 
-export { writesInto } from './kernel.ts';
+export { writesInto, writesSums } from './kernel.ts';
 
 /** An operand of a fused node: input `leaf` of the group, or the value of an earlier node. */
 export type FusedOperand = { readonly leaf: number } | { readonly node: number };
@@ -75,9 +81,12 @@ export interface FusedReduce {
   readonly values?: boolean;
 }
 
-/** The attrs of a fused kernel whose group writes its values and their sums (`FusedReduce.values`). */
+/**
+ * The attrs of a fused kernel whose group writes its values and their sums (`FusedReduce.values`), and what a
+ * `writesSums` kernel finds beside its own attrs.
+ */
 export interface FusedSums<S = unknown> {
-  /** Storage the sums are written into (the group's dtype, `FusedReduce.shape`). */
+  /** Storage the sums are written into (the group's dtype, `FusedReduce.shape`; a conv's: [N, O]). */
   readonly sums: S;
 }
 

@@ -12,3 +12,6 @@ export const arrayFor = (dtype: DType, n: number): TypedArray => (dtype === 'flo
 
 /** Marks a kernel as writing into `OutSpec.into` when given. */
 export const writesInto = <K extends (...a: any[]) => unknown>(k: K): K & { readonly writesInto: true } => Object.assign(k, { writesInto: true as const });
+
+/** Marks a kernel as writing the sums over its output's planes into `attrs.sums` when given (Kernel.writesSums). */
+export const writesSums = <K extends (...a: any[]) => unknown>(k: K): K & { readonly writesSums: true } => Object.assign(k, { writesSums: true as const });

@@ -19,8 +19,14 @@
  * output.
  * All of them run on the pool's threads and write into `OutSpec.into` when given (jit's arena slots, views of the
  * wasm heap that the wasm kernels address in place). Tests compare them with the references (convReferenceKernels).
+ *
+ * conv2d and conv2dAffine also write the sum over each output plane into `attrs.sums` when given (`writesSums`:
+ * jit's depthwise conv → global average pool): the depthwise lane kernels add up the values in their registers as
+ * they store them (fast/dwlanes.ts states the error), every other path runs the `sum` kernel (reduce.ts) over the
+ * output after it, so any geometry and dtype gets them.
  */
-import type { Kernel, KernelArg, OutSpec, TypedArray } from '../backend.ts';
+import type { FusedSums, Kernel, KernelArg, OutSpec, TypedArray } from '../backend.ts';
+import { writesSums } from '../kernel.ts';
 import type {
   Conv2dAffineAttrs,
   Conv2dAttrs,
@@ -41,6 +47,7 @@ import { im2colPtr } from './fast/im2col.ts';
 import { sgemm, sgemmBatchPtr, sgemmIsWasm, sgemmSumPtr } from './fast/sgemm.ts';
 import { type RowEpilogue, epilogueFrom, fusedAvailable } from './fast/activations.ts';
 import { stochasticForwardF32, stochasticGradFilterF32, stochasticGradInputF32, stochasticSimdOk } from './fast/stochconv.ts';
+import { sumImpl } from './reduce.ts';
 
 type Arg = KernelArg<TypedArray>;
 const f32 = (a: Arg) => a.storage as Float32Array;
@@ -125,26 +132,44 @@ function eachGroup(p: ConvGeometry, f: (n: number, g: number, xOff: number) => v
   for (let n = 0; n < p.N; n++) for (let g = 0; g < p.groups; g++) f(n, g, (n * p.C + g * p.Cg) * p.H * p.W);
 }
 
-export function conv2dImpl([x, w]: readonly Arg[], a: Conv2dAttrs, out: OutSpec): TypedArray {
-  if (!isF32([x, w], out)) return R.conv2dRefImpl([x, w], a, out);
-  return conv2dF32(x, w, convGeometry(x.shape, w.shape, out.shape, a), out);
+/** A conv's attrs with, optionally, where the sums over its output planes go (`Kernel.writesSums`). */
+type WithSums<A> = A & Partial<FusedSums<TypedArray>>;
+
+/** sums[n, o] = Σ over output plane (n, o) of y: the `sum` kernel over axes [2, 3] (eager's sum), for the paths without their own. */
+function planeSums(y: TypedArray, out: OutSpec, sums: TypedArray | undefined): TypedArray {
+  if (sums) sumImpl([{ storage: y, shape: out.shape, dtype: out.dtype }], { axes: [2, 3], keepdims: false }, { shape: out.shape.slice(0, 2), dtype: out.dtype, into: sums });
+  return y;
+}
+
+export function conv2dImpl([x, w]: readonly Arg[], a: WithSums<Conv2dAttrs>, out: OutSpec): TypedArray {
+  if (!isF32([x, w], out)) return planeSums(R.conv2dRefImpl([x, w], a, out), out, a.sums);
+  return conv2dF32(x, w, convGeometry(x.shape, w.shape, out.shape, a), out, undefined, a.sums);
 }
 
 const convThenAffine = R.convThenAffine(conv2dImpl);
 
 /** y = act(conv2d(x, w)·a + b) with a, b per output channel: conv2d's float32 fast paths with the affine as their epilogue. */
-export function conv2dAffineImpl(args: readonly Arg[], a: Conv2dAffineAttrs, out: OutSpec): TypedArray {
+export function conv2dAffineImpl(args: readonly Arg[], { sums, ...a }: WithSums<Conv2dAffineAttrs>, out: OutSpec): TypedArray {
   const [x, w, sc, sh] = args;
   const h = wasmHeap();
-  if (!h || !isF32(args, out) || !fusedAvailable() || !sgemmIsWasm()) return convThenAffine(args, a, out);
+  // The sums are of the affine's output: the unfused path takes them after it.
+  if (!h || !isF32(args, out) || !fusedAvailable() || !sgemmIsWasm()) return planeSums(convThenAffine(args, a, out), out, sums);
   const p = convGeometry(x.shape, w.shape, out.shape, a);
-  return inHeap(f32(sc), (scale) => inHeap(f32(sh), (shift) => conv2dF32(x, w, p, out, { scale: h.ptrOf(scale), shift: h.ptrOf(shift), act: a.act })));
+  return inHeap(f32(sc), (scale) => inHeap(f32(sh), (shift) => conv2dF32(x, w, p, out, { scale: h.ptrOf(scale), shift: h.ptrOf(shift), act: a.act }, sums)));
 }
 
-/** The float32 conv2d (then `epi` on each block of output, in the kernel's task that computed it). */
-function conv2dF32(x: Arg, w: Arg, p: ConvGeometry, out: OutSpec, epi?: RowEpilogue): TypedArray {
-  if (p.depthwise && depthwiseSimdOk(p)) return depthwiseForwardF32(f32(x), f32(w), p, into(out), undefined, epi);
-  if (pointwiseBatchedOk(p)) return pointwiseForwardF32(f32(x), f32(w), p, into(out), epi);
+/**
+ * The float32 conv2d (then `epi` on each block of output, in the kernel's task that computed it); with `sums`, the
+ * sums over its output planes written there (by the depthwise kernels themselves, else by planeSums).
+ */
+function conv2dF32(x: Arg, w: Arg, p: ConvGeometry, out: OutSpec, epi?: RowEpilogue, sums?: TypedArray): TypedArray {
+  if (p.depthwise && depthwiseSimdOk(p)) return depthwiseForwardF32(f32(x), f32(w), p, into(out), undefined, epi, sums as Float32Array | undefined);
+  if (pointwiseBatchedOk(p)) return planeSums(pointwiseForwardF32(f32(x), f32(w), p, into(out), epi), out, sums);
+  return planeSums(conv2dGemmF32(x, w, p, out, epi), out, sums);
+}
+
+/** The float32 conv2d as im2col + sgemm (then `epi`). */
+function conv2dGemmF32(x: Arg, w: Arg, p: ConvGeometry, out: OutSpec, epi?: RowEpilogue): TypedArray {
   const Y = outF32(out, false);
   const K = p.Cg * p.kh * p.kw, P = p.OH * p.OW;
   const h = wasmHeap();
@@ -249,8 +274,8 @@ export function stochasticConv2dGradFilterImpl([x, ct]: readonly Arg[], a: Stoch
 }
 
 export const convKernels: Record<string, Kernel<TypedArray, any>> = {
-  conv2d: conv2dImpl,
-  conv2dAffine: conv2dAffineImpl,
+  conv2d: writesSums(conv2dImpl),
+  conv2dAffine: writesSums(conv2dAffineImpl),
   conv2dGradInput: conv2dGradInputImpl,
   conv2dGradFilter: conv2dGradFilterImpl,
   stochasticConv2d: stochasticConv2dImpl,

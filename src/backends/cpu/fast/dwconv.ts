@@ -18,7 +18,7 @@
 import { type Geom, SLACK, convSimdAvailable, forRanges, forTasks, ginColumnShift, ginPadding, kernels, paddedBytes, simdHeap, taskCountFor } from './convsimd.ts';
 import type { ConvGeometry } from '../conv_geom.ts';
 import { Job, S } from './pool.ts';
-import { type RowEpilogue, affineRows, epilogueFrom } from './activations.ts';
+import { type RowEpilogue, affineRows, channelSumPtr, epilogueFrom } from './activations.ts';
 import { type LaneGeom, laneGeomOk, laneGradFilterScratchBytes, laneKernel, laneScratchBytes } from './dwlanes.ts';
 
 /** The fields of a conv's geometry record (../conv_geom.ts) these kernels read. */
@@ -63,11 +63,14 @@ const heapOrThrow = () => simdHeap('depthwise');
  * norm folded into the conv), applied in registers (lane kernels) or on each channel's staging stack before it is
  * copied out (row kernels). `planes`: images stacked per row-kernel call; given (tests vary it), the row kernels
  * run whatever the plane size; absent, planes up to 128×128 take the lane kernels and larger ones the row kernels
- * with stacks that fill STACK_FLOATS.
+ * with stacks that fill STACK_FLOATS. With `psum`, the sum over each output plane goes there too (N·O floats, image
+ * n's channel o at psum + 4(n·O + o)): the lane kernels add up the values in registers as they store them (error
+ * bound in dwlanes.ts), the row kernels' path runs the per-channel sum kernel over the output after (eager's `sum`).
  */
-export function depthwiseForwardPtr(px: number, pw: number, py: number, d: DepthwiseGeom, planes?: number, epi?: RowEpilogue): void {
-  if (planes === undefined && depthwiseUsesLanes(d)) depthwiseLanes(px, pw, py, d, epi);
-  else depthwiseStacked(px, pw, py, d, planes ?? stacking(d).planes, epi);
+export function depthwiseForwardPtr(px: number, pw: number, py: number, d: DepthwiseGeom, planes?: number, epi?: RowEpilogue, psum?: number): void {
+  if (planes === undefined && depthwiseUsesLanes(d)) return depthwiseLanes(px, pw, py, d, epi, false, psum);
+  depthwiseStacked(px, pw, py, d, planes ?? stacking(d).planes, epi);
+  if (psum !== undefined) channelSumPtr(py, psum, { N: 1, C: d.N * d.O, HW: d.OH * d.OW });
 }
 
 /** Whether the forward takes the four-channels-per-vector kernels of dwlanes.ts (planes up to 128×128). */
@@ -79,21 +82,27 @@ const laneGeom = (d: DepthwiseGeom): LaneGeom => ({
 
 /**
  * y (at py) = depthwise conv(x at px, w at pw), then `epi` (or, `flipped`, with every kernel turned by 180° and no
- * epilogue), four output channels per vector (dwlanes.ts). Tasks are ranges of channel groups over every image, or
- * (fewer groups than tasks) one group over a range of images.
+ * epilogue), four output channels per vector (dwlanes.ts); with `psum` (not flipped), the sums over the output
+ * planes too (as in depthwiseForwardPtr). Tasks are ranges of channel groups over every image, or (fewer groups
+ * than tasks) one group over a range of images.
  */
-export function depthwiseLanes(px: number, pw: number, py: number, d: DepthwiseGeom, epi?: RowEpilogue, flipped = false): void {
+export function depthwiseLanes(px: number, pw: number, py: number, d: DepthwiseGeom, epi?: RowEpilogue, flipped = false, psum?: number): void {
   const lg = laneGeom(d);
-  const k = laneKernel(lg, flipped ? 'flipped' : epi ? (epi.act === 'silu' ? 'silu' : 'affine') : 'none');
+  const sums = psum !== undefined;
+  if (flipped && sums) throw new Error('depthwiseLanes: plane sums are for the forward only');
+  const epiKind = epi ? (epi.act === 'silu' ? 'silu' : 'affine') : 'none';
+  const k = laneKernel(lg, flipped ? 'flipped' : sums ? `${epiKind}+sums` : epiKind);
   const scr = S(SLACK), sc = epi?.scale ?? 0, sh = epi?.shift ?? 0;
   const G = Math.ceil(d.O / 4), parts = taskCountFor(G * d.N);
   const job = new Job();
+  // Images n0..n1, channel groups g0..g1 (the sums pointer, last, only for a kernel that takes one).
+  const call = (n0: number, n1: number, g0: number, g1: number) =>
+    job.call(k, px + n0 * d.C * d.H * d.W * 4, pw, sc, sh, py + n0 * d.O * d.OH * d.OW * 4, d.C, d.O, n1 - n0, g0, g1, scr, psum === undefined ? undefined : psum + n0 * d.O * 4).endTask();
   if (G >= parts) {
-    forTasks(G, (g0, g1) => job.call(k, px, pw, sc, sh, py, d.C, d.O, d.N, g0, g1, scr).endTask());
+    forTasks(G, (g0, g1) => call(0, d.N, g0, g1));
   } else {
-    const xImage = d.C * d.H * d.W * 4, yImage = d.O * d.OH * d.OW * 4;
     forRanges(d.N, Math.ceil(parts / G), (n0, n1) => {
-      for (let g = 0; g < G; g++) job.call(k, px + n0 * xImage, pw, sc, sh, py + n0 * yImage, d.C, d.O, n1 - n0, g, g + 1, scr).endTask();
+      for (let g = 0; g < G; g++) call(n0, n1, g, g + 1);
     });
   }
   job.run(SLACK + paddedBytes(laneScratchBytes(lg)));
@@ -257,10 +266,15 @@ function gradFilterRows(px: number, pg: number, pdw: number, d: DepthwiseGeom, p
   job.run(gs + paddedBytes(planes * rs * OW * 4));
 }
 
-/** y = depthwise conv(x, w) (typed arrays; views of the heap are used in place, `out` too), then `epi` if given. */
-export function depthwiseForwardF32(X: Float32Array, Wt: Float32Array, d: DepthwiseGeom, out?: Float32Array, planes?: number, epi?: RowEpilogue): Float32Array {
+/**
+ * y = depthwise conv(x, w) (typed arrays; views of the heap are used in place, `out` and `sums` too), then `epi` if
+ * given; with `sums` (N·O floats), the sum over each output plane written there too (depthwiseForwardPtr).
+ */
+export function depthwiseForwardF32(X: Float32Array, Wt: Float32Array, d: DepthwiseGeom, out?: Float32Array, planes?: number, epi?: RowEpilogue, sums?: Float32Array): Float32Array {
   const h = heapOrThrow();
-  return h.withF32(X, (px) => h.withF32(Wt, (pw) => h.outF32(d.N * d.O * d.OH * d.OW, (py) => depthwiseForwardPtr(px, pw, py, d, planes, epi), out)));
+  const fwd = (px: number, pw: number, py: number) =>
+    sums ? h.outF32(d.N * d.O, (ps) => depthwiseForwardPtr(px, pw, py, d, planes, epi, ps), sums) : depthwiseForwardPtr(px, pw, py, d, planes, epi);
+  return h.withF32(X, (px) => h.withF32(Wt, (pw) => h.outF32(d.N * d.O * d.OH * d.OW, (py) => fwd(px, pw, py), out)));
 }
 
 /** x̄ = the depthwise conv's adjoint applied to ȳ. */

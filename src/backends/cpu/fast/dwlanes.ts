@@ -17,12 +17,21 @@
  * The last group of a channel count that is not a multiple of 4 fills its spare lanes with the last channel's
  * planes and writes them to a dump area in the scratch, so every group runs the same code.
  *
+ * The forward can also write the sum over each output plane (a global average pool's numerator, which
+ * squeeze-excite reads right after the depthwise conv) as it stores the plane: each column group's (up to) four
+ * output vectors, epilogue applied, are added in float32 and the result is added to two f64x2 accumulators (the
+ * four channels' running sums), stored once per plane. Error: each group's float32 sum of ≤ 4 values is within
+ * 2u·Σ|its values| (u = 2⁻²⁴), the float64 accumulation adds ~2⁻⁵³ per step, and the store rounds once (u·|sum|):
+ * |error| ≤ 2u·Σ|y| + u·|Σy| over the plane, against eager's `sum` (float64 accumulation, then rounded) within
+ * 2u·Σ|y| of it.
+ *
  * The same sweep serves the gradients: the input gradient at stride 1 is the forward of ȳ with each kernel read
  * back to front ('flipped'), and the filter gradient (gradFilterFn) transposes ȳ too and sums each tap's products
  * over every image and pixel with the channels in the lanes.
  */
-import { Fn, T, type Expr, add, assemble, extractLane, get, i32, load, mul, shuffle, sub, vadd, vmul, vzero, lt_s, min_s } from './wasm.ts';
+import { Fn, T, type Expr, add, assemble, extractLane, extractLaneF64, f32ofD, get, i32, load, mul, shuffle, sub, vadd, vmul, vzero, lt_s, min_s } from './wasm.ts';
 import { Consts, siluV } from './vmath.ts';
+import { dadd, promoteLow } from './activations.ts';
 import { wasmHeap } from './heap.ts';
 import { type PoolKernel, loadKernels } from './pool.ts';
 
@@ -45,8 +54,11 @@ export interface LaneGeom {
 
 /** What the kernel does to each sum before it is stored: nothing, y·scale + shift, or SiLU of that. */
 export type LaneEpilogue = 'none' | 'affine' | 'silu';
-/** A lane kernel: the forward with an epilogue, the forward with every kernel turned by 180° (an input gradient), the filter gradient. */
-export type LaneKind = LaneEpilogue | 'flipped' | 'gradFilter';
+/**
+ * A lane kernel: the forward with an epilogue (and with `+sums`, the sums over each output plane too), the forward
+ * with every kernel turned by 180° (an input gradient), the filter gradient.
+ */
+export type LaneKind = LaneEpilogue | `${LaneEpilogue}+sums` | 'flipped' | 'gradFilter';
 
 /**
  * Pixels of an input or output plane this path takes at most: the transposed input plane (16 bytes a pixel, in the
@@ -99,14 +111,14 @@ const divU = (a: Expr, b: Expr): Expr => (f) => {
 };
 
 /**
- * dwLanes(x, w, scale, shift, y, C, O, N, g0, g1, scratch): output channel groups g0..g1 of every image; x is N·C
- * planes of H·W floats, y N·O planes of OH·OW, output channel o reads input plane ⌊o / (O / C)⌋ and w[o] (kh·kw
- * floats, read back to front when `flipped`); scale and shift (O floats each) are read by the 'affine' and 'silu'
- * variants only.
+ * dwLanes(x, w, scale, shift, y, C, O, N, g0, g1, scratch[, sums]): output channel groups g0..g1 of every image; x
+ * is N·C planes of H·W floats, y N·O planes of OH·OW, output channel o reads input plane ⌊o / (O / C)⌋ and w[o]
+ * (kh·kw floats, read back to front when `flipped`); scale and shift (O floats each) are read by the 'affine' and
+ * 'silu' variants only. With `sums`, the sum over output plane (n, o) goes to sums[n·O + o].
  */
-function laneFn(g: LaneGeom, epi: LaneEpilogue, flipped: boolean): Fn {
-  const f = new Fn('dwLanes', Array.from({ length: 11 }, () => T.i32));
-  const [x, w, sc, sh, y, C, O, N, g0, g1, scr] = f.params;
+function laneFn(g: LaneGeom, epi: LaneEpilogue, flipped: boolean, sums: boolean): Fn {
+  const f = new Fn('dwLanes', Array.from({ length: sums ? 12 : 11 }, () => T.i32));
+  const [x, w, sc, sh, y, C, O, N, g0, g1, scr, ps] = f.params;
   const HW = g.H * g.W, P = g.OH * g.OW, TAPS = g.kh * g.kw;
   const gi = f.local(T.i32), n = f.local(T.i32), o = f.local(T.i32), M = f.local(T.i32), last = f.local(T.i32);
   const dump = f.local(T.i32), wT = f.local(T.i32), ss = f.local(T.i32), xT = f.local(T.i32);
@@ -115,7 +127,10 @@ function laneFn(g: LaneGeom, epi: LaneEpilogue, flipped: boolean): Fn {
   const a = [0, 1, 2, 3].map(() => f.local(T.v128)), t = [0, 1, 2, 3].map(() => f.local(T.v128)), b = [0, 1, 2, 3].map(() => f.local(T.v128));
   const wv = f.local(T.v128), vsc = f.local(T.v128), vsh = f.local(T.v128);
   const st = [0, 1, 2, 3].map(() => f.local(T.v128));
-  const L: GroupLocals = { wT, py, acc: a, t, b, xr: Array.from({ length: XREGS }, () => f.local(T.v128)), wv, vsc, vsh, st };
+  // The plane sums: channels 0–1 and 2–3 of the group (f64x2 each), the group's sum vector, where image n's go.
+  const sl = sums ? { lo: f.local(T.v128), hi: f.local(T.v128), v: f.local(T.v128) } : undefined;
+  const pso = f.local(T.i32);
+  const L: GroupLocals = { wT, py, acc: a, t, b, xr: Array.from({ length: XREGS }, () => f.local(T.v128)), wv, vsc, vsh, st, sums: sl };
   const c = new Consts(f);
   const start = f.code.length;
 
@@ -150,9 +165,19 @@ function laneFn(g: LaneGeom, epi: LaneEpilogue, flipped: boolean): Fn {
       f.set(vsc, load('v128', get(ss)));
       f.set(vsh, load('v128', get(ss), 16));
     }
+    if (sl) f.set(pso, add(get(ps), mul(get(o), i32(4))));
     f.for(n, i32(0), get(N), i32(1), () => {
+      if (sl) {
+        f.set(sl.lo, vzero);
+        f.set(sl.hi, vzero);
+      }
       transposeIn(f, g.H * g.W, px, xT, a, t, b);
       sweep(f, g, xT, (kys, j0, xp, yo) => columnGroup(f, g, epi, L, c, kys, j0, xp, yo));
+      if (sl) {
+        // Lane l's sum is channel o + l's (spare lanes are not stored).
+        for (let l = 0; l < 4; l++) f.if(lt_s(add(get(o), i32(l)), get(O)), () => f.store('f32', get(pso), f32ofD(extractLaneF64(get(l < 2 ? sl.lo : sl.hi), l & 1)), 4 * l));
+        f.set(pso, add(get(pso), mul(get(O), i32(4))));
+      }
       for (let l = 0; l < 4; l++) {
         f.set(px[l], add(get(px[l]), mul(get(C), i32(4 * HW))));
         f.set(py[l], add(get(py[l]), get(ystep[l])));
@@ -258,6 +283,8 @@ interface GroupLocals {
   readonly vsc: number;
   readonly vsh: number;
   readonly st: number[];
+  /** The plane sums' accumulators (f64x2: lanes 0–1, 2–3) and a temporary, when the kernel writes them. */
+  readonly sums?: { readonly lo: number; readonly hi: number; readonly v: number };
 }
 
 /**
@@ -289,6 +316,14 @@ function columnGroup(f: Fn, g: LaneGeom, epi: LaneEpilogue, L: GroupLocals, c: C
     if (i >= cols.length || epi === 'none') continue;
     f.set(acc[i], vadd(vmul(get(acc[i]), get(L.vsc)), get(L.vsh)));
     if (epi === 'silu') f.set(acc[i], siluV(f, c, get(acc[i]), L.st));
+  }
+  if (L.sums) {
+    // The group's columns added in float32 (pairwise), then into the float64 running sums.
+    const { lo, hi, v } = L.sums;
+    const col = (i: number) => get(acc[i]);
+    f.set(v, cols.length === 1 ? col(0) : cols.length === 2 ? vadd(col(0), col(1)) : cols.length === 3 ? vadd(vadd(col(0), col(1)), col(2)) : vadd(vadd(col(0), col(1)), vadd(col(2), col(3))));
+    f.set(lo, dadd(get(lo), promoteLow(get(v))));
+    f.set(hi, dadd(get(hi), promoteLow(shuffle(get(v), get(v), [2, 3, 0, 1]))));
   }
   transpose(f, acc, L.t, L.b);
   for (let l = 0; l < 4; l++) {
@@ -410,7 +445,7 @@ export function laneKernel(g: LaneGeom, kind: LaneKind): PoolKernel {
   const key = `${geomKey(g)},${kind}`;
   let k = modules.get(key);
   if (!k) {
-    const fn = kind === 'gradFilter' ? gradFilterFn(g) : kind === 'flipped' ? laneFn(g, 'none', true) : laneFn(g, kind, false);
+    const fn = kind === 'gradFilter' ? gradFilterFn(g) : kind === 'flipped' ? laneFn(g, 'none', true, false) : laneFn(g, kind.replace('+sums', '') as LaneEpilogue, false, kind.endsWith('+sums'));
     k = loadKernels(assemble({ functions: [fn], memory: h.importSpec() }), [fn.name])[fn.name];
     modules.set(key, k);
   }
