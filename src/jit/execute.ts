@@ -8,7 +8,7 @@
  * outputs. Backends without the hook (gpu.js, webgpu) run the steps one by one and dispose each intermediate after
  * its last use. Either way a fused group is one step whose kernel the backend compiled (`Backend.fuse`), run like a
  * primitive's kernel with the group's leaves as inputs (a group that also writes sums gets their storage in its
- * attrs).
+ * attrs, as does a conv step that writes the sums over its output planes).
  */
 import { type Backend, type DType, type Kernel, type KernelArg, type TypedArray, findBackend } from '../backends/backend.ts';
 import { runKernel, toBackend } from '../autograd/trace.ts';
@@ -65,7 +65,10 @@ export class ArenaExecutable {
   private readonly specs: { shape: readonly number[]; dtype: DType; into: unknown }[];
   private readonly kernels: (Kernel | null)[];
   private readonly hostValues: unknown[];
-  /** Per step: the attrs of a fused group that writes its values and their sums (the sums' storage set per call), else null. */
+  /**
+   * Per step that writes sums beside its output (a fused group writing its values and their sums, a conv writing
+   * its plane sums): its attrs with the sums' storage, set per call; else null.
+   */
   private readonly sumsAttrs: ({ sums: unknown } | null)[];
   /** The arena buffer and offset the views in `st` were made on. */
   private boundTo: ArrayBufferLike | null = null;
@@ -92,7 +95,7 @@ export class ArenaExecutable {
     this.hostValues = new Array(g.hosts.length).fill(null);
     this.args = steps.map((s) => s.ins.map((v) => ({ storage: null, shape: g.vars[v].shape, dtype: g.vars[v].dtype })));
     this.specs = steps.map((s) => ({ shape: g.vars[s.out].shape, dtype: g.vars[s.out].dtype, into: null }));
-    this.sumsAttrs = steps.map((s) => (s.kind === 'fused' && s.sums !== undefined ? { sums: null } : null));
+    this.sumsAttrs = steps.map((s) => (s.kind === 'alias' || s.sums === undefined ? null : s.kind === 'fused' ? { sums: null } : { ...(s.eqn.attrs as object), sums: null }));
     this.kernels = steps.map((s) => {
       if (s.kind === 'fused') return s.kernel;
       if (s.kind !== 'prim') return null;
@@ -187,7 +190,7 @@ export class ArenaExecutable {
     const spec = this.specs[i];
     spec.into = out ?? undefined;
     const sums = this.sumsAttrs[i];
-    if (sums) sums.sums = st[(s as { sums: number }).sums];
+    if (sums) sums.sums = st[s.sums!];
     const res = this.kernels[i]!(args as KernelArg[], sums ?? attrsFor(s, this.hostValues), spec) as TypedArray;
     if (!out) st[s.out] = res; // a kernel that allocates its own output
     else if (res !== out) {
@@ -232,13 +235,16 @@ export function runUnplanned(g: Graph, steps: readonly Step[], backend: Backend,
     const x0 = vals[s.ins[0]];
     const t = observe && s.kind !== 'alias' ? performance.now() : 0;
     if (s.kind === 'alias') vals[s.out] = new Tensor(v.shape, v.dtype, x0!.storage, x0!.backend);
-    else if (s.kind === 'prim') {
+    else if (s.kind === 'prim' && s.sums === undefined) {
       const [storage, backend] = runKernel(s.eqn.prim, s.ins.map((x) => vals[x]!), attrsFor(s, hostValues), { shape: v.shape, dtype: v.dtype });
       vals[s.out] = new Tensor(v.shape, v.dtype, storage, backend);
     } else {
       const sums = s.sums === undefined ? null : g.vars[s.sums];
       const sumsStorage = sums && backend.upload(arrayFor(sums.dtype, sums.size), sums.dtype);
-      vals[s.out] = runGroup(s, v, s.ins.map((x) => vals[x]!), backend, sumsStorage);
+      // A conv writing its plane sums runs the backend's kernel that declared it would (schedule checked).
+      const kernel = s.kind === 'fused' ? s.kernel : backend.kernels.get(s.eqn.prim)!;
+      const attrs = s.kind === 'fused' ? (sums ? { sums: sumsStorage } : NO_ATTRS) : { ...(s.eqn.attrs as object), sums: sumsStorage };
+      vals[s.out] = runOn(kernel, attrs, v, s.ins.map((x) => vals[x]!), backend);
       if (sums) vals[sums.id] = new Tensor([...sums.shape], sums.dtype, sumsStorage, backend);
     }
     if (observe && s.kind !== 'alias') observe(i, performance.now() - t);
@@ -251,12 +257,12 @@ export function runUnplanned(g: Graph, steps: readonly Step[], backend: Backend,
 }
 
 /**
- * A fused group's kernel on `backend` (leaves living elsewhere are moved there for the call); `sums`: the storage a
- * group that writes its values and their sums writes the sums into.
+ * A kernel of `backend` (a fused group's, or a conv's that writes its plane sums) on `ins`, moved there for the call
+ * where they live elsewhere; `attrs` name the storage any sums go to.
  */
-function runGroup(s: Step & { kind: 'fused' }, v: { shape: readonly number[]; dtype: DType }, ins: readonly Tensor[], backend: Backend, sums: unknown): Tensor {
+function runOn(kernel: Kernel, attrs: unknown, v: { shape: readonly number[]; dtype: DType }, ins: readonly Tensor[], backend: Backend): Tensor {
   const moved = ins.map((x) => toBackend(x, backend));
-  const storage = s.kernel(moved, sums === null ? NO_ATTRS : { sums }, { shape: v.shape, dtype: v.dtype });
+  const storage = kernel(moved, attrs, { shape: v.shape, dtype: v.dtype });
   moved.forEach((m, k) => m !== ins[k] && backend.dispose?.(m.storage));
   return new Tensor([...v.shape], v.dtype, storage, backend);
 }

@@ -8,6 +8,10 @@
  * value (or forms one with its lone producer), which then writes the value and its sums in one pass (XLA's
  * multi-output fusion). Each group is described as a `FusedGroup` and compiled by the backend (fused-group.ts); a
  * group the backend declines stays its equations, one step each.
+ *
+ * A `sum` over the planes (axes [2, 3]) of a depthwise conv's output — squeeze-excite's global average pool — runs
+ * inside the conv's step where the backend's conv kernel writes such sums (`Kernel.writesSums`): the CPU depthwise
+ * kernels add up each plane in registers as they store it, so the sum's extra pass over the activations goes.
  */
 import type { FusedGroup, FusedKernel } from '../backends/backend.ts';
 import { elementwiseExprs } from '../backends/cpu/elementwise.ts';
@@ -17,7 +21,14 @@ import type { Eqn, Graph } from './graph.ts';
 
 /** A unit of execution: one primitive, one fused group, or a reshape (a view of its input). */
 export type Step =
-  | { readonly kind: 'prim'; readonly eqn: Eqn; readonly ins: readonly number[]; readonly out: number }
+  | {
+      readonly kind: 'prim';
+      readonly eqn: Eqn;
+      readonly ins: readonly number[];
+      readonly out: number;
+      /** The variable a `sum` over the output's planes goes to, for a conv whose kernel writes them too (`Kernel.writesSums`). */
+      readonly sums?: number;
+    }
   | {
       readonly kind: 'fused';
       readonly group: FusedGroup;
@@ -119,13 +130,40 @@ function findGroups(g: Graph): Group[] {
   return out;
 }
 
+/** Whether the backend's kernel for a conv equation writes the sums over its output planes (`Kernel.writesSums`). */
+export type WritesSums = (e: Eqn) => boolean;
+
+/** Whether conv equation `e` is a depthwise conv2d / conv2dAffine (one input channel per group, any multiplier). */
+function depthwise(g: Graph, e: Eqn): boolean {
+  if ((e.prim !== 'conv2d' && e.prim !== 'conv2dAffine') || e.dynAttrs.length) return false;
+  const [, C] = g.vars[e.ins[0]].shape, [, Cg] = g.vars[e.ins[1]].shape;
+  const { groups } = e.attrs as { groups: number };
+  return groups > 1 && groups === C && Cg === 1;
+}
+
+/** Per depthwise conv equation whose kernel writes plane sums, the first `sum` over axes [2, 3] of its output (equation indices). */
+function convSums(g: Graph, writesSums: WritesSums | undefined): Map<number, number> {
+  const pairs = new Map<number, number>();
+  if (!writesSums) return pairs;
+  g.eqns.forEach((e, i) => {
+    if (e.prim !== 'sum' || g.vars[e.ins[0]].shape.length !== 4) return;
+    const axes = (e.attrs as { axes: readonly number[] }).axes;
+    const src = g.vars[e.ins[0]].src;
+    if (axes.length !== 2 || axes[0] !== 2 || axes[1] !== 3 || src.kind !== 'eqn' || src.eqn < 0 || pairs.has(src.eqn)) return;
+    const conv = g.eqns[src.eqn];
+    if (depthwise(g, conv) && writesSums(conv)) pairs.set(src.eqn, i);
+  });
+  return pairs;
+}
+
 /**
  * The steps of a graph: with `compile`, its groups fused into the kernels `compile` gives (a declined group's
  * equations stay steps of their own, in graph order; a declined group with a sum still fuses its elementwise part,
- * the sum then a step of its own); without, one step per equation. `declined` counts the groups whose equations
- * all run one by one.
+ * the sum then a step of its own); without, one step per equation. With `writesSums`, a depthwise conv's step also
+ * writes a `sum` over its output planes (`convSums` counts them; the sum has no step of its own). `declined`
+ * counts the groups whose equations all run one by one.
  */
-export function schedule(g: Graph, compile: CompileGroups | null): { steps: Step[]; declined: number } {
+export function schedule(g: Graph, compile: CompileGroups | null, writesSums?: WritesSums): { steps: Step[]; declined: number; convSums: number } {
   const fusedAt = new Map<number, Step>();
   const inGroup = new Set<number>();
   /** Fuses the groups the backend compiles; returns the declined ones. */
@@ -151,13 +189,16 @@ export function schedule(g: Graph, compile: CompileGroups | null): { steps: Step
     return rest.length > 1 ? [{ root: reduces ? rest[rest.length - 1] : root, members: rest }] : [];
   });
   const stillDeclined = fuseGroups(elementwiseParts).length + declined.length - elementwiseParts.length;
+  const sumOf = convSums(g, writesSums);
+  const pairedSums = new Set(sumOf.values());
   const steps: Step[] = [];
   g.eqns.forEach((e, i) => {
     const fused = fusedAt.get(i);
+    const sum = sumOf.get(i);
     if (fused) steps.push(fused);
-    else if (inGroup.has(i)) return;
+    else if (inGroup.has(i) || pairedSums.has(i)) return;
     else if (e.prim === 'reshape') steps.push({ kind: 'alias', ins: e.ins, out: e.out });
-    else steps.push({ kind: 'prim', eqn: e, ins: e.ins, out: e.out });
+    else steps.push({ kind: 'prim', eqn: e, ins: e.ins, out: e.out, ...(sum !== undefined && { sums: g.eqns[sum].out }) });
   });
-  return { steps, declined: stillDeclined };
+  return { steps, declined: stillDeclined, convSums: sumOf.size };
 }

@@ -2,7 +2,8 @@
  * `jit(f)`: a function transform in the family of grad/vjp (JAX's jit). The first call with a
  * given signature traces `f` on abstract tensors into a graph (src/jit/graph.ts), folds eval-mode
  * batch norm into the convs before it (fold.ts), fuses its elementwise chains into kernels of the
- * backend's (fuse.ts), plans its memory (plan.ts) and keeps the result; later calls with the same
+ * backend's and a depthwise conv's plane sums into its step (fuse.ts), plans its memory (plan.ts)
+ * and keeps the result; later calls with the same
  * signature run the compiled graph (execute.ts).
  *
  * Signature (the cache key): the arguments' tree structure, each tensor's shape and dtype, where
@@ -17,7 +18,7 @@ import { type Backend, type FusedGroup, getBackend } from '../backends/backend.t
 import { recording, withRecorder } from '../autograd/trace.ts';
 import { type Key, isKey, setKeyTracer } from '../tensor/random.ts';
 import { Tensor, assertLive, markDonated } from '../tensor/tensor.ts';
-import { type Graph, type OutputLeaf, Tracer, pruneDead } from './graph.ts';
+import { type Eqn, type Graph, type OutputLeaf, Tracer, pruneDead } from './graph.ts';
 import { type Step, schedule } from './fuse.ts';
 import { foldConvAffine } from './fold.ts';
 import { fusedKernels } from './fused-group.ts';
@@ -35,7 +36,7 @@ export interface JitOptions {
   readonly donate?: readonly number[];
   /** Compiled signatures kept (least recently used evicted first); default 8. */
   readonly cacheSize?: number;
-  /** Fuse elementwise chains (default true; off is for comparisons). */
+  /** Fuse elementwise chains, and a depthwise conv's plane sums into its step (default true; off is for comparisons). */
   readonly fuse?: boolean;
   /** Fold conv2d → per-channel affine pairs (eval-mode batch norm) into conv2dAffine steps (default true; off is for comparisons). */
   readonly fold?: boolean;
@@ -66,6 +67,8 @@ export interface Lowered {
     readonly declinedGroups: number;
     /** conv2d → per-channel affine pairs (eval-mode batch norm, its SiLU included) run as one conv2dAffine step. */
     readonly foldedAffines: number;
+    /** Sums over a depthwise conv's output planes (squeeze-excite's pooling) written by the conv's step, the sum's pass saved (`Kernel.writesSums`). */
+    readonly convSums: number;
     /** Primitives whose kernels allocate their own outputs (no `writesInto`): outside the arena. */
     readonly ownOutputOps: readonly string[];
     readonly compileMs: number;
@@ -178,7 +181,10 @@ function compile<A extends unknown[]>(f: (...a: A) => unknown, args: A, flat: Fl
   const fuse = opts.fuse !== false && backend.fuse ? (groups: readonly FusedGroup[]) => fusedKernels(backend, groups) : null;
   const { graph, folded } = opts.fold !== false && backend.kernels.has('conv2dAffine') ? foldConvAffine(traced.graph, !!fuse) : { graph: traced.graph, folded: 0 };
   const arena = !!(backend.arena && backend.view);
-  const { steps, declined } = schedule(graph, fuse);
+  // A depthwise conv writes the sums over its output planes where its kernel says it can, for these dtypes.
+  const writesSums = (e: Eqn) =>
+    !!backend.kernels.get(e.prim)?.writesSums && (!backend.supports || backend.supports(e.prim, e.ins.map((v) => graph.vars[v].dtype), graph.vars[e.out].dtype));
+  const { steps, declined, convSums } = schedule(graph, fuse, opts.fuse !== false ? writesSums : undefined);
   const donate = flat.tensors.map((_, i) => (opts.donate ?? []).includes(flat.argOf[i]));
   const writes = (s: Step & { kind: 'prim' | 'fused' }) => !!(s.kind === 'fused' ? s.kernel : backend.kernels.get(s.eqn.prim))?.writesInto;
   const plan = arena ? planMemory(graph, steps, donate, writes) : null;
@@ -210,6 +216,7 @@ function compile<A extends unknown[]>(f: (...a: A) => unknown, args: A, flat: Fl
       fusedBy,
       declinedGroups: declined,
       foldedAffines: folded,
+      convSums,
       ownOutputOps: [...new Set(steps.flatMap((s) => (s.kind !== 'alias' && plan?.placement[s.out].kind === 'owned' ? [s.kind === 'prim' ? s.eqn.prim : 'fused'] : [])))],
       compileMs: performance.now() - t0,
       backend: backend.name,

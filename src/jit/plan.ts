@@ -50,7 +50,7 @@ function lifetimes(g: Graph, steps: readonly Step[], root: readonly number[]) {
   const last = new Array<number>(g.vars.length).fill(-1);
   steps.forEach((s, i) => {
     if (s.kind !== 'alias' && def[s.out] < 0) def[s.out] = i;
-    if (s.kind === 'fused' && s.sums !== undefined) def[s.sums] = i;
+    if (s.kind !== 'alias' && s.sums !== undefined) def[s.sums] = i;
     for (const v of s.ins) last[root[v]] = Math.max(last[root[v]], i);
   });
   for (const o of g.outputs) if ('v' in o) last[root[o.v]] = steps.length;

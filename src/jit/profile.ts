@@ -1,8 +1,9 @@
 /**
  * Where a compiled call's time goes (`Jitted.profile`, in the spirit of tf.profile and jax.profiler): every step of
  * the graph timed on the wall clock, summed per operation label and per category. Labels say what a step is: a
- * primitive by name, a convolution with its kind and geometry ("conv2dAffine depthwise 5×5"), a fused group by the
- * primitives it runs ("fused mul+add+silu", "fused affine+siluGrad → sum"). Categories gather labels the way a
+ * primitive by name, a convolution with its kind and geometry ("conv2dAffine depthwise 5×5"; "… → sum" when its step
+ * also writes the sums over its output planes), a fused group by the primitives it runs ("fused mul+add+silu",
+ * "fused affine+siluGrad → sum"). Categories gather labels the way a
  * comparison with another engine's profile needs them: pointwise, depthwise, dense and stochastic convolutions
  * (forward and gradients apart), elementwise work, reductions, matrix products, data movement.
  *
@@ -63,7 +64,7 @@ export function describeStep(step: Step, g: Graph): { label: string; category: s
   if (CONV.has(prim)) {
     const { kind, taps } = convKind(step, g);
     const pass = prim === 'conv2dGradInput' ? 'input gradient' : prim === 'conv2dGradFilter' ? 'filter gradient' : 'forward';
-    return { label: `${prim} ${kind} ${taps}`, category: `${kind} conv, ${pass}` };
+    return { label: `${prim} ${kind} ${taps}${step.sums !== undefined ? ' → sum' : ''}`, category: `${kind} conv, ${pass}` };
   }
   if (STOCHASTIC.has(prim)) return { label: prim, category: 'stochastic conv' };
   if (prim === 'matmul') return { label: prim, category: 'matmul' };
