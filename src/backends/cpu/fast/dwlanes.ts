@@ -129,7 +129,7 @@ function laneFn(g: LaneGeom, epi: LaneEpilogue, flipped: boolean, sums: boolean)
   const st = [0, 1, 2, 3].map(() => f.local(T.v128));
   // The plane sums: channels 0–1 and 2–3 of the group (f64x2 each), the group's sum vector, where image n's go.
   const sl = sums ? { lo: f.local(T.v128), hi: f.local(T.v128), v: f.local(T.v128) } : undefined;
-  const pso = f.local(T.i32);
+  const pso = sums ? f.local(T.i32) : -1;
   const L: GroupLocals = { wT, py, acc: a, t, b, xr: Array.from({ length: XREGS }, () => f.local(T.v128)), wv, vsc, vsh, st, sums: sl };
   const c = new Consts(f);
   const start = f.code.length;
