@@ -74,6 +74,12 @@ describe('jit: a depthwise conv writes the sums over its output planes', () => {
     });
   });
 
+  it("B0 inference: each SE block's pool is written by its depthwise conv", () => {
+    const model = E.nn.createModel('b0', { key, lowSize: 32 });
+    const infer = E.jit((p: E.nn.Params, st: E.nn.State, x: E.Tensor) => E.nn.apply(model.config, p, st, x, { training: false, key })[0]);
+    expect(infer.lower(model.params, model.state, E.zeros([2, 3, 32, 32])).stats.convSums).toBe(16);
+  });
+
   it('the sums as an output: a fresh array per call; inside: arena storage; the profile labels the conv "→ sum"', () => {
     const C = 7, w = u(1, [C, 1, 3, 3], -0.5, 0.5, 'float32');
     const f = (x: E.Tensor) => {
