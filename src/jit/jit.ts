@@ -3,8 +3,7 @@
  * given signature traces `f` on abstract tensors into a graph (src/jit/graph.ts), folds eval-mode
  * batch norm into the convs before it (fold.ts), fuses its elementwise chains into kernels of the
  * backend's and a depthwise conv's plane sums into its step (fuse.ts), plans its memory (plan.ts)
- * and keeps the result; later calls with the same
- * signature run the compiled graph (execute.ts).
+ * and keeps the result; later calls with the same signature run the compiled graph (execute.ts).
  *
  * Signature (the cache key): the arguments' tree structure, each tensor's shape and dtype, where
  * the keys sit, and every other (static) value — numbers, strings and booleans by value, other

@@ -3,9 +3,9 @@
  * the graph timed on the wall clock, summed per operation label and per category. Labels say what a step is: a
  * primitive by name, a convolution with its kind and geometry ("conv2dAffine depthwise 5×5"; "… → sum" when its step
  * also writes the sums over its output planes), a fused group by the primitives it runs ("fused mul+add+silu",
- * "fused affine+siluGrad → sum"). Categories gather labels the way a
- * comparison with another engine's profile needs them: pointwise, depthwise, dense and stochastic convolutions
- * (forward and gradients apart), elementwise work, reductions, matrix products, data movement.
+ * "fused affine+siluGrad → sum"). Categories gather labels the way a comparison with another engine's profile needs
+ * them: pointwise, depthwise, dense and stochastic convolutions (forward and gradients apart; a depthwise conv's
+ * plane sums count with its forward), elementwise work, reductions, matrix products, data movement.
  *
  * A step's time is that of its kernel call on this thread, which includes the pool's other threads' share of it
  * (the call returns when they are done). On a backend that queues work for a device (webgpu), it is the time to
