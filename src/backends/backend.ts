@@ -37,6 +37,12 @@ export interface OutSpec {
 export type Kernel<S = unknown, A = any> = ((inputs: readonly KernelArg<S>[], attrs: A, out: OutSpec) => S) & {
   /** The kernel honours `OutSpec.into` (set with `writesInto`); jit plans arena slots only for such kernels. */
   readonly writesInto?: boolean;
+  /**
+   * A 1×1 conv kernel that takes one more input, last: a scale per image and input channel ([N, C, 1, 1]) that its
+   * input is multiplied by as the kernel reads it, when the attrs carry `inputScale: true` (jit's `foldInputScale`:
+   * squeeze-excite's gate folded into the conv after it).
+   */
+  readonly inputScale?: boolean;
 };
 
 export { writesInto } from './kernel.ts';

@@ -39,7 +39,7 @@ import { pointwiseBatchedOk, pointwiseForwardF32, pointwiseGradFilterF32, pointw
 import { OWNED_MIN_FLOATS, wasmHeap } from './fast/heap.ts';
 import { im2colPtr } from './fast/im2col.ts';
 import { sgemm, sgemmBatchPtr, sgemmIsWasm, sgemmSumPtr } from './fast/sgemm.ts';
-import { type RowEpilogue, epilogueFrom, fusedAvailable } from './fast/activations.ts';
+import { type RowEpilogue, epilogueFrom, fusedAvailable, planeScalePtr } from './fast/activations.ts';
 import { stochasticForwardF32, stochasticGradFilterF32, stochasticGradInputF32, stochasticSimdOk } from './fast/stochconv.ts';
 
 type Arg = KernelArg<TypedArray>;
@@ -125,24 +125,47 @@ function eachGroup(p: ConvGeometry, f: (n: number, g: number, xOff: number) => v
   for (let n = 0; n < p.N; n++) for (let g = 0; g < p.groups; g++) f(n, g, (n * p.C + g * p.Cg) * p.H * p.W);
 }
 
-export function conv2dImpl([x, w]: readonly Arg[], a: Conv2dAttrs, out: OutSpec): TypedArray {
-  if (!isF32([x, w], out)) return R.conv2dRefImpl([x, w], a, out);
-  return conv2dF32(x, w, convGeometry(x.shape, w.shape, out.shape, a), out);
+/**
+ * jit's squeeze-excite fold (`Kernel.inputScale`): with `inputScale`, a 1×1 conv takes one more input, last, a scale
+ * per image and input channel ([N, C, 1, 1]) its input is multiplied by.
+ */
+interface InputScaled {
+  readonly inputScale?: boolean;
+}
+
+/** x·s with s one value per image and channel, in float32 like the mul it replaces (the reference paths' input). */
+function scaledCopy(x: Arg, s: Arg): Arg {
+  const HW = x.shape[2] * x.shape[3];
+  const xs = new Float32Array(sizeOf(x.shape));
+  const X = f32(x), S = f32(s);
+  for (let q = 0; q < xs.length; q++) xs[q] = X[q] * S[Math.floor(q / HW)];
+  return { storage: xs, shape: x.shape, dtype: x.dtype };
+}
+
+export function conv2dImpl(args: readonly Arg[], a: Conv2dAttrs & InputScaled, out: OutSpec): TypedArray {
+  const [x, w] = args;
+  const s = a.inputScale ? args[2] : undefined;
+  if (!isF32(args, out)) return R.conv2dRefImpl([s ? scaledCopy(x, s) : x, w], a, out);
+  return conv2dF32(x, w, convGeometry(x.shape, w.shape, out.shape, a), out, undefined, s);
 }
 
 const convThenAffine = R.convThenAffine(conv2dImpl);
 
 /** y = act(conv2d(x, w)·a + b) with a, b per output channel: conv2d's float32 fast paths with the affine as their epilogue. */
-export function conv2dAffineImpl(args: readonly Arg[], a: Conv2dAffineAttrs, out: OutSpec): TypedArray {
-  const [x, w, sc, sh] = args;
+export function conv2dAffineImpl(args: readonly Arg[], a: Conv2dAffineAttrs & InputScaled, out: OutSpec): TypedArray {
+  const [x, w, sc, sh, s] = args;
   const h = wasmHeap();
-  if (!h || !isF32(args, out) || !fusedAvailable() || !sgemmIsWasm()) return convThenAffine(args, a, out);
+  if (!h || !isF32(args, out) || !fusedAvailable() || !sgemmIsWasm()) return convThenAffine(s ? [scaledCopy(x, s), w, sc, sh] : args, a.inputScale ? { ...a, inputScale: false } : a, out);
   const p = convGeometry(x.shape, w.shape, out.shape, a);
-  return inHeap(f32(sc), (scale) => inHeap(f32(sh), (shift) => conv2dF32(x, w, p, out, { scale: h.ptrOf(scale), shift: h.ptrOf(shift), act: a.act })));
+  return inHeap(f32(sc), (scale) => inHeap(f32(sh), (shift) => conv2dF32(x, w, p, out, { scale: h.ptrOf(scale), shift: h.ptrOf(shift), act: a.act }, s)));
 }
 
-/** The float32 conv2d (then `epi` on each block of output, in the kernel's task that computed it). */
-function conv2dF32(x: Arg, w: Arg, p: ConvGeometry, out: OutSpec, epi?: RowEpilogue): TypedArray {
+/**
+ * The float32 conv2d (then `epi` on each block of output, in the kernel's task that computed it); with `s`, of the
+ * input scaled per image and channel (InputScaled).
+ */
+function conv2dF32(x: Arg, w: Arg, p: ConvGeometry, out: OutSpec, epi?: RowEpilogue, s?: Arg): TypedArray {
+  if (s) return withScaledInput(x, s, p, (xs) => conv2dF32(xs, w, p, out, epi));
   if (p.depthwise && depthwiseSimdOk(p)) return depthwiseForwardF32(f32(x), f32(w), p, into(out), undefined, epi);
   if (pointwiseBatchedOk(p)) return pointwiseForwardF32(f32(x), f32(w), p, into(out), epi);
   const Y = outF32(out, false);
@@ -166,6 +189,17 @@ function conv2dF32(x: Arg, w: Arg, p: ConvGeometry, out: OutSpec, epi?: RowEpilo
     }),
   );
   return Y;
+}
+
+/** Runs `body` with x·s (s per image and channel) in heap scratch. */
+function withScaledInput<R>(x: Arg, s: Arg, p: ConvGeometry, body: (xs: Arg) => R): R {
+  const h = wasmHeap();
+  if (!h) return body(scaledCopy(x, s));
+  const HW = p.H * p.W;
+  return inHeap(f32(x), (xh) => inHeap(f32(s), (sh) => withCol(p.N * p.C * HW, (xs) => {
+    planeScalePtr(h.ptrOf(xh), h.ptrOf(sh), h.ptrOf(xs), p.N * p.C, HW);
+    return body({ storage: xs, shape: x.shape, dtype: x.dtype });
+  })));
 }
 
 export function conv2dGradInputImpl([ct, w]: readonly Arg[], a: Conv2dGradInputAttrs, out: OutSpec): TypedArray {
@@ -249,8 +283,8 @@ export function stochasticConv2dGradFilterImpl([x, ct]: readonly Arg[], a: Stoch
 }
 
 export const convKernels: Record<string, Kernel<TypedArray, any>> = {
-  conv2d: conv2dImpl,
-  conv2dAffine: conv2dAffineImpl,
+  conv2d: Object.assign(conv2dImpl, { inputScale: true as const }),
+  conv2dAffine: Object.assign(conv2dAffineImpl, { inputScale: true as const }),
   conv2dGradInput: conv2dGradInputImpl,
   conv2dGradFilter: conv2dGradFilterImpl,
   stochasticConv2d: stochasticConv2dImpl,
