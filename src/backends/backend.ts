@@ -43,9 +43,15 @@ export type Kernel<S = unknown, A = any> = ((inputs: readonly KernelArg<S>[], at
    * depthwise conv's output inside the conv's step (the CPU kernels add the values up as they store them).
    */
   readonly writesSums?: boolean;
+  /**
+   * A 1×1 conv kernel that takes one more input, last: a scale per image and input channel ([N, C, 1, 1]) that its
+   * input is multiplied by as the kernel reads it, when the attrs carry `inputScale: true` (jit's `foldInputScale`:
+   * squeeze-excite's gate folded into the conv after it).
+   */
+  readonly inputScale?: boolean;
 };
 
-export { writesInto, writesSums } from './kernel.ts';
+export { takesInputScale, writesInto, writesSums } from './kernel.ts';
 
 /** An operand of a fused node: input `leaf` of the group, or the value of an earlier node. */
 export type FusedOperand = { readonly leaf: number } | { readonly node: number };

@@ -15,3 +15,6 @@ export const writesInto = <K extends (...a: any[]) => unknown>(k: K): K & { read
 
 /** Marks a kernel as writing the sums over its output's planes into `attrs.sums` when given (Kernel.writesSums). */
 export const writesSums = <K extends (...a: any[]) => unknown>(k: K): K & { readonly writesSums: true } => Object.assign(k, { writesSums: true as const });
+
+/** Marks a 1×1 conv kernel as taking a per-image channel scale of its input as one more input (Kernel.inputScale). */
+export const takesInputScale = <K extends (...a: any[]) => unknown>(k: K): K & { readonly inputScale: true } => Object.assign(k, { inputScale: true as const });

@@ -19,7 +19,7 @@ import { type Key, isKey, setKeyTracer } from '../tensor/random.ts';
 import { Tensor, assertLive, markDonated } from '../tensor/tensor.ts';
 import { type Eqn, type Graph, type OutputLeaf, Tracer, pruneDead } from './graph.ts';
 import { type Step, schedule } from './fuse.ts';
-import { foldConvAffine } from './fold.ts';
+import { foldConvAffine, foldInputScale } from './fold.ts';
 import { fusedKernels } from './fused-group.ts';
 import { type MemoryPlan, planMemory } from './plan.ts';
 import { ArenaExecutable, type StepObserver, runUnplanned } from './execute.ts';
@@ -37,7 +37,11 @@ export interface JitOptions {
   readonly cacheSize?: number;
   /** Fuse elementwise chains, and a depthwise conv's plane sums into its step (default true; off is for comparisons). */
   readonly fuse?: boolean;
-  /** Fold conv2d → per-channel affine pairs (eval-mode batch norm) into conv2dAffine steps (default true; off is for comparisons). */
+  /**
+   * Fold conv2d → per-channel affine pairs (eval-mode batch norm) into conv2dAffine steps, and per-image channel
+   * scales (squeeze-excite's gate) into the 1×1 conv reading them where the backend's kernel takes one (default
+   * true; off is for comparisons).
+   */
   readonly fold?: boolean;
 }
 
@@ -66,6 +70,8 @@ export interface Lowered {
     readonly declinedGroups: number;
     /** conv2d → per-channel affine pairs (eval-mode batch norm, its SiLU included) run as one conv2dAffine step. */
     readonly foldedAffines: number;
+    /** Per-image channel scales (squeeze-excite's gate) multiplied in by the 1×1 conv reading them (`Kernel.inputScale`). */
+    readonly foldedScales: number;
     /** Sums over a depthwise conv's output planes (squeeze-excite's pooling) written by the conv's step, the sum's pass saved (`Kernel.writesSums`). */
     readonly convSums: number;
     /** Primitives whose kernels allocate their own outputs (no `writesInto`): outside the arena. */
@@ -178,7 +184,10 @@ function compile<A extends unknown[]>(f: (...a: A) => unknown, args: A, flat: Fl
   const traced = trace(f, args, flat);
   const backend = flat.tensors[0]?.backend ?? getBackend();
   const fuse = opts.fuse !== false && backend.fuse ? (groups: readonly FusedGroup[]) => fusedKernels(backend, groups) : null;
-  const { graph, folded } = opts.fold !== false && backend.kernels.has('conv2dAffine') ? foldConvAffine(traced.graph, !!fuse) : { graph: traced.graph, folded: 0 };
+  const folding = opts.fold !== false;
+  const affines = folding && backend.kernels.has('conv2dAffine') ? foldConvAffine(traced.graph, !!fuse) : { graph: traced.graph, folded: 0 };
+  const scales = folding ? foldInputScale(affines.graph, (prim) => !!backend.kernels.get(prim)?.inputScale) : { graph: affines.graph, folded: 0 };
+  const graph = scales.graph;
   const arena = !!(backend.arena && backend.view);
   // A depthwise conv writes the sums over its output planes where its kernel says it can, for these dtypes.
   const writesSums = (e: Eqn) =>
@@ -214,7 +223,8 @@ function compile<A extends unknown[]>(f: (...a: A) => unknown, args: A, flat: Fl
       fusedReductions: fused.filter((s) => s.group.reduce).length,
       fusedBy,
       declinedGroups: declined,
-      foldedAffines: folded,
+      foldedAffines: affines.folded,
+      foldedScales: scales.folded,
       convSums,
       ownOutputOps: [...new Set(steps.flatMap((s) => (s.kind !== 'alias' && plan?.placement[s.out].kind === 'owned' ? [s.kind === 'prim' ? s.eqn.prim : 'fused'] : [])))],
       compileMs: performance.now() - t0,

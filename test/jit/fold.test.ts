@@ -51,7 +51,9 @@ describe('eval-mode batch norm folded into its conv', () => {
     const unfolded = E.jit(infer, { fold: false });
     const stats = jf.lower(params, state, x).stats;
     expect(stats.foldedAffines).toBe(40);
-    expect(unfolded.lower(params, state, x).stats).toMatchObject({ foldedAffines: 0, eqns: stats.eqns + 40 });
+    // float32 also folds the 16 squeeze-excite gates (one mul each) into their convs (below).
+    expect(stats.foldedScales).toBe(dtype === 'float32' ? 16 : 0);
+    expect(unfolded.lower(params, state, x).stats).toMatchObject({ foldedAffines: 0, eqns: stats.eqns + 40 + stats.foldedScales });
     expect(E.jit(infer, { fuse: false }).lower(params, state, x).stats.foldedAffines).toBe(49);
     expect(Math.max(...Array.from(want, Math.abs))).toBeGreaterThan(0.1);
     expect(worstRel(E.dataSync(jf(params, state, x)), want)).toBeLessThanOrEqual(tol);
@@ -61,7 +63,7 @@ describe('eval-mode batch norm folded into its conv', () => {
   it('a B0 training step folds none', () => {
     const { model, params, state, x } = b0('float32');
     const step = E.jit(trainStep(model));
-    expect(step.lower(params, state, x, E.zeros([2, 1]), key).stats.foldedAffines).toBe(0);
+    expect(step.lower(params, state, x, E.zeros([2, 1]), key).stats).toMatchObject({ foldedAffines: 0, foldedScales: 0 });
   });
 
   const conv = (x: E.Tensor, w: E.Tensor) => E.conv2d(x, w, { padding: 'same' });
@@ -106,5 +108,56 @@ describe('eval-mode batch norm folded into its conv', () => {
     const plan = planMemory(graph, steps, [false, false], () => true);
     const convOut = graph.vars.findIndex((v) => v.src.kind === 'eqn' && v.src.eqn < 0);
     expect(plan.placement[convOut]).toEqual({ kind: 'none' });
+  });
+});
+
+/**
+ * jit folds squeeze-excite's gate into the 1×1 conv after it (src/jit/fold.ts `foldInputScale`): conv(x·s) with s
+ * per image and channel runs as one conv whose kernel scales its input as it reads it. The kernels multiply the same
+ * float32 values the mul would have stored, so the result is bit-identical to eager.
+ */
+describe("squeeze-excite's gate folded into the 1×1 conv after it", () => {
+  const f32 = (i: number, shape: readonly number[], lo = -1, hi = 1) => u(i, shape, lo, hi, 'float32');
+  const a = f32(50, [1, 6, 1, 1], 0.5, 1.5);
+  const b = f32(51, [1, 6, 1, 1], -0.5, 0.5);
+  const gated = (x: E.Tensor, s: E.Tensor, viaBroadcast: boolean) => E.mul(x, viaBroadcast ? E.broadcastTo(s, x.shape) : s);
+  // Planes of 4×4 and 8×8 (the batched small-plane product), 7×7, and 16×16 / 17×17 (one product per image).
+  it.each([4, 7, 8, 16, 17])('planes of side %i: conv2d and conv2dAffine (+SiLU) of the gated input equal eager bit for bit', (side) => {
+    const x = f32(52, [3, 5, side, side]);
+    const s = f32(53, [3, 5, 1, 1], 0, 1);
+    const w = f32(54, [6, 5, 1, 1]);
+    const plain = (xx: E.Tensor, ss: E.Tensor) => E.conv2d(gated(xx, ss, side === 8), w);
+    const bn = (xx: E.Tensor, ss: E.Tensor) => E.affine(E.conv2d(gated(xx, ss, side === 8), w), a, b, { act: 'silu' });
+    for (const fn of [plain, bn]) {
+      const jf = E.jit(fn);
+      expect(jf.lower(x, s).stats.foldedScales).toBe(1);
+      expect(E.dataSync(jf(x, s))).toEqual(E.dataSync(fn(x, s)));
+    }
+  });
+
+  it('folds the 16 gates of B0 inference in float32 (none in float64: its kernels are float32), and the logits match eager', () => {
+    const { model, params, state, x } = b0('float32');
+    const infer = (p: E.nn.Params, s: E.nn.State, xx: E.Tensor) => E.nn.apply(model.config, p, s, xx, { training: false, key })[0];
+    const jf = E.jit(infer);
+    const stats = jf.lower(params, state, x).stats;
+    expect(stats.foldedScales).toBe(16);
+    expect(E.jit(infer, { fold: false }).lower(params, state, x).stats.foldedScales).toBe(0);
+    expect(worstRel(E.dataSync(jf(params, state, x)), E.dataSync(infer(params, state, x)))).toBeLessThanOrEqual(5e-6);
+    const m64 = b0('float64');
+    const infer64 = (p: E.nn.Params, s: E.nn.State, xx: E.Tensor) => E.nn.apply(m64.model.config, p, s, xx, { training: false, key })[0];
+    expect(E.jit(infer64).lower(m64.params, m64.state, m64.x).stats.foldedScales).toBe(0);
+  });
+
+  it('leaves the mul alone when it is read again, is not per image and channel, or feeds a wider conv', () => {
+    const x = f32(55, [2, 5, 4, 4]);
+    const s = f32(56, [2, 5, 1, 1]);
+    const w = f32(57, [6, 5, 1, 1]);
+    const lowered = (fn: (xx: E.Tensor) => unknown) => E.jit(fn).lower(x).stats.foldedScales;
+    expect(lowered((xx) => { const g = E.mul(xx, s); return [E.conv2d(g, w), g]; })).toBe(0);
+    expect(lowered((xx) => E.conv2d(E.mul(xx, f32(58, [1, 5, 1, 1])), w))).toBe(0);
+    expect(lowered((xx) => E.conv2d(E.mul(xx, f32(59, [2, 5, 4, 1])), w))).toBe(0);
+    expect(lowered((xx) => E.conv2d(E.mul(xx, s), f32(60, [6, 5, 3, 3]), { padding: 'same' }))).toBe(0);
+    // A training step reads the gated input again for the filter gradient.
+    expect(E.jit((ww: E.Tensor) => E.grad((q: E.Tensor) => E.sum(E.conv2d(E.mul(x, s), q)))(ww)).lower(w).stats.foldedScales).toBe(0);
   });
 });

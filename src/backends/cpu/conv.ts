@@ -26,7 +26,7 @@
  * output after it, so any geometry and dtype gets them.
  */
 import type { FusedSums, Kernel, KernelArg, OutSpec, TypedArray } from '../backend.ts';
-import { writesSums } from '../kernel.ts';
+import { takesInputScale, writesSums } from '../kernel.ts';
 import type {
   Conv2dAffineAttrs,
   Conv2dAttrs,
@@ -45,7 +45,7 @@ import { pointwiseBatchedOk, pointwiseForwardF32, pointwiseGradFilterF32, pointw
 import { OWNED_MIN_FLOATS, wasmHeap } from './fast/heap.ts';
 import { im2colPtr } from './fast/im2col.ts';
 import { sgemm, sgemmBatchPtr, sgemmIsWasm, sgemmSumPtr } from './fast/sgemm.ts';
-import { type RowEpilogue, epilogueFrom, fusedAvailable } from './fast/activations.ts';
+import { type RowEpilogue, epilogueFrom, fusedAvailable, planeScalePtr } from './fast/activations.ts';
 import { stochasticForwardF32, stochasticGradFilterF32, stochasticGradInputF32, stochasticSimdOk } from './fast/stochconv.ts';
 import { sumImpl } from './reduce.ts';
 
@@ -141,28 +141,51 @@ function planeSums(y: TypedArray, out: OutSpec, sums: TypedArray | undefined): T
   return y;
 }
 
-export function conv2dImpl([x, w]: readonly Arg[], a: WithSums<Conv2dAttrs>, out: OutSpec): TypedArray {
-  if (!isF32([x, w], out)) return planeSums(R.conv2dRefImpl([x, w], a, out), out, a.sums);
-  return conv2dF32(x, w, convGeometry(x.shape, w.shape, out.shape, a), out, undefined, a.sums);
+/**
+ * jit's squeeze-excite fold (`Kernel.inputScale`): with `inputScale`, a 1×1 conv takes one more input, last, a scale
+ * per image and input channel ([N, C, 1, 1]) its input is multiplied by.
+ */
+interface InputScaled {
+  readonly inputScale?: boolean;
+}
+
+/** x·s with s one value per image and channel, in float32 like the mul it replaces (the reference paths' input). */
+function scaledCopy(x: Arg, s: Arg): Arg {
+  const HW = x.shape[2] * x.shape[3];
+  const xs = new Float32Array(sizeOf(x.shape));
+  const X = f32(x), S = f32(s);
+  for (let q = 0; q < xs.length; q++) xs[q] = X[q] * S[Math.floor(q / HW)];
+  return { storage: xs, shape: x.shape, dtype: x.dtype };
+}
+
+export function conv2dImpl(args: readonly Arg[], a: WithSums<Conv2dAttrs> & InputScaled, out: OutSpec): TypedArray {
+  const [x, w] = args;
+  const s = a.inputScale ? args[2] : undefined;
+  if (!isF32(args, out)) return planeSums(R.conv2dRefImpl([s ? scaledCopy(x, s) : x, w], a, out), out, a.sums);
+  return conv2dF32(x, w, convGeometry(x.shape, w.shape, out.shape, a), out, undefined, a.sums, s);
 }
 
 const convThenAffine = R.convThenAffine(conv2dImpl);
 
 /** y = act(conv2d(x, w)·a + b) with a, b per output channel: conv2d's float32 fast paths with the affine as their epilogue. */
-export function conv2dAffineImpl(args: readonly Arg[], { sums, ...a }: WithSums<Conv2dAffineAttrs>, out: OutSpec): TypedArray {
-  const [x, w, sc, sh] = args;
+export function conv2dAffineImpl(args: readonly Arg[], { sums, ...a }: WithSums<Conv2dAffineAttrs> & InputScaled, out: OutSpec): TypedArray {
+  const [x, w, sc, sh, s] = args;
   const h = wasmHeap();
   // The sums are of the affine's output: the unfused path takes them after it.
-  if (!h || !isF32(args, out) || !fusedAvailable() || !sgemmIsWasm()) return planeSums(convThenAffine(args, a, out), out, sums);
+  if (!h || !isF32(args, out) || !fusedAvailable() || !sgemmIsWasm()) {
+    return planeSums(convThenAffine(s ? [scaledCopy(x, s), w, sc, sh] : args, a.inputScale ? { ...a, inputScale: false } : a, out), out, sums);
+  }
   const p = convGeometry(x.shape, w.shape, out.shape, a);
-  return inHeap(f32(sc), (scale) => inHeap(f32(sh), (shift) => conv2dF32(x, w, p, out, { scale: h.ptrOf(scale), shift: h.ptrOf(shift), act: a.act }, sums)));
+  return inHeap(f32(sc), (scale) => inHeap(f32(sh), (shift) => conv2dF32(x, w, p, out, { scale: h.ptrOf(scale), shift: h.ptrOf(shift), act: a.act }, sums, s)));
 }
 
 /**
  * The float32 conv2d (then `epi` on each block of output, in the kernel's task that computed it); with `sums`, the
- * sums over its output planes written there (by the depthwise kernels themselves, else by planeSums).
+ * sums over its output planes written there (by the depthwise kernels themselves, else by planeSums); with `s`, of
+ * the input scaled per image and channel (InputScaled).
  */
-function conv2dF32(x: Arg, w: Arg, p: ConvGeometry, out: OutSpec, epi?: RowEpilogue, sums?: TypedArray): TypedArray {
+function conv2dF32(x: Arg, w: Arg, p: ConvGeometry, out: OutSpec, epi?: RowEpilogue, sums?: TypedArray, s?: Arg): TypedArray {
+  if (s) return withScaledInput(x, s, p, (xs) => conv2dF32(xs, w, p, out, epi, sums));
   if (p.depthwise && depthwiseSimdOk(p)) return depthwiseForwardF32(f32(x), f32(w), p, into(out), undefined, epi, sums as Float32Array | undefined);
   if (pointwiseBatchedOk(p)) return planeSums(pointwiseForwardF32(f32(x), f32(w), p, into(out), epi), out, sums);
   return planeSums(conv2dGemmF32(x, w, p, out, epi), out, sums);
@@ -191,6 +214,17 @@ function conv2dGemmF32(x: Arg, w: Arg, p: ConvGeometry, out: OutSpec, epi?: RowE
     }),
   );
   return Y;
+}
+
+/** Runs `body` with x·s (s per image and channel) in heap scratch. */
+function withScaledInput<R>(x: Arg, s: Arg, p: ConvGeometry, body: (xs: Arg) => R): R {
+  const h = wasmHeap();
+  if (!h) return body(scaledCopy(x, s));
+  const HW = p.H * p.W;
+  return inHeap(f32(x), (xh) => inHeap(f32(s), (sh) => withCol(p.N * p.C * HW, (xs) => {
+    planeScalePtr(h.ptrOf(xh), h.ptrOf(sh), h.ptrOf(xs), p.N * p.C, HW);
+    return body({ storage: xs, shape: x.shape, dtype: x.dtype });
+  })));
 }
 
 export function conv2dGradInputImpl([ct, w]: readonly Arg[], a: Conv2dGradInputAttrs, out: OutSpec): TypedArray {
@@ -274,8 +308,8 @@ export function stochasticConv2dGradFilterImpl([x, ct]: readonly Arg[], a: Stoch
 }
 
 export const convKernels: Record<string, Kernel<TypedArray, any>> = {
-  conv2d: writesSums(conv2dImpl),
-  conv2dAffine: writesSums(conv2dAffineImpl),
+  conv2d: takesInputScale(writesSums(conv2dImpl)),
+  conv2dAffine: takesInputScale(writesSums(conv2dAffineImpl)),
   conv2dGradInput: conv2dGradInputImpl,
   conv2dGradFilter: conv2dGradFilterImpl,
   stochasticConv2d: stochasticConv2dImpl,

@@ -161,7 +161,20 @@ function statsFn(moments: boolean): Fn {
   return f;
 }
 
-const NAMES = ['sigmoid', 'silu', 'siluGrad', 'affine_cc_none', 'affine_cc_silu', 'affine_cf_none', 'affine_cf_silu', 'affine_fc_none', 'affine_fc_silu', 'affine_ff_none', 'affine_ff_silu', 'affineSiluGrad', 'chanSum', 'chanMoments'] as const;
+/** planeScale(x, s, y, HW, p0, p1): planes p0..p1 of HW floats, y = x·s[p] (a scale per plane: per image and channel). */
+function planeScaleFn(): Fn {
+  const f = new Fn('planeScale', Array.from({ length: 6 }, () => T.i32));
+  const [px, ps, py, HW, p0, p1] = f.params;
+  const p = f.local(T.i32), base = f.local(T.i32), vs = f.local(T.v128);
+  f.for(p, get(p0), get(p1), i32(1), () => {
+    f.set(base, mul(mul(get(p), get(HW)), i32(4)));
+    f.set(vs, splat(load('f32', add(get(ps), mul(get(p), i32(4))))));
+    streamLoop(f, [{ ptr: px }, { splat: vs }], py, base, get(HW), ([x, s]) => vmul(x, s));
+  });
+  return f;
+}
+
+const NAMES = ['sigmoid', 'silu', 'siluGrad', 'affine_cc_none', 'affine_cc_silu', 'affine_cf_none', 'affine_cf_silu', 'affine_fc_none', 'affine_fc_silu', 'affine_ff_none', 'affine_ff_silu', 'affineSiluGrad', 'chanSum', 'chanMoments', 'planeScale'] as const;
 type Name = (typeof NAMES)[number];
 
 let mod: Record<Name, PoolKernel> | null | undefined;
@@ -176,7 +189,7 @@ function kernelsOf(h: WasmHeap): Record<Name, PoolKernel> {
     mapFn('siluGrad', 2, (f, c, [x, ct], t) => siluGradV(f, c, x, ct, t, f.local(T.v128))),
   ];
   for (const am of ['c', 'f'] as const) for (const bm of ['c', 'f'] as const) for (const act of ['none', 'silu'] as const) fns.push(affineFn(am, bm, act, false));
-  fns.push(affineFn('c', 'c', 'silu', true), statsFn(false), statsFn(true));
+  fns.push(affineFn('c', 'c', 'silu', true), statsFn(false), statsFn(true), planeScaleFn());
   const bytes = assemble({ functions: fns, memory: h.importSpec() });
   return loadKernels(bytes, NAMES) as Record<Name, PoolKernel>;
 }
@@ -282,6 +295,14 @@ export const epilogueFrom = (e: RowEpilogue, row: number): RowEpilogue => ({ sca
 export function affineRows(job: Job, e: RowEpilogue, py: number | ScratchArg, rows: number, len: number, ld: number, channels = rows): void {
   const k = need().k;
   job.call(e.act === 'silu' ? k.affine_cc_silu : k.affine_cc_none, py, e.scale, e.shift, py, channels, len, ld, 0, rows);
+}
+
+/** y = x·s[p] over `planes` planes of HW floats (s one float per plane, e.g. per image and channel of NCHW). */
+export function planeScalePtr(px: number, ps: number, py: number, planes: number, HW: number): void {
+  const k = need().k.planeScale;
+  const job = new Job();
+  for (const [p0, p1] of unitTasks(planes, HW)) job.call(k, px, ps, py, HW, p0, p1).endTask();
+  job.run(0);
 }
 
 /** out[c] = Σ_{n, hw} x[n, c, hw] (C floats). */
