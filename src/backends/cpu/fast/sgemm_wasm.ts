@@ -16,7 +16,7 @@
  */
 import { Consts, siluV } from './vmath.ts';
 import {
-  Fn, T, add, assemble, eq, f32, feq, fadd, fmul, ge_s, get, i32, load, loadSplat, lt_s, min_s, mul, sub, vadd, vmadd, vmul, splat, vzero,
+  Fn, T, add, assemble, divU, eq, f32, feq, fadd, fmul, ge_s, get, i32, load, loadSplat, lt_s, min_s, mul, remU, sub, vadd, vmadd, vmul, splat, vzero,
   type Expr, wasmApi,
 } from './wasm.ts';
 
@@ -45,8 +45,18 @@ export const D = {
   epi: 52, scale: 56, shift: 60,
   /** C ← alpha·Σ_p op(A_p)·op(B_p) + beta·C over `parts` products, A_p at A + p·partA and B_p at B + p·partB (bytes). */
   parts: 64, partA: 68, partB: 72,
-  size: 80,
+  /**
+   * Columns of op(B) and C in images of `cpi` columns: column j = n·cpi + p of op(B) at B + n·imgB + p·csB + k·rsB,
+   * of C at C + n·imgC + p·4 + i·ldc (bytes). col0 is the stripe's first column (B and C address column 0). A plain
+   * matrix is one image (cpi = FLAT_COLS, imgB = imgC = 0). cpi is a multiple of NR, so no panel or tile straddles
+   * two images.
+   */
+  col0: 76, cpi: 80, imgB: 84, imgC: 88,
+  size: 96,
 } as const;
+
+/** D.cpi of a plain matrix: more columns than any product has, so every column is in image 0. */
+export const FLAT_COLS = 0x40000000;
 
 /** The epilogues the micro-kernel can apply to C as it stores its last k block, by descriptor code. */
 export const EPI_MODE = { affine: 1, silu: 2 } as const;
@@ -93,17 +103,24 @@ function packA(g: GemmShape): Fn {
   return f;
 }
 
-/** packB(src, rs, cs, kc, nc, dst): NR-wide panels, panel q at dst + q·kc·NR·4, k-major inside. */
+/** Byte offset of column j in images of cpi columns, `img` bytes apart, columns `cs` bytes apart (D.cpi). */
+const colOffset = (j: Expr, cpi: number, img: number, cs: Expr): Expr => add(mul(divU(j, get(cpi)), get(img)), mul(remU(j, get(cpi)), cs));
+
+/**
+ * packB(src, rs, cs, kc, nc, dst, col, cpi, img): columns col…col + nc of op(B) (column j at src + colOffset(j), see
+ * D.cpi) in NR-wide panels, panel q at dst + q·kc·NR·4, k-major inside. col and cpi are multiples of NR: each panel
+ * lies in one image.
+ */
 function packB(g: GemmShape): Fn {
   const { NR } = g;
   const NV = NR / 4;
-  const f = new Fn('packB', [T.i32, T.i32, T.i32, T.i32, T.i32, T.i32]);
-  const [src, rs, cs, kc, nc, dst] = f.params;
+  const f = new Fn('packB', Array.from({ length: 9 }, () => T.i32));
+  const [src, rs, cs, kc, nc, dst, col, cpi, img] = f.params;
   const j0 = f.local(T.i32), k = f.local(T.i32), w = f.local(T.i32), row = f.local(T.i32), out = f.local(T.i32), j = f.local(T.i32);
   f.set(out, get(dst));
   f.for(j0, i32(0), get(nc), i32(NR), () => {
     f.set(w, min_s(i32(NR), sub(get(nc), get(j0))));
-    f.set(row, add(get(src), mul(get(j0), get(cs))));
+    f.set(row, add(get(src), colOffset(add(get(col), get(j0)), cpi, img, get(cs))));
     f.if(eq(get(w), i32(NR)), () => {
       f.if(eq(get(cs), i32(4)), () => {
         // Contiguous row of op(B): vector copy.
@@ -312,9 +329,10 @@ function driver(g: GemmShape): Fn {
   const M = L(), N = L(), K = L(), A = L(), rsA = L(), csA = L(), B = L(), rsB = L(), csB = L(), C = L(), ldc = L();
   const alpha = L(T.f32), beta = L(T.f32), betaEff = L(T.f32);
   const epi = L(), sc = L(), sh = L(), mode = L(), parts = L(), partA = L(), partB = L(), pt = L(), Ap = L(), Bp = L();
+  const col0 = L(), cpi = L(), imgB = L(), imgC = L(), cj = L();
   const pA = L(), pB = L(), tile = L();
   const jc = L(), nc = L(), pc = L(), kc = L(), ic = L(), mc = L(), jr = L(), ir = L();
-  const fields: [number, number][] = [[M, D.M], [N, D.N], [K, D.K], [A, D.A], [rsA, D.rsA], [csA, D.csA], [B, D.B], [rsB, D.rsB], [csB, D.csB], [C, D.C], [ldc, D.ldc]];
+  const fields: [number, number][] = [[M, D.M], [N, D.N], [K, D.K], [A, D.A], [rsA, D.rsA], [csA, D.csA], [B, D.B], [rsB, D.rsB], [csB, D.csB], [C, D.C], [ldc, D.ldc], [col0, D.col0], [cpi, D.cpi], [imgB, D.imgB], [imgC, D.imgC]];
   for (const [l, off] of fields) f.set(l, load('i32', get(d), off));
   f.set(pA, get(scratch));
   f.set(pB, add(get(scratch), i32(sb.packA)));
@@ -335,7 +353,7 @@ function driver(g: GemmShape): Fn {
       f.set(Bp, add(get(B), mul(get(pt), get(partB))));
       f.for(pc, i32(0), get(K), i32(KC), () => {
         f.set(kc, min_s(i32(KC), sub(get(K), get(pc))));
-        f.call(FN_PACK_B, add(add(get(Bp), mul(get(pc), get(rsB))), mul(get(jc), get(csB))), get(rsB), get(csB), get(kc), get(nc), get(pB));
+        f.call(FN_PACK_B, add(get(Bp), mul(get(pc), get(rsB))), get(rsB), get(csB), get(kc), get(nc), get(pB), add(get(col0), get(jc)), get(cpi), get(imgB));
         f.set(betaEff, (h) => {
           // select(beta, 1, first block of the first part)
           get(beta)(h);
@@ -356,12 +374,13 @@ function driver(g: GemmShape): Fn {
           f.set(mc, min_s(i32(MC), sub(get(M), get(ic))));
           f.call(FN_PACK_A, add(add(get(Ap), mul(get(ic), get(rsA))), mul(get(pc), get(csA))), get(rsA), get(csA), get(mc), get(kc), get(alpha), get(pA));
           f.for(jr, i32(0), get(nc), i32(NR), () => {
+            f.set(cj, add(get(C), colOffset(add(add(get(col0), get(jc)), get(jr)), cpi, imgC, i32(4))));
             f.for(ir, i32(0), get(mc), i32(MR), () => {
               const args: Expr[] = [
                 add(get(pA), mul(mul(get(ir), get(kc)), i32(4))),
                 add(get(pB), mul(mul(get(jr), get(kc)), i32(4))),
                 get(kc),
-                add(add(get(C), mul(add(get(ic), get(ir)), get(ldc))), mul(add(get(jc), get(jr)), i32(4))),
+                add(get(cj), mul(add(get(ic), get(ir)), get(ldc))),
                 get(ldc),
                 min_s(i32(MR), sub(get(mc), get(ir))),
                 min_s(i32(NR), sub(get(nc), get(jr))),

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { availableParallelism } from 'node:os';
 import { gemm } from '../../../../src/backends/cpu/matmul.ts';
 import * as E from '../../../../src/index.ts';
-import { DEFAULT_SHAPE, gemmTasks, reconfigureSgemm, sgemmBatchPtr, sgemmSumPtr } from '../../../../src/backends/cpu/fast/sgemm.ts';
+import { DEFAULT_SHAPE, gemmTasks, reconfigureSgemm, sgemmBatchPtr, sgemmPanelWidth, sgemmSumPtr } from '../../../../src/backends/cpu/fast/sgemm.ts';
 import { poolThreads, setPoolThreads, taskCount } from '../../../../src/backends/cpu/fast/pool.ts';
 import { setSgemmMaxCallBytes, setSgemmThreads, sgemm, sgemmIsWasm, sgemmPtr, sgemmThreads, sgemmWorkerTasks, wasmHeap } from '../../../../src/backends/cpu/fast/index.ts';
 import { affineF32 } from '../../../../src/backends/cpu/fast/activations.ts';
@@ -388,5 +388,104 @@ describe('sgemmSumPtr (products summed into one C in one job)', () => {
     } finally {
       reconfigureSgemm(DEFAULT_SHAPE);
     }
+  });
+});
+
+describe('sgemmPtr with images (op(B) and C addressed image by image, as a 1×1 conv over NCHW)', () => {
+  interface ImgCase {
+    M: number;
+    K: number;
+    /** Columns per image, in panels of NR. */
+    panels: number;
+    count: number;
+    /** Columns the last image lacks (N = count·cols − short). */
+    short: number;
+    transA: boolean;
+    transB: boolean;
+    alpha: number;
+    beta: number;
+    epi: 'none' | 'affine' | 'silu';
+    seed: number;
+  }
+
+  /**
+   * The product with images against sgemmPtr on the same operands laid out as plain matrices (B: K×N or N×K, C:
+   * M×N): bit for bit, and the gaps between the images' blocks of C untouched.
+   */
+  function checkImages(c: ImgCase): void {
+    const { M, K, count, transA, transB, alpha, beta } = c;
+    const h = wasmHeap()!;
+    const cols = c.panels * sgemmPanelWidth(), N = count * cols - c.short;
+    const r = lcg(c.seed);
+    const lda = (transA ? M : K) + 1, ldb = (transB ? K : cols) + 2, ldc = cols + 3;
+    const [bRows, bCols] = transB ? [cols, K] : [K, cols];
+    const strideB = bRows * ldb + 5, strideC = M * ldc + 6;
+    const A = Float32Array.from({ length: (transA ? K : M) * lda }, r);
+    const Bi = Float32Array.from({ length: count * strideB }, r), Ci = Float32Array.from({ length: count * strideC }, r);
+    const sc = Float32Array.from({ length: M }, r), sh = Float32Array.from({ length: M }, r);
+    // The plain layout: op(B)(k, j) and C(i, j) with j = n·cols + p.
+    const Bp = new Float32Array(K * N), Cp = new Float32Array(M * N);
+    for (let j = 0; j < N; j++) {
+      const n = Math.floor(j / cols), p = j % cols;
+      for (let k = 0; k < K; k++) Bp[transB ? j * K + k : k * N + j] = Bi[n * strideB + (transB ? p * ldb + k : k * ldb + p)];
+      for (let i = 0; i < M; i++) Cp[i * N + j] = Ci[n * strideC + i * ldc + p];
+    }
+    expect(bCols).toBeLessThanOrEqual(ldb);
+    const [got, want] = h.withF32(A, (pA) => h.withF32(sc, (ps) => h.withF32(sh, (pb) => {
+      const epi = c.epi === 'none' ? undefined : { scale: ps, shift: pb, act: c.epi === 'silu' ? ('silu' as const) : undefined };
+      const plain = h.withF32(Bp, (pB) => h.withF32(Cp, (pC) => (sgemmPtr(transA, transB, M, N, K, alpha, pA, lda, pB, transB ? K : N, beta, pC, N, epi), h.view(pC, M * N).slice())));
+      const images = h.withF32(Bi, (pB) => h.withF32(Ci, (pC) => (sgemmPtr(transA, transB, M, N, K, alpha, pA, lda, pB, ldb, beta, pC, ldc, epi, { cols, strideB, strideC }), h.view(pC, Ci.length).slice())));
+      return [images, plain];
+    })));
+    const inside = new Uint8Array(Ci.length);
+    for (let j = 0; j < N; j++) {
+      const n = Math.floor(j / cols), p = j % cols;
+      for (let i = 0; i < M; i++) {
+        const at = n * strideC + i * ldc + p;
+        inside[at] = 1;
+        if (!Object.is(got[at], want[i * N + j])) throw new Error(`C[${i},${j}] = ${got[at]}, plain ${want[i * N + j]} in ${JSON.stringify(c)}`);
+      }
+    }
+    const bad = got.findIndex((v, t) => !inside[t] && !Object.is(v, Ci[t]));
+    expect(bad, `a gap of C changed in ${JSON.stringify(c)}`).toBe(-1);
+  }
+
+  const arbImg: fc.Arbitrary<ImgCase> = fc.record({
+    M: fc.oneof(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 150 })),
+    K: fc.oneof(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 250, max: 300 })),
+    panels: fc.integer({ min: 1, max: 4 }),
+    count: fc.integer({ min: 1, max: 9 }),
+    short: fc.integer({ min: 0, max: 7 }),
+    transA: fc.boolean(),
+    transB: fc.boolean(),
+    alpha: fc.constantFrom(1, 0.5),
+    beta: fc.constantFrom(0, 1, 0.5),
+    epi: fc.constantFrom('none', 'affine', 'silu'),
+    seed: fc.integer({ min: 1, max: 1 << 30 }),
+  });
+
+  it('equals the product on the plainly laid-out matrices, bit for bit: ragged M, stripes inside an image, epilogues', () => {
+    fc.assert(fc.property(arbImg, (c) => checkImages(c)), { numRuns: 80 });
+    // B0's 4×4-plane layers at batch 16 (forward, and the input gradient with W transposed), and 8×8 planes split in
+    // column stripes that do not fall on image boundaries.
+    const b0 = { short: 0, alpha: 1, beta: 0, transB: false, seed: 5 } as const;
+    checkImages({ ...b0, M: 1152, K: 192, panels: 2, count: 16, transA: false, epi: 'silu' });
+    checkImages({ ...b0, M: 192, K: 1152, panels: 2, count: 16, transA: true, epi: 'none' });
+    checkImages({ ...b0, M: 301, K: 37, panels: 8, count: 5, transA: false, epi: 'affine' });
+  });
+
+  it('holds with tiny cache blocks (NC and KC edges inside images) and another micro-tile', () => {
+    try {
+      for (const blocking of [{ MR: 4, NR: 8, MC: 8, KC: 5, NC: 24 }, { MR: 6, NR: 8, MC: 12, KC: 8, NC: 16 }]) {
+        reconfigureSgemm(blocking);
+        fc.assert(fc.property(arbImg, (c) => checkImages({ ...c, K: Math.min(c.K, 40) })), { numRuns: 30 });
+      }
+    } finally {
+      reconfigureSgemm(DEFAULT_SHAPE);
+    }
+  });
+
+  it('names images that are not whole panels', () => {
+    expect(() => sgemmPtr(false, false, 2, 12, 2, 1, 0, 2, 0, 12, 0, 0, 12, undefined, { cols: 12, strideB: 24, strideC: 24 })).toThrow(/images of 12 columns: need a positive multiple of 8/);
   });
 });
