@@ -256,15 +256,21 @@ export function sgemmSumPtr(
 }
 
 /**
- * How an M×N×K product splits over T threads: stripes of columns when there are enough NR panels, else of rows;
+ * How an M×N×K product splits over T threads: each stripe of columns packs all of A (M·K floats), each stripe of
+ * rows all of B (K·N), so the split is by rows when A is the larger operand to re-pack (M > N), else by columns;
  * about 128 columns (rows) each so that re-packing A (B) per task stays under ~10%, in a multiple of T (3 equal
  * tasks on 2 threads take as long as 4). Tiny products are one task.
+ * Measured against column stripes whenever there were ≥ 4T column panels (2 threads, one process, interleaved,
+ * medians of 50, a quiet spell on the shared 2-core box; rows/cols wall time): 1152×256×192 0.85, 1280×256×320
+ * 0.83, 672×256×112 0.74, 1152×392×192 0.79, 1152×192×256 with Bᵀ (a filter gradient) 0.79, 672×112×1024 Bᵀ 0.81,
+ * 320×256×1152 0.95, 1280×1024×256 1.01; and rows against columns on wide products: 480×1024×80 1.00–1.14,
+ * 672×1024×112 0.99–1.13, 192×256×1152 1.03–1.13 (two runs; the box's noise is about ±8%).
  */
 export function gemmTasks(M: number, N: number, K: number, MR: number, NR: number, threads: number): { byCols: boolean; panels: number; tasks: number } {
   const T = 2 * M * N * K < 4e5 ? 1 : threads;
   const colPanels = Math.ceil(N / NR);
   const rowPanels = Math.ceil(M / MR);
-  const byCols = colPanels >= 4 * T || colPanels >= rowPanels;
+  const byCols = M <= N;
   const panels = byCols ? colPanels : rowPanels;
   const tasks = T === 1 ? 1 : Math.min(panels, MAX_TASKS, T * Math.max(1, Math.round(Math.floor((byCols ? N : M) / 128) / T)));
   return { byCols, panels, tasks };

@@ -160,17 +160,21 @@ describe('sgemm (wasm SIMD)', () => {
     }
   });
 
-  it('splits a product into a multiple of the thread count of about-128-wide stripes, one task when tiny', () => {
+  it('splits a product into a multiple of the thread count of about-128-wide stripes, of rows when M > N, one task when tiny', () => {
     const { MR, NR } = DEFAULT_SHAPE;
-    // B0's 7×7 stage at batch 8, one product over all images: 392 columns.
-    expect(gemmTasks(1152, 392, 192, MR, NR, 2)).toEqual({ byCols: true, panels: 49, tasks: 4 });
+    // B0's 7×7 stage at batch 8, one product over all images: 392 columns, 1152 rows.
+    expect(gemmTasks(1152, 392, 192, MR, NR, 2)).toEqual({ byCols: false, panels: 288, tasks: 10 });
+    expect(gemmTasks(192, 392, 1152, MR, NR, 2)).toEqual({ byCols: true, panels: 49, tasks: 4 });
     expect(gemmTasks(96, 12544, 16, MR, NR, 2).tasks).toBe(64);
-    expect(gemmTasks(1152, 392, 192, MR, NR, 3).tasks).toBe(3);
+    expect(gemmTasks(1152, 392, 192, MR, NR, 3).tasks).toBe(9);
     expect(gemmTasks(8, 8, 8, MR, NR, 2).tasks).toBe(1);
     expect(gemmTasks(1152, 392, 192, MR, NR, 1).tasks).toBe(1);
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 4000 }), fc.integer({ min: 1, max: 4000 }), fc.integer({ min: 1, max: 512 }), fc.integer({ min: 2, max: 4 }), (M, N, K, T) => {
         const s = gemmTasks(M, N, K, MR, NR, T);
+        // Stripes across the operand that is cheaper to re-pack per stripe: rows (B re-packed) when M > N.
+        expect(s.byCols).toBe(M <= N);
+        expect(s.panels).toBe(s.byCols ? Math.ceil(N / NR) : Math.ceil(M / MR));
         expect(s.tasks).toBeLessThanOrEqual(s.panels);
         if (s.tasks > 1 && s.tasks < s.panels && s.tasks < 64) expect(s.tasks % T).toBe(0);
       }),
