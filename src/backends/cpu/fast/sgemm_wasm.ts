@@ -16,8 +16,8 @@
  */
 import { Consts, siluV } from './vmath.ts';
 import {
-  Fn, T, add, assemble, divU, eq, f32, feq, fadd, fmul, ge_s, get, i32, load, loadSplat, lt_s, min_s, mul, remU, sub, vadd, vmadd, vmul, splat, vzero,
-  type Expr, wasmApi,
+  Fn, T, add, and, assemble, divU, eq, f32, feq, fadd, fmul, ge_s, get, i32, load, loadSplat, lt_s, min_s, mul, remU, sub, vadd, vmadd, vmul, splat, vzero,
+  transpose4, type Expr, wasmApi,
 } from './wasm.ts';
 
 export interface GemmShape {
@@ -68,38 +68,76 @@ const FN_KERNEL = 2;
 /** The kernels with an epilogue follow the driver (index 3): kernel_affine, kernel_silu. */
 const FN_KERNEL_EPI: Record<GemmEpilogue, number> = { affine: 4, silu: 5 };
 
-/** packA(src, rs, cs, mc, kc, alpha, dst): MR-high panels, panel p at dst + p·kc·MR·4, k-major inside. */
+/**
+ * packA(src, rs, cs, mc, kc, alpha, dst): alpha·op(A)'s rows in MR-high panels, panel p at dst + p·kc·MR·4, k-major
+ * inside (the MR values of one k together). Full panels of an MR that is a multiple of 4 move whole vectors: rows
+ * contiguous in k (A as stored, cs = 4) four k at a time, loaded as one vector per row and transposed 4×4 with
+ * shuffles; a transposed A (rs = 4) one vector per 4 rows per k. The k tail, ragged panels and other strides go
+ * element by element. alpha = 1 skips the multiply (x·1 = x: the same bits).
+ */
 function packA(g: GemmShape): Fn {
   const { MR } = g;
+  const G = MR % 4 === 0 ? MR / 4 : 0; // vector groups of 4 rows per panel
   const f = new Fn('packA', [T.i32, T.i32, T.i32, T.i32, T.i32, T.f32, T.i32]);
   const [src, rs, cs, mc, kc, alpha, dst] = f.params;
-  const i0 = f.local(T.i32), k = f.local(T.i32), h = f.local(T.i32), row = f.local(T.i32), out = f.local(T.i32), i = f.local(T.i32);
-  f.set(out, get(dst));
-  f.for(i0, i32(0), get(mc), i32(MR), () => {
-    f.set(h, min_s(i32(MR), sub(get(mc), get(i0))));
-    f.set(row, add(get(src), mul(get(i0), get(rs))));
-    f.if(eq(get(h), i32(MR)), () => {
-      // Full panel: MR strided loads per k, unrolled.
-      f.for(k, i32(0), get(kc), i32(1), () => {
-        for (let r = 0; r < MR; r++) {
-          const addr: Expr = r === 0 ? get(row) : add(get(row), mul(get(rs), i32(r)));
-          f.store('f32', get(out), fmul(load('f32', addr), get(alpha)), r * 4);
-        }
+  const i0 = f.local(T.i32), k = f.local(T.i32), h = f.local(T.i32), row = f.local(T.i32), out = f.local(T.i32), i = f.local(T.i32), k4 = f.local(T.i32);
+  const va = f.local(T.v128);
+  const a = [0, 1, 2, 3].map(() => f.local(T.v128)), t = [0, 1, 2, 3].map(() => f.local(T.v128)), b = [0, 1, 2, 3].map(() => f.local(T.v128));
+  f.set(va, splat(get(alpha)));
+  f.set(k4, and(get(kc), i32(-4)));
+  const emit = (scaled: boolean): void => {
+    const sc = (x: Expr): Expr => (scaled ? fmul(x, get(alpha)) : x);
+    const vsc = (x: Expr): Expr => (scaled ? vmul(x, get(va)) : x);
+    const rowAddr = (r: number): Expr => (r === 0 ? get(row) : add(get(row), mul(get(rs), i32(r))));
+    // Full panel, element by element from k on: MR strided loads per k, unrolled.
+    const scalarFrom = (from: Expr): void => {
+      f.for(k, from, get(kc), i32(1), () => {
+        for (let r = 0; r < MR; r++) f.store('f32', get(out), sc(load('f32', rowAddr(r))), r * 4);
         f.set(row, add(get(row), get(cs)));
         f.set(out, add(get(out), i32(MR * 4)));
       });
-    }, () => {
-      // Ragged last panel: zero rows below h.
-      f.for(k, i32(0), get(kc), i32(1), () => {
-        for (let r = 0; r < MR; r++) f.store('f32', get(out), f32(0), r * 4);
-        f.for(i, i32(0), get(h), i32(1), () => {
-          f.store('f32', add(get(out), mul(get(i), i32(4))), fmul(load('f32', add(get(row), mul(get(i), get(rs)))), get(alpha)));
+    };
+    const full = (): void => {
+      if (!G) return scalarFrom(i32(0));
+      f.if(eq(get(cs), i32(4)), () => {
+        // Rows contiguous in k: per 4 k, one vector per row, transposed into one vector (4 rows) per k.
+        f.for(k, i32(0), get(k4), i32(4), () => {
+          for (let q = 0; q < G; q++) {
+            for (let r = 0; r < 4; r++) f.set(a[r], load('v128', rowAddr(4 * q + r)));
+            transpose4(f, a, t, b);
+            for (let r = 0; r < 4; r++) f.store('v128', get(out), vsc(get(b[r])), (r * MR + 4 * q) * 4);
+          }
+          f.set(row, add(get(row), i32(16)));
+          f.set(out, add(get(out), i32(4 * MR * 4)));
         });
-        f.set(row, add(get(row), get(cs)));
-        f.set(out, add(get(out), i32(MR * 4)));
+        scalarFrom(get(k4));
+      }, () => f.if(eq(get(rs), i32(4)), () => {
+        // Transposed A: the panel's MR values of one k are contiguous.
+        f.for(k, i32(0), get(kc), i32(1), () => {
+          for (let q = 0; q < G; q++) f.store('v128', get(out), vsc(load('v128', get(row), 16 * q)), 16 * q);
+          f.set(row, add(get(row), get(cs)));
+          f.set(out, add(get(out), i32(MR * 4)));
+        });
+      }, () => scalarFrom(i32(0))));
+    };
+    f.for(i0, i32(0), get(mc), i32(MR), () => {
+      f.set(h, min_s(i32(MR), sub(get(mc), get(i0))));
+      f.set(row, add(get(src), mul(get(i0), get(rs))));
+      f.if(eq(get(h), i32(MR)), full, () => {
+        // Ragged last panel: zero rows below h.
+        f.for(k, i32(0), get(kc), i32(1), () => {
+          for (let r = 0; r < MR; r++) f.store('f32', get(out), f32(0), r * 4);
+          f.for(i, i32(0), get(h), i32(1), () => {
+            f.store('f32', add(get(out), mul(get(i), i32(4))), sc(load('f32', add(get(row), mul(get(i), get(rs))))));
+          });
+          f.set(row, add(get(row), get(cs)));
+          f.set(out, add(get(out), i32(MR * 4)));
+        });
       });
     });
-  });
+  };
+  f.set(out, get(dst));
+  f.if(feq(get(alpha), f32(1)), () => emit(false), () => emit(true));
   return f;
 }
 

@@ -134,6 +134,40 @@ describe('sgemm (wasm SIMD)', () => {
     }
   });
 
+  it('packs A with vectors (4×4 transposes, or whole panels of a transposed A) to the same bits as element by element, k tails included', () => {
+    // MR = 6 packs element by element; the micro-tile does not change any C element's sum (same k order, same KC).
+    const h = wasmHeap()!;
+    const run = (c: { M: number; N: number; K: number; transA: boolean; alpha: number; seed: number }): Float32Array => {
+      const r = lcg(c.seed);
+      const lda = (c.transA ? c.M : c.K) + 1;
+      const A = Float32Array.from({ length: (c.transA ? c.K : c.M) * lda }, r), B = Float32Array.from({ length: c.K * c.N }, r);
+      return h.withF32(A, (pA) => h.withF32(B, (pB) => h.withF32(new Float32Array(c.M * c.N), (pC) => (sgemmPtr(c.transA, false, c.M, c.N, c.K, c.alpha, pA, lda, pB, c.N, 0, pC, c.N), h.view(pC, c.M * c.N).slice()))));
+    };
+    const cases = fc.sample(
+      fc.record({
+        M: fc.integer({ min: 1, max: 30 }),
+        N: fc.integer({ min: 1, max: 20 }),
+        // 4q + 1…3: the vector loop's k tail; over KC now and then (a second k block)
+        K: fc.oneof(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 250, max: 270 })),
+        transA: fc.boolean(),
+        alpha: fc.constantFrom(1, 0.5, -2.25),
+        seed: fc.integer({ min: 1, max: 1 << 30 }),
+      }),
+      60,
+    );
+    cases.push({ M: 200, N: 40, K: 259, transA: false, alpha: 1, seed: 3 }, { M: 200, N: 40, K: 259, transA: true, alpha: 0.5, seed: 4 });
+    const vector = cases.map(run);
+    try {
+      reconfigureSgemm({ ...DEFAULT_SHAPE, MR: 6 });
+      cases.forEach((c, i) => {
+        const scalar = run(c);
+        expect(vector[i].findIndex((v, j) => !Object.is(v, scalar[j])), `${JSON.stringify(c)}: first mismatch`).toBe(-1);
+      });
+    } finally {
+      reconfigureSgemm(DEFAULT_SHAPE);
+    }
+  });
+
   it('is bit-identical on one and on all threads (each C element is summed in the same order)', () => {
     const M = 37, N = 523, K = 301;
     const r = lcg(3);
