@@ -58,7 +58,8 @@ function withScratch(sizes: readonly number[], body: (...ptrs: number[]) => void
 /**
  * out ([N, Co, P] at pout) = W · in ([N, Ci, P] at pin) for every image at once, with W at pw stored [O, C] as the
  * conv's filter: W itself (Co = O, Ci = C) or, with `transW`, its transpose (Co = C, Ci = O). `epi` runs on the
- * channel-major product in the sgemm's micro-kernel (sgemm_wasm.ts) as it is stored.
+ * channel-major product in the sgemm's micro-kernel (sgemm_wasm.ts) as it is stored. `out` must not overlap `in`
+ * (the product reads `in` in place while it writes `out`).
  */
 function channelProduct(pin: number, Ci: number, pw: number, transW: boolean, Co: number, pout: number, N: number, P: number, epi?: RowEpilogue): void {
   if (P % sgemmPanelWidth() === 0) {
