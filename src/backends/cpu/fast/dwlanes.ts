@@ -29,7 +29,7 @@
  * back to front ('flipped'), and the filter gradient (gradFilterFn) transposes ȳ too and sums each tap's products
  * over every image and pixel with the channels in the lanes.
  */
-import { Fn, T, type Expr, add, assemble, extractLane, extractLaneF64, f32ofD, get, i32, load, mul, shuffle, sub, vadd, vmul, vzero, lt_s, min_s } from './wasm.ts';
+import { Fn, T, type Expr, add, assemble, divU, extractLane, extractLaneF64, f32ofD, get, i32, load, mul, shuffle, sub, transpose4, vadd, vmul, vzero, lt_s, min_s } from './wasm.ts';
 import { Consts, siluV } from './vmath.ts';
 import { dadd, promoteLow } from './activations.ts';
 import { wasmHeap } from './heap.ts';
@@ -91,24 +91,6 @@ const dumpBytes = (g: LaneGeom): number => 16 * Math.ceil((g.OH * g.OW) / 4);
 
 /** Scratch bytes a call needs: the dump plane, the transposed weights, scale and shift, the transposed input. */
 export const laneScratchBytes = (g: LaneGeom): number => dumpBytes(g) + 16 * (g.kh * g.kw + 2 + g.H * g.W);
-
-/** 4×4 transpose of the vectors in locals a (rows) into locals b (b[i] lane j = a[j] lane i). */
-function transpose(f: Fn, a: readonly number[], t: readonly number[], b: readonly number[]): void {
-  f.set(t[0], shuffle(get(a[0]), get(a[1]), [0, 4, 1, 5]));
-  f.set(t[1], shuffle(get(a[0]), get(a[1]), [2, 6, 3, 7]));
-  f.set(t[2], shuffle(get(a[2]), get(a[3]), [0, 4, 1, 5]));
-  f.set(t[3], shuffle(get(a[2]), get(a[3]), [2, 6, 3, 7]));
-  f.set(b[0], shuffle(get(t[0]), get(t[2]), [0, 1, 4, 5]));
-  f.set(b[1], shuffle(get(t[0]), get(t[2]), [2, 3, 6, 7]));
-  f.set(b[2], shuffle(get(t[1]), get(t[3]), [0, 1, 4, 5]));
-  f.set(b[3], shuffle(get(t[1]), get(t[3]), [2, 3, 6, 7]));
-}
-
-const divU = (a: Expr, b: Expr): Expr => (f) => {
-  a(f);
-  b(f);
-  f.op(0x6e); // i32.div_u
-};
 
 /**
  * dwLanes(x, w, scale, shift, y, C, O, N, g0, g1, scratch[, sums]): output channel groups g0..g1 of every image; x
@@ -199,7 +181,7 @@ function transposeIn(f: Fn, HW: number, px: readonly number[], xT: number, a: re
   const quads = (src: Expr[], dst: Expr, q0: number, q1: number) => {
     for (let q = q0; q + 4 <= q1; q += 4) {
       for (let l = 0; l < 4; l++) f.set(a[l], load('v128', src[l], 4 * q));
-      transpose(f, a, t, b);
+      transpose4(f, a, t, b);
       for (let i = 0; i < 4; i++) f.store('v128', dst, get(b[i]), 16 * (q + i));
     }
   };
@@ -325,7 +307,7 @@ function columnGroup(f: Fn, g: LaneGeom, epi: LaneEpilogue, L: GroupLocals, c: C
     f.set(lo, dadd(get(lo), promoteLow(get(v))));
     f.set(hi, dadd(get(hi), promoteLow(shuffle(get(v), get(v), [2, 3, 0, 1]))));
   }
-  transpose(f, acc, L.t, L.b);
+  transpose4(f, acc, L.t, L.b);
   for (let l = 0; l < 4; l++) {
     const at = add(get(L.py[l]), get(yo));
     if (cols.length === 4) f.store('v128', at, get(L.b[l]), 4 * j0);

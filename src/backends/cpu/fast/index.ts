@@ -17,6 +17,7 @@
  *   op(B) is K×N (B stored K×N, or N×K when transB), C is M×N; lda/ldb/ldc are the row strides of the stored
  *   matrices; beta = 0 never reads C. `sgemmPtr` is the same on heap addresses, `sgemmBatchPtr` on a batch of
  *   products of one shape in one job, `sgemmSumPtr` on products summed into one C in one job. An optional per-row epilogue act(C·scale + shift) is applied as C is stored.
+ *   `sgemmPtr`'s GemmImages address op(B)'s and C's columns image by image (a 1×1 conv over NCHW in place).
  *   Falls back to TS without wasm SIMD.
  *
  * For a conv as GEMM (NCHW, one image n, P = OH·OW, K = C·kh·kw):
@@ -31,7 +32,7 @@
  */
 export { SLACK, type Region, WasmHeap, wasmHeap } from './heap.ts';
 export { Job, type PoolKernel, S, loadKernels, poolThreads, poolWorkerTasks, setPoolThreads } from './pool.ts';
-export { type GemmBatch, type GemmParts, sgemm, sgemmBatchPtr, sgemmPtr, sgemmSumPtr, sgemmTs, sgemmThreads, sgemmIsWasm, sgemmWorkerTasks, setSgemmThreads, setSgemmMaxCallBytes } from './sgemm.ts';
+export { type GemmBatch, type GemmImages, type GemmParts, sgemm, sgemmBatchPtr, sgemmPtr, sgemmPanelWidth, sgemmSumPtr, sgemmTs, sgemmThreads, sgemmIsWasm, sgemmWorkerTasks, setSgemmThreads, setSgemmMaxCallBytes } from './sgemm.ts';
 export {
   type AffineMode, type PlanesGeom, affineF32, affinePtr, affineSiluGradF32, affineSiluGradPtr, channelMomentsF32, channelMomentsPtr,
   channelSumF32, channelSumPtr, fastActivationKernel, fusedAvailable, sigmoidF32, sigmoidPtr, siluF32, siluGradF32, siluGradPtr, siluPtr,

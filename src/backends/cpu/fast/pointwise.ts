@@ -2,20 +2,24 @@
  * 1×1 convs (stride 1, no padding, one group) over small planes as ONE sgemm over all images instead of one per
  * image: with P = OH·OW pixels per plane, the per-image products are O×P×C with P as small as 16 (the 4×4 planes of
  * B0's last stages at 128 px), too thin for the sgemm's panels, and the filter gradient would write its whole O×C
- * result once per image. Here the images' planes are first laid out channel-major ([N, C, P] → [C, N·P], one
- * copy3d job on the pool's threads), so
+ * result once per image. The products are those of the channel-major layout ([N, C, P] seen as X' = [C, N·P]):
  *
- *   forward      Y' = W · X'          (O × N·P, then back to [N, O, P])
- *   input grad   X̄' = Wᵀ · Ȳ'         (C × N·P, then back to [N, C, P])
+ *   forward      Y' = W · X'          (O × N·P)
+ *   input grad   X̄' = Wᵀ · Ȳ'         (C × N·P)
  *   filter grad  W̄  = Ȳ' · X'ᵀ        (O × C, K = N·P)
  *
- * The relayouts cost a copy of each operand, which small planes keep small next to the product.
- * `pointwiseBatchedOk` says when a call takes this path.
+ * When P is a multiple of the sgemm's panel width (sgemmPanelWidth(): 8; the 4×4 and 8×8 planes), the forward and
+ * the input gradient read and write NCHW in place: the sgemm addresses X' and Y' image by image (GemmImages), no
+ * panel straddling two images. Otherwise (e.g. 7×7), and always for the filter gradient (its k runs over images),
+ * the planes are laid out channel-major first and back after ([N, C, P] ↔ [C, N·P], copy3d jobs on the pool's
+ * threads), a copy of each operand that small planes keep small next to the product. Both give the same bits: the
+ * same packed panels, summed in the same k order.
+ * `pointwiseBatchedOk` says when a call takes the batched path at all.
  */
 import type { ConvGeometry } from '../conv_geom.ts';
 import { convSimdAvailable, forTasks, kernels, simdHeap } from './convsimd.ts';
 import { Job, type PoolKernel } from './pool.ts';
-import { sgemmPtr } from './sgemm.ts';
+import { sgemmPanelWidth, sgemmPtr } from './sgemm.ts';
 import type { RowEpilogue } from './activations.ts';
 
 /** Planes with fewer pixels than this take the batched path. */
@@ -23,6 +27,7 @@ const SMALL_PLANE = 256;
 
 type Geometry = Pick<ConvGeometry, 'N' | 'C' | 'O' | 'OH' | 'OW' | 'pointwise' | 'groups'>;
 
+/** Whether the conv runs as one sgemm over all images here (a 1×1 conv of more than one image with planes under 256 pixels). */
 export function pointwiseBatchedOk(p: Geometry): boolean {
   return p.pointwise && p.groups === 1 && p.N > 1 && p.OH * p.OW < SMALL_PLANE && convSimdAvailable();
 }
@@ -53,9 +58,14 @@ function withScratch(sizes: readonly number[], body: (...ptrs: number[]) => void
 /**
  * out ([N, Co, P] at pout) = W · in ([N, Ci, P] at pin) for every image at once, with W at pw stored [O, C] as the
  * conv's filter: W itself (Co = O, Ci = C) or, with `transW`, its transpose (Co = C, Ci = O). `epi` runs on the
- * channel-major product in the sgemm's micro-kernel (sgemm_wasm.ts), before it is laid out.
+ * channel-major product in the sgemm's micro-kernel (sgemm_wasm.ts) as it is stored. `out` must not overlap `in`
+ * (the product reads `in` in place while it writes `out`).
  */
 function channelProduct(pin: number, Ci: number, pw: number, transW: boolean, Co: number, pout: number, N: number, P: number, epi?: RowEpilogue): void {
+  if (P % sgemmPanelWidth() === 0) {
+    sgemmPtr(transW, false, Co, N * P, Ci, 1, pw, transW ? Co : Ci, pin, P, 0, pout, P, epi, { cols: P, strideB: Ci * P, strideC: Co * P });
+    return;
+  }
   withScratch([Ci * N * P, Co * N * P], (ic, oc) => {
     swap01(pin, ic, N, Ci, P);
     sgemmPtr(transW, false, Co, N * P, Ci, 1, pw, transW ? Co : Ci, ic, N * P, 0, oc, N * P, epi);

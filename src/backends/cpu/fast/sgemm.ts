@@ -11,7 +11,7 @@
 import { type PoolKernel, Job, S as scratchAt, loadKernels, poolThreads, poolWorkerTasks, setPoolThreads, stopPool } from './pool.ts';
 import { type WasmHeap, wasmHeap } from './heap.ts';
 import { gemm } from '../gemm_ref.ts';
-import { D, EPI_MODE, type GemmShape, hasRelaxedSimd, scratchBytes, sgemmModuleBytes } from './sgemm_wasm.ts';
+import { D, EPI_MODE, FLAT_COLS, type GemmShape, hasRelaxedSimd, scratchBytes, sgemmModuleBytes } from './sgemm_wasm.ts';
 import { type RowEpilogue, affineRows, epilogueFrom } from './activations.ts';
 
 /** Above this many operand bytes a call is split in halves (recursively) so it always fits. */
@@ -148,18 +148,40 @@ export function sgemm(
 }
 
 /**
+ * The columns of op(B) and C in blocks of `cols` per image (an NCHW activation read and written in place as the
+ * [C, N·P] matrix of a 1×1 conv): column j = n·cols + p of op(B) is column p of image n, whose column 0 is `strideB`
+ * floats after image n − 1's (rows and columns inside an image at ldb's usual strides); C likewise with `strideC`
+ * and ldc. `cols` must be a multiple of sgemmPanelWidth(), so no packed panel or C tile straddles two images.
+ */
+export interface GemmImages {
+  readonly cols: number;
+  readonly strideB: number;
+  readonly strideC: number;
+}
+
+/** Columns per packed B panel and C tile (the micro-kernel's NR): GemmImages.cols must be a multiple of it. */
+export function sgemmPanelWidth(): number {
+  return getEngine()?.shape.NR ?? DEFAULT_SHAPE.NR;
+}
+
+/**
  * sgemm on operands in the wasm heap: A, B and C are byte addresses (heap.ts), lda/ldb/ldc row strides in floats,
  * with sgemm's semantics (C ← alpha·op(A)·op(B) + beta·C; beta = 0 never reads C), then the epilogue if given.
+ * With `images`, op(B)'s and C's columns are addressed image by image (GemmImages); the sums are those of the
+ * same product on the matrices laid out plainly, bit for bit.
  */
 export function sgemmPtr(
   transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
-  pA: number, lda: number, pB: number, ldb: number, beta: number, pC: number, ldc: number, epi?: RowEpilogue,
+  pA: number, lda: number, pB: number, ldb: number, beta: number, pC: number, ldc: number, epi?: RowEpilogue, images?: GemmImages,
 ): void {
   const e = getEngine();
   if (!e) throw new Error('sgemmPtr: WebAssembly SIMD is not available (use sgemm on typed arrays)');
-  check(M >= 0 && N >= 0 && K >= 0 && ldc >= N && lda >= (transA ? M : K) && ldb >= (transB ? K : N), () => `sgemmPtr: bad sizes M=${M} N=${N} K=${K} lda=${lda} ldb=${ldb} ldc=${ldc}`);
+  const w = images ? Math.min(N, images.cols) : N;
+  check(M >= 0 && N >= 0 && K >= 0 && ldc >= w && lda >= (transA ? M : K) && ldb >= (transB ? K : w), () => `sgemmPtr: bad sizes M=${M} N=${N} K=${K} lda=${lda} ldb=${ldb} ldc=${ldc}`);
+  if (images) checkImages(e, images, 'sgemmPtr');
   if (M === 0 || N === 0) return;
   if (K === 0 || alpha === 0) {
+    check(!images, () => `sgemmPtr: K = ${K}, alpha = ${alpha}: images need a product`);
     const h = e.heap.f32();
     for (let i = 0; i < M; i++) {
       const r = (pC >>> 2) + i * ldc;
@@ -173,7 +195,13 @@ export function sgemmPtr(
     }
     return;
   }
-  gemmPtr(e, transA, transB, M, N, K, alpha, pA, lda, pB, ldb, beta, pC, ldc, epi);
+  gemmPtr(e, transA, transB, M, N, K, alpha, pA, lda, pB, ldb, beta, pC, ldc, epi, ONE, ONE_PART, images);
+}
+
+function checkImages(e: Engine, im: GemmImages, fn: string): void {
+  const NR = e.shape.NR;
+  check(Number.isInteger(im.cols) && im.cols > 0 && im.cols % NR === 0, () => `${fn}: images of ${im.cols} columns: need a positive multiple of ${NR} (sgemmPanelWidth())`);
+  check(Number.isInteger(im.strideB) && Number.isInteger(im.strideC) && im.strideB >= 0 && im.strideC >= 0, () => `${fn}: image strides ${im.strideB}, ${im.strideC} must be non-negative integers`);
 }
 
 /** A batch of products of one shape: operand b of each at its first one's address + b·stride (floats). */
@@ -228,15 +256,21 @@ export function sgemmSumPtr(
 }
 
 /**
- * How an M×N×K product splits over T threads: stripes of columns when there are enough NR panels, else of rows;
+ * How an M×N×K product splits over T threads: each stripe of columns packs all of A (M·K floats), each stripe of
+ * rows all of B (K·N), so the split is by rows when A is the larger operand to re-pack (M > N), else by columns;
  * about 128 columns (rows) each so that re-packing A (B) per task stays under ~10%, in a multiple of T (3 equal
  * tasks on 2 threads take as long as 4). Tiny products are one task.
+ * Measured against column stripes whenever there were ≥ 4T column panels (2 threads, one process, interleaved,
+ * medians of 50, a quiet spell on the shared 2-core box; rows/cols wall time): 1152×256×192 0.85, 1280×256×320
+ * 0.83, 672×256×112 0.74, 1152×392×192 0.79, 1152×192×256 with Bᵀ (a filter gradient) 0.79, 672×112×1024 Bᵀ 0.81,
+ * 320×256×1152 0.95, 1280×1024×256 1.01; and rows against columns on wide products: 480×1024×80 1.00–1.14,
+ * 672×1024×112 0.99–1.13, 192×256×1152 1.03–1.13 (two runs; the box's noise is about ±8%).
  */
 export function gemmTasks(M: number, N: number, K: number, MR: number, NR: number, threads: number): { byCols: boolean; panels: number; tasks: number } {
   const T = 2 * M * N * K < 4e5 ? 1 : threads;
   const colPanels = Math.ceil(N / NR);
   const rowPanels = Math.ceil(M / MR);
-  const byCols = colPanels >= 4 * T || colPanels >= rowPanels;
+  const byCols = M <= N;
   const panels = byCols ? colPanels : rowPanels;
   const tasks = T === 1 ? 1 : Math.min(panels, MAX_TASKS, T * Math.max(1, Math.round(Math.floor((byCols ? N : M) / 128) / T)));
   return { byCols, panels, tasks };
@@ -253,7 +287,7 @@ const ONE_PART: GemmParts = { count: 1, strideA: 0, strideB: 0 };
 function gemmPtr(
   e: Engine, transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
   pA: number, lda: number, pB: number, ldb: number, beta: number, pC: number, ldc: number, epi?: RowEpilogue, batch: GemmBatch = ONE,
-  parts: GemmParts = ONE_PART,
+  parts: GemmParts = ONE_PART, images?: GemmImages,
 ): void {
   // op(A)(i, k) at pA + i·rsA + k·csA; op(B)(k, j) at pB + k·rsB + j·csB (bytes).
   const rsA = transA ? 4 : 4 * lda;
@@ -281,10 +315,10 @@ function gemmPtr(
         i32[d + D.A / 4] = a + m0 * rsA;
         i32[d + D.rsA / 4] = rsA;
         i32[d + D.csA / 4] = csA;
-        i32[d + D.B / 4] = bb + n0 * csB;
+        i32[d + D.B / 4] = bb;
         i32[d + D.rsB / 4] = rsB;
         i32[d + D.csB / 4] = csB;
-        i32[d + D.C / 4] = c + 4 * (m0 * ldc + n0);
+        i32[d + D.C / 4] = c + 4 * m0 * ldc;
         i32[d + D.ldc / 4] = 4 * ldc;
         f32v[d + D.alpha / 4] = alpha;
         f32v[d + D.beta / 4] = beta;
@@ -294,6 +328,10 @@ function gemmPtr(
         i32[d + D.parts / 4] = parts.count;
         i32[d + D.partA / 4] = 4 * parts.strideA;
         i32[d + D.partB / 4] = 4 * parts.strideB;
+        i32[d + D.col0 / 4] = n0;
+        i32[d + D.cpi / 4] = images ? images.cols : FLAT_COLS;
+        i32[d + D.imgB / 4] = images ? 4 * images.strideB : 0;
+        i32[d + D.imgC / 4] = images ? 4 * images.strideC : 0;
         job.call(e.gemm, at, SCRATCH).endTask();
         at += D.size;
       }

@@ -16,8 +16,8 @@
  */
 import { Consts, siluV } from './vmath.ts';
 import {
-  Fn, T, add, assemble, eq, f32, feq, fadd, fmul, ge_s, get, i32, load, loadSplat, lt_s, min_s, mul, sub, vadd, vmadd, vmul, splat, vzero,
-  type Expr, wasmApi,
+  Fn, T, add, and, assemble, divU, eq, f32, feq, fadd, fmul, ge_s, get, i32, load, loadSplat, lt_s, min_s, mul, remU, sub, vadd, vmadd, vmul, splat, vzero,
+  transpose4, type Expr, wasmApi,
 } from './wasm.ts';
 
 export interface GemmShape {
@@ -45,8 +45,18 @@ export const D = {
   epi: 52, scale: 56, shift: 60,
   /** C ← alpha·Σ_p op(A_p)·op(B_p) + beta·C over `parts` products, A_p at A + p·partA and B_p at B + p·partB (bytes). */
   parts: 64, partA: 68, partB: 72,
-  size: 80,
+  /**
+   * Columns of op(B) and C in images of `cpi` columns: column j = n·cpi + p of op(B) at B + n·imgB + p·csB + k·rsB,
+   * of C at C + n·imgC + p·4 + i·ldc (bytes). col0 is the stripe's first column (B and C address column 0). A plain
+   * matrix is one image (cpi = FLAT_COLS, imgB = imgC = 0). cpi is a multiple of NR, so no panel or tile straddles
+   * two images.
+   */
+  col0: 76, cpi: 80, imgB: 84, imgC: 88,
+  size: 96,
 } as const;
+
+/** D.cpi of a plain matrix: more columns than any product has, so every column is in image 0. */
+export const FLAT_COLS = 0x40000000;
 
 /** The epilogues the micro-kernel can apply to C as it stores its last k block, by descriptor code. */
 export const EPI_MODE = { affine: 1, silu: 2 } as const;
@@ -58,52 +68,97 @@ const FN_KERNEL = 2;
 /** The kernels with an epilogue follow the driver (index 3): kernel_affine, kernel_silu. */
 const FN_KERNEL_EPI: Record<GemmEpilogue, number> = { affine: 4, silu: 5 };
 
-/** packA(src, rs, cs, mc, kc, alpha, dst): MR-high panels, panel p at dst + p·kc·MR·4, k-major inside. */
+/**
+ * packA(src, rs, cs, mc, kc, alpha, dst): alpha·op(A)'s rows in MR-high panels, panel p at dst + p·kc·MR·4, k-major
+ * inside (the MR values of one k together). Full panels of an MR that is a multiple of 4 move whole vectors: rows
+ * contiguous in k (A as stored, cs = 4) four k at a time, loaded as one vector per row and transposed 4×4 with
+ * shuffles; a transposed A (rs = 4) one vector per 4 rows per k. The k tail, ragged panels and other strides go
+ * element by element. alpha = 1 skips the multiply (x·1 = x: the same bits).
+ */
 function packA(g: GemmShape): Fn {
   const { MR } = g;
+  const G = MR % 4 === 0 ? MR / 4 : 0; // vector groups of 4 rows per panel
   const f = new Fn('packA', [T.i32, T.i32, T.i32, T.i32, T.i32, T.f32, T.i32]);
   const [src, rs, cs, mc, kc, alpha, dst] = f.params;
-  const i0 = f.local(T.i32), k = f.local(T.i32), h = f.local(T.i32), row = f.local(T.i32), out = f.local(T.i32), i = f.local(T.i32);
-  f.set(out, get(dst));
-  f.for(i0, i32(0), get(mc), i32(MR), () => {
-    f.set(h, min_s(i32(MR), sub(get(mc), get(i0))));
-    f.set(row, add(get(src), mul(get(i0), get(rs))));
-    f.if(eq(get(h), i32(MR)), () => {
-      // Full panel: MR strided loads per k, unrolled.
-      f.for(k, i32(0), get(kc), i32(1), () => {
-        for (let r = 0; r < MR; r++) {
-          const addr: Expr = r === 0 ? get(row) : add(get(row), mul(get(rs), i32(r)));
-          f.store('f32', get(out), fmul(load('f32', addr), get(alpha)), r * 4);
-        }
+  const i0 = f.local(T.i32), k = f.local(T.i32), h = f.local(T.i32), row = f.local(T.i32), out = f.local(T.i32), i = f.local(T.i32), k4 = f.local(T.i32);
+  const va = f.local(T.v128);
+  const a = [0, 1, 2, 3].map(() => f.local(T.v128)), t = [0, 1, 2, 3].map(() => f.local(T.v128)), b = [0, 1, 2, 3].map(() => f.local(T.v128));
+  f.set(va, splat(get(alpha)));
+  f.set(k4, and(get(kc), i32(-4)));
+  const emit = (scaled: boolean): void => {
+    const sc = (x: Expr): Expr => (scaled ? fmul(x, get(alpha)) : x);
+    const vsc = (x: Expr): Expr => (scaled ? vmul(x, get(va)) : x);
+    const rowAddr = (r: number): Expr => (r === 0 ? get(row) : add(get(row), mul(get(rs), i32(r))));
+    // Full panel, element by element from k on: MR strided loads per k, unrolled.
+    const scalarFrom = (from: Expr): void => {
+      f.for(k, from, get(kc), i32(1), () => {
+        for (let r = 0; r < MR; r++) f.store('f32', get(out), sc(load('f32', rowAddr(r))), r * 4);
         f.set(row, add(get(row), get(cs)));
         f.set(out, add(get(out), i32(MR * 4)));
       });
-    }, () => {
-      // Ragged last panel: zero rows below h.
-      f.for(k, i32(0), get(kc), i32(1), () => {
-        for (let r = 0; r < MR; r++) f.store('f32', get(out), f32(0), r * 4);
-        f.for(i, i32(0), get(h), i32(1), () => {
-          f.store('f32', add(get(out), mul(get(i), i32(4))), fmul(load('f32', add(get(row), mul(get(i), get(rs)))), get(alpha)));
+    };
+    const full = (): void => {
+      if (!G) return scalarFrom(i32(0));
+      f.if(eq(get(cs), i32(4)), () => {
+        // Rows contiguous in k: per 4 k, one vector per row, transposed into one vector (4 rows) per k.
+        f.for(k, i32(0), get(k4), i32(4), () => {
+          for (let q = 0; q < G; q++) {
+            for (let r = 0; r < 4; r++) f.set(a[r], load('v128', rowAddr(4 * q + r)));
+            transpose4(f, a, t, b);
+            for (let r = 0; r < 4; r++) f.store('v128', get(out), vsc(get(b[r])), (r * MR + 4 * q) * 4);
+          }
+          f.set(row, add(get(row), i32(16)));
+          f.set(out, add(get(out), i32(4 * MR * 4)));
         });
-        f.set(row, add(get(row), get(cs)));
-        f.set(out, add(get(out), i32(MR * 4)));
+        scalarFrom(get(k4));
+      }, () => f.if(eq(get(rs), i32(4)), () => {
+        // Transposed A: the panel's MR values of one k are contiguous.
+        f.for(k, i32(0), get(kc), i32(1), () => {
+          for (let q = 0; q < G; q++) f.store('v128', get(out), vsc(load('v128', get(row), 16 * q)), 16 * q);
+          f.set(row, add(get(row), get(cs)));
+          f.set(out, add(get(out), i32(MR * 4)));
+        });
+      }, () => scalarFrom(i32(0))));
+    };
+    f.for(i0, i32(0), get(mc), i32(MR), () => {
+      f.set(h, min_s(i32(MR), sub(get(mc), get(i0))));
+      f.set(row, add(get(src), mul(get(i0), get(rs))));
+      f.if(eq(get(h), i32(MR)), full, () => {
+        // Ragged last panel: zero rows below h.
+        f.for(k, i32(0), get(kc), i32(1), () => {
+          for (let r = 0; r < MR; r++) f.store('f32', get(out), f32(0), r * 4);
+          f.for(i, i32(0), get(h), i32(1), () => {
+            f.store('f32', add(get(out), mul(get(i), i32(4))), sc(load('f32', add(get(row), mul(get(i), get(rs))))));
+          });
+          f.set(row, add(get(row), get(cs)));
+          f.set(out, add(get(out), i32(MR * 4)));
+        });
       });
     });
-  });
+  };
+  f.set(out, get(dst));
+  f.if(feq(get(alpha), f32(1)), () => emit(false), () => emit(true));
   return f;
 }
 
-/** packB(src, rs, cs, kc, nc, dst): NR-wide panels, panel q at dst + q·kc·NR·4, k-major inside. */
+/** Byte offset of column j in images of cpi columns, `img` bytes apart, columns `cs` bytes apart (D.cpi). */
+const colOffset = (j: Expr, cpi: number, img: number, cs: Expr): Expr => add(mul(divU(j, get(cpi)), get(img)), mul(remU(j, get(cpi)), cs));
+
+/**
+ * packB(src, rs, cs, kc, nc, dst, col, cpi, img): columns col…col + nc of op(B) (column j at src + colOffset(j), see
+ * D.cpi) in NR-wide panels, panel q at dst + q·kc·NR·4, k-major inside. col and cpi are multiples of NR: each panel
+ * lies in one image.
+ */
 function packB(g: GemmShape): Fn {
   const { NR } = g;
   const NV = NR / 4;
-  const f = new Fn('packB', [T.i32, T.i32, T.i32, T.i32, T.i32, T.i32]);
-  const [src, rs, cs, kc, nc, dst] = f.params;
+  const f = new Fn('packB', Array.from({ length: 9 }, () => T.i32));
+  const [src, rs, cs, kc, nc, dst, col, cpi, img] = f.params;
   const j0 = f.local(T.i32), k = f.local(T.i32), w = f.local(T.i32), row = f.local(T.i32), out = f.local(T.i32), j = f.local(T.i32);
   f.set(out, get(dst));
   f.for(j0, i32(0), get(nc), i32(NR), () => {
     f.set(w, min_s(i32(NR), sub(get(nc), get(j0))));
-    f.set(row, add(get(src), mul(get(j0), get(cs))));
+    f.set(row, add(get(src), colOffset(add(get(col), get(j0)), cpi, img, get(cs))));
     f.if(eq(get(w), i32(NR)), () => {
       f.if(eq(get(cs), i32(4)), () => {
         // Contiguous row of op(B): vector copy.
@@ -312,9 +367,10 @@ function driver(g: GemmShape): Fn {
   const M = L(), N = L(), K = L(), A = L(), rsA = L(), csA = L(), B = L(), rsB = L(), csB = L(), C = L(), ldc = L();
   const alpha = L(T.f32), beta = L(T.f32), betaEff = L(T.f32);
   const epi = L(), sc = L(), sh = L(), mode = L(), parts = L(), partA = L(), partB = L(), pt = L(), Ap = L(), Bp = L();
+  const col0 = L(), cpi = L(), imgB = L(), imgC = L(), cj = L();
   const pA = L(), pB = L(), tile = L();
   const jc = L(), nc = L(), pc = L(), kc = L(), ic = L(), mc = L(), jr = L(), ir = L();
-  const fields: [number, number][] = [[M, D.M], [N, D.N], [K, D.K], [A, D.A], [rsA, D.rsA], [csA, D.csA], [B, D.B], [rsB, D.rsB], [csB, D.csB], [C, D.C], [ldc, D.ldc]];
+  const fields: [number, number][] = [[M, D.M], [N, D.N], [K, D.K], [A, D.A], [rsA, D.rsA], [csA, D.csA], [B, D.B], [rsB, D.rsB], [csB, D.csB], [C, D.C], [ldc, D.ldc], [col0, D.col0], [cpi, D.cpi], [imgB, D.imgB], [imgC, D.imgC]];
   for (const [l, off] of fields) f.set(l, load('i32', get(d), off));
   f.set(pA, get(scratch));
   f.set(pB, add(get(scratch), i32(sb.packA)));
@@ -335,7 +391,7 @@ function driver(g: GemmShape): Fn {
       f.set(Bp, add(get(B), mul(get(pt), get(partB))));
       f.for(pc, i32(0), get(K), i32(KC), () => {
         f.set(kc, min_s(i32(KC), sub(get(K), get(pc))));
-        f.call(FN_PACK_B, add(add(get(Bp), mul(get(pc), get(rsB))), mul(get(jc), get(csB))), get(rsB), get(csB), get(kc), get(nc), get(pB));
+        f.call(FN_PACK_B, add(get(Bp), mul(get(pc), get(rsB))), get(rsB), get(csB), get(kc), get(nc), get(pB), add(get(col0), get(jc)), get(cpi), get(imgB));
         f.set(betaEff, (h) => {
           // select(beta, 1, first block of the first part)
           get(beta)(h);
@@ -356,12 +412,13 @@ function driver(g: GemmShape): Fn {
           f.set(mc, min_s(i32(MC), sub(get(M), get(ic))));
           f.call(FN_PACK_A, add(add(get(Ap), mul(get(ic), get(rsA))), mul(get(pc), get(csA))), get(rsA), get(csA), get(mc), get(kc), get(alpha), get(pA));
           f.for(jr, i32(0), get(nc), i32(NR), () => {
+            f.set(cj, add(get(C), colOffset(add(add(get(col0), get(jc)), get(jr)), cpi, imgC, i32(4))));
             f.for(ir, i32(0), get(mc), i32(MR), () => {
               const args: Expr[] = [
                 add(get(pA), mul(mul(get(ir), get(kc)), i32(4))),
                 add(get(pB), mul(mul(get(jr), get(kc)), i32(4))),
                 get(kc),
-                add(add(get(C), mul(add(get(ic), get(ir)), get(ldc))), mul(add(get(jc), get(jr)), i32(4))),
+                add(get(cj), mul(add(get(ic), get(ir)), get(ldc))),
                 get(ldc),
                 min_s(i32(MR), sub(get(mc), get(ir))),
                 min_s(i32(NR), sub(get(nc), get(jr))),

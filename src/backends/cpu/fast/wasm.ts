@@ -198,6 +198,7 @@ export const fadd = bin(0x92);
 export const fmul = bin(0x94);
 export const feq = bin(0x5b);
 export const remU = bin(0x70);
+export const divU = bin(0x6e);
 export const f64add = bin(0xa0);
 export const f64div = bin(0xa3);
 /** f64.convert_i32_s */
@@ -350,3 +351,16 @@ export const vandnot = simdBin(0x4f);
 /** f32x4.pmin(a, b) = b < a ? b : a and pmax(a, b) = a < b ? b : a: one minps/maxps (min/max need NaN fix-ups); NaN in a passes through. */
 export const vpmin = simdBin(0xea);
 export const vpmax = simdBin(0xeb);
+
+/** 4×4 transpose of the vectors in locals a (rows) into locals b (b[i] lane j = a[j] lane i). */
+export function transpose4(f: Fn, a: readonly number[], t: readonly number[], b: readonly number[]): void {
+  f.set(t[0], shuffle(get(a[0]), get(a[1]), [0, 4, 1, 5]));
+  f.set(t[1], shuffle(get(a[0]), get(a[1]), [2, 6, 3, 7]));
+  f.set(t[2], shuffle(get(a[2]), get(a[3]), [0, 4, 1, 5]));
+  f.set(t[3], shuffle(get(a[2]), get(a[3]), [2, 6, 3, 7]));
+  f.set(b[0], shuffle(get(t[0]), get(t[2]), [0, 1, 4, 5]));
+  f.set(b[1], shuffle(get(t[0]), get(t[2]), [2, 3, 6, 7]));
+  f.set(b[2], shuffle(get(t[1]), get(t[3]), [0, 1, 4, 5]));
+  f.set(b[3], shuffle(get(t[1]), get(t[3]), [2, 3, 6, 7]));
+}
+

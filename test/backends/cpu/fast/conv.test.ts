@@ -17,6 +17,7 @@ import { im2col } from '../../../../src/backends/cpu/conv_gemm.ts';
 import { convGeometry } from '../../../../src/backends/cpu/conv_geom.ts';
 import { OWNED_MIN_FLOATS, wasmHeap } from '../../../../src/backends/cpu/fast/heap.ts';
 import { im2colPtr } from '../../../../src/backends/cpu/fast/im2col.ts';
+import { sgemm } from '../../../../src/backends/cpu/fast/sgemm.ts';
 import { type DepthwiseGeom, depthwiseForwardF32, depthwiseGradFilterF32, depthwiseGradInputF32, depthwiseGradInputUsesLanes, depthwiseLanes, depthwiseUsesLanes } from '../../../../src/backends/cpu/fast/dwconv.ts';
 import { pointwiseBatchedOk, pointwiseForwardF32, pointwiseGradFilterF32, pointwiseGradInputF32 } from '../../../../src/backends/cpu/fast/pointwise.ts';
 import { type StochasticGeom, setStochasticBandRows, stochasticForwardF32, stochasticGradFilterF32, stochasticGradInputF32 } from '../../../../src/backends/cpu/fast/stochconv.ts';
@@ -363,6 +364,33 @@ describe.skipIf(!convSimdAvailable())('batched 1×1 conv over small planes', () 
       ),
       { numRuns: 60 },
     );
+  });
+  it('gives the bits of one sgemm on the channel-major copy, in place (planes of whole panels) or relaid (7×7, 5×3)', () => {
+    const h = wasmHeap()!;
+    /** [A, B, P] → [B, A, P]. */
+    const swap = (x: Float32Array, A: number, B: number, P: number): Float32Array => {
+      const y = new Float32Array(x.length);
+      for (let a = 0; a < A; a++) for (let b = 0; b < B; b++) y.set(x.subarray((a * B + b) * P, (a * B + b + 1) * P), (b * A + a) * P);
+      return y;
+    };
+    /** The first index where a and b differ in bits (a loop: toEqual is slow on 10⁵ floats), or −1. */
+    const firstDiff = (a: Float32Array, b: Float32Array): number => (a.length !== b.length ? 0 : a.findIndex((v, i) => !Object.is(v, b[i])));
+    // [N, C, O, OH, OW]: B0's 4×4 and 8×8 planes (expand with SiLU, project), ragged channel counts, and planes that are not whole panels.
+    const shapes: [number, number, number, number, number][] = [[16, 192, 1152, 4, 4], [3, 37, 13, 8, 8], [5, 21, 30, 4, 4], [4, 19, 11, 7, 7], [3, 9, 17, 5, 3]];
+    for (const [N, C, O, OH, OW] of shapes) {
+      const P = OH * OW, d = { N, C, O, OH, OW, pointwise: true, groups: 1 };
+      const x = rand(N + C, N * C * P), w = rand(O, O * C), g = rand(N + O, N * O * P), sc = rand(1, O), sh = rand(2, O);
+      h.withF32(sc, (ps) => h.withF32(sh, (pb) => {
+        for (const epi of [undefined, { scale: ps, shift: pb }, { scale: ps, shift: pb, act: 'silu' as const }]) {
+          const want = new Float32Array(O * N * P);
+          sgemm(false, false, O, N * P, C, 1, w, 0, C, swap(x, N, C, P), 0, N * P, 0, want, 0, N * P, epi);
+          expect(firstDiff(pointwiseForwardF32(x, w, d, undefined, epi), swap(want, O, N, P)), `forward ${[N, C, O, OH, OW]} ${epi?.act ?? (epi ? 'affine' : '')}`).toBe(-1);
+        }
+      }));
+      const wantDx = new Float32Array(C * N * P);
+      sgemm(true, false, C, N * P, O, 1, w, 0, C, swap(g, N, O, P), 0, N * P, 0, wantDx, 0, N * P);
+      expect(firstDiff(pointwiseGradInputF32(g, w, d), swap(wantDx, C, N, P)), `input gradient ${[N, C, O, OH, OW]}`).toBe(-1);
+    }
   });
   it('takes only 1×1 stride-1 unpadded single-group convs of more than one image with small planes', () => {
     const d = { N: 2, C: 8, O: 8, OH: 4, OW: 4, pointwise: true, groups: 1 };

@@ -4,7 +4,7 @@ import fc from 'fast-check';
 import { availableParallelism } from 'node:os';
 import { gemm } from '../../../../src/backends/cpu/matmul.ts';
 import * as E from '../../../../src/index.ts';
-import { DEFAULT_SHAPE, gemmTasks, reconfigureSgemm, sgemmBatchPtr, sgemmSumPtr } from '../../../../src/backends/cpu/fast/sgemm.ts';
+import { DEFAULT_SHAPE, gemmTasks, reconfigureSgemm, sgemmBatchPtr, sgemmPanelWidth, sgemmSumPtr } from '../../../../src/backends/cpu/fast/sgemm.ts';
 import { poolThreads, setPoolThreads, taskCount } from '../../../../src/backends/cpu/fast/pool.ts';
 import { setSgemmMaxCallBytes, setSgemmThreads, sgemm, sgemmIsWasm, sgemmPtr, sgemmThreads, sgemmWorkerTasks, wasmHeap } from '../../../../src/backends/cpu/fast/index.ts';
 import { affineF32 } from '../../../../src/backends/cpu/fast/activations.ts';
@@ -134,6 +134,40 @@ describe('sgemm (wasm SIMD)', () => {
     }
   });
 
+  it('packs A with vectors (4×4 transposes, or whole panels of a transposed A) to the same bits as element by element, k tails included', () => {
+    // MR = 6 packs element by element; the micro-tile does not change any C element's sum (same k order, same KC).
+    const h = wasmHeap()!;
+    const run = (c: { M: number; N: number; K: number; transA: boolean; alpha: number; seed: number }): Float32Array => {
+      const r = lcg(c.seed);
+      const lda = (c.transA ? c.M : c.K) + 1;
+      const A = Float32Array.from({ length: (c.transA ? c.K : c.M) * lda }, r), B = Float32Array.from({ length: c.K * c.N }, r);
+      return h.withF32(A, (pA) => h.withF32(B, (pB) => h.withF32(new Float32Array(c.M * c.N), (pC) => (sgemmPtr(c.transA, false, c.M, c.N, c.K, c.alpha, pA, lda, pB, c.N, 0, pC, c.N), h.view(pC, c.M * c.N).slice()))));
+    };
+    const cases = fc.sample(
+      fc.record({
+        M: fc.integer({ min: 1, max: 30 }),
+        N: fc.integer({ min: 1, max: 20 }),
+        // 4q + 1…3: the vector loop's k tail; over KC now and then (a second k block)
+        K: fc.oneof(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 250, max: 270 })),
+        transA: fc.boolean(),
+        alpha: fc.constantFrom(1, 0.5, -2.25),
+        seed: fc.integer({ min: 1, max: 1 << 30 }),
+      }),
+      60,
+    );
+    cases.push({ M: 200, N: 40, K: 259, transA: false, alpha: 1, seed: 3 }, { M: 200, N: 40, K: 259, transA: true, alpha: 0.5, seed: 4 });
+    const vector = cases.map(run);
+    try {
+      reconfigureSgemm({ ...DEFAULT_SHAPE, MR: 6 });
+      cases.forEach((c, i) => {
+        const scalar = run(c);
+        expect(vector[i].findIndex((v, j) => !Object.is(v, scalar[j])), `${JSON.stringify(c)}: first mismatch`).toBe(-1);
+      });
+    } finally {
+      reconfigureSgemm(DEFAULT_SHAPE);
+    }
+  });
+
   it('is bit-identical on one and on all threads (each C element is summed in the same order)', () => {
     const M = 37, N = 523, K = 301;
     const r = lcg(3);
@@ -160,17 +194,21 @@ describe('sgemm (wasm SIMD)', () => {
     }
   });
 
-  it('splits a product into a multiple of the thread count of about-128-wide stripes, one task when tiny', () => {
+  it('splits a product into a multiple of the thread count of about-128-wide stripes, of rows when M > N, one task when tiny', () => {
     const { MR, NR } = DEFAULT_SHAPE;
-    // B0's 7×7 stage at batch 8, one product over all images: 392 columns.
-    expect(gemmTasks(1152, 392, 192, MR, NR, 2)).toEqual({ byCols: true, panels: 49, tasks: 4 });
+    // B0's 7×7 stage at batch 8, one product over all images: 392 columns, 1152 rows.
+    expect(gemmTasks(1152, 392, 192, MR, NR, 2)).toEqual({ byCols: false, panels: 288, tasks: 10 });
+    expect(gemmTasks(192, 392, 1152, MR, NR, 2)).toEqual({ byCols: true, panels: 49, tasks: 4 });
     expect(gemmTasks(96, 12544, 16, MR, NR, 2).tasks).toBe(64);
-    expect(gemmTasks(1152, 392, 192, MR, NR, 3).tasks).toBe(3);
+    expect(gemmTasks(1152, 392, 192, MR, NR, 3).tasks).toBe(9);
     expect(gemmTasks(8, 8, 8, MR, NR, 2).tasks).toBe(1);
     expect(gemmTasks(1152, 392, 192, MR, NR, 1).tasks).toBe(1);
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 4000 }), fc.integer({ min: 1, max: 4000 }), fc.integer({ min: 1, max: 512 }), fc.integer({ min: 2, max: 4 }), (M, N, K, T) => {
         const s = gemmTasks(M, N, K, MR, NR, T);
+        // Stripes across the operand that is cheaper to re-pack per stripe: rows (B re-packed) when M > N.
+        expect(s.byCols).toBe(M <= N);
+        expect(s.panels).toBe(s.byCols ? Math.ceil(N / NR) : Math.ceil(M / MR));
         expect(s.tasks).toBeLessThanOrEqual(s.panels);
         if (s.tasks > 1 && s.tasks < s.panels && s.tasks < 64) expect(s.tasks % T).toBe(0);
       }),
@@ -388,5 +426,104 @@ describe('sgemmSumPtr (products summed into one C in one job)', () => {
     } finally {
       reconfigureSgemm(DEFAULT_SHAPE);
     }
+  });
+});
+
+describe('sgemmPtr with images (op(B) and C addressed image by image, as a 1×1 conv over NCHW)', () => {
+  interface ImgCase {
+    M: number;
+    K: number;
+    /** Columns per image, in panels of NR. */
+    panels: number;
+    count: number;
+    /** Columns the last image lacks (N = count·cols − short). */
+    short: number;
+    transA: boolean;
+    transB: boolean;
+    alpha: number;
+    beta: number;
+    epi: 'none' | 'affine' | 'silu';
+    seed: number;
+  }
+
+  /**
+   * The product with images against sgemmPtr on the same operands laid out as plain matrices (B: K×N or N×K, C:
+   * M×N): bit for bit, and the gaps between the images' blocks of C untouched.
+   */
+  function checkImages(c: ImgCase): void {
+    const { M, K, count, transA, transB, alpha, beta } = c;
+    const h = wasmHeap()!;
+    const cols = c.panels * sgemmPanelWidth(), N = count * cols - c.short;
+    const r = lcg(c.seed);
+    const lda = (transA ? M : K) + 1, ldb = (transB ? K : cols) + 2, ldc = cols + 3;
+    const [bRows, bCols] = transB ? [cols, K] : [K, cols];
+    const strideB = bRows * ldb + 5, strideC = M * ldc + 6;
+    const A = Float32Array.from({ length: (transA ? K : M) * lda }, r);
+    const Bi = Float32Array.from({ length: count * strideB }, r), Ci = Float32Array.from({ length: count * strideC }, r);
+    const sc = Float32Array.from({ length: M }, r), sh = Float32Array.from({ length: M }, r);
+    // The plain layout: op(B)(k, j) and C(i, j) with j = n·cols + p.
+    const Bp = new Float32Array(K * N), Cp = new Float32Array(M * N);
+    for (let j = 0; j < N; j++) {
+      const n = Math.floor(j / cols), p = j % cols;
+      for (let k = 0; k < K; k++) Bp[transB ? j * K + k : k * N + j] = Bi[n * strideB + (transB ? p * ldb + k : k * ldb + p)];
+      for (let i = 0; i < M; i++) Cp[i * N + j] = Ci[n * strideC + i * ldc + p];
+    }
+    expect(bCols).toBeLessThanOrEqual(ldb);
+    const [got, want] = h.withF32(A, (pA) => h.withF32(sc, (ps) => h.withF32(sh, (pb) => {
+      const epi = c.epi === 'none' ? undefined : { scale: ps, shift: pb, act: c.epi === 'silu' ? ('silu' as const) : undefined };
+      const plain = h.withF32(Bp, (pB) => h.withF32(Cp, (pC) => (sgemmPtr(transA, transB, M, N, K, alpha, pA, lda, pB, transB ? K : N, beta, pC, N, epi), h.view(pC, M * N).slice())));
+      const images = h.withF32(Bi, (pB) => h.withF32(Ci, (pC) => (sgemmPtr(transA, transB, M, N, K, alpha, pA, lda, pB, ldb, beta, pC, ldc, epi, { cols, strideB, strideC }), h.view(pC, Ci.length).slice())));
+      return [images, plain];
+    })));
+    const inside = new Uint8Array(Ci.length);
+    for (let j = 0; j < N; j++) {
+      const n = Math.floor(j / cols), p = j % cols;
+      for (let i = 0; i < M; i++) {
+        const at = n * strideC + i * ldc + p;
+        inside[at] = 1;
+        if (!Object.is(got[at], want[i * N + j])) throw new Error(`C[${i},${j}] = ${got[at]}, plain ${want[i * N + j]} in ${JSON.stringify(c)}`);
+      }
+    }
+    const bad = got.findIndex((v, t) => !inside[t] && !Object.is(v, Ci[t]));
+    expect(bad, `a gap of C changed in ${JSON.stringify(c)}`).toBe(-1);
+  }
+
+  const arbImg: fc.Arbitrary<ImgCase> = fc.record({
+    M: fc.oneof(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 150 })),
+    K: fc.oneof(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 250, max: 300 })),
+    panels: fc.integer({ min: 1, max: 4 }),
+    count: fc.integer({ min: 1, max: 9 }),
+    short: fc.integer({ min: 0, max: 7 }),
+    transA: fc.boolean(),
+    transB: fc.boolean(),
+    alpha: fc.constantFrom(1, 0.5),
+    beta: fc.constantFrom(0, 1, 0.5),
+    epi: fc.constantFrom('none', 'affine', 'silu'),
+    seed: fc.integer({ min: 1, max: 1 << 30 }),
+  });
+
+  it('equals the product on the plainly laid-out matrices, bit for bit: ragged M, stripes inside an image, epilogues', () => {
+    fc.assert(fc.property(arbImg, (c) => checkImages(c)), { numRuns: 80 });
+    // B0's 4×4-plane layers at batch 16 (forward, and the input gradient with W transposed), and 8×8 planes split in
+    // column stripes that do not fall on image boundaries.
+    const b0 = { short: 0, alpha: 1, beta: 0, transB: false, seed: 5 } as const;
+    checkImages({ ...b0, M: 1152, K: 192, panels: 2, count: 16, transA: false, epi: 'silu' });
+    checkImages({ ...b0, M: 192, K: 1152, panels: 2, count: 16, transA: true, epi: 'none' });
+    checkImages({ ...b0, M: 301, K: 37, panels: 8, count: 5, transA: false, epi: 'affine' });
+  });
+
+  it('holds with tiny cache blocks (NC and KC edges inside images) and another micro-tile', () => {
+    try {
+      for (const blocking of [{ MR: 4, NR: 8, MC: 8, KC: 5, NC: 24 }, { MR: 6, NR: 8, MC: 12, KC: 8, NC: 16 }]) {
+        reconfigureSgemm(blocking);
+        fc.assert(fc.property(arbImg, (c) => checkImages({ ...c, K: Math.min(c.K, 40) })), { numRuns: 30 });
+      }
+    } finally {
+      reconfigureSgemm(DEFAULT_SHAPE);
+    }
+  });
+
+  it('names images that are not whole panels', () => {
+    expect(() => sgemmPtr(false, false, 2, 12, 2, 1, 0, 2, 0, 12, 0, 0, 12, undefined, { cols: 12, strideB: 24, strideC: 24 })).toThrow(/images of 12 columns: need a positive multiple of 8/);
   });
 });
