@@ -41,10 +41,10 @@ import { col2im, im2col } from './conv_gemm.ts';
 import { type ConvGeometry, convGeometry, stochasticGeometry } from './conv_geom.ts';
 import * as R from './conv_ref.ts';
 import { depthwiseForwardF32, depthwiseGradFilterF32, depthwiseGradInputF32, depthwiseSimdOk } from './fast/dwconv.ts';
-import { pointwiseBatchedOk, pointwiseForwardF32, pointwiseGradFilterF32, pointwiseGradInputF32 } from './fast/pointwise.ts';
+import { pointwiseBatchedOk, pointwiseForwardF32, pointwiseScalesOk, pointwiseGradFilterF32, pointwiseGradInputF32 } from './fast/pointwise.ts';
 import { OWNED_MIN_FLOATS, wasmHeap } from './fast/heap.ts';
 import { im2colPtr } from './fast/im2col.ts';
-import { sgemm, sgemmBatchPtr, sgemmIsWasm, sgemmSumPtr } from './fast/sgemm.ts';
+import { type GemmRowScale, sgemm, sgemmBatchPtr, sgemmIsWasm, sgemmSumPtr } from './fast/sgemm.ts';
 import { type RowEpilogue, epilogueFrom, fusedAvailable, planeScalePtr } from './fast/activations.ts';
 import { stochasticForwardF32, stochasticGradFilterF32, stochasticGradInputF32, stochasticSimdOk } from './fast/stochconv.ts';
 import { sumImpl } from './reduce.ts';
@@ -185,14 +185,24 @@ export function conv2dAffineImpl(args: readonly Arg[], { sums, ...a }: WithSums<
  * the input scaled per image and channel (InputScaled).
  */
 function conv2dF32(x: Arg, w: Arg, p: ConvGeometry, out: OutSpec, epi?: RowEpilogue, sums?: TypedArray, s?: Arg): TypedArray {
-  if (s) return withScaledInput(x, s, p, (xs) => conv2dF32(xs, w, p, out, epi, sums));
+  if (s && !scalesAsPacked(p, out)) return withScaledInput(x, s, p, (xs) => conv2dF32(xs, w, p, out, epi, sums));
   if (p.depthwise && depthwiseSimdOk(p)) return depthwiseForwardF32(f32(x), f32(w), p, into(out), undefined, epi, sums as Float32Array | undefined);
-  if (pointwiseBatchedOk(p)) return planeSums(pointwiseForwardF32(f32(x), f32(w), p, into(out), epi), out, sums);
-  return planeSums(conv2dGemmF32(x, w, p, out, epi), out, sums);
+  if (pointwiseBatchedOk(p)) return planeSums(pointwiseForwardF32(f32(x), f32(w), p, into(out), epi, s && f32(s)), out, sums);
+  return planeSums(conv2dGemmF32(x, w, p, out, epi, s), out, sums);
 }
 
-/** The float32 conv2d as im2col + sgemm (then `epi`). */
-function conv2dGemmF32(x: Arg, w: Arg, p: ConvGeometry, out: OutSpec, epi?: RowEpilogue): TypedArray {
+/**
+ * Whether a 1×1 conv's sgemm scales its input per image and channel as it packs it (the images-addressed product
+ * over small planes, or one product per image into the heap): else the input is scaled into scratch first.
+ */
+function scalesAsPacked(p: ConvGeometry, out: OutSpec): boolean {
+  if (pointwiseBatchedOk(p)) return pointwiseScalesOk(p);
+  const y = into(out);
+  return p.pointwise && p.groups === 1 && p.C > 0 && !!y && (wasmHeap()?.ptrOf(y) ?? -1) >= 0;
+}
+
+/** The float32 conv2d as im2col + sgemm (then `epi`); with `s` (1×1 convs writing into the heap: scalesAsPacked), of the input scaled per image and channel. */
+function conv2dGemmF32(x: Arg, w: Arg, p: ConvGeometry, out: OutSpec, epi?: RowEpilogue, s?: Arg): TypedArray {
   const Y = outF32(out, false);
   const K = p.Cg * p.kh * p.kw, P = p.OH * p.OW;
   const h = wasmHeap();
@@ -201,9 +211,13 @@ function conv2dGemmF32(x: Arg, w: Arg, p: ConvGeometry, out: OutSpec, epi?: RowE
       if (h && p.groups === 1 && K > 0 && h.ptrOf(Y) >= 0 && h.ptrOf(col) >= 0) {
         // Y[n] = W · col[n] for the whole chunk: one job over every image's stripes.
         const batch = { count: n1 - n0, strideA: 0, strideB: K * P, strideC: p.O * P };
-        sgemmBatchPtr(false, false, p.O, P, K, 1, h.ptrOf(wt), K, h.ptrOf(col) + 4 * colOff, P, 0, h.ptrOf(Y) + 4 * n0 * p.O * P, P, batch, epi);
+        const run = (scaleB?: GemmRowScale) =>
+          sgemmBatchPtr(false, false, p.O, P, K, 1, h.ptrOf(wt), K, h.ptrOf(col) + 4 * colOff, P, 0, h.ptrOf(Y) + 4 * n0 * p.O * P, P, batch, epi, scaleB);
+        if (s) inHeap(f32(s), (sh) => run({ ptr: h.ptrOf(sh) + 4 * n0 * p.C, stride: p.C }));
+        else run();
         return;
       }
+      if (s) throw new Error('conv2d: an input scale needs the batched 1×1 product (scalesAsPacked)');
       for (let n = n0; n < n1; n++) {
         for (let g = 0; g < p.groups; g++) {
           // Y[n, g·Og + o, :] = W[g·Og + o, :] · col

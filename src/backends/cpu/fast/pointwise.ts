@@ -61,11 +61,13 @@ function withScratch(sizes: readonly number[], body: (...ptrs: number[]) => void
  * channel-major product in the sgemm's micro-kernel (sgemm_wasm.ts) as it is stored. `out` must not overlap `in`
  * (the product reads `in` in place while it writes `out`).
  */
-function channelProduct(pin: number, Ci: number, pw: number, transW: boolean, Co: number, pout: number, N: number, P: number, epi?: RowEpilogue): void {
+function channelProduct(pin: number, Ci: number, pw: number, transW: boolean, Co: number, pout: number, N: number, P: number, epi?: RowEpilogue, scale?: number): void {
   if (P % sgemmPanelWidth() === 0) {
-    sgemmPtr(transW, false, Co, N * P, Ci, 1, pw, transW ? Co : Ci, pin, P, 0, pout, P, epi, { cols: P, strideB: Ci * P, strideC: Co * P });
+    const scaleB = scale === undefined ? undefined : { ptr: scale, stride: Ci };
+    sgemmPtr(transW, false, Co, N * P, Ci, 1, pw, transW ? Co : Ci, pin, P, 0, pout, P, epi, { cols: P, strideB: Ci * P, strideC: Co * P }, scaleB);
     return;
   }
+  if (scale !== undefined) throw new Error(`pointwise conv: an input scale needs planes of a multiple of ${sgemmPanelWidth()} pixels (got ${P}; pointwiseScalesOk)`);
   withScratch([Ci * N * P, Co * N * P], (ic, oc) => {
     swap01(pin, ic, N, Ci, P);
     sgemmPtr(transW, false, Co, N * P, Ci, 1, pw, transW ? Co : Ci, ic, N * P, 0, oc, N * P, epi);
@@ -75,10 +77,16 @@ function channelProduct(pin: number, Ci: number, pw: number, transW: boolean, Co
 
 /**
  * y (at py, [N, O, P]) = w (at pw, [O, C]) applied to x (at px, [N, C, P]); `epi`: eval-mode batch norm folded into
- * the conv.
+ * the conv; `scale`: the heap address of N·C floats, x's plane (n, c) multiplied by the (n, c)th as it is read
+ * (squeeze-excite's gate; pointwiseScalesOk geometries only).
  */
-export function pointwiseForwardPtr(px: number, pw: number, py: number, p: Geometry, epi?: RowEpilogue): void {
-  channelProduct(px, p.C, pw, false, p.O, py, p.N, p.OH * p.OW, epi);
+export function pointwiseForwardPtr(px: number, pw: number, py: number, p: Geometry, epi?: RowEpilogue, scale?: number): void {
+  channelProduct(px, p.C, pw, false, p.O, py, p.N, p.OH * p.OW, epi, scale);
+}
+
+/** Whether the batched forward can scale its input per image and channel as the sgemm packs it (images-addressed planes). */
+export function pointwiseScalesOk(p: Geometry): boolean {
+  return pointwiseBatchedOk(p) && (p.OH * p.OW) % sgemmPanelWidth() === 0;
 }
 
 /** x̄ (at pdx, [N, C, P]) = wᵀ (w at pw, [O, C]) applied to ȳ (at pg, [N, O, P]). */
@@ -99,9 +107,10 @@ export function pointwiseGradFilterPtr(px: number, pg: number, pdw: number, p: G
 const heap = () => simdHeap('pointwise conv');
 
 /** The typed-array forms (views of the heap are used in place, `out` too). */
-export function pointwiseForwardF32(X: Float32Array, Wt: Float32Array, p: Geometry, out?: Float32Array, epi?: RowEpilogue): Float32Array {
+export function pointwiseForwardF32(X: Float32Array, Wt: Float32Array, p: Geometry, out?: Float32Array, epi?: RowEpilogue, S?: Float32Array): Float32Array {
   const h = heap();
-  return h.withF32(X, (px) => h.withF32(Wt, (pw) => h.outF32(p.N * p.O * p.OH * p.OW, (py) => pointwiseForwardPtr(px, pw, py, p, epi), out)));
+  const run = (ps?: number) => h.withF32(X, (px) => h.withF32(Wt, (pw) => h.outF32(p.N * p.O * p.OH * p.OW, (py) => pointwiseForwardPtr(px, pw, py, p, epi, ps), out)));
+  return S ? h.withF32(S, run) : run();
 }
 
 export function pointwiseGradInputF32(G: Float32Array, Wt: Float32Array, p: Geometry, out?: Float32Array): Float32Array {

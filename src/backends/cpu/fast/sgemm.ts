@@ -159,6 +159,17 @@ export interface GemmImages {
   readonly strideC: number;
 }
 
+/**
+ * Row scales of op(B): row k of op(B) is multiplied by the float at byte address `ptr` + 4k + 4·n·`stride` as it is
+ * packed, n being the column's image (GemmImages) or the product of a batch (sgemmBatchPtr) whose B it is. A 1×1
+ * conv's input times squeeze-excite's gate, per image and channel: the packed values are the float32 products x·s,
+ * so the result equals the product of the scaled matrix bit for bit.
+ */
+export interface GemmRowScale {
+  readonly ptr: number;
+  readonly stride: number;
+}
+
 /** Columns per packed B panel and C tile (the micro-kernel's NR): GemmImages.cols must be a multiple of it. */
 export function sgemmPanelWidth(): number {
   return getEngine()?.shape.NR ?? DEFAULT_SHAPE.NR;
@@ -173,6 +184,7 @@ export function sgemmPanelWidth(): number {
 export function sgemmPtr(
   transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
   pA: number, lda: number, pB: number, ldb: number, beta: number, pC: number, ldc: number, epi?: RowEpilogue, images?: GemmImages,
+  scaleB?: GemmRowScale,
 ): void {
   const e = getEngine();
   if (!e) throw new Error('sgemmPtr: WebAssembly SIMD is not available (use sgemm on typed arrays)');
@@ -195,7 +207,7 @@ export function sgemmPtr(
     }
     return;
   }
-  gemmPtr(e, transA, transB, M, N, K, alpha, pA, lda, pB, ldb, beta, pC, ldc, epi, ONE, ONE_PART, images);
+  gemmPtr(e, transA, transB, M, N, K, alpha, pA, lda, pB, ldb, beta, pC, ldc, epi, ONE, ONE_PART, images, scaleB);
 }
 
 function checkImages(e: Engine, im: GemmImages, fn: string): void {
@@ -220,6 +232,7 @@ export interface GemmBatch {
 export function sgemmBatchPtr(
   transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
   pA: number, lda: number, pB: number, ldb: number, beta: number, pC: number, ldc: number, batch: GemmBatch, epi?: RowEpilogue,
+  scaleB?: GemmRowScale,
 ): void {
   const e = getEngine();
   if (!e) throw new Error('sgemmBatchPtr: WebAssembly SIMD is not available (use sgemm on typed arrays)');
@@ -227,7 +240,7 @@ export function sgemmBatchPtr(
   check(K > 0 && alpha !== 0, () => `sgemmBatchPtr: K = ${K}, alpha = ${alpha}: a batch needs a product (use sgemmPtr per product)`);
   check(M >= 0 && N >= 0 && ldc >= N && lda >= (transA ? M : K) && ldb >= (transB ? K : N), () => `sgemmBatchPtr: bad sizes M=${M} N=${N} K=${K} lda=${lda} ldb=${ldb} ldc=${ldc}`);
   if (M === 0 || N === 0 || batch.count === 0) return;
-  gemmPtr(e, transA, transB, M, N, K, alpha, pA, lda, pB, ldb, beta, pC, ldc, epi, batch);
+  gemmPtr(e, transA, transB, M, N, K, alpha, pA, lda, pB, ldb, beta, pC, ldc, epi, batch, ONE_PART, undefined, scaleB);
 }
 
 /** Products summed into one C: operand p at its first one's address + p·stride (floats). */
@@ -287,8 +300,9 @@ const ONE_PART: GemmParts = { count: 1, strideA: 0, strideB: 0 };
 function gemmPtr(
   e: Engine, transA: boolean, transB: boolean, M: number, N: number, K: number, alpha: number,
   pA: number, lda: number, pB: number, ldb: number, beta: number, pC: number, ldc: number, epi?: RowEpilogue, batch: GemmBatch = ONE,
-  parts: GemmParts = ONE_PART, images?: GemmImages,
+  parts: GemmParts = ONE_PART, images?: GemmImages, scaleB?: GemmRowScale,
 ): void {
+  check(!scaleB || (scaleB.ptr > 0 && Number.isInteger(scaleB.stride) && scaleB.stride >= 0), () => `sgemm: row scales at ${scaleB!.ptr}, stride ${scaleB!.stride}: need a heap address and a non-negative integer stride`);
   // op(A)(i, k) at pA + i·rsA + k·csA; op(B)(k, j) at pB + k·rsB + j·csB (bytes).
   const rsA = transA ? 4 : 4 * lda;
   const csA = transA ? 4 * lda : 4;
@@ -332,6 +346,8 @@ function gemmPtr(
         i32[d + D.cpi / 4] = images ? images.cols : FLAT_COLS;
         i32[d + D.imgB / 4] = images ? 4 * images.strideB : 0;
         i32[d + D.imgC / 4] = images ? 4 * images.strideC : 0;
+        i32[d + D.bScale / 4] = scaleB ? scaleB.ptr + 4 * b * scaleB.stride : 0;
+        i32[d + D.imgS / 4] = scaleB && images ? 4 * scaleB.stride : 0;
         job.call(e.gemm, at, SCRATCH).endTask();
         at += D.size;
       }

@@ -16,7 +16,7 @@
  */
 import { Consts, siluV } from './vmath.ts';
 import {
-  Fn, T, add, and, assemble, divU, eq, f32, feq, fadd, fmul, ge_s, get, i32, load, loadSplat, lt_s, min_s, mul, remU, sub, vadd, vmadd, vmul, splat, vzero,
+  Fn, T, add, and, assemble, divU, eq, extractLane, f32, feq, fadd, fmul, ge_s, get, i32, load, loadSplat, lt_s, min_s, mul, remU, sub, vadd, vmadd, vmul, splat, vzero,
   transpose4, type Expr, wasmApi,
 } from './wasm.ts';
 
@@ -52,7 +52,12 @@ export const D = {
    * two images.
    */
   col0: 76, cpi: 80, imgB: 84, imgC: 88,
-  size: 96,
+  /**
+   * With bScale ≠ 0: row k of op(B) is multiplied by the float at bScale + 4k + n·imgS (bytes) as it is packed, n the
+   * column's image (a 1×1 conv's input scaled per image and channel: squeeze-excite's gate). 0: no scale.
+   */
+  bScale: 96, imgS: 100,
+  size: 104,
 } as const;
 
 /** D.cpi of a plain matrix: more columns than any product has, so every column is in image 0. */
@@ -65,8 +70,9 @@ export type GemmEpilogue = keyof typeof EPI_MODE;
 const FN_PACK_A = 0;
 const FN_PACK_B = 1;
 const FN_KERNEL = 2;
-/** The kernels with an epilogue follow the driver (index 3): kernel_affine, kernel_silu. */
+/** The kernels with an epilogue follow the driver (index 3): kernel_affine, kernel_silu; then packB with row scales. */
 const FN_KERNEL_EPI: Record<GemmEpilogue, number> = { affine: 4, silu: 5 };
+const FN_PACK_B_SCALED = 6;
 
 /**
  * packA(src, rs, cs, mc, kc, alpha, dst): alpha·op(A)'s rows in MR-high panels, panel p at dst + p·kc·MR·4, k-major
@@ -149,29 +155,41 @@ const colOffset = (j: Expr, cpi: number, img: number, cs: Expr): Expr => add(mul
  * D.cpi) in NR-wide panels, panel q at dst + q·kc·NR·4, k-major inside. col and cpi are multiples of NR: each panel
  * lies in one image.
  */
-function packB(g: GemmShape): Fn {
+function packB(g: GemmShape, scaled = false): Fn {
   const { NR } = g;
   const NV = NR / 4;
-  const f = new Fn('packB', Array.from({ length: 9 }, () => T.i32));
-  const [src, rs, cs, kc, nc, dst, col, cpi, img] = f.params;
+  const f = new Fn(scaled ? 'packBScaled' : 'packB', Array.from({ length: scaled ? 11 : 9 }, () => T.i32));
+  const [src, rs, cs, kc, nc, dst, col, cpi, img, scale, imgS] = f.params;
   const j0 = f.local(T.i32), k = f.local(T.i32), w = f.local(T.i32), row = f.local(T.i32), out = f.local(T.i32), j = f.local(T.i32);
+  const ps = f.local(T.i32), vs = f.local(T.v128);
+  // Each row k of a panel times its image's scale of row k (packBScaled), in the same float32 product as x·s.
+  const rowScale = () => {
+    if (!scaled) return;
+    f.set(vs, splat(load('f32', get(ps))));
+    f.set(ps, add(get(ps), i32(4)));
+  };
+  const sv = (x: Expr): Expr => (scaled ? vmul(x, get(vs)) : x);
+  const sf = (x: Expr): Expr => (scaled ? fmul(x, extractLane(get(vs), 0)) : x);
   f.set(out, get(dst));
   f.for(j0, i32(0), get(nc), i32(NR), () => {
     f.set(w, min_s(i32(NR), sub(get(nc), get(j0))));
     f.set(row, add(get(src), colOffset(add(get(col), get(j0)), cpi, img, get(cs))));
+    if (scaled) f.set(ps, add(get(scale), mul(divU(add(get(col), get(j0)), get(cpi)), get(imgS))));
     f.if(eq(get(w), i32(NR)), () => {
       f.if(eq(get(cs), i32(4)), () => {
         // Contiguous row of op(B): vector copy.
         f.for(k, i32(0), get(kc), i32(1), () => {
-          for (let v = 0; v < NV; v++) f.store('v128', get(out), load('v128', get(row), v * 16), v * 16);
+          rowScale();
+          for (let v = 0; v < NV; v++) f.store('v128', get(out), sv(load('v128', get(row), v * 16)), v * 16);
           f.set(row, add(get(row), get(rs)));
           f.set(out, add(get(out), i32(NR * 4)));
         });
       }, () => {
         f.for(k, i32(0), get(kc), i32(1), () => {
+          rowScale();
           for (let c = 0; c < NR; c++) {
             const addr: Expr = c === 0 ? get(row) : add(get(row), mul(get(cs), i32(c)));
-            f.store('f32', get(out), load('f32', addr), c * 4);
+            f.store('f32', get(out), sf(load('f32', addr)), c * 4);
           }
           f.set(row, add(get(row), get(rs)));
           f.set(out, add(get(out), i32(NR * 4)));
@@ -179,9 +197,10 @@ function packB(g: GemmShape): Fn {
       });
     }, () => {
       f.for(k, i32(0), get(kc), i32(1), () => {
+        rowScale();
         for (let v = 0; v < NV; v++) f.store('v128', get(out), vzero, v * 16);
         f.for(j, i32(0), get(w), i32(1), () => {
-          f.store('f32', add(get(out), mul(get(j), i32(4))), load('f32', add(get(row), mul(get(j), get(cs)))));
+          f.store('f32', add(get(out), mul(get(j), i32(4))), sf(load('f32', add(get(row), mul(get(j), get(cs))))));
         });
         f.set(row, add(get(row), get(rs)));
         f.set(out, add(get(out), i32(NR * 4)));
@@ -367,10 +386,10 @@ function driver(g: GemmShape): Fn {
   const M = L(), N = L(), K = L(), A = L(), rsA = L(), csA = L(), B = L(), rsB = L(), csB = L(), C = L(), ldc = L();
   const alpha = L(T.f32), beta = L(T.f32), betaEff = L(T.f32);
   const epi = L(), sc = L(), sh = L(), mode = L(), parts = L(), partA = L(), partB = L(), pt = L(), Ap = L(), Bp = L();
-  const col0 = L(), cpi = L(), imgB = L(), imgC = L(), cj = L();
+  const col0 = L(), cpi = L(), imgB = L(), imgC = L(), cj = L(), bScale = L(), imgS = L();
   const pA = L(), pB = L(), tile = L();
   const jc = L(), nc = L(), pc = L(), kc = L(), ic = L(), mc = L(), jr = L(), ir = L();
-  const fields: [number, number][] = [[M, D.M], [N, D.N], [K, D.K], [A, D.A], [rsA, D.rsA], [csA, D.csA], [B, D.B], [rsB, D.rsB], [csB, D.csB], [C, D.C], [ldc, D.ldc], [col0, D.col0], [cpi, D.cpi], [imgB, D.imgB], [imgC, D.imgC]];
+  const fields: [number, number][] = [[M, D.M], [N, D.N], [K, D.K], [A, D.A], [rsA, D.rsA], [csA, D.csA], [B, D.B], [rsB, D.rsB], [csB, D.csB], [C, D.C], [ldc, D.ldc], [col0, D.col0], [cpi, D.cpi], [imgB, D.imgB], [imgC, D.imgC], [bScale, D.bScale], [imgS, D.imgS]];
   for (const [l, off] of fields) f.set(l, load('i32', get(d), off));
   f.set(pA, get(scratch));
   f.set(pB, add(get(scratch), i32(sb.packA)));
@@ -391,7 +410,8 @@ function driver(g: GemmShape): Fn {
       f.set(Bp, add(get(B), mul(get(pt), get(partB))));
       f.for(pc, i32(0), get(K), i32(KC), () => {
         f.set(kc, min_s(i32(KC), sub(get(K), get(pc))));
-        f.call(FN_PACK_B, add(get(Bp), mul(get(pc), get(rsB))), get(rsB), get(csB), get(kc), get(nc), get(pB), add(get(col0), get(jc)), get(cpi), get(imgB));
+        const packArgs: Expr[] = [add(get(Bp), mul(get(pc), get(rsB))), get(rsB), get(csB), get(kc), get(nc), get(pB), add(get(col0), get(jc)), get(cpi), get(imgB)];
+        f.if(eq(get(bScale), i32(0)), () => f.call(FN_PACK_B, ...packArgs), () => f.call(FN_PACK_B_SCALED, ...packArgs, add(get(bScale), mul(get(pc), i32(4))), get(imgS)));
         f.set(betaEff, (h) => {
           // select(beta, 1, first block of the first part)
           get(beta)(h);
@@ -447,7 +467,7 @@ export function scratchBytes(g: GemmShape): { packA: number; packB: number; tile
 
 export function sgemmModuleBytes(g: GemmShape, memory: { initial: number; maximum: number; shared: boolean }): Uint8Array {
   if (g.NR % 4 !== 0 || g.MC % g.MR !== 0 || g.NC % g.NR !== 0) throw new Error(`sgemm: bad blocking ${JSON.stringify(g)}`);
-  return assemble({ functions: [packA(g), packB(g), kernel(g), driver(g), kernel(g, 'affine'), kernel(g, 'silu')], memory });
+  return assemble({ functions: [packA(g), packB(g), kernel(g), driver(g), kernel(g, 'affine'), kernel(g, 'silu'), packB(g, true)], memory });
 }
 
 /** Whether this engine validates relaxed-SIMD f32x4.relaxed_madd (Node ≥ 22 ships it; Node 20 needs a flag). */

@@ -385,7 +385,28 @@ describe('sgemmBatchPtr (one job over a batch of products)', () => {
     }
   });
 
+  it('scales the rows of each product’s B as it packs them (GemmRowScale): bit for bit the product of the scaled B', () => {
+    const h = wasmHeap()!;
+    // [M, N, K, count]: a 1×1 conv per image after squeeze-excite (K = input channels), ragged panels, several k blocks.
+    for (const [M, N, K, count] of [[24, 1024, 144, 3], [13, 37, 300, 4], [5, 6, 7, 2]]) {
+      const r = lcg(M * N + K);
+      const sB = K * N + 5, sC = M * N + 7, sS = K + 2;
+      const A = Float32Array.from({ length: M * K }, r), B = Float32Array.from({ length: count * sB }, r);
+      const S = Float32Array.from({ length: count * sS }, r), C0 = Float32Array.from({ length: count * sC }, r);
+      const scaledB = B.map((v, i) => (i % sB < K * N ? v * S[Math.floor(i / sB) * sS + Math.floor((i % sB) / N)] : v));
+      const batch = { count, strideA: 0, strideB: sB, strideC: sC };
+      const product = (b: Float32Array, scale: boolean) =>
+        h.withF32(A, (pA) => h.withF32(b, (pB) => h.withF32(S, (pS) => h.withF32(C0, (pC) => {
+          sgemmBatchPtr(false, false, M, N, K, 1, pA, K, pB, N, 0, pC, N, batch, undefined, scale ? { ptr: pS, stride: sS } : undefined);
+          return h.view(pC, C0.length).slice();
+        }))));
+      const got = product(B, true), want = product(scaledB, false);
+      expect(got.findIndex((v, i) => !Object.is(v, want[i])), `${M}×${N}×${K} ×${count}: first mismatch`).toBe(-1);
+    }
+  });
+
   it('names a bad batch', () => {
+    expect(() => sgemmBatchPtr(false, false, 2, 2, 2, 1, 0, 2, 0, 2, 0, 0, 2, { count: 1, strideA: 0, strideB: 4, strideC: 4 }, undefined, { ptr: 0, stride: 2 })).toThrow(/row scales at 0/);
     expect(() => sgemmBatchPtr(false, false, 2, 2, 2, 1, 0, 2, 0, 2, 0, 0, 2, { count: -1, strideA: 0, strideB: 4, strideC: 4 })).toThrow(/sgemmBatchPtr: batch count -1/);
     expect(() => sgemmBatchPtr(false, false, 2, 2, 0, 1, 0, 2, 0, 2, 0, 0, 2, { count: 2, strideA: 0, strideB: 4, strideC: 4 })).toThrow(/sgemmBatchPtr: K = 0/);
   });
@@ -443,6 +464,8 @@ describe('sgemmPtr with images (op(B) and C addressed image by image, as a 1×1 
     alpha: number;
     beta: number;
     epi: 'none' | 'affine' | 'silu';
+    /** Row scales of op(B) per image (GemmRowScale): the plain product then takes op(B) already scaled. */
+    scaled: boolean;
     seed: number;
   }
 
@@ -461,18 +484,27 @@ describe('sgemmPtr with images (op(B) and C addressed image by image, as a 1×1 
     const A = Float32Array.from({ length: (transA ? K : M) * lda }, r);
     const Bi = Float32Array.from({ length: count * strideB }, r), Ci = Float32Array.from({ length: count * strideC }, r);
     const sc = Float32Array.from({ length: M }, r), sh = Float32Array.from({ length: M }, r);
+    // Row k of image n's op(B) times S[n·strideS + k] when scaled.
+    const strideS = K + 3;
+    const S = Float32Array.from({ length: count * strideS }, r);
     // The plain layout: op(B)(k, j) and C(i, j) with j = n·cols + p.
     const Bp = new Float32Array(K * N), Cp = new Float32Array(M * N);
     for (let j = 0; j < N; j++) {
       const n = Math.floor(j / cols), p = j % cols;
-      for (let k = 0; k < K; k++) Bp[transB ? j * K + k : k * N + j] = Bi[n * strideB + (transB ? p * ldb + k : k * ldb + p)];
+      for (let k = 0; k < K; k++) {
+        const b = Bi[n * strideB + (transB ? p * ldb + k : k * ldb + p)];
+        Bp[transB ? j * K + k : k * N + j] = c.scaled ? b * S[n * strideS + k] : b;
+      }
       for (let i = 0; i < M; i++) Cp[i * N + j] = Ci[n * strideC + i * ldc + p];
     }
     expect(bCols).toBeLessThanOrEqual(ldb);
     const [got, want] = h.withF32(A, (pA) => h.withF32(sc, (ps) => h.withF32(sh, (pb) => {
       const epi = c.epi === 'none' ? undefined : { scale: ps, shift: pb, act: c.epi === 'silu' ? ('silu' as const) : undefined };
       const plain = h.withF32(Bp, (pB) => h.withF32(Cp, (pC) => (sgemmPtr(transA, transB, M, N, K, alpha, pA, lda, pB, transB ? K : N, beta, pC, N, epi), h.view(pC, M * N).slice())));
-      const images = h.withF32(Bi, (pB) => h.withF32(Ci, (pC) => (sgemmPtr(transA, transB, M, N, K, alpha, pA, lda, pB, ldb, beta, pC, ldc, epi, { cols, strideB, strideC }), h.view(pC, Ci.length).slice())));
+      const images = h.withF32(S, (pS) => h.withF32(Bi, (pB) => h.withF32(Ci, (pC) => {
+        sgemmPtr(transA, transB, M, N, K, alpha, pA, lda, pB, ldb, beta, pC, ldc, epi, { cols, strideB, strideC }, c.scaled ? { ptr: pS, stride: strideS } : undefined);
+        return h.view(pC, Ci.length).slice();
+      })));
       return [images, plain];
     })));
     const inside = new Uint8Array(Ci.length);
@@ -499,15 +531,18 @@ describe('sgemmPtr with images (op(B) and C addressed image by image, as a 1×1 
     alpha: fc.constantFrom(1, 0.5),
     beta: fc.constantFrom(0, 1, 0.5),
     epi: fc.constantFrom('none', 'affine', 'silu'),
+    scaled: fc.boolean(),
     seed: fc.integer({ min: 1, max: 1 << 30 }),
   });
 
-  it('equals the product on the plainly laid-out matrices, bit for bit: ragged M, stripes inside an image, epilogues', () => {
+  it('equals the product on the plainly laid-out matrices, bit for bit: ragged M, stripes inside an image, epilogues, row scales', () => {
     fc.assert(fc.property(arbImg, (c) => checkImages(c)), { numRuns: 80 });
     // B0's 4×4-plane layers at batch 16 (forward, and the input gradient with W transposed), and 8×8 planes split in
     // column stripes that do not fall on image boundaries.
-    const b0 = { short: 0, alpha: 1, beta: 0, transB: false, seed: 5 } as const;
+    const b0 = { short: 0, alpha: 1, beta: 0, transB: false, seed: 5, scaled: false } as const;
     checkImages({ ...b0, M: 1152, K: 192, panels: 2, count: 16, transA: false, epi: 'silu' });
+    // A projection after squeeze-excite: its input scaled per image and channel.
+    checkImages({ ...b0, M: 192, K: 1152, panels: 2, count: 16, transA: false, epi: 'affine', scaled: true });
     checkImages({ ...b0, M: 192, K: 1152, panels: 2, count: 16, transA: true, epi: 'none' });
     checkImages({ ...b0, M: 301, K: 37, panels: 8, count: 5, transA: false, epi: 'affine' });
   });
