@@ -182,6 +182,27 @@ export class WasmHeap {
     }
   }
 
+  private stagePtr = 0;
+  private stageBytes = 0;
+
+  /**
+   * The byte address of a scratch area of at least `bytes`, shared by every caller and kept from call to call (grown
+   * to the largest size asked for, never shrunk): for a kernel call's operands and outputs that live outside the heap,
+   * copied in and out around it, without an allocation per call. It is only valid until the next `stage` call, so a
+   * caller uses it for one synchronous kernel call, and no kernel that stages calls another that does.
+   */
+  stage(bytes: number): number {
+    if (bytes > this.stageBytes) {
+      if (this.stagePtr) this.release(this.stagePtr);
+      this.stagePtr = 0;
+      this.stageBytes = 0;
+      const size = up(Math.max(bytes, 4096));
+      this.stagePtr = this.alloc(size);
+      this.stageBytes = size;
+    }
+    return this.stagePtr;
+  }
+
   /** A long-lived region of `bytes`. */
   reserve(bytes: number): Region {
     const ptr = this.alloc(bytes);
