@@ -294,15 +294,13 @@ class Staging {
   bind(ins: readonly KernelArg<TypedArray>[], y: TypedArray, sums: TypedArray | null, args: number[]): boolean {
     const { h, L } = this;
     let need = 0;
-    const place = (a: TypedArray, at: number): boolean => {
-      const p = h.ptrOf(a);
-      args[at] = p;
-      if (p >= 0) return true;
+    for (let q = 0; q < L + 2; q++) {
+      const a = q < L ? ins[q].storage : q === L ? y : sums;
+      if (!a) break;
+      if ((args[q] = h.ptrOf(a)) >= 0) continue;
+      if (a.length > STAGE_MAX_FLOATS) return false;
       need += up64(a.length * 4);
-      return a.length <= STAGE_MAX_FLOATS;
-    };
-    for (let q = 0; q < L; q++) if (!place(ins[q].storage, q)) return false;
-    if (!place(y, L) || (sums && !place(sums, L + 1))) return false;
+    }
     this.staged[0] = args[L] < 0;
     this.staged[1] = !!sums && args[L + 1] < 0;
     if (need === 0) return true;
