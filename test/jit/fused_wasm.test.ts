@@ -7,8 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import * as E from '../../src/index.ts';
-import { wasmHeap } from '../../src/backends/cpu/fast/heap.ts';
-import { STAGE_MAX_FLOATS } from '../../src/backends/cpu/fast/fused.ts';
+import { STAGE_MAX_FLOATS, wasmHeap } from '../../src/backends/cpu/fast/heap.ts';
 import { fusedJsFallbacks } from '../../src/backends/cpu/fused.ts';
 import { findBackend } from '../../src/backends/backend.ts';
 import { Tensor } from '../../src/tensor/tensor.ts';

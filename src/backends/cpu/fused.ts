@@ -73,7 +73,7 @@ function jsLoop(g: FusedGroup): Loop {
 let jsFallbacks = 0;
 /**
  * Calls of groups compiled to wasm that ran the JS loop instead (a buffer outside the wasm heap larger than
- * fast/fused.ts's STAGE_MAX_FLOATS): a statistic for tests and profiles.
+ * fast/heap.ts's STAGE_MAX_FLOATS): a statistic for tests and profiles.
  */
 export const fusedJsFallbacks = (): number => jsFallbacks;
 

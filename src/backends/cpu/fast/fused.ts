@@ -15,14 +15,14 @@
  * Every operation rounds to float32 as eager's kernels do, and SiLU / sigmoid / SiLU's gradient use the same
  * vector emitters as the eager fast kernels (vmath.ts), so a wasm group equals eager bit for bit on the plain
  * arithmetic and within those emitters' documented error bounds elsewhere. Buffers outside the heap (inputs and
- * outputs the caller allocated) are copied through heap scratch when small (`STAGE_MAX_FLOATS`). Groups with an op
+ * outputs the caller allocated) are copied through heap scratch when small (heap.ts `STAGE_MAX_FLOATS`). Groups with an op
  * that has no exact vector form here (exp, log, tanh, pow, softplus), float64 groups, more than MAX_LEAVES leaves,
  * and calls with a larger buffer outside the heap run the group's JS loop (../fused.ts).
  */
 import type { FusedGroup, KernelArg, TypedArray } from '../../backend.ts';
 import { F64, dadd, promoteLow } from './activations.ts';
 import { Consts, sig, siluGradV, siluV } from './vmath.ts';
-import { OWNED_MIN_FLOATS, type WasmHeap, wasmHeap } from './heap.ts';
+import { STAGE_MAX_FLOATS, type WasmHeap, wasmHeap } from './heap.ts';
 import { Job, type PoolKernel, loadKernels, poolThreads, taskCount } from './pool.ts';
 import { Fn, T, type Expr, add, assemble, extractLaneF64, f32ofD, f64add, f64ofF, get, i32, load, mul, shuffle, splat, vadd, vdiv, vmul, vsub, vzero } from './wasm.ts';
 
@@ -256,26 +256,19 @@ function runUnits(k: PoolKernel, args: number[], units: number, per: number): vo
 
 /**
  * Runs a group into `out` (its values, or a reducing group's sums) and `sums` (a group writing both) from its leaves
- * and returns true, or returns false when a buffer is not in the heap.
+ * and returns true, or returns false when a buffer outside the heap is too large to stage (the caller runs the JS loop).
  */
 export type WasmGroup = (out: TypedArray, ins: readonly KernelArg<TypedArray>[], sums: TypedArray | null) => boolean;
-
-/**
- * Buffers outside the heap of up to this many floats (1 MiB, the size from which eager storage lives in the heap:
- * OWNED_MIN_FLOATS) go through the heap's stage for a call: leaves copied in, outputs copied out around the wasm
- * kernel. A copy costs ~0.1 ns a float here against ~1 ns (arithmetic) to ~20 ns (Math.exp) a float for the JS loop
- * over at least as many elements, and the kernel computes what it computes on heap buffers, bit for bit. Larger ones
- * (a caller's own arrays) run the JS loop rather than keep a stage of their size. In a compiled graph the staged
- * buffers are the small parameters (biases, batch-norm vectors) given as inputs and small outputs.
- */
-export const STAGE_MAX_FLOATS = OWNED_MIN_FLOATS;
 
 const up64 = (bytes: number) => Math.ceil(bytes / 64) * 64;
 
 /**
  * A group's buffers at heap addresses for one call: their own where they are views of the heap, else places in the
- * heap's stage (`WasmHeap.stage`). One per bound group; nothing is allocated per call once the stage is as large
- * as the calls need.
+ * heap's stage (`WasmHeap.stage`), leaves copied in and outputs copied out around the kernel, for buffers of up to
+ * STAGE_MAX_FLOATS. A copy costs ~0.1 ns a float here against ~1 ns (arithmetic) to ~20 ns (Math.exp) a float for
+ * the JS loop over at least as many elements, and the kernel computes what it computes on heap buffers, bit for bit.
+ * In a compiled graph the staged buffers are the small parameters (biases, batch-norm vectors) given as inputs, and
+ * small outputs. One per bound group; nothing is allocated per call once the stage is as large as the calls need.
  */
 class Staging {
   /** Per output (the values or sums, then a group's sums): a view of its staged copy, re-made when the stage or the memory's buffer changed. */

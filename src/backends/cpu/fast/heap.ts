@@ -328,6 +328,13 @@ export class WasmHeap {
  */
 export const OWNED_MIN_FLOATS = 1 << 18;
 
+/**
+ * Operands outside the heap of up to this many floats (1 MiB, OWNED_MIN_FLOATS: below it eager storage lives on the
+ * JS heap) are worth copying into the stage (`WasmHeap.stage`) for a wasm kernel call instead of running a JS
+ * loop or allocating scratch per call; the stage then holds at most a few of them.
+ */
+export const STAGE_MAX_FLOATS = OWNED_MIN_FLOATS;
+
 let theHeap: WasmHeap | null | undefined;
 
 /** The process-wide heap every kernel module imports, or null without wasm SIMD (callers use their TS kernels). */
