@@ -17,6 +17,9 @@ interface MatmulAttrs {
 
 export { gemm };
 
+/** Bytes of `floats` rounded up to 64. */
+const up64 = (floats: number) => Math.ceil(floats / 16) * 64;
+
 /** Byte addresses of a product's operands in the wasm heap (`stageOperands`), reused call after call. */
 const at = { a: 0, b: 0, c: 0 };
 
@@ -36,7 +39,6 @@ function stageOperands(A: Float32Array, B: Float32Array, C: Float32Array): boole
   const nA = at.a < 0 ? A.length : 0, nB = at.b < 0 ? B.length : 0, nC = at.c < 0 ? C.length : 0;
   if (Math.max(nA, nB, nC) > STAGE_MAX_FLOATS) return null;
   if (nA + nB + nC === 0) return false;
-  const up64 = (floats: number) => Math.ceil(floats / 16) * 64;
   const s = h.stage(up64(nA) + up64(nB) + 4 * nC);
   const mem = h.f32();
   if (nA) mem.set(A, (at.a = s) >>> 2);
