@@ -15,9 +15,9 @@
  * Every operation rounds to float32 as eager's kernels do, and SiLU / sigmoid / SiLU's gradient use the same
  * vector emitters as the eager fast kernels (vmath.ts), so a wasm group equals eager bit for bit on the plain
  * arithmetic and within those emitters' documented error bounds elsewhere. Buffers outside the heap (inputs and
- * outputs the caller allocated) are copied through heap scratch when small (heap.ts `STAGE_MAX_FLOATS`). Groups with an op
- * that has no exact vector form here (exp, log, tanh, pow, softplus), float64 groups, more than MAX_LEAVES leaves,
- * and calls with a larger buffer outside the heap run the group's JS loop (../fused.ts).
+ * outputs the caller allocated) are copied through heap scratch when small (heap.ts `STAGE_MAX_FLOATS`). Groups
+ * with an op that has no exact vector form here (exp, log, tanh, pow, softplus), float64 groups, more than
+ * MAX_LEAVES leaves, and calls with a larger buffer outside the heap run the group's JS loop (../fused.ts).
  */
 import type { FusedGroup, KernelArg, TypedArray } from '../../backend.ts';
 import { F64, dadd, promoteLow } from './activations.ts';
