@@ -286,17 +286,19 @@ class Staging {
    */
   bind(ins: readonly KernelArg<TypedArray>[], y: TypedArray, sums: TypedArray | null, args: number[]): boolean {
     const { h, L } = this;
-    let need = 0;
+    let need = 0, outside = 0;
     for (let q = 0; q < L + 2; q++) {
       const a = q < L ? ins[q].storage : q === L ? y : sums;
       if (!a) break;
       if ((args[q] = h.ptrOf(a)) >= 0) continue;
       if (a.length > STAGE_MAX_FLOATS) return false;
       need += up64(a.length * 4);
+      outside++;
     }
     this.staged[0] = args[L] < 0;
     this.staged[1] = !!sums && args[L + 1] < 0;
-    if (need === 0) return true;
+    if (outside === 0) return true;
+    // Empty buffers get an address too (in the stage): a kernel may read past them, never outside the memory.
     let at = h.stage(need);
     const mem = h.f32();
     for (let q = 0; q < L; q++) {
