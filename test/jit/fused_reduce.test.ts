@@ -93,9 +93,10 @@ describe('jit: sums fused with the elementwise work before them', () => {
     expect([stats.fusedLoops, stats.fusedReductions, stats.steps]).toEqual([1, 1, 1]);
     const [a, b] = jf(...args);
     const [ea, eb] = f(...args);
-    // Outputs lie outside the heap: the JS loop, whose intermediates are double (measured: ≤ 1e-7 off eager).
-    expect(worst(a, ea)).toBeLessThanOrEqual(1e-6);
-    expect(worst(b, eb)).toBeLessThanOrEqual(1e-6);
+    // Both outputs lie outside the heap (small: copied out of heap scratch), so the wasm group ran: eager's values
+    // and summation order (measured: equal bit for bit).
+    expect(worst(a, ea)).toBeLessThanOrEqual(1.2e-7);
+    expect(worst(b, eb)).toBeLessThanOrEqual(1.2e-7);
   });
 
   it('a backend without an arena runs fused sums step by step, the sums of a group writing both in storage of their own', () => {

@@ -7,7 +7,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import * as E from '../../src/index.ts';
-import { wasmHeap } from '../../src/backends/cpu/fast/heap.ts';
+import { STAGE_MAX_FLOATS, wasmHeap } from '../../src/backends/cpu/fast/heap.ts';
+import { fusedJsFallbacks } from '../../src/backends/cpu/fused.ts';
 import { findBackend } from '../../src/backends/backend.ts';
 import { Tensor } from '../../src/tensor/tensor.ts';
 
@@ -88,5 +89,53 @@ describe.skipIf(!heap)('a lone elementwise op', () => {
   it('stays the primitive below 2^14 elements', () => {
     const x = onHeap(data(4, [2, 16, 8, 8], 'float32')), s = onHeap(data(5, [2, 16, 1, 1], 'float32'));
     expect(E.jit(f).lower(x, s).stats.fusedLoops).toBe(0);
+  });
+});
+
+describe.skipIf(!heap)('small buffers outside the heap', () => {
+  // Squeeze-excitation's gate: a [16, C] product plus the FC's bias (a small parameter given as an input, outside
+  // the heap), then sigmoid, whose JS loop (Math.exp) and vector form differ in the last bit for some values.
+  const gate = (x: E.Tensor, b: E.Tensor) => E.sigmoid(E.add(x, b));
+  const gateInArena = (x: E.Tensor, b: E.Tensor) => E.transpose(gate(x, b), [1, 0]);
+  const bits = (t: E.Tensor | Float32Array) => Array.from(new Uint32Array(Float32Array.from(t instanceof Float32Array ? t : E.dataSync(t)).buffer));
+
+  it('go through heap scratch: the wasm group runs and computes what it does on heap buffers, bit for bit', () => {
+    const x = onHeap(data(6, [16, 300], 'float32')), b = data(7, [300], 'float32');
+    expect(heap!.ptrOf(b.storage as Float32Array)).toBe(-1);
+    // The reference: every buffer in the heap (the output in the arena), transposed back.
+    const want = bits(E.transpose(E.jit(gateInArena)(x, onHeap(b)), [1, 0]));
+    for (const [f, outBytes] of [[gateInArena, 0], [gate, 16 * 300 * 4]] as const) {
+      const jf = E.jit(f);
+      expect(jf.lower(x, b).stats.fusedBy).toEqual({ 'wasm-simd': 1 });
+      jf(x, b);
+      const [j0, c0] = [fusedJsFallbacks(), heap!.copiedBytes];
+      const got = jf(x, b);
+      const [j1, c1] = [fusedJsFallbacks(), heap!.copiedBytes];
+      expect(bits(f === gate ? got : E.transpose(got, [1, 0]))).toEqual(want);
+      expect(j1).toBe(j0);
+      // The bias copied in; an output outside the heap (the graph's own) copied out.
+      expect(c1 - c0).toBe(300 * 4 + outBytes);
+    }
+  });
+
+  it('a reducing group stages its leaves too (SE pooling of a scaled activation)', () => {
+    const f = (x: E.Tensor, s: E.Tensor) => E.neg(E.sum(E.mul(x, s), [2, 3]));
+    const x = onHeap(data(8, [4, 24, 5, 7], 'float32')), s = data(9, [1, 24, 1, 1], 'float32');
+    const jf = E.jit(f);
+    expect(jf.lower(x, s).stats.fusedBy).toEqual({ 'wasm-simd': 1 });
+    const j0 = fusedJsFallbacks();
+    expect(bits(jf(x, s))).toEqual(bits(jf(x, onHeap(s))));
+    expect(fusedJsFallbacks()).toBe(j0);
+  });
+
+  it('larger than STAGE_MAX_FLOATS, they run the JS loop', () => {
+    const n = STAGE_MAX_FLOATS + 4;
+    const x = new Tensor([2, n / 2], 'float32', E.dataSync(data(10, [2, n / 2], 'float32')) as Float32Array, findBackend('cpu'));
+    const b = onHeap(data(11, [n / 2], 'float32'));
+    expect(heap!.ptrOf(x.storage as Float32Array)).toBe(-1);
+    const j0 = fusedJsFallbacks();
+    const got = E.jit(gateInArena)(x, b);
+    expect(fusedJsFallbacks()).toBe(j0 + 1);
+    expect(worst(got, gateInArena(x, b))).toBeLessThanOrEqual(1e-6);
   });
 });

@@ -2,7 +2,7 @@
  * The CPU backend's jit fusion hook (`Backend.fuse`): a fused elementwise group becomes one loop over its output,
  * so intermediates are never stored (tinygrad's lazy elementwise fusion, XLA's loop fusion). float32 groups whose
  * ops have a vector form run as generated wasm SIMD loops over heap addresses (fast/fused.ts); every group also
- * gets a generated JS loop, which runs where the wasm one cannot (float64, ops without a vector form, buffers
+ * gets a generated JS loop, which runs where the wasm one cannot (float64, ops without a vector form, large buffers
  * outside the wasm heap). Shapes are static in a compiled graph, so each loop is generated with its sizes and
  * strides as literals; the inner loop reads broadcast operands once per row. A reducing group (`FusedGroup.reduce`)
  * sums its values in float64 as eager's sum kernel does and writes the sums (and the values too where the group
@@ -70,6 +70,13 @@ function jsLoop(g: FusedGroup): Loop {
   return new Function('lib', 'acc', `${helpers}\n${src}`)(lib, acc) as Loop;
 }
 
+let jsFallbacks = 0;
+/**
+ * Calls of groups compiled to wasm that ran the JS loop instead (a buffer outside the wasm heap larger than
+ * fast/heap.ts's STAGE_MAX_FLOATS): a statistic for tests and profiles.
+ */
+export const fusedJsFallbacks = (): number => jsFallbacks;
+
 /**
  * The CPU backend's `fuse`: a wasm SIMD kernel where fast/fused.ts compiles one, else the JS loop, which is also
  * the wasm kernel's fallback per call (generated on first use).
@@ -82,7 +89,9 @@ export function fuseCpu(groups: readonly FusedGroup[]): FusedKernel<TypedArray>[
     const kernel = (ins: readonly KernelArg<TypedArray>[], attrs: Partial<FusedSums<TypedArray>>, out: OutSpec) => {
       const y = outputFor(out);
       const sums = g.reduce?.values ? attrs.sums! : null;
-      if (!w?.(y, ins, sums)) (loop ??= jsLoop(g))(y, ins, sums);
+      if (w?.(y, ins, sums)) return y;
+      if (w) jsFallbacks++;
+      (loop ??= jsLoop(g))(y, ins, sums);
       return y;
     };
     return Object.assign(writesInto(kernel), { via: w ? 'wasm-simd' : 'js' });

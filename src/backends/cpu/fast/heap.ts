@@ -182,6 +182,27 @@ export class WasmHeap {
     }
   }
 
+  private stagePtr = 0;
+  private stageBytes = 0;
+
+  /**
+   * The byte address of a scratch area of at least `bytes`, shared by every caller and kept from call to call (grown
+   * to the largest size asked for, never shrunk): for a kernel call's operands and outputs that live outside the heap,
+   * copied in and out around it, without an allocation per call. It is only valid until the next `stage` call, so a
+   * caller uses it for one synchronous kernel call, and no kernel that stages calls another that does.
+   */
+  stage(bytes: number): number {
+    if (bytes > this.stageBytes) {
+      if (this.stagePtr) this.release(this.stagePtr);
+      this.stagePtr = 0;
+      this.stageBytes = 0;
+      const size = up(Math.max(bytes, 4096));
+      this.stagePtr = this.alloc(size);
+      this.stageBytes = size;
+    }
+    return this.stagePtr;
+  }
+
   /** A long-lived region of `bytes`. */
   reserve(bytes: number): Region {
     const ptr = this.alloc(bytes);
@@ -306,6 +327,13 @@ export class WasmHeap {
  * below it, fresh pages cost little next to the kernel, and the allocator's bookkeeping would not pay.
  */
 export const OWNED_MIN_FLOATS = 1 << 18;
+
+/**
+ * Operands outside the heap of up to this many floats (1 MiB, OWNED_MIN_FLOATS: below it eager storage lives on the
+ * JS heap) are worth copying into the stage (`WasmHeap.stage`) for a wasm kernel call instead of running a JS
+ * loop or allocating scratch per call; the stage then holds at most a few of them.
+ */
+export const STAGE_MAX_FLOATS = OWNED_MIN_FLOATS;
 
 let theHeap: WasmHeap | null | undefined;
 

@@ -84,6 +84,18 @@ describe.skipIf(!heap)('WasmHeap', () => {
     expect(() => h.alloc(300_000)).toThrow(/out of memory.*262144 bytes/);
     expect(() => h.release(12345)).toThrow(/not an allocated address/);
   });
+
+  it('keeps one stage, grown to the largest size asked for and reused at the same address', () => {
+    const h = new WasmHeap({ shared: false, initialPages: 1, maxPages: 64 });
+    const s = h.stage(10_000);
+    const used = h.allocatedBytes();
+    expect(used).toBeGreaterThanOrEqual(10_000);
+    expect([h.stage(100), h.stage(10_000), h.allocatedBytes()]).toEqual([s, s, used]);
+    const t = h.stage(200_000);
+    expect(h.allocatedBytes()).toBeGreaterThanOrEqual(200_000);
+    expect(h.allocatedBytes()).toBeLessThan(200_000 + used);
+    expect(h.stage(10_000)).toBe(t);
+  });
 });
 
 /** A full GC (node's --expose-gc, turned on for this check), then event-loop turns until `done` (the finalizers run there). */
