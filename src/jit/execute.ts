@@ -81,6 +81,15 @@ export class ArenaExecutable {
   private readonly taken: boolean[];
   /** This call's storage of each tensor input. */
   private readonly given: unknown[];
+  /**
+   * Per tensor input that is not donated: the tensor the last call got (weakly held), whether the same tensor came
+   * the call before that too, and the copy of its storage pinned into the backend's kernel memory (`Backend.pin`)
+   * from the second call in a row on. A model's parameters passed call after call (inference) are then copied in
+   * once instead of by every kernel on every call; inputs that change per call (images) are never pinned. Tensors
+   * are immutable (a donated one cannot be passed again), so a pinned copy stays valid while its tensor comes.
+   */
+  private readonly lastInput: (WeakRef<Tensor> | undefined)[] = [];
+  private readonly pinned: unknown[] = [];
   /** Results a writesInto kernel returned elsewhere on the last call (copied into their slot; should stay 0). */
   copies = 0;
 
@@ -152,7 +161,7 @@ export class ArenaExecutable {
     given.length = inputs.length;
     for (let i = 0; i < inputs.length; i++) {
       const s = storageOn(inputs[i], this.backend);
-      given[i] = (this.taken[i] && this.backend.pin?.(s, inputs[i].dtype)) || s;
+      given[i] = this.taken[i] ? this.backend.pin?.(s, inputs[i].dtype) || s : this.repeated(i, inputs[i], s);
     }
     for (let id = 0; id < g.vars.length; id++) {
       const v = g.vars[id];
@@ -175,6 +184,18 @@ export class ArenaExecutable {
       if (this.steps[i].kind !== 'alias') this.bindArena();
     }
     return st;
+  }
+
+  /** Input i's storage for this call: `s`, or its pinned copy when `t` is the tensor the last call got too (`lastInput`). */
+  private repeated(i: number, t: Tensor, s: unknown): unknown {
+    if (!this.backend.pin) return s;
+    if (this.lastInput[i]?.deref() !== t) {
+      this.lastInput[i] = new WeakRef(t);
+      this.pinned[i] = undefined;
+      return s;
+    }
+    this.pinned[i] ??= this.backend.pin(s, t.dtype) ?? s;
+    return this.pinned[i];
   }
 
   private runStep(i: number): void {

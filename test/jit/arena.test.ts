@@ -1,6 +1,7 @@
 /**
  * The CPU backend's jit arena is a region of the wasm heap: the fast kernels get the planned buffers' addresses and
- * copy nothing (the heap's copy counter stays at the bytes of the outputs that live outside it); every conv-family
+ * copy nothing (the heap's copy counter stays at the bytes of the outputs that live outside it); inputs outside it
+ * are copied by the kernels, or pinned into it once when the same tensors come call after call; every conv-family
  * kernel writes into its arena slot (no own-output ops); the views are re-made when the heap grows, between calls
  * or in the middle of one.
  */
@@ -66,16 +67,36 @@ describe.skipIf(!heap)('the jit arena in the wasm heap', () => {
     sums(p, x).forEach((want, i) => expect(rel(got[i], want)).toBeLessThan(1e-6));
   });
 
-  it('inputs outside the heap are copied by the kernels that read them, and only they', () => {
+  it('inputs outside the heap are copied by the kernels that read them, until the same tensors come a second time in a row: then they are pinned', () => {
     const jnet = E.jit(convNet);
-    jnet(p, x);
-    const c0 = heap!.copiedBytes;
-    jnet(p, x);
-    const copied = heap!.copiedBytes - c0;
+    const fresh = () => ({ w: E.add(p.w, 0), dw: E.add(p.dw, 0), sw: E.add(p.sw, 0) });
+    const copiedBy = (f: () => void) => {
+      const c0 = heap!.copiedBytes;
+      f();
+      return heap!.copiedBytes - c0;
+    };
     const { inputBytes, freshBytes } = jnet.lower(p, x).memory;
-    expect(copied).toBeGreaterThan(0);
+    // New tensors every call (what a training loop without donation passes): the kernels copy them.
+    const copied = copiedBy(() => jnet(fresh(), E.add(x, 0)));
+    expect(copied).toBeGreaterThan(inputBytes / 2);
     // Each input is read by at most three kernels (forward, and one per gradient).
     expect(copied).toBeLessThanOrEqual(3 * inputBytes + freshBytes);
+    // The same tensors again and again (a model's parameters in inference): from the second call on, copied as
+    // little as tensors that live in the heap are (the outputs outside it).
+    const q = fresh(), xq = E.add(x, 0);
+    const hq = { w: onHeap(q.w), dw: onHeap(q.dw), sw: onHeap(q.sw) }, hx = onHeap(xq);
+    jnet(hq, hx);
+    const inHeap = copiedBy(() => jnet(hq, hx));
+    jnet(q, xq);
+    const [l2] = jnet(q, xq);
+    let l3: E.Tensor = l2;
+    expect(copiedBy(() => ([l3] = jnet(q, xq)))).toBe(inHeap);
+    expect(inHeap).toBeLessThan(copied / 2);
+    expect(E.dataSync(l3)).toEqual(E.dataSync(l2));
+    // Other tensors of the same shape are read, not the pinned copies.
+    const other = { w: E.mul(p.w, 2), dw: p.dw, sw: p.sw };
+    expect(E.item(jnet(other, xq)[0])).toBe(E.item(convNet(other, xq)[0]));
+    expect(E.item(jnet(q, xq)[0])).toBe(E.item(l3));
   });
 
   it('re-binds its views when the heap grows between calls and in the middle of a call', () => {
@@ -108,6 +129,8 @@ describe.skipIf(!heap)('the jit arena in the wasm heap', () => {
 
   it('many calls neither grow the heap nor move the arena', () => {
     const jnet = E.jit(convNet);
+    // The second call pins the inputs (the same tensors twice in a row).
+    jnet(p, x);
     jnet(p, x);
     const b0 = arenaBinds();
     const used = heap!.allocatedBytes();
