@@ -151,7 +151,8 @@ export function sgemm(
  * The columns of op(B) and C in blocks of `cols` per image (an NCHW activation read and written in place as the
  * [C, N·P] matrix of a 1×1 conv): column j = n·cols + p of op(B) is column p of image n, whose column 0 is `strideB`
  * floats after image n − 1's (rows and columns inside an image at ldb's usual strides); C likewise with `strideC`
- * and ldc. `cols` must be a multiple of sgemmPanelWidth(), so no packed panel or C tile straddles two images.
+ * and ldc. Each image takes whole packed panels and C tiles of sgemmPanelWidth() columns, its last one ragged when
+ * `cols` is not a multiple of that width (those columns cost a full panel's arithmetic: imagesWaste).
  */
 export interface GemmImages {
   readonly cols: number;
@@ -170,9 +171,16 @@ export interface GemmRowScale {
   readonly stride: number;
 }
 
-/** Columns per packed B panel and C tile (the micro-kernel's NR): GemmImages.cols must be a multiple of it. */
+/** Columns per packed B panel and C tile (the micro-kernel's NR). */
 export function sgemmPanelWidth(): number {
   return getEngine()?.shape.NR ?? DEFAULT_SHAPE.NR;
+}
+
+/** The share of a product's arithmetic spent on the ragged panels' dead columns with images of `cols` columns. */
+export function imagesWaste(cols: number): number {
+  const NR = sgemmPanelWidth();
+  const padded = Math.ceil(cols / NR) * NR;
+  return (padded - cols) / padded;
 }
 
 /**
@@ -212,7 +220,7 @@ export function sgemmPtr(
 
 function checkImages(e: Engine, im: GemmImages, fn: string): void {
   const NR = e.shape.NR;
-  check(Number.isInteger(im.cols) && im.cols > 0 && im.cols % NR === 0, () => `${fn}: images of ${im.cols} columns: need a positive multiple of ${NR} (sgemmPanelWidth())`);
+  check(Number.isInteger(im.cols) && im.cols > 0, () => `${fn}: images of ${im.cols} columns: need a positive integer`);
   check(Number.isInteger(im.strideB) && Number.isInteger(im.strideC) && im.strideB >= 0 && im.strideC >= 0, () => `${fn}: image strides ${im.strideB}, ${im.strideC} must be non-negative integers`);
 }
 
@@ -309,9 +317,12 @@ function gemmPtr(
   const rsB = transB ? 4 : 4 * ldb;
   const csB = transB ? 4 * ldb : 4;
   const { MR, NR } = e.shape;
-  const { byCols, panels, tasks } = gemmTasks(M, N, K * parts.count, MR, NR, poolThreads());
+  // With images, columns are counted in whole panels per image (cpi each; the last image's up to its last live one).
+  const cpi = images ? Math.ceil(images.cols / NR) * NR : FLAT_COLS;
+  const Nv = images ? Math.floor((N - 1) / images.cols) * cpi + Math.ceil((((N - 1) % images.cols) + 1) / NR) * NR : N;
+  const { byCols, panels, tasks } = gemmTasks(M, Nv, K * parts.count, MR, NR, poolThreads());
   const S = batch.count === 1 ? tasks : Math.min(tasks, Math.max(1, Math.floor(MAX_TASKS / batch.count)));
-  const st = stripesOf(M, N, S, panels, byCols, MR, NR);
+  const st = stripesOf(M, Nv, S, panels, byCols, MR, NR);
   const i32 = e.heap.i32();
   const f32v = e.heap.f32();
   const perJob = Math.max(1, Math.floor(MAX_DESC / S));
@@ -343,7 +354,9 @@ function gemmPtr(
         i32[d + D.partA / 4] = 4 * parts.strideA;
         i32[d + D.partB / 4] = 4 * parts.strideB;
         i32[d + D.col0 / 4] = n0;
-        i32[d + D.cpi / 4] = images ? images.cols : FLAT_COLS;
+        i32[d + D.cpi / 4] = cpi;
+        i32[d + D.live / 4] = images ? images.cols : FLAT_COLS;
+        i32[d + D.nLive / 4] = N;
         i32[d + D.imgB / 4] = images ? 4 * images.strideB : 0;
         i32[d + D.imgC / 4] = images ? 4 * images.strideC : 0;
         i32[d + D.bScale / 4] = scaleB ? scaleB.ptr + 4 * b * scaleB.stride : 0;

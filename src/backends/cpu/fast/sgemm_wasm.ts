@@ -49,15 +49,17 @@ export const D = {
    * Columns of op(B) and C in images of `cpi` columns: column j = n·cpi + p of op(B) at B + n·imgB + p·csB + k·rsB,
    * of C at C + n·imgC + p·4 + i·ldc (bytes). col0 is the stripe's first column (B and C address column 0). A plain
    * matrix is one image (cpi = FLAT_COLS, imgB = imgC = 0). cpi is a multiple of NR, so no panel or tile straddles
-   * two images.
+   * two images. Only the first `live` columns of an image exist (the rest round it up to whole panels: the last
+   * panel of an image is ragged), and only the first `nLive` live columns of the product (counted over the images:
+   * a short last image); a plain matrix has live = FLAT_COLS and nLive = its N.
    */
-  col0: 76, cpi: 80, imgB: 84, imgC: 88,
+  col0: 76, cpi: 80, imgB: 84, imgC: 88, live: 104, nLive: 108,
   /**
    * With bScale ≠ 0: row k of op(B) is multiplied by the float at bScale + 4k + n·imgS (bytes) as it is packed, n the
    * column's image (a 1×1 conv's input scaled per image and channel: squeeze-excite's gate). 0: no scale.
    */
   bScale: 96, imgS: 100,
-  size: 104,
+  size: 112,
 } as const;
 
 /** D.cpi of a plain matrix: more columns than any product has, so every column is in image 0. */
@@ -151,15 +153,24 @@ function packA(g: GemmShape): Fn {
 const colOffset = (j: Expr, cpi: number, img: number, cs: Expr): Expr => add(mul(divU(j, get(cpi)), get(img)), mul(remU(j, get(cpi)), cs));
 
 /**
- * packB(src, rs, cs, kc, nc, dst, col, cpi, img): columns col…col + nc of op(B) (column j at src + colOffset(j), see
- * D.cpi) in NR-wide panels, panel q at dst + q·kc·NR·4, k-major inside. col and cpi are multiples of NR: each panel
- * lies in one image.
+ * The live columns of the panel from column j (D.live, D.nLive), at most NR and `rest`: min(NR, rest, live − p,
+ * nLive − n·live − p) with n = j div cpi, p = j mod cpi (locals cpi, live, nLive).
+ */
+const panelWidth = (NR: number, j: Expr, rest: Expr, cpi: number, live: number, nLive: number): Expr => {
+  const p = remU(j, get(cpi));
+  return min_s(min_s(i32(NR), rest), min_s(sub(get(live), p), sub(sub(get(nLive), mul(divU(j, get(cpi)), get(live))), p)));
+};
+
+/**
+ * packB(src, rs, cs, kc, nc, dst, col, cpi, img, live, nLive): columns col…col + nc of op(B) (column j at src +
+ * colOffset(j), see D.cpi) in NR-wide panels, panel q at dst + q·kc·NR·4, k-major inside, the columns past a panel's
+ * live ones zero. col and cpi are multiples of NR: each panel lies in one image.
  */
 function packB(g: GemmShape, scaled = false): Fn {
   const { NR } = g;
   const NV = NR / 4;
-  const f = new Fn(scaled ? 'packBScaled' : 'packB', Array.from({ length: scaled ? 11 : 9 }, () => T.i32));
-  const [src, rs, cs, kc, nc, dst, col, cpi, img, scale, imgS] = f.params;
+  const f = new Fn(scaled ? 'packBScaled' : 'packB', Array.from({ length: scaled ? 13 : 11 }, () => T.i32));
+  const [src, rs, cs, kc, nc, dst, col, cpi, img, live, nLive, scale, imgS] = f.params;
   const j0 = f.local(T.i32), k = f.local(T.i32), w = f.local(T.i32), row = f.local(T.i32), out = f.local(T.i32), j = f.local(T.i32);
   const ps = f.local(T.i32), vs = f.local(T.v128);
   // Each row k of a panel times its image's scale of row k (packBScaled), in the same float32 product as x·s.
@@ -172,7 +183,7 @@ function packB(g: GemmShape, scaled = false): Fn {
   const sf = (x: Expr): Expr => (scaled ? fmul(x, extractLane(get(vs), 0)) : x);
   f.set(out, get(dst));
   f.for(j0, i32(0), get(nc), i32(NR), () => {
-    f.set(w, min_s(i32(NR), sub(get(nc), get(j0))));
+    f.set(w, panelWidth(NR, add(get(col), get(j0)), sub(get(nc), get(j0)), cpi, live, nLive));
     f.set(row, add(get(src), colOffset(add(get(col), get(j0)), cpi, img, get(cs))));
     if (scaled) f.set(ps, add(get(scale), mul(divU(add(get(col), get(j0)), get(cpi)), get(imgS))));
     f.if(eq(get(w), i32(NR)), () => {
@@ -386,10 +397,10 @@ function driver(g: GemmShape): Fn {
   const M = L(), N = L(), K = L(), A = L(), rsA = L(), csA = L(), B = L(), rsB = L(), csB = L(), C = L(), ldc = L();
   const alpha = L(T.f32), beta = L(T.f32), betaEff = L(T.f32);
   const epi = L(), sc = L(), sh = L(), mode = L(), parts = L(), partA = L(), partB = L(), pt = L(), Ap = L(), Bp = L();
-  const col0 = L(), cpi = L(), imgB = L(), imgC = L(), cj = L(), bScale = L(), imgS = L();
+  const col0 = L(), cpi = L(), imgB = L(), imgC = L(), cj = L(), bScale = L(), imgS = L(), live = L(), nLive = L();
   const pA = L(), pB = L(), tile = L();
   const jc = L(), nc = L(), pc = L(), kc = L(), ic = L(), mc = L(), jr = L(), ir = L();
-  const fields: [number, number][] = [[M, D.M], [N, D.N], [K, D.K], [A, D.A], [rsA, D.rsA], [csA, D.csA], [B, D.B], [rsB, D.rsB], [csB, D.csB], [C, D.C], [ldc, D.ldc], [col0, D.col0], [cpi, D.cpi], [imgB, D.imgB], [imgC, D.imgC], [bScale, D.bScale], [imgS, D.imgS]];
+  const fields: [number, number][] = [[M, D.M], [N, D.N], [K, D.K], [A, D.A], [rsA, D.rsA], [csA, D.csA], [B, D.B], [rsB, D.rsB], [csB, D.csB], [C, D.C], [ldc, D.ldc], [col0, D.col0], [cpi, D.cpi], [imgB, D.imgB], [imgC, D.imgC], [bScale, D.bScale], [imgS, D.imgS], [live, D.live], [nLive, D.nLive]];
   for (const [l, off] of fields) f.set(l, load('i32', get(d), off));
   f.set(pA, get(scratch));
   f.set(pB, add(get(scratch), i32(sb.packA)));
@@ -410,7 +421,7 @@ function driver(g: GemmShape): Fn {
       f.set(Bp, add(get(B), mul(get(pt), get(partB))));
       f.for(pc, i32(0), get(K), i32(KC), () => {
         f.set(kc, min_s(i32(KC), sub(get(K), get(pc))));
-        const packArgs: Expr[] = [add(get(Bp), mul(get(pc), get(rsB))), get(rsB), get(csB), get(kc), get(nc), get(pB), add(get(col0), get(jc)), get(cpi), get(imgB)];
+        const packArgs: Expr[] = [add(get(Bp), mul(get(pc), get(rsB))), get(rsB), get(csB), get(kc), get(nc), get(pB), add(get(col0), get(jc)), get(cpi), get(imgB), get(live), get(nLive)];
         f.if(eq(get(bScale), i32(0)), () => f.call(FN_PACK_B, ...packArgs), () => f.call(FN_PACK_B_SCALED, ...packArgs, add(get(bScale), mul(get(pc), i32(4))), get(imgS)));
         f.set(betaEff, (h) => {
           // select(beta, 1, first block of the first part)
@@ -441,7 +452,7 @@ function driver(g: GemmShape): Fn {
                 add(get(cj), mul(add(get(ic), get(ir)), get(ldc))),
                 get(ldc),
                 min_s(i32(MR), sub(get(mc), get(ir))),
-                min_s(i32(NR), sub(get(nc), get(jr))),
+                panelWidth(NR, add(add(get(col0), get(jc)), get(jr)), sub(get(nc), get(jr)), cpi, live, nLive),
                 get(betaEff),
                 get(tile),
               ];

@@ -454,8 +454,8 @@ describe('sgemmPtr with images (op(B) and C addressed image by image, as a 1×1 
   interface ImgCase {
     M: number;
     K: number;
-    /** Columns per image, in panels of NR. */
-    panels: number;
+    /** Columns per image (any: an image's last panel is ragged when not a multiple of NR). */
+    cols: number;
     count: number;
     /** Columns the last image lacks (N = count·cols − short). */
     short: number;
@@ -476,7 +476,7 @@ describe('sgemmPtr with images (op(B) and C addressed image by image, as a 1×1 
   function checkImages(c: ImgCase): void {
     const { M, K, count, transA, transB, alpha, beta } = c;
     const h = wasmHeap()!;
-    const cols = c.panels * sgemmPanelWidth(), N = count * cols - c.short;
+    const cols = c.cols, N = count * cols - Math.min(c.short, cols - 1);
     const r = lcg(c.seed);
     const lda = (transA ? M : K) + 1, ldb = (transB ? K : cols) + 2, ldc = cols + 3;
     const [bRows, bCols] = transB ? [cols, K] : [K, cols];
@@ -523,7 +523,7 @@ describe('sgemmPtr with images (op(B) and C addressed image by image, as a 1×1 
   const arbImg: fc.Arbitrary<ImgCase> = fc.record({
     M: fc.oneof(fc.integer({ min: 1, max: 9 }), fc.integer({ min: 1, max: 150 })),
     K: fc.oneof(fc.integer({ min: 1, max: 40 }), fc.integer({ min: 250, max: 300 })),
-    panels: fc.integer({ min: 1, max: 4 }),
+    cols: fc.oneof(fc.integer({ min: 1, max: 4 }).map((q) => q * sgemmPanelWidth()), fc.integer({ min: 1, max: 40 })),
     count: fc.integer({ min: 1, max: 9 }),
     short: fc.integer({ min: 0, max: 7 }),
     transA: fc.boolean(),
@@ -540,11 +540,14 @@ describe('sgemmPtr with images (op(B) and C addressed image by image, as a 1×1 
     // B0's 4×4-plane layers at batch 16 (forward, and the input gradient with W transposed), and 8×8 planes split in
     // column stripes that do not fall on image boundaries.
     const b0 = { short: 0, alpha: 1, beta: 0, transB: false, seed: 5, scaled: false } as const;
-    checkImages({ ...b0, M: 1152, K: 192, panels: 2, count: 16, transA: false, epi: 'silu' });
+    checkImages({ ...b0, M: 1152, K: 192, cols: 16, count: 16, transA: false, epi: 'silu' });
     // A projection after squeeze-excite: its input scaled per image and channel.
-    checkImages({ ...b0, M: 192, K: 1152, panels: 2, count: 16, transA: false, epi: 'affine', scaled: true });
-    checkImages({ ...b0, M: 192, K: 1152, panels: 2, count: 16, transA: true, epi: 'none' });
-    checkImages({ ...b0, M: 301, K: 37, panels: 8, count: 5, transA: false, epi: 'affine' });
+    checkImages({ ...b0, M: 192, K: 1152, cols: 16, count: 16, transA: false, epi: 'affine', scaled: true });
+    // 7×7 and 14×14 planes (224 px): each image's last panel ragged.
+    checkImages({ ...b0, M: 1152, K: 192, cols: 49, count: 8, transA: false, epi: 'silu', scaled: true });
+    checkImages({ ...b0, M: 80, K: 480, cols: 196, count: 8, transA: true, epi: 'none' });
+    checkImages({ ...b0, M: 192, K: 1152, cols: 16, count: 16, transA: true, epi: 'none' });
+    checkImages({ ...b0, M: 301, K: 37, cols: 64, count: 5, transA: false, epi: 'affine' });
   });
 
   it('holds with tiny cache blocks (NC and KC edges inside images) and another micro-tile', () => {
@@ -558,7 +561,7 @@ describe('sgemmPtr with images (op(B) and C addressed image by image, as a 1×1 
     }
   });
 
-  it('names images that are not whole panels', () => {
-    expect(() => sgemmPtr(false, false, 2, 12, 2, 1, 0, 2, 0, 12, 0, 0, 12, undefined, { cols: 12, strideB: 24, strideC: 24 })).toThrow(/images of 12 columns: need a positive multiple of 8/);
+  it('names images of no columns', () => {
+    expect(() => sgemmPtr(false, false, 2, 12, 2, 1, 0, 2, 0, 12, 0, 0, 12, undefined, { cols: 0, strideB: 24, strideC: 24 })).toThrow(/images of 0 columns: need a positive integer/);
   });
 });
