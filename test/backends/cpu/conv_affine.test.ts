@@ -20,6 +20,7 @@ import { wasmHeap } from '../../../src/backends/cpu/fast/heap.ts';
 import { pointwiseBatchedOk } from '../../../src/backends/cpu/fast/pointwise.ts';
 import { setSgemmMaxCallBytes } from '../../../src/backends/cpu/fast/sgemm.ts';
 import { worstRel } from '../../helpers/jit.ts';
+import { randF32 } from '../../helpers/random.ts';
 
 type Path = 'depthwise' | 'pointwise-batched' | 'sgemm';
 interface Case {
@@ -50,15 +51,6 @@ const cases: Case[] = [
   { name: 'depthwise, planes past 128×128', x: [1, 2, 131, 130], w: [2, 1, 3, 3], pad: 1, groups: 2, path: 'depthwise' },
 ];
 
-function rand(seed: number, n: number, lo = -1, hi = 1): Float32Array {
-  let s = (seed * 2654435761 + 12345) >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s ^ (s >>> 15), 0x2c1b3c6d) + 0x9e3779b9) >>> 0;
-    out[i] = lo + (s / 2 ** 32) * (hi - lo);
-  }
-  return out;
-}
 
 const size = (s: readonly number[]) => s.reduce((p, d) => p * d, 1);
 const arg = (storage: TypedArray, shape: number[]): KernelArg<TypedArray> => ({ storage, shape, dtype: storage instanceof Float64Array ? 'float64' : 'float32' });
@@ -70,7 +62,7 @@ function setup(c: Case, seed: number, dtype: 'float32' | 'float64', act: boolean
   const ch = [1, c.w[0], 1, 1];
   const cast = (a: Float32Array) => (dtype === 'float64' ? Float64Array.from(a) : a);
   // Scale and shift of BN's size: a = γ/σ around 1, b = β − μa a few tenths.
-  const ins = [arg(cast(rand(seed, size(c.x))), c.x), arg(cast(rand(seed + 1, size(c.w))), c.w), arg(cast(rand(seed + 2, c.w[0], 0.5, 1.5)), ch), arg(cast(rand(seed + 3, c.w[0], -0.5, 0.5)), ch)];
+  const ins = [arg(cast(randF32(seed, size(c.x))), c.x), arg(cast(randF32(seed + 1, size(c.w))), c.w), arg(cast(randF32(seed + 2, c.w[0], 0.5, 1.5)), ch), arg(cast(randF32(seed + 3, c.w[0], -0.5, 0.5)), ch)];
   return { attrs, ins, out: { shape: y, dtype } as OutSpec };
 }
 

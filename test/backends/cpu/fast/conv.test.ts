@@ -21,17 +21,9 @@ import { sgemm } from '../../../../src/backends/cpu/fast/sgemm.ts';
 import { type DepthwiseGeom, depthwiseForwardF32, depthwiseGradFilterF32, depthwiseGradInputF32, depthwiseGradInputUsesLanes, depthwiseLanes, depthwiseUsesLanes } from '../../../../src/backends/cpu/fast/dwconv.ts';
 import { pointwiseBatchedOk, pointwiseForwardF32, pointwiseGradFilterF32, pointwiseGradInputF32 } from '../../../../src/backends/cpu/fast/pointwise.ts';
 import { type StochasticGeom, setStochasticBandRows, stochasticForwardF32, stochasticGradFilterF32, stochasticGradInputF32 } from '../../../../src/backends/cpu/fast/stochconv.ts';
+import { randF32 } from '../../../helpers/random.ts';
 
-/** Deterministic float32 values in [−1, 1). */
-function rand(seed: number, n: number): Float32Array {
-  let s = (seed * 2654435761 + 12345) >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s ^ (s >>> 15), 0x2c1b3c6d) + 0x9e3779b9) >>> 0;
-    out[i] = (s / 2 ** 32) * 2 - 1;
-  }
-  return out;
-}
+const rand = (seed: number, n: number): Float32Array => randF32(seed, n);
 const f64 = (a: Float32Array): Float64Array => Float64Array.from(a);
 const arg = (storage: TypedArray, shape: number[]): KernelArg<TypedArray> => ({ storage, shape, dtype: 'float64' });
 const out = (shape: number[]) => ({ shape, dtype: 'float64' as const });

@@ -17,16 +17,11 @@ import { type StochasticGeom, stochasticForwardF32, stochasticGradFilterF32, sto
 import {
   type AffineMode, affineF32, affineSiluGradF32, channelMomentsF32, channelSumF32, siluGradF32,
 } from '../../../../src/backends/cpu/fast/activations.ts';
+import { randF32 } from '../../../helpers/random.ts';
 
 const heap = wasmHeap();
 
-function rand(seed: number, n: number, scale = 1): Float32Array {
-  let s = (seed * 2654435761 + 12345) >>> 0;
-  return Float32Array.from({ length: n }, () => {
-    s = (Math.imul(s ^ (s >>> 15), 0x2c1b3c6d) + 0x9e3779b9) >>> 0;
-    return ((s / 2 ** 32) * 2 - 1) * scale;
-  });
-}
+const rand = (seed: number, n: number, scale = 1): Float32Array => randF32(seed, n, -scale, scale);
 
 /** A copy of `a` in the process heap (a view of it) and the region to release. */
 function onHeap(a: Float32Array) {

@@ -15,17 +15,7 @@ import { sumImpl } from '../../../../src/backends/cpu/reduce.ts';
 import { convSimdAvailable } from '../../../../src/backends/cpu/fast/convsimd.ts';
 import { type DepthwiseGeom, depthwiseForwardF32, depthwiseUsesLanes } from '../../../../src/backends/cpu/fast/dwconv.ts';
 import { wasmHeap } from '../../../../src/backends/cpu/fast/heap.ts';
-
-/** Deterministic float32 values in [lo, hi). */
-function rand(seed: number, n: number, lo = -1, hi = 1): Float32Array {
-  let s = (seed * 2654435761 + 12345) >>> 0;
-  const out = new Float32Array(n);
-  for (let i = 0; i < n; i++) {
-    s = (Math.imul(s ^ (s >>> 15), 0x2c1b3c6d) + 0x9e3779b9) >>> 0;
-    out[i] = lo + (s / 2 ** 32) * (hi - lo);
-  }
-  return out;
-}
+import { randF32 } from '../../../helpers/random.ts';
 
 const U = 2 ** -24;
 
@@ -69,9 +59,9 @@ describe.skipIf(!convSimdAvailable())('sums over the output planes written by th
     expect(depthwiseUsesLanes(d)).toBe(true);
     const h = wasmHeap()!;
     const P = d.OH * d.OW, planes = N * d.O;
-    const x = rand(N * 100 + C, N * C * H * H), w = rand(k + 7, d.O * k * k);
+    const x = randF32(N * 100 + C, N * C * H * H), w = randF32(k + 7, d.O * k * k);
     // Scale around 1 and shifts that leave SiLU outputs of both signs.
-    const sc = rand(3, d.O, 0.5, 1.5), sf = rand(4, d.O, -0.5, 0.5);
+    const sc = randF32(3, d.O, 0.5, 1.5), sf = randF32(4, d.O, -0.5, 0.5);
     for (const epiKind of epis) {
       const ps = h.alloc(d.O * 4), pb = h.alloc(d.O * 4);
       try {
@@ -119,7 +109,7 @@ describe('sums over the output planes on the paths that run the sum kernel after
 
   it.each(['float32', 'float64'] as const)('dense, 1×1 and depthwise conv2d / conv2dAffine (%s): the sum kernel on the output', (dtype) => {
     const cast = (a: Float32Array) => (dtype === 'float32' ? a : f64(a));
-    const x = rand(1, 2 * 6 * 9 * 9);
+    const x = randF32(1, 2 * 6 * 9 * 9);
     // [weight shape, groups, stride, padding]
     const convs: [number[], number, number, number][] = [
       [[4, 6, 3, 3], 1, 1, 1],
@@ -129,11 +119,11 @@ describe('sums over the output planes on the paths that run the sum kernel after
     for (const [ws, groups, s, p] of convs) {
       const OH = Math.floor((9 + 2 * p - ws[2]) / s) + 1, shape = [2, ws[0], OH, OH];
       const attrs = { stride: [s, s], padding: [p, p, p, p], dilation: [1, 1], groups };
-      const args = [{ storage: cast(x), shape: [2, 6, 9, 9] }, { storage: cast(rand(2, ws[0] * ws[1] * ws[2] * ws[3])), shape: ws }];
+      const args = [{ storage: cast(x), shape: [2, 6, 9, 9] }, { storage: cast(randF32(2, ws[0] * ws[1] * ws[2] * ws[3])), shape: ws }];
       const lanes = groups > 1 && dtype === 'float32' && convSimdAvailable();
       const plain = run('conv2d', args, attrs, shape, dtype);
       check(plain.sums, plain.want, plain.y, OH * OH, lanes, `conv2d ${ws}`);
-      const ab = [rand(3, ws[0], 0.5, 1.5), rand(4, ws[0], -0.5, 0.5)].map((v) => ({ storage: cast(v), shape: [1, ws[0], 1, 1] }));
+      const ab = [randF32(3, ws[0], 0.5, 1.5), randF32(4, ws[0], -0.5, 0.5)].map((v) => ({ storage: cast(v), shape: [1, ws[0], 1, 1] }));
       const affine = run('conv2dAffine', [...args, ...ab], { ...attrs, act: 'silu' }, shape, dtype);
       check(affine.sums, affine.want, affine.y, OH * OH, lanes, `conv2dAffine ${ws}`);
     }
@@ -142,14 +132,14 @@ describe('sums over the output planes on the paths that run the sum kernel after
   it.skipIf(!convSimdAvailable())('the row kernels (planes past the lane kernels): the sum kernel after them', () => {
     const d = geom(2, 5, 130, 3, 1);
     expect(depthwiseUsesLanes(d)).toBe(false);
-    const x = rand(5, 2 * 5 * 130 * 130), w = rand(6, 5 * 9);
+    const x = randF32(5, 2 * 5 * 130 * 130), w = randF32(6, 5 * 9);
     const sums = new Float32Array(10);
     const y = depthwiseForwardF32(x, w, d, undefined, undefined, undefined, sums);
     expect(sums).toEqual(eagerSums(y, [2, 5, 130, 130]));
     // Stacked planes (the row kernels at a lane-sized plane) too.
     const d2 = geom(3, 6, 12, 5, 2);
     const sums2 = new Float32Array(18);
-    const y2 = depthwiseForwardF32(rand(7, 3 * 6 * 144), rand(8, 6 * 25), d2, undefined, 2, undefined, sums2);
+    const y2 = depthwiseForwardF32(randF32(7, 3 * 6 * 144), randF32(8, 6 * 25), d2, undefined, 2, undefined, sums2);
     expect(sums2).toEqual(eagerSums(y2, [3, 6, 6, 6]));
   });
 });
