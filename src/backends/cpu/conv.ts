@@ -9,13 +9,13 @@
  *     place: with one group and the output in the heap (jit's arena), every image's product in one job
  *     (sgemmBatchPtr; the filter gradient's sum over images with sgemmSumPtr), else per image and group; a 1×1
  *     stride-1 unpadded (pointwise) conv skips im2col and multiplies the input planes directly, and over planes of
- *     fewer than 256 pixels (several images, one group) runs as one sgemm over the images laid side by side
- *     (fast/pointwise.ts);
+ *     fewer than 256 pixels (several images, one group) runs as one sgemm over all the images, addressed in place
+ *     or laid side by side (fast/pointwise.ts);
  *   - stochastic conv, column stride 1–2: the wasm SIMD window kernels of fast/stochconv.ts.
  * conv2dAffine (a conv2d with eval-mode batch norm folded in) takes conv2d's fast path with an epilogue: the
  * per-channel affine (+ SiLU) runs on each block of output while it is in cache — the depthwise lane kernels'
  * registers (the row kernels' staging stack before its copy-out), the sgemm's micro-tiles as they leave the
- * registers (the batched 1×1 product's too, before it is laid out) — instead of as a second pass over the whole
+ * registers (the batched 1×1 product's too) — instead of as a second pass over the whole
  * output.
  * All of them run on the pool's threads and write into `OutSpec.into` when given (jit's arena slots, views of the
  * wasm heap that the wasm kernels address in place). Tests compare them with the references (convReferenceKernels).
@@ -24,6 +24,11 @@
  * jit's depthwise conv → global average pool): the depthwise lane kernels add up the values in their registers as
  * they store them (fast/dwlanes.ts states the error), every other path runs the `sum` kernel (reduce.ts) over the
  * output after it, so any geometry and dtype gets them.
+ *
+ * A 1×1 conv2d / conv2dAffine with `attrs.inputScale` takes one more input, a scale per image and input channel
+ * (`takesInputScale`: jit's squeeze-excite gate folded into the conv): the sgemm multiplies the input's rows by it as
+ * it packs them (the images-addressed small-plane product, or one product per image into the heap: `scalesAsPacked`);
+ * other calls scale the input into heap scratch first (the mul's own float32 products either way).
  */
 import type { FusedSums, Kernel, KernelArg, OutSpec, TypedArray } from '../backend.ts';
 import { takesInputScale, writesSums } from '../kernel.ts';
