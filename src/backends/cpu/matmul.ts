@@ -4,7 +4,7 @@ import { outputFor } from './layout.ts';
 import { sizeOf } from '../../tensor/shape.ts';
 import { broadcastStrides } from '../../tensor/shape.ts';
 import { sgemm, sgemmIsWasm, sgemmPtr } from './fast/sgemm.ts';
-import { STAGE_MAX_FLOATS, wasmHeap } from './fast/heap.ts';
+import { wasmHeap } from './fast/heap.ts';
 import { gemm } from './gemm_ref.ts';
 
 /** float32 products with at least this many multiply-adds go to the wasm SIMD sgemm (below it the copy-in costs more). */
@@ -17,35 +17,22 @@ interface MatmulAttrs {
 
 export { gemm };
 
-/** Bytes of `floats` rounded up to 64. */
-const up64 = (floats: number) => Math.ceil(floats / 16) * 64;
-
-/** Byte addresses of a product's operands in the wasm heap (`stageOperands`), reused call after call. */
-const at = { a: 0, b: 0, c: 0 };
+/** A product's operands A, B, C and their heap addresses (`WasmHeap.stageCall`), reused call after call. */
+const operands: (Float32Array | null)[] = [null, null, null];
+const at = [0, 0, 0];
 
 /**
  * Puts into `at` the heap addresses of A, B and C for the wasm sgemm: their own where they are views of the heap,
- * else places in the heap's stage (`WasmHeap.stage`), A and B copied there, for operands outside it of up to
- * STAGE_MAX_FLOATS each (a model's small weights given to a compiled graph as inputs, eager's small arrays). One
- * copy per call instead of sgemm's per product, into scratch kept from call to call rather than allocated for each.
- * Returns whether C was staged (the caller copies it out), or null with no heap or an operand too large to stage.
+ * else places in the heap's stage, A and B copied there, for operands outside it of up to STAGE_MAX_FLOATS each (a
+ * model's small weights given to a compiled graph as inputs, eager's small arrays): one copy per call instead of
+ * sgemm's per product, into scratch kept from call to call. False with no heap or an operand too large to stage.
  */
-function stageOperands(A: Float32Array, B: Float32Array, C: Float32Array): boolean | null {
+function stageOperands(A: Float32Array, B: Float32Array, C: Float32Array): boolean {
   const h = sgemmIsWasm() ? wasmHeap() : null;
-  if (!h) return null;
-  at.a = h.ptrOf(A);
-  at.b = h.ptrOf(B);
-  at.c = h.ptrOf(C);
-  const nA = at.a < 0 ? A.length : 0, nB = at.b < 0 ? B.length : 0, nC = at.c < 0 ? C.length : 0;
-  if (Math.max(nA, nB, nC) > STAGE_MAX_FLOATS) return null;
-  if (nA + nB + nC === 0) return false;
-  const s = h.stage(up64(nA) + up64(nB) + 4 * nC);
-  const mem = h.f32();
-  if (nA) mem.set(A, (at.a = s) >>> 2);
-  if (nB) mem.set(B, (at.b = s + up64(nA)) >>> 2);
-  if (nC) at.c = s + up64(nA) + up64(nB);
-  h.copiedBytes += 4 * (nA + nB);
-  return nC > 0;
+  operands[0] = A;
+  operands[1] = B;
+  operands[2] = C;
+  return !!h && h.stageCall(operands, 2, at);
 }
 
 export function matmulImpl([a, b]: readonly KernelArg<TypedArray>[], { transA, transB }: MatmulAttrs, out: OutSpec): TypedArray {
@@ -69,7 +56,7 @@ export function matmulImpl([a, b]: readonly KernelArg<TypedArray>[], { transA, t
   const idx = new Int32Array(batch.length);
   // float32 goes to the wasm sgemm when the product is big enough; float64 stays on the TS reference.
   const fast = C instanceof Float32Array && a.storage instanceof Float32Array && b.storage instanceof Float32Array && M * N * K >= SGEMM_MIN_MACS;
-  const staged = fast ? stageOperands(a.storage as Float32Array, b.storage as Float32Array, C as Float32Array) : null;
+  const staged = fast && stageOperands(a.storage as Float32Array, b.storage as Float32Array, C as Float32Array);
   for (let t = 0; t < nb; t++) {
     let ao = 0;
     let bo = 0;
@@ -77,8 +64,8 @@ export function matmulImpl([a, b]: readonly KernelArg<TypedArray>[], { transA, t
       ao += idx[d] * aSt[d];
       bo += idx[d] * bSt[d];
     }
-    if (staged !== null) {
-      sgemmPtr(transA, transB, M, N, K, 1, at.a + 4 * ao * ar * ac, ac, at.b + 4 * bo * br * bc, bc, 0, at.c + 4 * t * M * N, N);
+    if (staged) {
+      sgemmPtr(transA, transB, M, N, K, 1, at[0] + 4 * ao * ar * ac, ac, at[1] + 4 * bo * br * bc, bc, 0, at[2] + 4 * t * M * N, N);
     } else if (fast) {
       sgemm(transA, transB, M, N, K, 1, a.storage as Float32Array, ao * ar * ac, ac, b.storage as Float32Array, bo * br * bc, bc, 0, C as Float32Array, t * M * N, N);
     } else {
@@ -89,10 +76,7 @@ export function matmulImpl([a, b]: readonly KernelArg<TypedArray>[], { transA, t
       idx[d] = 0;
     }
   }
-  if (staged) {
-    const h = wasmHeap()!;
-    C.set(h.view(at.c, C.length));
-    h.copiedBytes += C.length * 4;
-  }
+  if (staged) wasmHeap()!.unstage(operands, 2, at);
+  operands.fill(null);
   return C;
 }

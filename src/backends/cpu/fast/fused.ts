@@ -22,7 +22,7 @@
 import type { FusedGroup, KernelArg, TypedArray } from '../../backend.ts';
 import { F64, dadd, promoteLow } from './activations.ts';
 import { Consts, sig, siluGradV, siluV } from './vmath.ts';
-import { STAGE_MAX_FLOATS, type WasmHeap, wasmHeap } from './heap.ts';
+import { type WasmHeap, wasmHeap } from './heap.ts';
 import { Job, type PoolKernel, loadKernels, poolThreads, taskCount } from './pool.ts';
 import { Fn, T, type Expr, add, assemble, extractLaneF64, f32ofD, f64add, f64ofF, get, i32, load, mul, shuffle, splat, vadd, vdiv, vmul, vsub, vzero } from './wasm.ts';
 
@@ -260,75 +260,22 @@ function runUnits(k: PoolKernel, args: number[], units: number, per: number): vo
  */
 export type WasmGroup = (out: TypedArray, ins: readonly KernelArg<TypedArray>[], sums: TypedArray | null) => boolean;
 
-const up64 = (bytes: number) => Math.ceil(bytes / 64) * 64;
-
 /**
- * A group's buffers at heap addresses for one call: their own where they are views of the heap, else places in the
- * heap's stage (`WasmHeap.stage`), leaves copied in and outputs copied out around the kernel, for buffers of up to
- * STAGE_MAX_FLOATS. A copy costs ~0.1 ns a float here against ~1 ns (arithmetic) to ~20 ns (Math.exp) a float for
- * the JS loop over at least as many elements, and the kernel computes what it computes on heap buffers, bit for bit.
- * In a compiled graph the staged buffers are the small parameters (biases, batch-norm vectors) given as inputs, and
- * small outputs. One per bound group; nothing is allocated per call once the stage is as large as the calls need.
+ * A group's buffers for one call: its leaves, the output, and the sums of a group writing both (null otherwise), in
+ * one array reused call after call. Buffers outside the heap of up to STAGE_MAX_FLOATS go through the heap's stage
+ * (`WasmHeap.stageCall`: leaves copied in, outputs copied out around the kernel): a copy costs ~0.1 ns a float here
+ * against ~1 ns (arithmetic) to ~20 ns (Math.exp) a float for the JS loop over at least as many elements, and the
+ * kernel computes what it computes on heap buffers, bit for bit. In a compiled graph those are the small parameters
+ * (biases, batch-norm vectors) given as inputs, and small outputs.
  */
-class Staging {
-  /** Per output (the values or sums, then a group's sums): a view of its staged copy, re-made when the stage or the memory's buffer changed. */
-  private readonly views: (Float32Array | null)[] = [null, null];
-  private readonly staged = [false, false];
-
-  constructor(
-    private readonly h: WasmHeap,
-    private readonly L: number,
-  ) {}
-
-  /**
-   * The leaves' addresses into args[0, L), `y`'s into args[L] and `sums`'s (when given) into args[L + 1]; leaves in
-   * the stage are copied there. False (nothing staged) when a buffer outside the heap is larger than STAGE_MAX_FLOATS.
-   */
-  bind(ins: readonly KernelArg<TypedArray>[], y: TypedArray, sums: TypedArray | null, args: number[]): boolean {
-    const { h, L } = this;
-    let need = 0, outside = 0;
-    for (let q = 0; q < L + 2; q++) {
-      const a = q < L ? ins[q].storage : q === L ? y : sums;
-      if (!a) break;
-      if ((args[q] = h.ptrOf(a)) >= 0) continue;
-      if (a.length > STAGE_MAX_FLOATS) return false;
-      need += up64(a.length * 4);
-      outside++;
-    }
-    this.staged[0] = args[L] < 0;
-    this.staged[1] = !!sums && args[L + 1] < 0;
-    if (outside === 0) return true;
-    // Empty buffers get an address too (in the stage): a kernel may read past them, never outside the memory.
-    let at = h.stage(need);
-    const mem = h.f32();
-    for (let q = 0; q < L; q++) {
-      if (args[q] >= 0) continue;
-      const a = ins[q].storage as Float32Array;
-      mem.set(a, at >>> 2);
-      h.copiedBytes += a.length * 4;
-      args[q] = at;
-      at += up64(a.length * 4);
-    }
-    for (let k = 0; k < 2; k++) {
-      if (!this.staged[k]) continue;
-      args[L + k] = at;
-      at += up64((k ? sums! : y).length * 4);
-    }
-    return true;
-  }
-
-  /** Copies the outputs the last `bind` staged from the stage into `y` and `sums`. */
-  finish(y: TypedArray, sums: TypedArray | null, args: readonly number[]): void {
-    for (let k = 0; k < 2; k++) {
-      if (!this.staged[k]) continue;
-      const a = k ? sums! : y;
-      const p = args[this.L + k];
-      let v = this.views[k];
-      if (!v || v.buffer !== this.h.buffer() || v.byteOffset !== p || v.length !== a.length) v = this.views[k] = this.h.view(p, a.length);
-      a.set(v);
-      this.h.copiedBytes += a.length * 4;
-    }
-  }
+function callBuffers(L: number): (ins: readonly KernelArg<TypedArray>[], y: TypedArray, sums: TypedArray | null) => (Float32Array | null)[] {
+  const bufs = new Array<Float32Array | null>(L + 2).fill(null);
+  return (ins, y, sums) => {
+    for (let q = 0; q < L; q++) bufs[q] = ins[q].storage as Float32Array;
+    bufs[L] = y as Float32Array;
+    bufs[L + 1] = sums as Float32Array | null;
+    return bufs;
+  };
 }
 
 /** An elementwise group's kernel `k` as a `WasmGroup`. */
@@ -338,11 +285,13 @@ function bindRows(h: WasmHeap, k: PoolKernel, g: FusedGroup): WasmGroup {
   const rows = shape.length ? shape.slice(0, -1).reduce((p, d) => p * d, 1) : 1;
   const L = g.leaves.length;
   const args = new Array<number>(L + 3).fill(0); // leaves, output, unit range
-  const staging = new Staging(h, L);
+  const buffers = callBuffers(L);
   return (y, ins) => {
-    if (!staging.bind(ins, y, null, args)) return false;
+    const bufs = buffers(ins, y, null);
+    if (!h.stageCall(bufs, L, args)) return false;
     if (rows * len > 0) runUnits(k, args, rows, len);
-    staging.finish(y, null, args);
+    h.unstage(bufs, L, args);
+    bufs.fill(null);
     return true;
   };
 }
@@ -353,12 +302,14 @@ function bindReduce(h: WasmHeap, k: PoolKernel, g: FusedGroup, { N, C }: { N: nu
   const L = g.leaves.length;
   // Leaves, [values,] sums, unit range: one array per form (with and without the values), reused.
   const forms = [new Array<number>(L + 3).fill(0), new Array<number>(L + 4).fill(0)];
-  const staging = new Staging(h, L);
+  const buffers = callBuffers(L);
   return (y, ins, sums) => {
     const args = forms[sums ? 1 : 0];
-    if (!staging.bind(ins, y, sums, args)) return false;
+    const bufs = buffers(ins, y, sums);
+    if (!h.stageCall(bufs, L, args)) return false;
     runUnits(k, args, C, N * len);
-    staging.finish(y, sums, args);
+    h.unstage(bufs, L, args);
+    bufs.fill(null);
     return true;
   };
 }

@@ -203,6 +203,48 @@ export class WasmHeap {
     return this.stagePtr;
   }
 
+  /**
+   * The heap addresses of `arrays` for one kernel call, into addrs[0…]: an array's own where it is a view of this
+   * memory, else a place in the stage (`stage`), the first `inputs` of them copied there (the others are outputs, for
+   * `unstage` to copy back). Null entries are skipped. False, with nothing staged, when an array outside the memory
+   * is larger than STAGE_MAX_FLOATS (the caller then runs its own path).
+   */
+  stageCall(arrays: readonly (Float32Array | null)[], inputs: number, addrs: number[]): boolean {
+    let need = 0;
+    for (let q = 0; q < arrays.length; q++) {
+      const a = arrays[q];
+      if (!a || (addrs[q] = this.ptrOf(a)) >= 0) continue;
+      if (a.length > STAGE_MAX_FLOATS) return false;
+      need += up(a.length * 4);
+    }
+    if (need === 0) return true;
+    // Empty arrays get an address too (in the stage): a kernel may read past them, never outside the memory.
+    let at = this.stage(need);
+    const mem = this.f32();
+    for (let q = 0; q < arrays.length; q++) {
+      const a = arrays[q];
+      if (!a || addrs[q] >= 0) continue;
+      addrs[q] = at;
+      if (q < inputs) {
+        mem.set(a, at >>> 2);
+        this.copiedBytes += a.length * 4;
+      }
+      at += up(a.length * 4);
+    }
+    return true;
+  }
+
+  /** Copies the outputs (arrays[inputs…]) that the last `stageCall` with these addresses placed in the stage back into their arrays. */
+  unstage(arrays: readonly (Float32Array | null)[], inputs: number, addrs: readonly number[]): void {
+    for (let q = inputs; q < arrays.length; q++) {
+      const a = arrays[q];
+      if (!a || this.ptrOf(a) >= 0) continue;
+      const p = addrs[q] >>> 2;
+      a.set(this.f32().subarray(p, p + a.length));
+      this.copiedBytes += a.length * 4;
+    }
+  }
+
   /** A long-lived region of `bytes`. */
   reserve(bytes: number): Region {
     const ptr = this.alloc(bytes);
