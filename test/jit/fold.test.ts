@@ -16,6 +16,7 @@ import * as E from '../../src/index.ts';
 import { treeMapWithPath, keystr } from '../../src/autograd/pytree.ts';
 import { withRecorder } from '../../src/autograd/trace.ts';
 import { Tracer } from '../../src/jit/graph.ts';
+import { findBackend } from '../../src/backends/backend.ts';
 import { foldConvAffine } from '../../src/jit/fold.ts';
 import { schedule } from '../../src/jit/fuse.ts';
 import { planMemory } from '../../src/jit/plan.ts';
@@ -147,6 +148,19 @@ describe("squeeze-excite's gate folded into the 1×1 conv after it", () => {
     const m64 = b0('float64');
     const infer64 = (p: E.nn.Params, s: E.nn.State, xx: E.Tensor) => E.nn.apply(m64.model.config, p, s, xx, { training: false, key })[0];
     expect(E.jit(infer64).lower(m64.params, m64.state, m64.x).stats.foldedScales).toBe(0);
+  });
+
+  it.each(['float32', 'float64'] as const)('the CPU conv kernels take the scale on every path (%s): conv(x·s) of the primitives, bit for bit', (dtype) => {
+    const x = u(61, [2, 5, 7, 7], -1, 1, dtype), s = u(62, [2, 5, 1, 1], 0, 1, dtype), w = u(63, [6, 5, 1, 1], -1, 1, dtype);
+    const sc = u(64, [1, 6, 1, 1], 0.5, 1.5, dtype), sh = u(65, [1, 6, 1, 1], -0.5, 0.5, dtype);
+    const cpu = findBackend('cpu');
+    const arg = (t: E.Tensor) => ({ storage: t.storage, shape: t.shape, dtype: t.dtype });
+    const attrs = { stride: [1, 1], padding: [0, 0, 0, 0], dilation: [1, 1], groups: 1, inputScale: true };
+    // Outputs outside the heap: the float32 calls scale into scratch first; float64 runs the reference kernels.
+    const plain = cpu.kernels.get('conv2d')!([x, w, s].map(arg), attrs, { shape: [2, 6, 7, 7], dtype });
+    expect(Array.from(plain as Float32Array)).toEqual(Array.from(E.dataSync(E.conv2d(E.mul(x, s), w))));
+    const affine = cpu.kernels.get('conv2dAffine')!([x, w, sc, sh, s].map(arg), { ...attrs, act: 'silu' }, { shape: [2, 6, 7, 7], dtype });
+    expect(Array.from(affine as Float32Array)).toEqual(Array.from(E.dataSync(E.affine(E.conv2d(E.mul(x, s), w), sc, sh, { act: 'silu' }))));
   });
 
   it('leaves the mul alone when it is read again, is not per image and channel, or feeds a wider conv', () => {

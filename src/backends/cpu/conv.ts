@@ -53,6 +53,7 @@ import { type GemmRowScale, sgemm, sgemmBatchPtr, sgemmIsWasm, sgemmSumPtr } fro
 import { type RowEpilogue, epilogueFrom, fusedAvailable, planeScalePtr } from './fast/activations.ts';
 import { stochasticForwardF32, stochasticGradFilterF32, stochasticGradInputF32, stochasticSimdOk } from './fast/stochconv.ts';
 import { sumImpl } from './reduce.ts';
+import { elementwiseExprs, elementwiseKernel } from './elementwise.ts';
 
 type Arg = KernelArg<TypedArray>;
 const f32 = (a: Arg) => a.storage as Float32Array;
@@ -154,14 +155,10 @@ interface InputScaled {
   readonly inputScale?: boolean;
 }
 
-/** x·s with s one value per image and channel, in float32 like the mul it replaces (the reference paths' input). */
-function scaledCopy(x: Arg, s: Arg): Arg {
-  const HW = x.shape[2] * x.shape[3];
-  const xs = new Float32Array(sizeOf(x.shape));
-  const X = f32(x), S = f32(s);
-  for (let q = 0; q < xs.length; q++) xs[q] = X[q] * S[Math.floor(q / HW)];
-  return { storage: xs, shape: x.shape, dtype: x.dtype };
-}
+const mulLoop = elementwiseKernel('mul', 2, elementwiseExprs.mul[1]);
+
+/** x·s with s one value per image and channel: the mul the fold replaced, by its own kernel (the reference paths' input). */
+const scaledCopy = (x: Arg, s: Arg): Arg => ({ storage: mulLoop([x, s], {}, { shape: x.shape, dtype: x.dtype }), shape: x.shape, dtype: x.dtype });
 
 export function conv2dImpl(args: readonly Arg[], a: WithSums<Conv2dAttrs> & InputScaled, out: OutSpec): TypedArray {
   const [x, w] = args;
@@ -173,15 +170,16 @@ export function conv2dImpl(args: readonly Arg[], a: WithSums<Conv2dAttrs> & Inpu
 const convThenAffine = R.convThenAffine(conv2dImpl);
 
 /** y = act(conv2d(x, w)·a + b) with a, b per output channel: conv2d's float32 fast paths with the affine as their epilogue. */
-export function conv2dAffineImpl(args: readonly Arg[], { sums, ...a }: WithSums<Conv2dAffineAttrs> & InputScaled, out: OutSpec): TypedArray {
+export function conv2dAffineImpl(args: readonly Arg[], a: WithSums<Conv2dAffineAttrs> & InputScaled, out: OutSpec): TypedArray {
   const [x, w, sc, sh, s] = args;
   const h = wasmHeap();
-  // The sums are of the affine's output: the unfused path takes them after it.
   if (!h || !isF32(args, out) || !fusedAvailable() || !sgemmIsWasm()) {
-    return planeSums(convThenAffine(s ? [scaledCopy(x, s), w, sc, sh] : args, a.inputScale ? { ...a, inputScale: false } : a, out), out, sums);
+    // The conv inside gets the scaled input and no sums: the sums are of the affine's output, taken after it.
+    const conv = { ...a, sums: undefined, inputScale: false };
+    return planeSums(convThenAffine(s ? [scaledCopy(x, s), w, sc, sh] : args, conv, out), out, a.sums);
   }
   const p = convGeometry(x.shape, w.shape, out.shape, a);
-  return inHeap(f32(sc), (scale) => inHeap(f32(sh), (shift) => conv2dF32(x, w, p, out, { scale: h.ptrOf(scale), shift: h.ptrOf(shift), act: a.act }, sums, s)));
+  return inHeap(f32(sc), (scale) => inHeap(f32(sh), (shift) => conv2dF32(x, w, p, out, { scale: h.ptrOf(scale), shift: h.ptrOf(shift), act: a.act }, a.sums, s)));
 }
 
 /**
