@@ -82,9 +82,8 @@ export class ArenaExecutable {
   /** This call's storage of each tensor input. */
   private readonly given: unknown[];
   /**
-   * Per tensor input that is not donated: the tensor the last call got (weakly held), whether the same tensor came
-   * the call before that too, and the copy of its storage pinned into the backend's kernel memory (`Backend.pin`)
-   * from the second call in a row on. A model's parameters passed call after call (inference) are then copied in
+   * Per tensor input that is not donated: the tensor the last call got (weakly held) and, once the same tensor has
+   * come two calls in a row, the copy of its storage pinned into the backend's kernel memory (`Backend.pin`). A model's parameters passed call after call (inference) are then copied in
    * once instead of by every kernel on every call; inputs that change per call (images) are never pinned. Tensors
    * are immutable (a donated one cannot be passed again), so a pinned copy stays valid while its tensor comes.
    */

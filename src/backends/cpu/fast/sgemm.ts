@@ -198,7 +198,7 @@ export function sgemmPtr(
   if (!e) throw new Error('sgemmPtr: WebAssembly SIMD is not available (use sgemm on typed arrays)');
   const w = images ? Math.min(N, images.cols) : N;
   check(M >= 0 && N >= 0 && K >= 0 && ldc >= w && lda >= (transA ? M : K) && ldb >= (transB ? K : w), () => `sgemmPtr: bad sizes M=${M} N=${N} K=${K} lda=${lda} ldb=${ldb} ldc=${ldc}`);
-  if (images) checkImages(e, images, 'sgemmPtr');
+  if (images) checkImages(images, 'sgemmPtr');
   if (M === 0 || N === 0) return;
   if (K === 0 || alpha === 0) {
     check(!images, () => `sgemmPtr: K = ${K}, alpha = ${alpha}: images need a product`);
@@ -218,8 +218,7 @@ export function sgemmPtr(
   gemmPtr(e, transA, transB, M, N, K, alpha, pA, lda, pB, ldb, beta, pC, ldc, epi, ONE, ONE_PART, images, scaleB);
 }
 
-function checkImages(e: Engine, im: GemmImages, fn: string): void {
-  const NR = e.shape.NR;
+function checkImages(im: GemmImages, fn: string): void {
   check(Number.isInteger(im.cols) && im.cols > 0, () => `${fn}: images of ${im.cols} columns: need a positive integer`);
   check(Number.isInteger(im.strideB) && Number.isInteger(im.strideC) && im.strideB >= 0 && im.strideC >= 0, () => `${fn}: image strides ${im.strideB}, ${im.strideC} must be non-negative integers`);
 }
