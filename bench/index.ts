@@ -30,13 +30,17 @@ if (values.suite?.length && chosen.length !== values.suite.length) {
   process.exit(2);
 }
 
+/** Rows timed in turns with a peer's (bench/lockstep.ts) say so, with the median per-pair ratio where they have it. */
+const lockstepNote = (r: Row): string =>
+  typeof r.pairedWith !== 'string' ? '' : `  in lockstep with ${r.pairedWith}${typeof r.pairedRatio === 'number' ? `: ${r.pairedRatio.toFixed(3)}× per pair` : ''}`;
+
 const rows: Row[] = [];
 for (const s of chosen) {
   if (!values.json) console.error(`# suite ${s.name}: ${s.description}`);
   const got = await s.run({ filter: values.filter, quick: values.quick, backend: values.backend });
   rows.push(...got);
   if (!values.json) {
-    for (const r of got) console.log(`${`${r.suite}/${r.name}`.padEnd(44)} ${r.backend.padEnd(10)} ${r.pass.padEnd(17)} ${r.medianMs.toFixed(2).padStart(10)} ms`);
+    for (const r of got) console.log(`${`${r.suite}/${r.name}`.padEnd(44)} ${r.backend.padEnd(10)} ${r.pass.padEnd(17)} ${r.medianMs.toFixed(2).padStart(10)} ms${lockstepNote(r)}`);
   }
 }
 if (values.json) console.log(JSON.stringify(rows, null, 2));

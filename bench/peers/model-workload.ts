@@ -1,6 +1,8 @@
 /**
  * One model workload in its own process, so its peak RSS is its own:
- *   tsx bench/peers/model-workload.ts ENGINE WORKLOAD REPS
+ *   tsx bench/peers/model-workload.ts ENGINE WORKLOAD REPS|lockstep
+ * (`lockstep`: after the warm-up, one timed rep per `rep` line on stdin until `end`, in turns with another process;
+ * the protocol is bench/lockstep.ts's)
  * ENGINE: cpu | gpu (this engine's backends, eager; gpu = the best mode, webgpu where an adapter is
  * present) | cpu-jit | gpu-jit (the same step through jit: forward, backward and the optimizer
  * compiled as one graph, parameters and optimizer state donated) | tfjs-wasm | tfjs-cpu | tfjs-webgpu;
@@ -13,6 +15,7 @@
  * bytes allocated per steady-state step, garbage included (`heapBytesPerStep`).
  */
 import { performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
 import * as E from '../../src/index.ts';
 import { rmsprop } from '../../src/train/optim.ts';
 import { loadTfjs } from './tfjs.ts';
@@ -21,10 +24,13 @@ import { wasmHeap } from '../../src/backends/cpu/fast/heap.ts';
 import { tfjsEfficientNetB0 } from './tfjs-efficientnet.ts';
 
 const [engine, workload, repsArg] = process.argv.slice(2);
-const reps = Number(repsArg ?? 5);
+const onCommand = repsArg === 'lockstep';
+const reps = onCommand ? 0 : Number(repsArg ?? 5);
+if (!onCommand && !(reps >= 1)) throw new Error(`model-workload: REPS must be a count or 'lockstep', got '${repsArg}'`);
 const m = /^(b0(?:-full-split)?)\/(train-step|inference|steady)-(\d+)x(\d+)(?:\+(\d+))?$/.exec(workload ?? '');
 if (!m) throw new Error(`model-workload: unknown workload '${workload}'`);
 const [, arch, kind, bs, ls, hs] = m;
+if (onCommand && kind === 'steady') throw new Error(`model-workload: ${workload} runs its 200 steps alone, not in lockstep`);
 const batch = Number(bs);
 const low = Number(ls);
 const high = hs ? Number(hs) : null;
@@ -48,12 +54,23 @@ async function time(fn: () => unknown | Promise<unknown>, n: number): Promise<nu
     await fn();
   }
   const ts: number[] = [];
-  for (let i = 0; i < n; i++) {
+  const timed = async () => {
     await turn();
     const t = performance.now();
     calls++;
     await fn();
     ts.push(performance.now() - t);
+  };
+  if (!onCommand) {
+    for (let i = 0; i < n; i++) await timed();
+    return ts;
+  }
+  console.log(JSON.stringify({ ready: true }));
+  for await (const line of createInterface({ input: process.stdin })) {
+    if (line.trim() === 'end') break;
+    if (line.trim() !== 'rep') throw new Error(`model-workload: unknown command '${line}' on stdin (rep | end)`);
+    await timed();
+    console.log(JSON.stringify({ ms: ts[ts.length - 1] }));
   }
   return ts;
 }
@@ -137,7 +154,7 @@ async function timeCompiled(fn: () => unknown, lower: () => E.Lowered, profile?:
   const l = lower();
   Object.assign(jitStats, { compileMs: l.stats.compileMs, arenaMb: l.memory.arenaBytes / 2 ** 20, intermediateMb: l.memory.intermediateBytes / 2 ** 20, unplannedMb: l.memory.unplannedBytes / 2 ** 20, fusedOps: l.stats.fusedOps, ownOutputOps: l.stats.ownOutputOps.join(' ') });
   const ts = await time(fn, reps);
-  const n = Math.max(Math.min(reps, 20), 3);
+  const n = Math.max(Math.min(ts.length, 20), 3);
   jitStats.heapBytesPerStep = Math.round(heapBytesAllocated(() => {
     for (let i = 0; i < n; i++, calls++) fn();
   }) / n);

@@ -3,21 +3,43 @@
 train step (forward, BCE-with-logits, backward, RMSprop update) and eval-mode inference.
 Prints one JSON object per line: {name, pass, medianMs, samples, peakRssMb}; inference rows also carry one
 call's profile (torch.profiler self time per operator category, and the largest operators).
-Run with OMP_NUM_THREADS=2 (the bench sets it) and Debian's python3-torch + libopenblas0-pthread."""
-import json, resource, sys, time, statistics
+Run with OMP_NUM_THREADS=2 (the bench sets it) and Debian's python3-torch + libopenblas0-pthread.
+  torch_models.py [--quick] [--only=8x224|16x128]   both workloads of each size, one row each
+  torch_models.py --lockstep=b0/inference-16x128    one workload, timed one rep per `rep` line on stdin until `end`,
+                                                    in turns with another process (protocol: bench/lockstep.ts)"""
+import json, re, resource, sys, time, statistics
 import torch, torchvision
 
 torch.manual_seed(0)
 torch.set_num_threads(int(__import__('os').environ.get('OMP_NUM_THREADS', '2')))
 quick = '--quick' in sys.argv
 only = [a.split('=', 1)[1] for a in sys.argv if a.startswith('--only=')]
+lockstep = next((a.split('=', 1)[1] for a in sys.argv if a.startswith('--lockstep=')), None)
 
-def median_ms(fn, reps, warm=3):  # untimed calls first, as bench/peers/model-workload.ts (WARM_UP)
-    for _ in range(warm):
+WARM_UP = 3  # untimed calls first, as bench/peers/model-workload.ts
+
+def timed_ms(fn):
+    t = time.perf_counter(); fn(); return (time.perf_counter() - t) * 1000
+
+def median_ms(fn, reps):
+    for _ in range(WARM_UP):
         fn()
+    ts = [timed_ms(fn) for _ in range(reps)]
+    return statistics.median(ts), len(ts)
+
+def median_ms_on_command(fn):
+    """Warms up, says so, then times one call per `rep` line on stdin (answering {"ms": …}) until `end` or EOF."""
+    for _ in range(WARM_UP):
+        fn()
+    print(json.dumps({'ready': True}), flush=True)
     ts = []
-    for _ in range(reps):
-        t = time.perf_counter(); fn(); ts.append((time.perf_counter() - t) * 1000)
+    for line in iter(sys.stdin.readline, ''):
+        if line.strip() == 'end':
+            break
+        if line.strip() != 'rep':
+            raise SystemExit(f'torch_models.py: unknown command {line.strip()!r} on stdin (rep | end)')
+        ts.append(timed_ms(fn))
+        print(json.dumps({'ms': ts[-1]}), flush=True)
     return statistics.median(ts), len(ts)
 
 def rss_mb():
@@ -65,10 +87,8 @@ def profile(fn):
     rows = lambda d: sorted(({'label': k, 'ms': round(v[0], 2), 'calls': v[1]} for k, v in d.items()), key=lambda r: -r['ms'])
     return {'totalMs': round(total, 1), 'categories': rows(cats), 'top': rows(ops)[:10]}
 
-for batch, size in [(8, 224), (16, 128)]:
-    name = f'{batch}x{size}'
-    if only and name not in only:
-        continue
+def build(batch, size):
+    """torchvision's B0 (one output) with its input, and its train step and inference call."""
     model = torchvision.models.efficientnet_b0(num_classes=1)
     # Dropout and stochastic depth stay at their defaults in train mode, as a user would train.
     opt = torch.optim.RMSprop(model.parameters(), lr=1e-3, alpha=0.99, eps=1e-8)
@@ -80,12 +100,37 @@ for batch, size in [(8, 224), (16, 128)]:
         loss = lossf(model(x), y)
         loss.backward()
         opt.step()
-    model.train()
-    m, n = median_ms(step, 3 if quick else 6)
-    print(json.dumps({'name': f'b0/train-step-{name}', 'pass': 'train-step', 'medianMs': m, 'samples': n, 'peakRssMb': rss_mb()}), flush=True)
-    model.eval()
     def infer():
         with torch.no_grad():
             model(x)
+    return model, step, infer
+
+def row(name, kind, m, n, fn):
+    r = {'name': name, 'pass': kind, 'medianMs': m, 'samples': n, 'peakRssMb': rss_mb()}
+    if kind == 'inference':
+        r['profile'] = profile(fn)
+    return r
+
+if lockstep:
+    w = re.fullmatch(r'b0/(train-step|inference)-(\d+)x(\d+)', lockstep)
+    if not w:
+        raise SystemExit(f'torch_models.py: --lockstep takes b0/train-step-BxS or b0/inference-BxS, got {lockstep!r}')
+    kind, batch, size = w[1], int(w[2]), int(w[3])
+    model, step, infer = build(batch, size)
+    fn = step if kind == 'train-step' else infer
+    model.train(kind == 'train-step')
+    m, n = median_ms_on_command(fn)
+    print(json.dumps(row(lockstep, kind, m, n, fn)), flush=True)
+    sys.exit(0)
+
+for batch, size in [(8, 224), (16, 128)]:
+    name = f'{batch}x{size}'
+    if only and name not in only:
+        continue
+    model, step, infer = build(batch, size)
+    model.train()
+    m, n = median_ms(step, 3 if quick else 6)
+    print(json.dumps(row(f'b0/train-step-{name}', 'train-step', m, n, step)), flush=True)
+    model.eval()
     m, n = median_ms(infer, 5 if quick else 10)
-    print(json.dumps({'name': f'b0/inference-{name}', 'pass': 'inference', 'medianMs': m, 'samples': n, 'peakRssMb': rss_mb(), 'profile': profile(infer)}), flush=True)
+    print(json.dumps(row(f'b0/inference-{name}', 'inference', m, n, infer)), flush=True)

@@ -8,12 +8,18 @@
  * With `--backend gpu`: this engine's gpu backend (its best mode: webgpu where an adapter is
  * present), eager and through jit (fused kernels), and TensorFlow.js's WebGPU backend on the same
  * adapter (rows 'gpu', 'gpu-jit' and 'tfjs-webgpu', each with its compute dispatches per step).
- * Each (engine, workload) runs in its own process so peak RSS is its own. Opt-in:
+ * Each (engine, workload) runs in its own process so peak RSS is its own. On the four B0 workloads PyTorch runs
+ * too, our cpu-jit process and PyTorch's run in lockstep (bench/lockstep.ts): both build and warm up, then they take
+ * turns one timed rep at a time, each waiting (idle) while the other runs, so every rep of ours has one of PyTorch's
+ * beside it and the cpu-jit row's `pairedRatio` (the median of the per-pair ratios, ours ÷ PyTorch's) holds on a
+ * machine whose speed drifts from minute to minute; the rows taken so say `pairedWith`. Without PyTorch, or when
+ * --filter keeps only one of the two, each runs alone. Opt-in:
  *   npm run bench -- --suite models [--quick] [--filter TEXT] [--backend gpu]
  */
 import { execFileSync, spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { type Pass, type Row, type Suite, matches } from '../harness.ts';
+import { type PeerResult, failureReason, lockstep } from '../lockstep.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const WORKLOADS = ['b0/train-step-8x224', 'b0/inference-8x224', 'b0/train-step-16x128', 'b0/inference-16x128', 'b0-full-split/train-step-8x224+1024'];
@@ -24,22 +30,55 @@ function runWorkload(engine: string, workload: string, reps: number, timeoutMs: 
   });
   const line = r.stdout?.trim().split('\n').pop();
   if (r.status === 0 && line) return JSON.parse(line);
-  // The first 'Error: …' line says why (tfjs prints pages of minified source before it).
-  const why = (r.stderr ?? '').split('\n').find((l) => /^\w*Error: /.test(l))?.slice(0, 200);
-  return { error: r.error ? String(r.error.message) : why ?? `exit ${r.status}` };
+  return { error: r.error ? String(r.error.message) : failureReason(r.stderr ?? '', r.status, r.signal) };
 }
 
-function torchRows(quick: boolean): Record<string, any>[] {
-  try {
-    execFileSync('/usr/bin/python3', ['-c', 'import torch, torchvision'], { stdio: 'ignore' });
-  } catch {
-    console.error('# models: PyTorch rows skipped (Debian python3-torch / python3-torchvision not installed)');
-    return [];
+/** Debian's python3 with python3-torch (`python3` on PATH may be another one); PyTorch on two OpenMP threads. */
+const PYTHON = '/usr/bin/python3';
+const TORCH_ENV = { ...process.env, OMP_NUM_THREADS: '2' };
+let torchFound: boolean | undefined;
+
+/** Whether PyTorch and torchvision import; says once why its rows are skipped when not. */
+function hasTorch(): boolean {
+  if (torchFound === undefined) {
+    try {
+      execFileSync(PYTHON, ['-c', 'import torch, torchvision'], { stdio: 'ignore' });
+      torchFound = true;
+    } catch {
+      console.error('# models: PyTorch rows skipped (Debian python3-torch / python3-torchvision not installed)');
+      torchFound = false;
+    }
   }
-  const out = execFileSync('/usr/bin/python3', ['bench/peers/torch_models.py', ...(quick ? ['--quick'] : [])], {
-    cwd: root, encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '2' }, maxBuffer: 1 << 24,
+  return torchFound;
+}
+
+/** PyTorch's rows for the given sizes ('8x224', '16x128'), each workload timed in one block, from one process. */
+function torchRows(quick: boolean, sizes: string[]): Record<string, any>[] {
+  const out = execFileSync(PYTHON, ['bench/peers/torch_models.py', ...(quick ? ['--quick'] : []), ...sizes.map((s) => `--only=${s}`)], {
+    cwd: root, encoding: 'utf8', env: TORCH_ENV, maxBuffer: 1 << 24,
   });
   return out.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
+}
+
+/** The workloads PyTorch runs too: our cpu-jit row and PyTorch's are taken there in lockstep. */
+const TORCH_WORKLOADS = WORKLOADS.filter((w) => w.startsWith('b0/'));
+
+/**
+ * Our cpu-jit process and PyTorch's for workload `w` in lockstep, `reps` turns each; their rows (either may be an
+ * error). The suite's log says so, with the per-pair ratios.
+ */
+async function pairedWithTorch(w: string, reps: number): Promise<[PeerResult, PeerResult]> {
+  const { rows, ratios } = await lockstep(
+    { name: 'cpu-jit', command: process.execPath, args: ['--import', 'tsx', 'bench/peers/model-workload.ts', 'cpu-jit', w, 'lockstep'], cwd: root },
+    { name: 'torch', command: PYTHON, args: ['bench/peers/torch_models.py', `--lockstep=${w}`], cwd: root, env: TORCH_ENV },
+    { reps, timeoutMs: 30 * 60_000 },
+  );
+  const ours = rows[0];
+  if (ratios.length > 0 && !('error' in ours)) {
+    const range = `${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}`;
+    console.error(`# models: ${w} cpu-jit and torch in lockstep (${reps} alternating reps each): cpu-jit ÷ torch per pair, median ${(ours.pairedRatio as number).toFixed(3)}× (${range})`);
+  }
+  return rows;
 }
 
 /**
@@ -78,9 +117,21 @@ export const models: Suite & { optIn: boolean } = {
     const passOf = (w: string): Pass => (w.includes('train-step') ? 'train-step' : 'inference');
     if (backend === 'gpu') return gpuRows(filter, !!quick, passOf);
     if (backend && backend !== 'cpu') throw new Error(`bench models: --backend must be cpu or gpu, got '${backend}'`);
+    const torchDone = new Set<string>();
+    const row = (w: string, engine: string, r: Record<string, unknown>): Row =>
+      ({ suite: 'models', name: w, backend: engine, pass: passOf(w), ...(r as { medianMs: number; samples: number }) });
     for (const w of WORKLOADS) {
       for (const engine of ['cpu', 'cpu-jit', 'tfjs-wasm', 'tfjs-cpu']) {
         if (!matches(filter, 'models', w, engine, passOf(w))) continue;
+        if (engine === 'cpu-jit' && TORCH_WORKLOADS.includes(w) && matches(filter, 'models', w, 'torch', passOf(w)) && hasTorch()) {
+          const [ours, torch] = await pairedWithTorch(w, passOf(w) === 'inference' ? (quick ? 5 : 11) : quick ? 3 : 7);
+          for (const [name, r] of [['cpu-jit', ours], ['torch', torch]] as const) {
+            if ('error' in r) console.error(`# models: ${w} ${name}: ${r.error}`);
+            else rows.push(row(w, name, r));
+          }
+          torchDone.add(w);
+          continue;
+        }
         if (engine.startsWith('tfjs') && w.startsWith('b0-full-split')) continue; // no tfjs build of the two-backbone model
         // tfjs-cpu takes minutes per 224-px training step: one sample, and only with --filter naming it.
         if (engine === 'tfjs-cpu' && passOf(w) === 'train-step' && !filter?.includes('tfjs-cpu')) {
@@ -92,7 +143,7 @@ export const models: Suite & { optIn: boolean } = {
           console.error(`# models: ${w} ${engine}: ${r.error}`);
           continue;
         }
-        rows.push({ suite: 'models', name: w, backend: engine, pass: passOf(w), ...(r as { medianMs: number; samples: number }) });
+        rows.push(row(w, engine, r));
       }
     }
     // 200 consecutive train steps (8×128, so the run takes minutes, not half an hour): the medians
@@ -103,9 +154,12 @@ export const models: Suite & { optIn: boolean } = {
       if ('error' in r) console.error(`# models: b0/steady-8x128 ${engine}: ${r.error}`);
       else rows.push({ suite: 'models', name: 'b0/steady-200-steps-8x128', backend: engine, pass: 'train-step', ...(r as { medianMs: number; samples: number }) });
     }
-    if (WORKLOADS.some((w) => matches(filter, 'models', w, 'torch', passOf(w)))) {
-      for (const t of torchRows(!!quick)) {
-        if (matches(filter, 'models', t.name, 'torch', t.pass)) rows.push({ suite: 'models', backend: 'torch', ...t } as Row);
+    // PyTorch's rows not taken in lockstep (--filter kept torch but not cpu-jit): one block per workload, as alone.
+    const rest = TORCH_WORKLOADS.filter((w) => !torchDone.has(w) && matches(filter, 'models', w, 'torch', passOf(w)));
+    if (rest.length > 0 && hasTorch()) {
+      const sizes = [...new Set(rest.map((w) => w.split('-').pop()!))];
+      for (const t of torchRows(!!quick, sizes)) {
+        if (rest.includes(t.name)) rows.push({ suite: 'models', backend: 'torch', ...t } as Row);
       }
     }
     return rows;
