@@ -11,9 +11,12 @@
  *
  * A waiting peer must not take CPU from the one measured. Its idle threads block (the engine's pool in
  * Atomics.wait, the event loop on stdin), but runtimes keep working briefly after a turn: libgomp's OpenMP threads
- * spin before they sleep, OpenBLAS's yield, V8 finishes concurrent GC. So before each turn the suite waits until the
- * peer that just ran is quiet, by the CPU time of its threads (Linux `/proc/PID/task/TID/schedstat`); each row
- * reports that wait and the CPU the peer still used while the other ran (`lockstep.waitingCpuMs`).
+ * spin before they sleep (PyTorch used 4–8 ms of CPU in the 10–25 ms after each B0 16×128 inference on the 2-core
+ * dev box, a core taken from our next rep if it started at once; our process, 0–1.5 ms), OpenBLAS's threads yield,
+ * V8 finishes concurrent GC. So before each turn the suite waits until the peer that just ran is quiet: none of its
+ * threads running or waiting to run (Linux `/proc/PID/task/TID/stat`). Each row reports those waits (`lockstep`:
+ * `settleMs` and the CPU used in them, `afterTurnCpuMs`, medians) and the CPU the peer still used while the other
+ * ran (`waitingCpuMs`, a total: near zero when the waits work).
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
@@ -66,44 +69,50 @@ export function failureReason(stderr: string, status: number | null, signal?: st
   return why ?? (signal ? `killed by ${signal}` : `exit ${status}`);
 }
 
-/** CPU time (ns) of every thread of `pid` so far, from the scheduler's statistics; null where /proc has none. */
-export function processCpuNs(pid: number): number | null {
+/**
+ * The threads of `pid`: their CPU time so far (ns, the scheduler's statistics) and how many are running or waiting
+ * to run (state R: a spinning thread is, even while other processes keep it off the cores; a blocked one is not).
+ * Null where /proc has neither.
+ */
+export function processThreads(pid: number): { cpuNs: number; runnable: number } | null {
+  let cpuNs = 0;
+  let runnable = 0;
   try {
-    let ns = 0;
     for (const tid of readdirSync(`/proc/${pid}/task`)) {
       try {
-        ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+        cpuNs += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+        const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+        if (stat[stat.lastIndexOf(')') + 2] === 'R') runnable++;
       } catch {
         // The thread exited between the listing and the read: its time no longer counts anywhere.
       }
     }
-    return ns;
   } catch {
     return null;
   }
+  return { cpuNs, runnable };
 }
 
 /**
- * Waits until `pid` uses under a tenth of a core over a 5 ms window (at most `maxMs`). Without /proc (not Linux),
- * a fixed 100 ms pause: libgomp's default spin (300,000 iterations) and V8's concurrent GC end well within it.
+ * Waits until none of `pid`'s threads is running or waiting to run, at two samples 2 ms apart (at most `maxMs`).
+ * The state, not the CPU used: a spinning thread that the machine's other load keeps off the cores uses little CPU
+ * but takes a core the moment one frees. Without /proc (not Linux), a fixed 100 ms pause: libgomp's default spin
+ * (300,000 iterations) and V8's concurrent GC end well within it.
  */
 export async function settleCpu(pid: number, maxMs = 1000): Promise<Settled> {
   const t0 = performance.now();
-  const c0 = processCpuNs(pid);
-  if (c0 === null) {
+  const first = processThreads(pid);
+  if (first === null) {
     await sleep(100);
     return { waitedMs: performance.now() - t0, cpuMs: NaN };
   }
-  const windowMs = 5;
-  let prev = c0;
-  for (;;) {
-    const w0 = performance.now();
-    await sleep(windowMs);
-    const now = processCpuNs(pid) ?? prev;
-    const quiet = now - prev < 0.1 * (performance.now() - w0) * 1e6;
-    prev = now;
-    if (quiet || performance.now() - t0 >= maxMs) return { waitedMs: performance.now() - t0, cpuMs: (prev - c0) / 1e6 };
+  let last = first;
+  for (let quiet = 0; quiet < 2 && performance.now() - t0 < maxMs; ) {
+    await sleep(2);
+    last = processThreads(pid) ?? last;
+    quiet = last.runnable === 0 ? quiet + 1 : 0;
   }
+  return { waitedMs: performance.now() - t0, cpuMs: (last.cpuNs - first.cpuNs) / 1e6 };
 }
 
 /** One peer process and its stdout as a queue of JSON lines. */
@@ -198,10 +207,10 @@ async function start(spec: PeerSpec, deadline: number): Promise<Peer | { error: 
 
 /** One timed rep of `p`, its time appended to `turns.ms`; the other peer's CPU meanwhile is added to its waitingCpuMs. */
 async function rep(p: Peer, turns: Turns, other: { peer: Peer; turns: Turns } | null, deadline: number): Promise<void> {
-  const c0 = other?.peer.proc.pid !== undefined ? processCpuNs(other!.peer.proc.pid) : null;
+  const c0 = other?.peer.proc.pid !== undefined ? processThreads(other!.peer.proc.pid)?.cpuNs ?? null : null;
   p.send('rep');
   const l = await p.next(deadline);
-  const c1 = c0 !== null ? processCpuNs(other!.peer.proc.pid!) : null;
+  const c1 = c0 !== null ? processThreads(other!.peer.proc.pid!)?.cpuNs ?? null : null;
   if (c0 !== null && c1 !== null) other!.turns.waitingCpuMs += (c1 - c0) / 1e6;
   if (typeof l.ms !== 'number') throw new Error(`${p.spec.name}: expected {"ms": …} after 'rep', got ${JSON.stringify(l).slice(0, 100)}`);
   turns.ms.push(l.ms);
