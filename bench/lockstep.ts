@@ -185,6 +185,14 @@ interface Turns {
 
 const newTurns = (): Turns => ({ ms: [], settledMs: [], afterTurnCpuMs: [], waitingCpuMs: 0 });
 
+/** A paired row's `lockstep` field: its reps' times in order, the waits after its turns, its CPU while waiting. */
+const turnStats = (t: Turns) => ({
+  repMs: t.ms.map((m) => +m.toFixed(2)),
+  settleMs: +median(t.settledMs).toFixed(1),
+  afterTurnCpuMs: +median(t.afterTurnCpuMs).toFixed(1),
+  waitingCpuMs: +t.waitingCpuMs.toFixed(1),
+});
+
 async function quiet(peer: Peer, turns: Turns, settle: (pid: number) => Promise<Settled>): Promise<void> {
   if (peer.proc.pid === undefined) return;
   const s = await settle(peer.proc.pid);
@@ -260,17 +268,10 @@ export async function lockstep(a: PeerSpec, b: PeerSpec, opts: LockstepOptions):
       p.send('end');
       p.proc.stdin!.end();
       const row = await p.next(deadline);
-      const t = turns[i];
       rows.push({
         ...row,
-        ...(paired ? { pairedWith: specs[1 - i].name } : {}),
+        ...(paired ? { pairedWith: specs[1 - i].name, lockstep: turnStats(turns[i]) } : {}),
         ...(paired && i === 0 ? { pairedRatio: median(ratios), pairRatios: ratios.map((r) => +r.toFixed(4)) } : {}),
-        lockstep: {
-          repMs: t.ms.map((m) => +m.toFixed(2)),
-          settleMs: +median(t.settledMs).toFixed(1),
-          afterTurnCpuMs: +median(t.afterTurnCpuMs).toFixed(1),
-          waitingCpuMs: +t.waitingCpuMs.toFixed(1),
-        },
       });
     } catch (e) {
       p.kill();

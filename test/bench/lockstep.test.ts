@@ -45,7 +45,7 @@ describe('bench lockstep', () => {
     const r = await lockstep(mid.a, mid.b, { reps: 4, timeoutMs: 60_000 });
     expect(r.rows[1]).toEqual({ error: expect.stringContaining('fake failure at rep 2') });
     expect(r.rows[0]).toMatchObject({ samples: 4, medianMs: 3 });
-    expect(r.rows[0]).not.toHaveProperty('pairedRatio');
+    for (const key of ['pairedRatio', 'pairedWith', 'lockstep']) expect(r.rows[0]).not.toHaveProperty(key);
     expect(r.ratios).toEqual([]);
 
     const early = peers({ ms: [1, 1], flags: ['--fail-before-ready'] }, { ms: [7, 9] });
