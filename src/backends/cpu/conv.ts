@@ -49,6 +49,7 @@ import { depthwiseForwardF32, depthwiseGradFilterF32, depthwiseGradInputF32, dep
 import { pointwiseBatchedOk, pointwiseForwardF32, pointwiseScalesOk, pointwiseGradFilterF32, pointwiseGradInputF32 } from './fast/pointwise.ts';
 import { OWNED_MIN_FLOATS, wasmHeap } from './fast/heap.ts';
 import { im2colPtr } from './fast/im2col.ts';
+import { directConvForwardF32, directConvOk } from './fast/directconv.ts';
 import { type GemmRowScale, sgemm, sgemmBatchPtr, sgemmIsWasm, sgemmSumPtr } from './fast/sgemm.ts';
 import { type RowEpilogue, epilogueFrom, fusedAvailable, planeScalePtr } from './fast/activations.ts';
 import { stochasticForwardF32, stochasticGradFilterF32, stochasticGradInputF32, stochasticSimdOk } from './fast/stochconv.ts';
@@ -190,6 +191,7 @@ export function conv2dAffineImpl(args: readonly Arg[], a: WithSums<Conv2dAffineA
 function conv2dF32(x: Arg, w: Arg, p: ConvGeometry, out: OutSpec, epi?: RowEpilogue, sums?: TypedArray, s?: Arg): TypedArray {
   if (s && !scalesAsPacked(p, out)) return withScaledInput(x, s, p, (xs) => conv2dF32(xs, w, p, out, epi, sums));
   if (p.depthwise && depthwiseSimdOk(p)) return depthwiseForwardF32(f32(x), f32(w), p, into(out), undefined, epi, sums as Float32Array | undefined);
+  if (directConvOk(p)) return planeSums(directConvForwardF32(f32(x), f32(w), p, into(out), epi), out, sums);
   if (pointwiseBatchedOk(p)) return planeSums(pointwiseForwardF32(f32(x), f32(w), p, into(out), epi, s && f32(s)), out, sums);
   return planeSums(conv2dGemmF32(x, w, p, out, epi, s), out, sums);
 }

@@ -1,0 +1,308 @@
+/**
+ * A direct float32 conv2d in WebAssembly SIMD for dense convs (one group) with a small reduction: C·kh·kw ≤
+ * DIRECT_MAX_TAPS (32; EfficientNet's stem, 3 channels under a 3×3 kernel, has 27). There im2col + sgemm (conv.ts)
+ * spends more on the K×P matrix it writes and reads back (27 floats per output pixel) and on packing than on
+ * the product, whose K is too short for the micro-kernel to pay off; this kernel reads each input row from L1 instead.
+ *
+ * Work goes by (image, band of output rows) units on the pool's threads. A call first copies the band's input rows
+ * into the running thread's scratch, zero-padded on every side and split by column phase (a column stride sw puts
+ * padded column q + m·sw of a row at index m of phase q: even / odd columns at stride 2), so that output column j's
+ * tap kx is at index j + ⌊kx·dw / sw⌋ of phase (kx·dw) mod sw: every tap of 4 consecutive output columns is one
+ * contiguous vector load, with no shuffles and no bounds tests. Then, per output row, blocks of OB output channels ×
+ * VB vectors of 4 columns are held in registers while the C·kh·kw taps run through them (each input vector loaded
+ * once for the OB channels, each weight splat once for the VB vectors), and the epilogue — the per-channel affine
+ * act(y·scale + shift) with an optional SiLU (vmath.ts `siluV`), batch norm folded into the conv — is applied in
+ * registers before the store. The geometry (sizes, kernel, strides, dilations, padding, channel counts) is compiled
+ * in: the ragged last channel block and column block are emitted for their exact sizes, and their columns past the
+ * row are never stored (a band's last row borders another thread's).
+ *
+ * Arithmetic: each output is Σ_t w_t·x_t in float32 in tap order (c, ky, kx), a product then an add per tap (no
+ * fused multiply-add), so |error| ≤ γ_K·Σ_t |w_t·x_t| with γ_K = K·u/(1 − K·u), u = 2⁻²⁴, K = C·kh·kw; the
+ * epilogue is the affine kernel's vmul, vadd and SiLU (activations.ts) on that sum, so conv2dAffine here equals this
+ * kernel's conv2d followed by the affine kernel exactly.
+ *
+ * `directConvOk` says whether a conv takes this kernel; `directConvForwardPtr` takes byte addresses in the heap,
+ * `directConvForwardF32` typed arrays (views of the heap in place, others copied in and the output out).
+ */
+import { Fn, T, type Expr, add, assemble, divU, extractLane, get, i32, load, loadSplat, lt_s, mul, remU, shuffle, sub, vadd, vmul, vzero, ge_s } from './wasm.ts';
+import { Consts, siluV } from './vmath.ts';
+import type { ConvGeometry } from '../conv_geom.ts';
+import { wasmHeap } from './heap.ts';
+import { Job, type PoolKernel, S, loadKernels } from './pool.ts';
+import { SLACK, forTasks, paddedBytes, simdHeap } from './convsimd.ts';
+import type { RowEpilogue } from './activations.ts';
+
+/** The largest reduction (C·kh·kw) the kernel takes: the taps are unrolled, and beyond it the sgemm's K pays off. */
+export const DIRECT_MAX_TAPS = 32;
+/** Output channels × vectors of 4 columns per register block (8 accumulators, 2 input vectors, a weight: 11 of x64's 16). */
+const OB = 4;
+const VB = 2;
+/** Scratch bytes of a band's input rows (the rows then stay in L1 while the band's outputs are computed). */
+const BAND_BYTES = 48 * 1024;
+/** Units (image × band) wanted per job: with fewer images, the planes are cut into more bands. */
+const UNITS_WANTED = 16;
+
+/** The fields of a conv's geometry record (../conv_geom.ts) this kernel reads. */
+export type DirectGeom = Pick<ConvGeometry, 'N' | 'C' | 'H' | 'W' | 'O' | 'OH' | 'OW' | 'kh' | 'kw' | 'stride' | 'dilation' | 'padding' | 'groups'>;
+
+/** Whether a float32 conv2d forward takes this kernel: one group, C·kh·kw ≤ DIRECT_MAX_TAPS, not 1×1 stride 1 unpadded, no negative padding. */
+export function directConvOk(p: DirectGeom & Pick<ConvGeometry, 'pointwise'>): boolean {
+  return p.groups === 1 && !p.pointwise && p.C * p.kh * p.kw <= DIRECT_MAX_TAPS && p.C > 0 && p.padding.every((q) => q >= 0) && wasmHeap() !== null;
+}
+
+/** The compile-time layout of a geometry's kernel: band rows, scratch rows per band, phase row pitch (floats). */
+interface Layout {
+  readonly band: number;
+  /** Input rows per band (the most a band of `band` output rows reads). */
+  readonly IR: number;
+  /** Floats per phase row: the widest read of a column block, and every input column, fit. */
+  readonly RP: number;
+  readonly bands: number;
+  /** Scratch byte offsets of the packed weights and of the input rows (the tap table is at 0). */
+  readonly wOff: number;
+  readonly xOff: number;
+  /** Scratch bytes a call needs. */
+  readonly bytes: number;
+}
+
+function layout(g: DirectGeom): Layout {
+  const [sh, sw] = g.stride, [dh, dw] = g.dilation, pl = g.padding[2];
+  const OWr = Math.ceil(g.OW / 4) * 4;
+  const RP = Math.ceil(Math.max(OWr + Math.floor(((g.kw - 1) * dw) / sw), Math.ceil((pl + g.W) / sw)) / 4) * 4;
+  const rowBytes = g.C * sw * RP * 4;
+  const rows = (b: number) => (b - 1) * sh + (g.kh - 1) * dh + 1;
+  let band = 1;
+  while (band < g.OH && rows(band + 1) * rowBytes <= BAND_BYTES) band++;
+  // Enough units for the threads when there are few images.
+  band = Math.max(1, Math.min(band, Math.ceil(g.OH / Math.ceil(UNITS_WANTED / Math.max(1, g.N)))));
+  const K = g.C * g.kh * g.kw, up = (n: number) => Math.ceil(n / 64) * 64;
+  const wOff = up(4 * K), xOff = wOff + up(4 * Math.ceil(g.O / OB) * OB * K);
+  return { band, IR: rows(band), RP, bands: Math.ceil(g.OH / band), wOff, xOff, bytes: xOff + rows(band) * rowBytes };
+}
+
+type Epi = 'none' | 'affine' | 'silu';
+
+/**
+ * directConv(x, w, scale, shift, y, i0, i1, scratch): output rows i0..i1 (one band) of one image; x at the image's
+ * first input plane, y at its first output plane, w the O·C·kh·kw weights; scale and shift (O floats) are read by the
+ * 'affine' and 'silu' variants only.
+ */
+function directFn(g: DirectGeom, L: Layout, epi: Epi): Fn {
+  const f = new Fn('directConv', Array.from({ length: 8 }, () => T.i32));
+  const [x, w, sc, sh, y, i0, i1, scr] = f.params;
+  const { C, H, W, O, OH, OW, kh, kw } = g;
+  const [sy, sx] = g.stride, [dy, dx] = g.dilation, [pt, , pl] = g.padding;
+  const { IR, RP } = L;
+  const K = C * kh * kw, P = OH * OW;
+  const c = new Consts(f);
+  const start = f.code.length;
+  const r = f.local(T.i32), iy = f.local(T.i32), src = f.local(T.i32), dst = f.local(T.i32), m = f.local(T.i32), v = f.local(T.i32);
+  const cc = f.local(T.i32), rows = f.local(T.i32);
+  const a = f.local(T.v128), b = f.local(T.v128);
+
+  // ---- the tap table and the packed weights ----
+  // Tap t = (ch, ky, kx) of output column j (for output row i) is at xrow + 4j + tab[t]: input row (ch, ky) lies at
+  // ((ch·IR + ky·dy)·sx)·RP floats from xrow, its tap kx at ⌊kx·dx / sx⌋ in phase (kx·dx) mod sx.
+  for (let ch = 0; ch < C; ch++) {
+    for (let ky = 0; ky < kh; ky++) {
+      for (let kx = 0; kx < kw; kx++) {
+        const off = (((ch * IR + ky * dy) * sx + ((kx * dx) % sx)) * RP + Math.floor((kx * dx) / sx)) * 4;
+        f.store('i32', get(scr), i32(off), 4 * ((ch * kh + ky) * kw + kx));
+      }
+    }
+  }
+  // Block b's weights as a K × OB matrix, row t = the block's channels' weights of tap t (the sgemm's packed A).
+  const o = f.local(T.i32), t = f.local(T.i32);
+  f.for(o, i32(0), i32(O), i32(1), () => {
+    f.set(dst, add(get(scr), add(i32(L.wOff), mul(add(mul(divU(get(o), i32(OB)), i32(K * OB)), remU(get(o), i32(OB))), i32(4)))));
+    f.set(src, add(get(w), mul(get(o), i32(4 * K))));
+    f.for(t, i32(0), i32(K), i32(1), () => f.store('f32', add(get(dst), mul(get(t), i32(4 * OB))), load('f32', add(get(src), mul(get(t), i32(4))))));
+  });
+
+  // ---- the band's input rows into the scratch: zeroed, then each row of the plane split by column phase ----
+  const xs = f.local(T.i32);
+  f.set(xs, add(get(scr), i32(L.xOff)));
+  f.set(rows, add(mul(sub(sub(get(i1), get(i0)), i32(1)), i32(sy)), i32((kh - 1) * dy + 1)));
+  f.emit(get(xs), i32(0), i32(C * IR * sx * RP * 4));
+  f.op(0xfc, 0x0b, 0x00); // memory.fill
+  f.for(cc, i32(0), i32(C), i32(1), () => {
+    f.for(r, i32(0), get(rows), i32(1), () => {
+      f.set(iy, sub(add(mul(get(i0), i32(sy)), get(r)), i32(pt)));
+      f.if(ge_s(get(iy), i32(0)), () => f.if(lt_s(get(iy), i32(H)), () => {
+        f.set(src, add(get(x), mul(add(mul(get(cc), i32(H)), get(iy)), i32(4 * W))));
+        f.set(dst, add(get(xs), mul(add(mul(get(cc), i32(IR)), get(r)), i32(sx * RP * 4))));
+        copyRow(f, g, RP, src, dst, m, v, a, b);
+      }));
+    });
+  });
+
+  // ---- the outputs: per row, blocks of OB channels × VB column vectors ----
+  const i = f.local(T.i32), ob = f.local(T.i32), j = f.local(T.i32);
+  const xrow = f.local(T.i32), yrow = f.local(T.i32), wb = f.local(T.i32), yb = f.local(T.i32), scb = f.local(T.i32), shb = f.local(T.i32);
+  const px = f.local(T.i32), py = f.local(T.i32);
+  const acc = Array.from({ length: OB * VB }, () => f.local(T.v128));
+  const xv = Array.from({ length: VB }, () => f.local(T.v128));
+  const wv = f.local(T.v128), tmp = [f.local(T.v128), f.local(T.v128), f.local(T.v128), f.local(T.v128)];
+  const ptab = f.local(T.i32), pwt = f.local(T.i32), end = f.local(T.i32), xo = f.local(T.i32);
+  /**
+   * The block of `no` channels × `cols` columns (≤ 4·VB) at px / py, packed weights at wb, epilogue operands at scb /
+   * shb. One tap per loop turn, as the sgemm's micro-kernel: unrolling the taps measured slower (V8 then spills the
+   * accumulators).
+   */
+  const block = (no: number, cols: number) => {
+    const nv = Math.ceil(cols / 4);
+    for (let o = 0; o < no; o++) for (let q = 0; q < nv; q++) f.set(acc[o * VB + q], vzero);
+    f.set(ptab, get(scr));
+    f.set(pwt, get(wb));
+    f.loop(() => {
+      f.set(xo, add(get(px), load('i32', get(ptab))));
+      for (let q = 0; q < nv; q++) f.set(xv[q], load('v128', get(xo), 16 * q));
+      for (let o = 0; o < no; o++) {
+        f.set(wv, loadSplat(get(pwt), 4 * o));
+        for (let q = 0; q < nv; q++) f.set(acc[o * VB + q], vadd(get(acc[o * VB + q]), vmul(get(wv), get(xv[q]))));
+      }
+      f.set(ptab, add(get(ptab), i32(4)));
+      f.set(pwt, add(get(pwt), i32(4 * OB)));
+      f.brIf(0, lt_s(get(ptab), get(end)));
+    });
+    for (let o = 0; o < no; o++) {
+      if (epi !== 'none') {
+        f.set(a, loadSplat(get(scb), 4 * o));
+        f.set(b, loadSplat(get(shb), 4 * o));
+      }
+      for (let q = 0; q < nv; q++) {
+        const k = acc[o * VB + q];
+        if (epi !== 'none') f.set(k, vadd(vmul(get(k), get(a)), get(b)));
+        if (epi === 'silu') f.set(k, siluV(f, c, get(k), tmp));
+        const at = 4 * (o * P) + 16 * q;
+        const lanes = Math.min(4, cols - 4 * q);
+        if (lanes === 4) f.store('v128', get(py), get(k), at);
+        else for (let l = 0; l < lanes; l++) f.store('f32', get(py), extractLane(get(k), l), at + 4 * l);
+      }
+    }
+  };
+  const BW = 4 * VB, full = OW - (OW % BW);
+  /** Every column block of a row for `no` channels from yb (weights at wb). */
+  const rowBlocks = (no: number) => {
+    if (full > 0) {
+      f.for(j, i32(0), i32(full), i32(BW), () => {
+        f.set(px, add(get(xrow), mul(get(j), i32(4))));
+        f.set(py, add(get(yb), mul(get(j), i32(4))));
+        block(no, BW);
+      });
+    }
+    if (full < OW) {
+      f.set(px, add(get(xrow), i32(4 * full)));
+      f.set(py, add(get(yb), i32(4 * full)));
+      block(no, OW - full);
+    }
+  };
+  const blocks = Math.floor(O / OB), lastO = O % OB;
+  f.set(end, add(get(scr), i32(4 * K)));
+  f.for(i, get(i0), get(i1), i32(1), () => {
+    f.set(xrow, add(get(xs), mul(mul(sub(get(i), get(i0)), i32(sy)), i32(sx * RP * 4))));
+    f.set(yrow, add(get(y), mul(get(i), i32(4 * OW))));
+    const setBlock = (o0: Expr) => {
+      f.set(wb, add(get(scr), add(i32(L.wOff), mul(o0, i32(4 * K)))));
+      f.set(yb, add(get(yrow), mul(o0, i32(4 * P))));
+      f.set(scb, add(get(sc), mul(o0, i32(4))));
+      f.set(shb, add(get(sh), mul(o0, i32(4))));
+    };
+    if (blocks > 0) {
+      f.for(ob, i32(0), i32(blocks * OB), i32(OB), () => {
+        setBlock(get(ob));
+        rowBlocks(OB);
+      });
+    }
+    if (lastO > 0) {
+      setBlock(i32(blocks * OB));
+      rowBlocks(lastO);
+    }
+  });
+  f.code.splice(start, 0, ...c.prologue());
+  return f;
+}
+
+/**
+ * One input row (W floats at src) into its phase rows at dst (phase q at dst + 4·q·RP), padded column pl + col of
+ * the row at index ⌊(pl + col) / sw⌋ of phase (pl + col) mod sw: a memory.copy at stride 1; at stride 2, 8 columns
+ * per turn split into even and odd lanes by two shuffles, then the last columns one by one; wider strides column by column.
+ */
+function copyRow(f: Fn, g: DirectGeom, RP: number, src: number, dst: number, m: number, v: number, a: number, b: number): void {
+  const sx = g.stride[1], pl = g.padding[2], W = g.W;
+  if (sx === 1) {
+    f.emit(add(get(dst), i32(4 * pl)), get(src), i32(4 * W));
+    f.op(0xfc, 0x0a, 0x00, 0x00); // memory.copy
+    return;
+  }
+  let done = 0;
+  if (sx === 2) {
+    // Input column 2t goes to phase pl mod 2 at index t + ⌊pl/2⌋, column 2t + 1 to the other phase at t + ⌈pl/2⌉.
+    const even = 4 * ((pl & 1) * RP + (pl >> 1)), odd = 4 * ((1 - (pl & 1)) * RP + ((pl + 1) >> 1));
+    done = W - (W % 8);
+    if (done > 0) {
+      f.for(m, i32(0), i32(done), i32(8), () => {
+        f.set(a, load('v128', add(get(src), mul(get(m), i32(4)))));
+        f.set(b, load('v128', add(get(src), mul(get(m), i32(4))), 16));
+        f.set(v, add(get(dst), mul(get(m), i32(2))));
+        f.store('v128', get(v), shuffle(get(a), get(b), [0, 2, 4, 6]), even);
+        f.store('v128', get(v), shuffle(get(a), get(b), [1, 3, 5, 7]), odd);
+      });
+    }
+  }
+  if (done < W) {
+    f.for(m, i32(done), i32(W), i32(1), () => {
+      f.set(v, add(get(m), i32(pl)));
+      f.store('f32', add(get(dst), mul(add(mul(remU(get(v), i32(sx)), i32(RP)), divU(get(v), i32(sx))), i32(4))), load('f32', add(get(src), mul(get(m), i32(4)))));
+    });
+  }
+}
+
+const geomKey = (g: DirectGeom): string =>
+  [g.C, g.H, g.W, g.O, g.OH, g.OW, g.kh, g.kw, ...g.stride, ...g.dilation, g.padding[0], g.padding[2]].join(',');
+
+const modules = new Map<string, PoolKernel>();
+
+/** The kernel for a geometry (its band layout included) and epilogue, generated, compiled and loaded into the pool once. */
+function directKernel(g: DirectGeom, L: Layout, epi: Epi): PoolKernel {
+  const h = simdHeap('directconv');
+  const key = `${geomKey(g)},${L.band},${epi}`;
+  let k = modules.get(key);
+  if (!k) {
+    const fn = directFn(g, L, epi);
+    k = loadKernels(assemble({ functions: [fn], memory: h.importSpec() }), [fn.name])[fn.name];
+    modules.set(key, k);
+  }
+  return k;
+}
+
+/** Calls of the direct kernel's entry points since the process started (tests check that a conv took this path). */
+let calls = 0;
+export const directConvCalls = (): number => calls;
+
+/**
+ * y (at py) = conv2d(x at px, w at pw), then `epi` if given (act(y·scale + shift) per output channel), for a
+ * geometry `directConvOk` takes. One job: tasks are ranges of (image, band) units.
+ */
+export function directConvForwardPtr(px: number, pw: number, py: number, g: DirectGeom, epi?: RowEpilogue): void {
+  calls++;
+  const L = layout(g);
+  const k = directKernel(g, L, epi ? (epi.act === 'silu' ? 'silu' : 'affine') : 'none');
+  const sc = epi?.scale ?? 0, sh = epi?.shift ?? 0, scr = S(SLACK);
+  const xImg = 4 * g.C * g.H * g.W, yImg = 4 * g.O * g.OH * g.OW;
+  const job = new Job();
+  forTasks(g.N * L.bands, (u0, u1) => {
+    for (let u = u0; u < u1; u++) {
+      const n = Math.floor(u / L.bands), b = u % L.bands, i0 = b * L.band;
+      job.call(k, px + n * xImg, pw, sc, sh, py + n * yImg, i0, Math.min(g.OH, i0 + L.band), scr);
+    }
+    job.endTask();
+  });
+  job.run(SLACK + paddedBytes(L.bytes));
+}
+
+/** y = conv2d(x, w) (then `epi`), typed arrays: views of the heap are used in place, others copied (`out` too). */
+export function directConvForwardF32(X: Float32Array, Wt: Float32Array, g: DirectGeom, out?: Float32Array, epi?: RowEpilogue): Float32Array {
+  const h = simdHeap('directconv');
+  return h.withF32(X, (px) => h.withF32(Wt, (pw) => h.outF32(g.N * g.O * g.OH * g.OW, (py) => directConvForwardPtr(px, pw, py, g, epi), out)));
+}
