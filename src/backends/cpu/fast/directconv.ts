@@ -1,30 +1,37 @@
 /**
- * A direct float32 conv2d in WebAssembly SIMD for dense convs (one group) with a small reduction: C·kh·kw ≤
- * DIRECT_MAX_TAPS (32; EfficientNet's stem, 3 channels under a 3×3 kernel, has 27). There im2col + sgemm (conv.ts)
- * spends more on the K×P matrix it writes and reads back (27 floats per output pixel) and on packing than on
- * the product, whose K is too short for the micro-kernel to pay off; this kernel reads each input row from L1 instead.
+ * A direct float32 conv2d in WebAssembly SIMD for dense convs (one group) over few input channels: at most
+ * DIRECT_MAX_CHANNELS (8) of them and DIRECT_MAX_TAPS (200) taps C·kh·kw. EfficientNet's stem (3 channels under a
+ * 3×3 kernel, stride 2) is the case it was made for. There im2col + sgemm (conv.ts) writes and reads back a matrix
+ * of C·kh·kw floats per output pixel (27: 11 MB for 8 images at 224²) and packs it again, for a product whose K is
+ * too short for the packing to pay off; this kernel reads each input row from the running thread's L1 instead.
  *
- * Work goes by (image, band of output rows) units on the pool's threads. A call first copies the band's input rows
- * into the running thread's scratch, zero-padded on every side and split by column phase (a column stride sw puts
- * padded column q + m·sw of a row at index m of phase q: even / odd columns at stride 2), so that output column j's
- * tap kx is at index j + ⌊kx·dw / sw⌋ of phase (kx·dw) mod sw: every tap of 4 consecutive output columns is one
- * contiguous vector load, with no shuffles and no bounds tests. Then, per output row, blocks of OB output channels ×
- * VB vectors of 4 columns are held in registers while the C·kh·kw taps run through them (each input vector loaded
- * once for the OB channels, each weight splat once for the VB vectors), and the epilogue — the per-channel affine
- * act(y·scale + shift) with an optional SiLU (vmath.ts `siluV`), batch norm folded into the conv — is applied in
- * registers before the store. The geometry (sizes, kernel, strides, dilations, padding, channel counts) is compiled
- * in: the ragged last channel block and column block are emitted for their exact sizes, and their columns past the
- * row are never stored (a band's last row borders another thread's).
+ * Work goes by (image, band of output rows) units on the pool's threads. A task first packs the weights into its
+ * thread's scratch as the sgemm packs A (per block of OB output channels, a K × OB matrix) next to a table of each
+ * tap's offset (directPack). Each unit then copies the band's input rows into the scratch, zero-padded on every side
+ * and split by column phase (a column stride sw puts padded column q + m·sw of a row at index m of phase q: even /
+ * odd columns at stride 2), so that output column j's tap kx lies at index j + ⌊kx·dw / sw⌋ of phase (kx·dw) mod sw:
+ * every tap of 4 consecutive output columns is one contiguous vector load, with no shuffles and no bounds tests.
+ * Then, per output row, blocks of OB (4) output channels × VB (2) vectors of 4 columns stay in registers while the
+ * taps run through them, one tap per loop turn as the sgemm's micro-kernel (each input vector loaded once for the
+ * OB channels, each weight splat once for the VB vectors; unrolled taps measured 1.5–1.7× slower: V8 then spills
+ * the accumulators), and the epilogue — the per-channel affine act(y·scale + shift) with an optional SiLU (vmath.ts
+ * `siluV`), eval-mode batch norm folded into the conv — is applied in registers before the store. The geometry
+ * (sizes, kernel, strides, dilations, padding, channel counts) is compiled in: the ragged last channel block and
+ * column block are emitted for their exact sizes, and their columns past the row are never stored (a band's last
+ * row borders another thread's).
  *
- * Arithmetic: each output is Σ_t w_t·x_t in float32 in tap order (c, ky, kx), a product then an add per tap (no
- * fused multiply-add), so |error| ≤ γ_K·Σ_t |w_t·x_t| with γ_K = K·u/(1 − K·u), u = 2⁻²⁴, K = C·kh·kw; the
- * epilogue is the affine kernel's vmul, vadd and SiLU (activations.ts) on that sum, so conv2dAffine here equals this
- * kernel's conv2d followed by the affine kernel exactly.
+ * Arithmetic: each output is Σ_t w_t·x_t accumulated in float32 from 0 in tap order (c, ky, kx), a multiply-add
+ * per tap (relaxed SIMD's, fused or not, where the engine has it, as the sgemm; else a product then an add, which is
+ * then bit for bit the im2col + sgemm path's sum), so |error| ≤ γ_K·Σ_t |w_t·x_t| with γ_K = K·u/(1 − K·u),
+ * u = 2⁻²⁴, K = C·kh·kw. The epilogue is the affine kernel's vmul, vadd and SiLU (activations.ts) on that sum, so
+ * conv2dAffine here equals this kernel's conv2d followed by the affine kernel exactly.
  *
  * `directConvOk` says whether a conv takes this kernel; `directConvForwardPtr` takes byte addresses in the heap,
- * `directConvForwardF32` typed arrays (views of the heap in place, others copied in and the output out).
+ * `directConvForwardF32` typed arrays (views of the heap in place, others copied in and the output out);
+ * `directConvCalls` counts the calls (tests check the path).
  */
-import { Fn, T, type Expr, add, assemble, divU, extractLane, get, i32, load, loadSplat, lt_s, mul, remU, shuffle, sub, vadd, vmul, vzero, ge_s } from './wasm.ts';
+import { Fn, T, type Expr, add, assemble, divU, extractLane, get, i32, load, loadSplat, lt_s, mul, remU, shuffle, sub, vadd, vmadd, vmul, vzero, ge_s } from './wasm.ts';
+import { hasRelaxedSimd } from './sgemm_wasm.ts';
 import { Consts, siluV } from './vmath.ts';
 import type { ConvGeometry } from '../conv_geom.ts';
 import { wasmHeap } from './heap.ts';
@@ -32,8 +39,15 @@ import { Job, type PoolKernel, S, loadKernels } from './pool.ts';
 import { SLACK, forTasks, paddedBytes, simdHeap } from './convsimd.ts';
 import type { RowEpilogue } from './activations.ts';
 
-/** The largest reduction (C·kh·kw) the kernel takes: the taps are unrolled, and beyond it the sgemm's K pays off. */
-export const DIRECT_MAX_TAPS = 32;
+/**
+ * The convs this kernel takes: at most DIRECT_MAX_CHANNELS input channels and DIRECT_MAX_TAPS taps (C·kh·kw). Within
+ * them it measured 1.1–1.5× less CPU time than im2col + sgemm at the shapes tried (1–8 channels under 2×2 to 7×7
+ * kernels, strides 1–3, 8 to 256 output channels, planes of 28² to 224²; planes of a few pixels, where both take
+ * microseconds, excepted); it tied at 16–32 channels and lost at 64, where a band's input rows outgrow L1 (every
+ * channel block reads them again) and the sgemm's packed panels do not.
+ */
+export const DIRECT_MAX_CHANNELS = 8;
+export const DIRECT_MAX_TAPS = 200;
 /** Output channels × vectors of 4 columns per register block (8 accumulators, 2 input vectors, a weight: 11 of x64's 16). */
 const OB = 4;
 const VB = 2;
@@ -45,9 +59,14 @@ const UNITS_WANTED = 16;
 /** The fields of a conv's geometry record (../conv_geom.ts) this kernel reads. */
 export type DirectGeom = Pick<ConvGeometry, 'N' | 'C' | 'H' | 'W' | 'O' | 'OH' | 'OW' | 'kh' | 'kw' | 'stride' | 'dilation' | 'padding' | 'groups'>;
 
-/** Whether a float32 conv2d forward takes this kernel: one group, C·kh·kw ≤ DIRECT_MAX_TAPS, not 1×1 stride 1 unpadded, no negative padding. */
+/**
+ * Whether a float32 conv2d forward takes this kernel: one group, 1 to DIRECT_MAX_CHANNELS input channels,
+ * C·kh·kw ≤ DIRECT_MAX_TAPS, not pointwise (1×1, stride 1, unpadded: the sgemm reads its planes in place), no
+ * negative padding, and wasm SIMD available.
+ */
 export function directConvOk(p: DirectGeom & Pick<ConvGeometry, 'pointwise'>): boolean {
-  return p.groups === 1 && !p.pointwise && p.C * p.kh * p.kw <= DIRECT_MAX_TAPS && p.C > 0 && p.padding.every((q) => q >= 0) && wasmHeap() !== null;
+  const { C } = p;
+  return p.groups === 1 && !p.pointwise && C > 0 && C <= DIRECT_MAX_CHANNELS && C * p.kh * p.kw <= DIRECT_MAX_TAPS && p.padding.every((q) => q >= 0) && wasmHeap() !== null;
 }
 
 /** The compile-time layout of a geometry's kernel: band rows, scratch rows per band, phase row pitch (floats). */
@@ -82,42 +101,28 @@ function layout(g: DirectGeom): Layout {
 
 type Epi = 'none' | 'affine' | 'silu';
 
+let fmaOk: boolean | undefined;
+/** Whether the engine has relaxed SIMD's f32x4.relaxed_madd (the sgemm's test): the taps then use it, as the sgemm does. */
+const relaxedSimd = (): boolean => (fmaOk ??= hasRelaxedSimd());
+
 /**
- * directConv(x, w, scale, shift, y, i0, i1, scratch): output rows i0..i1 (one band) of one image; x at the image's
- * first input plane, y at its first output plane, w the O·C·kh·kw weights; scale and shift (O floats) are read by the
- * 'affine' and 'silu' variants only.
+ * directConv(x, scale, shift, y, i0, i1, scratch): output rows i0..i1 (one band) of one image, with the tap table and
+ * packed weights directPack left in the scratch; x at the image's first input plane, y at its first output plane;
+ * scale and shift (O floats) are read by the 'affine' and 'silu' variants only.
  */
 function directFn(g: DirectGeom, L: Layout, epi: Epi): Fn {
-  const f = new Fn('directConv', Array.from({ length: 8 }, () => T.i32));
-  const [x, w, sc, sh, y, i0, i1, scr] = f.params;
+  const f = new Fn('directConv', Array.from({ length: 7 }, () => T.i32));
+  const [x, sc, sh, y, i0, i1, scr] = f.params;
   const { C, H, W, O, OH, OW, kh, kw } = g;
-  const [sy, sx] = g.stride, [dy, dx] = g.dilation, [pt, , pl] = g.padding;
+  const [sy, sx] = g.stride, [dy] = g.dilation, [pt] = g.padding;
   const { IR, RP } = L;
   const K = C * kh * kw, P = OH * OW;
   const c = new Consts(f);
+  const fma = relaxedSimd();
   const start = f.code.length;
   const r = f.local(T.i32), iy = f.local(T.i32), src = f.local(T.i32), dst = f.local(T.i32), m = f.local(T.i32), v = f.local(T.i32);
   const cc = f.local(T.i32), rows = f.local(T.i32);
   const a = f.local(T.v128), b = f.local(T.v128);
-
-  // ---- the tap table and the packed weights ----
-  // Tap t = (ch, ky, kx) of output column j (for output row i) is at xrow + 4j + tab[t]: input row (ch, ky) lies at
-  // ((ch·IR + ky·dy)·sx)·RP floats from xrow, its tap kx at ⌊kx·dx / sx⌋ in phase (kx·dx) mod sx.
-  for (let ch = 0; ch < C; ch++) {
-    for (let ky = 0; ky < kh; ky++) {
-      for (let kx = 0; kx < kw; kx++) {
-        const off = (((ch * IR + ky * dy) * sx + ((kx * dx) % sx)) * RP + Math.floor((kx * dx) / sx)) * 4;
-        f.store('i32', get(scr), i32(off), 4 * ((ch * kh + ky) * kw + kx));
-      }
-    }
-  }
-  // Block b's weights as a K × OB matrix, row t = the block's channels' weights of tap t (the sgemm's packed A).
-  const o = f.local(T.i32), t = f.local(T.i32);
-  f.for(o, i32(0), i32(O), i32(1), () => {
-    f.set(dst, add(get(scr), add(i32(L.wOff), mul(add(mul(divU(get(o), i32(OB)), i32(K * OB)), remU(get(o), i32(OB))), i32(4)))));
-    f.set(src, add(get(w), mul(get(o), i32(4 * K))));
-    f.for(t, i32(0), i32(K), i32(1), () => f.store('f32', add(get(dst), mul(get(t), i32(4 * OB))), load('f32', add(get(src), mul(get(t), i32(4))))));
-  });
 
   // ---- the band's input rows into the scratch: zeroed, then each row of the plane split by column phase ----
   const xs = f.local(T.i32);
@@ -224,6 +229,35 @@ function directFn(g: DirectGeom, L: Layout, epi: Epi): Fn {
 }
 
 /**
+ * directPack(w, scratch): the tap table and the packed weights into the running thread's scratch, once per task.
+ * Tap t = (ch, ky, kx) of output column j (for output row i) is at xrow + 4j + tab[t]: input row (ch, ky) lies at
+ * ((ch·IR + ky·dy)·sx)·RP floats from xrow, its tap kx at ⌊kx·dx / sx⌋ in phase (kx·dx) mod sx. Channel block b's
+ * weights are a K × OB matrix at wOff + 4·b·K·OB, row t the block's channels' weights of tap t (the sgemm's packed A).
+ */
+function packFn(g: DirectGeom, L: Layout): Fn {
+  const f = new Fn('directPack', [T.i32, T.i32]);
+  const [w, scr] = f.params;
+  const { C, O, kh, kw } = g;
+  const [sx] = [g.stride[1]], [dy, dx] = g.dilation;
+  const { IR, RP } = L, K = C * kh * kw;
+  const o = f.local(T.i32), t = f.local(T.i32), src = f.local(T.i32), dst = f.local(T.i32);
+  for (let ch = 0; ch < C; ch++) {
+    for (let ky = 0; ky < kh; ky++) {
+      for (let kx = 0; kx < kw; kx++) {
+        const off = (((ch * IR + ky * dy) * sx + ((kx * dx) % sx)) * RP + Math.floor((kx * dx) / sx)) * 4;
+        f.store('i32', get(scr), i32(off), 4 * ((ch * kh + ky) * kw + kx));
+      }
+    }
+  }
+  f.for(o, i32(0), i32(O), i32(1), () => {
+    f.set(dst, add(get(scr), add(i32(L.wOff), mul(add(mul(divU(get(o), i32(OB)), i32(K * OB)), remU(get(o), i32(OB))), i32(4)))));
+    f.set(src, add(get(w), mul(get(o), i32(4 * K))));
+    f.for(t, i32(0), i32(K), i32(1), () => f.store('f32', add(get(dst), mul(get(t), i32(4 * OB))), load('f32', add(get(src), mul(get(t), i32(4))))));
+  });
+  return f;
+}
+
+/**
  * One input row (W floats at src) into its phase rows at dst (phase q at dst + 4·q·RP), padded column pl + col of
  * the row at index ⌊(pl + col) / sw⌋ of phase (pl + col) mod sw: a memory.copy at stride 1; at stride 2, 8 columns
  * per turn split into even and odd lanes by two shuffles, then the last columns one by one; wider strides column by column.
@@ -261,17 +295,21 @@ function copyRow(f: Fn, g: DirectGeom, RP: number, src: number, dst: number, m: 
 const geomKey = (g: DirectGeom): string =>
   [g.C, g.H, g.W, g.O, g.OH, g.OW, g.kh, g.kw, ...g.stride, ...g.dilation, g.padding[0], g.padding[2]].join(',');
 
-const modules = new Map<string, PoolKernel>();
+interface Kernels {
+  readonly pack: PoolKernel;
+  readonly conv: PoolKernel;
+}
+const modules = new Map<string, Kernels>();
 
-/** The kernel for a geometry (its band layout included) and epilogue, generated, compiled and loaded into the pool once. */
-function directKernel(g: DirectGeom, L: Layout, epi: Epi): PoolKernel {
+/** The kernels for a geometry (its band layout included) and epilogue, generated, compiled and loaded into the pool once. */
+function directKernels(g: DirectGeom, L: Layout, epi: Epi): Kernels {
   const h = simdHeap('directconv');
   const key = `${geomKey(g)},${L.band},${epi}`;
   let k = modules.get(key);
   if (!k) {
-    const fn = directFn(g, L, epi);
-    k = loadKernels(assemble({ functions: [fn], memory: h.importSpec() }), [fn.name])[fn.name];
-    modules.set(key, k);
+    const fns = [packFn(g, L), directFn(g, L, epi)];
+    const ks = loadKernels(assemble({ functions: fns, memory: h.importSpec() }), fns.map((fn) => fn.name));
+    modules.set(key, (k = { pack: ks.directPack, conv: ks.directConv }));
   }
   return k;
 }
@@ -287,14 +325,15 @@ export const directConvCalls = (): number => calls;
 export function directConvForwardPtr(px: number, pw: number, py: number, g: DirectGeom, epi?: RowEpilogue): void {
   calls++;
   const L = layout(g);
-  const k = directKernel(g, L, epi ? (epi.act === 'silu' ? 'silu' : 'affine') : 'none');
+  const k = directKernels(g, L, epi ? (epi.act === 'silu' ? 'silu' : 'affine') : 'none');
   const sc = epi?.scale ?? 0, sh = epi?.shift ?? 0, scr = S(SLACK);
   const xImg = 4 * g.C * g.H * g.W, yImg = 4 * g.O * g.OH * g.OW;
   const job = new Job();
   forTasks(g.N * L.bands, (u0, u1) => {
+    job.call(k.pack, pw, scr);
     for (let u = u0; u < u1; u++) {
       const n = Math.floor(u / L.bands), b = u % L.bands, i0 = b * L.band;
-      job.call(k, px + n * xImg, pw, sc, sh, py + n * yImg, i0, Math.min(g.OH, i0 + L.band), scr);
+      job.call(k.conv, px + n * xImg, sc, sh, py + n * yImg, i0, Math.min(g.OH, i0 + L.band), scr);
     }
     job.endTask();
   });

@@ -1,8 +1,8 @@
 /**
  * The direct conv kernel for dense convs with a small reduction (src/backends/cpu/fast/directconv.ts) against the
- * float64 reference loops of conv_ref.ts on the same float32 values: random shapes with C·kh·kw ≤ 32 (C 1–4, kernels
- * 1–5 odd and even, row and column strides 1–3, dilations 1–2, paddings with TF 'same' asymmetric ones, odd sizes,
- * 1–3 images), with no epilogue, the affine and the affine + SiLU. The kernel's documented bound, |y − y64| ≤
+ * float64 reference loops of conv_ref.ts on the same float32 values: random shapes within its bounds (C 1–8 with
+ * C·kh·kw ≤ 200, mostly C 1–4; kernels 1–7 odd and even; row and column strides 1–3; dilations 1–2; paddings with TF
+ * 'same' asymmetric ones; odd sizes; 1–3 images), with no epilogue, the affine and the affine + SiLU. The kernel's documented bound, |y − y64| ≤
  * γ_K·Σ_t|w_t·x_t| (K = C·kh·kw), is checked per output with Σ|w·x| from the reference conv of |x| and |w|.
  * Also: the output slot is written and nothing around it; conv2d / conv2dAffine route the B0 stem here, eagerly, with
  * heap operands (jit's arena) and under jit; the sums over the output planes (`writesSums`) come with it.
@@ -16,7 +16,7 @@ import * as R from '../../../../src/backends/cpu/conv_ref.ts';
 import { convKernels } from '../../../../src/backends/cpu/conv.ts';
 import { convGeometry } from '../../../../src/backends/cpu/conv_geom.ts';
 import { wasmHeap } from '../../../../src/backends/cpu/fast/heap.ts';
-import { DIRECT_MAX_TAPS, directConvCalls, directConvForwardF32, directConvOk } from '../../../../src/backends/cpu/fast/directconv.ts';
+import { DIRECT_MAX_CHANNELS, DIRECT_MAX_TAPS, directConvCalls, directConvForwardF32, directConvOk } from '../../../../src/backends/cpu/fast/directconv.ts';
 import { randF32 } from '../../../helpers/random.ts';
 
 const U = 2 ** -24;
@@ -31,18 +31,18 @@ const sameSplit = (n: number, k: number, s: number, d: number): [number, number]
 
 const heap = wasmHeap();
 
-describe.skipIf(!heap)('direct conv kernel (dense, C·kh·kw ≤ 32)', () => {
+describe.skipIf(!heap)('direct conv kernel (dense, C ≤ 8, C·kh·kw ≤ 200)', () => {
   it('matches the reference within γ_K·Σ|w·x|, with no epilogue, the affine and the affine + SiLU', () => {
     fc.assert(
       fc.property(
         fc.record({
           n: fc.integer({ min: 1, max: 3 }),
-          c: fc.integer({ min: 1, max: 4 }),
+          c: fc.oneof(fc.integer({ min: 1, max: 4 }), fc.integer({ min: 1, max: DIRECT_MAX_CHANNELS })),
           o: fc.integer({ min: 1, max: 11 }),
           h: fc.integer({ min: 1, max: 21 }),
           w: fc.integer({ min: 1, max: 27 }),
-          kh: fc.integer({ min: 1, max: 5 }),
-          kw: fc.integer({ min: 1, max: 5 }),
+          kh: fc.oneof(fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 7 })),
+          kw: fc.oneof(fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 7 })),
           sh: fc.integer({ min: 1, max: 3 }),
           sw: fc.integer({ min: 1, max: 3 }),
           dh: fc.constantFrom(1, 1, 2),
@@ -52,11 +52,12 @@ describe.skipIf(!heap)('direct conv kernel (dense, C·kh·kw ≤ 32)', () => {
           seed: fc.nat(10000),
         }),
         (p) => {
-          fc.pre(p.c * p.kh * p.kw <= DIRECT_MAX_TAPS && p.kh * p.kw > 1);
+          fc.pre(p.c * p.kh * p.kw <= DIRECT_MAX_TAPS);
           const padding: [number, number, number, number] = p.pad === 'same' ? [...sameSplit(p.h, p.kh, p.sh, p.dh), ...sameSplit(p.w, p.kw, p.sw, p.dw)] : p.pad;
           const OH = Math.floor((p.h + padding[0] + padding[1] - p.dh * (p.kh - 1) - 1) / p.sh) + 1;
           const OW = Math.floor((p.w + padding[2] + padding[3] - p.dw * (p.kw - 1) - 1) / p.sw) + 1;
-          fc.pre(OH >= 1 && OW >= 1);
+          // A pointwise conv (1×1, stride 1, unpadded) keeps the sgemm, which reads its planes in place.
+          fc.pre(OH >= 1 && OW >= 1 && !(p.kh * p.kw * p.sh * p.sw === 1 && padding.every((q) => q === 0)));
           const xs = [p.n, p.c, p.h, p.w], ws = [p.o, p.c, p.kh, p.kw], ys = [p.n, p.o, OH, OW], ch = [1, p.o, 1, 1];
           const attrs: Conv2dAffineAttrs = { stride: [p.sh, p.sw], padding, dilation: [p.dh, p.dw], groups: 1, ...(p.epi === 'silu' ? { act: 'silu' as const } : {}) };
           const g = convGeometry(xs, ws, ys, attrs);
@@ -116,6 +117,10 @@ describe.skipIf(!heap)('direct conv kernel (dense, C·kh·kw ≤ 32)', () => {
     const xs = [2, 3, 64, 64], ws = [32, 3, 3, 3], ys = [2, 32, 32, 32];
     const attrs: Conv2dAffineAttrs = { stride: [2, 2], padding: [0, 1, 0, 1], dilation: [1, 1], groups: 1, act: 'silu' };
     expect(directConvOk(convGeometry(xs, ws, ys, attrs))).toBe(true);
+    // Past the bounds (9 channels; 5 channels under 7×7), and pointwise convs, keep the sgemm.
+    expect(directConvOk(convGeometry([1, 9, 8, 8], [4, 9, 3, 3], [1, 4, 8, 8], { ...attrs, stride: [1, 1], padding: [1, 1, 1, 1] }))).toBe(false);
+    expect(directConvOk(convGeometry([1, 5, 8, 8], [4, 5, 7, 7], [1, 4, 8, 8], { ...attrs, stride: [1, 1], padding: [3, 3, 3, 3] }))).toBe(false);
+    expect(directConvOk(convGeometry([1, 3, 8, 8], [4, 3, 1, 1], [1, 4, 8, 8], { ...attrs, stride: [1, 1], padding: [0, 0, 0, 0] }))).toBe(false);
     const x = randF32(3, 2 * 3 * 64 * 64), w = randF32(4, 32 * 27), sc = randF32(5, 32, 0.5, 1.5), sh = randF32(6, 32, -0.5, 0.5);
     const ins = [arg(x, xs), arg(w, ws), arg(sc, [1, 32, 1, 1]), arg(sh, [1, 32, 1, 1])];
     let calls = directConvCalls();
