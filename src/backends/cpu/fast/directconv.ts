@@ -164,7 +164,10 @@ function directFn(g: DirectGeom, L: Layout, epi: Epi): Fn {
       for (let q = 0; q < nv; q++) f.set(xv[q], load('v128', get(xo), 16 * q));
       for (let o = 0; o < no; o++) {
         f.set(wv, loadSplat(get(pwt), 4 * o));
-        for (let q = 0; q < nv; q++) f.set(acc[o * VB + q], vadd(get(acc[o * VB + q]), vmul(get(wv), get(xv[q]))));
+        for (let q = 0; q < nv; q++) {
+          const k = acc[o * VB + q];
+          f.set(k, fma ? vmadd(get(wv), get(xv[q]), get(k)) : vadd(get(k), vmul(get(wv), get(xv[q]))));
+        }
       }
       f.set(ptab, add(get(ptab), i32(4)));
       f.set(pwt, add(get(pwt), i32(4 * OB)));
