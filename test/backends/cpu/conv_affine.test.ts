@@ -108,7 +108,8 @@ describe('conv2dAffine on the CPU backend', () => {
   });
 
   it.skipIf(!heap)('writes into a slot of the wasm heap (jit arena), and through an sgemm call split in parts', () => {
-    // In the heap, one-group convs run every image's product in one batched sgemm job; grouped ones per group.
+    // In the heap, dense convs over few channels run the direct kernel, other one-group convs every image's product in one
+    // batched sgemm job, grouped ones per group.
     for (const c of [cases[0], cases[1], cases[2], cases[3], cases[4], cases[10], cases[11], cases[12], cases[14]]) {
       const { attrs, ins, out } = setup(c, 5, 'float32', true);
       const want = unfolded(ins, attrs, out);

@@ -30,7 +30,7 @@
  * `directConvForwardF32` typed arrays (views of the heap in place, others copied in and the output out);
  * `directConvCalls` counts the calls (tests check the path).
  */
-import { Fn, T, type Expr, add, assemble, divU, extractLane, get, i32, load, loadSplat, lt_s, mul, remU, shuffle, sub, vadd, vmadd, vmul, vzero, ge_s } from './wasm.ts';
+import { Fn, T, type Expr, add, and, assemble, divU, extractLane, get, i32, load, loadSplat, lt_s, mul, remU, shuffle, sub, vadd, vmadd, vmul, vzero, ge_s } from './wasm.ts';
 import { hasRelaxedSimd } from './sgemm_wasm.ts';
 import { Consts, siluV } from './vmath.ts';
 import type { ConvGeometry } from '../conv_geom.ts';
@@ -124,20 +124,23 @@ function directFn(g: DirectGeom, L: Layout, epi: Epi): Fn {
   const cc = f.local(T.i32), rows = f.local(T.i32);
   const a = f.local(T.v128), b = f.local(T.v128);
 
-  // ---- the band's input rows into the scratch: zeroed, then each row of the plane split by column phase ----
+  // ---- the band's input rows into the scratch, each row of the plane split by column phase ----
+  // A row slot's padding columns were zeroed by directPack and no copy writes them; a slot above or below the plane
+  // (padding rows) is zeroed here, as an earlier band may have left a row of the plane in it.
   const xs = f.local(T.i32);
   f.set(xs, add(get(scr), i32(L.xOff)));
   f.set(rows, add(mul(sub(sub(get(i1), get(i0)), i32(1)), i32(sy)), i32((kh - 1) * dy + 1)));
-  f.emit(get(xs), i32(0), i32(C * IR * sx * RP * 4));
-  f.op(0xfc, 0x0b, 0x00); // memory.fill
   f.for(cc, i32(0), i32(C), i32(1), () => {
     f.for(r, i32(0), get(rows), i32(1), () => {
       f.set(iy, sub(add(mul(get(i0), i32(sy)), get(r)), i32(pt)));
-      f.if(ge_s(get(iy), i32(0)), () => f.if(lt_s(get(iy), i32(H)), () => {
+      f.set(dst, add(get(xs), mul(add(mul(get(cc), i32(IR)), get(r)), i32(sx * RP * 4))));
+      f.if(and(ge_s(get(iy), i32(0)), lt_s(get(iy), i32(H))), () => {
         f.set(src, add(get(x), mul(add(mul(get(cc), i32(H)), get(iy)), i32(4 * W))));
-        f.set(dst, add(get(xs), mul(add(mul(get(cc), i32(IR)), get(r)), i32(sx * RP * 4))));
         copyRow(f, g, RP, src, dst, m, v, a, b);
-      }));
+      }, () => {
+        f.emit(get(dst), i32(0), i32(sx * RP * 4));
+        f.op(0xfc, 0x0b, 0x00); // memory.fill
+      });
     });
   });
 
@@ -232,7 +235,8 @@ function directFn(g: DirectGeom, L: Layout, epi: Epi): Fn {
 }
 
 /**
- * directPack(w, scratch): the tap table and the packed weights into the running thread's scratch, once per task.
+ * directPack(w, scratch): the tap table and the packed weights into the running thread's scratch, once per task, and
+ * the input rows' area zeroed (their padding columns stay zero: directConv's copies never write them).
  * Tap t = (ch, ky, kx) of output column j (for output row i) is at xrow + 4j + tab[t]: input row (ch, ky) lies at
  * ((ch·IR + ky·dy)·sx)·RP floats from xrow, its tap kx at ⌊kx·dx / sx⌋ in phase (kx·dx) mod sx. Channel block b's
  * weights are a K × OB matrix at wOff + 4·b·K·OB, row t the block's channels' weights of tap t (the sgemm's packed A).
@@ -252,6 +256,8 @@ function packFn(g: DirectGeom, L: Layout): Fn {
       }
     }
   }
+  f.emit(add(get(scr), i32(L.xOff)), i32(0), i32(L.bytes - L.xOff));
+  f.op(0xfc, 0x0b, 0x00); // memory.fill: the input rows' padding
   f.for(o, i32(0), i32(O), i32(1), () => {
     f.set(dst, add(get(scr), add(i32(L.wOff), mul(add(mul(divU(get(o), i32(OB)), i32(K * OB)), remU(get(o), i32(OB))), i32(4)))));
     f.set(src, add(get(w), mul(get(o), i32(4 * K))));

@@ -4,7 +4,7 @@
  * C·kh·kw ≤ 200, mostly C 1–4; kernels 1–7 odd and even; row and column strides 1–3; dilations 1–2; paddings with TF
  * 'same' asymmetric ones; odd sizes; 1–3 images), with no epilogue, the affine and the affine + SiLU. The kernel's documented bound, |y − y64| ≤
  * γ_K·Σ_t|w_t·x_t| (K = C·kh·kw), is checked per output with Σ|w·x| from the reference conv of |x| and |w|.
- * Also: the output slot is written and nothing around it; conv2d / conv2dAffine route the B0 stem here, eagerly, with
+ * Without relaxed SIMD it equals im2col + sgemm bit for bit. Also: the output slot is written and nothing around it; conv2d / conv2dAffine route the B0 stem here, eagerly, with
  * heap operands (jit's arena) and under jit; the sums over the output planes (`writesSums`) come with it.
  */
 import * as fc from 'fast-check';
@@ -17,6 +17,9 @@ import { convKernels } from '../../../../src/backends/cpu/conv.ts';
 import { convGeometry } from '../../../../src/backends/cpu/conv_geom.ts';
 import { wasmHeap } from '../../../../src/backends/cpu/fast/heap.ts';
 import { DIRECT_MAX_CHANNELS, DIRECT_MAX_TAPS, directConvCalls, directConvForwardF32, directConvOk } from '../../../../src/backends/cpu/fast/directconv.ts';
+import { im2col } from '../../../../src/backends/cpu/conv_gemm.ts';
+import { sgemm } from '../../../../src/backends/cpu/fast/sgemm.ts';
+import { hasRelaxedSimd } from '../../../../src/backends/cpu/fast/sgemm_wasm.ts';
 import { randF32 } from '../../../helpers/random.ts';
 
 const U = 2 ** -24;
@@ -91,6 +94,27 @@ describe.skipIf(!heap)('direct conv kernel (dense, C ≤ 8, C·kh·kw ≤ 200)',
       ),
       { numRuns: 120 },
     );
+  });
+
+  it.skipIf(hasRelaxedSimd())('equals im2col + sgemm bit for bit (the same products, summed from 0 in the same order)', () => {
+    // So every conv that moved from the sgemm to this kernel computes what it did before, on engines without relaxed SIMD.
+    for (const [xs, ws, s, pad] of [
+      [[2, 3, 19, 16], [32, 3, 3, 3], 2, [0, 1, 1, 1]],
+      [[1, 8, 9, 11], [6, 8, 5, 5], 1, [2, 2, 2, 2]],
+      [[3, 1, 12, 7], [5, 1, 2, 4], 3, [1, 0, 3, 0]],
+    ] as [number[], number[], number, [number, number, number, number]][]) {
+      const attrs = { stride: [s, s] as [number, number], padding: pad, dilation: [1, 1] as [number, number], groups: 1 };
+      const OH = Math.floor((xs[2] + pad[0] + pad[1] - ws[2]) / s) + 1, OW = Math.floor((xs[3] + pad[2] + pad[3] - ws[3]) / s) + 1;
+      const ys = [xs[0], ws[0], OH, OW], g = convGeometry(xs, ws, ys, attrs);
+      const x = randF32(7, xs.reduce((a, b) => a * b)), w = randF32(8, ws.reduce((a, b) => a * b));
+      const K = ws[1] * ws[2] * ws[3], P = OH * OW, col = new Float32Array(K * P), want = new Float32Array(xs[0] * ws[0] * P);
+      for (let n = 0; n < xs[0]; n++) {
+        col.fill(0);
+        im2col(x, n * xs[1] * xs[2] * xs[3], g, col, 0);
+        sgemm(false, false, ws[0], P, K, 1, w, 0, K, col, 0, P, 0, want, n * ws[0] * P, P);
+      }
+      expect(directConvForwardF32(x, w, g)).toEqual(want);
+    }
   });
 
   it('writes its output slot in the heap and nothing around it (ragged column blocks, bands, channel blocks)', () => {
