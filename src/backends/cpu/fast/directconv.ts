@@ -30,7 +30,7 @@
  * `directConvForwardF32` typed arrays (views of the heap in place, others copied in and the output out);
  * `directConvCalls` counts the calls (tests check the path).
  */
-import { Fn, T, type Expr, add, and, assemble, divU, extractLane, get, i32, load, loadSplat, lt_s, mul, remU, shuffle, sub, vadd, vmadd, vmul, vzero, ge_s } from './wasm.ts';
+import { Fn, T, type Expr, add, and, assemble, divU, extractLane, get, i32, load, loadSplat, lt_s, mul, ne, remU, shuffle, sub, vadd, vmadd, vmul, vzero, ge_s } from './wasm.ts';
 import { hasRelaxedSimd } from './sgemm_wasm.ts';
 import { Consts, siluV } from './vmath.ts';
 import type { ConvGeometry } from '../conv_geom.ts';
@@ -174,7 +174,7 @@ function directFn(g: DirectGeom, L: Layout, epi: Epi): Fn {
       }
       f.set(ptab, add(get(ptab), i32(4)));
       f.set(pwt, add(get(pwt), i32(4 * OB)));
-      f.brIf(0, lt_s(get(ptab), get(end)));
+      f.brIf(0, ne(get(ptab), get(end))); // addresses: ≠, as a signed < would fail across 2 GiB
     });
     for (let o = 0; o < no; o++) {
       if (epi !== 'none') {
@@ -333,6 +333,7 @@ export const directConvCalls = (): number => calls;
  */
 export function directConvForwardPtr(px: number, pw: number, py: number, g: DirectGeom, epi?: RowEpilogue): void {
   calls++;
+  if (g.N * g.O * g.OH * g.OW === 0) return;
   const L = layout(g);
   const k = directKernels(g, L, epi ? (epi.act === 'silu' ? 'silu' : 'affine') : 'none');
   const sc = epi?.scale ?? 0, sh = epi?.shift ?? 0, scr = S(SLACK);
