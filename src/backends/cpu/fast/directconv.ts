@@ -105,119 +105,57 @@ let fmaOk: boolean | undefined;
 /** Whether the engine has relaxed SIMD's f32x4.relaxed_madd (the sgemm's test): the taps then use it, as the sgemm does. */
 const relaxedSimd = (): boolean => (fmaOk ??= hasRelaxedSimd());
 
+/** memory.fill(dst, 0, bytes) (bulk memory). */
+function zero(f: Fn, dst: Expr, bytes: Expr): void {
+  f.emit(dst, i32(0), bytes);
+  f.op(0xfc, 0x0b, 0x00);
+}
+
 /**
  * directConv(x, scale, shift, y, i0, i1, scratch): output rows i0..i1 (one band) of one image, with the tap table and
  * packed weights directPack left in the scratch; x at the image's first input plane, y at its first output plane;
- * scale and shift (O floats) are read by the 'affine' and 'silu' variants only.
+ * scale and shift (O floats) are read by the 'affine' and 'silu' variants only. The band's input rows go to the
+ * scratch (copyBand), then each output row runs its channel blocks (of OB, the last one ragged), each over the row's
+ * column blocks (of 4·VB columns, the last one ragged).
  */
 function directFn(g: DirectGeom, L: Layout, epi: Epi): Fn {
   const f = new Fn('directConv', Array.from({ length: 7 }, () => T.i32));
   const [x, sc, sh, y, i0, i1, scr] = f.params;
-  const { C, H, W, O, OH, OW, kh, kw } = g;
-  const [sy, sx] = g.stride, [dy] = g.dilation, [pt] = g.padding;
-  const { IR, RP } = L;
-  const K = C * kh * kw, P = OH * OW;
+  const { O, OW } = g, K = g.C * g.kh * g.kw, P = g.OH * OW;
+  const [sy, sx] = g.stride;
   const c = new Consts(f);
-  const fma = relaxedSimd();
   const start = f.code.length;
-  const r = f.local(T.i32), iy = f.local(T.i32), src = f.local(T.i32), dst = f.local(T.i32), m = f.local(T.i32), v = f.local(T.i32);
-  const cc = f.local(T.i32), rows = f.local(T.i32);
-  const a = f.local(T.v128), b = f.local(T.v128);
-
-  // ---- the band's input rows into the scratch, each row of the plane split by column phase ----
-  // A row slot's padding columns were zeroed by directPack and no copy writes them; a slot above or below the plane
-  // (padding rows) is zeroed here, as an earlier band may have left a row of the plane in it.
   const xs = f.local(T.i32);
   f.set(xs, add(get(scr), i32(L.xOff)));
-  f.set(rows, add(mul(sub(sub(get(i1), get(i0)), i32(1)), i32(sy)), i32((kh - 1) * dy + 1)));
-  f.for(cc, i32(0), i32(C), i32(1), () => {
-    f.for(r, i32(0), get(rows), i32(1), () => {
-      f.set(iy, sub(add(mul(get(i0), i32(sy)), get(r)), i32(pt)));
-      f.set(dst, add(get(xs), mul(add(mul(get(cc), i32(IR)), get(r)), i32(sx * RP * 4))));
-      f.if(and(ge_s(get(iy), i32(0)), lt_s(get(iy), i32(H))), () => {
-        f.set(src, add(get(x), mul(add(mul(get(cc), i32(H)), get(iy)), i32(4 * W))));
-        copyRow(f, g, RP, src, dst, m, v, a, b);
-      }, () => {
-        f.emit(get(dst), i32(0), i32(sx * RP * 4));
-        f.op(0xfc, 0x0b, 0x00); // memory.fill
-      });
-    });
-  });
-
-  // ---- the outputs: per row, blocks of OB channels × VB column vectors ----
-  const i = f.local(T.i32), ob = f.local(T.i32), j = f.local(T.i32);
-  const xrow = f.local(T.i32), yrow = f.local(T.i32), wb = f.local(T.i32), yb = f.local(T.i32), scb = f.local(T.i32), shb = f.local(T.i32);
-  const px = f.local(T.i32), py = f.local(T.i32);
-  const acc = Array.from({ length: OB * VB }, () => f.local(T.v128));
-  const xv = Array.from({ length: VB }, () => f.local(T.v128));
-  const wv = f.local(T.v128), tmp = [f.local(T.v128), f.local(T.v128), f.local(T.v128), f.local(T.v128)];
-  const ptab = f.local(T.i32), pwt = f.local(T.i32), end = f.local(T.i32), xo = f.local(T.i32);
-  /**
-   * The block of `no` channels × `cols` columns (≤ 4·VB) at px / py, packed weights at wb, epilogue operands at scb /
-   * shb. One tap per loop turn, as the sgemm's micro-kernel: unrolling the taps measured slower (V8 then spills the
-   * accumulators).
-   */
-  const block = (no: number, cols: number) => {
-    const nv = Math.ceil(cols / 4);
-    for (let o = 0; o < no; o++) for (let q = 0; q < nv; q++) f.set(acc[o * VB + q], vzero);
-    f.set(ptab, get(scr));
-    f.set(pwt, get(wb));
-    f.loop(() => {
-      f.set(xo, add(get(px), load('i32', get(ptab))));
-      for (let q = 0; q < nv; q++) f.set(xv[q], load('v128', get(xo), 16 * q));
-      for (let o = 0; o < no; o++) {
-        f.set(wv, loadSplat(get(pwt), 4 * o));
-        for (let q = 0; q < nv; q++) {
-          const k = acc[o * VB + q];
-          f.set(k, fma ? vmadd(get(wv), get(xv[q]), get(k)) : vadd(get(k), vmul(get(wv), get(xv[q]))));
-        }
-      }
-      f.set(ptab, add(get(ptab), i32(4)));
-      f.set(pwt, add(get(pwt), i32(4 * OB)));
-      f.brIf(0, ne(get(ptab), get(end))); // addresses: ≠, as a signed < would fail across 2 GiB
-    });
-    for (let o = 0; o < no; o++) {
-      if (epi !== 'none') {
-        f.set(a, loadSplat(get(scb), 4 * o));
-        f.set(b, loadSplat(get(shb), 4 * o));
-      }
-      for (let q = 0; q < nv; q++) {
-        const k = acc[o * VB + q];
-        if (epi !== 'none') f.set(k, vadd(vmul(get(k), get(a)), get(b)));
-        if (epi === 'silu') f.set(k, siluV(f, c, get(k), tmp));
-        const at = 4 * (o * P) + 16 * q;
-        const lanes = Math.min(4, cols - 4 * q);
-        if (lanes === 4) f.store('v128', get(py), get(k), at);
-        else for (let l = 0; l < lanes; l++) f.store('f32', get(py), extractLane(get(k), l), at + 4 * l);
-      }
-    }
-  };
+  copyBand(f, g, L, x, i0, i1, xs);
+  const i = f.local(T.i32), ob = f.local(T.i32), j = f.local(T.i32), xrow = f.local(T.i32), yrow = f.local(T.i32);
+  const B = blockLocals(f, scr);
   const BW = 4 * VB, full = OW - (OW % BW);
-  /** Every column block of a row for `no` channels from yb (weights at wb). */
+  /** Every column block of the row for `no` channels (output at B.yb, weights at B.wb). */
   const rowBlocks = (no: number) => {
     if (full > 0) {
       f.for(j, i32(0), i32(full), i32(BW), () => {
-        f.set(px, add(get(xrow), mul(get(j), i32(4))));
-        f.set(py, add(get(yb), mul(get(j), i32(4))));
-        block(no, BW);
+        f.set(B.px, add(get(xrow), mul(get(j), i32(4))));
+        f.set(B.py, add(get(B.yb), mul(get(j), i32(4))));
+        block(f, c, B, epi, P, no, BW);
       });
     }
     if (full < OW) {
-      f.set(px, add(get(xrow), i32(4 * full)));
-      f.set(py, add(get(yb), i32(4 * full)));
-      block(no, OW - full);
+      f.set(B.px, add(get(xrow), i32(4 * full)));
+      f.set(B.py, add(get(B.yb), i32(4 * full)));
+      block(f, c, B, epi, P, no, OW - full);
     }
   };
   const blocks = Math.floor(O / OB), lastO = O % OB;
-  f.set(end, add(get(scr), i32(4 * K)));
+  f.set(B.end, add(get(scr), i32(4 * K)));
   f.for(i, get(i0), get(i1), i32(1), () => {
-    f.set(xrow, add(get(xs), mul(mul(sub(get(i), get(i0)), i32(sy)), i32(sx * RP * 4))));
+    f.set(xrow, add(get(xs), mul(mul(sub(get(i), get(i0)), i32(sy)), i32(sx * L.RP * 4))));
     f.set(yrow, add(get(y), mul(get(i), i32(4 * OW))));
     const setBlock = (o0: Expr) => {
-      f.set(wb, add(get(scr), add(i32(L.wOff), mul(o0, i32(4 * K)))));
-      f.set(yb, add(get(yrow), mul(o0, i32(4 * P))));
-      f.set(scb, add(get(sc), mul(o0, i32(4))));
-      f.set(shb, add(get(sh), mul(o0, i32(4))));
+      f.set(B.wb, add(get(scr), add(i32(L.wOff), mul(o0, i32(4 * K)))));
+      f.set(B.yb, add(get(yrow), mul(o0, i32(4 * P))));
+      f.set(B.scb, add(get(sc), mul(o0, i32(4))));
+      f.set(B.shb, add(get(sh), mul(o0, i32(4))));
     };
     if (blocks > 0) {
       f.for(ob, i32(0), i32(blocks * OB), i32(OB), () => {
@@ -235,6 +173,91 @@ function directFn(g: DirectGeom, L: Layout, epi: Epi): Fn {
 }
 
 /**
+ * The band's input rows (from row i0·sy − pt on) into the scratch at xs, each row of the plane split by column phase
+ * (copyRow). A row slot's padding columns were zeroed by directPack and no copy writes them; a slot above or below
+ * the plane (a padding row) is zeroed here, as an earlier band may have left a row of the plane in it.
+ */
+function copyBand(f: Fn, g: DirectGeom, L: Layout, x: number, i0: number, i1: number, xs: number): void {
+  const { C, H, W, kh } = g, [sy, sx] = g.stride, [dy] = g.dilation, [pt] = g.padding, { IR, RP } = L;
+  const cc = f.local(T.i32), r = f.local(T.i32), rows = f.local(T.i32), iy = f.local(T.i32), src = f.local(T.i32), dst = f.local(T.i32);
+  f.set(rows, add(mul(sub(sub(get(i1), get(i0)), i32(1)), i32(sy)), i32((kh - 1) * dy + 1)));
+  f.for(cc, i32(0), i32(C), i32(1), () => {
+    f.for(r, i32(0), get(rows), i32(1), () => {
+      f.set(iy, sub(add(mul(get(i0), i32(sy)), get(r)), i32(pt)));
+      f.set(dst, add(get(xs), mul(add(mul(get(cc), i32(IR)), get(r)), i32(sx * RP * 4))));
+      f.if(
+        and(ge_s(get(iy), i32(0)), lt_s(get(iy), i32(H))),
+        () => {
+          f.set(src, add(get(x), mul(add(mul(get(cc), i32(H)), get(iy)), i32(4 * W))));
+          copyRow(f, g, RP, src, dst);
+        },
+        () => zero(f, get(dst), i32(sx * RP * 4)),
+      );
+    });
+  });
+}
+
+/** The locals a register block's code works in (pointers set by directFn, registers, the tap loop's cursors). */
+interface BlockLocals {
+  /** The block's first input column (tap offsets from the table are added), its first output, packed weights, scale, shift. */
+  readonly px: number; readonly py: number; readonly yb: number; readonly wb: number; readonly scb: number; readonly shb: number;
+  /** The tap table's start (the scratch) and end. */
+  readonly scr: number; readonly end: number;
+  readonly ptab: number; readonly pwt: number; readonly xo: number;
+  readonly acc: readonly number[]; readonly xv: readonly number[];
+  readonly wv: number; readonly a: number; readonly b: number; readonly tmp: readonly number[];
+}
+
+function blockLocals(f: Fn, scr: number): BlockLocals {
+  const i32s = () => f.local(T.i32), vs = (n: number) => Array.from({ length: n }, () => f.local(T.v128));
+  return {
+    px: i32s(), py: i32s(), yb: i32s(), wb: i32s(), scb: i32s(), shb: i32s(), scr, end: i32s(), ptab: i32s(), pwt: i32s(), xo: i32s(),
+    acc: vs(OB * VB), xv: vs(VB), wv: f.local(T.v128), a: f.local(T.v128), b: f.local(T.v128), tmp: vs(4),
+  };
+}
+
+/**
+ * The block of `no` channels × `cols` columns (≤ 4·VB): the taps, one per loop turn as the sgemm's micro-kernel
+ * (input vectors at px + tab[t], weights a row of the packed matrix), then the epilogue and the stores (lanes past
+ * the row's end are not stored). Output channel o's plane is P floats after channel o − 1's.
+ */
+function block(f: Fn, c: Consts, B: BlockLocals, epi: Epi, P: number, no: number, cols: number): void {
+  const { acc, xv, wv } = B;
+  const nv = Math.ceil(cols / 4), fma = relaxedSimd();
+  for (let o = 0; o < no; o++) for (let q = 0; q < nv; q++) f.set(acc[o * VB + q], vzero);
+  f.set(B.ptab, get(B.scr));
+  f.set(B.pwt, get(B.wb));
+  f.loop(() => {
+    f.set(B.xo, add(get(B.px), load('i32', get(B.ptab))));
+    for (let q = 0; q < nv; q++) f.set(xv[q], load('v128', get(B.xo), 16 * q));
+    for (let o = 0; o < no; o++) {
+      f.set(wv, loadSplat(get(B.pwt), 4 * o));
+      for (let q = 0; q < nv; q++) {
+        const k = acc[o * VB + q];
+        f.set(k, fma ? vmadd(get(wv), get(xv[q]), get(k)) : vadd(get(k), vmul(get(wv), get(xv[q]))));
+      }
+    }
+    f.set(B.ptab, add(get(B.ptab), i32(4)));
+    f.set(B.pwt, add(get(B.pwt), i32(4 * OB)));
+    f.brIf(0, ne(get(B.ptab), get(B.end))); // addresses: ≠, as a signed < would fail across 2 GiB
+  });
+  for (let o = 0; o < no; o++) {
+    if (epi !== 'none') {
+      f.set(B.a, loadSplat(get(B.scb), 4 * o));
+      f.set(B.b, loadSplat(get(B.shb), 4 * o));
+    }
+    for (let q = 0; q < nv; q++) {
+      const k = acc[o * VB + q];
+      if (epi !== 'none') f.set(k, vadd(vmul(get(k), get(B.a)), get(B.b)));
+      if (epi === 'silu') f.set(k, siluV(f, c, get(k), B.tmp));
+      const at = 4 * (o * P) + 16 * q, lanes = Math.min(4, cols - 4 * q);
+      if (lanes === 4) f.store('v128', get(B.py), get(k), at);
+      else for (let l = 0; l < lanes; l++) f.store('f32', get(B.py), extractLane(get(k), l), at + 4 * l);
+    }
+  }
+}
+
+/**
  * directPack(w, scratch): the tap table and the packed weights into the running thread's scratch, once per task, and
  * the input rows' area zeroed (their padding columns stay zero: directConv's copies never write them).
  * Tap t = (ch, ky, kx) of output column j (for output row i) is at xrow + 4j + tab[t]: input row (ch, ky) lies at
@@ -245,7 +268,7 @@ function packFn(g: DirectGeom, L: Layout): Fn {
   const f = new Fn('directPack', [T.i32, T.i32]);
   const [w, scr] = f.params;
   const { C, O, kh, kw } = g;
-  const [sx] = [g.stride[1]], [dy, dx] = g.dilation;
+  const sx = g.stride[1], [dy, dx] = g.dilation;
   const { IR, RP } = L, K = C * kh * kw;
   const o = f.local(T.i32), t = f.local(T.i32), src = f.local(T.i32), dst = f.local(T.i32);
   for (let ch = 0; ch < C; ch++) {
@@ -256,8 +279,7 @@ function packFn(g: DirectGeom, L: Layout): Fn {
       }
     }
   }
-  f.emit(add(get(scr), i32(L.xOff)), i32(0), i32(L.bytes - L.xOff));
-  f.op(0xfc, 0x0b, 0x00); // memory.fill: the input rows' padding
+  zero(f, add(get(scr), i32(L.xOff)), i32(L.bytes - L.xOff));
   f.for(o, i32(0), i32(O), i32(1), () => {
     f.set(dst, add(get(scr), add(i32(L.wOff), mul(add(mul(divU(get(o), i32(OB)), i32(K * OB)), remU(get(o), i32(OB))), i32(4)))));
     f.set(src, add(get(w), mul(get(o), i32(4 * K))));
@@ -271,8 +293,9 @@ function packFn(g: DirectGeom, L: Layout): Fn {
  * the row at index ⌊(pl + col) / sw⌋ of phase (pl + col) mod sw: a memory.copy at stride 1; at stride 2, 8 columns
  * per turn split into even and odd lanes by two shuffles, then the last columns one by one; wider strides column by column.
  */
-function copyRow(f: Fn, g: DirectGeom, RP: number, src: number, dst: number, m: number, v: number, a: number, b: number): void {
+function copyRow(f: Fn, g: DirectGeom, RP: number, src: number, dst: number): void {
   const sx = g.stride[1], pl = g.padding[2], W = g.W;
+  const m = f.local(T.i32), v = f.local(T.i32), a = f.local(T.v128), b = f.local(T.v128);
   if (sx === 1) {
     f.emit(add(get(dst), i32(4 * pl)), get(src), i32(4 * W));
     f.op(0xfc, 0x0a, 0x00, 0x00); // memory.copy
