@@ -1,11 +1,13 @@
 /**
- * The direct conv kernel for dense convs with a small reduction (src/backends/cpu/fast/directconv.ts) against the
+ * The direct conv kernel for dense convs over few input channels (src/backends/cpu/fast/directconv.ts) against the
  * float64 reference loops of conv_ref.ts on the same float32 values: random shapes within its bounds (C 1–8 with
- * C·kh·kw ≤ 200, mostly C 1–4; kernels 1–7 odd and even; row and column strides 1–3; dilations 1–2; paddings with TF
- * 'same' asymmetric ones; odd sizes; 1–3 images), with no epilogue, the affine and the affine + SiLU. The kernel's documented bound, |y − y64| ≤
- * γ_K·Σ_t|w_t·x_t| (K = C·kh·kw), is checked per output with Σ|w·x| from the reference conv of |x| and |w|.
- * Without relaxed SIMD it equals im2col + sgemm bit for bit. Also: the output slot is written and nothing around it; conv2d / conv2dAffine route the B0 stem here, eagerly, with
- * heap operands (jit's arena) and under jit; the sums over the output planes (`writesSums`) come with it.
+ * C·kh·kw ≤ 200, mostly C 1–4; kernels 1–7, odd and even; row and column strides 1–3; dilations 1–2; paddings with
+ * TF 'same' asymmetric ones; odd sizes; 1–3 images), with no epilogue, the affine and the affine + SiLU. The
+ * kernel's documented bound |y − y64| ≤ γ_K·Σ_t|w_t·x_t| (K = C·kh·kw) is checked per output, Σ|w·x| from the
+ * reference conv of |x| and |w| (measured worst: 0.97 of it; with the epilogue, 0.42 of the bound stated there).
+ * Without relaxed SIMD it equals im2col + sgemm bit for bit. Also: the output slot is written and nothing around it;
+ * conv2d / conv2dAffine route the B0 stem here, eagerly, with heap operands (jit's arena) and under jit; the sums
+ * over the output planes (`writesSums`) and an input scale per image and channel (`inputScale`) come with it.
  */
 import * as fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -151,6 +153,11 @@ describe.skipIf(!heap)('direct conv kernel (dense, C ≤ 8, C·kh·kw ≤ 200)',
     const y = convKernels.conv2dAffine(ins, attrs, { shape: ys, dtype: 'float32' }) as Float32Array;
     convKernels.conv2d(ins.slice(0, 2), attrs, { shape: ys, dtype: 'float32' });
     expect(directConvCalls()).toBe(calls + 2);
+    // With an input scale per image and channel (Kernel.inputScale): the conv of x·s, bit for bit.
+    const s = randF32(9, 2 * 3, 0, 1), xsc = x.map((v, i) => v * s[Math.floor(i / (64 * 64))]);
+    const scaled = convKernels.conv2dAffine([...ins, arg(s, [2, 3, 1, 1])], { ...attrs, inputScale: true }, { shape: ys, dtype: 'float32' });
+    expect(scaled).toEqual(convKernels.conv2dAffine([arg(xsc, xs), ...ins.slice(1)], attrs, { shape: ys, dtype: 'float32' }));
+    expect(directConvCalls()).toBe(calls + 4);
     // Operands and output in the heap (a compiled graph's arena), plane sums requested.
     const region = (a: Float32Array) => {
       const r = heap!.reserve(a.length * 4);
