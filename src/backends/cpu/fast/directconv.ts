@@ -51,7 +51,10 @@ export const DIRECT_MAX_TAPS = 200;
 /** Output channels × vectors of 4 columns per register block (8 accumulators, 2 input vectors, a weight: 11 of x64's 16). */
 const OB = 4;
 const VB = 2;
-/** Scratch bytes of a band's input rows (the rows then stay in L1 while the band's outputs are computed). */
+/**
+ * Scratch bytes of a band's input rows: the rows an output row reads (C·kh phase rows) stay in L1 for its channel
+ * blocks, and the band stays in L2 for its rows.
+ */
 const BAND_BYTES = 48 * 1024;
 /** Units (image × band) wanted per job: with fewer images, the planes are cut into more bands. */
 const UNITS_WANTED = 16;
