@@ -4,6 +4,9 @@
  * which also serves float32 where no fast path applies) and one float32 fast path:
  *   - depthwise (one input channel per group), column stride 1–2: the wasm SIMD kernels of fast/dwconv.ts (four
  *     channels per vector over planes up to 128×128, fast/dwlanes.ts; row kernels otherwise);
+ *   - dense (one group) over at most 8 input channels and 200 taps C·kh·kw, not pointwise (EfficientNet's stem): the
+ *     direct wasm SIMD kernel of fast/directconv.ts, which copies each band of input rows into thread scratch
+ *     instead of building an im2col matrix;
  *   - every other conv (depthwise with wider strides included): im2col into the wasm heap, the matrices of several
  *     images at once on the pool's threads (fast/im2col.ts), then the sgemm (fast/sgemm.ts), which reads them in
  *     place: with one group and the output in the heap (jit's arena), every image's product in one job
@@ -14,9 +17,9 @@
  *   - stochastic conv, column stride 1–2: the wasm SIMD window kernels of fast/stochconv.ts.
  * conv2dAffine (a conv2d with eval-mode batch norm folded in) takes conv2d's fast path with an epilogue: the
  * per-channel affine (+ SiLU) runs on each block of output while it is in cache — the depthwise lane kernels'
- * registers (the row kernels' staging stack before its copy-out), the sgemm's micro-tiles as they leave the
- * registers (the batched 1×1 product's too) — instead of as a second pass over the whole
- * output.
+ * registers (the row kernels' staging stack before its copy-out), the direct kernel's registers, the sgemm's
+ * micro-tiles as they leave the registers (the batched 1×1 product's too) — instead of as a second pass over the
+ * whole output.
  * All of them run on the pool's threads and write into `OutSpec.into` when given (jit's arena slots, views of the
  * wasm heap that the wasm kernels address in place). Tests compare them with the references (convReferenceKernels).
  *
@@ -49,6 +52,7 @@ import { depthwiseForwardF32, depthwiseGradFilterF32, depthwiseGradInputF32, dep
 import { pointwiseBatchedOk, pointwiseForwardF32, pointwiseScalesOk, pointwiseGradFilterF32, pointwiseGradInputF32 } from './fast/pointwise.ts';
 import { OWNED_MIN_FLOATS, wasmHeap } from './fast/heap.ts';
 import { im2colPtr } from './fast/im2col.ts';
+import { directConvForwardF32, directConvOk } from './fast/directconv.ts';
 import { type GemmRowScale, sgemm, sgemmBatchPtr, sgemmIsWasm, sgemmSumPtr } from './fast/sgemm.ts';
 import { type RowEpilogue, epilogueFrom, fusedAvailable, planeScalePtr } from './fast/activations.ts';
 import { stochasticForwardF32, stochasticGradFilterF32, stochasticGradInputF32, stochasticSimdOk } from './fast/stochconv.ts';
@@ -190,6 +194,7 @@ export function conv2dAffineImpl(args: readonly Arg[], a: WithSums<Conv2dAffineA
 function conv2dF32(x: Arg, w: Arg, p: ConvGeometry, out: OutSpec, epi?: RowEpilogue, sums?: TypedArray, s?: Arg): TypedArray {
   if (s && !scalesAsPacked(p, out)) return withScaledInput(x, s, p, (xs) => conv2dF32(xs, w, p, out, epi, sums));
   if (p.depthwise && depthwiseSimdOk(p)) return depthwiseForwardF32(f32(x), f32(w), p, into(out), undefined, epi, sums as Float32Array | undefined);
+  if (directConvOk(p)) return planeSums(directConvForwardF32(f32(x), f32(w), p, into(out), epi), out, sums);
   if (pointwiseBatchedOk(p)) return planeSums(pointwiseForwardF32(f32(x), f32(w), p, into(out), epi, s && f32(s)), out, sums);
   return planeSums(conv2dGemmF32(x, w, p, out, epi, s), out, sums);
 }

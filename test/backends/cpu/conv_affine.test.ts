@@ -1,7 +1,8 @@
 /**
  * conv2dAffine (a conv2d with eval-mode batch norm folded in: act(conv·a + b), a and b per output channel) on the CPU
  * backend: the fast kernel, which applies the affine (+ SiLU) as an epilogue of each conv path (the depthwise lane
- * kernels' registers, or the row kernels' staging stack past 128×128 planes; the sgemm's task stripes of columns or rows — im2col and grouped convs, 1×1 over large planes, an
+ * kernels' registers, or the row kernels' staging stack past 128×128 planes; the direct kernel's registers (dense,
+ * C·kh·kw ≤ 32); the sgemm's task stripes of columns or rows — im2col and grouped convs, 1×1 over large planes, an
  * M-split call; the batched 1×1 product over small planes), against
  *   - conv2d then affine through the same backend's kernels (the unfolded pair jit would otherwise run): the same
  *     float32 operations in the same order, so exactly equal;
@@ -16,13 +17,14 @@ import { bind } from '../../../src/autograd/trace.ts';
 import { convKernels, convReferenceKernels } from '../../../src/backends/cpu/conv.ts';
 import { convGeometry } from '../../../src/backends/cpu/conv_geom.ts';
 import { depthwiseSimdOk, depthwiseUsesLanes } from '../../../src/backends/cpu/fast/dwconv.ts';
+import { directConvOk } from '../../../src/backends/cpu/fast/directconv.ts';
 import { wasmHeap } from '../../../src/backends/cpu/fast/heap.ts';
 import { pointwiseBatchedOk } from '../../../src/backends/cpu/fast/pointwise.ts';
 import { setSgemmMaxCallBytes } from '../../../src/backends/cpu/fast/sgemm.ts';
 import { worstRel } from '../../helpers/jit.ts';
 import { randF32 } from '../../helpers/random.ts';
 
-type Path = 'depthwise' | 'pointwise-batched' | 'sgemm';
+type Path = 'depthwise' | 'direct' | 'pointwise-batched' | 'sgemm';
 interface Case {
   readonly name: string;
   readonly x: number[];
@@ -34,8 +36,9 @@ interface Case {
 }
 
 const cases: Case[] = [
-  { name: 'dense 3×3', x: [2, 5, 11, 9], w: [6, 5, 3, 3], pad: 1, path: 'sgemm' },
-  { name: 'dense 3×3 stride 2', x: [2, 3, 17, 17], w: [8, 3, 3, 3], stride: 2, pad: 1, path: 'sgemm' },
+  { name: 'dense 3×3', x: [2, 5, 11, 9], w: [6, 5, 3, 3], pad: 1, path: 'direct' },
+  { name: 'dense 3×3 stride 2', x: [2, 3, 17, 17], w: [8, 3, 3, 3], stride: 2, pad: 1, path: 'direct' },
+  { name: 'dense 3×3 stride 2, 5 output channels', x: [1, 2, 9, 14], w: [5, 2, 3, 3], stride: 2, pad: 1, path: 'direct' },
   { name: 'grouped 3×3', x: [2, 6, 8, 8], w: [9, 2, 3, 3], pad: 1, groups: 3, path: 'sgemm' },
   { name: 'depthwise 3×3', x: [3, 7, 12, 10], w: [7, 1, 3, 3], pad: 1, groups: 7, path: 'depthwise' },
   { name: 'depthwise 3×3 stride 2', x: [3, 7, 13, 13], w: [7, 1, 3, 3], stride: 2, pad: 1, groups: 7, path: 'depthwise' },
@@ -49,6 +52,8 @@ const cases: Case[] = [
   { name: 'pointwise, one image (row stripes)', x: [1, 24, 5, 5], w: [600, 24, 1, 1], path: 'sgemm' },
   // Planes beyond the lane kernels' 128×128: the stacked row kernels, the epilogue on their staging stack.
   { name: 'depthwise, planes past 128×128', x: [1, 2, 131, 130], w: [2, 1, 3, 3], pad: 1, groups: 2, path: 'depthwise' },
+  // Past the direct kernel's 8 input channels: im2col + sgemm.
+  { name: 'dense 3×3, 9 channels', x: [2, 9, 11, 9], w: [6, 9, 3, 3], pad: 1, path: 'sgemm' },
 ];
 
 
@@ -80,7 +85,7 @@ describe('conv2dAffine on the CPU backend', () => {
     for (const c of cases) {
       const { attrs, out } = setup(c, 1, 'float32', false);
       const p = convGeometry(c.x, c.w, out.shape, attrs);
-      const path: Path = p.depthwise && depthwiseSimdOk(p) ? 'depthwise' : pointwiseBatchedOk(p) ? 'pointwise-batched' : 'sgemm';
+      const path: Path = p.depthwise && depthwiseSimdOk(p) ? 'depthwise' : directConvOk(p) ? 'direct' : pointwiseBatchedOk(p) ? 'pointwise-batched' : 'sgemm';
       if (heap) expect(path, c.name).toBe(c.path);
       if (heap && path === 'depthwise') expect(depthwiseUsesLanes(p), c.name).toBe(!c.name.includes('past 128'));
     }
@@ -92,7 +97,7 @@ describe('conv2dAffine on the CPU backend', () => {
       const fast = convKernels.conv2dAffine(ins, attrs, out);
       // The same float32 operations in the same order: the folded kernel changes where the affine runs, not what it computes.
       expect(worstRel(fast, unfolded(ins, attrs, out))).toBe(0);
-      // float32 conv sums (≤ 45 terms of size ≤ 1) against float64 loops: measured worst 1.9e-7.
+      // float32 conv sums (≤ 81 terms of size ≤ 1) against float64 loops: measured worst 3.2e-7.
       expect(worstRel(fast, convReferenceKernels.conv2dAffine(ins, attrs, out))).toBeLessThan(2e-6);
     });
 
@@ -103,8 +108,9 @@ describe('conv2dAffine on the CPU backend', () => {
   });
 
   it.skipIf(!heap)('writes into a slot of the wasm heap (jit arena), and through an sgemm call split in parts', () => {
-    // In the heap, one-group convs run every image's product in one batched sgemm job; grouped ones per group.
-    for (const c of [cases[0], cases[1], cases[2], cases[3], cases[9], cases[10], cases[11]]) {
+    // In the heap, dense convs over few channels run the direct kernel, other one-group convs every image's product in one
+    // batched sgemm job, grouped ones per group.
+    for (const c of [cases[0], cases[1], cases[2], cases[3], cases[4], cases[10], cases[11], cases[12], cases[14]]) {
       const { attrs, ins, out } = setup(c, 5, 'float32', true);
       const want = unfolded(ins, attrs, out);
       const slot = heap!.reserve(size(out.shape) * 4);
@@ -118,7 +124,7 @@ describe('conv2dAffine on the CPU backend', () => {
     // part with the epilogue rows it owns.
     const old = setSgemmMaxCallBytes(1024);
     try {
-      const { attrs, ins, out } = setup(cases[10], 9, 'float32', true);
+      const { attrs, ins, out } = setup(cases[11], 9, 'float32', true);
       expect(worstRel(convKernels.conv2dAffine(ins, attrs, out), unfolded(ins, attrs, out))).toBe(0);
     } finally {
       setSgemmMaxCallBytes(old);

@@ -25,7 +25,8 @@
  *   grad input   col(K, P) = wᵀ·ct(O, P)          sgemm(true, false, K, P, O, 1, w, 0, K, ct, n·O·P, P, 0, col, 0, P)
  *   grad filter  dw(O, K) += ct(O, P)·colᵀ        sgemm(false, true, O, K, P, 1, ct, n·O·P, P, col, 0, P, 1, dw, 0, K)
  * (pointwise: col is x itself at offset n·C·H·W); with one group the images' products run as one sgemmBatchPtr
- * (forward, 1×1 input gradient) or sgemmSumPtr (filter gradient).
+ * (forward, 1×1 input gradient) or sgemmSumPtr (filter gradient). A dense forward over at most 8 input channels
+ * (the stem) skips col altogether: directconv.ts reads bands of the input rows from thread scratch.
  *
  * Memory-bound kernels (activations.ts): silu / sigmoid / siluGrad, the BN affine (+ SiLU) over NCHW planes with
  * per-channel or full operands, its fused SiLU gradient, per-channel sums and moments (float64 accumulation).
@@ -41,6 +42,7 @@ export {
   type DepthwiseGeom, depthwiseForwardF32, depthwiseForwardPtr, depthwiseGradFilterF32, depthwiseGradFilterPtr, depthwiseGradInputF32,
   depthwiseGradInputPtr, depthwiseSimdOk,
 } from './dwconv.ts';
+export { DIRECT_MAX_CHANNELS, DIRECT_MAX_TAPS, type DirectGeom, directConvCalls, directConvForwardF32, directConvForwardPtr, directConvOk } from './directconv.ts';
 export {
   type StochasticGeom, stochasticForwardF32, stochasticForwardPtr, stochasticGradFilterF32, stochasticGradFilterPtr, stochasticGradInputF32,
   stochasticGradInputPtr, stochasticSimdOk,
