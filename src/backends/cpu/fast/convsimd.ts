@@ -147,7 +147,9 @@ function fwd(g: Geom, acc: boolean): Fn {
 /**
  * gin(gp, grs, w, dx, dxrs, dxps, y0, y1, ncols): dx rows y0..y1 (window coordinates; dx points at row y0's first
  * column), `ncols` columns from a first column whose parity the variant fixes (sw = 2). gp points at g(0, c0) where
- * c0 is the first g column the block reads (the caller's column base), inside a zero-padded g plane.
+ * c0 is the first g column the block reads (the caller's column base), inside a zero-padded g plane. The ragged last
+ * block stores only its lanes inside the row, one at a time: a call writes no dx value outside its rows' `ncols`
+ * columns, so it may add into an output that other threads write next to (stochconv.ts adds into x̄ in place).
  */
 function gin(g: Geom, phase: 0 | 1): Fn {
   const f = new Fn(`gin${phase}`, [T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32]);
@@ -163,6 +165,7 @@ function gin(g: Geom, phase: 0 | 1): Fn {
   //         lanes 2m+1 read g[u + 4v + m + (phase + 1 − kx·dw)/2] for kx·dw ≡ 1 − phase; base = u + smin.
   const smin = g.sw === 1 ? -(g.kw - 1) * g.dw : Math.floor((phase - (g.kw - 1) * g.dw) / 2);
   const sums = Array.from({ length: g.cn * 2 }, () => f.local(T.v128));
+  const sum = f.local(T.v128), rem = f.local(T.i32); // the ragged last block: one vector's new dx values, the columns left
   // Row taps per row parity: ky with (y − ky·dh) divisible by sh; the g row is (y − py)/sh + (py − ky·dh)/sh.
   const rowVariants = g.sh === 1 ? [0] : Array.from({ length: g.sh }, (_, k) => k);
   const rowOff = new Map<string, number>();
@@ -174,7 +177,7 @@ function gin(g: Geom, phase: 0 | 1): Fn {
       rowOff.set(`${py},${ky}`, l);
     }
   }
-  const rowBody = (py: number, m: number[] | null) => {
+  const rowBody = (py: number, ragged: boolean) => {
     const kys = Array.from({ length: g.kh }, (_, k) => k).filter((ky) => rowOff.has(`${py},${ky}`));
     for (let v = 0; v < V; v++) {
       for (const s of sums) f.set(s, vzero);
@@ -198,8 +201,12 @@ function gin(g: Geom, phase: 0 | 1): Fn {
         outs.forEach((o, k) => {
           const vi = g.sw === 1 ? v : 2 * v + k;
           const addr = c === 0 ? get(db) : add(get(db), mul(get(dxps), i32(c)));
-          const val = m ? vand(o, get(m[vi])) : o;
-          f.store('v128', addr, vadd(load('v128', addr, vi * 16), val), vi * 16);
+          if (!ragged) {
+            f.store('v128', addr, vadd(load('v128', addr, vi * 16), o), vi * 16);
+            return;
+          }
+          f.set(sum, vadd(load('v128', addr, vi * 16), o));
+          for (let l = 0; l < 4; l++) f.if(lt_s(i32(4 * vi + l), get(rem)), () => f.store('f32', addr, extractLane(get(sum), l), (4 * vi + l) * 4));
         });
       }
     }
@@ -208,11 +215,14 @@ function gin(g: Geom, phase: 0 | 1): Fn {
     f.set(gb, get(gr));
     f.set(db, get(dr));
     f.for(j, i32(0), sub(get(ncols), i32(BW - 1)), i32(BW), () => {
-      rowBody(py, null);
+      rowBody(py, false);
       f.set(gb, add(get(gb), i32(4 * V * 4)));
       f.set(db, add(get(db), i32(BW * 4)));
     });
-    f.if(lt_s(get(j), get(ncols)), () => rowBody(py, masks(f, sub(get(ncols), get(j)), 4, BW / 4)));
+    f.if(lt_s(get(j), get(ncols)), () => {
+      f.set(rem, sub(get(ncols), get(j)));
+      rowBody(py, true);
+    });
   };
   f.set(dr, get(dx));
   f.for(y, get(y0), get(y1), i32(1), () => {
