@@ -11,13 +11,13 @@
  *     forward goes through each image in bands of input rows that stay in L2, each window's call computing the
  *     output rows that start in the band; the filter gradient takes a window per call and writes its sums, added
  *     over the images afterwards;
- *   - input gradient: per image (a task), in bands of input rows that stay in L2, in place in x̄: the band is
- *     zero-filled, then each window's gather over its rows in the band (convsimd.ts `gin`, one input plane per
- *     call) adds into it while it is in cache, so x̄ goes to memory once and is never read back; nothing is
- *     copied out of a scratch band.
+ *   - input gradient: per image (a task; runs of its bands for a batch too small to occupy every thread), in bands
+ *     of input rows that stay in L2, in place in x̄: the band is zero-filled, then each window's gather over its
+ *     rows in the band (convsimd.ts `gin`, one input plane per call) adds into it while it is in cache, so x̄ goes
+ *     to memory once and is never read back; nothing is copied out of a scratch band.
  * Windows are validated by the primitive's shape rule (autograd/conv.ts) before any kernel runs.
  */
-import { type Geom, SLACK, convSimdAvailable, forRanges, ginColumnShift, ginPadding, kernels, paddedBytes, simdHeap } from './convsimd.ts';
+import { type Geom, SLACK, convSimdAvailable, forRanges, ginColumnShift, ginPadding, kernels, paddedBytes, simdHeap, taskCountFor } from './convsimd.ts';
 import { stochKernels } from './stochsimd.ts';
 import { type StochasticGeometry, windowOf } from '../conv_geom.ts';
 import { Job, S } from './pool.ts';
@@ -150,11 +150,12 @@ export function stochasticGradFilterPtr(px: number, pg: number, pdw: number, s: 
 }
 
 /**
- * Per image (a task), band after band of input rows (`bandRows`), in place in x̄: the band's C planes are zero-filled
- * (they then sit in L2), every window that reaches into the band adds its gather over the band's rows (`gin0`, one
- * input plane per call, `ginPlanes`), and the band is left for the next; bands no window touches are only filled.
- * x̄ is written once from the cache, never read back from memory. The image's cotangent planes are first copied into
- * the thread's scratch, zero-padded around (the gather reads past a plane's edges).
+ * Per image, band after band of input rows (`bandRows`), in place in x̄: the band's C planes are zero-filled (they
+ * then sit in L2), every window that reaches into the band adds its gather over the band's rows (`gin0`, one input
+ * plane per call, `ginPlanes`), and the band is left for the next; bands no window touches are only filled. x̄ goes
+ * to memory once from the cache and is never read back. A task is an image, or for a batch too small to give every
+ * thread work a run of its bands; it first copies the cotangent planes of the windows that reach its rows into the
+ * thread's scratch, zero-padded around (the gather reads past a plane's edges).
  */
 export function stochasticGradInputPtr(pg: number, pw: number, pdx: number, s: StochasticGeom): void {
   const { N, C, H, W, O, kh, kw } = s;
@@ -162,7 +163,8 @@ export function stochasticGradInputPtr(pg: number, pw: number, pdx: number, s: S
   const [sh, sw] = s.stride;
   const HW = H * W, P = OH * OW, T = C * kh * kw, cu = ginPlanes(s);
   const Hs = (OH - 1) * sh + kh, Ws = (OW - 1) * sw + kw;
-  const B = bandRows(s);
+  const B = bandRows(s), nb = Math.ceil(H / B);
+  const parts = Math.min(nb, Math.ceil(taskCountFor(N * nb) / N)); // band runs per image
   const g0 = geom(s, cu);
   const pad = ginPadding(g0);
   const Wg = pad.left + OW + pad.right, Hg = pad.top + OH + pad.bottom + 2;
@@ -173,22 +175,29 @@ export function stochasticGradInputPtr(pg: number, pw: number, pdx: number, s: S
   const g00 = (o: number) => gp + (o * Hg * Wg + pad.top * Wg + pad.left) * 4; // g(0, 0) of channel o, zero-padded around
   const job = new Job();
   for (let n = 0; n < N; n++) {
-    job.call(k.fill, S(gp), 0, O * Hg * Wg * 4);
-    for (let o = 0; o < O; o++) job.call(k.copy3d, pg + (n * O + o) * P * 4, 0, OW * 4, S(g00(o)), 0, Wg * 4, 1, OH, OW);
     const dxn = pdx + n * C * HW * 4;
-    for (let b0 = 0; b0 < H; b0 += B) {
-      const rows = Math.min(B, H - b0);
-      for (let c = 0; c < C; c++) job.call(k.fill, dxn + (c * H + b0) * W * 4, 0, rows * W * 4);
+    forRanges(nb, parts, (u0, u1) => {
+      const r0 = u0 * B, r1 = Math.min(H, u1 * B);
       for (let o = 0; o < O; o++) {
-        const [r, q] = windowOf(s, n, o);
-        const y0 = Math.max(b0, r) - r, y1 = Math.min(b0 + rows, r + Hs) - r;
-        if (y0 >= y1) continue;
-        for (let c0 = 0; c0 < C; c0 += cu) {
-          job.call(ks[c0 / cu].gin0, S(g00(o) + base * 4), Wg * 4, pw + (o * T + c0 * kh * kw) * 4, dxn + ((c0 * H + r + y0) * W + q) * 4, W * 4, HW * 4, y0, y1, Ws);
+        const r = windowOf(s, n, o)[0];
+        if (r >= r1 || r + Hs <= r0) continue;
+        job.call(k.fill, S(gp + o * Hg * Wg * 4), 0, Hg * Wg * 4);
+        job.call(k.copy3d, pg + (n * O + o) * P * 4, 0, OW * 4, S(g00(o)), 0, Wg * 4, 1, OH, OW);
+      }
+      for (let b0 = r0; b0 < r1; b0 += B) {
+        const rows = Math.min(B, H - b0);
+        for (let c = 0; c < C; c++) job.call(k.fill, dxn + (c * H + b0) * W * 4, 0, rows * W * 4);
+        for (let o = 0; o < O; o++) {
+          const [r, q] = windowOf(s, n, o);
+          const y0 = Math.max(b0, r) - r, y1 = Math.min(b0 + rows, r + Hs) - r;
+          if (y0 >= y1) continue;
+          for (let c0 = 0; c0 < C; c0 += cu) {
+            job.call(ks[c0 / cu].gin0, S(g00(o) + base * 4), Wg * 4, pw + (o * T + c0 * kh * kw) * 4, dxn + ((c0 * H + r + y0) * W + q) * 4, W * 4, HW * 4, y0, y1, Ws);
+          }
         }
       }
-    }
-    job.endTask();
+      job.endTask();
+    });
   }
   job.run(gp + paddedBytes(O * Hg * Wg * 4));
 }
