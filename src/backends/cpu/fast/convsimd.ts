@@ -148,7 +148,7 @@ function fwd(g: Geom, acc: boolean): Fn {
  * gin(gp, grs, w, dx, dxrs, dxps, y0, y1, ncols): dx rows y0..y1 (window coordinates; dx points at row y0's first
  * column), `ncols` columns from a first column whose parity the variant fixes (sw = 2). gp points at g(0, c0) where
  * c0 is the first g column the block reads (the caller's column base), inside a zero-padded g plane. The ragged last
- * block stores only its lanes inside the row, one at a time: a call writes no dx value outside its rows' `ncols`
+ * block stores only its lanes inside the row (whole vectors where they fit): a call writes no dx value outside its rows' `ncols`
  * columns, so it may add into an output that other threads write next to (stochconv.ts adds into x̄ in place).
  */
 function gin(g: Geom, phase: 0 | 1): Fn {
@@ -205,8 +205,13 @@ function gin(g: Geom, phase: 0 | 1): Fn {
             f.store('v128', addr, vadd(load('v128', addr, vi * 16), o), vi * 16);
             return;
           }
-          f.set(sum, vadd(load('v128', addr, vi * 16), o));
-          for (let l = 0; l < 4; l++) f.if(lt_s(i32(4 * vi + l), get(rem)), () => f.store('f32', addr, extractLane(get(sum), l), (4 * vi + l) * 4));
+          // A vector inside the row is stored whole, the one the row ends in lane by lane, those past it not at all.
+          f.if(lt_s(i32(4 * vi), get(rem)), () => {
+            f.set(sum, vadd(load('v128', addr, vi * 16), o));
+            f.if(lt_s(i32(4 * vi + 3), get(rem)), () => f.store('v128', addr, get(sum), vi * 16), () => {
+              for (let l = 0; l < 3; l++) f.if(lt_s(i32(4 * vi + l), get(rem)), () => f.store('f32', addr, extractLane(get(sum), l), (4 * vi + l) * 4));
+            });
+          });
         });
       }
     }

@@ -32,7 +32,8 @@ export function stochasticSimdOk(s: StochasticGeom): boolean {
 /**
  * Input planes per gin call: as many as keep their weights (kh·kw vectors each) and sums (two each) within 12 of
  * x64's 16 vector registers, so none spill to the stack in the inner loop. On the 3×3 stem that is one plane: three
- * planes a call (27 weight vectors) measured ~15 % slower, although they share each g load.
+ * planes a call (27 weight vectors) measured 15–20 % slower in place, 13–30 % into a scratch band, although they
+ * share each g load.
  */
 const ginPlanes = (s: StochasticGeom) => Math.max(1, Math.min(s.C, Math.floor(12 / (s.kh * s.kw + 2))));
 const geom = (s: StochasticGeom, cn: number): Geom => ({ cn, kh: s.kh, kw: s.kw, sh: s.stride[0], sw: s.stride[1] as 1 | 2, dh: 1, dw: 1 });
