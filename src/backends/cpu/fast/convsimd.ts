@@ -180,7 +180,8 @@ function gin(g: Geom, phase: 0 | 1): Fn {
   const rowBody = (py: number, ragged: boolean) => {
     const kys = Array.from({ length: g.kh }, (_, k) => k).filter((ky) => rowOff.has(`${py},${ky}`));
     for (let v = 0; v < V; v++) {
-      for (const s of sums) f.set(s, vzero);
+      // A sum's first product sets it (no zeroing and adding to zero); a sum no tap reaches is zeroed after.
+      const started = new Set<number>();
       for (const ky of kys) {
         f.set(pr, add(get(gb), get(rowOff.get(`${py},${ky}`)!)));
         for (let kx = 0; kx < g.kw; kx++) {
@@ -192,10 +193,13 @@ function gin(g: Geom, phase: 0 | 1): Fn {
           const G = load('v128', get(pr), s * 4);
           for (let c = 0; c < g.cn; c++) {
             const acc = sums[2 * c + half];
-            f.set(acc, vadd(get(acc), vmul(get(wv[(c * g.kh + ky) * g.kw + kx]), G)));
+            const prod = vmul(get(wv[(c * g.kh + ky) * g.kw + kx]), G);
+            f.set(acc, started.has(acc) ? vadd(get(acc), prod) : prod);
+            started.add(acc);
           }
         }
       }
+      for (const s of sums) if (!started.has(s)) f.set(s, vzero);
       for (let c = 0; c < g.cn; c++) {
         const outs: Expr[] = g.sw === 1 ? [get(sums[2 * c])] : [shuffle(get(sums[2 * c]), get(sums[2 * c + 1]), [0, 4, 1, 5]), shuffle(get(sums[2 * c]), get(sums[2 * c + 1]), [2, 6, 3, 7])];
         outs.forEach((o, k) => {
