@@ -14,7 +14,7 @@
  *   - input gradient: per image (a task; runs of its bands for a batch too small to occupy every thread), in bands
  *     of input rows that stay in L2, in place in x̄: the band is zero-filled, then each window's gather over its
  *     rows in the band (convsimd.ts `gin`, one input plane per call) adds into it while it is in cache, so x̄ goes
- *     to memory once and is never read back; nothing is copied out of a scratch band.
+ *     to memory once and is never read back from it.
  * Windows are validated by the primitive's shape rule (autograd/conv.ts) before any kernel runs.
  */
 import { type Geom, SLACK, convSimdAvailable, forRanges, ginColumnShift, ginPadding, kernels, paddedBytes, simdHeap, taskCountFor } from './convsimd.ts';
@@ -32,8 +32,7 @@ export function stochasticSimdOk(s: StochasticGeom): boolean {
 /**
  * Input planes per gin call: as many as keep their weights (kh·kw vectors each) and sums (two each) within 12 of
  * x64's 16 vector registers, so none spill to the stack in the inner loop. On the 3×3 stem that is one plane: three
- * planes a call (27 weight vectors) measured 15–20 % slower in place, 13–30 % into a scratch band, although they
- * share each g load.
+ * planes a call (27 weight vectors) measured 15–20 % slower.
  */
 const ginPlanes = (s: StochasticGeom) => Math.max(1, Math.min(s.C, Math.floor(12 / (s.kh * s.kw + 2))));
 const geom = (s: StochasticGeom, cn: number): Geom => ({ cn, kh: s.kh, kw: s.kw, sh: s.stride[0], sw: s.stride[1] as 1 | 2, dh: 1, dw: 1 });
