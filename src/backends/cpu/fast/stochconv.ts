@@ -170,30 +170,34 @@ export function stochasticGradInputPtr(pg: number, pw: number, pdx: number, s: S
   const Wg = pad.left + OW + pad.right, Hg = pad.top + OH + pad.bottom + 2;
   const base = ginColumnShift(g0, 0); // window column 0 is even: phase 0
   const ks = chunkKernels(s, cu);
-  const k = ks[0];
+  const k = ks[0], full = Math.floor(C / cu);
   const gp = SLACK;
   const g00 = (o: number) => gp + (o * Hg * Wg + pad.top * Wg + pad.left) * 4; // g(0, 0) of channel o, zero-padded around
+  const gAt = Array.from({ length: O }, (_, o) => S(g00(o) + base * 4)); // where each channel's gather starts
   const job = new Job();
+  const rs = new Int32Array(O), qs = new Int32Array(O);
   for (let n = 0; n < N; n++) {
     const dxn = pdx + n * C * HW * 4;
+    for (let o = 0; o < O; o++) [rs[o], qs[o]] = windowOf(s, n, o);
     forRanges(nb, parts, (u0, u1) => {
       const r0 = u0 * B, r1 = Math.min(H, u1 * B);
       for (let o = 0; o < O; o++) {
-        const r = windowOf(s, n, o)[0];
+        const r = rs[o];
         if (r >= r1 || r + Hs <= r0) continue;
         job.call(k.fill, S(gp + o * Hg * Wg * 4), 0, Hg * Wg * 4);
         job.call(k.copy3d, pg + (n * O + o) * P * 4, 0, OW * 4, S(g00(o)), 0, Wg * 4, 1, OH, OW);
       }
       for (let b0 = r0; b0 < r1; b0 += B) {
         const rows = Math.min(B, H - b0);
-        for (let c = 0; c < C; c++) job.call(k.fill, dxn + (c * H + b0) * W * 4, 0, rows * W * 4);
+        job.call(k.fillPlanes, dxn + b0 * W * 4, HW * 4, C, rows * W * 4);
         for (let o = 0; o < O; o++) {
-          const [r, q] = windowOf(s, n, o);
+          const r = rs[o], q = qs[o];
           const y0 = Math.max(b0, r) - r, y1 = Math.min(b0 + rows, r + Hs) - r;
           if (y0 >= y1) continue;
-          for (let c0 = 0; c0 < C; c0 += cu) {
-            job.call(ks[c0 / cu].gin0, S(g00(o) + base * 4), Wg * 4, pw + (o * T + c0 * kh * kw) * 4, dxn + ((c0 * H + r + y0) * W + q) * 4, W * 4, HW * 4, y0, y1, Ws);
-          }
+          // The full runs of cu planes in one call, the rest (fewer planes: another kernel) in a second.
+          const gs = gAt[o], wo = pw + o * T * 4, d = dxn + ((r + y0) * W + q) * 4, c1 = full * cu;
+          if (full > 0) job.call(k.gin0, gs, Wg * 4, wo, d, W * 4, HW * 4, y0, y1, Ws, full);
+          if (c1 < C) job.call(ks[full].gin0, gs, Wg * 4, wo + c1 * kh * kw * 4, d + c1 * HW * 4, W * 4, HW * 4, y0, y1, Ws, 1);
         }
       }
       job.endTask();
