@@ -13,7 +13,7 @@
  *     over the images afterwards;
  *   - input gradient: per image (a task; runs of its bands for a batch too small to occupy every thread), in bands
  *     of input rows that stay in L2, in place in x̄: the band is zero-filled, then each window's gather over its
- *     rows in the band (convsimd.ts `gin`, one input plane per call) adds into it while it is in cache, so x̄ goes
+ *     rows in the band (convsimd.ts `gin`, its C planes in one call) adds into it while it is in cache, so x̄ goes
  *     to memory once and is never read back from it.
  * Windows are validated by the primitive's shape rule (autograd/conv.ts) before any kernel runs.
  */
@@ -151,8 +151,8 @@ export function stochasticGradFilterPtr(px: number, pg: number, pdw: number, s: 
 
 /**
  * Per image, band after band of input rows (`bandRows`), in place in x̄: the band's C planes are zero-filled (they
- * then sit in L2), every window that reaches into the band adds its gather over the band's rows (`gin0`, one input
- * plane per call, `ginPlanes`), and the band is left for the next; bands no window touches are only filled. x̄ goes
+ * then sit in L2), every window that reaches into the band adds its gather over the band's rows (`gin0`: one call
+ * runs all C planes, `ginPlanes` at a time), and the band is left for the next; bands no window touches are only filled. x̄ goes
  * to memory once from the cache and is never read back. A task is an image, or for a batch too small to give every
  * thread work a run of its bands; it first copies the cotangent planes of the windows that reach its rows into the
  * thread's scratch, zero-padded around (the gather reads past a plane's edges).
