@@ -152,10 +152,10 @@ export function stochasticGradFilterPtr(px: number, pg: number, pdw: number, s: 
 /**
  * Per image, band after band of input rows (`bandRows`), in place in x̄: the band's C planes are zero-filled (they
  * then sit in L2), every window that reaches into the band adds its gather over the band's rows (`gin0`: one call
- * runs all C planes, `ginPlanes` at a time), and the band is left for the next; bands no window touches are only filled. x̄ goes
- * to memory once from the cache and is never read back. A task is an image, or for a batch too small to give every
- * thread work a run of its bands; it first copies the cotangent planes of the windows that reach its rows into the
- * thread's scratch, zero-padded around (the gather reads past a plane's edges).
+ * runs all C planes, `ginPlanes` at a time), and the band is left for the next; bands no window touches are only
+ * filled. x̄ goes to memory once from the cache and is never read back. A task is an image, or for a batch too small
+ * to give every thread work a run of its bands; it first copies the cotangent planes of the windows that reach its
+ * rows into the thread's scratch, zero-padded around (the gather reads past a plane's edges).
  */
 export function stochasticGradInputPtr(pg: number, pw: number, pdx: number, s: StochasticGeom): void {
   const { N, C, H, W, O, kh, kw } = s;
