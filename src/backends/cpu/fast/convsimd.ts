@@ -145,17 +145,21 @@ function fwd(g: Geom, acc: boolean): Fn {
 }
 
 /**
- * gin(gp, grs, w, dx, dxrs, dxps, y0, y1, ncols): dx rows y0..y1 (window coordinates; dx points at row y0's first
- * column), `ncols` columns from a first column whose parity the variant fixes (sw = 2). gp points at g(0, c0) where
- * c0 is the first g column the block reads (the caller's column base), inside a zero-padded g plane.
+ * gin(gp, grs, w, dx, dxrs, dxps, y0, y1, ncols, groups): dx rows y0..y1 (window coordinates; dx points at row y0's
+ * first column), `ncols` columns from a first column whose parity the variant fixes (sw = 2). gp points at g(0, c0)
+ * where c0 is the first g column the block reads (the caller's column base), inside a zero-padded g plane. `groups`
+ * runs of the cn planes one after the other from the same g: run p takes the weights from w + p·cn·kh·kw floats and
+ * adds into dx + p·cn·dxps bytes (a stochastic window's C planes in one call). The ragged last block stores only its
+ * lanes inside the row (whole vectors where they fit): a call writes no dx value outside its rows' `ncols` columns,
+ * so it may add into an output that other threads write next to (stochconv.ts adds into x̄ in place).
  */
 function gin(g: Geom, phase: 0 | 1): Fn {
-  const f = new Fn(`gin${phase}`, [T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32]);
-  const [gp, grs, w, dx, dxrs, dxps, y0, y1, ncols] = f.params;
+  const f = new Fn(`gin${phase}`, [T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32]);
+  const [gp, grs, w, dx, dxrs, dxps, y0, y1, ncols, groups] = f.params;
   const taps = g.cn * g.kh * g.kw;
   const wv = Array.from({ length: taps }, () => f.local(T.v128));
   const y = f.local(T.i32), j = f.local(T.i32), gr = f.local(T.i32), dr = f.local(T.i32), gb = f.local(T.i32), db = f.local(T.i32), pr = f.local(T.i32);
-  for (let t = 0; t < taps; t++) f.set(wv[t], loadSplat(get(w), t * 4));
+  const grp = f.local(T.i32);
   const BW = (g.sw === 1 ? 4 : 8) * V; // dx values per block (sw = 2: V pairs of vectors)
   // Column shifts: dx column x (block lane) reads g column base + s, s ≥ 0 after the caller's offset.
   // sw = 1: lane l of vector v reads g[x0 + 4v + l − kx·dw]; base = x0 − (kw−1)·dw, so s = 4v + (kw−1)·dw − kx·dw.
@@ -163,6 +167,7 @@ function gin(g: Geom, phase: 0 | 1): Fn {
   //         lanes 2m+1 read g[u + 4v + m + (phase + 1 − kx·dw)/2] for kx·dw ≡ 1 − phase; base = u + smin.
   const smin = g.sw === 1 ? -(g.kw - 1) * g.dw : Math.floor((phase - (g.kw - 1) * g.dw) / 2);
   const sums = Array.from({ length: g.cn * 2 }, () => f.local(T.v128));
+  const sum = f.local(T.v128), rem = f.local(T.i32); // the ragged last block: one vector's new dx values, the columns left
   // Row taps per row parity: ky with (y − ky·dh) divisible by sh; the g row is (y − py)/sh + (py − ky·dh)/sh.
   const rowVariants = g.sh === 1 ? [0] : Array.from({ length: g.sh }, (_, k) => k);
   const rowOff = new Map<string, number>();
@@ -174,10 +179,11 @@ function gin(g: Geom, phase: 0 | 1): Fn {
       rowOff.set(`${py},${ky}`, l);
     }
   }
-  const rowBody = (py: number, m: number[] | null) => {
+  const rowBody = (py: number, ragged: boolean) => {
     const kys = Array.from({ length: g.kh }, (_, k) => k).filter((ky) => rowOff.has(`${py},${ky}`));
     for (let v = 0; v < V; v++) {
-      for (const s of sums) f.set(s, vzero);
+      // A sum's first product sets it (no zeroing and adding to zero); a sum no tap reaches is zeroed after.
+      const started = new Set<number>();
       for (const ky of kys) {
         f.set(pr, add(get(gb), get(rowOff.get(`${py},${ky}`)!)));
         for (let kx = 0; kx < g.kw; kx++) {
@@ -189,17 +195,29 @@ function gin(g: Geom, phase: 0 | 1): Fn {
           const G = load('v128', get(pr), s * 4);
           for (let c = 0; c < g.cn; c++) {
             const acc = sums[2 * c + half];
-            f.set(acc, vadd(get(acc), vmul(get(wv[(c * g.kh + ky) * g.kw + kx]), G)));
+            const prod = vmul(get(wv[(c * g.kh + ky) * g.kw + kx]), G);
+            f.set(acc, started.has(acc) ? vadd(get(acc), prod) : prod);
+            started.add(acc);
           }
         }
       }
+      for (const s of sums) if (!started.has(s)) f.set(s, vzero);
       for (let c = 0; c < g.cn; c++) {
         const outs: Expr[] = g.sw === 1 ? [get(sums[2 * c])] : [shuffle(get(sums[2 * c]), get(sums[2 * c + 1]), [0, 4, 1, 5]), shuffle(get(sums[2 * c]), get(sums[2 * c + 1]), [2, 6, 3, 7])];
         outs.forEach((o, k) => {
           const vi = g.sw === 1 ? v : 2 * v + k;
           const addr = c === 0 ? get(db) : add(get(db), mul(get(dxps), i32(c)));
-          const val = m ? vand(o, get(m[vi])) : o;
-          f.store('v128', addr, vadd(load('v128', addr, vi * 16), val), vi * 16);
+          if (!ragged) {
+            f.store('v128', addr, vadd(load('v128', addr, vi * 16), o), vi * 16);
+            return;
+          }
+          // A vector inside the row is stored whole, the one the row ends in lane by lane, those past it not at all.
+          f.if(lt_s(i32(4 * vi), get(rem)), () => {
+            f.set(sum, vadd(load('v128', addr, vi * 16), o));
+            f.if(lt_s(i32(4 * vi + 3), get(rem)), () => f.store('v128', addr, get(sum), vi * 16), () => {
+              for (let l = 0; l < 3; l++) f.if(lt_s(i32(4 * vi + l), get(rem)), () => f.store('f32', addr, extractLane(get(sum), l), (4 * vi + l) * 4));
+            });
+          });
         });
       }
     }
@@ -208,37 +226,45 @@ function gin(g: Geom, phase: 0 | 1): Fn {
     f.set(gb, get(gr));
     f.set(db, get(dr));
     f.for(j, i32(0), sub(get(ncols), i32(BW - 1)), i32(BW), () => {
-      rowBody(py, null);
+      rowBody(py, false);
       f.set(gb, add(get(gb), i32(4 * V * 4)));
       f.set(db, add(get(db), i32(BW * 4)));
     });
-    f.if(lt_s(get(j), get(ncols)), () => rowBody(py, masks(f, sub(get(ncols), get(j)), 4, BW / 4)));
+    f.if(lt_s(get(j), get(ncols)), () => {
+      f.set(rem, sub(get(ncols), get(j)));
+      rowBody(py, true);
+    });
   };
-  f.set(dr, get(dx));
-  f.for(y, get(y0), get(y1), i32(1), () => {
-    if (g.sh === 1) {
-      f.set(gr, add(get(gp), mul(get(y), get(grs))));
-      row(0);
-    } else {
-      // (y − py)/sh with py = y mod sh, y ≥ 0
-      const py = f.local(T.i32);
-      f.set(py, (h) => {
-        get(y)(h);
-        i32(g.sh)(h);
-        h.op(0x70); // i32.rem_u
-      });
-      f.set(gr, add(get(gp), mul((h) => {
-        get(y)(h);
-        i32(g.sh)(h);
-        h.op(0x6e); // i32.div_u
-      }, get(grs))));
-      const chain = (k: number): void => {
-        if (k === g.sh - 1) row(k);
-        else f.if(lt_s(get(py), i32(k + 1)), () => row(k), () => chain(k + 1));
-      };
-      chain(0);
-    }
-    f.set(dr, add(get(dr), get(dxrs)));
+  f.for(grp, i32(0), get(groups), i32(1), () => {
+    for (let t = 0; t < taps; t++) f.set(wv[t], loadSplat(get(w), t * 4));
+    f.set(dr, get(dx));
+    f.for(y, get(y0), get(y1), i32(1), () => {
+      if (g.sh === 1) {
+        f.set(gr, add(get(gp), mul(get(y), get(grs))));
+        row(0);
+      } else {
+        // (y − py)/sh with py = y mod sh, y ≥ 0
+        const py = f.local(T.i32);
+        f.set(py, (h) => {
+          get(y)(h);
+          i32(g.sh)(h);
+          h.op(0x70); // i32.rem_u
+        });
+        f.set(gr, add(get(gp), mul((h) => {
+          get(y)(h);
+          i32(g.sh)(h);
+          h.op(0x6e); // i32.div_u
+        }, get(grs))));
+        const chain = (k: number): void => {
+          if (k === g.sh - 1) row(k);
+          else f.if(lt_s(get(py), i32(k + 1)), () => row(k), () => chain(k + 1));
+        };
+        chain(0);
+      }
+      f.set(dr, add(get(dr), get(dxrs)));
+    });
+    f.set(w, add(get(w), i32(taps * 4)));
+    f.set(dx, add(get(dx), mul(get(dxps), i32(g.cn))));
   });
   return f;
 }
@@ -337,8 +363,20 @@ function fill(): Fn {
   return f;
 }
 
-export type Kernels = Record<'copy3d' | 'gather' | 'fwd' | 'fwdAcc' | 'gin0' | 'gin1' | 'gwRow' | 'fill', PoolKernel>;
-const NAMES = ['fwd', 'fwdAcc', 'gin0', 'gin1', 'gwRow', 'copy3d', 'gather', 'fill'] as const;
+/** fillPlanes(dst, planeStride, planes, bytes): `fill` of `bytes` zero bytes in each of `planes` planes (strides in bytes). */
+function fillPlanes(): Fn {
+  const f = new Fn('fillPlanes', [T.i32, T.i32, T.i32, T.i32]);
+  const [dst, ps, planes, n] = f.params;
+  const q = f.local(T.i32);
+  f.for(q, i32(0), get(planes), i32(1), () => {
+    f.emit(add(get(dst), mul(get(q), get(ps))), i32(0), get(n));
+    f.op(0xfc, 0x0b, 0x00);
+  });
+  return f;
+}
+
+export type Kernels = Record<'copy3d' | 'gather' | 'fwd' | 'fwdAcc' | 'gin0' | 'gin1' | 'gwRow' | 'fill' | 'fillPlanes', PoolKernel>;
+const NAMES = ['fwd', 'fwdAcc', 'gin0', 'gin1', 'gwRow', 'copy3d', 'gather', 'fill', 'fillPlanes'] as const;
 
 /** First g column a gin block reads, relative to the block's base (see gin): the caller offsets gp by it. */
 export function ginColumnShift(g: Geom, phase: 0 | 1): number {
@@ -366,7 +404,7 @@ export function kernels(g: Geom): Kernels {
   const key = `${g.cn},${g.kh},${g.kw},${g.sh},${g.sw},${g.dh},${g.dw}`;
   let k = modules.get(key);
   if (!k) {
-    const bytes = assemble({ functions: [fwd(g, false), fwd(g, true), gin(g, 0), gin(g, 1), gwRow(g), copy3d(), gather(), fill()], memory: h.importSpec() });
+    const bytes = assemble({ functions: [fwd(g, false), fwd(g, true), gin(g, 0), gin(g, 1), gwRow(g), copy3d(), gather(), fill(), fillPlanes()], memory: h.importSpec() });
     k = loadKernels(bytes, NAMES) as Kernels;
     modules.set(key, k);
   }

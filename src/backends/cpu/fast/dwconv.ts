@@ -202,7 +202,7 @@ function gradInputGather(pg: number, pw: number, pdx: number, d: DepthwiseGeom, 
       for (let m = 0; m < M; m++) {
         const o = c * M + m;
         job.call(k.copy3d, pg + (n0 * O + o) * P * 4, O * P * 4, OW * 4, sg00, Gs * Wg * 4, Wg * 4, ns, OH, OW);
-        job.call(gin, sgBase, Wg * 4, pw + o * T * 4, sdx, W * 4, HW * 4, pt, pt + dxRows(ns), W);
+        job.call(gin, sgBase, Wg * 4, pw + o * T * 4, sdx, W * 4, HW * 4, pt, pt + dxRows(ns), W, 1);
       }
       job.call(k.copy3d, sdx, xr * W * 4, W * 4, pdx + (n0 * C + c) * HW * 4, C * HW * 4, W * 4, ns, H, W);
     }

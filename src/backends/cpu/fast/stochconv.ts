@@ -11,12 +11,13 @@
  *     forward goes through each image in bands of input rows that stay in L2, each window's call computing the
  *     output rows that start in the band; the filter gradient takes a window per call and writes its sums, added
  *     over the images afterwards;
- *   - input gradient: per image (a task), in bands of input rows that stay in L2: a gather over each window's
- *     rows of the x̄ band (all C planes per pass), the band cleared before and copied out after, so x̄ is written
- *     once; bands no window touches are zero-filled.
+ *   - input gradient: per image (a task; runs of its bands for a batch too small to occupy every thread), in bands
+ *     of input rows that stay in L2, in place in x̄: the band is zero-filled, then each window's gather over its
+ *     rows in the band (convsimd.ts `gin`, its C planes in one call) adds into it while it is in cache, so x̄ goes
+ *     to memory once and is never read back from it.
  * Windows are validated by the primitive's shape rule (autograd/conv.ts) before any kernel runs.
  */
-import { type Geom, SLACK, convSimdAvailable, forRanges, ginColumnShift, ginPadding, kernels, paddedBytes, simdHeap } from './convsimd.ts';
+import { type Geom, SLACK, convSimdAvailable, forRanges, ginColumnShift, ginPadding, kernels, paddedBytes, simdHeap, taskCountFor } from './convsimd.ts';
 import { stochKernels } from './stochsimd.ts';
 import { type StochasticGeometry, windowOf } from '../conv_geom.ts';
 import { Job, S } from './pool.ts';
@@ -28,8 +29,12 @@ export function stochasticSimdOk(s: StochasticGeom): boolean {
   return (s.stride[1] === 1 || s.stride[1] === 2) && convSimdAvailable();
 }
 
-/** Input planes per unrolled pass: about 32 taps. */
-const chunk = (s: StochasticGeom) => Math.max(1, Math.min(s.C, Math.floor(32 / (s.kh * s.kw))));
+/**
+ * Input planes per gin call: as many as keep their weights (kh·kw vectors each) and sums (two each) within 12 of
+ * x64's 16 vector registers, so none spill to the stack in the inner loop. On the 3×3 stem that is one plane: three
+ * planes a call (27 weight vectors) measured 15–20 % slower.
+ */
+const ginPlanes = (s: StochasticGeom) => Math.max(1, Math.min(s.C, Math.floor(12 / (s.kh * s.kw + 2))));
 const geom = (s: StochasticGeom, cn: number): Geom => ({ cn, kh: s.kh, kw: s.kw, sh: s.stride[0], sw: s.stride[1] as 1 | 2, dh: 1, dw: 1 });
 /** The kernels of each channel chunk (looked up once per call, not per band). */
 const chunkKernels = (s: StochasticGeom, cu: number) => Array.from({ length: Math.ceil(s.C / cu) }, (_, i) => kernels(geom(s, Math.min(cu, s.C - i * cu))));
@@ -144,49 +149,61 @@ export function stochasticGradFilterPtr(px: number, pg: number, pdw: number, s: 
   }
 }
 
+/**
+ * Per image, band after band of input rows (`bandRows`), in place in x̄: the band's C planes are zero-filled (they
+ * then sit in L2), every window that reaches into the band adds its gather over the band's rows (`gin0`: one call
+ * runs all C planes, `ginPlanes` at a time), and the band is left for the next; bands no window touches are only
+ * filled. x̄ goes to memory once from the cache and is never read back. A task is an image, or for a batch too small
+ * to give every thread work a run of its bands; it first copies the cotangent planes of the windows that reach its
+ * rows into the thread's scratch, zero-padded around (the gather reads past a plane's edges).
+ */
 export function stochasticGradInputPtr(pg: number, pw: number, pdx: number, s: StochasticGeom): void {
   const { N, C, H, W, O, kh, kw } = s;
   const [OH, OW] = s.outSize;
   const [sh, sw] = s.stride;
-  const HW = H * W, P = OH * OW, T = C * kh * kw, cu = chunk(s);
+  const HW = H * W, P = OH * OW, T = C * kh * kw, cu = ginPlanes(s);
   const Hs = (OH - 1) * sh + kh, Ws = (OW - 1) * sw + kw;
-  const B = bandRows(s);
+  const B = bandRows(s), nb = Math.ceil(H / B);
+  const parts = Math.min(nb, Math.ceil(taskCountFor(N * nb) / N)); // band runs per image
   const g0 = geom(s, cu);
   const pad = ginPadding(g0);
   const Wg = pad.left + OW + pad.right, Hg = pad.top + OH + pad.bottom + 2;
   const base = ginColumnShift(g0, 0); // window column 0 is even: phase 0
   const ks = chunkKernels(s, cu);
-  const k = ks[0];
-  const gp = SLACK, dxb = gp + paddedBytes(O * Hg * Wg * 4);
+  const k = ks[0], full = Math.floor(C / cu);
+  const gp = SLACK;
   const g00 = (o: number) => gp + (o * Hg * Wg + pad.top * Wg + pad.left) * 4; // g(0, 0) of channel o, zero-padded around
+  const gAt = Array.from({ length: O }, (_, o) => S(g00(o) + base * 4)); // where each channel's gather starts
   const job = new Job();
+  const rs = new Int32Array(O), qs = new Int32Array(O);
   for (let n = 0; n < N; n++) {
-    job.call(k.fill, S(gp), 0, O * Hg * Wg * 4);
-    for (let o = 0; o < O; o++) job.call(k.copy3d, pg + (n * O + o) * P * 4, 0, OW * 4, S(g00(o)), 0, Wg * 4, 1, OH, OW);
-    for (let b0 = 0; b0 < H; b0 += B) {
-      const rows = Math.min(B, H - b0);
-      let cleared = false;
+    const dxn = pdx + n * C * HW * 4;
+    for (let o = 0; o < O; o++) [rs[o], qs[o]] = windowOf(s, n, o);
+    forRanges(nb, parts, (u0, u1) => {
+      const r0 = u0 * B, r1 = Math.min(H, u1 * B);
       for (let o = 0; o < O; o++) {
-        const [r, q] = windowOf(s, n, o);
-        const y0 = Math.max(b0, r) - r, y1 = Math.min(b0 + rows, r + Hs) - r;
-        if (y0 >= y1) continue;
-        if (!cleared) {
-          job.call(k.fill, S(dxb), 0, C * B * W * 4);
-          cleared = true;
-        }
-        for (let c0 = 0; c0 < C; c0 += cu) {
-          job.call(ks[c0 / cu].gin0, S(g00(o) + base * 4), Wg * 4, pw + (o * T + c0 * kh * kw) * 4, S(dxb + (c0 * B * W + (r + y0 - b0) * W + q) * 4), W * 4, B * W * 4, y0, y1, Ws);
+        const r = rs[o];
+        if (r >= r1 || r + Hs <= r0) continue;
+        job.call(k.fill, S(gp + o * Hg * Wg * 4), 0, Hg * Wg * 4);
+        job.call(k.copy3d, pg + (n * O + o) * P * 4, 0, OW * 4, S(g00(o)), 0, Wg * 4, 1, OH, OW);
+      }
+      for (let b0 = r0; b0 < r1; b0 += B) {
+        const rows = Math.min(B, H - b0);
+        job.call(k.fillPlanes, dxn + b0 * W * 4, HW * 4, C, rows * W * 4);
+        for (let o = 0; o < O; o++) {
+          const r = rs[o], q = qs[o];
+          const y0 = Math.max(b0, r) - r, y1 = Math.min(b0 + rows, r + Hs) - r;
+          if (y0 >= y1) continue;
+          // The full runs of cu planes in one call, the rest (fewer planes: another kernel) in a second.
+          const gs = gAt[o], wo = pw + o * T * 4, d = dxn + ((r + y0) * W + q) * 4, c1 = full * cu;
+          if (full > 0) job.call(k.gin0, gs, Wg * 4, wo, d, W * 4, HW * 4, y0, y1, Ws, full);
+          if (c1 < C) job.call(ks[full].gin0, gs, Wg * 4, wo + c1 * kh * kw * 4, d + c1 * HW * 4, W * 4, HW * 4, y0, y1, Ws, 1);
         }
       }
-      for (let c = 0; c < C; c++) {
-        const to = pdx + ((n * C + c) * H + b0) * W * 4;
-        if (cleared) job.call(k.copy3d, S(dxb + c * B * W * 4), 0, 0, to, 0, 0, 1, 1, rows * W);
-        else job.call(k.fill, to, 0, rows * W * 4);
-      }
-    }
-    job.endTask();
+      job.endTask();
+    });
   }
-  job.run(dxb + paddedBytes(C * B * W * 4));
+  job.run(gp + paddedBytes(O * Hg * Wg * 4));
 }
 
 export function stochasticForwardF32(X: Float32Array, Wt: Float32Array, s: StochasticGeom, out?: Float32Array): Float32Array {
