@@ -284,6 +284,40 @@ describe.skipIf(!convSimdAvailable())('wasm SIMD stochastic conv', () => {
     );
   });
 
+  /** A stochastic conv over windows that fit with up to 12 spare rows / columns, each coordinate pinned per `place`. */
+  const windowCase = fc.record({
+    n: fc.integer({ min: 1, max: 3 }),
+    c: fc.integer({ min: 1, max: 4 }),
+    o: fc.integer({ min: 1, max: 3 }),
+    k: fc.constantFrom(1, 2, 3, 5),
+    sh: fc.integer({ min: 1, max: 2 }),
+    sw: fc.integer({ min: 1, max: 2 }),
+    oh: fc.integer({ min: 1, max: 23 }),
+    ow: fc.integer({ min: 1, max: 29 }),
+    extraH: fc.nat(12),
+    extraW: fc.nat(12),
+    perImage: fc.boolean(),
+    // per window coordinate: 0 = top / left border, 1 = bottom / right border, 2 = anywhere
+    place: fc.array(fc.integer({ min: 0, max: 2 }), { minLength: 36, maxLength: 36 }),
+    seed: fc.nat(10000),
+  });
+  /** The geometry, the windows (from `place` and the seed) and the operand shapes of a `windowCase`. */
+  const windowProblem = (p: typeof windowCase extends fc.Arbitrary<infer T> ? T : never) => {
+    const kh = p.k, kw = p.k;
+    const Hs = (p.oh - 1) * p.sh + kh, Ws = (p.ow - 1) * p.sw + kw;
+    const H = Hs + p.extraH, W = Ws + p.extraW;
+    const nw = p.perImage ? p.n * p.o : p.o;
+    const rw = rand(p.seed + 3, 2 * nw);
+    const windows = Int32Array.from(rw, (v, i) => {
+      const room = i % 2 ? p.extraW : p.extraH;
+      return [0, room, Math.floor(((v + 1) / 2) * (room + 1))][p.place[i]];
+    });
+    const s: StochasticGeom = { N: p.n, C: p.c, H, W, O: p.o, kh, kw, stride: [p.sh, p.sw], outSize: [p.oh, p.ow], windows, perImage: p.perImage };
+    const a: StochasticConv2dAttrs = { stride: [p.sh, p.sw], outSize: [p.oh, p.ow], windows, perImage: p.perImage };
+    const xs = [p.n, p.c, H, W], ws = [p.o, p.c, kh, kw], ys = [p.n, p.o, p.oh, p.ow];
+    return { kh, kw, Hs, Ws, H, W, windows, s, a, xs, ws, ys };
+  };
+
   // The forward and filter-gradient kernels (stochsimd.ts) block rows in pairs and columns in fours and read past
   // a window's right edge: planes of several blocks and odd row counts, windows pinned to the image's borders, and
   // NaN everywhere no window covers (a lane past the row that reached a sum would show). Measured worst errors over
@@ -291,35 +325,9 @@ describe.skipIf(!convSimdAvailable())('wasm SIMD stochastic conv', () => {
   it('forward and filter gradient over larger planes: windows on the borders, NaN outside every window', () => {
     fc.assert(
       fc.property(
-        fc.record({
-          n: fc.integer({ min: 1, max: 3 }),
-          c: fc.integer({ min: 1, max: 4 }),
-          o: fc.integer({ min: 1, max: 3 }),
-          k: fc.constantFrom(1, 2, 3, 5),
-          sh: fc.integer({ min: 1, max: 2 }),
-          sw: fc.integer({ min: 1, max: 2 }),
-          oh: fc.integer({ min: 1, max: 23 }),
-          ow: fc.integer({ min: 1, max: 29 }),
-          extraH: fc.nat(12),
-          extraW: fc.nat(12),
-          perImage: fc.boolean(),
-          // per window coordinate: 0 = top / left border, 1 = bottom / right border, 2 = anywhere
-          place: fc.array(fc.integer({ min: 0, max: 2 }), { minLength: 36, maxLength: 36 }),
-          seed: fc.nat(10000),
-        }),
+        windowCase,
         (p) => {
-          const kh = p.k, kw = p.k;
-          const Hs = (p.oh - 1) * p.sh + kh, Ws = (p.ow - 1) * p.sw + kw;
-          const H = Hs + p.extraH, W = Ws + p.extraW;
-          const nw = p.perImage ? p.n * p.o : p.o;
-          const rw = rand(p.seed + 3, 2 * nw);
-          const windows = Int32Array.from(rw, (v, i) => {
-            const room = i % 2 ? p.extraW : p.extraH;
-            return [0, room, Math.floor(((v + 1) / 2) * (room + 1))][p.place[i]];
-          });
-          const s: StochasticGeom = { N: p.n, C: p.c, H, W, O: p.o, kh, kw, stride: [p.sh, p.sw], outSize: [p.oh, p.ow], windows, perImage: p.perImage };
-          const a: StochasticConv2dAttrs = { stride: [p.sh, p.sw], outSize: [p.oh, p.ow], windows, perImage: p.perImage };
-          const xs = [p.n, p.c, H, W], ws = [p.o, p.c, kh, kw], ys = [p.n, p.o, p.oh, p.ow];
+          const { kh, kw, Hs, Ws, H, W, windows, s, a, xs, ws, ys } = windowProblem(p);
           const x = rand(p.seed, p.n * p.c * H * W), w = rand(p.seed + 1, p.o * p.c * kh * kw), g = rand(p.seed + 2, p.n * p.o * p.oh * p.ow);
           const covered = new Uint8Array(p.n * H * W);
           for (let n = 0; n < p.n; n++) {
@@ -347,39 +355,13 @@ describe.skipIf(!convSimdAvailable())('wasm SIMD stochastic conv', () => {
     const GUARD = 64, SNAN = 0x7f800001;
     fc.assert(
       fc.property(
-        fc.record({
-          n: fc.integer({ min: 1, max: 3 }),
-          c: fc.integer({ min: 1, max: 4 }),
-          o: fc.integer({ min: 1, max: 3 }),
-          k: fc.constantFrom(1, 2, 3, 5),
-          sh: fc.integer({ min: 1, max: 2 }),
-          sw: fc.integer({ min: 1, max: 2 }),
-          oh: fc.integer({ min: 1, max: 23 }),
-          ow: fc.integer({ min: 1, max: 29 }),
-          extraH: fc.nat(12),
-          extraW: fc.nat(12),
-          perImage: fc.boolean(),
-          band: fc.option(fc.integer({ min: 1, max: 7 }), { nil: undefined }),
-          place: fc.array(fc.integer({ min: 0, max: 2 }), { minLength: 36, maxLength: 36 }),
-          seed: fc.nat(10000),
-        }),
-        (p) => {
-          const kh = p.k, kw = p.k;
-          const Hs = (p.oh - 1) * p.sh + kh, Ws = (p.ow - 1) * p.sw + kw;
-          const H = Hs + p.extraH, W = Ws + p.extraW;
-          const nw = p.perImage ? p.n * p.o : p.o;
-          const rw = rand(p.seed + 3, 2 * nw);
-          const windows = Int32Array.from(rw, (v, i) => {
-            const room = i % 2 ? p.extraW : p.extraH;
-            return [0, room, Math.floor(((v + 1) / 2) * (room + 1))][p.place[i]];
-          });
-          const s: StochasticGeom = { N: p.n, C: p.c, H, W, O: p.o, kh, kw, stride: [p.sh, p.sw], outSize: [p.oh, p.ow], windows, perImage: p.perImage };
-          const a: StochasticConv2dAttrs = { stride: [p.sh, p.sw], outSize: [p.oh, p.ow], windows, perImage: p.perImage };
-          const xs = [p.n, p.c, H, W], ws = [p.o, p.c, kh, kw], ys = [p.n, p.o, p.oh, p.ow];
+        fc.tuple(windowCase, fc.option(fc.integer({ min: 1, max: 7 }), { nil: undefined })),
+        ([p, band]) => {
+          const { kh, kw, H, W, s, a, xs, ws, ys } = windowProblem(p);
           const w = rand(p.seed + 1, p.o * p.c * kh * kw), g = rand(p.seed + 2, p.n * p.o * p.oh * p.ow);
           const nx = p.n * p.c * H * W;
           const region = h.reserve((nx + 2 * GUARD) * 4);
-          setStochasticBandRows(p.band);
+          setStochasticBandRows(band);
           try {
             const bits = () => new Int32Array(h.buffer(), region.ptr, nx + 2 * GUARD);
             bits().fill(SNAN);
