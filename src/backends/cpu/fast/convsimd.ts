@@ -358,8 +358,7 @@ function gather(): Fn {
 function fill(): Fn {
   const f = new Fn('fill', [T.i32, T.i32, T.i32]);
   const [dst, v, n] = f.params;
-  f.emit(get(dst), get(v), get(n));
-  f.op(0xfc, 0x0b, 0x00);
+  f.memoryFill(get(dst), get(v), get(n));
   return f;
 }
 
@@ -368,10 +367,7 @@ function fillPlanes(): Fn {
   const f = new Fn('fillPlanes', [T.i32, T.i32, T.i32, T.i32]);
   const [dst, ps, planes, n] = f.params;
   const q = f.local(T.i32);
-  f.for(q, i32(0), get(planes), i32(1), () => {
-    f.emit(add(get(dst), mul(get(q), get(ps))), i32(0), get(n));
-    f.op(0xfc, 0x0b, 0x00);
-  });
+  f.for(q, i32(0), get(planes), i32(1), () => f.memoryFill(add(get(dst), mul(get(q), get(ps))), i32(0), get(n)));
   return f;
 }
 

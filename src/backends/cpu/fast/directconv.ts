@@ -108,12 +108,6 @@ let fmaOk: boolean | undefined;
 /** Whether the engine has relaxed SIMD's f32x4.relaxed_madd (the sgemm's test): the taps then use it, as the sgemm does. */
 const relaxedSimd = (): boolean => (fmaOk ??= hasRelaxedSimd());
 
-/** memory.fill(dst, 0, bytes) (bulk memory). */
-function zero(f: Fn, dst: Expr, bytes: Expr): void {
-  f.emit(dst, i32(0), bytes);
-  f.op(0xfc, 0x0b, 0x00);
-}
-
 /**
  * directConv(x, scale, shift, y, i0, i1, scratch): output rows i0..i1 (one band) of one image, with the tap table and
  * packed weights directPack left in the scratch; x at the image's first input plane, y at its first output plane;
@@ -194,7 +188,7 @@ function copyBand(f: Fn, g: DirectGeom, L: Layout, x: number, i0: number, i1: nu
           f.set(src, add(get(x), mul(add(mul(get(cc), i32(H)), get(iy)), i32(4 * W))));
           copyRow(f, g, RP, src, dst);
         },
-        () => zero(f, get(dst), i32(sx * RP * 4)),
+        () => f.memoryFill(get(dst), i32(0), i32(sx * RP * 4)),
       );
     });
   });
@@ -282,7 +276,7 @@ function packFn(g: DirectGeom, L: Layout): Fn {
       }
     }
   }
-  zero(f, add(get(scr), i32(L.xOff)), i32(L.bytes - L.xOff));
+  f.memoryFill(add(get(scr), i32(L.xOff)), i32(0), i32(L.bytes - L.xOff));
   f.for(o, i32(0), i32(O), i32(1), () => {
     f.set(dst, add(get(scr), add(i32(L.wOff), mul(add(mul(divU(get(o), i32(OB)), i32(K * OB)), remU(get(o), i32(OB))), i32(4)))));
     f.set(src, add(get(w), mul(get(o), i32(4 * K))));
@@ -300,8 +294,7 @@ function copyRow(f: Fn, g: DirectGeom, RP: number, src: number, dst: number): vo
   const sx = g.stride[1], pl = g.padding[2], W = g.W;
   const m = f.local(T.i32), v = f.local(T.i32), a = f.local(T.v128), b = f.local(T.v128);
   if (sx === 1) {
-    f.emit(add(get(dst), i32(4 * pl)), get(src), i32(4 * W));
-    f.op(0xfc, 0x0a, 0x00, 0x00); // memory.copy
+    f.memoryCopy(add(get(dst), i32(4 * pl)), get(src), i32(4 * W));
     return;
   }
   let done = 0;

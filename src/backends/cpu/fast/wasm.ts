@@ -128,6 +128,16 @@ export class Fn {
     });
   }
 
+  /** memory.fill (bulk memory): `bytes` bytes from `dst` set to the low byte of `value`. */
+  memoryFill(dst: Expr, value: Expr, bytes: Expr): this {
+    return this.emit(dst, value, bytes).op(0xfc, 0x0b, 0x00);
+  }
+
+  /** memory.copy (bulk memory): `bytes` bytes from `src` to `dst` (the ranges may overlap). */
+  memoryCopy(dst: Expr, src: Expr, bytes: Expr): this {
+    return this.emit(dst, src, bytes).op(0xfc, 0x0a, 0x00, 0x00);
+  }
+
   /** Store: `addr` then `value`, with a constant byte offset. */
   store(kind: 'i32' | 'f32' | 'v128', addr: Expr, value: Expr, offset = 0): this {
     addr(this);
