@@ -28,6 +28,13 @@ export interface MeasureOptions {
   readonly warmup?: number;
 }
 
+/** The median of `xs` (the mean of the two middle values for an even count); NaN for none. */
+export const median = (xs: readonly number[]): number => {
+  if (xs.length === 0) return NaN;
+  const s = [...xs].sort((x, y) => x - y);
+  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+
 /** Median wall time of `fn` in ms (tinybench, with warm-up). */
 export async function measure(fn: () => unknown | Promise<unknown>, opts: MeasureOptions = {}): Promise<{ medianMs: number; samples: number }> {
   const bench = new Bench({
@@ -45,8 +52,8 @@ export async function measure(fn: () => unknown | Promise<unknown>, opts: Measur
   if (!r || r.error || r.state === 'errored') throw r?.error ?? new Error('bench case failed');
   const lat = r.latency ?? r;
   const samples: number[] | undefined = lat.samples;
-  const median = lat.p50 ?? lat.median ?? (samples ? [...samples].sort((a, b) => a - b)[samples.length >> 1] : NaN);
-  return { medianMs: median, samples: lat.samplesCount ?? samples?.length ?? 0 };
+  const mid = lat.p50 ?? lat.median ?? (samples ? median(samples) : NaN);
+  return { medianMs: mid, samples: lat.samplesCount ?? samples?.length ?? 0 };
 }
 
 /** Whether a row (its suite, name, backend, pass) is selected by `--filter`: a comma-separated list, any of which it contains. */

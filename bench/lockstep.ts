@@ -22,6 +22,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { median } from './harness.ts';
 
 export interface PeerSpec {
   /** The name the other peer's row calls it by (`pairedWith`), e.g. 'torch'. */
@@ -57,11 +58,6 @@ export interface LockstepResult {
   /** a's time ÷ b's time, per pair, in order (empty unless both peers finished every rep). */
   readonly ratios: number[];
 }
-
-export const median = (xs: readonly number[]): number => {
-  const s = [...xs].sort((x, y) => x - y);
-  return s.length % 2 ? s[s.length >> 1] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
-};
 
 /** Why a bench child failed: its first 'Error: …' line (tfjs prints pages of minified source before it), else the exit. */
 export function failureReason(stderr: string, status: number | null, signal?: string | null): string {

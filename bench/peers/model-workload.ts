@@ -19,7 +19,7 @@ import { createInterface } from 'node:readline';
 import * as E from '../../src/index.ts';
 import { rmsprop } from '../../src/train/optim.ts';
 import { loadTfjs } from './tfjs.ts';
-import { heapBytesAllocated } from '../harness.ts';
+import { heapBytesAllocated, median } from '../harness.ts';
 import { wasmHeap } from '../../src/backends/cpu/fast/heap.ts';
 import { tfjsEfficientNetB0 } from './tfjs-efficientnet.ts';
 
@@ -35,7 +35,6 @@ const batch = Number(bs);
 const low = Number(ls);
 const high = hs ? Number(hs) : null;
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
 /** Calls of the workload's function so far (warm-ups included), for per-step dispatch counts. */
 let calls = 0;
 /** One turn of the event loop (untimed), as a training loop that awaits its data makes: finalizers run there. */

@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import sharp from 'sharp';
 import * as D from '../../src/data/index.ts';
-import { type Row, type Suite, matches } from '../harness.ts';
+import { type Row, type Suite, matches, median } from '../harness.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SAMPLE = join(ROOT, '..', 'shared', 'data', 'isic-sample');
@@ -61,8 +61,7 @@ async function perBatch(items: D.Item[], workers: number, batchSize: number, epo
     // CPU time of all threads per image: what the pipeline costs, whatever else the machine runs.
     const cpu = process.cpuUsage(cpu0);
     const cpuMsPerImage = (cpu.user + cpu.system) / 1000 / (times.length * batchSize);
-    times.sort((a, b) => a - b);
-    return { medianMs: times[times.length >> 1], samples: times.length, cpuMsPerImage };
+    return { medianMs: median(times), samples: times.length, cpuMsPerImage };
   } finally {
     await loader.close();
   }

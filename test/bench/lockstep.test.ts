@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { type PeerSpec, lockstep, median } from '../../bench/lockstep.ts';
+import { type PeerSpec, lockstep } from '../../bench/lockstep.ts';
+import { median } from '../../bench/harness.ts';
 
 const fake = fileURLToPath(new URL('../fixtures/bench/lockstep-peer.mjs', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'lockstep-'));
