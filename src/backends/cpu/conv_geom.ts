@@ -54,8 +54,11 @@ export function stochasticGeometry(x: readonly number[], w: readonly number[], a
   return { N, C, H, W, O, kh, kw, stride: a.stride, outSize: a.outSize, windows: a.windows, perImage: a.perImage };
 }
 
+/** Index of the window of image n, output channel o: its corner is (windows[2i], windows[2i + 1]). */
+export const windowIndex = (s: StochasticGeometry, n: number, o: number): number => (s.perImage ? n * s.O + o : o);
+
 /** Top-left corner (row, col) of the window of image n, output channel o. */
 export function windowOf(s: StochasticGeometry, n: number, o: number): [number, number] {
-  const i = s.perImage ? n * s.O + o : o;
+  const i = windowIndex(s, n, o);
   return [s.windows[2 * i], s.windows[2 * i + 1]];
 }

@@ -19,7 +19,7 @@
  */
 import { type Geom, SLACK, convSimdAvailable, forRanges, ginColumnShift, ginPadding, kernels, paddedBytes, simdHeap, taskCountFor } from './convsimd.ts';
 import { stochKernels } from './stochsimd.ts';
-import { type StochasticGeometry, windowOf } from '../conv_geom.ts';
+import { type StochasticGeometry, windowIndex } from '../conv_geom.ts';
 import { Job, S } from './pool.ts';
 
 /** The stochastic conv's geometry record (../conv_geom.ts). */
@@ -59,17 +59,12 @@ const MAX_PAIR_TASKS = 1024;
 
 /** Byte address of the top-left of the window of image n, channel o, in plane 0 of the image. */
 const windowAt = (px: number, s: StochasticGeom, n: number, o: number): number => {
-  const [r, q] = windowOf(s, n, o);
-  return px + ((n * s.C * s.H + r) * s.W + q) * 4;
+  const i = windowIndex(s, n, o);
+  return px + ((n * s.C * s.H + s.windows[2 * i]) * s.W + s.windows[2 * i + 1]) * 4;
 };
 
 const tapKernels = (s: StochasticGeom) => stochKernels({ kh: s.kh, kw: s.kw, sh: s.stride[0], sw: s.stride[1] as 1 | 2 });
 
-/** Output rows [i0, i1) of a window at row r whose first input rows lie in input rows [b0, b1). */
-function rowsIn(s: StochasticGeom, r: number, b0: number, b1: number): [number, number] {
-  const sh = s.stride[0];
-  return [Math.max(0, Math.ceil((b0 - r) / sh)), Math.min(s.outSize[0], Math.ceil((b1 - r) / sh))];
-}
 
 /**
  * Input rows per band of the forward: all C planes of a band (~384 KiB) stay in L2 while the windows that cross it
@@ -104,8 +99,9 @@ export function stochasticForwardPtr(px: number, pw: number, py: number, s: Stoc
       for (let u = u0; u < u1; u++) {
         const n = Math.floor(u / nb), b0 = (u % nb) * B;
         for (let o = 0; o < O; o++) {
-          const [r, q] = windowOf(s, n, o);
-          const [i0, i1] = rowsIn(s, r, b0, b0 + B);
+          // Output rows [i0, i1) of the window: those whose first input row lies in the band [b0, b0 + B).
+          const wi = windowIndex(s, n, o), r = s.windows[2 * wi], q = s.windows[2 * wi + 1];
+          const i0 = Math.max(0, Math.ceil((b0 - r) / sh)), i1 = Math.min(OH, Math.ceil((b0 + B - r) / sh));
           if (i0 < i1) job.call(k.fwd, px + ((n * C * H + r + sh * i0) * W + q) * 4, W * 4, H * W * 4, C, pw + o * T * 4, py + ((n * O + o) * P + i0 * OW) * 4, OW * 4, i1 - i0, OW);
         }
       }
@@ -178,7 +174,11 @@ export function stochasticGradInputPtr(pg: number, pw: number, pdx: number, s: S
   const rs = new Int32Array(O), qs = new Int32Array(O);
   for (let n = 0; n < N; n++) {
     const dxn = pdx + n * C * HW * 4;
-    for (let o = 0; o < O; o++) [rs[o], qs[o]] = windowOf(s, n, o);
+    for (let o = 0; o < O; o++) {
+      const wi = windowIndex(s, n, o);
+      rs[o] = s.windows[2 * wi];
+      qs[o] = s.windows[2 * wi + 1];
+    }
     forRanges(nb, parts, (u0, u1) => {
       const r0 = u0 * B, r1 = Math.min(H, u1 * B);
       for (let o = 0; o < O; o++) {
