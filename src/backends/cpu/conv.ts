@@ -50,7 +50,8 @@ import { type ConvGeometry, convGeometry, stochasticGeometry } from './conv_geom
 import * as R from './conv_ref.ts';
 import { depthwiseForwardF32, depthwiseGradFilterF32, depthwiseGradInputF32, depthwiseSimdOk } from './fast/dwconv.ts';
 import { pointwiseBatchedOk, pointwiseForwardF32, pointwiseScalesOk, pointwiseGradFilterF32, pointwiseGradInputF32 } from './fast/pointwise.ts';
-import { OWNED_MIN_FLOATS, wasmHeap } from './fast/heap.ts';
+import { wasmHeap } from './fast/heap.ts';
+import { heapOut, into } from './heap_out.ts';
 import { im2colPtr } from './fast/im2col.ts';
 import { directConvForwardF32, directConvOk } from './fast/directconv.ts';
 import { type GemmRowScale, sgemm, sgemmBatchPtr, sgemmIsWasm, sgemmSumPtr } from './fast/sgemm.ts';
@@ -62,11 +63,9 @@ import { elementwiseExprs, elementwiseKernel } from './elementwise.ts';
 type Arg = KernelArg<TypedArray>;
 const f32 = (a: Arg) => a.storage as Float32Array;
 const isF32 = (args: readonly Arg[], out: OutSpec) => out.dtype === 'float32' && args.every((a) => a.storage instanceof Float32Array);
-/** The caller's output slot (jit's arena: a view of the wasm heap, written in place), if any. */
-const into = (out: OutSpec): Float32Array | undefined => out.into as Float32Array | undefined;
-/** The float32 output: the caller's slot or a new array, zeroed when `zero` (kernels that accumulate). */
+/** The float32 output: as `heapOut`, else a new array; zeroed when `zero` (kernels that accumulate). */
 function outF32(out: OutSpec, zero: boolean): Float32Array {
-  const y = into(out);
+  const y = heapOut(out);
   return y ? (zero ? y.fill(0) : y) : new Float32Array(sizeOf(out.shape));
 }
 
@@ -193,9 +192,9 @@ export function conv2dAffineImpl(args: readonly Arg[], a: WithSums<Conv2dAffineA
  */
 function conv2dF32(x: Arg, w: Arg, p: ConvGeometry, out: OutSpec, epi?: RowEpilogue, sums?: TypedArray, s?: Arg): TypedArray {
   if (s && !scalesAsPacked(p, out)) return withScaledInput(x, s, p, (xs) => conv2dF32(xs, w, p, out, epi, sums));
-  if (p.depthwise && depthwiseSimdOk(p)) return depthwiseForwardF32(f32(x), f32(w), p, into(out), undefined, epi, sums as Float32Array | undefined);
-  if (directConvOk(p)) return planeSums(directConvForwardF32(f32(x), f32(w), p, into(out), epi), out, sums);
-  if (pointwiseBatchedOk(p)) return planeSums(pointwiseForwardF32(f32(x), f32(w), p, into(out), epi, s && f32(s)), out, sums);
+  if (p.depthwise && depthwiseSimdOk(p)) return depthwiseForwardF32(f32(x), f32(w), p, heapOut(out), undefined, epi, sums as Float32Array | undefined);
+  if (directConvOk(p)) return planeSums(directConvForwardF32(f32(x), f32(w), p, heapOut(out), epi), out, sums);
+  if (pointwiseBatchedOk(p)) return planeSums(pointwiseForwardF32(f32(x), f32(w), p, heapOut(out), epi, s && f32(s)), out, sums);
   return planeSums(conv2dGemmF32(x, w, p, out, epi, s), out, sums);
 }
 
@@ -252,8 +251,8 @@ function withScaledInput<R>(x: Arg, s: Arg, p: ConvGeometry, body: (xs: Arg) => 
 export function conv2dGradInputImpl([ct, w]: readonly Arg[], a: Conv2dGradInputAttrs, out: OutSpec): TypedArray {
   if (!isF32([ct, w], out)) return R.conv2dGradInputRefImpl([ct, w], a, out);
   const p = convGeometry(a.inputShape, w.shape, ct.shape, a);
-  if (p.depthwise && depthwiseSimdOk(p)) return depthwiseGradInputF32(f32(ct), f32(w), p, into(out));
-  if (pointwiseBatchedOk(p)) return pointwiseGradInputF32(f32(ct), f32(w), p, into(out));
+  if (p.depthwise && depthwiseSimdOk(p)) return depthwiseGradInputF32(f32(ct), f32(w), p, heapOut(out));
+  if (pointwiseBatchedOk(p)) return pointwiseGradInputF32(f32(ct), f32(w), p, heapOut(out));
   const DX = outF32(out, !p.pointwise);
   const K = p.Cg * p.kh * p.kw, P = p.OH * p.OW;
   const h = wasmHeap();
@@ -279,8 +278,8 @@ export function conv2dGradInputImpl([ct, w]: readonly Arg[], a: Conv2dGradInputA
 export function conv2dGradFilterImpl([x, ct]: readonly Arg[], a: Conv2dGradFilterAttrs, out: OutSpec): TypedArray {
   if (!isF32([x, ct], out)) return R.conv2dGradFilterRefImpl([x, ct], a, out);
   const p = convGeometry(x.shape, a.filterShape, ct.shape, a);
-  if (p.depthwise && depthwiseSimdOk(p)) return depthwiseGradFilterF32(f32(x), f32(ct), p, into(out));
-  if (pointwiseBatchedOk(p)) return pointwiseGradFilterF32(f32(x), f32(ct), p, into(out));
+  if (p.depthwise && depthwiseSimdOk(p)) return depthwiseGradFilterF32(f32(x), f32(ct), p, heapOut(out));
+  if (pointwiseBatchedOk(p)) return pointwiseGradFilterF32(f32(x), f32(ct), p, heapOut(out));
   const DW = outF32(out, true);
   const K = p.Cg * p.kh * p.kw, P = p.OH * p.OW;
   const h = wasmHeap();
@@ -302,17 +301,6 @@ export function conv2dGradFilterImpl([x, ct]: readonly Arg[], a: Conv2dGradFilte
 }
 
 // ---- stochastic conv ---------------------------------------------------------------------------
-
-/**
- * The stochastic kernels' float32 output: the caller's slot, else for a large output an array of the wasm heap owned
- * by the tensor (heap.ts `owned`), written in place: no copy-out, and memory the process has touched before instead
- * of fresh pages (the input gradient is as large as the high-resolution image, where page faults cost more than the
- * kernel). Undefined: the kernel allocates.
- */
-function heapOut(out: OutSpec): Float32Array | undefined {
-  const n = sizeOf(out.shape);
-  return into(out) ?? (n >= OWNED_MIN_FLOATS ? (wasmHeap()?.owned(n) ?? undefined) : undefined);
-}
 
 export function stochasticConv2dImpl([x, w]: readonly Arg[], a: StochasticConv2dAttrs, out: OutSpec): TypedArray {
   const s = stochasticGeometry(x.shape, w.shape, a);

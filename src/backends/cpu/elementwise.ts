@@ -8,6 +8,7 @@
 import type { Kernel, KernelArg, OutSpec, TypedArray } from '../backend.ts';
 import { broadcastStrides, collapseAxes, sizeOf } from '../../tensor/shape.ts';
 import { type AffineMode, type PlanesGeom, affineF32, fusedAvailable, sigmoidF32, siluF32, siluGradF32 } from './fast/activations.ts';
+import { heapOut } from './heap_out.ts';
 import { outputFor } from './layout.ts';
 
 /** Helpers an expression may call (also used by jit's fused loops). */
@@ -108,8 +109,6 @@ function affineMode(shape: readonly number[], out: readonly number[]): AffineMod
 }
 
 const isF32 = (ins: readonly KernelArg<TypedArray>[], out: OutSpec) => out.dtype === 'float32' && fusedAvailable() && ins.every((x) => x.storage instanceof Float32Array);
-/** The caller's output slot (jit's arena), when it is float32 storage the fast path can write. */
-const into = (out: OutSpec): Float32Array | undefined => (out.into instanceof Float32Array ? out.into : undefined);
 const full = (x: KernelArg<TypedArray>, out: OutSpec) => x.storage.length === sizeOf(out.shape) && affineMode(x.shape, out.shape) === 'f';
 
 /**
@@ -123,10 +122,10 @@ export function fastElementwiseKernel(name: string, reference: Kernel<TypedArray
     case 'silu':
     case 'sigmoid': {
       const f = name === 'silu' ? siluF32 : sigmoidF32;
-      return (ins, a, out) => (isF32(ins, out) && full(ins[0], out) ? f(ins[0].storage as Float32Array, into(out)) : reference(ins, a, out));
+      return (ins, a, out) => (isF32(ins, out) && full(ins[0], out) ? f(ins[0].storage as Float32Array, heapOut(out)) : reference(ins, a, out));
     }
     case 'siluGrad':
-      return (ins, a, out) => (isF32(ins, out) && full(ins[0], out) && full(ins[1], out) ? siluGradF32(ins[0].storage as Float32Array, ins[1].storage as Float32Array, into(out)) : reference(ins, a, out));
+      return (ins, a, out) => (isF32(ins, out) && full(ins[0], out) && full(ins[1], out) ? siluGradF32(ins[0].storage as Float32Array, ins[1].storage as Float32Array, heapOut(out)) : reference(ins, a, out));
     case 'affine': {
       const silu = elementwiseKernel('silu', 1, elementwiseExprs.silu[1]);
       return (ins, a: { act?: 'silu' }, out) => {
@@ -135,7 +134,7 @@ export function fastElementwiseKernel(name: string, reference: Kernel<TypedArray
         const g: PlanesGeom | null = r >= 2 ? { N: out.shape[0], C: out.shape[1], HW: sizeOf(out.shape.slice(2)) } : null;
         const am = affineMode(sc.shape, out.shape), bm = affineMode(sh.shape, out.shape);
         if (g && g.HW >= 4 && isF32(ins, out) && full(x, out) && am && bm) {
-          return affineF32(x.storage as Float32Array, sc.storage as Float32Array, sh.storage as Float32Array, g, am, bm, a.act, into(out));
+          return affineF32(x.storage as Float32Array, sc.storage as Float32Array, sh.storage as Float32Array, g, am, bm, a.act, heapOut(out));
         }
         const z = reference(ins, a, out);
         return a.act === 'silu' ? silu([{ storage: z, shape: out.shape, dtype: out.dtype }], {}, out) : z;

@@ -574,6 +574,47 @@ describe.skipIf(!convSimdAvailable() || !wasmHeap()?.shared)('eager stochastic c
   }
 });
 
+/**
+ * Every wasm conv path and the fused elementwise kernels write an eager output of 1 MiB or more into the heap too
+ * (heap_out.ts): the next kernel reads it in place, and nothing large is copied out.
+ */
+describe.skipIf(!convSimdAvailable() || !wasmHeap()?.shared)('eager conv and elementwise outputs on heap storage', () => {
+  const heap = wasmHeap()!;
+  const inHeap = (t: E.Tensor) => heap.ptrOf(t.storage as Float32Array) >= 0;
+  const sameBits = (a: ArrayBufferView, b: ArrayBufferView) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+  // Each output (and x̄) has at least OWNED_MIN_FLOATS elements.
+  const cases: { name: string; x: number[]; w: number[]; opts: E.Conv2dOptions }[] = [
+    { name: 'direct (3 input channels, stride 2)', x: [2, 3, 258, 258], w: [16, 3, 3, 3], opts: { stride: 2, padding: 'same' } },
+    { name: 'im2col + sgemm (16 input channels)', x: [2, 16, 96, 96], w: [32, 16, 3, 3], opts: { padding: 'same' } },
+    { name: 'depthwise', x: [2, 16, 128, 128], w: [16, 1, 3, 3], opts: { padding: 'same', groups: 16 } },
+    { name: 'pointwise', x: [2, 16, 128, 128], w: [16, 16, 1, 1], opts: {} },
+  ];
+  for (const c of cases) {
+    it(`${c.name}: forward and both gradients in the heap, equal to the outputs off it`, () => {
+      const x = E.tensor(rand(1, c.x.reduce((a, b) => a * b)), c.x), w = E.tensor(rand(2, c.w.reduce((a, b) => a * b)), c.w);
+      const run = () => {
+        const [y, pullback] = E.vjp(([a, b]: E.Tensor[]) => E.conv2d(a, b, c.opts), [x, w]);
+        return [y, ...pullback(E.silu(y))];
+      };
+      const c0 = heap.copiedBytes;
+      const got = run();
+      expect(inHeap(got[0]) && inHeap(got[1])).toBe(true);
+      expect(inHeap(E.silu(got[0])), 'silu of the output').toBe(true);
+      // What is copied is the small operands (the filter and its gradient, sums), not an output of 1 MiB.
+      expect(heap.copiedBytes - c0).toBeLessThan(OWNED_MIN_FLOATS * 4);
+      const limit = heap.ownedLimit;
+      heap.ownedLimit = 0;
+      try {
+        const off = run();
+        expect(inHeap(off[0]) || inHeap(off[1])).toBe(false);
+        off.forEach((t, i) => expect(sameBits(E.dataSync(t), E.dataSync(got[i])), `output ${i}`).toBe(true));
+      } finally {
+        heap.ownedLimit = limit;
+      }
+    });
+  }
+});
+
 describe.skipIf(!wasmHeap())('sgemm convs writing into the heap (jit arena): every image in one job', () => {
   it('forward and filter gradient (im2col and 1×1 over large planes), the 1×1 input gradient: match the reference', () => {
     const h = wasmHeap()!;
