@@ -516,6 +516,22 @@ describe.skipIf(!convSimdAvailable())('dispatch: float32 public ops take the was
   });
 });
 
+/** Whether a tensor's storage is a view of the wasm heap. */
+const inHeap = (t: E.Tensor) => (wasmHeap()?.ptrOf(t.storage as Float32Array) ?? -1) >= 0;
+/** Bit-for-bit equality (vitest's toEqual walks large arrays slowly). */
+const sameBits = (a: ArrayBufferView, b: ArrayBufferView) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+/** `run()` with the budget of owned heap arrays at 0: large eager outputs then go to the JS heap. */
+function offHeap<T>(run: () => T): T {
+  const h = wasmHeap()!;
+  const limit = h.ownedLimit;
+  h.ownedLimit = 0;
+  try {
+    return run();
+  } finally {
+    h.ownedLimit = limit;
+  }
+}
+
 /**
  * Eager float32 tensors of 1 MiB or more live in the wasm heap (fast/heap.ts `owned`): uploads are copied there once
  * and the stochastic conv writes its large outputs there, so its kernels copy neither the image in nor x̄ out.
@@ -532,9 +548,6 @@ describe.skipIf(!convSimdAvailable() || !wasmHeap()?.shared)('eager stochastic c
     const [y, pullback] = E.vjp(([a, b]: E.Tensor[]) => E.stochasticConv2d(a, b, { stride: 1, outSize, windows }), [x, w]);
     return [y, ...pullback(ct)];
   };
-  const inHeap = (t: E.Tensor) => heap.ptrOf(t.storage as Float32Array) >= 0;
-  /** Bit-for-bit equality (vitest's toEqual walks large arrays slowly). */
-  const sameBits = (a: ArrayBufferView, b: ArrayBufferView) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 
   it('uploads of 1 MiB or more are copied into the heap; smaller ones are taken as they are', () => {
     const big = rand(1, OWNED_MIN_FLOATS), small = rand(2, OWNED_MIN_FLOATS - 1);
@@ -561,15 +574,9 @@ describe.skipIf(!convSimdAvailable() || !wasmHeap()?.shared)('eager stochastic c
       const tol = [1e-6, 1e-6, 1e-5];
       ['forward', 'input gradient', 'filter gradient'].forEach((what, i) => expectClose(E.dataSync(got[i]), want[i], what, tol[i]));
       // Past the budget the outputs go to the JS heap, with the same values.
-      const limit = heap.ownedLimit;
-      heap.ownedLimit = 0;
-      try {
-        const off = grads(x, w, ct, windows);
-        expect(inHeap(off[0]) || inHeap(off[1])).toBe(false);
-        off.forEach((t, i) => expect(sameBits(E.dataSync(t), E.dataSync(got[i]))).toBe(true));
-      } finally {
-        heap.ownedLimit = limit;
-      }
+      const off = offHeap(() => grads(x, w, ct, windows));
+      expect(inHeap(off[0]) || inHeap(off[1])).toBe(false);
+      off.forEach((t, i) => expect(sameBits(E.dataSync(t), E.dataSync(got[i]))).toBe(true));
     });
   }
 });
@@ -580,8 +587,6 @@ describe.skipIf(!convSimdAvailable() || !wasmHeap()?.shared)('eager stochastic c
  */
 describe.skipIf(!convSimdAvailable() || !wasmHeap()?.shared)('eager conv and elementwise outputs on heap storage', () => {
   const heap = wasmHeap()!;
-  const inHeap = (t: E.Tensor) => heap.ptrOf(t.storage as Float32Array) >= 0;
-  const sameBits = (a: ArrayBufferView, b: ArrayBufferView) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
   // Each output (and x̄) has at least OWNED_MIN_FLOATS elements.
   const cases: { name: string; x: number[]; w: number[]; opts: E.Conv2dOptions }[] = [
     { name: 'direct (3 input channels, stride 2)', x: [2, 3, 258, 258], w: [16, 3, 3, 3], opts: { stride: 2, padding: 'same' } },
@@ -602,15 +607,9 @@ describe.skipIf(!convSimdAvailable() || !wasmHeap()?.shared)('eager conv and ele
       expect(inHeap(E.silu(got[0])), 'silu of the output').toBe(true);
       // What is copied is the small operands (the filter and its gradient, sums), not an output of 1 MiB.
       expect(heap.copiedBytes - c0).toBeLessThan(OWNED_MIN_FLOATS * 4);
-      const limit = heap.ownedLimit;
-      heap.ownedLimit = 0;
-      try {
-        const off = run();
-        expect(inHeap(off[0]) || inHeap(off[1])).toBe(false);
-        off.forEach((t, i) => expect(sameBits(E.dataSync(t), E.dataSync(got[i])), `output ${i}`).toBe(true));
-      } finally {
-        heap.ownedLimit = limit;
-      }
+      const off = offHeap(run);
+      expect(inHeap(off[0]) || inHeap(off[1])).toBe(false);
+      off.forEach((t, i) => expect(sameBits(E.dataSync(t), E.dataSync(got[i])), `output ${i}`).toBe(true));
     });
   }
 });
