@@ -56,6 +56,44 @@ export async function measure(fn: () => unknown | Promise<unknown>, opts: Measur
   return { medianMs: mid, samples: lat.samplesCount ?? samples?.length ?? 0 };
 }
 
+/** What `measurePaired` measured: each function's median, and the first's time ÷ the second's per pair, in order. */
+export interface Paired {
+  readonly a: { medianMs: number; samples: number };
+  readonly b: { medianMs: number; samples: number };
+  readonly ratios: number[];
+}
+
+/**
+ * `a` and `b` timed in turns in this process, after their warm-ups: pair k times both, one right after the other
+ * (a first in even pairs, b first in odd ones, so neither always inherits the other's collector debt), until
+ * `opts.time` ms have passed and at least `opts.iterations` pairs are taken. The per-pair ratios do not depend on
+ * how fast the machine is that second, where two medians taken minutes apart do. The event loop turns after each
+ * call, outside the timing, as in `measure`.
+ */
+export async function measurePaired(a: () => unknown, b: () => unknown, opts: MeasureOptions = {}): Promise<Paired> {
+  const turn = () => new Promise<void>((r) => setImmediate(r));
+  const timed = async (fn: () => unknown) => {
+    const t0 = performance.now();
+    await fn();
+    const ms = performance.now() - t0;
+    await turn();
+    return ms;
+  };
+  for (let k = 0; k < (opts.warmup ?? 1); k++) for (const fn of [a, b]) await timed(fn);
+  const as: number[] = [], bs: number[] = [];
+  const t0 = performance.now();
+  for (let k = 0; k < (opts.iterations ?? 5) || performance.now() - t0 < (opts.time ?? 500); k++) {
+    if (k % 2 === 0) {
+      as.push(await timed(a));
+      bs.push(await timed(b));
+    } else {
+      bs.push(await timed(b));
+      as.push(await timed(a));
+    }
+  }
+  return { a: { medianMs: median(as), samples: as.length }, b: { medianMs: median(bs), samples: bs.length }, ratios: as.map((x, k) => x / bs[k]) };
+}
+
 /** Whether a row (its suite, name, backend, pass) is selected by `--filter`: a comma-separated list, any of which it contains. */
 export function matches(filter: string | undefined, ...parts: string[]): boolean {
   const row = parts.join(' ').toLowerCase();

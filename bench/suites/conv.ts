@@ -3,13 +3,14 @@
  * stochastic stem with per-batch and per-image windows next to the plain conv2d that produces the
  * same output — on this engine's cpu backend and, in the same run, on TensorFlow.js (tfjs-cpu and
  * tfjs-wasm; NHWC layouts, the same sizes). Forward, and forward+backward (both gradients, for a
- * fixed random cotangent) where the backend has the gradient kernels.
+ * fixed random cotangent) where the backend has the gradient kernels. Each stochastic row is timed
+ * in turns with the plain conv's same pass and carries the ratio per pair (`pairedRatio`).
  */
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import * as E from '../../src/index.ts';
 import * as F from '../../src/backends/cpu/fast/index.ts';
-import { type Pass, type Row, type Suite, matches, measure } from '../harness.ts';
+import { type Pass, type Row, type Suite, matches, measure, measurePaired, median } from '../harness.ts';
 
 export interface Case {
   readonly name: string;
@@ -49,7 +50,40 @@ export function stochasticCase(key: E.random.Key) {
       windows: E.sampleWindows(E.random.foldIn(key, step++), { batch: s.n, channels: s.o, inputSize: [s.size, s.size], sliceSize, perImage }),
     });
   };
-  return { x, w, ct, optsFor };
+  /** Forward + weight gradient as a training step runs it: jitted, fresh windows from the key passed in each call. */
+  const jitted = (perImage: boolean) => {
+    const step = E.jit((k: E.random.Key, xs: E.Tensor, ws: E.Tensor, cts: E.Tensor) => {
+      const windows = E.sampleWindows(k, { batch: s.n, channels: s.o, inputSize: [s.size, s.size], sliceSize, perImage });
+      const [y, pullback] = E.vjp((b: E.Tensor) => E.stochasticConv2d(xs, b, { stride: s.stride, outSize: [s.out, s.out], windows }), ws);
+      return [y, pullback(cts)];
+    });
+    let n = 0;
+    return () => step(E.random.foldIn(key, n++), x, w, ct);
+  };
+  return { x, w, ct, optsFor, jitted };
+}
+
+/**
+ * The plain conv with the stochastic stem's output (the `stochastic/plain` case, same operands as its rows), each
+ * pass the stochastic rows are paired with: forward, forward + weight gradient, forward + both gradients.
+ */
+function plainStem(key: E.random.Key) {
+  const c = cases.find((k) => k.name === 'stochastic/plain')!;
+  const x = E.random.normal(E.random.foldIn(key, 1), c.x);
+  const w = E.random.normal(E.random.foldIn(key, 2), c.w, 0, 0.1);
+  const ct = E.random.normal(E.random.foldIn(key, 3), E.conv2d(x, w, c.opts).shape);
+  // The output is returned too: the weight gradient does not need it, and a jitted step would drop the forward.
+  const weightGrad = (xs: E.Tensor, ws: E.Tensor, cts: E.Tensor) => {
+    const [y, pullback] = E.vjp((b: E.Tensor) => E.conv2d(xs, b, c.opts), ws);
+    return [y, pullback(cts)];
+  };
+  const jitted = E.jit(weightGrad);
+  return {
+    forward: () => E.conv2d(x, w, c.opts),
+    'weight grad': () => weightGrad(x, w, ct),
+    'weight grad, jit': () => jitted(x, w, ct),
+    both: () => E.vjp(([a, b]: E.Tensor[]) => E.conv2d(a, b, c.opts), [x, w])[1](ct),
+  };
 }
 
 type TF = any;
@@ -116,31 +150,43 @@ export const conv: Suite = {
       });
       // A stem's input is the image, never differentiated in training: forward + weight gradient only.
       if (c.name === 'stochastic/plain') {
-        await record(`${c.name} (weight grad)`, 'cpu', 'forward+backward', () => {
-          const [, pullback] = E.vjp((b: E.Tensor) => E.conv2d(x, b, c.opts), w);
-          return pullback(ct);
-        });
+        const plain = plainStem(key);
+        await record(`${c.name} (weight grad)`, 'cpu', 'forward+backward', plain['weight grad']);
+        await record(`${c.name} (weight grad, jit)`, 'cpu', 'forward+backward', plain['weight grad, jit']);
       }
     }
     if (['per-batch', 'per-image'].some((f) => want(`stochastic/${f}`, 'cpu', 'forward') || want(`stochastic/${f}`, 'cpu', 'forward+backward'))) {
-      const { x, w, ct, optsFor } = stochasticCase(key);
+      const { x, w, ct, optsFor, jitted } = stochasticCase(key);
+      const plain = plainStem(key);
       // The large outputs live in the wasm heap (cpu fast/heap.ts `owned`): the first calls grow it to the working
       // set (fresh pages, once per process), so --quick warms up twice here.
       const sopts = { ...mopts, warmup: Math.max(mopts.warmup, 2) };
+      /** A stochastic row timed in turns with the plain conv's same pass (harness `measurePaired`), its ratio per pair. */
+      const paired = async (name: string, pass: Pass, fn: () => unknown, vs: keyof typeof plain) => {
+        if (!want(name, 'cpu', pass)) return;
+        const m = await measurePaired(fn, plain[vs], sopts);
+        const pairedWith = `stochastic/plain${vs.startsWith('weight grad') ? ` (${vs})` : ''}`;
+        rows.push({
+          suite: 'conv', name, backend: 'cpu', pass, ...m.a,
+          pairedWith, pairedMedianMs: m.b.medianMs, pairedRatio: median(m.ratios), pairRatios: m.ratios.map((r) => +r.toFixed(4)),
+        });
+        if (process.env.BENCH_VERBOSE) console.error(`conv/${name} cpu ${pass} ${m.a.medianMs.toFixed(2)} ms, ${median(m.ratios).toFixed(3)}× ${pairedWith} per pair`);
+      };
       for (const perImage of [false, true]) {
         const name = `stochastic/${perImage ? 'per-image' : 'per-batch'}`;
         const opts = optsFor(perImage);
-        await record(name, 'cpu', 'forward', () => E.stochasticConv2d(x, w, opts()), sopts);
-        await record(name, 'cpu', 'forward+backward', () => {
+        await paired(name, 'forward', () => E.stochasticConv2d(x, w, opts()), 'forward');
+        await paired(name, 'forward+backward', () => {
           const o = opts();
           const [, pullback] = E.vjp(([a, b]: E.Tensor[]) => E.stochasticConv2d(a, b, o), [x, w]);
           return pullback(ct);
-        }, sopts);
-        await record(`${name} (weight grad)`, 'cpu', 'forward+backward', () => {
+        }, 'both');
+        await paired(`${name} (weight grad)`, 'forward+backward', () => {
           const o = opts();
           const [, pullback] = E.vjp((b: E.Tensor) => E.stochasticConv2d(x, b, o), w);
           return pullback(ct);
-        }, sopts);
+        }, 'weight grad');
+        await paired(`${name} (weight grad, jit)`, 'forward+backward', jitted(perImage), 'weight grad, jit');
         // The same two kernels with the operands already in the wasm heap, as a compiled step's memory plan places
         // them: the pointer entry points, nothing copied in or out.
         const heap = F.wasmHeap();

@@ -1,6 +1,6 @@
 /** The bench's row filter (`npm run bench -- --filter …`). */
 import { describe, expect, it } from 'vitest';
-import { matches } from '../../bench/harness.ts';
+import { matches, measurePaired, median } from '../../bench/harness.ts';
 
 describe('bench --filter', () => {
   it('keeps every row without a filter, and rows containing the text (any case) with one', () => {
@@ -14,5 +14,28 @@ describe('bench --filter', () => {
     expect(matches(f, 'models', 'b0/inference-8x224', 'cpu-jit')).toBe(true);
     expect(matches(f, 'models', 'b0/inference-8x224', 'tfjs-wasm')).toBe(false);
     expect(matches(',', 'models', 'b0', 'cpu')).toBe(false);
+  });
+});
+
+describe('measurePaired', () => {
+  const busy = (ms: number) => () => {
+    const t0 = performance.now();
+    while (performance.now() - t0 < ms);
+  };
+  it('times the two in alternating turns after their warm-ups, at least `iterations` pairs', async () => {
+    const calls: string[] = [];
+    const m = await measurePaired(() => calls.push('a'), () => calls.push('b'), { time: 0, iterations: 4, warmup: 2 });
+    expect(calls.join('')).toBe('abab' + 'ab' + 'ba' + 'ab' + 'ba');
+    expect(m.a.samples).toBe(4);
+    expect(m.b.samples).toBe(4);
+    expect(m.ratios).toHaveLength(4);
+  });
+  it('gives the first time over the second per pair', async () => {
+    const m = await measurePaired(busy(6), busy(2), { time: 0, iterations: 5, warmup: 1 });
+    expect(m.a.medianMs).toBeGreaterThanOrEqual(6);
+    expect(m.b.medianMs).toBeGreaterThanOrEqual(2);
+    // Each ratio is 6 ms over 2 ms, plus whatever the machine adds to either call.
+    expect(median(m.ratios)).toBeGreaterThan(2);
+    expect(median(m.ratios)).toBeLessThan(3.5);
   });
 });
