@@ -7,7 +7,7 @@
 import v8 from 'node:v8';
 import vm from 'node:vm';
 import { describe, expect, it } from 'vitest';
-import { WasmHeap, wasmHeap } from '../../../../src/backends/cpu/fast/heap.ts';
+import { OWNED_COLLECT_BYTES, WasmHeap, wasmHeap } from '../../../../src/backends/cpu/fast/heap.ts';
 import { Job, S, poolThreads, poolWorkerTasks } from '../../../../src/backends/cpu/fast/pool.ts';
 import { heapBytesAllocated } from '../../../../bench/harness.ts';
 import { kernels } from '../../../../src/backends/cpu/fast/convsimd.ts';
@@ -129,6 +129,30 @@ describe.skipIf(!heap?.shared)('owned heap arrays (eager storage)', () => {
     expect(await collectUntil(() => h.ownedBytes === 0)).toBe(true);
     expect(h.allocatedBytes()).toBe(0);
     expect(h.owned(100_000)).not.toBeNull();
+  });
+
+  it('dropped one per step, they keep being given: owned asks for a full collection every OWNED_COLLECT_BYTES of them, no more often', async () => {
+    const h = new WasmHeap({ shared: true, initialPages: 1, maxPages: 65536 });
+    const n = 25 << 20, steps = 24; // 100 MiB per step, 2.4 GiB in all against a budget of 1 GiB
+    const profiler = new v8.GCProfiler();
+    profiler.start();
+    let given = 0;
+    for (let i = 0; i < steps; i++) {
+      const v = h.owned(n);
+      if (v) {
+        v[0] = i;
+        given++;
+      }
+      await new Promise((r) => setImmediate(r)); // a training loop's turn: the finalizers run there
+    }
+    const full = profiler.stop().statistics.filter((g) => g.gcType === 'MarkSweepCompact').length;
+    expect(given).toBe(steps);
+    expect(h.ownedBytes).toBeLessThanOrEqual(h.ownedLimit);
+    // One asked for every 3 arrays; V8's own heuristics may add a few. A weight of each array's size (the collector
+    // prompted by external memory) gave 10 of the 24 arrays here, then declined the rest.
+    const asked = Math.floor(steps / Math.ceil(OWNED_COLLECT_BYTES / (n * 4)));
+    expect(full).toBeGreaterThanOrEqual(asked);
+    expect(full).toBeLessThanOrEqual(asked + 4);
   });
 
   it('are declined by a non-shared memory, whose growth would detach them', () => {
