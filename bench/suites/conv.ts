@@ -50,12 +50,15 @@ export function stochasticCase(key: E.random.Key) {
       windows: E.sampleWindows(E.random.foldIn(key, step++), { batch: s.n, channels: s.o, inputSize: [s.size, s.size], sliceSize, perImage }),
     });
   };
-  /** Forward + weight gradient as a training step runs it: jitted, fresh windows from the key passed in each call. */
+  /**
+   * Forward + weight gradient as a training step runs it: jitted, fresh windows from the key passed in each call, the
+   * output's sum returned (as `plainStem`'s jitted pass).
+   */
   const jitted = (perImage: boolean) => {
     const step = E.jit((k: E.random.Key, xs: E.Tensor, ws: E.Tensor, cts: E.Tensor) => {
       const windows = E.sampleWindows(k, { batch: s.n, channels: s.o, inputSize: [s.size, s.size], sliceSize, perImage });
       const [y, pullback] = E.vjp((b: E.Tensor) => E.stochasticConv2d(xs, b, { stride: s.stride, outSize: [s.out, s.out], windows }), ws);
-      return [y, pullback(cts)];
+      return [E.sum(y), pullback(cts)];
     });
     let n = 0;
     return () => step(E.random.foldIn(key, n++), x, w, ct);
@@ -72,12 +75,16 @@ function plainStem(key: E.random.Key) {
   const x = E.random.normal(E.random.foldIn(key, 1), c.x);
   const w = E.random.normal(E.random.foldIn(key, 2), c.w, 0, 0.1);
   const ct = E.random.normal(E.random.foldIn(key, 3), E.conv2d(x, w, c.opts).shape);
-  // The output is returned too: the weight gradient does not need it, and a jitted step would drop the forward.
   const weightGrad = (xs: E.Tensor, ws: E.Tensor, cts: E.Tensor) => {
     const [y, pullback] = E.vjp((b: E.Tensor) => E.conv2d(xs, b, c.opts), ws);
     return [y, pullback(cts)];
   };
-  const jitted = E.jit(weightGrad);
+  // The weight gradient does not need the output, and a jitted step would drop the forward: its sum is returned, as
+  // a training step's next layer reads it in the arena (the output itself would be copied out of the heap).
+  const jitted = E.jit((xs: E.Tensor, ws: E.Tensor, cts: E.Tensor) => {
+    const [y, dw] = weightGrad(xs, ws, cts);
+    return [E.sum(y), dw];
+  });
   return {
     forward: () => E.conv2d(x, w, c.opts),
     'weight grad': () => weightGrad(x, w, ct),
@@ -155,7 +162,8 @@ export const conv: Suite = {
         await record(`${c.name} (weight grad, jit)`, 'cpu', 'forward+backward', plain['weight grad, jit']);
       }
     }
-    if (['per-batch', 'per-image'].some((f) => want(`stochastic/${f}`, 'cpu', 'forward') || want(`stochastic/${f}`, 'cpu', 'forward+backward'))) {
+    const stochRows = ['per-batch', 'per-image'].flatMap((f) => ['', ' (weight grad)', ' (weight grad, jit)', ' (weight grad, operands in the heap)'].map((v) => `stochastic/${f}${v}`));
+    if (stochRows.some((name) => want(name, 'cpu', 'forward') || want(name, 'cpu', 'forward+backward'))) {
       const { x, w, ct, optsFor, jitted } = stochasticCase(key);
       const plain = plainStem(key);
       // The large outputs live in the wasm heap (cpu fast/heap.ts `owned`): the first calls grow it to the working
