@@ -388,7 +388,6 @@ export const STAGE_MAX_FLOATS = OWNED_MIN_FLOATS;
 
 let theHeap: WasmHeap | null | undefined;
 
-/** The process-wide heap every kernel module imports, or null without wasm SIMD (callers use their TS kernels). */
 /** Owned arrays' bytes between the full collections `owned` asks for. */
 export const OWNED_COLLECT_BYTES = 256 << 20;
 
@@ -410,6 +409,7 @@ function fullCollection(): (() => void) | null {
   return collector;
 }
 
+/** The process-wide heap every kernel module imports, or null without wasm SIMD (callers use their TS kernels). */
 export function wasmHeap(): WasmHeap | null {
   if (theHeap === undefined) theHeap = wasmApi !== undefined && hasSimd() ? new WasmHeap() : null;
   return theHeap;
