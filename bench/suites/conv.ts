@@ -142,6 +142,9 @@ export const conv: Suite = {
       if (process.env.BENCH_VERBOSE) console.error(`conv/${name} ${backend} ${pass} ${m.medianMs.toFixed(2)} ms`);
     };
     const key = E.random.key(0);
+    // The plain stem's operands and its jitted step, made once: its own rows and the stochastic rows' pairs use them.
+    let plainOps: ReturnType<typeof plainStem> | undefined;
+    const plainOnce = () => (plainOps ??= plainStem(key));
 
     // ---- this engine, cpu backend ----
     E.setBackend('cpu');
@@ -157,7 +160,7 @@ export const conv: Suite = {
       });
       // A stem's input is the image, never differentiated in training: forward + weight gradient only.
       if (c.name === 'stochastic/plain') {
-        const plain = plainStem(key);
+        const plain = plainOnce();
         await record(`${c.name} (weight grad)`, 'cpu', 'forward+backward', plain['weight grad']);
         await record(`${c.name} (weight grad, jit)`, 'cpu', 'forward+backward', plain['weight grad, jit']);
       }
@@ -165,7 +168,7 @@ export const conv: Suite = {
     const stochRows = ['per-batch', 'per-image'].flatMap((f) => ['', ' (weight grad)', ' (weight grad, jit)', ' (weight grad, operands in the heap)'].map((v) => `stochastic/${f}${v}`));
     if (stochRows.some((name) => want(name, 'cpu', 'forward') || want(name, 'cpu', 'forward+backward'))) {
       const { x, w, ct, optsFor, jitted } = stochasticCase(key);
-      const plain = plainStem(key);
+      const plain = plainOnce();
       // The large outputs live in the wasm heap (cpu fast/heap.ts `owned`): the first calls grow it to the working
       // set (fresh pages, once per process), so --quick warms up twice here.
       const sopts = { ...mopts, warmup: Math.max(mopts.warmup, 2) };
