@@ -57,39 +57,84 @@ const forPairTasks = (s: StochasticGeom, f: (t0: number, t1: number) => void): v
 const PAIRS_PER_TASK = 4;
 const MAX_PAIR_TASKS = 1024;
 
-/** Byte address of the top-left of the window of image n, channel o, in plane 0 of the image. */
-const windowAt = (px: number, s: StochasticGeom, n: number, o: number): number => {
+/**
+ * How a uint8 image is read: channel c's bytes v as v·scale[c] + shift[c] (e.g. ImageNet normalisation). The
+ * kernels multiply and add integers' float values; the scales go into the weights (forward) or onto the sums
+ * (filter gradient), and the shifts into a bias per output channel (forward) or Σ g (filter gradient).
+ */
+export interface Decode {
+  readonly scale: ArrayLike<number>;
+  readonly shift: ArrayLike<number>;
+}
+
+/** Byte address of the top-left of the window of image n, channel o, in plane 0 of the image (es bytes per element). */
+const windowAt = (px: number, s: StochasticGeom, n: number, o: number, es: number): number => {
   const i = windowIndex(s, n, o);
-  return px + ((n * s.C * s.H + s.windows[2 * i]) * s.W + s.windows[2 * i + 1]) * 4;
+  return px + ((n * s.C * s.H + s.windows[2 * i]) * s.W + s.windows[2 * i + 1]) * es;
 };
 
-const tapKernels = (s: StochasticGeom) => stochKernels({ kh: s.kh, kw: s.kw, sh: s.stride[0], sw: s.stride[1] as 1 | 2 });
+const tapKernels = (s: StochasticGeom, u8: boolean) => stochKernels({ kh: s.kh, kw: s.kw, sh: s.stride[0], sw: s.stride[1] as 1 | 2, u8 });
+
+/**
+ * The forward's weights for a uint8 image, in heap scratch (`pw8`, O·C·kh·kw floats): w[o, c, t]·scale[c]; and the
+ * bias of each output channel, Σ_c shift[c]·Σ_t w[o, c, t].
+ */
+function decodeWeights(pw: number, pw8: number, s: StochasticGeom, d: Decode): Float64Array {
+  const m = heapOrThrow().f32(), T2 = s.kh * s.kw, bias = new Float64Array(s.O);
+  for (let o = 0; o < s.O; o++) {
+    for (let c = 0; c < s.C; c++) {
+      const at = (o * s.C + c) * T2;
+      let sw = 0;
+      for (let t = 0; t < T2; t++) {
+        const w = m[(pw >>> 2) + at + t];
+        m[(pw8 >>> 2) + at + t] = w * d.scale[c];
+        sw += w;
+      }
+      bias[o] += d.shift[c] * sw;
+    }
+  }
+  return bias;
+}
 
 
 /**
- * Input rows per band of the forward: all C planes of a band (~384 KiB) stay in L2 while the windows that cross it
+ * Input rows per band of the forward: all C planes of a band (~384 KiB, whatever the element size) stay in L2 while the windows that cross it
  * read it, so overlapping windows of an image share one read of it from memory (measured ~5 % faster than a pass
  * per window on the stem).
  */
-const fwdBandRows = (s: StochasticGeom) => bandOverride ?? Math.max(8, Math.floor(98304 / (s.C * s.W)));
+const fwdBandRows = (s: StochasticGeom, es: number) => bandOverride ?? Math.max(8, Math.floor(393216 / (s.C * s.W * es)));
 
 /**
  * Per image, band after band of input rows, every window's output rows whose first input row is in the band (a
  * task per band or run of bands, image-major); a one-band image takes a call per window.
  */
-export function stochasticForwardPtr(px: number, pw: number, py: number, s: StochasticGeom): void {
+export function stochasticForwardPtr(px: number, pw: number, py: number, s: StochasticGeom, decode?: Decode): void {
+  if (!decode) return forwardWith(px, pw, py, s, 4, 0);
+  const h = heapOrThrow(), pw8 = h.alloc(s.O * s.C * s.kh * s.kw * 4), pb = h.alloc(s.O * 4);
+  try {
+    h.f32().set(decodeWeights(pw, pw8, s, decode), pb >>> 2);
+    forwardWith(px, pw8, py, s, 1, pb);
+  } finally {
+    h.release(pw8);
+    h.release(pb);
+  }
+}
+
+/** The forward over an image of es-byte elements (4: float32; 1: uint8, with a bias per output channel at pb). */
+function forwardWith(px: number, pw: number, py: number, s: StochasticGeom, es: number, pb: number): void {
   const { N, C, H, W, O, kh, kw } = s;
   const [OH, OW] = s.outSize;
   const sh = s.stride[0];
   const P = OH * OW, T = C * kh * kw;
-  const k = tapKernels(s);
-  const B = fwdBandRows(s);
+  const k = tapKernels(s, es === 1);
+  const B = fwdBandRows(s, es);
+  const b = (o: number) => (es === 1 ? pb + 4 * o : undefined);
   const job = new Job();
   if (B >= H) {
     forPairTasks(s, (t0, t1) => {
       for (let t = t0; t < t1; t++) {
         const o = t % O;
-        job.call(k.fwd, windowAt(px, s, (t - o) / O, o), W * 4, H * W * 4, C, pw + o * T * 4, py + t * P * 4, OW * 4, OH, OW);
+        job.call(k.fwd, windowAt(px, s, (t - o) / O, o, es), W * es, H * W * es, C, pw + o * T * 4, py + t * P * 4, OW * 4, OH, OW, b(o));
       }
       job.endTask();
     });
@@ -102,7 +147,7 @@ export function stochasticForwardPtr(px: number, pw: number, py: number, s: Stoc
           // Output rows [i0, i1) of the window: those whose first input row lies in the band [b0, b0 + B).
           const wi = windowIndex(s, n, o), r = s.windows[2 * wi], q = s.windows[2 * wi + 1];
           const i0 = Math.max(0, Math.ceil((b0 - r) / sh)), i1 = Math.min(OH, Math.ceil((b0 + B - r) / sh));
-          if (i0 < i1) job.call(k.fwd, px + ((n * C * H + r + sh * i0) * W + q) * 4, W * 4, H * W * 4, C, pw + o * T * 4, py + ((n * O + o) * P + i0 * OW) * 4, OW * 4, i1 - i0, OW);
+          if (i0 < i1) job.call(k.fwd, px + ((n * C * H + r + sh * i0) * W + q) * es, W * es, H * W * es, C, pw + o * T * 4, py + ((n * O + o) * P + i0 * OW) * 4, OW * 4, i1 - i0, OW, b(o));
         }
       }
       job.endTask();
@@ -115,33 +160,48 @@ export function stochasticForwardPtr(px: number, pw: number, py: number, s: Stoc
  * Each (image, channel) task writes its window's filter-gradient sums into its own slot of a staging buffer (no two
  * threads add into the same filter), then the slots of the N images are summed per channel.
  */
-export function stochasticGradFilterPtr(px: number, pg: number, pdw: number, s: StochasticGeom): void {
+export function stochasticGradFilterPtr(px: number, pg: number, pdw: number, s: StochasticGeom, decode?: Decode): void {
   const { N, C, H, W, O, kh, kw } = s;
   const [OH, OW] = s.outSize;
   const P = OH * OW, T = C * kh * kw;
-  const k = tapKernels(s);
+  const es = decode ? 1 : 4;
+  const k = tapKernels(s, !!decode);
   const h = heapOrThrow();
-  const part = N === 1 ? pdw : h.alloc(N * O * T * 4);
+  const slot = decode ? T + 1 : T; // a uint8 image's slot ends with Σ g
+  const staged = N > 1 || !!decode;
+  const part = staged ? h.alloc(N * O * slot * 4) : pdw;
   try {
     const job = new Job();
     forPairTasks(s, (t0, t1) => {
       for (let t = t0; t < t1; t++) {
         const o = t % O;
-        job.call(k.gw, windowAt(px, s, (t - o) / O, o), W * 4, H * W * 4, C, pg + t * P * 4, OW * 4, OH, OW, part + t * T * 4);
+        job.call(k.gw, windowAt(px, s, (t - o) / O, o, es), W * es, H * W * es, C, pg + t * P * 4, OW * 4, OH, OW, part + t * slot * 4);
       }
       job.endTask();
     });
     job.run(0);
-    if (N > 1) {
-      const m = h.f32(), p0 = part >>> 2, d0 = pdw >>> 2, OT = O * T;
-      for (let e = 0; e < OT; e++) {
-        let sum = 0;
-        for (let n = 0; n < N; n++) sum += m[p0 + n * OT + e];
-        m[d0 + e] = sum;
-      }
-    }
+    if (staged) sumSlots(h.f32(), part >>> 2, pdw >>> 2, s, slot, decode);
   } finally {
-    if (N > 1) h.release(part);
+    if (staged) h.release(part);
+  }
+}
+
+/** dw[o, e] = Σ_n slot(n, o)[e], or for a uint8 image Σ_n scale[c]·slot(n, o)[e] + shift[c]·slot(n, o)[T] (e in plane c). */
+function sumSlots(m: Float32Array, p0: number, d0: number, s: StochasticGeom, slot: number, decode: Decode | undefined): void {
+  const { N, O, C } = s, T = C * s.kh * s.kw, T2 = s.kh * s.kw;
+  for (let o = 0; o < O; o++) {
+    for (let e = 0; e < T; e++) {
+      let sum = 0;
+      if (!decode) for (let n = 0; n < N; n++) sum += m[p0 + (n * O + o) * slot + e];
+      else {
+        const c = Math.floor(e / T2);
+        for (let n = 0; n < N; n++) {
+          const q = p0 + (n * O + o) * slot;
+          sum += decode.scale[c] * m[q + e] + decode.shift[c] * m[q + T];
+        }
+      }
+      m[d0 + o * T + e] = sum;
+    }
   }
 }
 
@@ -206,9 +266,10 @@ export function stochasticGradInputPtr(pg: number, pw: number, pdx: number, s: S
   job.run(gp + paddedBytes(O * Hg * Wg * 4));
 }
 
-export function stochasticForwardF32(X: Float32Array, Wt: Float32Array, s: StochasticGeom, out?: Float32Array): Float32Array {
+/** The forward on typed arrays: a float32 image, or a uint8 one read through `decode`. */
+export function stochasticForwardF32(X: Float32Array | Uint8Array, Wt: Float32Array, s: StochasticGeom, out?: Float32Array, decode?: Decode): Float32Array {
   const h = heapOrThrow();
-  return h.withF32(X, (px) => h.withF32(Wt, (pw) => h.outF32(s.N * s.O * s.outSize[0] * s.outSize[1], (py) => stochasticForwardPtr(px, pw, py, s), out)));
+  return h.withF32(X, (px) => h.withF32(Wt, (pw) => h.outF32(s.N * s.O * s.outSize[0] * s.outSize[1], (py) => stochasticForwardPtr(px, pw, py, s, decode), out)));
 }
 
 export function stochasticGradInputF32(G: Float32Array, Wt: Float32Array, s: StochasticGeom, out?: Float32Array): Float32Array {
@@ -216,7 +277,8 @@ export function stochasticGradInputF32(G: Float32Array, Wt: Float32Array, s: Sto
   return h.withF32(G, (pg) => h.withF32(Wt, (pw) => h.outF32(s.N * s.C * s.H * s.W, (pdx) => stochasticGradInputPtr(pg, pw, pdx, s), out)));
 }
 
-export function stochasticGradFilterF32(X: Float32Array, G: Float32Array, s: StochasticGeom, out?: Float32Array): Float32Array {
+/** The filter gradient on typed arrays: a float32 image, or a uint8 one read through `decode`. */
+export function stochasticGradFilterF32(X: Float32Array | Uint8Array, G: Float32Array, s: StochasticGeom, out?: Float32Array, decode?: Decode): Float32Array {
   const h = heapOrThrow();
-  return h.withF32(X, (px) => h.withF32(G, (pg) => h.outF32(s.O * s.C * s.kh * s.kw, (pdw) => stochasticGradFilterPtr(px, pg, pdw, s), out)));
+  return h.withF32(X, (px) => h.withF32(G, (pg) => h.outF32(s.O * s.C * s.kh * s.kw, (pdw) => stochasticGradFilterPtr(px, pg, pdw, s, decode), out)));
 }

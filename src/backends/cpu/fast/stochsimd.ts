@@ -16,7 +16,7 @@
  *
  * Reads may run up to SLACK bytes (heap.ts) past a window's last row.
  */
-import { Fn, T, type Expr, add, assemble, eqz, extractLane, fadd, get, i32, load, loadSplat, lt_s, mul, sub, vadd, vand, vmul, vzero } from './wasm.ts';
+import { Fn, T, type Expr, add, assemble, eqz, extractLane, fadd, get, i32, load, loadSplat, lt_s, mul, sub, swizzle, vadd, vand, vcvtS, vmul, vzero } from './wasm.ts';
 import { type Geom, masks, rowTaps } from './convsimd.ts';
 import { wasmHeap } from './heap.ts';
 import { type PoolKernel, loadKernels } from './pool.ts';
@@ -27,6 +27,38 @@ export interface TapGeom {
   readonly kw: number;
   readonly sh: number;
   readonly sw: 1 | 2;
+  /** The image is uint8 (one byte per pixel, read as its integer value) rather than float32. */
+  readonly u8?: boolean;
+}
+
+/** Bytes per image element. */
+const esize = (g: TapGeom): number => (g.u8 ? 1 : 4);
+
+/**
+ * The tap vectors of one input row, X(v, kx) = x[p + (4v + j)·sw + kx] for lanes j = 0..3: float32 rows through
+ * convsimd.ts `rowTaps`; uint8 rows as one 16-byte load per 8 columns, from which each tap's 4 bytes are swizzled
+ * into the low byte of 4 lanes (zeros above) and converted to float (as signed integers: they are below 256).
+ */
+function taps(f: Fn, p: number, g: TapGeom, nv: number, tmp: Map<number, number>, use: (v: number, kx: number, X: Expr) => void): void {
+  if (!g.u8) return rowTaps(f, p, rowGeom(g), nv, tmp, use);
+  const loaded = new Map<number, number>();
+  const ld = (q: number): Expr => {
+    let l = loaded.get(q);
+    if (l === undefined) {
+      let t = tmp.get(loaded.size);
+      if (t === undefined) tmp.set(loaded.size, (t = f.local(T.v128)));
+      f.set(t, load('v128', get(p), q));
+      loaded.set(q, (l = t));
+    }
+    return get(l);
+  };
+  for (let v = 0; v < nv; v++) {
+    for (let kx = 0; kx < g.kw; kx++) {
+      const c0 = 4 * v * g.sw + kx, q = c0 & ~7;
+      const bytes = [0, 1, 2, 3].flatMap((j) => [c0 - q + j * g.sw, 0x80, 0x80, 0x80]);
+      use(v, kx, vcvtS(swizzle(ld(q), bytes)));
+    }
+  }
 }
 
 /**
@@ -89,14 +121,15 @@ function rowsAndBlocks(
 }
 
 /**
- * fwd(x, xrs, xps, C, w, y, yrs, OH, OW): x at the window's top-left of plane 0; strides in bytes. One input plane
+ * fwd(x, xrs, xps, C, w, y, yrs, OH, OW[, b]): x at the window's top-left of plane 0; strides in bytes; for a uint8
+ * image, the float at b starts every sum (the bias of the image's decode). One input plane
  * at a time over the whole window (its kh·kw weights in registers, the partial sums of the planes before it read
  * back from y): each plane is streamed row after row, which the hardware prefetchers follow, where interleaving
  * the planes' rows block by block measured slower.
  */
 function fwd(g: TapGeom): Fn {
-  const f = new Fn('fwd', [T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32]);
-  const [x, xrs, xps, C, w, y, yrs, OH, OW] = f.params;
+  const f = new Fn('fwd', [T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, ...(g.u8 ? [T.i32] : [])]);
+  const [x, xrs, xps, C, w, y, yrs, OH, OW, pb] = f.params;
   const R = R_FWD, BW = 4 * VF, T2 = g.kh * g.kw;
   const c = f.local(T.i32), xb = f.local(T.i32), yb = f.local(T.i32), pc = f.local(T.i32), wc = f.local(T.i32), p = f.local(T.i32), tx = f.local(T.v128);
   const acc = Array.from({ length: R }, () => Array.from({ length: VF }, () => f.local(T.v128)));
@@ -108,13 +141,12 @@ function fwd(g: TapGeom): Fn {
   for (let a = 0; a < R; a++) f.set(yo[a], mul(get(yrs), i32(a)));
   const tmp = new Map<number, number>();
   const kys = Array.from({ length: g.kh }, (_, k) => k);
-  const rg = rowGeom(g);
   const block = (Rn: number, rem: number | null) => {
     const at = (a: number) => (a === 0 ? get(yb) : add(get(yb), get(yo[a])));
     f.if(
       eqz(get(c)),
       () => {
-        for (let a = 0; a < Rn; a++) for (let v = 0; v < VF; v++) f.set(acc[a][v], vzero);
+        for (let a = 0; a < Rn; a++) for (let v = 0; v < VF; v++) f.set(acc[a][v], g.u8 ? loadSplat(get(pb)) : vzero);
       },
       () => {
         for (let a = 0; a < Rn; a++) for (let v = 0; v < VF; v++) f.set(acc[a][v], load('v128', at(a), v * 16));
@@ -122,7 +154,7 @@ function fwd(g: TapGeom): Fn {
     );
     for (const { rho, uses } of blockRows(g, Rn, kys)) {
       f.set(p, add(get(xb), get(ro[rho])));
-      rowTaps(f, p, rg, VF, tmp, (v, kx, X) => {
+      taps(f, p, g, VF, tmp, (v, kx, X) => {
         let Xv: Expr = X;
         if (uses.length > 1) {
           f.set(tx, X);
@@ -149,7 +181,7 @@ function fwd(g: TapGeom): Fn {
       f.set(yb, add(get(y), mul(get(i), get(yrs))));
       blocks();
     }, block, () => {
-      f.set(xb, add(get(xb), i32(BW * g.sw * 4)));
+      f.set(xb, add(get(xb), i32(BW * g.sw * esize(g))));
       f.set(yb, add(get(yb), i32(BW * 4)));
     });
     f.set(pc, add(get(pc), get(xps)));
@@ -166,7 +198,10 @@ export function gwPasses(g: TapGeom): number[][] {
   return passes;
 }
 
-/** gw(x, xrs, xps, C, g, grs, OH, OW, out): out[c·kh·kw + ky·kw + kx] = the sums above, for c < C. */
+/**
+ * gw(x, xrs, xps, C, g, grs, OH, OW, out): out[c·kh·kw + ky·kw + kx] = the sums above, for c < C; for a uint8 image
+ * also out[C·kh·kw] = Σ_{i, j} g[i, j].
+ */
 function gw(g: TapGeom): Fn {
   const f = new Fn('gw', [T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32, T.i32]);
   const [x, xrs, xps, C, gp, grs, OH, OW, out] = f.params;
@@ -181,19 +216,24 @@ function gw(g: TapGeom): Fn {
   const maxPass = Math.max(...gwPasses(g).map((k) => k.length));
   const accs = Array.from({ length: maxPass * g.kw }, () => f.local(T.v128));
   const tmp = new Map<number, number>();
-  const rg = rowGeom(g);
+  // uint8 images: Σ g over the plane as well, written after the C·kh·kw sums (the caller's decode needs it).
+  const gsum = g.u8 ? f.local(T.v128) : null;
   f.set(xc, get(x));
   f.set(oc, get(out));
   f.for(c, i32(0), get(C), i32(1), () => {
     for (const kys of gwPasses(g)) {
       const accOf = (ky: number, kx: number) => accs[kys.indexOf(ky) * g.kw + kx];
       for (const a of accs) f.set(a, vzero);
+      if (gsum !== null && kys[0] === 0) f.set(gsum, vzero);
       const block = (Rn: number, rem: number | null) => {
         for (let a = 0; a < Rn; a++) for (let v = 0; v < VG; v++) f.set(gv[a][v], load('v128', a === 0 ? get(gb) : add(get(gb), get(go[a])), v * 16));
         const m = rem === null ? null : masks(f, get(rem), 4, VG);
+        if (gsum !== null && kys[0] === 0) {
+          for (let a = 0; a < Rn; a++) for (let v = 0; v < VG; v++) f.set(gsum, vadd(get(gsum), m ? vand(get(gv[a][v]), get(m[v])) : get(gv[a][v])));
+        }
         for (const { rho, uses } of blockRows(g, Rn, kys)) {
           f.set(p, add(get(xb), get(ro[rho])));
-          rowTaps(f, p, rg, VG, tmp, (v, kx, X) => {
+          taps(f, p, g, VG, tmp, (v, kx, X) => {
             let Xv: Expr = X;
             if (uses.length > 1) {
               f.set(tx, X);
@@ -212,15 +252,12 @@ function gw(g: TapGeom): Fn {
         f.set(gb, add(get(gp), mul(get(i), get(grs))));
         blocks();
       }, block, () => {
-        f.set(xb, add(get(xb), i32(BW * g.sw * 4)));
+        f.set(xb, add(get(xb), i32(BW * g.sw * esize(g))));
         f.set(gb, add(get(gb), i32(BW * 4)));
       });
-      for (const ky of kys) {
-        for (let kx = 0; kx < g.kw; kx++) {
-          const s = accOf(ky, kx);
-          f.store('f32', get(oc), fadd(fadd(extractLane(get(s), 0), extractLane(get(s), 1)), fadd(extractLane(get(s), 2), extractLane(get(s), 3))), (ky * g.kw + kx) * 4);
-        }
-      }
+      const hsum = (s: number) => fadd(fadd(extractLane(get(s), 0), extractLane(get(s), 1)), fadd(extractLane(get(s), 2), extractLane(get(s), 3)));
+      for (const ky of kys) for (let kx = 0; kx < g.kw; kx++) f.store('f32', get(oc), hsum(accOf(ky, kx)), (ky * g.kw + kx) * 4);
+      if (gsum !== null && kys[0] === 0) f.store('f32', add(get(out), mul(get(C), i32(T2 * 4))), hsum(gsum));
     }
     f.set(xc, add(get(xc), get(xps)));
     f.set(oc, add(get(oc), i32(T2 * 4)));
@@ -235,7 +272,7 @@ const modules = new Map<string, StochKernels>();
 export function stochKernels(g: TapGeom): StochKernels {
   const h = wasmHeap();
   if (!h) throw new Error('stochastic conv: WebAssembly SIMD is not available');
-  const key = `${g.kh},${g.kw},${g.sh},${g.sw}`;
+  const key = `${g.kh},${g.kw},${g.sh},${g.sw},${g.u8 ? 'u8' : 'f32'}`;
   let k = modules.get(key);
   if (!k) {
     k = loadKernels(assemble({ functions: [fwd(g), gw(g)], memory: h.importSpec() }), ['fwd', 'gw']) as StochKernels;

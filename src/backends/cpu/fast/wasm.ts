@@ -338,6 +338,14 @@ export const isplat = simdUn(0x11);
 /** An i32x4 constant from its four lanes. */
 export const vconstI4 = (l: readonly number[]): Expr => (f) => f.simd(0x0c, ...l.flatMap((x) => [x & 255, (x >> 8) & 255, (x >> 16) & 255, (x >>> 24) & 255]));
 export const vsub = simdBin(0xe5);
+/** i8x16.swizzle by constant byte indices (an index ≥ 16 gives 0; 0x80 keeps x64's pshufb free of a fix-up). */
+export const swizzle = (a: Expr, bytes: readonly number[]): Expr => (f) => {
+  a(f);
+  f.simd(0x0c, ...bytes);
+  f.simd(0x0e);
+};
+/** f32x4.convert_i32x4_s (one instruction on x64, where the unsigned form is a sequence) */
+export const vcvtS = simdUn(0xfa);
 export const vdiv = simdBin(0xe7);
 export const vmin = simdBin(0xe8);
 export const vmax = simdBin(0xe9);

@@ -284,6 +284,55 @@ describe.skipIf(!convSimdAvailable())('wasm SIMD stochastic conv', () => {
     );
   });
 
+  it('reads a uint8 image through its decode: forward and filter gradient against the reference, per batch and per image', () => {
+    fc.assert(
+      fc.property(
+        fc.record({
+          n: fc.integer({ min: 1, max: 3 }),
+          c: fc.integer({ min: 1, max: 4 }),
+          o: fc.integer({ min: 1, max: 4 }),
+          k: fc.constantFrom(1, 2, 3, 5),
+          sh: fc.integer({ min: 1, max: 3 }),
+          sw: fc.integer({ min: 1, max: 2 }),
+          oh: fc.integer({ min: 1, max: 9 }),
+          ow: fc.integer({ min: 1, max: 19 }),
+          extraH: fc.nat(9),
+          extraW: fc.nat(9),
+          perImage: fc.boolean(),
+          identity: fc.boolean(),
+          band: fc.option(fc.integer({ min: 1, max: 7 }), { nil: undefined }),
+          seed: fc.nat(10000),
+        }),
+        (p) => {
+          setStochasticBandRows(p.band);
+          const kh = p.k, kw = p.k;
+          const H = (p.oh - 1) * p.sh + kh + p.extraH, W = (p.ow - 1) * p.sw + kw + p.extraW;
+          const nw = p.perImage ? p.n * p.o : p.o;
+          const rw = rand(p.seed + 3, 2 * nw);
+          const windows = Int32Array.from(rw, (v, i) => Math.floor(((v + 1) / 2) * ((i % 2 ? p.extraW : p.extraH) + 1)));
+          const s: StochasticGeom = { N: p.n, C: p.c, H, W, O: p.o, kh, kw, stride: [p.sh, p.sw], outSize: [p.oh, p.ow], windows, perImage: p.perImage };
+          const r = rand(p.seed + 4, 2 * p.c);
+          const decode = p.identity
+            ? { scale: new Array<number>(p.c).fill(1), shift: new Array<number>(p.c).fill(0) }
+            : { scale: Array.from(r.subarray(0, p.c), (v) => 0.01 + 0.02 * Math.abs(v)), shift: Array.from(r.subarray(p.c), (v) => 3 * v) };
+          const a: StochasticConv2dAttrs = { stride: [p.sh, p.sw], outSize: [p.oh, p.ow], windows, perImage: p.perImage, decode };
+          const xs = [p.n, p.c, H, W], ws = [p.o, p.c, kh, kw], ys = [p.n, p.o, p.oh, p.ow];
+          const x = Uint8Array.from(rand(p.seed, p.n * p.c * H * W), (v) => Math.floor((v + 1) * 127.99));
+          const w = rand(p.seed + 1, p.o * p.c * kh * kw), g = rand(p.seed + 2, p.n * p.o * p.oh * p.ow);
+          const xArg = { storage: x, shape: xs, dtype: 'uint8' as const };
+          try {
+            // Sums of float32 products of values up to 255 (identity) or ~6 (decoded).
+            expectClose(stochasticForwardF32(x, w, s, undefined, decode), R.stochasticConv2dRefImpl([xArg, arg(f64(w), ws)], a, out(ys)), 'forward', 4e-6);
+            expectClose(stochasticGradFilterF32(x, g, s, undefined, decode), R.stochasticConv2dGradFilterRefImpl([xArg, arg(f64(g), ys)], { ...a, filterShape: ws }, out(ws)), 'filter gradient', 1e-5);
+          } finally {
+            setStochasticBandRows(undefined);
+          }
+        },
+      ),
+      { numRuns: 200 },
+    );
+  });
+
   /** A stochastic conv over windows that fit with up to 12 spare rows / columns, each coordinate pinned per `place`. */
   const windowCase = fc.record({
     n: fc.integer({ min: 1, max: 3 }),
