@@ -43,6 +43,16 @@ export interface StochasticConv2dAttrs {
   /** (row, col) top-left corners: window i = k (per batch) or n·O + k (per image). */
   readonly windows: Int32Array;
   readonly perImage: boolean;
+  /**
+   * How a uint8 image is read: channel c's value v as v·scale[c] + shift[c] (e.g. ImageNet normalisation, so the
+   * image can stay in bytes: a quarter of float32's memory and bandwidth). Absent: its values as they are. Only
+   * with a uint8 image; the image has no gradient.
+   */
+  readonly decode?: ImageDecode;
+}
+export interface ImageDecode {
+  readonly scale: readonly number[];
+  readonly shift: readonly number[];
 }
 export interface StochasticConv2dGradInputAttrs extends StochasticConv2dAttrs {
   readonly inputShape: number[];
@@ -204,7 +214,12 @@ const stochCfg = (fc: FC) =>
  * `defbilinear`: the gradients of a conv are convs). `shape` gives y's shape and validates the
  * inputs, `base` keeps the forward's attributes of an attribute record, `cases` generates checks.
  */
-function convFamily<A>(name: string, shape: (op: string, x: Shape, w: Shape, a: A) => number[], base: (a: A) => A, cases: (fc: FC) => Arbitrary<ConvCase<A>>) {
+function convFamily<A>(
+  name: string, shape: (op: string, x: Shape, w: Shape, a: A) => number[], base: (a: A) => A, cases: (fc: FC) => Arbitrary<ConvCase<A>>,
+  /** The dtype rule of the forward and the filter gradient when their first input (the image) may be uint8. */
+  imageDtype?: (op: string, xs: In, a: A) => DType,
+) {
+  const image = imageDtype ? { uint8Inputs: [0], dtype: imageDtype } : { dtype: (op: string, xs: In) => sameDtype(op, xs) };
   const gi = `${name}GradInput`;
   const gf = `${name}GradFilter`;
   const forward = (x: Tensor, w: Tensor, a: A): Tensor => bind(name, [x, w], base(a));
@@ -218,7 +233,8 @@ function convFamily<A>(name: string, shape: (op: string, x: Shape, w: Shape, a: 
     });
   entry<A>({
     name,
-    infer: (xs, a) => ({ shape: shape(name, xs[0].shape, xs[1].shape, a), dtype: sameDtype(name, xs) }),
+    uint8Inputs: image.uint8Inputs,
+    infer: (xs, a) => ({ shape: shape(name, xs[0].shape, xs[1].shape, a), dtype: image.dtype(name, xs, a) }),
     // y = x ⋆ w: x̄ = gradInput(ȳ, w), w̄ = gradFilter(x, ȳ)
     vjp: (ct, { inputs: [x, w], attrs, needs }) => [needs[0] ? gradInput(ct, w, attrs, x.shape) : null, needs[1] ? gradFilter(x, ct, attrs, w.shape) : null],
     check: check((c) => [c.x, c.w, c.attrs]),
@@ -235,9 +251,10 @@ function convFamily<A>(name: string, shape: (op: string, x: Shape, w: Shape, a: 
   });
   entry<A & { readonly filterShape: number[] }>({
     name: gf,
+    uint8Inputs: image.uint8Inputs,
     infer: (xs, a) => {
       expectShape(gf, 'cotangent', xs[1].shape, shape(gf, xs[0].shape, a.filterShape, a));
-      return { shape: [...a.filterShape], dtype: sameDtype(gf, xs) };
+      return { shape: [...a.filterShape], dtype: image.dtype(gf, xs, a) };
     },
     // Linear in x and in ȳ: d x = gradInput(ȳ, W̄), d ȳ = x ⋆ W̄.
     vjp: (g, { inputs: [x, ct], attrs, needs }) => [needs[0] ? gradInput(ct, g, attrs, x.shape) : null, needs[1] ? forward(x, g, attrs) : null],
@@ -324,13 +341,38 @@ export function stochasticConv2dShape(op: string, x: Shape, w: Shape, a: Stochas
   return [N, O, a.outSize[0], a.outSize[1]];
 }
 
-const baseStoch = (a: StochasticConv2dAttrs): StochasticConv2dAttrs => ({ stride: a.stride, outSize: a.outSize, windows: a.windows, perImage: a.perImage });
-// Bilinear like conv; overlapping windows accumulate in x̄ (inside the gradInput kernel).
+const baseStoch = (a: StochasticConv2dAttrs): StochasticConv2dAttrs =>
+  ({ stride: a.stride, outSize: a.outSize, windows: a.windows, perImage: a.perImage, ...(a.decode ? { decode: a.decode } : {}) });
+
+/**
+ * The stochastic conv's dtype: the other input's (a float) for a uint8 image, whose `decode` (if any) must give
+ * a finite scale and shift per channel; else both inputs' own, and no decode.
+ */
+function stochDtype(op: string, xs: In, a: StochasticConv2dAttrs): DType {
+  const [x, other] = xs;
+  if (x.dtype !== 'uint8') {
+    if (a.decode) throw new Error(`${op}: decode reads a uint8 image, but the image ${fmt(x.shape)} is ${x.dtype}`);
+    return sameDtype(op, xs);
+  }
+  if (other.dtype === 'uint8') throw new Error(`${op}: input 1 ${fmt(other.shape)} is uint8; only the image may be`);
+  const C = x.shape[1];
+  for (const key of ['scale', 'shift'] as const) {
+    const v = a.decode?.[key];
+    if (v && (v.length !== C || !v.every(Number.isFinite))) {
+      throw new Error(`${op}: decode.${key} must be ${C} finite numbers (one per channel of the image ${fmt(x.shape)}), got [${v.join(', ')}]`);
+    }
+  }
+  if (a.decode && (!a.decode.scale || !a.decode.shift)) throw new Error(`${op}: decode needs both scale and shift`);
+  return other.dtype;
+}
+
+// Bilinear like conv, or affine in a uint8 image through its decode; overlapping windows accumulate in x̄ (inside
+// the gradInput kernel).
 export const {
   forward: stochasticConv2dPrim,
   gradInput: stochasticConv2dGradInputPrim,
   gradFilter: stochasticConv2dGradFilterPrim,
-} = convFamily('stochasticConv2d', stochasticConv2dShape, baseStoch, stochCfg);
+} = convFamily('stochasticConv2d', stochasticConv2dShape, baseStoch, stochCfg, stochDtype);
 
 // ---- pooling -----------------------------------------------------------------------------------
 

@@ -228,6 +228,8 @@ interface SliceAttrs {
 }
 entry<SliceAttrs>({
   name: 'slice',
+  // A batch of uint8 images is cut into micro-batches (it is never tracked, so the VJP never sees one).
+  uint8Inputs: [0],
   infer: (xs, { size }) => ({ shape: size, dtype: xs[0].dtype }),
   // The cotangent of a box is zero outside it.
   vjp: (ct, { inputs: [x], attrs: { begin, size } }) => [o.pad(ct, begin.map((b, i) => [b, x.shape[i] - b - size[i]] as [number, number]))],
@@ -315,8 +317,10 @@ entry<GatherAttrs & { size: number }>({
 
 entry<{ dtype: DType }>({
   name: 'cast',
+  uint8Inputs: [0],
   infer: (xs, { dtype }) => ({ shape: xs[0].shape, dtype }),
-  vjp: (ct, { inputs: [x] }) => [o.cast(ct, x.dtype)],
+  // A uint8 input is data (an image), not differentiable: no cotangent for it.
+  vjp: (ct, { inputs: [x] }) => [x.dtype === 'uint8' ? null : o.cast(ct, x.dtype)],
   // Checked through float32: rounding to float32 needs a wide step and a float32 tolerance.
   check: (fc) => unaryCase('real', { dtype: 'float32' })(fc),
   step: 1e-2,

@@ -42,6 +42,8 @@ export interface Primitive<A = any> {
   readonly name: string;
   /** Output shape and dtype; throws an Error naming the op and the shapes on bad input. */
   infer(inputs: readonly { shape: Shape; dtype: DType }[], attrs: A): { shape: Shape; dtype: DType };
+  /** The inputs that may be uint8 (images); a uint8 tensor anywhere else is an error naming the op (trace.ts `bind`). */
+  readonly uint8Inputs?: readonly number[];
   /** Cotangents of the inputs (broadcast shapes are fine: the core sums them back). Absent = not differentiable. */
   vjp?(ct: Tensor, res: Residuals<A>): readonly (Tensor | null)[];
   /** Gradient-check cases; the gradcheck suite and CLI run every primitive that has them. */
@@ -80,6 +82,15 @@ export function getPrimitive(name: string): Primitive<any> {
   const p = builtIns().table.get(name);
   if (!p) throw new Error(`unknown primitive '${name}'`);
   return p;
+}
+
+/** Throws naming the op, the input and its shape when a uint8 tensor is passed where `p` takes floats only. */
+export function checkUint8Inputs(p: Primitive<any>, inputs: readonly { shape: Shape; dtype: DType }[]): void {
+  inputs.forEach((x, i) => {
+    if (x.dtype === 'uint8' && !p.uint8Inputs?.includes(i)) {
+      throw new Error(`${p.name}: input ${i} (shape [${x.shape.join(', ')}]) is uint8, which this op does not take; cast it to a float dtype first`);
+    }
+  });
 }
 
 export const listPrimitives = (): Primitive<any>[] => [...builtIns().table.values()];

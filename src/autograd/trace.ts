@@ -9,7 +9,7 @@
 import { type Backend, findBackend, getBackend, type KernelArg } from '../backends/backend.ts';
 import { type Shape, fmt, shapesEqual } from '../tensor/shape.ts';
 import { type Node, Tensor, assertLive } from '../tensor/tensor.ts';
-import { getPrimitive } from './registry.ts';
+import { checkUint8Inputs, getPrimitive } from './registry.ts';
 
 const live = new Set<number>();
 let nextTrace = 1;
@@ -72,6 +72,7 @@ export const recording = (): boolean => recorder !== null;
 export function bind<A>(name: string, inputs: readonly Tensor[], attrs: A): Tensor {
   const prim = getPrimitive(name);
   for (const x of inputs) assertLive(x, name);
+  checkUint8Inputs(prim, inputs);
   const spec = prim.infer(inputs, attrs);
   const [storage, backend] = recorder ? [recorder.record(name, inputs, attrs, spec), recorder.backend] : runKernel(name, inputs, attrs, spec);
   const traces = prim.vjp ? liveTraces(inputs) : [];

@@ -18,6 +18,12 @@ const coreOps = { sumTo, add, cast };
 export function vjp<X, Y>(f: (x: X) => Y, x: X): [Y, (ct: Y) => X] {
   const id = openTrace();
   const [xs, xdef] = flatten(x);
+  xs.forEach((l, i) => {
+    if (l.dtype === 'uint8') {
+      closeTrace(id);
+      throw new Error(`vjp: input ${i} of the differentiated tree (shape [${l.shape.join(', ')}]) is uint8 (an image as decoded), which has no gradient; differentiate with respect to float tensors`);
+    }
+  });
   const leaves = xs.map((l) => leafOf(l, id));
   let y: Y;
   try {

@@ -13,8 +13,14 @@ import type { Shape } from '../tensor/shape.ts';
 import { cpuBackend } from './cpu/index.ts';
 import { gpuBackend } from './gpu/index.ts';
 
-export type DType = 'float32' | 'float64';
-export type TypedArray = Float32Array | Float64Array;
+/**
+ * Element types. uint8 is for images as they are decoded (one byte per channel value): only `cast` and the
+ * stochastic conv's image (read through its `decode`) take it; other ops name it as an error.
+ */
+export type DType = 'float32' | 'float64' | 'uint8';
+export type TypedArray = Float32Array | Float64Array | Uint8Array;
+/** The float element types, those every op takes. */
+export type FloatDType = Exclude<DType, 'uint8'>;
 
 /** What a kernel sees of each input. */
 export interface KernelArg<S = unknown> {

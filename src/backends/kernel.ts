@@ -8,7 +8,14 @@
 import type { DType, TypedArray } from './backend.ts';
 
 /** A fresh zeroed array of `n` elements of `dtype`. */
-export const arrayFor = (dtype: DType, n: number): TypedArray => (dtype === 'float64' ? new Float64Array(n) : new Float32Array(n));
+export const arrayFor = (dtype: DType, n: number): TypedArray =>
+  dtype === 'float64' ? new Float64Array(n) : dtype === 'uint8' ? new Uint8Array(n) : new Float32Array(n);
+
+/** Bytes per element of `dtype`. */
+export const bytesPerElement = (dtype: DType): number => (dtype === 'float64' ? 8 : dtype === 'uint8' ? 1 : 4);
+
+/** The dtype of a typed array's elements. */
+export const dtypeOf = (a: TypedArray): DType => (a instanceof Float64Array ? 'float64' : a instanceof Uint8Array ? 'uint8' : 'float32');
 
 /** Marks a kernel as writing into `OutSpec.into` when given. */
 export const writesInto = <K extends (...a: any[]) => unknown>(k: K): K & { readonly writesInto: true } => Object.assign(k, { writesInto: true as const });

@@ -13,7 +13,8 @@
  * arguments have the structure of the most recent entry's finds it without building the signature
  * string (signature.ts), so a steady training loop pays nothing per parameter tensor to look it up.
  */
-import { type Backend, type FusedGroup, getBackend } from '../backends/backend.ts';
+import { type Backend, type DType, type FusedGroup, getBackend } from '../backends/backend.ts';
+import { bytesPerElement } from '../backends/kernel.ts';
 import { recording, withRecorder } from '../autograd/trace.ts';
 import { type Key, isKey, setKeyTracer } from '../tensor/random.ts';
 import { Tensor, assertLive, markDonated } from '../tensor/tensor.ts';
@@ -161,7 +162,7 @@ function outputBuilder(y: unknown): OutputBuilder {
   };
 }
 
-const bytes = (t: { size: number; dtype: string }) => t.size * (t.dtype === 'float64' ? 8 : 4);
+const bytes = (t: { size: number; dtype: DType }) => t.size * bytesPerElement(t.dtype);
 
 function trace<A extends unknown[]>(f: (...a: A) => unknown, args: A, flat: Flat): { graph: Graph; shape: unknown } {
   const tracer = new Tracer();

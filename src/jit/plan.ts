@@ -9,9 +9,10 @@
  */
 import type { Graph } from './graph.ts';
 import { isElementwise, type Step } from './fuse.ts';
+import { bytesPerElement } from '../backends/kernel.ts';
 
 const ALIGN = 64;
-const bytesOf = (dtype: string) => (dtype === 'float64' ? 8 : 4);
+const bytesOf = bytesPerElement;
 
 /** How a variable gets its storage. */
 export type Placement =

@@ -5,6 +5,7 @@
  * and keys without building strings, so the steady-state call of a compiled step (hundreds of parameter
  * tensors) allocates next to nothing to find its entry.
  */
+import type { DType } from '../backends/backend.ts';
 import { type Key, isKey } from '../tensor/random.ts';
 import { fmt } from '../tensor/shape.ts';
 import { Tensor } from '../tensor/tensor.ts';
@@ -38,6 +39,9 @@ const idOf = (x: object) => {
 
 export const isRecord = (x: unknown): x is Record<string, unknown> => typeof x === 'object' && x !== null && Object.getPrototypeOf(x) === Object.prototype;
 
+/** A tensor's dtype in its signature string. */
+const DTYPE_CODE: Record<DType, string> = { float32: 'f', float64: 'd', uint8: 'u' };
+
 export function flattenArgs(args: readonly unknown[]): Flat {
   const tensors: Tensor[] = [], keys: Key[] = [], paths: string[] = [], argOf: number[] = [];
   let arg = 0;
@@ -46,7 +50,7 @@ export function flattenArgs(args: readonly unknown[]): Flat {
       tensors.push(x);
       paths.push(path);
       argOf.push(arg);
-      return [`T${fmt(x.shape)}${x.dtype === 'float64' ? 'd' : 'f'}`, { t: 'tensor', shape: x.shape, dtype: x.dtype }];
+      return [`T${fmt(x.shape)}${DTYPE_CODE[x.dtype]}`, { t: 'tensor', shape: x.shape, dtype: x.dtype }];
     }
     if (isKey(x)) {
       keys.push(x);

@@ -9,6 +9,7 @@ import {
   conv2dPrim,
   sliceLength,
   stochasticConv2dPrim,
+  type ImageDecode,
 } from '../autograd/conv.ts';
 import { bind } from '../autograd/trace.ts';
 import { type Key, drawFrom, randint, split } from './random.ts';
@@ -89,6 +90,12 @@ export interface StochasticConv2dOptions {
    * batch; length N·C_out·2 → one per image and channel (index n·C_out + k). See sampleWindows.
    */
   readonly windows: Int32Array;
+  /**
+   * For a uint8 image (decoded pixels): channel c's value v is read as v·scale[c] + shift[c], e.g.
+   * `imagenetDecode` for ImageNet normalisation. The image then stays in bytes (a quarter of float32's memory and
+   * bandwidth) and has no gradient. Without it a uint8 image is read as its values.
+   */
+  readonly decode?: ImageDecode;
 }
 
 /**
@@ -112,7 +119,7 @@ export function stochasticConv2d(x: Tensor, w: Tensor, opts: StochasticConv2dOpt
       `stochasticConv2d: windows has length ${len}, expected C_out·2 = ${2 * O} (per batch) or N·C_out·2 = ${2 * N * O} (per image) for input ${fmt(x.shape)} and filter ${fmt(w.shape)}`,
     );
   }
-  return stochasticConv2dPrim(x, w, { stride, outSize, windows: opts.windows, perImage });
+  return stochasticConv2dPrim(x, w, { stride, outSize, windows: opts.windows, perImage, ...(opts.decode ? { decode: opts.decode } : {}) });
 }
 
 export interface SampleWindowsOptions {

@@ -354,6 +354,7 @@ export const indexSelect = (x: Tensor, axis: number, indices: Tensor | readonly 
 export const stopGradient = (x: Tensor): Tensor => detach(x);
 
 export function cast(x: Tensor, dtype: DType): Tensor {
+  if (dtype === 'uint8') throw new Error(`cast: to uint8 is not supported (uint8 tensors are images as decoded: make them with tensor(Uint8Array, shape))`);
   if (dtype !== 'float32' && dtype !== 'float64') throw new Error(`cast: unknown dtype '${dtype}'`);
   return x.dtype === dtype ? x : bind('cast', [x], { dtype });
 }

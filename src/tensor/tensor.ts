@@ -1,6 +1,6 @@
 /** The immutable N-d tensor: a shape, a dtype and backend storage. Autograd hangs a node on it. */
 import { type Backend, type DType, type TypedArray, getBackend } from '../backends/backend.ts';
-import { arrayFor } from '../backends/kernel.ts';
+import { arrayFor, dtypeOf } from '../backends/kernel.ts';
 import { type Shape, checkShape, fmt, sizeOf } from './shape.ts';
 
 export type { DType, TypedArray };
@@ -45,7 +45,7 @@ export { arrayFor };
  * immutable: don't write to `data` afterwards.
  */
 export function fromArray(data: TypedArray, shape: Shape, backend: Backend = getBackend()): Tensor {
-  const dtype: DType = data instanceof Float64Array ? 'float64' : 'float32';
+  const dtype = dtypeOf(data);
   return new Tensor([...shape], dtype, backend.upload(data, dtype), backend);
 }
 
@@ -63,8 +63,9 @@ function flattenNested(x: NestedNumbers, shape: number[], out: number[], depth: 
 }
 
 /**
- * Makes a tensor. The dtype follows the data: Float64Array → float64; Float32Array or numbers →
- * float32 (override with `dtype`). Without `shape`, nested arrays give their own shape.
+ * Makes a tensor. The dtype follows the data: Float64Array → float64; Uint8Array → uint8 (images; see
+ * DType); Float32Array or numbers → float32 (override with `dtype`; uint8 values must be integers in [0, 255]).
+ * Without `shape`, nested arrays give their own shape.
  * @example tensor([1, 2, 3, 4], [2, 2])
  */
 export function tensor(
@@ -91,10 +92,19 @@ export function tensor(
   if (sizeOf(s) !== flat.length) {
     throw new Error(`tensor: ${flat.length} values do not fill shape ${fmt(s)} (${sizeOf(s)} elements)`);
   }
-  const dt: DType = dtype ?? (data instanceof Float64Array ? 'float64' : 'float32');
+  const dt: DType = dtype ?? (data instanceof Float64Array ? 'float64' : data instanceof Uint8Array ? 'uint8' : 'float32');
+  if (dt === 'uint8' && !(data instanceof Uint8Array)) checkBytes(flat);
   const buf = arrayFor(dt, flat.length);
   buf.set(flat);
   return fromArray(buf, s);
+}
+
+/** Throws naming the first value that is not an integer in [0, 255] (what a uint8 tensor holds). */
+function checkBytes(flat: ArrayLike<number>): void {
+  for (let i = 0; i < flat.length; i++) {
+    const v = flat[i];
+    if (!Number.isInteger(v) || v < 0 || v > 255) throw new Error(`tensor: uint8 values must be integers in [0, 255]; value ${i} is ${v}`);
+  }
 }
 
 export const scalar = (v: number, dtype: DType = 'float32'): Tensor => tensor([v], [], dtype);

@@ -56,7 +56,7 @@ import { im2colPtr } from './fast/im2col.ts';
 import { directConvForwardF32, directConvOk } from './fast/directconv.ts';
 import { type GemmRowScale, sgemm, sgemmBatchPtr, sgemmIsWasm, sgemmSumPtr } from './fast/sgemm.ts';
 import { type RowEpilogue, epilogueFrom, fusedAvailable, planeScalePtr } from './fast/activations.ts';
-import { stochasticForwardF32, stochasticGradFilterF32, stochasticGradInputF32, stochasticSimdOk } from './fast/stochconv.ts';
+import { type Decode, stochasticForwardF32, stochasticGradFilterF32, stochasticGradInputF32, stochasticSimdOk } from './fast/stochconv.ts';
 import { sumImpl } from './reduce.ts';
 import { elementwiseExprs, elementwiseKernel } from './elementwise.ts';
 
@@ -302,9 +302,22 @@ export function conv2dGradFilterImpl([x, ct]: readonly Arg[], a: Conv2dGradFilte
 
 // ---- stochastic conv ---------------------------------------------------------------------------
 
+/**
+ * The stochastic conv's image and filter (or cotangent) on the SIMD path: both float32, or a uint8 image (read
+ * through its decode) with a float32 other; null when the reference runs.
+ */
+function stochSimdArgs(x: Arg, other: Arg, a: StochasticConv2dAttrs, out: OutSpec): { image: Float32Array | Uint8Array; decode?: Decode } | null {
+  const ok = out.dtype === 'float32' && other.storage instanceof Float32Array && (x.storage instanceof Float32Array || x.storage instanceof Uint8Array);
+  if (!ok) return null;
+  if (!(x.storage instanceof Uint8Array)) return { image: x.storage as Float32Array };
+  const C = x.shape[1];
+  return { image: x.storage, decode: a.decode ?? { scale: new Array<number>(C).fill(1), shift: new Array<number>(C).fill(0) } };
+}
+
 export function stochasticConv2dImpl([x, w]: readonly Arg[], a: StochasticConv2dAttrs, out: OutSpec): TypedArray {
   const s = stochasticGeometry(x.shape, w.shape, a);
-  return isF32([x, w], out) && stochasticSimdOk(s) ? stochasticForwardF32(f32(x), f32(w), s, heapOut(out)) : R.stochasticConv2dRefImpl([x, w], a, out);
+  const simd = stochasticSimdOk(s) ? stochSimdArgs(x, w, a, out) : null;
+  return simd ? stochasticForwardF32(simd.image, f32(w), s, heapOut(out), simd.decode) : R.stochasticConv2dRefImpl([x, w], a, out);
 }
 
 export function stochasticConv2dGradInputImpl([ct, w]: readonly Arg[], a: StochasticConv2dGradInputAttrs, out: OutSpec): TypedArray {
@@ -314,7 +327,8 @@ export function stochasticConv2dGradInputImpl([ct, w]: readonly Arg[], a: Stocha
 
 export function stochasticConv2dGradFilterImpl([x, ct]: readonly Arg[], a: StochasticConv2dGradFilterAttrs, out: OutSpec): TypedArray {
   const s = stochasticGeometry(x.shape, a.filterShape, a);
-  return isF32([x, ct], out) && stochasticSimdOk(s) ? stochasticGradFilterF32(f32(x), f32(ct), s, heapOut(out)) : R.stochasticConv2dGradFilterRefImpl([x, ct], a, out);
+  const simd = stochasticSimdOk(s) ? stochSimdArgs(x, ct, a, out) : null;
+  return simd ? stochasticGradFilterF32(simd.image, f32(ct), s, heapOut(out), simd.decode) : R.stochasticConv2dGradFilterRefImpl([x, ct], a, out);
 }
 
 export const convKernels: Record<string, Kernel<TypedArray, any>> = {

@@ -156,6 +156,10 @@ export function conv2dGradFilterRefImpl([x, ct]: readonly Arg[], a: Conv2dGradFi
 
 
 /** y[n, o, i, j] = Σ_{c, ky, kx} x[n, c, r + i·sh + ky, q + j·sw + kx] · w[o, c, ky, kx], (r, q) = window of (n, o). */
+/** Channel c's scale and shift of the image's decode (1 and 0 without one). */
+const decodeOf = (a: StochasticConv2dAttrs, C: number): [number[], number[]] =>
+  [Array.from({ length: C }, (_, c) => a.decode?.scale[c] ?? 1), Array.from({ length: C }, (_, c) => a.decode?.shift[c] ?? 0)];
+
 export function stochasticConv2dRefImpl([x, w]: readonly Arg[], a: StochasticConv2dAttrs, out: OutSpec): TypedArray {
   const geo = stochasticGeometry(x.shape, w.shape, a);
   const [N, C, H, W] = x.shape;
@@ -164,6 +168,7 @@ export function stochasticConv2dRefImpl([x, w]: readonly Arg[], a: StochasticCon
   const [sh, sw] = a.stride;
   const X = x.storage;
   const Wt = w.storage;
+  const [sc, sf] = decodeOf(a, C);
   const y = outputFor(out);
   let p = 0;
   for (let n = 0; n < N; n++) {
@@ -175,7 +180,7 @@ export function stochasticConv2dRefImpl([x, w]: readonly Arg[], a: StochasticCon
           for (let c = 0; c < C; c++) {
             for (let ky = 0; ky < kh; ky++) {
               for (let kx = 0; kx < kw; kx++) {
-                s += X[((n * C + c) * H + r + i * sh + ky) * W + q + j * sw + kx] * Wt[((o * C + c) * kh + ky) * kw + kx];
+                s += (X[((n * C + c) * H + r + i * sh + ky) * W + q + j * sw + kx] * sc[c] + sf[c]) * Wt[((o * C + c) * kh + ky) * kw + kx];
               }
             }
           }
@@ -228,6 +233,7 @@ export function stochasticConv2dGradFilterRefImpl([x, ct]: readonly Arg[], a: St
   const [sh, sw] = a.stride;
   const X = x.storage;
   const G = ct.storage;
+  const [sc, sf] = decodeOf(a, C);
   const acc = new Float64Array(sizeOf(out.shape));
   for (let n = 0; n < N; n++) {
     for (let o = 0; o < O; o++) {
@@ -238,7 +244,7 @@ export function stochasticConv2dGradFilterRefImpl([x, ct]: readonly Arg[], a: St
             let s = 0;
             for (let i = 0; i < OH; i++) {
               for (let j = 0; j < OW; j++) {
-                s += G[((n * O + o) * OH + i) * OW + j] * X[((n * C + c) * H + r + i * sh + ky) * W + q + j * sw + kx];
+                s += G[((n * O + o) * OH + i) * OW + j] * (X[((n * C + c) * H + r + i * sh + ky) * W + q + j * sw + kx] * sc[c] + sf[c]);
               }
             }
             acc[((o * C + c) * kh + ky) * kw + kx] += s;

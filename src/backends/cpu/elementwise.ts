@@ -5,7 +5,7 @@
  * [N,C,H,W] ∘ [1,C,1,1] becomes [N, C, H·W] with a long inner loop in which the broadcast input
  * is a constant (inner stride 0) and the others are contiguous (inner stride 1).
  */
-import type { Kernel, KernelArg, OutSpec, TypedArray } from '../backend.ts';
+import type { FloatDType, Kernel, KernelArg, OutSpec, TypedArray } from '../backend.ts';
 import { broadcastStrides, collapseAxes, sizeOf } from '../../tensor/shape.ts';
 import { type AffineMode, type PlanesGeom, affineF32, fusedAvailable, sigmoidF32, siluF32, siluGradF32 } from './fast/activations.ts';
 import { heapOut } from './heap_out.ts';
@@ -75,7 +75,7 @@ export function elementwiseKernel(name: string, arity: number, expr: string) {
     const c = loopGeometry(inputs, spec.shape);
     for (let i = 0; i < inputs.length; i++) storages[i] = inputs[i].storage;
     storages.length = inputs.length;
-    loops[spec.dtype](out, storages, c.shape, c.strides);
+    loops[spec.dtype as FloatDType](out, storages, c.shape, c.strides); // uint8 never gets here (trace.ts `bind`)
     storages.fill(null as unknown as TypedArray); // hold no buffer past the call
     return out;
   };

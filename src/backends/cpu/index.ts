@@ -55,28 +55,29 @@ function arena(bytes: number): { buffer: ArrayBufferLike; offset: number } {
 }
 
 /**
- * A float32 array's copy in the wasm heap, owned by the returned view (heap.ts `owned`); undefined when `s` is
- * there already or the heap cannot hold owned arrays. jit pins donated buffers and constants (never declined);
- * `upload` places large float32 tensors there, where the wasm kernels read them in place instead of copying
+ * A float32 or uint8 array's copy in the wasm heap, owned by the returned view (heap.ts `owned`); undefined when
+ * `s` is there already or the heap cannot hold owned arrays. jit pins donated buffers and constants (never
+ * declined); `upload` places tensors of 1 MiB or more there, where the wasm kernels read them in place instead of copying
  * them in for every call.
  */
 function inHeap(s: TypedArray, dtype: string, budgeted: boolean): TypedArray | undefined {
   const h = wasmHeap();
-  if (!h || dtype !== 'float32' || s.length === 0 || h.ptrOf(s) >= 0) return undefined;
-  const v = h.owned(s.length, budgeted);
-  v?.set(s);
+  if (!h || dtype === 'float64' || s.length === 0 || h.ptrOf(s) >= 0) return undefined;
+  const v = s instanceof Uint8Array ? h.ownedU8(s.length, budgeted) : h.owned(s.length, budgeted);
+  v?.set(s as Float32Array & Uint8Array);
   return v ?? undefined;
 }
 const pin = (s: TypedArray, dtype: string) => inHeap(s, dtype, false);
 
 export const cpuBackend: Backend<TypedArray> = {
   name: 'cpu',
-  upload: (data, dtype) => (data.length >= OWNED_MIN_FLOATS && inHeap(data, dtype, true)) || data,
+  upload: (data, dtype) => (data.byteLength >= 4 * OWNED_MIN_FLOATS && inHeap(data, dtype, true)) || data,
   download: (s) => s.slice(),
   kernels,
   arena,
   pin,
   fuse: fuseCpu,
-  view: (buffer, byteOffset, dtype, size) => (dtype === 'float64' ? new Float64Array(buffer, byteOffset, size) : new Float32Array(buffer, byteOffset, size)),
+  view: (buffer, byteOffset, dtype, size) =>
+    dtype === 'float64' ? new Float64Array(buffer, byteOffset, size) : dtype === 'uint8' ? new Uint8Array(buffer, byteOffset, size) : new Float32Array(buffer, byteOffset, size),
   describe: () => 'cpu (TypeScript kernels)',
 };

@@ -190,7 +190,7 @@ export class GpuRuntime {
   }
 
   upload(data: TypedArray, dtype: DType): GpuBuffer {
-    if (dtype === 'float64' || !this.textures || data.length === 0) {
+    if (dtype !== 'float32' || !this.textures || data.length === 0) {
       return new GpuBuffer(dtype === 'float32' && !(data instanceof Float32Array) ? Float32Array.from(data) : data, data.length);
     }
     // On the GL modes a copy kernel turns the array into a texture once, so kernels always take

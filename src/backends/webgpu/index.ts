@@ -61,7 +61,7 @@ export function webgpuKernels(dev: () => WebGpuDevice): Map<string, Kernel<WebGp
 }
 
 export function uploadWebGpu(dev: WebGpuDevice, data: TypedArray, dtype: DType): WebGpuStorage {
-  if (dtype === 'float64') return data;
+  if (dtype !== 'float32') return data; // float64 and uint8 stay on the host: their ops run on the CPU kernels
   return dev.upload(data instanceof Float32Array ? data : Float32Array.from(data));
 }
 

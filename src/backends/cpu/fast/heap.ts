@@ -295,7 +295,7 @@ export class WasmHeap {
    */
   private ownedSinceCollect = 0;
   /** Where the collector cannot be asked: each owned view's weight, a buffer of its size never touched. */
-  private readonly weight = new WeakMap<Float32Array, object>();
+  private readonly weight = new WeakMap<ArrayBufferView, object>();
 
   /**
    * A Float32Array of `n` floats in this memory owned by the view itself: released when the view is
@@ -305,7 +305,16 @@ export class WasmHeap {
    * `budgeted`, once `ownedLimit` bytes of them are live or the memory is full.
    */
   owned(n: number, budgeted = true): Float32Array | null {
-    const bytes = up(Math.max(n * 4, 1));
+    return this.own(n * 4, budgeted, (ptr) => this.view(ptr, n));
+  }
+
+  /** As `owned`, a Uint8Array of `n` bytes (uint8 images). */
+  ownedU8(n: number, budgeted = true): Uint8Array | null {
+    return this.own(n, budgeted, (ptr) => new Uint8Array(this.views().buf, ptr, n));
+  }
+
+  private own<V extends ArrayBufferView>(n: number, budgeted: boolean, viewAt: (ptr: number) => V): V | null {
+    const bytes = up(Math.max(n, 1));
     if (!this.shared || (budgeted && this.ownedBytes + bytes > this.ownedLimit)) return null;
     let ptr: number;
     try {
@@ -315,7 +324,7 @@ export class WasmHeap {
       if (budgeted) return null;
       throw e;
     }
-    const v = this.view(ptr, n);
+    const v = viewAt(ptr);
     this.ownedBytes += bytes;
     this.disown.register(v, { ptr, bytes });
     const gc = fullCollection();
@@ -331,14 +340,15 @@ export class WasmHeap {
    * Runs `body` with `a` in this memory: `a`'s own address when it is a view of it, else a temporary copy (or,
    * with `copy` false, uninitialised room of its size, for outputs). Returns the address to `body`.
    */
-  withF32<R>(a: Float32Array, body: (ptr: number) => R, copy = true): R {
+  withF32<R>(a: Float32Array | Uint8Array, body: (ptr: number) => R, copy = true): R {
     const p = this.ptrOf(a);
     if (p >= 0) return body(p);
-    const t = this.alloc(a.length * 4);
+    const t = this.alloc(a.byteLength);
     try {
       if (copy) {
-        this.f32().set(a, t >>> 2);
-        this.copiedBytes += a.length * 4;
+        if (a instanceof Uint8Array) new Uint8Array(this.views().buf, t, a.length).set(a);
+        else this.f32().set(a, t >>> 2);
+        this.copiedBytes += a.byteLength;
       }
       return body(t);
     } finally {
