@@ -26,8 +26,9 @@ export interface RawImage {
   readonly height: number;
 }
 
-export const IMAGENET_MEAN = [0.485, 0.456, 0.406] as const;
-export const IMAGENET_STD = [0.229, 0.224, 0.225] as const;
+import { IMAGENET_MEAN, IMAGENET_STD } from './imagenet.ts';
+
+export { IMAGENET_MEAN, IMAGENET_STD, imagenetDecode } from './imagenet.ts';
 
 export interface DecodeOptions {
   /** Shrink (never enlarge) so the shorter side is this many pixels, keeping the aspect ratio. */
@@ -209,6 +210,18 @@ export function normalise(img: RawImage, out: Float32Array = new Float32Array(3 
   return out;
 }
 
+/** 8-bit interleaved RGB → planar bytes (the uint8 image a stochastic stem reads through `imagenetDecode`). */
+export function planarBytes(img: RawImage): Uint8Array {
+  const n = img.width * img.height;
+  const d = img.data, out = new Uint8Array(3 * n);
+  for (let i = 0, q = 0; i < n; i++, q += 3) {
+    out[i] = d[q];
+    out[i + n] = d[q + 1];
+    out[i + 2 * n] = d[q + 2];
+  }
+  return out;
+}
+
 /**
  * The paired views: high = warp(src) at highSize, low = resize(high) at lowSize, so one geometry.
  * With `params` null the high view is a plain squash-resize of the whole image.
@@ -240,12 +253,17 @@ export interface PipelineOptions {
   readonly kernel?: Kernel;
   /** Skip (ImageTooSmall) images whose shorter side is below this, e.g. the high-res window. */
   readonly minSize?: number;
+  /**
+   * The high view as planar bytes (`planarBytes`), not normalised: a quarter of float32's memory, for models whose
+   * stochastic stem reads it through `imagenetDecode` (the same values, normalised inside the conv).
+   */
+  readonly highBytes?: boolean;
 }
 
-/** The normalised planar views, by the sides asked for (null where the side was null). */
+/** The planar views, by the sides asked for (null where the side was null): normalised float32, the high view bytes with `highBytes`. */
 export interface Processed {
   readonly low: Float32Array | null;
-  readonly high: Float32Array | null;
+  readonly high: Float32Array | Uint8Array | null;
   readonly params: AugmentParams | null;
 }
 
@@ -276,12 +294,13 @@ export function processDecoded(path: string, src: RawImage, k: Key | readonly [n
   const key = Array.isArray(k) ? keyFrom(k as [number, number]) : (k as Key);
   return TE.tryCatch(async (): Promise<Processed> => {
     const params = opts.augment ? sampleAugment(key, src.width, src.height, opts.augmentOptions) : null;
+    const highView = (img: RawImage) => (opts.highBytes ? planarBytes(img) : normalise(img));
     if (low === null || high === null) {
-      const only = normalise(params ? warp(src, params, work) : await resizeRaw(src, work, work, opts.kernel));
-      return low === null ? { low: null, high: only, params } : { low: only, high: null, params };
+      const only = params ? warp(src, params, work) : await resizeRaw(src, work, work, opts.kernel);
+      return low === null ? { low: null, high: highView(only), params } : { low: normalise(only), high: null, params };
     }
     const views = await augmentPair(src, params, { highSize: high, lowSize: low, kernel: opts.kernel });
-    return { low: normalise(views.low), high: normalise(views.high), params };
+    return { low: normalise(views.low), high: highView(views.high), params };
   }, (e) => DataErrors.corruptImage(path, message(e)));
 }
 

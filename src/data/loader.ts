@@ -40,6 +40,8 @@ export interface LoaderOptions {
   readonly minSize?: number;
   readonly kernel?: Kernel;
   readonly augmentOptions?: AugmentOptions;
+  /** `high` as uint8 bytes rather than normalised float32 (PipelineOptions.highBytes): what full-split models train on. */
+  readonly highBytes?: boolean;
   /**
    * A pool from `createPool` to share between loaders (train and validation): each worker thread
    * costs ~1 s of CPU to start (tsx). When given, `workers` is ignored and `close()` leaves it running.
@@ -56,7 +58,7 @@ export interface LoaderOptions {
 export interface Batch {
   /** [B, 3, low, low], ImageNet-normalised, when `sides.low` is a number. */
   readonly low?: Tensor;
-  /** [B, 3, high, high], ImageNet-normalised, when `sides.high` is a number. */
+  /** [B, 3, high, high] when `sides.high` is a number: ImageNet-normalised float32, or uint8 bytes with `highBytes`. */
   readonly high?: Tensor;
   readonly labels: Float32Array;
   readonly names: string[];
@@ -115,7 +117,7 @@ class Pool implements WorkerPool {
     });
     const slot = { worker, job: null as Job | null, id: 0 };
     worker.unref();
-    type Message = { id: number; error?: DataError; low?: Float32Array | null; high?: Float32Array | null; params?: Processed['params']; source?: RawImage };
+    type Message = { id: number; error?: DataError; low?: Float32Array | null; high?: Float32Array | Uint8Array | null; params?: Processed['params']; source?: RawImage };
     worker.on('message', (m: Message) => {
       const job = slot.job;
       if (!job || m.id !== slot.id) return;
@@ -202,10 +204,10 @@ export function epochOrder(items: readonly { label: number }[], opts: { seed: nu
 }
 
 /** The views of one side stacked into [B, 3, side, side] (undefined when the side was not asked for). */
-function stackViews(side: number | null, views: readonly (Float32Array | null)[]): Tensor | undefined {
+function stackViews(side: number | null, views: readonly (Float32Array | Uint8Array | null)[]): Tensor | undefined {
   if (side === null) return undefined;
   const len = 3 * side * side;
-  const out = new Float32Array(views.length * len);
+  const out = views[0] instanceof Uint8Array ? new Uint8Array(views.length * len) : new Float32Array(views.length * len);
   views.forEach((v, i) => out.set(v!, i * len));
   return fromArray(out, [views.length, 3, side, side]);
 }
@@ -234,6 +236,7 @@ export function createLoader(items: readonly Item[], opts: LoaderOptions): Loade
     ...(opts.kernel ? { kernel: opts.kernel } : {}),
     ...(opts.minSize !== undefined ? { minSize: opts.minSize } : {}),
     ...(opts.augmentOptions ? { augmentOptions: opts.augmentOptions } : {}),
+    ...(opts.highBytes ? { highBytes: true } : {}),
   };
   const numBatches = opts.dropLast ? Math.floor(items.length / opts.batchSize) : Math.ceil(items.length / opts.batchSize);
   const allSkipped: { name: string; path: string; error: DataError; epoch: number }[] = [];

@@ -34,7 +34,9 @@ export function loadImageInput(file: string, mc: Model['config']): TE.TaskEither
     processImage(file, makeKey(0), { sides: mc.sides, augment: false }),
     TE.map((p) => {
       // Each view the pipeline made (one per non-null side), as f of its values and side.
-      const each = <T>(f: (a: Float32Array, s: number) => T) => ({ low: p.low && f(p.low, mc.sides.low!), high: p.high && f(p.high, mc.sides.high!) });
+      // Float32 views (no highBytes): the maps need the input's gradient, which bytes do not have.
+      const high = p.high as Float32Array | null;
+      const each = <T>(f: (a: Float32Array, s: number) => T) => ({ low: p.low && f(p.low, mc.sides.low!), high: high && f(high, mc.sides.high!) });
       const raw = each((a, s) => denormalise(a, s, s));
       return { input: inputOf(each((a, s) => tensor(a, [1, 3, s, s]))), low: raw.low, high: raw.high };
     }),

@@ -11,6 +11,7 @@ import { type Key, foldIn, split } from '../tensor/random.ts';
 import { type Shape, fmt } from '../tensor/shape.ts';
 import { Tensor } from '../tensor/tensor.ts';
 import type { Tree } from '../autograd/pytree.ts';
+import { imagenetDecode } from '../data/imagenet.ts';
 import { ARCHS, type Arch, type ArchSpec } from './archs.ts';
 import { type Layer, type Probe, expectImage, row } from './combinators.ts';
 import { type BatchNormState, type Ctx, type LinearConfig, type PaddingMode, convOutSize, dropout, linear, tapped } from './layers.ts';
@@ -304,7 +305,10 @@ function initKey(key: Key, name: string): Key {
   return at.length === 1 ? k : split(k, 2)[at[1]];
 }
 
-/** The stochastic stem: each output channel convolves its own random window of the high-res image. */
+/**
+ * The stochastic stem: each output channel convolves its own random window of the high-res image, which is
+ * ImageNet-normalised float, or uint8 bytes read through `imagenetDecode`.
+ */
 function stochStemLayer(cfg: ModelConfig, name: string): Layer<ConvBnParams, BatchNormState> {
   const sc = stochStemConfig(cfg);
   const [out, slice] = [cfg.stochOutSize!, stochSlice(cfg)];
@@ -315,7 +319,8 @@ function stochStemLayer(cfg: ModelConfig, name: string): Layer<ConvBnParams, Bat
     apply(p, s, x, ctx) {
       if (!ctx.key) throw new Error(`${cfg.name}: the stochastic stem draws random windows (in eval too); pass ctx.key (predict takes a key)`);
       const windows = sampleWindows(foldIn(ctx.key, KEY_TAGS.windows!), { batch: x.shape[0], channels: cfg.stemCh, inputSize: [x.shape[2], x.shape[3]], sliceSize: [slice, slice], perImage: cfg.perImage });
-      const y = stochasticConv2d(x, p.conv.w, { stride: STOCH_STRIDE, outSize: [out, out], windows });
+      // A uint8 image (the loader's highBytes) is normalised inside the conv.
+      const y = stochasticConv2d(x, p.conv.w, { stride: STOCH_STRIDE, outSize: [out, out], windows, ...(x.dtype === 'uint8' ? { decode: imagenetDecode } : {}) });
       const [z, next] = convBn.normalize(sc, p, s, y, ctx);
       return [tapped(ctx, name, z, { windows }), next];
     },
@@ -502,7 +507,8 @@ function checkImage(cfg: ModelConfig, what: string, x: unknown, minSide: number)
   const t = x as Tensor;
   if (t.rank !== 4 || t.shape[1] !== cfg.inChannels) fail(`of shape ${fmt(t.shape)}`);
   if (t.shape[2] < minSide || t.shape[3] < minSide) fail(`of shape ${fmt(t.shape)} (too small)`);
-  if (t.dtype !== cfg.dtype) fail(`of dtype ${t.dtype} (the model is ${cfg.dtype})`);
+  // The high-res image may also be bytes (the stochastic stem decodes them).
+  if (t.dtype !== cfg.dtype && !(what === 'high' && t.dtype === 'uint8')) fail(`of dtype ${t.dtype} (the model is ${cfg.dtype})`);
 }
 
 /** Validates an input against the config; throws an Error naming the expected input. */

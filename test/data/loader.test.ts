@@ -104,6 +104,25 @@ describe('createLoader', () => {
     expect(() => D.createLoader(items, { batchSize: 3, sides: { low: 16, high: 8 }, augment: false, seed: 1 })).toThrow(/createLoader: sides .* high ≥ low; got low 16, high 8/);
   });
 
+  it('highBytes: the high view as uint8 bytes that normalise to the float view, through worker threads too', async () => {
+    const float = await collect(D.createLoader(items, { ...opts, workers: 0 }));
+    for (const workers of [0, 1]) {
+      const loader = D.createLoader(items, { ...opts, workers, highBytes: true });
+      let b = 0;
+      for await (const batch of loader) {
+        expect(batch.high!.dtype).toBe('uint8');
+        expect(batch.low!.dtype).toBe('float32');
+        expect(Array.from(dataSync(batch.low!))).toEqual(float[b].low);
+        const bytes = dataSync(batch.high!), plane = 24 * 24;
+        const normalised = Array.from(bytes, (v, i) => Math.fround((v / 255 - D.IMAGENET_MEAN[Math.floor(i / plane) % 3]) / D.IMAGENET_STD[Math.floor(i / plane) % 3]));
+        expect(normalised).toEqual(float[b].high);
+        b++;
+      }
+      expect(b).toBe(3);
+      await loader.close();
+    }
+  });
+
   it('class-balanced sampling draws the classes about equally', () => {
     const many = Array.from({ length: 1000 }, (_, i) => ({ label: i < 100 ? 1 : 0 }));
     const order = D.epochOrder(many, { seed: 3, epoch: 0, balanced: true });
