@@ -105,11 +105,20 @@ async function ours(backend: 'cpu' | 'gpu', compiled: boolean) {
   return oursOn(compiled);
 }
 
+/**
+ * The high-res image as training feeds it: uint8 bytes on the cpu backend (the loader's highBytes, normalised in
+ * the stochastic stem), float32 on the gpu backend (whose stochastic kernels read floats).
+ */
+function highImage(key: E.random.Key, shape: number[]): E.Tensor {
+  const u = E.random.uniform(key, shape);
+  return E.getBackend().name === 'cpu' ? E.tensor(Uint8Array.from(E.dataSync(u), (v) => Math.floor(v * 256)), shape) : E.sub(E.mul(u, E.scalar(4)), E.scalar(2));
+}
+
 async function oursOn(compiled: boolean) {
   const key = E.random.key(0);
   const model = E.nn.createModel(arch, { key, lowSize: low, ...(high ? { highSize: high } : {}) });
   const x = E.random.normal(E.random.foldIn(key, 1), [batch, 3, low, low]);
-  const input = high ? { low: x, high: E.random.normal(E.random.foldIn(key, 2), [batch, 3, high, high]) } : x;
+  const input = high ? { low: x, high: highImage(E.random.foldIn(key, 2), [batch, 3, high, high]) } : x;
   const y = E.tensor(Float32Array.from({ length: batch }, (_, i) => i % 2), [batch, 1]);
   if (kind === 'inference' && !compiled) return time(() => E.dataSync(E.nn.predict(model, input)), reps);
   if (kind === 'inference') {

@@ -39,6 +39,9 @@ export const STOCH = { n: 8, c: 3, size: 1024, o: 32, out: 112, k: 3, stride: 2 
 export function stochasticCase(key: E.random.Key) {
   const s = STOCH;
   const x = E.random.normal(E.random.foldIn(key, 4), [s.n, s.c, s.size, s.size]);
+  // The image as training feeds it (the loader's highBytes): bytes, normalised inside the conv by its decode.
+  const x8 = E.tensor(Uint8Array.from(E.dataSync(E.random.uniform(E.random.foldIn(key, 5), [s.n, s.c, s.size, s.size])), (v) => Math.floor(v * 256)), [s.n, s.c, s.size, s.size]);
+  const decode = E.datasets.imagenetDecode;
   const w = E.random.normal(E.random.foldIn(key, 2), [s.o, s.c, s.k, s.k], 0, 0.1);
   const ct = E.random.normal(E.random.foldIn(key, 3), [s.n, s.o, s.out, s.out]);
   const sliceSize = E.stochasticSliceSize([s.out, s.out], [s.k, s.k], s.stride);
@@ -54,16 +57,16 @@ export function stochasticCase(key: E.random.Key) {
    * Forward + weight gradient as a training step runs it: jitted, fresh windows from the key passed in each call, the
    * output's sum returned (as `plainStem`'s jitted pass).
    */
-  const jitted = (perImage: boolean) => {
+  const jitted = (perImage: boolean, bytes = false) => {
     const step = E.jit((k: E.random.Key, xs: E.Tensor, ws: E.Tensor, cts: E.Tensor) => {
       const windows = E.sampleWindows(k, { batch: s.n, channels: s.o, inputSize: [s.size, s.size], sliceSize, perImage });
-      const [y, pullback] = E.vjp((b: E.Tensor) => E.stochasticConv2d(xs, b, { stride: s.stride, outSize: [s.out, s.out], windows }), ws);
+      const [y, pullback] = E.vjp((b: E.Tensor) => E.stochasticConv2d(xs, b, { stride: s.stride, outSize: [s.out, s.out], windows, ...(bytes ? { decode } : {}) }), ws);
       return [E.sum(y), pullback(cts)];
     });
     let n = 0;
-    return () => step(E.random.foldIn(key, n++), x, w, ct);
+    return () => step(E.random.foldIn(key, n++), bytes ? x8 : x, w, ct);
   };
-  return { x, w, ct, optsFor, jitted };
+  return { x, x8, decode, w, ct, optsFor, jitted };
 }
 
 /**
@@ -165,9 +168,10 @@ export const conv: Suite = {
         await record(`${c.name} (weight grad, jit)`, 'cpu', 'forward+backward', plain['weight grad, jit']);
       }
     }
-    const stochRows = ['per-batch', 'per-image'].flatMap((f) => ['', ' (weight grad)', ' (weight grad, jit)', ' (weight grad, operands in the heap)'].map((v) => `stochastic/${f}${v}`));
+    const variants = ['', ' (weight grad)', ' (weight grad, jit)', ' (weight grad, operands in the heap)', ' (uint8)', ' (weight grad, uint8)', ' (weight grad, uint8, jit)'];
+    const stochRows = ['per-batch', 'per-image'].flatMap((f) => variants.map((v) => `stochastic/${f}${v}`));
     if (stochRows.some((name) => want(name, 'cpu', 'forward') || want(name, 'cpu', 'forward+backward'))) {
-      const { x, w, ct, optsFor, jitted } = stochasticCase(key);
+      const { x, x8, decode, w, ct, optsFor, jitted } = stochasticCase(key);
       const plain = plainOnce();
       // The large outputs live in the wasm heap (cpu fast/heap.ts `owned`): the first calls grow it to the working
       // set (fresh pages, once per process), so --quick warms up twice here.
@@ -198,6 +202,14 @@ export const conv: Suite = {
           return pullback(ct);
         }, 'weight grad');
         await paired(`${name} (weight grad, jit)`, 'forward+backward', jitted(perImage), 'weight grad, jit');
+        // The image as bytes (training's form): forward, forward + weight gradient, eager and jitted.
+        await paired(`${name} (uint8)`, 'forward', () => E.stochasticConv2d(x8, w, { ...opts(), decode }), 'forward');
+        await paired(`${name} (weight grad, uint8)`, 'forward+backward', () => {
+          const o = { ...opts(), decode };
+          const [, pullback] = E.vjp((b: E.Tensor) => E.stochasticConv2d(x8, b, o), w);
+          return pullback(ct);
+        }, 'weight grad');
+        await paired(`${name} (weight grad, uint8, jit)`, 'forward+backward', jitted(perImage, true), 'weight grad, jit');
         // The same two kernels with the operands already in the wasm heap, as a compiled step's memory plan places
         // them: the pointer entry points, nothing copied in or out.
         const heap = F.wasmHeap();
