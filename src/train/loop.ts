@@ -14,7 +14,6 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as E from 'fp-ts/lib/Either.js';
-import { getBackend } from '../backends/backend.ts';
 import { keyData } from '../tensor/random.ts';
 import type { ModelConfig, Params, State } from '../nn/efficientnet.ts';
 import { createLoader, createPool, type Batch, type Loader, type WorkerPool } from '../data/loader.ts';
@@ -29,7 +28,7 @@ import { createOptimizer, type OptState, type Optimizer } from './optim.ts';
 import { learningRate, type ScheduleConfig } from './schedule.ts';
 import type { Reporter } from './report.ts';
 import { type RunLog, type SkipRow, epochRow } from './runlog.ts';
-import { MICRO_BATCH_BUDGET_BYTES, type Predictions, type StepResult, fitMicroBatch, microStepArenaBytes, predictAll, rootKey, trainKey, trainStep } from './step.ts';
+import { MICRO_BATCH_BUDGET_BYTES, type Predictions, type StepResult, fitMicroBatch, highBytes, microStepArenaBytes, predictAll, rootKey, trainKey, trainStep } from './step.ts';
 
 export { evalKey, initKey, rootKey, trainKey } from './step.ts';
 
@@ -257,9 +256,7 @@ function openLoop(ctx: LoopContext, start: LoopStart): LoopEnv {
   const pool = cfg.workers > 0 ? createPool(cfg.workers) : null;
   // One cache of decoded images for both loaders (their images differ; the budget is the run's).
   const cache = cfg.imageCache > 0 ? createImageCache(cfg.imageCache * 2 ** 20) : null;
-  // On the cpu backend the high-res view as bytes: a quarter of the memory and of the stochastic stem's reads (the
-  // stem normalises them); the gpu backend's stochastic kernels read floats.
-  const common = { sides: mc.sides, highBytes: getBackend().name === 'cpu', seed: cfg.seed, workers: cfg.workers, prefetch: 2, batchSize: cfg.batchSize, ...(pool ? { pool } : {}), ...(cache ? { cache } : {}) };
+  const common = { sides: mc.sides, highBytes: highBytes(), seed: cfg.seed, workers: cfg.workers, prefetch: 2, batchSize: cfg.batchSize, ...(pool ? { pool } : {}), ...(cache ? { cache } : {}) };
   // A last batch of one image is dropped (batch norm cannot normalise a single 1 × 1 value).
   const trainLoader = createLoader(ctx.train, { ...common, augment: cfg.augment, shuffle: true, dropLast: ctx.train.length % cfg.batchSize === 1 });
   const valLoader = createLoader(ctx.val, { ...common, augment: false, shuffle: false });

@@ -8,6 +8,7 @@
  * order and augmentations from (seed, epoch, position). Nothing depends on what ran before, so a
  * run resumed from a checkpoint at step s of epoch e continues bit for bit.
  */
+import { getBackend } from '../backends/backend.ts';
 import type { Tensor } from '../tensor/tensor.ts';
 import { data } from '../tensor/tensor.ts';
 import * as o from '../tensor/ops.ts';
@@ -119,10 +120,16 @@ export const MICRO_BATCH_BUDGET_BYTES = 4 * 2 ** 30 - 256 * 2 ** 20;
 
 /** Live intermediate bytes of the compiled train micro-step at micro-batch `n` (traced on shapes only; the entry is kept for the run). */
 export function microStepArenaBytes(mc: ModelConfig, spec: LossSpec, params: Params, state: State, n: number): number {
-  const input = inputAt(mc.sides, (s) => shapeOnly([n, 3, s, s], mc.dtype));
+  const input = inputAt(mc.sides, (s, image) => shapeOnly([n, 3, s, s], image === 'high' && highBytes() ? 'uint8' : mc.dtype));
   const targets = shapeOnly([n, spec.numClasses === 1 ? 1 : spec.numClasses], mc.dtype);
   return compiledStep(mc, spec).lower(params, state, input, targets, shapeOnly([], mc.dtype), makeKey(0)).memory.intermediateBytes;
 }
+
+/**
+ * Whether the trainer's loaders give the high-res view as uint8 bytes (`highBytes`): on the cpu backend, whose
+ * stochastic kernels read bytes (a quarter of the memory and reads); the gpu backend's read floats.
+ */
+export const highBytes = (): boolean => getBackend().name === 'cpu';
 
 /**
  * The largest micro-batch ≤ `micro` whose step fits `budget` bytes (`bytesAt(n)`): intermediates
