@@ -76,7 +76,8 @@ export function depthwiseForwardPtr(px: number, pw: number, py: number, d: Depth
 /** Whether the forward takes the four-channels-per-vector kernels of dwlanes.ts (planes up to 128×128). */
 export const depthwiseUsesLanes = (d: DepthwiseGeom): boolean => laneGeomOk(laneGeom(d));
 
-const laneGeom = (d: DepthwiseGeom): LaneGeom => ({
+/** The lane kernels' geometry of a depthwise conv (dwlanes.ts). */
+export const laneGeom = (d: DepthwiseGeom): LaneGeom => ({
   H: d.H, W: d.W, OH: d.OH, OW: d.OW, kh: d.kh, kw: d.kw, sh: d.stride[0], sw: d.stride[1], dh: d.dilation[0], dw: d.dilation[1], pt: d.padding[0], pl: d.padding[2],
 });
 
@@ -155,7 +156,7 @@ export function depthwiseGradInputPtr(pg: number, pw: number, pdx: number, d: De
  * input channel, x̄ = ȳ convolved with the kernel turned by 180°, padded by (k − 1)·d − p above and left (negative:
  * rows and columns of ȳ that no x̄ reads). Null elsewhere.
  */
-function gradInputAsForward(d: DepthwiseGeom): DepthwiseGeom | null {
+export function gradInputAsForward(d: DepthwiseGeom): DepthwiseGeom | null {
   if (d.O !== d.C || d.stride[0] !== 1 || d.stride[1] !== 1) return null;
   const [pt, , pl] = d.padding;
   const top = (d.kh - 1) * d.dilation[0] - pt, left = (d.kw - 1) * d.dilation[1] - pl;

@@ -202,7 +202,7 @@ function transposeIn(f: Fn, HW: number, px: readonly number[], xT: number, a: re
  * Runs of consecutive output rows whose taps fall inside the plane in the same kernel rows (the top and bottom rows
  * under the padding, then the interior rows): one loop each, the row's code unrolled over its columns.
  */
-function rowRuns(g: LaneGeom): { r0: number; r1: number; kys: number[] }[] {
+export function rowRuns(g: LaneGeom): { r0: number; r1: number; kys: number[] }[] {
   const runs: { r0: number; r1: number; kys: number[] }[] = [];
   for (let oi = 0; oi < g.OH; oi++) {
     const kys = Array.from({ length: g.kh }, (_, ky) => ky).filter((ky) => {
@@ -216,17 +216,28 @@ function rowRuns(g: LaneGeom): { r0: number; r1: number; kys: number[] }[] {
   return runs;
 }
 
-/** The taps (ky, kx) of output column oj inside the plane, for the kernel rows `kys`. */
-function columnTaps(g: LaneGeom, oj: number, kys: readonly number[]): { tap: number; off: number }[] {
+/**
+ * The taps (ky, kx) of output column oj inside the plane, for the kernel rows `kys`; `off`: the tap's input pixel
+ * relative to the row's base pixel (rowShift: under the first of the kernel rows `kys`, column 0).
+ */
+export function columnTaps(g: LaneGeom, oj: number, kys: readonly number[]): { tap: number; off: number }[] {
   const out: { tap: number; off: number }[] = [];
   for (const ky of kys) {
     for (let kx = 0; kx < g.kw; kx++) {
       const ix = oj * g.sw - g.pl + kx * g.dw;
-      if (ix >= 0 && ix < g.W) out.push({ tap: ky * g.kw + kx, off: ky * g.dh * g.W + ix });
+      if (ix >= 0 && ix < g.W) out.push({ tap: ky * g.kw + kx, off: (ky - kys[0]) * g.dh * g.W + ix });
     }
   }
   return out;
 }
+
+/**
+ * Output row oi's taps are addressed from input row oi·sh + rowShift (column 0): the row under the first kernel row
+ * inside the plane (row 0 where none is). Never above the plane: a pointer formed under the padding rows above (a
+ * gradient's turned kernel has up to (k − 1)·d of them) could fall below address 0 and trap, as the scratch may lie
+ * that low.
+ */
+export const rowShift = (g: LaneGeom, kys: readonly number[]): number => (kys.length ? kys[0] * g.dh - g.pt : 0);
 
 /** Whether the four columns from j0 all have every tap of the kernel rows `kys` inside the plane (an interior group). */
 const interior = (g: LaneGeom, j0: number, kys: readonly number[]): boolean =>
@@ -324,8 +335,9 @@ function sweep(f: Fn, g: LaneGeom, xT: number, group: (kys: readonly number[], j
   for (const run of rowRuns(g)) {
     const { ja, jb } = columnPlan(g, run.kys);
     f.for(ri, i32(run.r0), i32(run.r1), i32(1), () => {
-      // xb: the input row under kernel row 0 of output row ri (the padding rows above are never read).
-      f.set(xb, add(get(xT), mul(sub(mul(get(ri), i32(g.sh)), i32(g.pt)), i32(16 * g.W))));
+      // xb: the row's base pixel (rowShift); an output row with no taps inside reads nothing.
+      const row = run.kys.length ? add(mul(get(ri), i32(g.sh)), i32(rowShift(g, run.kys))) : i32(0);
+      f.set(xb, add(get(xT), mul(row, i32(16 * g.W))));
       f.set(yr, mul(get(ri), i32(4 * g.OW)));
       for (let j0 = 0; j0 < ja; j0 += 4) group(run.kys, j0, xb, yr);
       if (jb > ja) {
