@@ -418,16 +418,17 @@ export function simdHeap(what: string): WasmHeap {
 export const paddedBytes = (bytes: number): number => Math.ceil((bytes + SLACK) / 64) * 64;
 
 /**
- * Calls f(lo, hi) for each of `parts` contiguous ranges splitting [0, n) (fewer when n is small, one when n is 0),
- * for a job's tasks. No arrays: compiled steps build hundreds of jobs per call.
+ * A job's tasks as contiguous ranges of [0, n): `rangeCount(n, parts)` of them (fewer when n is small, one when n is
+ * 0), range i being [rangeAt(i, n, k), rangeAt(i + 1, n, k)). No arrays: compiled steps build hundreds of jobs per
+ * call. Kernels loop over the ranges in their own body, not through a callback: a callback written in place is a new
+ * closure on every call, and V8 keeps a closure's optimized code only while a closure of it survives a full
+ * collection, so after each one the job-building loops ran unoptimized and were compiled again (10–27 ms of compiler
+ * time each, on the two cores the kernels use).
  */
-export function forRanges(n: number, parts: number, f: (lo: number, hi: number) => void): void {
-  const k = Math.max(1, Math.min(n, parts));
-  for (let i = 0; i < k; i++) f(Math.round((i * n) / k), Math.round(((i + 1) * n) / k));
-}
+export const rangeCount = (n: number, parts: number): number => Math.max(1, Math.min(n, parts));
+export const rangeAt = (i: number, n: number, k: number): number => Math.round((i * n) / k);
 
 /** Tasks for a job over n units: small enough ranges that a thread the scheduler delays leaves little for the others. */
 const TASKS_PER_THREAD = 4;
-export const forTasks = (n: number, f: (lo: number, hi: number) => void): void => forRanges(n, TASKS_PER_THREAD * poolThreads(), f);
-/** How many ranges `forTasks(n, …)` makes. */
-export const taskCountFor = (n: number): number => Math.max(1, Math.min(n, TASKS_PER_THREAD * poolThreads()));
+/** How many ranges a job over n units is split into. */
+export const taskCountFor = (n: number): number => rangeCount(n, TASKS_PER_THREAD * poolThreads());

@@ -36,7 +36,7 @@ import { Consts, siluV } from './vmath.ts';
 import type { ConvGeometry } from '../conv_geom.ts';
 import { wasmHeap } from './heap.ts';
 import { Job, type PoolKernel, S, loadKernels } from './pool.ts';
-import { SLACK, forTasks, paddedBytes, simdHeap } from './convsimd.ts';
+import { SLACK, paddedBytes, rangeAt, simdHeap, taskCountFor } from './convsimd.ts';
 import type { RowEpilogue } from './activations.ts';
 
 /**
@@ -358,14 +358,15 @@ export function directConvForwardPtr(px: number, pw: number, py: number, g: Dire
   const sc = epi?.scale ?? 0, sh = epi?.shift ?? 0, scr = S(SLACK);
   const xImg = 4 * g.C * g.H * g.W, yImg = 4 * g.O * g.OH * g.OW;
   const job = new Job();
-  forTasks(g.N * L.bands, (u0, u1) => {
+  const units = g.N * L.bands, kt = taskCountFor(units);
+  for (let i = 0; i < kt; i++) {
     job.call(k.pack, pw, scr);
-    for (let u = u0; u < u1; u++) {
+    for (let u = rangeAt(i, units, kt), u1 = rangeAt(i + 1, units, kt); u < u1; u++) {
       const n = Math.floor(u / L.bands), b = u % L.bands, i0 = b * L.band;
       job.call(k.conv, px + n * xImg, sc, sh, py + n * yImg, i0, Math.min(g.OH, i0 + L.band), scr);
     }
     job.endTask();
-  });
+  }
   job.run(SLACK + paddedBytes(L.bytes));
 }
 

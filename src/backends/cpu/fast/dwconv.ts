@@ -15,7 +15,7 @@
  *
  * `depthwiseSimdOk` says whether a call can take this path (float32, wasm SIMD, column stride 1 or 2).
  */
-import { type Geom, SLACK, convSimdAvailable, forRanges, forTasks, ginColumnShift, ginPadding, kernels, paddedBytes, simdHeap, taskCountFor } from './convsimd.ts';
+import { type Geom, SLACK, convSimdAvailable, ginColumnShift, ginPadding, kernels, paddedBytes, rangeAt, rangeCount, simdHeap, taskCountFor } from './convsimd.ts';
 import type { ConvGeometry } from '../conv_geom.ts';
 import { Job, S } from './pool.ts';
 import { type RowEpilogue, affineRows, channelSumPtr, epilogueFrom } from './activations.ts';
@@ -100,11 +100,11 @@ export function depthwiseLanes(px: number, pw: number, py: number, d: DepthwiseG
   const call = (n0: number, n1: number, g0: number, g1: number) =>
     job.call(k, px + n0 * d.C * d.H * d.W * 4, pw, sc, sh, py + n0 * d.O * d.OH * d.OW * 4, d.C, d.O, n1 - n0, g0, g1, scr, psum === undefined ? undefined : psum + n0 * d.O * 4).endTask();
   if (G >= parts) {
-    forTasks(G, (g0, g1) => call(0, d.N, g0, g1));
+    for (let i = 0, kt = taskCountFor(G); i < kt; i++) call(0, d.N, rangeAt(i, G, kt), rangeAt(i + 1, G, kt));
   } else {
-    forRanges(d.N, Math.ceil(parts / G), (n0, n1) => {
-      for (let g = 0; g < G; g++) call(n0, n1, g, g + 1);
-    });
+    for (let i = 0, kt = rangeCount(d.N, Math.ceil(parts / G)); i < kt; i++) {
+      for (let g = 0; g < G; g++) call(rangeAt(i, d.N, kt), rangeAt(i + 1, d.N, kt), g, g + 1);
+    }
   }
   job.run(SLACK + paddedBytes(laneScratchBytes(lg)));
 }
@@ -122,9 +122,10 @@ function depthwiseStacked(px: number, pw: number, py: number, d: DepthwiseGeom, 
   // Scratch arguments made once per job (the calls below number thousands).
   const sx = S(xp), sxIn = S(xp + (pt * Wp + pl) * 4), sy = S(ys);
   const job = new Job();
-  forTasks(C * chunks, (u0, u1) => {
+  const units = C * chunks, kt = taskCountFor(units);
+  for (let i = 0; i < kt; i++) {
     job.call(k.fill, sx, 0, planes * Hs * Wp * 4);
-    for (let u = u0; u < u1; u++) {
+    for (let u = rangeAt(i, units, kt), u1 = rangeAt(i + 1, units, kt); u < u1; u++) {
       const c = Math.floor(u / chunks), n0 = (u % chunks) * planes, ns = Math.min(planes, N - n0);
       job.call(k.copy3d, px + (n0 * C + c) * HW * 4, C * HW * 4, W * 4, sxIn, Hs * Wp * 4, Wp * 4, ns, H, W);
       for (let m = 0; m < M; m++) {
@@ -136,7 +137,7 @@ function depthwiseStacked(px: number, pw: number, py: number, d: DepthwiseGeom, 
       }
     }
     job.endTask();
-  });
+  }
   job.run(ys + paddedBytes(((planes - 1) * rs + OH) * OW * 4));
 }
 
@@ -195,9 +196,10 @@ function gradInputGather(pg: number, pw: number, pdx: number, d: DepthwiseGeom, 
   const chunks = Math.ceil(N / planes);
   const sgp = S(gp), sdx = S(dxs), sg00 = S(g00), sgBase = S(g00 + base * 4);
   const job = new Job();
-  forTasks(C * chunks, (u0, u1) => {
+  const units = C * chunks, kt = taskCountFor(units);
+  for (let i = 0; i < kt; i++) {
     job.call(k.fill, sgp, 0, Hg(planes) * Wg * 4);
-    for (let u = u0; u < u1; u++) {
+    for (let u = rangeAt(i, units, kt), u1 = rangeAt(i + 1, units, kt); u < u1; u++) {
       const c = Math.floor(u / chunks), n0 = (u % chunks) * planes, ns = Math.min(planes, N - n0);
       job.call(k.fill, sdx, 0, dxRows(ns) * W * 4);
       for (let m = 0; m < M; m++) {
@@ -208,7 +210,7 @@ function gradInputGather(pg: number, pw: number, pdx: number, d: DepthwiseGeom, 
       job.call(k.copy3d, sdx, xr * W * 4, W * 4, pdx + (n0 * C + c) * HW * 4, C * HW * 4, W * 4, ns, H, W);
     }
     job.endTask();
-  });
+  }
   job.run(dxs + paddedBytes(dxRows(planes) * W * 4));
 }
 
@@ -221,7 +223,8 @@ export function depthwiseGradFilterPtr(px: number, pg: number, pdw: number, d: D
   if (planes === undefined && depthwiseUsesLanes(d)) {
     const lg = laneGeom(d), k = laneKernel(lg, 'gradFilter'), scr = S(SLACK);
     const job = new Job();
-    forTasks(Math.ceil(d.O / 4), (g0, g1) => job.call(k, px, pg, pdw, d.C, d.O, d.N, g0, g1, scr).endTask());
+    const G = Math.ceil(d.O / 4), kt = taskCountFor(G);
+    for (let i = 0; i < kt; i++) job.call(k, px, pg, pdw, d.C, d.O, d.N, rangeAt(i, G, kt), rangeAt(i + 1, G, kt), scr).endTask();
     job.run(SLACK + paddedBytes(laneGradFilterScratchBytes(lg)));
   } else {
     gradFilterRows(px, pg, pdw, d, planes ?? stacking(d).planes);
@@ -247,10 +250,10 @@ function gradFilterRows(px: number, pg: number, pdw: number, d: DepthwiseGeom, p
   const sx = S(xp), sxIn = S(xp + (pt * Wp + pl) * 4), sg = S(gs);
   const sxRow = Array.from({ length: kh }, (_, ky) => S(xp + ky * dh * Wp * 4));
   const job = new Job();
-  forTasks(C, (c0, c1) => {
+  for (let i = 0, kt = taskCountFor(C); i < kt; i++) {
     job.call(k.fill, sx, 0, planes * Hs * Wp * 4);
     job.call(k.fill, sg, 0, planes * rs * OW * 4);
-    for (let c = c0; c < c1; c++) {
+    for (let c = rangeAt(i, C, kt), c1 = rangeAt(i + 1, C, kt); c < c1; c++) {
       // The stacks of this channel: images [n0, n0 + ns).
       for (let n0 = 0; n0 < N; n0 += planes) {
         const ns = Math.min(planes, N - n0);
@@ -263,7 +266,7 @@ function gradFilterRows(px: number, pg: number, pdw: number, d: DepthwiseGeom, p
       }
     }
     job.endTask();
-  });
+  }
   job.run(gs + paddedBytes(planes * rs * OW * 4));
 }
 

@@ -17,7 +17,7 @@
  * `pointwiseBatchedOk` says when a call takes the batched path at all.
  */
 import type { ConvGeometry } from '../conv_geom.ts';
-import { convSimdAvailable, forTasks, kernels, simdHeap } from './convsimd.ts';
+import { convSimdAvailable, kernels, rangeAt, simdHeap, taskCountFor } from './convsimd.ts';
 import { Job, type PoolKernel } from './pool.ts';
 import { imagesWaste, sgemmPtr } from './sgemm.ts';
 import type { RowEpilogue } from './activations.ts';
@@ -48,7 +48,10 @@ function swap01(src: number, dst: number, A: number, B: number, P: number): void
   copy3d ??= kernels({ cn: 1, kh: 1, kw: 1, sh: 1, sw: 1, dh: 1, dw: 1 }).copy3d;
   const job = new Job();
   const k = copy3d;
-  forTasks(B, (b0, b1) => job.call(k, src + b0 * P * 4, B * P * 4, P * 4, dst + b0 * A * P * 4, P * 4, A * P * 4, A, b1 - b0, P).endTask());
+  for (let i = 0, kt = taskCountFor(B); i < kt; i++) {
+    const b0 = rangeAt(i, B, kt), b1 = rangeAt(i + 1, B, kt);
+    job.call(k, src + b0 * P * 4, B * P * 4, P * 4, dst + b0 * A * P * 4, P * 4, A * P * 4, A, b1 - b0, P).endTask();
+  }
   job.run(0);
 }
 

@@ -17,7 +17,7 @@
  *     to memory once and is never read back from it.
  * Windows are validated by the primitive's shape rule (autograd/conv.ts) before any kernel runs.
  */
-import { type Geom, SLACK, convSimdAvailable, forRanges, ginColumnShift, ginPadding, kernels, paddedBytes, simdHeap, taskCountFor } from './convsimd.ts';
+import { type Geom, SLACK, convSimdAvailable, ginColumnShift, ginPadding, kernels, paddedBytes, rangeAt, rangeCount, simdHeap, taskCountFor } from './convsimd.ts';
 import { stochKernels } from './stochsimd.ts';
 import { type StochasticGeometry, windowIndex } from '../conv_geom.ts';
 import { Job, S } from './pool.ts';
@@ -50,9 +50,11 @@ export function setStochasticBandRows(rows: number | undefined): void {
 
 const heapOrThrow = () => simdHeap('stochastic conv');
 
-/** Calls f(t0, t1) for the tasks of the (image, channel) pairs t = n·O + o, image-major: the threads work through one image at a time. */
-const forPairTasks = (s: StochasticGeom, f: (t0: number, t1: number) => void): void =>
-  forRanges(s.N * s.O, Math.min(MAX_PAIR_TASKS, Math.ceil((s.N * s.O) / PAIRS_PER_TASK)), f);
+/**
+ * Tasks over the (image, channel) pairs t = n·O + o, image-major (the threads work through one image at a time): task i
+ * is the pairs [rangeAt(i, N·O, k), rangeAt(i + 1, N·O, k)) of k = pairTaskCount(s).
+ */
+const pairTaskCount = (s: StochasticGeom): number => rangeCount(s.N * s.O, Math.min(MAX_PAIR_TASKS, Math.ceil((s.N * s.O) / PAIRS_PER_TASK)));
 /** Windows per task at least (each is ~3·10⁵ multiply-adds at the stem's size), and tasks per job at most. */
 const PAIRS_PER_TASK = 4;
 const MAX_PAIR_TASKS = 1024;
@@ -128,30 +130,30 @@ function forwardWith(px: number, pw: number, py: number, s: StochasticGeom, es: 
   const P = OH * OW, T = C * kh * kw;
   const k = tapKernels(s, es === 1);
   const B = fwdBandRows(s, es);
-  const b = (o: number) => (es === 1 ? pb + 4 * o : undefined);
   const job = new Job();
   if (B >= H) {
-    forPairTasks(s, (t0, t1) => {
-      for (let t = t0; t < t1; t++) {
+    const NO = N * O, kt = pairTaskCount(s);
+    for (let i = 0; i < kt; i++) {
+      for (let t = rangeAt(i, NO, kt), t1 = rangeAt(i + 1, NO, kt); t < t1; t++) {
         const o = t % O;
-        job.call(k.fwd, windowAt(px, s, (t - o) / O, o, es), W * es, H * W * es, C, pw + o * T * 4, py + t * P * 4, OW * 4, OH, OW, b(o));
+        job.call(k.fwd, windowAt(px, s, (t - o) / O, o, es), W * es, H * W * es, C, pw + o * T * 4, py + t * P * 4, OW * 4, OH, OW, es === 1 ? pb + 4 * o : undefined);
       }
       job.endTask();
-    });
+    }
   } else {
-    const nb = Math.ceil(H / B);
-    forRanges(N * nb, Math.min(MAX_PAIR_TASKS, N * nb), (u0, u1) => {
-      for (let u = u0; u < u1; u++) {
+    const nb = Math.ceil(H / B), units = N * nb, kt = rangeCount(units, MAX_PAIR_TASKS);
+    for (let i = 0; i < kt; i++) {
+      for (let u = rangeAt(i, units, kt), u1 = rangeAt(i + 1, units, kt); u < u1; u++) {
         const n = Math.floor(u / nb), b0 = (u % nb) * B;
         for (let o = 0; o < O; o++) {
           // Output rows [i0, i1) of the window: those whose first input row lies in the band [b0, b0 + B).
           const wi = windowIndex(s, n, o), r = s.windows[2 * wi], q = s.windows[2 * wi + 1];
           const i0 = Math.max(0, Math.ceil((b0 - r) / sh)), i1 = Math.min(OH, Math.ceil((b0 + B - r) / sh));
-          if (i0 < i1) job.call(k.fwd, px + ((n * C * H + r + sh * i0) * W + q) * es, W * es, H * W * es, C, pw + o * T * 4, py + ((n * O + o) * P + i0 * OW) * 4, OW * 4, i1 - i0, OW, b(o));
+          if (i0 < i1) job.call(k.fwd, px + ((n * C * H + r + sh * i0) * W + q) * es, W * es, H * W * es, C, pw + o * T * 4, py + ((n * O + o) * P + i0 * OW) * 4, OW * 4, i1 - i0, OW, es === 1 ? pb + 4 * o : undefined);
         }
       }
       job.endTask();
-    });
+    }
   }
   job.run(0);
 }
@@ -172,13 +174,14 @@ export function stochasticGradFilterPtr(px: number, pg: number, pdw: number, s: 
   const part = staged ? h.alloc(N * O * slot * 4) : pdw;
   try {
     const job = new Job();
-    forPairTasks(s, (t0, t1) => {
-      for (let t = t0; t < t1; t++) {
+    const NO = N * O, kt = pairTaskCount(s);
+    for (let i = 0; i < kt; i++) {
+      for (let t = rangeAt(i, NO, kt), t1 = rangeAt(i + 1, NO, kt); t < t1; t++) {
         const o = t % O;
         job.call(k.gw, windowAt(px, s, (t - o) / O, o, es), W * es, H * W * es, C, pg + t * P * 4, OW * 4, OH, OW, part + t * slot * 4);
       }
       job.endTask();
-    });
+    }
     job.run(0);
     if (staged) sumSlots(h.f32(), part >>> 2, pdw >>> 2, s, slot, decode);
   } finally {
@@ -239,8 +242,8 @@ export function stochasticGradInputPtr(pg: number, pw: number, pdx: number, s: S
       rs[o] = s.windows[2 * wi];
       qs[o] = s.windows[2 * wi + 1];
     }
-    forRanges(nb, parts, (u0, u1) => {
-      const r0 = u0 * B, r1 = Math.min(H, u1 * B);
+    for (let i = 0, kt = rangeCount(nb, parts); i < kt; i++) {
+      const r0 = rangeAt(i, nb, kt) * B, r1 = Math.min(H, rangeAt(i + 1, nb, kt) * B);
       for (let o = 0; o < O; o++) {
         const r = rs[o];
         if (r >= r1 || r + Hs <= r0) continue;
@@ -261,7 +264,7 @@ export function stochasticGradInputPtr(pg: number, pw: number, pdx: number, s: S
         }
       }
       job.endTask();
-    });
+    }
   }
   job.run(gp + paddedBytes(O * Hg * Wg * 4));
 }
