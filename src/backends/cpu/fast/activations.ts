@@ -17,6 +17,7 @@ import {
 } from './wasm.ts';
 import { type WasmHeap, wasmHeap } from './heap.ts';
 import { Job, type PoolKernel, type ScratchArg, loadKernels, poolThreads, taskCount } from './pool.ts';
+import { rangeAt, rangeCount } from './convsimd.ts';
 import type { Kernel, TypedArray } from '../../backend.ts';
 import { sizeOf } from '../../../tensor/shape.ts';
 import { Consts, sig, siluGradV, siluV } from './vmath.ts';
@@ -229,8 +230,13 @@ function mapJob(k: PoolKernel, ins: readonly number[], out: number, n: number): 
 
 /** Splits [0, n) of units of `unit` elements into tasks of about GRAIN elements: (lo, hi) pairs. */
 function unitTasks(n: number, unit: number): [number, number][] {
-  const parts = poolThreads() === 1 ? 1 : Math.max(1, Math.min(n, taskCount(Math.ceil((n * unit) / GRAIN))));
-  return Array.from({ length: parts }, (_, i) => [Math.round((i * n) / parts), Math.round(((i + 1) * n) / parts)] as [number, number]).filter(([a, b]) => b > a);
+  const k = poolThreads() === 1 ? 1 : rangeCount(n, taskCount(Math.ceil((n * unit) / GRAIN)));
+  const tasks: [number, number][] = [];
+  for (let i = 0; i < k; i++) {
+    const lo = rangeAt(i, n, k), hi = rangeAt(i + 1, n, k);
+    if (hi > lo) tasks.push([lo, hi]);
+  }
+  return tasks;
 }
 
 // ---- pointer entry points (operands in the heap, byte addresses) ---------------------------------------------

@@ -422,8 +422,8 @@ export const paddedBytes = (bytes: number): number => Math.ceil((bytes + SLACK) 
  * 0), range i being [rangeAt(i, n, k), rangeAt(i + 1, n, k)). No arrays: compiled steps build hundreds of jobs per
  * call. Kernels loop over the ranges in their own body, not through a callback: a callback written in place is a new
  * closure on every call, and V8 keeps a closure's optimized code only while a closure of it survives a full
- * collection, so after each one the job-building loops ran unoptimized and were compiled again (10–27 ms of compiler
- * time each, on the two cores the kernels use).
+ * collection, so a job-building loop in one would run unoptimized after every collection and be compiled again
+ * (10–27 ms of compiler time each, on the two cores the kernels use; test/backends/cpu/fast/recompile.test.ts).
  */
 export const rangeCount = (n: number, parts: number): number => Math.max(1, Math.min(n, parts));
 export const rangeAt = (i: number, n: number, k: number): number => Math.round((i * n) / k);
