@@ -19,7 +19,7 @@
  * Windows are validated by the primitive's shape rule (autograd/conv.ts) before any kernel runs.
  */
 import { type Geom, SLACK, convSimdAvailable, ginColumnShift, ginPadding, kernels, paddedBytes, rangeAt, rangeCount, simdHeap, taskCountFor } from './convsimd.ts';
-import { stochKernels } from './stochsimd.ts';
+import { type StochKernels, stochKernels } from './stochsimd.ts';
 import { type StochasticGeometry, windowIndex } from '../conv_geom.ts';
 import { Job, S } from './pool.ts';
 
@@ -123,11 +123,41 @@ export function stochasticForwardPtr(px: number, pw: number, py: number, s: Stoc
   }
 }
 
+/** What `bandTasks` calls per window: the forward (weights, and for a uint8 image biases) or the filter gradient (slots). */
+type BandTarget = { readonly kind: 'fwd'; readonly pw: number; readonly pb: number } | { readonly kind: 'gw'; readonly out: number; readonly slot: number };
+
+/**
+ * Appends to `job`, per image and band of B input rows (u = n·nb + band; a task per band or run of bands,
+ * image-major): a touch of the band's rows (and the kh − 1 after it that its last output rows reach), then per
+ * window the kernel over its output rows [i0, i1) that start in the band: fwd writes those rows of y (at pyg), gw
+ * reads those rows of ḡ (at pyg) and writes its sums to slot (u, o).
+ */
+function bandTasks(job: Job, k: StochKernels, s: StochasticGeom, es: number, B: number, px: number, pyg: number, t: BandTarget): void {
+  const { N, C, H, W, O, kh, kw } = s;
+  const [OH, OW] = s.outSize;
+  const sh = s.stride[0], P = OH * OW, T = C * kh * kw;
+  const nb = Math.ceil(H / B), units = N * nb, kt = rangeCount(units, MAX_PAIR_TASKS);
+  for (let i = 0; i < kt; i++) {
+    for (let u = rangeAt(i, units, kt), u1 = rangeAt(i + 1, units, kt); u < u1; u++) {
+      const n = Math.floor(u / nb), b0 = (u % nb) * B;
+      job.call(k.touch, px + (n * C * H + b0) * W * es, Math.min(B + kh - 1, H - b0) * W * es, 1, 0, C, H * W * es);
+      for (let o = 0; o < O; o++) {
+        const wi = windowIndex(s, n, o), r = s.windows[2 * wi], q = s.windows[2 * wi + 1];
+        const i0 = Math.max(0, Math.ceil((b0 - r) / sh)), i1 = Math.min(OH, Math.ceil((b0 + B - r) / sh));
+        if (i0 >= i1) continue;
+        const xw = px + ((n * C * H + r + sh * i0) * W + q) * es, yg = pyg + ((n * O + o) * P + i0 * OW) * 4;
+        if (t.kind === 'fwd') job.call(k.fwd, xw, W * es, H * W * es, C, t.pw + o * T * 4, yg, OW * 4, i1 - i0, OW, es === 1 ? t.pb + 4 * o : undefined);
+        else job.call(k.gw, xw, W * es, H * W * es, C, yg, OW * 4, i1 - i0, OW, t.out + (u * O + o) * t.slot * 4);
+      }
+    }
+    job.endTask();
+  }
+}
+
 /** The forward over an image of es-byte elements (4: float32; 1: uint8, with a bias per output channel at pb). */
 function forwardWith(px: number, pw: number, py: number, s: StochasticGeom, es: number, pb: number): void {
   const { N, C, H, W, O, kh, kw } = s;
   const [OH, OW] = s.outSize;
-  const sh = s.stride[0];
   const P = OH * OW, T = C * kh * kw;
   const k = tapKernels(s, es === 1);
   const B = windowBandRows(s, es);
@@ -141,23 +171,7 @@ function forwardWith(px: number, pw: number, py: number, s: StochasticGeom, es: 
       }
       job.endTask();
     }
-  } else {
-    const nb = Math.ceil(H / B), units = N * nb, kt = rangeCount(units, MAX_PAIR_TASKS);
-    for (let i = 0; i < kt; i++) {
-      for (let u = rangeAt(i, units, kt), u1 = rangeAt(i + 1, units, kt); u < u1; u++) {
-        const n = Math.floor(u / nb), b0 = (u % nb) * B;
-        // The band's rows, and the kh − 1 after it that its last output rows reach, come in before its windows run.
-        job.call(k.touch, px + (n * C * H + b0) * W * es, Math.min(B + kh - 1, H - b0) * W * es, 1, 0, C, H * W * es);
-        for (let o = 0; o < O; o++) {
-          // Output rows [i0, i1) of the window: those whose first input row lies in the band [b0, b0 + B).
-          const wi = windowIndex(s, n, o), r = s.windows[2 * wi], q = s.windows[2 * wi + 1];
-          const i0 = Math.max(0, Math.ceil((b0 - r) / sh)), i1 = Math.min(OH, Math.ceil((b0 + B - r) / sh));
-          if (i0 < i1) job.call(k.fwd, px + ((n * C * H + r + sh * i0) * W + q) * es, W * es, H * W * es, C, pw + o * T * 4, py + ((n * O + o) * P + i0 * OW) * 4, OW * 4, i1 - i0, OW, es === 1 ? pb + 4 * o : undefined);
-        }
-      }
-      job.endTask();
-    }
-  }
+  } else bandTasks(job, k, s, es, B, px, py, { kind: 'fwd', pw, pb });
   job.run(0);
 }
 
@@ -171,7 +185,7 @@ function forwardWith(px: number, pw: number, py: number, s: StochasticGeom, es: 
 export function stochasticGradFilterPtr(px: number, pg: number, pdw: number, s: StochasticGeom, decode?: Decode): void {
   const { N, C, H, W, O, kh, kw } = s;
   const [OH, OW] = s.outSize;
-  const P = OH * OW, T = C * kh * kw, sh = s.stride[0];
+  const P = OH * OW, T = C * kh * kw;
   const es = decode ? 1 : 4;
   const k = tapKernels(s, !!decode);
   const h = heapOrThrow();
@@ -194,19 +208,7 @@ export function stochasticGradFilterPtr(px: number, pg: number, pdw: number, s: 
     } else {
       // A window that does not cross a band leaves its slot as it is: zero.
       h.f32().fill(0, part >>> 2, (part >>> 2) + groups * O * slot);
-      const kt = rangeCount(groups, MAX_PAIR_TASKS);
-      for (let i = 0; i < kt; i++) {
-        for (let u = rangeAt(i, groups, kt), u1 = rangeAt(i + 1, groups, kt); u < u1; u++) {
-          const n = Math.floor(u / nb), b0 = (u % nb) * B;
-          job.call(k.touch, px + (n * C * H + b0) * W * es, Math.min(B + kh - 1, H - b0) * W * es, 1, 0, C, H * W * es);
-          for (let o = 0; o < O; o++) {
-            const wi = windowIndex(s, n, o), r = s.windows[2 * wi], q = s.windows[2 * wi + 1];
-            const i0 = Math.max(0, Math.ceil((b0 - r) / sh)), i1 = Math.min(OH, Math.ceil((b0 + B - r) / sh));
-            if (i0 < i1) job.call(k.gw, px + ((n * C * H + r + sh * i0) * W + q) * es, W * es, H * W * es, C, pg + ((n * O + o) * P + i0 * OW) * 4, OW * 4, i1 - i0, OW, part + (u * O + o) * slot * 4);
-          }
-        }
-        job.endTask();
-      }
+      bandTasks(job, k, s, es, B, px, pg, { kind: 'gw', out: part, slot });
     }
     job.run(0);
     if (staged) sumSlots(h.f32(), part >>> 2, pdw >>> 2, s, groups, slot, decode);
