@@ -140,7 +140,7 @@ function bandTasks(job: Job, k: StochKernels, s: StochasticGeom, es: number, B: 
   for (let i = 0; i < kt; i++) {
     for (let u = rangeAt(i, units, kt), u1 = rangeAt(i + 1, units, kt); u < u1; u++) {
       const n = Math.floor(u / nb), b0 = (u % nb) * B;
-      job.call(k.touch, px + (n * C * H + b0) * W * es, Math.min(B + kh - 1, H - b0) * W * es, 1, 0, C, H * W * es);
+      job.call(k.touch, px + (n * C * H + b0) * W * es, Math.min(B + kh - 1, H - b0) * W * es, C, H * W * es);
       for (let o = 0; o < O; o++) {
         const wi = windowIndex(s, n, o), r = s.windows[2 * wi], q = s.windows[2 * wi + 1];
         const i0 = Math.max(0, Math.ceil((b0 - r) / sh)), i1 = Math.min(OH, Math.ceil((b0 + B - r) / sh));

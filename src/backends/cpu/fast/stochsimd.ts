@@ -266,25 +266,21 @@ function gw(g: TapGeom): Fn {
 }
 
 /**
- * touch(p, len, rows, rs, C, ps) → Σ of the i32 words it reads: one word per 64 bytes of every row [p + c·ps + r·rs,
- * + len) for c < C, r < rows, and the word at each row's last byte (up to 3 bytes past it, within SLACK); it brings
- * those cache lines in before fwd / gw read them.
- * The kernels read a window row 8 bytes per block, so a row's next line is asked for only once the ~100 instructions
- * of the blocks before it have gone through the reorder window, and few misses are ever in flight at once; this loop
- * has little else to do than load, so many are. The sum only keeps the loads from being dropped.
+ * touch(p, len, C, ps) → Σ of the i32 words it reads: one word per 64 bytes of each range [p + c·ps, + len) for
+ * c < C, and the word at the range's last byte (up to 3 bytes past it, within SLACK); it brings those cache lines in
+ * before fwd / gw read them. The kernels read a window row 8 bytes per block, so a row's next line is asked for
+ * only once the ~100 instructions of the blocks before it have gone through the reorder window, and few misses are
+ * ever in flight at once; this loop has little else to do than load, so many are. The sum only keeps the loads
+ * from being dropped.
  */
 function touch(): Fn {
-  const f = new Fn('touch', [T.i32, T.i32, T.i32, T.i32, T.i32, T.i32], [T.i32]);
-  const [p, len, rows, rs, C, ps] = f.params;
-  const c = f.local(T.i32), r = f.local(T.i32), o = f.local(T.i32), sum = f.local(T.i32), plane = f.local(T.i32), row = f.local(T.i32);
+  const f = new Fn('touch', [T.i32, T.i32, T.i32, T.i32], [T.i32]);
+  const [p, len, C, ps] = f.params;
+  const c = f.local(T.i32), o = f.local(T.i32), sum = f.local(T.i32), plane = f.local(T.i32);
   f.set(plane, get(p));
   f.for(c, i32(0), get(C), i32(1), () => {
-    f.set(row, get(plane));
-    f.for(r, i32(0), get(rows), i32(1), () => {
-      f.for(o, i32(0), get(len), i32(64), () => f.set(sum, add(get(sum), load('i32', add(get(row), get(o))))));
-      f.set(sum, add(get(sum), load('i32', add(get(row), sub(get(len), i32(1))))));
-      f.set(row, add(get(row), get(rs)));
-    });
+    f.for(o, i32(0), get(len), i32(64), () => f.set(sum, add(get(sum), load('i32', add(get(plane), get(o))))));
+    f.set(sum, add(get(sum), load('i32', add(get(plane), sub(get(len), i32(1))))));
     f.set(plane, add(get(plane), get(ps)));
   });
   f.emit(get(sum));
