@@ -218,16 +218,16 @@ export function stochasticGradFilterPtr(px: number, pg: number, pdw: number, s: 
 }
 
 /** dw[o, e] = Σ_u slot(u, o)[e] over the slot groups u, or for a uint8 image Σ_u scale[c]·slot(u, o)[e] + shift[c]·slot(u, o)[T] (e in plane c). */
-function sumSlots(m: Float32Array, p0: number, d0: number, s: StochasticGeom, N: number, slot: number, decode: Decode | undefined): void {
+function sumSlots(m: Float32Array, p0: number, d0: number, s: StochasticGeom, groups: number, slot: number, decode: Decode | undefined): void {
   const { O, C } = s, T = C * s.kh * s.kw, T2 = s.kh * s.kw;
   for (let o = 0; o < O; o++) {
     for (let e = 0; e < T; e++) {
       let sum = 0;
-      if (!decode) for (let n = 0; n < N; n++) sum += m[p0 + (n * O + o) * slot + e];
+      if (!decode) for (let u = 0; u < groups; u++) sum += m[p0 + (u * O + o) * slot + e];
       else {
         const c = Math.floor(e / T2);
-        for (let n = 0; n < N; n++) {
-          const q = p0 + (n * O + o) * slot;
+        for (let u = 0; u < groups; u++) {
+          const q = p0 + (u * O + o) * slot;
           sum += decode.scale[c] * m[q + e] + decode.shift[c] * m[q + T];
         }
       }
