@@ -17,7 +17,7 @@
  */
 import { type Geom, SLACK, convSimdAvailable, ginColumnShift, ginPadding, kernels, paddedBytes, rangeAt, rangeCount, simdHeap, taskCountFor } from './convsimd.ts';
 import type { ConvGeometry } from '../conv_geom.ts';
-import { Job, S } from './pool.ts';
+import { type CallArg, Job, type PoolKernel, S } from './pool.ts';
 import { type RowEpilogue, affineRows, channelSumPtr, epilogueFrom } from './activations.ts';
 import { type LaneGeom, laneGeomOk, laneGradFilterScratchBytes, laneKernel, laneScratchBytes } from './dwlanes.ts';
 
@@ -96,17 +96,26 @@ export function depthwiseLanes(px: number, pw: number, py: number, d: DepthwiseG
   const scr = S(SLACK), sc = epi?.scale ?? 0, sh = epi?.shift ?? 0;
   const G = Math.ceil(d.O / 4), parts = taskCountFor(G * d.N);
   const job = new Job();
-  // Images n0..n1, channel groups g0..g1 (the sums pointer, last, only for a kernel that takes one).
-  const call = (n0: number, n1: number, g0: number, g1: number) =>
-    job.call(k, px + n0 * d.C * d.H * d.W * 4, pw, sc, sh, py + n0 * d.O * d.OH * d.OW * 4, d.C, d.O, n1 - n0, g0, g1, scr, psum === undefined ? undefined : psum + n0 * d.O * 4).endTask();
+  const a: LaneCall = { k, px, pw, py, sc, sh, scr, psum };
   if (G >= parts) {
-    for (let i = 0, kt = taskCountFor(G); i < kt; i++) call(0, d.N, rangeAt(i, G, kt), rangeAt(i + 1, G, kt));
+    for (let i = 0, kt = taskCountFor(G); i < kt; i++) laneTask(job, a, d, 0, d.N, rangeAt(i, G, kt), rangeAt(i + 1, G, kt));
   } else {
     for (let i = 0, kt = rangeCount(d.N, Math.ceil(parts / G)); i < kt; i++) {
-      for (let g = 0; g < G; g++) call(rangeAt(i, d.N, kt), rangeAt(i + 1, d.N, kt), g, g + 1);
+      for (let g = 0; g < G; g++) laneTask(job, a, d, rangeAt(i, d.N, kt), rangeAt(i + 1, d.N, kt), g, g + 1);
     }
   }
   job.run(SLACK + paddedBytes(laneScratchBytes(lg)));
+}
+
+/** The operands of a lane kernel's calls (the sums pointer only for a kernel that takes one). */
+interface LaneCall { readonly k: PoolKernel; readonly px: number; readonly pw: number; readonly py: number; readonly sc: number; readonly sh: number; readonly scr: CallArg; readonly psum: number | undefined }
+
+/**
+ * A task of one lane kernel call: images n0..n1, channel groups g0..g1. A function of the module, not a closure
+ * made per call, which V8 would compile again after every full collection (convsimd.ts `rangeCount`).
+ */
+function laneTask(job: Job, a: LaneCall, d: DepthwiseGeom, n0: number, n1: number, g0: number, g1: number): void {
+  job.call(a.k, a.px + n0 * d.C * d.H * d.W * 4, a.pw, a.sc, a.sh, a.py + n0 * d.O * d.OH * d.OW * 4, d.C, d.O, n1 - n0, g0, g1, a.scr, a.psum === undefined ? undefined : a.psum + n0 * d.O * 4).endTask();
 }
 
 /** Planes stacked per kernel call, swept by the row kernels of convsimd.ts. */

@@ -7,7 +7,7 @@ import { setStochasticBandRows } from '../../../../src/backends/cpu/fast/stochco
 
 const gc = (globalThis as { gc?: () => void }).gc;
 if (!gc) throw new Error('recompile-child: run with --expose-gc');
-setStochasticBandRows(16); // the forward and the input gradient in bands, as at 1024²
+setStochasticBandRows(16); // the forward and both gradients in bands, as at 1024²
 const key = E.random.key(3);
 const n = 4, size = 256, out = 60;
 const img = E.random.normal(E.random.foldIn(key, 1), [n, 3, size, size]);
