@@ -21,8 +21,8 @@
  * row borders another thread's).
  *
  * Arithmetic: each output is Σ_t w_t·x_t accumulated in float32 from 0 in tap order (c, ky, kx), a multiply-add
- * per tap (relaxed SIMD's, fused or not, where the engine has it, as the sgemm; else a product then an add, which is
- * then bit for bit the im2col + sgemm path's sum), so |error| ≤ γ_K·Σ_t |w_t·x_t| with γ_K = K·u/(1 − K·u),
+ * per tap (fma.ts `madd`: fused where relaxed SIMD is on, as in the sgemm, else a product then an add; either way
+ * bit for bit the im2col + sgemm path's sum), so |error| ≤ γ_K·Σ_t |w_t·x_t| with γ_K = K·u/(1 − K·u),
  * u = 2⁻²⁴, K = C·kh·kw. The epilogue is the affine kernel's vmul, vadd and SiLU (activations.ts) on that sum, so
  * conv2dAffine here equals this kernel's conv2d followed by the affine kernel exactly.
  *
@@ -30,8 +30,8 @@
  * `directConvForwardF32` typed arrays (views of the heap in place, others copied in and the output out);
  * `directConvCalls` counts the calls (tests check the path).
  */
-import { Fn, T, type Expr, add, and, assemble, divU, extractLane, get, i32, load, loadSplat, lt_s, mul, ne, remU, shuffle, sub, vadd, vmadd, vmul, vzero, ge_s } from './wasm.ts';
-import { hasRelaxedSimd } from './sgemm_wasm.ts';
+import { Fn, T, type Expr, add, and, assemble, divU, extractLane, get, i32, load, loadSplat, lt_s, mul, ne, remU, shuffle, sub, vadd, vmul, vzero, ge_s } from './wasm.ts';
+import { fmaEnabled, madd } from './fma.ts';
 import { Consts, siluV } from './vmath.ts';
 import type { ConvGeometry } from '../conv_geom.ts';
 import { wasmHeap } from './heap.ts';
@@ -103,10 +103,6 @@ function layout(g: DirectGeom): Layout {
 }
 
 type Epi = 'none' | 'affine' | 'silu';
-
-let fmaOk: boolean | undefined;
-/** Whether the engine has relaxed SIMD's f32x4.relaxed_madd (the sgemm's test): the taps then use it, as the sgemm does. */
-const relaxedSimd = (): boolean => (fmaOk ??= hasRelaxedSimd());
 
 /**
  * directConv(x, scale, shift, y, i0, i1, scratch): output rows i0..i1 (one band) of one image, with the tap table and
@@ -220,7 +216,7 @@ function blockLocals(f: Fn, scr: number): BlockLocals {
  */
 function block(f: Fn, c: Consts, B: BlockLocals, epi: Epi, P: number, no: number, cols: number): void {
   const { acc, xv, wv } = B;
-  const nv = Math.ceil(cols / 4), fma = relaxedSimd();
+  const nv = Math.ceil(cols / 4);
   for (let o = 0; o < no; o++) for (let q = 0; q < nv; q++) f.set(acc[o * VB + q], vzero);
   f.set(B.ptab, get(B.scr));
   f.set(B.pwt, get(B.wb));
@@ -231,7 +227,7 @@ function block(f: Fn, c: Consts, B: BlockLocals, epi: Epi, P: number, no: number
       f.set(wv, loadSplat(get(B.pwt), 4 * o));
       for (let q = 0; q < nv; q++) {
         const k = acc[o * VB + q];
-        f.set(k, fma ? vmadd(get(wv), get(xv[q]), get(k)) : vadd(get(k), vmul(get(wv), get(xv[q]))));
+        f.set(k, madd(get(wv), get(xv[q]), get(k)));
       }
     }
     f.set(B.ptab, add(get(B.ptab), i32(4)));
@@ -332,7 +328,7 @@ const modules = new Map<string, Kernels>();
 /** The kernels for a geometry (its band layout included) and epilogue, generated, compiled and loaded into the pool once. */
 function directKernels(g: DirectGeom, L: Layout, epi: Epi): Kernels {
   const h = simdHeap('directconv');
-  const key = `${geomKey(g)},${L.band},${epi}`;
+  const key = `${geomKey(g)},${L.band},${epi},${fmaEnabled() ? 'fma' : ''}`;
   let k = modules.get(key);
   if (!k) {
     const fns = [packFn(g, L), directFn(g, L, epi)];

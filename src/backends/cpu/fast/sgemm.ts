@@ -11,7 +11,8 @@
 import { type PoolKernel, Job, S as scratchAt, loadKernels, poolThreads, poolWorkerTasks, setPoolThreads, stopPool } from './pool.ts';
 import { type WasmHeap, wasmHeap } from './heap.ts';
 import { gemm } from '../gemm_ref.ts';
-import { D, EPI_MODE, FLAT_COLS, type GemmShape, hasRelaxedSimd, scratchBytes, sgemmModuleBytes } from './sgemm_wasm.ts';
+import { D, EPI_MODE, FLAT_COLS, type GemmShape, scratchBytes, sgemmModuleBytes } from './sgemm_wasm.ts';
+import { fmaEnabled } from './fma.ts';
 import { type RowEpilogue, affineRows, epilogueFrom } from './activations.ts';
 
 /** Above this many operand bytes a call is split in halves (recursively) so it always fits. */
@@ -45,7 +46,7 @@ export const DEFAULT_SHAPE: Omit<GemmShape, 'fma'> = { MR: 4, NR: 8, MC: 96, KC:
 function createEngine(blocking: Omit<GemmShape, 'fma'> = DEFAULT_SHAPE): Engine | null {
   const heap = wasmHeap();
   if (!heap) return null;
-  const shape: GemmShape = { ...blocking, fma: hasRelaxedSimd() };
+  const shape: GemmShape = { ...blocking, fma: fmaEnabled() };
   const { gemm } = loadKernels(sgemmModuleBytes(shape, heap.importSpec()), ['gemm']);
   return { heap, gemm, shape, scratch: scratchBytes(shape), desc: heap.alloc(MAX_DESC * D.size) };
 }

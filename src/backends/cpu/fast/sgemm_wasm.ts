@@ -481,17 +481,6 @@ export function sgemmModuleBytes(g: GemmShape, memory: { initial: number; maximu
   return assemble({ functions: [packA(g), packB(g), kernel(g), driver(g), kernel(g, 'affine'), kernel(g, 'silu'), packB(g, true)], memory });
 }
 
-/** Whether this engine validates relaxed-SIMD f32x4.relaxed_madd (Node ≥ 22 ships it; Node 20 needs a flag). */
-export function hasRelaxedSimd(): boolean {
-  const f = new Fn('t', [], [T.v128]);
-  f.emit(vmadd(vzero, vzero, vzero));
-  try {
-    return wasmApi !== undefined && wasmApi.validate(assemble({ functions: [f], memory: { initial: 1, maximum: 1, shared: false } }));
-  } catch {
-    return false;
-  }
-}
-
 /** Whether this engine has fixed-width SIMD at all. */
 export function hasSimd(): boolean {
   const f = new Fn('t', [], [T.v128]);

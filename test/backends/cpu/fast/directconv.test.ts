@@ -5,9 +5,10 @@
  * TF 'same' asymmetric ones; odd sizes; 1–3 images), with no epilogue, the affine and the affine + SiLU. The
  * kernel's documented bound |y − y64| ≤ γ_K·Σ_t|w_t·x_t| (K = C·kh·kw) is checked per output, Σ|w·x| from the
  * reference conv of |x| and |w| (measured worst: 0.97 of it; with the epilogue, 0.42 of the bound stated there).
- * Without relaxed SIMD it equals im2col + sgemm bit for bit. Also: the output slot is written and nothing around it;
- * conv2d / conv2dAffine route the B0 stem here, eagerly, with heap operands (jit's arena) and under jit; the sums
- * over the output planes (`writesSums`) and an input scale per image and channel (`inputScale`) come with it.
+ * It equals im2col + sgemm bit for bit (both fuse their multiply-adds or neither does: fma.ts). Also: the output
+ * slot is written and nothing around it; conv2d / conv2dAffine route the B0 stem here, eagerly, with heap operands
+ * (jit's arena) and under jit; the sums over the output planes (`writesSums`) and an input scale per image and
+ * channel (`inputScale`) come with it.
  */
 import * as fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
@@ -21,7 +22,6 @@ import { wasmHeap } from '../../../../src/backends/cpu/fast/heap.ts';
 import { DIRECT_MAX_CHANNELS, DIRECT_MAX_TAPS, directConvCalls, directConvForwardF32, directConvOk } from '../../../../src/backends/cpu/fast/directconv.ts';
 import { im2col } from '../../../../src/backends/cpu/conv_gemm.ts';
 import { sgemm } from '../../../../src/backends/cpu/fast/sgemm.ts';
-import { hasRelaxedSimd } from '../../../../src/backends/cpu/fast/sgemm_wasm.ts';
 import { randF32 } from '../../../helpers/random.ts';
 
 const U = 2 ** -24;
@@ -98,8 +98,9 @@ describe.skipIf(!heap)('direct conv kernel (dense, C ≤ 8, C·kh·kw ≤ 200)',
     );
   });
 
-  it.skipIf(hasRelaxedSimd())('equals im2col + sgemm bit for bit (the same products, summed from 0 in the same order)', () => {
-    // So every conv that moved from the sgemm to this kernel computes what it did before, on engines without relaxed SIMD.
+  it('equals im2col + sgemm bit for bit (the same multiply-adds, from 0 in the same order)', () => {
+    // So every conv that moved from the sgemm to this kernel computes what it did before: both fuse their
+    // multiply-adds or neither does (fma.ts).
     for (const [xs, ws, s, pad] of [
       [[2, 3, 19, 16], [32, 3, 3, 3], 2, [0, 1, 1, 1]],
       [[1, 8, 9, 11], [6, 8, 5, 5], 1, [2, 2, 2, 2]],
