@@ -14,11 +14,14 @@
  *        whole plane; blocks of R output rows share input rows as in fwd. In the ragged last block the products of
  *        lanes past the row are masked (the x read there may be anything, NaN included).
  *
- * Reads may run up to SLACK bytes (heap.ts) past a window's last row.
+ * Each tap's product and sum is one fma.ts `madd` (fused where relaxed SIMD is on), except in gw's ragged last
+ * block, where the product is masked before it is added. Reads may run up to SLACK bytes (heap.ts) past a window's
+ * last row.
  */
 import { Fn, T, type Expr, add, assemble, eqz, extractLane, fadd, get, i32, load, loadSplat, lt_s, mul, sub, swizzle, vadd, vand, vcvtS, vmul, vzero } from './wasm.ts';
 import { type Geom, masks, rowTaps } from './convsimd.ts';
 import { wasmHeap } from './heap.ts';
+import { fmaEnabled, madd } from './fma.ts';
 import { type PoolKernel, loadKernels } from './pool.ts';
 
 /** The taps a module is generated for. */
@@ -160,7 +163,7 @@ function fwd(g: TapGeom): Fn {
           f.set(tx, X);
           Xv = get(tx);
         }
-        for (const [a, ky] of uses) f.set(acc[a][v], vadd(get(acc[a][v]), vmul(get(wv[ky * g.kw + kx]), Xv)));
+        for (const [a, ky] of uses) f.set(acc[a][v], madd(get(wv[ky * g.kw + kx]), Xv, get(acc[a][v])));
       });
     }
     for (let a = 0; a < Rn; a++) {
@@ -241,8 +244,7 @@ function gw(g: TapGeom): Fn {
             }
             for (const [a, ky] of uses) {
               const s = accOf(ky, kx);
-              const prod = vmul(get(gv[a][v]), Xv);
-              f.set(s, vadd(get(s), m ? vand(prod, get(m[v])) : prod));
+              f.set(s, m ? vadd(get(s), vand(vmul(get(gv[a][v]), Xv), get(m[v]))) : madd(get(gv[a][v]), Xv, get(s)));
             }
           });
         }
@@ -294,7 +296,7 @@ const modules = new Map<string, StochKernels>();
 export function stochKernels(g: TapGeom): StochKernels {
   const h = wasmHeap();
   if (!h) throw new Error('stochastic conv: WebAssembly SIMD is not available');
-  const key = `${g.kh},${g.kw},${g.sh},${g.sw},${g.u8 ? 'u8' : 'f32'}`;
+  const key = `${g.kh},${g.kw},${g.sh},${g.sw},${g.u8 ? 'u8' : 'f32'},${fmaEnabled() ? 'fma' : ''}`;
   let k = modules.get(key);
   if (!k) {
     k = loadKernels(assemble({ functions: [fwd(g), gw(g), touch()], memory: h.importSpec() }), ['fwd', 'gw', 'touch']) as StochKernels;
