@@ -13,7 +13,9 @@
  * turns one timed rep at a time, each waiting (idle) while the other runs, so every rep of ours has one of PyTorch's
  * beside it and the cpu-jit row's `pairedRatio` (the median of the per-pair ratios, ours ÷ PyTorch's) holds on a
  * machine whose speed drifts from minute to minute; the rows taken so say `pairedWith`. Without PyTorch, or when
- * --filter keeps only one of the two, each runs alone. Opt-in:
+ * --filter keeps only one of the two, each runs alone. The cpu-jit full-split step is taken in lockstep the same
+ * way with a second process running the B0 8×224 step (its target is a ratio to it): its row's `pairedRatio` is
+ * full split ÷ B0 per pair, `pairedMedianMs` the B0 step's median there. Opt-in:
  *   npm run bench -- --suite models [--quick] [--filter TEXT] [--backend gpu]
  */
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -81,6 +83,25 @@ async function pairedWithTorch(w: string, reps: number): Promise<[PeerResult, Pe
   return rows;
 }
 
+/** The full-split step's target is a ratio to this one: its cpu-jit row is taken in lockstep with it. */
+const FULL_SPLIT = 'b0-full-split/train-step-8x224+1024', ITS_B0 = 'b0/train-step-8x224';
+
+/**
+ * Our cpu-jit full-split step and B0 step, each in its own process, in lockstep for `reps` turns each: the full
+ * split's row (or an error), with `pairedWith` naming the B0 step and `pairedRatio` the median full split ÷ B0 per pair.
+ */
+async function fullSplitPairedWithB0(reps: number): Promise<PeerResult> {
+  const peer = (w: string, name: string) => ({ name, command: process.execPath, args: ['--import', 'tsx', 'bench/peers/model-workload.ts', 'cpu-jit', w, 'lockstep'], cwd: root });
+  const { rows, ratios } = await lockstep(peer(FULL_SPLIT, `${FULL_SPLIT} cpu-jit`), peer(ITS_B0, `${ITS_B0} cpu-jit`), { reps, timeoutMs: 30 * 60_000 });
+  const [ours, b0] = rows;
+  if (ratios.length > 0 && !('error' in ours) && !('error' in b0)) {
+    const range = `${Math.min(...ratios).toFixed(2)}–${Math.max(...ratios).toFixed(2)}`;
+    console.error(`# models: ${FULL_SPLIT} and ${ITS_B0}, cpu-jit, in lockstep (${reps} alternating reps each): full split ÷ B0 per pair, median ${(ours.pairedRatio as number).toFixed(3)}× (${range}; B0 median ${(b0.medianMs as number).toFixed(1)} ms)`);
+    return { ...ours, pairedMedianMs: b0.medianMs };
+  }
+  return ours;
+}
+
 /**
  * The gpu workloads: the cpu ones plus B0 training at batch 32 (a real GPU's scale); with --quick,
  * small ones that finish in minutes on a software adapter (lavapipe).
@@ -133,6 +154,12 @@ export const models: Suite & { optIn: boolean } = {
           continue;
         }
         if (engine.startsWith('tfjs') && w.startsWith('b0-full-split')) continue; // no tfjs build of the two-backbone model
+        if (engine === 'cpu-jit' && w === FULL_SPLIT) {
+          const r = await fullSplitPairedWithB0(quick ? 3 : 7);
+          if ('error' in r) console.error(`# models: ${w} ${engine}: ${r.error}`);
+          else rows.push(row(w, engine, r));
+          continue;
+        }
         // tfjs-cpu takes minutes per 224-px training step: one sample, and only with --filter naming it.
         if (engine === 'tfjs-cpu' && passOf(w) === 'train-step' && !filter?.includes('tfjs-cpu')) {
           console.error(`# models: ${w} tfjs-cpu skipped by default (minutes per step; --filter tfjs-cpu to run it)`);
