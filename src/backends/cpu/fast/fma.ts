@@ -55,5 +55,5 @@ export function setFma(on: false | undefined): void {
   override = on;
 }
 
-/** a·b + c, fused where `fmaEnabled()`. */
-export const madd = (a: Expr, b: Expr, c: Expr): Expr => (fmaEnabled() ? vmadd(a, b, c) : vadd(vmul(a, b), c));
+/** a·b + c, fused where `fused` (by default, where `fmaEnabled()`; the sgemm's shape says it for its module). */
+export const madd = (a: Expr, b: Expr, c: Expr, fused = fmaEnabled()): Expr => (fused ? vmadd(a, b, c) : vadd(vmul(a, b), c));

@@ -15,8 +15,9 @@
  * block as it stores them, so C is written once, while its tile is in registers.
  */
 import { Consts, siluV } from './vmath.ts';
+import { madd } from './fma.ts';
 import {
-  Fn, T, add, and, assemble, divU, eq, extractLane, f32, feq, fadd, fmul, ge_s, get, i32, load, loadSplat, lt_s, min_s, mul, remU, sub, vadd, vmadd, vmul, splat, vzero,
+  Fn, T, add, and, assemble, divU, eq, extractLane, f32, feq, fadd, fmul, ge_s, get, i32, load, loadSplat, lt_s, min_s, mul, remU, sub, vadd, vmul, splat, vzero,
   transpose4, type Expr, wasmApi,
 } from './wasm.ts';
 
@@ -247,7 +248,7 @@ function kernel(g: GemmShape, epi?: GemmEpilogue): Fn {
     for (let r = 0; r < MR; r++) {
       f.set(a, loadSplat(get(pa), oa + r * 4));
       for (let v = 0; v < NV; v++) {
-        f.set(acc[r][v], fma ? vmadd(get(a), get(b[v]), get(acc[r][v])) : vadd(get(acc[r][v]), vmul(get(a), get(b[v]))));
+        f.set(acc[r][v], madd(get(a), get(b[v]), get(acc[r][v]), fma));
       }
     }
   };
@@ -295,7 +296,7 @@ function kernel(g: GemmShape, epi?: GemmEpilogue): Fn {
     }, () => {
       for (let r = 0; r < MR; r++) {
         for (let v = 0; v < NV; v++) {
-          f.store('v128', get(row), fma ? vmadd(get(vb), load('v128', get(row), v * 16), get(acc[r][v])) : vadd(get(acc[r][v]), vmul(get(vb), load('v128', get(row), v * 16))), v * 16);
+          f.store('v128', get(row), madd(get(vb), load('v128', get(row), v * 16), get(acc[r][v]), fma), v * 16);
         }
         if (r < MR - 1) f.set(row, add(get(row), get(ldc)));
       }
